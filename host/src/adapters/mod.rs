@@ -1,0 +1,2 @@
+//! Conversions from the protocols that carry requests into the normalised exchange.
+pub mod http;

@@ -1,0 +1,329 @@
+//! `portcullis.toml`: the file that names policies, their settings, limits and
+//! capabilities, and the routes that bind them to requests.
+//!
+//! Errors quote the file, the line and the key. Paths in the file are relative to the
+//! file's folder, so a config and its policies can move together. The format is
+//! documented in `docs/configuration.md`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::capability::{Capability, DataSets};
+use crate::engine::{Engine, EngineConfig, EngineError};
+use crate::policy::{Limits, PolicySpec, Shared, Source};
+use crate::set::{PolicySet, RouteSpec, SetError, Unmatched};
+
+/// The parsed file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Engine-wide settings.
+    #[serde(default)]
+    pub engine: EngineSection,
+    /// Default limits for every policy; a policy's own `limits` override them key by key.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Named data sets for the `data` capability.
+    #[serde(default)]
+    pub data: Option<DataSection>,
+    /// Routing defaults.
+    #[serde(default)]
+    pub routing: RoutingSection,
+    /// The policies, by name.
+    #[serde(default)]
+    pub policies: BTreeMap<String, PolicyConfig>,
+    /// The routes, in match order.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[engine]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineSection {
+    /// Live instances at once (default 1000).
+    pub max_instances: u32,
+    /// The largest memory any policy may be granted, in MiB (default 256).
+    pub max_memory_mb: u32,
+    /// The compile cache folder (default: `$PORTCULLIS_CACHE_DIR` or `~/.cache/portcullis`).
+    pub cache_dir: Option<PathBuf>,
+    /// Whether to cache compiled components on disk (default true).
+    pub cache: bool,
+}
+
+impl Default for EngineSection {
+    fn default() -> Self {
+        let defaults = EngineConfig::default();
+        EngineSection {
+            max_instances: defaults.max_instances,
+            max_memory_mb: (defaults.max_memory_bytes >> 20) as u32,
+            cache_dir: None,
+            cache: true,
+        }
+    }
+}
+
+/// `[data]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// The folder holding `NAME.json` / `NAME.txt` data sets.
+    pub dir: PathBuf,
+}
+
+/// `[routing]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingSection {
+    /// What happens to requests no route covers (default `deny`).
+    pub unmatched: Unmatched,
+}
+
+/// `[policies.NAME]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Path of the component (`.wasm`).
+    pub module: PathBuf,
+    /// Expected SHA-256 of the component (hex, optionally prefixed `sha256:`).
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// The policy's settings, passed to it as JSON.
+    #[serde(default)]
+    pub settings: Option<toml::Value>,
+    /// Overrides of the default limits.
+    #[serde(default)]
+    pub limits: PartialLimits,
+    /// Host capabilities granted: `log`, `clock`, `rate-limit`, `data`.
+    #[serde(default)]
+    pub capabilities: Vec<Capability>,
+    /// Count a failing policy as allow instead of deny (default false).
+    #[serde(default)]
+    pub fail_open: bool,
+}
+
+/// Per-policy limit overrides; absent keys take the `[limits]` defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartialLimits {
+    /// See [`Limits::timeout_ms`].
+    pub timeout_ms: Option<u64>,
+    /// See [`Limits::memory_mb`].
+    pub memory_mb: Option<u32>,
+    /// See [`Limits::max_return_bytes`].
+    pub max_return_bytes: Option<usize>,
+    /// See [`Limits::max_body_bytes`].
+    pub max_body_bytes: Option<usize>,
+}
+
+impl PartialLimits {
+    fn over(&self, defaults: &Limits) -> Limits {
+        Limits {
+            timeout_ms: self.timeout_ms.unwrap_or(defaults.timeout_ms),
+            memory_mb: self.memory_mb.unwrap_or(defaults.memory_mb),
+            max_return_bytes: self.max_return_bytes.unwrap_or(defaults.max_return_bytes),
+            max_body_bytes: self.max_body_bytes.unwrap_or(defaults.max_body_bytes),
+        }
+    }
+}
+
+/// `[[routes]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// The route's name (default `routes[N]`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Host patterns (default: any).
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Path globs (default: any).
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Methods (default: any).
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Operation names (default: any).
+    #[serde(default)]
+    pub operations: Vec<String>,
+    /// Policies to evaluate, in order.
+    pub policies: Vec<String>,
+}
+
+/// Why a config could not be used. Always names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has an unknown / mistyped key (the message quotes the
+    /// line and the key).
+    #[error("invalid config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, with line, column and key.
+        message: String,
+    },
+    /// Something is wrong beyond syntax.
+    #[error("invalid config {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What.
+        message: String,
+    },
+    /// The engine could not start.
+    #[error("config {path}: {source}")]
+    Engine {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: EngineError,
+    },
+    /// A policy or route failed.
+    #[error("config {path}: {source}")]
+    Set {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: SetError,
+    },
+}
+
+impl Config {
+    /// Reads and parses a config file (without loading any policy).
+    pub fn read(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses config text; `path` is used for errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })
+    }
+
+    /// The engine settings this config asks for.
+    pub fn engine_config(&self, base_dir: &Path) -> EngineConfig {
+        let defaults = EngineConfig::default();
+        EngineConfig {
+            max_instances: self.engine.max_instances,
+            max_memory_bytes: (self.engine.max_memory_mb as usize) << 20,
+            cache_dir: if self.engine.cache {
+                self.engine.cache_dir.as_ref().map(|d| base_dir.join(d)).or(defaults.cache_dir)
+            } else {
+                None
+            },
+        }
+    }
+}
+
+/// The folder relative paths in `config_path` are resolved against.
+pub fn base_dir(config_path: &Path) -> PathBuf {
+    match config_path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+impl PolicySet {
+    /// Reads a config file, starts an engine for it and loads every policy.
+    pub fn from_config_file(path: &Path) -> Result<PolicySet, ConfigError> {
+        let config = Config::read(path)?;
+        let engine = Engine::new(&config.engine_config(&base_dir(path)))
+            .map_err(|source| ConfigError::Engine { path: path.to_owned(), source })?;
+        PolicySet::from_config(&config, path, &engine)
+    }
+
+    /// Loads the policies and routes of a parsed config on an existing engine. `path` is
+    /// the config's location: relative paths are resolved against its folder.
+    pub fn from_config(config: &Config, path: &Path, engine: &Engine) -> Result<PolicySet, ConfigError> {
+        let dir = base_dir(path);
+        let invalid = |message: String| ConfigError::Invalid { path: path.to_owned(), message };
+        let set_err = |source: SetError| ConfigError::Set { path: path.to_owned(), source };
+        let data = match &config.data {
+            Some(section) => {
+                DataSets::load(&dir.join(&section.dir)).map_err(|e| invalid(format!("[data] dir: {e}")))?
+            }
+            None => DataSets::default(),
+        };
+        let mut builder = PolicySet::builder(engine)
+            .shared(Shared { data: Arc::new(data), ..Shared::default() })
+            .unmatched(config.routing.unmatched);
+        if config.policies.is_empty() {
+            return Err(invalid("defines no policies; add a `[policies.NAME]` table with a `module` path".into()));
+        }
+        for (name, policy) in &config.policies {
+            let settings = match &policy.settings {
+                Some(value) => serde_json::to_value(value)
+                    .map_err(|e| invalid(format!("policies.{name}.settings cannot be turned into JSON: {e}")))?,
+                None => serde_json::Value::Object(Default::default()),
+            };
+            let spec = PolicySpec {
+                name: name.clone(),
+                source: Source::File(dir.join(&policy.module)),
+                sha256: policy.sha256.clone(),
+                settings,
+                limits: policy.limits.over(&config.limits),
+                capabilities: policy.capabilities.clone(),
+                fail_open: policy.fail_open,
+            };
+            builder = builder.policy(spec).map_err(set_err)?;
+        }
+        if config.routes.is_empty() {
+            return Err(invalid(
+                "defines no routes, so no policy would ever run; add `[[routes]]` with `paths` and `policies`".into(),
+            ));
+        }
+        for (i, route) in config.routes.iter().enumerate() {
+            builder = builder.route(RouteSpec {
+                name: route.name.clone().unwrap_or_else(|| format!("routes[{i}]")),
+                hosts: route.hosts.clone(),
+                paths: route.paths.clone(),
+                methods: route.methods.clone(),
+                operations: route.operations.clone(),
+                policies: route.policies.clone(),
+            });
+        }
+        builder.build().map_err(set_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_errors_quote_line_and_key() {
+        let text = "[policies.a]\nmodule = \"a.wasm\"\nfail_opn = true\n";
+        let err = Config::parse(text, Path::new("p.toml")).unwrap_err().to_string();
+        assert!(err.contains("p.toml"), "{err}");
+        assert!(err.contains("fail_opn"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn partial_limits_override_defaults_key_by_key() {
+        let text = "[limits]\ntimeout_ms = 20\n[policies.a]\nmodule = \"a.wasm\"\nlimits = { memory_mb = 8 }\n";
+        let config = Config::parse(text, Path::new("p.toml")).unwrap();
+        let limits = config.policies["a"].limits.over(&config.limits);
+        assert_eq!(limits.timeout_ms, 20);
+        assert_eq!(limits.memory_mb, 8);
+        assert_eq!(limits.max_body_bytes, Limits::default().max_body_bytes);
+    }
+
+    #[test]
+    fn capabilities_must_be_known() {
+        let text = "[policies.a]\nmodule = \"a.wasm\"\ncapabilities = [\"network\"]\n";
+        let err = Config::parse(text, Path::new("p.toml")).unwrap_err().to_string();
+        assert!(err.contains("network"), "{err}");
+    }
+}

@@ -1,0 +1,609 @@
+//! One loaded policy: checked, compiled, pre-instantiated, its settings accepted by its own
+//! `init`, and callable in a fresh isolated instance per evaluation.
+//!
+//! Every call gets a new store and instance (no state survives between requests or
+//! callers), a deadline in epoch ticks, a memory limit and a bound on what it may return.
+//! Whatever goes wrong inside comes back as a [`Fault`], which the policy set turns into a
+//! fail-closed deny; nothing a policy does can take the host down.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Store, Trap};
+
+use crate::bindings::portcullis::policy as wit_if;
+use crate::bindings::portcullis::policy::types as wit;
+use crate::bindings::{self, Policy as Bindings, PolicyPre};
+use crate::capability::{Capability, DataSets, HostState, MemoryLimiter, PolicyContext, RateLimiter};
+use crate::contract::{self, ContractError};
+use crate::decision::{Decision, Outcome, Target};
+use crate::engine::{EPOCH_TICK, Engine, EngineError, sha256_hex};
+use crate::exchange;
+
+/// Resource limits for one policy. Every limit applies to each call separately.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Wall-clock time per call, including instantiation (default 100 ms). Past it the
+    /// call is interrupted and the policy fails (closed, unless `fail_open`).
+    pub timeout_ms: u64,
+    /// Linear memory per instance in MiB (default 32). A `memory.grow` past it fails
+    /// inside the guest, which usually then traps: reported as memory exhaustion.
+    pub memory_mb: u32,
+    /// Total bytes of strings a policy may return in one outcome (default 1 MiB).
+    pub max_return_bytes: usize,
+    /// The most body bytes copied into the policy, for policies that ask for bodies
+    /// (default 1 MiB). Longer bodies arrive cut, with `truncated` set.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { timeout_ms: 100, memory_mb: 32, max_return_bytes: 1 << 20, max_body_bytes: 1 << 20 }
+    }
+}
+
+/// Where a policy's component comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A `.wasm` file.
+    File(PathBuf),
+    /// Bytes already in memory; the label stands in for a path in errors.
+    Bytes {
+        /// What to call it in errors.
+        label: String,
+        /// The component.
+        bytes: Arc<[u8]>,
+    },
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::File(path) => write!(f, "{}", path.display()),
+            Source::Bytes { label, .. } => f.write_str(label),
+        }
+    }
+}
+
+/// Everything needed to load one policy.
+#[derive(Debug, Clone)]
+pub struct PolicySpec {
+    /// The name it is known by in config, routes and verdicts.
+    pub name: String,
+    /// The component.
+    pub source: Source,
+    /// When set, the component's SHA-256 (hex) must equal this.
+    pub sha256: Option<String>,
+    /// The settings handed to `init` and to every call, as JSON.
+    pub settings: serde_json::Value,
+    /// Resource limits.
+    pub limits: Limits,
+    /// The host capabilities granted to it.
+    pub capabilities: Vec<Capability>,
+    /// When true, a failing policy counts as `allow` instead of `deny`. Off by default.
+    pub fail_open: bool,
+}
+
+impl PolicySpec {
+    /// A spec with defaults: no pin, `{}` settings, default limits, no capabilities,
+    /// fail-closed.
+    pub fn new(name: impl Into<String>, source: Source) -> Self {
+        PolicySpec {
+            name: name.into(),
+            source,
+            sha256: None,
+            settings: serde_json::Value::Object(Default::default()),
+            limits: Limits::default(),
+            capabilities: Vec::new(),
+            fail_open: false,
+        }
+    }
+}
+
+/// State shared by all policies of one host: rate-limit counters and data sets.
+#[derive(Debug, Clone, Default)]
+pub struct Shared {
+    /// Rate-limit counters.
+    pub rate_limiter: RateLimiter,
+    /// Named data sets.
+    pub data: Arc<DataSets>,
+}
+
+/// Why a policy could not be loaded. Every variant names the policy.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("policy `{policy}`: cannot read {source_path}: {error}")]
+    Read {
+        /// The policy.
+        policy: String,
+        /// The file.
+        source_path: String,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The file is not a compatible component.
+    #[error("policy `{policy}`: {source_path} {error}")]
+    Contract {
+        /// The policy.
+        policy: String,
+        /// The file.
+        source_path: String,
+        /// What is wrong.
+        error: ContractError,
+    },
+    /// The pinned digest does not match.
+    #[error(
+        "policy `{policy}`: {source_path} has sha256 {actual}, but the configuration pins {expected}; if the new component is intended, update `sha256` for this policy"
+    )]
+    PinMismatch {
+        /// The policy.
+        policy: String,
+        /// The file.
+        source_path: String,
+        /// The pin.
+        expected: String,
+        /// The file's digest.
+        actual: String,
+    },
+    /// The component did not compile or link.
+    #[error("policy `{policy}`: {source_path}: {error}")]
+    Compile {
+        /// The policy.
+        policy: String,
+        /// The file.
+        source_path: String,
+        /// Why.
+        error: EngineError,
+    },
+    /// The component compiled but could not be linked or pre-instantiated.
+    #[error("policy `{policy}`: {source_path} cannot be linked: {message}")]
+    Link {
+        /// The policy.
+        policy: String,
+        /// The file.
+        source_path: String,
+        /// Why.
+        message: String,
+    },
+    /// `metadata` or `init` failed.
+    #[error("policy `{policy}`: `{export}` failed at load: {fault}")]
+    Fault {
+        /// The policy.
+        policy: String,
+        /// Which export.
+        export: &'static str,
+        /// What happened.
+        fault: Fault,
+    },
+    /// The metadata makes no sense.
+    #[error("policy `{policy}`: its metadata is invalid: {message}")]
+    Metadata {
+        /// The policy.
+        policy: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// `init` refused a setting.
+    #[error("policy `{policy}`: setting `{setting}` is invalid: {message}")]
+    Settings {
+        /// The policy.
+        policy: String,
+        /// The setting the policy named.
+        setting: String,
+        /// What the policy said.
+        message: String,
+    },
+    /// A limit is out of range.
+    #[error("policy `{policy}`: limit `{limit}` {message}")]
+    Limit {
+        /// The policy.
+        policy: String,
+        /// The limit's name.
+        limit: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// What went wrong inside one call. Turned into a deny (or, with `fail_open`, an allow)
+/// by the policy set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "fault", content = "detail")]
+pub enum Fault {
+    /// The guest trapped (a panic, an unreachable, an out-of-bounds access).
+    #[error("trapped: {0}")]
+    Trap(String),
+    /// The call ran past its time limit.
+    #[error("timed out after {0} ms")]
+    Timeout(u64),
+    /// The guest asked for more memory than its limit and then failed.
+    #[error("ran out of memory (limit {0} MiB)")]
+    MemoryExhausted(u32),
+    /// The outcome broke the contract (bad status, oversized, invalid pointer).
+    #[error("returned an invalid outcome: {0}")]
+    InvalidReturn(String),
+    /// No instance could be created (e.g. every pool slot is busy).
+    #[error("could not be instantiated: {0}")]
+    Instantiate(String),
+}
+
+impl Fault {
+    /// The HTTP status a front door answers with when this fault denies a request:
+    /// 503 when the host is overloaded or the policy too slow, 500 otherwise.
+    pub fn status(&self) -> u16 {
+        match self {
+            Fault::Timeout(_) | Fault::MemoryExhausted(_) | Fault::Instantiate(_) => 503,
+            Fault::Trap(_) | Fault::InvalidReturn(_) => 500,
+        }
+    }
+}
+
+/// What a policy says about itself (its `metadata` export).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// The policy's own name.
+    pub name: String,
+    /// The policy's own version.
+    pub version: String,
+    /// Whether it handles the request phase.
+    pub request_phase: bool,
+    /// Whether it handles the response phase.
+    pub response_phase: bool,
+    /// Whether it needs request bodies.
+    pub needs_request_body: bool,
+    /// Whether it needs response bodies.
+    pub needs_response_body: bool,
+}
+
+/// A loaded policy, ready to evaluate. Cheap to share behind an `Arc`; calls from many
+/// threads run in separate instances.
+pub struct Policy {
+    name: String,
+    source: String,
+    digest: String,
+    metadata: Metadata,
+    imports: Vec<Capability>,
+    limits: Limits,
+    fail_open: bool,
+    engine: Engine,
+    pre: PolicyPre<HostState>,
+    context: Arc<PolicyContext>,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("name", &self.name)
+            .field("digest", &self.digest)
+            .field("metadata", &self.metadata)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Policy {
+    /// Loads, checks, compiles (or takes from the cache), links, reads the metadata of,
+    /// and initialises a policy with its settings.
+    pub fn load(engine: &Engine, spec: PolicySpec, shared: &Shared) -> Result<Policy, LoadError> {
+        let policy = Policy::prepare(engine, spec, shared)?;
+        policy.init()?;
+        Ok(policy)
+    }
+
+    /// Everything [`Policy::load`] does except `init`: for inspecting a component whose
+    /// settings are not known. Such a policy must not evaluate traffic.
+    pub fn prepare(engine: &Engine, spec: PolicySpec, shared: &Shared) -> Result<Policy, LoadError> {
+        let name = spec.name.clone();
+        let source = spec.source.to_string();
+        let bytes: Arc<[u8]> = match &spec.source {
+            Source::File(path) => std::fs::read(path)
+                .map_err(|error| LoadError::Read { policy: name.clone(), source_path: source.clone(), error })?
+                .into(),
+            Source::Bytes { bytes, .. } => bytes.clone(),
+        };
+        let contract_err =
+            |error| LoadError::Contract { policy: name.clone(), source_path: source.clone(), error };
+        contract::check_header(&bytes).map_err(contract_err)?;
+        let digest = sha256_hex(&bytes);
+        if let Some(expected) = &spec.sha256 {
+            let expected = expected.trim().trim_start_matches("sha256:").to_ascii_lowercase();
+            if expected != digest {
+                return Err(LoadError::PinMismatch { policy: name, source_path: source, expected, actual: digest });
+            }
+        }
+        check_limits(&name, &spec.limits, engine)?;
+        let component = engine
+            .compile(&bytes, &digest)
+            .map_err(|error| LoadError::Compile { policy: name.clone(), source_path: source.clone(), error })?;
+        let imports =
+            contract::check_component(engine.wasmtime(), &component, &spec.capabilities).map_err(contract_err)?;
+
+        let link_err = |e: wasmtime::Error| LoadError::Link {
+            policy: name.clone(),
+            source_path: source.clone(),
+            message: format!("{e:#}"),
+        };
+        let mut linker: Linker<HostState> = Linker::new(engine.wasmtime());
+        wit_if::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(link_err)?;
+        wit_if::settings::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(link_err)?;
+        for capability in &imports {
+            match capability {
+                Capability::Log => wit_if::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),
+                Capability::Clock => wit_if::clock::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),
+                Capability::RateLimit => wit_if::rate_limit::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),
+                Capability::Data => wit_if::data::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),
+            }
+            .map_err(link_err)?;
+        }
+        let pre = linker.instantiate_pre(&component).map_err(link_err)?;
+        let pre = PolicyPre::new(pre).map_err(link_err)?;
+
+        let settings = serde_json::to_string(&spec.settings).unwrap_or_else(|_| "{}".into());
+        let mut policy = Policy {
+            context: Arc::new(PolicyContext {
+                name: name.as_str().into(),
+                settings,
+                rate_limiter: shared.rate_limiter.clone(),
+                data: shared.data.clone(),
+            }),
+            name,
+            source,
+            digest,
+            metadata: Metadata {
+                name: String::new(),
+                version: String::new(),
+                request_phase: false,
+                response_phase: false,
+                needs_request_body: false,
+                needs_response_body: false,
+            },
+            imports,
+            limits: spec.limits,
+            fail_open: spec.fail_open,
+            engine: engine.clone(),
+            pre,
+        };
+        policy.metadata = policy.read_metadata()?;
+        Ok(policy)
+    }
+
+    /// Reads and checks the metadata.
+    fn read_metadata(&self) -> Result<Metadata, LoadError> {
+        let fault = |export, fault| LoadError::Fault { policy: self.name.clone(), export, fault };
+        let (mut store, instance) = self.instantiate().map_err(|f| fault("metadata", f))?;
+        let handler = instance.portcullis_policy_handler();
+        let meta = handler.call_metadata(&mut store).map_err(|e| fault("metadata", self.classify(e, &store)))?;
+        let invalid = |message: String| LoadError::Metadata { policy: self.name.clone(), message };
+        if meta.name.trim().is_empty() {
+            return Err(invalid("`name` is empty".into()));
+        }
+        if meta.name.len() > 256 || meta.version.len() > 256 {
+            return Err(invalid("`name` and `version` must be at most 256 bytes".into()));
+        }
+        if !meta.phases.contains(wit::Phases::REQUEST) && !meta.phases.contains(wit::Phases::RESPONSE) {
+            return Err(invalid("`phases` is empty, so it would never be called".into()));
+        }
+        let metadata = Metadata {
+            request_phase: meta.phases.contains(wit::Phases::REQUEST),
+            response_phase: meta.phases.contains(wit::Phases::RESPONSE),
+            needs_request_body: meta.needs_request_body,
+            needs_response_body: meta.needs_response_body,
+            name: meta.name,
+            version: meta.version,
+        };
+        Ok(metadata)
+    }
+
+    /// Runs `init` with the policy's settings.
+    fn init(&self) -> Result<(), LoadError> {
+        let fault = |fault| LoadError::Fault { policy: self.name.clone(), export: "init", fault };
+        let (mut store, instance) = self.instantiate().map_err(fault)?;
+        let result = instance
+            .portcullis_policy_handler()
+            .call_init(&mut store, &self.context.settings)
+            .map_err(|e| fault(self.classify(e, &store)))?;
+        result.map_err(|e| LoadError::Settings { policy: self.name.clone(), setting: e.setting, message: e.message })
+    }
+
+    /// The name it is configured under.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where it was loaded from.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The component's SHA-256 (hex).
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// What the policy says about itself.
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// The capabilities the component actually imports (a subset of those granted).
+    pub fn imports(&self) -> &[Capability] {
+        &self.imports
+    }
+
+    /// Its limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Whether a failure counts as allow.
+    pub fn fail_open(&self) -> bool {
+        self.fail_open
+    }
+
+    /// The WIT version it was checked against.
+    pub fn contract_version(&self) -> &'static str {
+        contract::VERSION
+    }
+
+    /// Calls `on-request` in a fresh instance. `base` is the request without a body; the
+    /// body is attached here only if the policy asked for it.
+    pub(crate) fn on_request(&self, base: &wit::Request, request: &exchange::Request) -> Result<Outcome, Fault> {
+        let with_body;
+        let arg = if self.metadata.needs_request_body && request.body.is_some() {
+            with_body = bindings::with_request_body(base, request, self.limits.max_body_bytes);
+            &with_body
+        } else {
+            base
+        };
+        let (mut store, instance) = self.instantiate()?;
+        let outcome = instance
+            .portcullis_policy_handler()
+            .call_on_request(&mut store, arg)
+            .map_err(|e| self.classify(e, &store))?;
+        self.check_outcome(outcome)
+    }
+
+    /// Calls `on-response` in a fresh instance.
+    pub(crate) fn on_response(
+        &self,
+        base: &wit::Request,
+        request: &exchange::Request,
+        response: &exchange::Response,
+    ) -> Result<Outcome, Fault> {
+        let with_body;
+        let req = if self.metadata.needs_request_body && request.body.is_some() {
+            with_body = bindings::with_request_body(base, request, self.limits.max_body_bytes);
+            &with_body
+        } else {
+            base
+        };
+        let resp = bindings::response(
+            response,
+            self.metadata.needs_response_body.then_some(self.limits.max_body_bytes),
+        );
+        let (mut store, instance) = self.instantiate()?;
+        let outcome = instance
+            .portcullis_policy_handler()
+            .call_on_response(&mut store, req, &resp)
+            .map_err(|e| self.classify(e, &store))?;
+        self.check_outcome(outcome)
+    }
+
+    /// A fresh store and instance with this policy's deadline and memory limit.
+    fn instantiate(&self) -> Result<(Store<HostState>, Bindings), Fault> {
+        let state = HostState {
+            context: self.context.clone(),
+            limiter: MemoryLimiter { max_bytes: (self.limits.memory_mb as usize) << 20, hit: false },
+        };
+        let mut store = Store::new(self.engine.wasmtime(), state);
+        store.limiter(|s| &mut s.limiter);
+        let tick = EPOCH_TICK.as_millis().max(1) as u64;
+        // +1: the current tick may be about to end.
+        store.set_epoch_deadline(self.limits.timeout_ms.div_ceil(tick) + 1);
+        match self.pre.instantiate(&mut store) {
+            Ok(instance) => Ok((store, instance)),
+            Err(e) => Err(match self.classify(e, &store) {
+                // Traps during instantiation (a start function) stay traps; anything else
+                // is the host's inability to make an instance.
+                Fault::Trap(m) if !m.contains("wasm trap") => Fault::Instantiate(m),
+                other => other,
+            }),
+        }
+    }
+
+    fn classify(&self, error: wasmtime::Error, store: &Store<HostState>) -> Fault {
+        if store.data().limiter.hit {
+            return Fault::MemoryExhausted(self.limits.memory_mb);
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => Fault::Timeout(self.limits.timeout_ms),
+            Some(trap) => Fault::Trap(format!("wasm trap: {trap}")),
+            None => Fault::Trap(first_line(&format!("{error:#}"))),
+        }
+    }
+
+    /// Converts and validates an outcome: statuses in range, sizes bounded, pointers valid.
+    fn check_outcome(&self, outcome: wit::Outcome) -> Result<Outcome, Fault> {
+        let size = outcome_size(&outcome);
+        if size > self.limits.max_return_bytes {
+            return Err(Fault::InvalidReturn(format!(
+                "{size} bytes of strings, above the limit of {} (limits.max_return_bytes)",
+                self.limits.max_return_bytes
+            )));
+        }
+        let outcome = bindings::outcome(outcome);
+        match &outcome.decision {
+            Decision::Deny(d) if !(400..=599).contains(&d.status) => {
+                return Err(Fault::InvalidReturn(format!("deny status {} is not a 4xx or 5xx status", d.status)));
+            }
+            Decision::Deny(d) if d.code.trim().is_empty() => {
+                return Err(Fault::InvalidReturn("deny code is empty".into()));
+            }
+            Decision::Redact { redactions } => {
+                for r in redactions {
+                    match &r.target {
+                        Target::JsonPointer(p) if !p.is_empty() && !p.starts_with('/') => {
+                            return Err(Fault::InvalidReturn(format!(
+                                "JSON pointer `{p}` must be empty or start with `/`"
+                            )));
+                        }
+                        Target::Header(h) | Target::Query(h) if h.is_empty() => {
+                            return Err(Fault::InvalidReturn("a redaction names an empty header or query key".into()));
+                        }
+                        Target::Header(h) if http::HeaderName::from_bytes(h.as_bytes()).is_err() => {
+                            return Err(Fault::InvalidReturn(format!("`{h}` is not a valid header name")));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Decision::RequireApproval(a) if a.approver_group.trim().is_empty() => {
+                return Err(Fault::InvalidReturn("require-approval names no approver group".into()));
+            }
+            _ => {}
+        }
+        Ok(outcome)
+    }
+}
+
+/// Checks limits against what the engine can give.
+fn check_limits(policy: &str, limits: &Limits, engine: &Engine) -> Result<(), LoadError> {
+    let err = |limit, message: String| LoadError::Limit { policy: policy.to_owned(), limit, message };
+    if limits.timeout_ms == 0 {
+        return Err(err("timeout_ms", "must be at least 1".into()));
+    }
+    let max_mb = (engine.max_memory_bytes() >> 20) as u32;
+    if limits.memory_mb == 0 || limits.memory_mb > max_mb {
+        return Err(err("memory_mb", format!("is {}, but must be between 1 and {max_mb} (engine.max_memory_mb)", limits.memory_mb)));
+    }
+    Ok(())
+}
+
+/// Bytes of strings in an outcome: what a policy made the host copy out.
+fn outcome_size(o: &wit::Outcome) -> usize {
+    let labels: usize = o.labels.iter().map(|(k, v)| k.len() + v.len()).sum();
+    labels
+        + match &o.decision {
+            wit::Decision::Allow => 0,
+            wit::Decision::Deny(d) => d.code.len() + d.reason.len(),
+            wit::Decision::Redact(list) => list
+                .iter()
+                .map(|r| {
+                    16 + match &r.target {
+                        wit::Target::Header(s) | wit::Target::Query(s) | wit::Target::JsonPointer(s) => s.len(),
+                    } + match &r.action {
+                        wit::Action::Remove => 0,
+                        wit::Action::Replace(s) => s.len(),
+                    }
+                })
+                .sum(),
+            wit::Decision::RequireApproval(a) => a.reason.len() + a.approver_group.len(),
+        }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").chars().take(300).collect()
+}

@@ -1,0 +1,382 @@
+//! A policy set: loaded policies, routes binding requests to ordered lists of them, and
+//! the combining rule that turns their decisions into one [`Verdict`].
+//!
+//! This is the one place decisions are combined; the CLI, replay and every front door
+//! call it, so a rule change here changes them all alike.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::bindings;
+use crate::decision::{Decision, DecisionKind, Denial, Outcome, Redaction};
+use crate::exchange::{Request, Response};
+use crate::policy::{Fault, LoadError, Policy, PolicySpec, Shared};
+use crate::route::{HostPattern, Matcher, PathGlob};
+use crate::verdict::{Phase, PolicyResult, Verdict};
+use crate::engine::Engine;
+
+/// What happens to a request no route covers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unmatched {
+    /// Deny with 403 `no-route` (the default: nothing passes unreviewed).
+    #[default]
+    Deny,
+    /// Allow without evaluating any policy.
+    Allow,
+}
+
+/// A route as written in config or code, before its policies are resolved.
+#[derive(Debug, Clone, Default)]
+pub struct RouteSpec {
+    /// The route's name, for verdicts and reports.
+    pub name: String,
+    /// Host patterns (empty: any host).
+    pub hosts: Vec<String>,
+    /// Path globs (empty: any path).
+    pub paths: Vec<String>,
+    /// Methods (empty: any method).
+    pub methods: Vec<String>,
+    /// Operation names (empty: any operation, or none).
+    pub operations: Vec<String>,
+    /// The policies to evaluate, in order, by configured name.
+    pub policies: Vec<String>,
+}
+
+/// A route with its patterns compiled and its policies resolved.
+#[derive(Debug, Clone)]
+pub struct Route {
+    name: String,
+    matcher: Matcher,
+    policies: Vec<Arc<Policy>>,
+}
+
+impl Route {
+    /// The route's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its policies in evaluation order.
+    pub fn policies(&self) -> &[Arc<Policy>] {
+        &self.policies
+    }
+
+    /// Whether it covers the request.
+    pub fn matches(&self, request: &Request) -> bool {
+        self.matcher.matches(request)
+    }
+}
+
+/// An error building a policy set in code or from config.
+#[derive(Debug, thiserror::Error)]
+pub enum SetError {
+    /// A policy failed to load.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// Two policies share a name.
+    #[error("policy `{0}` is defined twice; policy names must be unique")]
+    DuplicatePolicy(String),
+    /// A route is invalid.
+    #[error("route `{route}`: {message}")]
+    Route {
+        /// The route.
+        route: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Builds a [`PolicySet`] in code.
+///
+/// ```no_run
+/// use portcullis_host::{engine::{Engine, EngineConfig}, policy::{PolicySpec, Source}, set::{PolicySet, RouteSpec}};
+/// let engine = Engine::new(&EngineConfig::default())?;
+/// let set = PolicySet::builder(&engine)
+///     .policy(PolicySpec::new("agent-guard", Source::File("agent-guard.wasm".into())))?
+///     .route(RouteSpec { name: "all".into(), policies: vec!["agent-guard".into()], ..Default::default() })
+///     .build()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct PolicySetBuilder {
+    engine: Engine,
+    shared: Shared,
+    policies: BTreeMap<String, Arc<Policy>>,
+    routes: Vec<RouteSpec>,
+    unmatched: Unmatched,
+}
+
+impl PolicySetBuilder {
+    /// Replaces the shared state (rate-limit counters, data sets) given to policies loaded
+    /// after this call.
+    pub fn shared(mut self, shared: Shared) -> Self {
+        self.shared = shared;
+        self
+    }
+
+    /// Loads a policy and adds it under its spec's name.
+    pub fn policy(mut self, spec: PolicySpec) -> Result<Self, SetError> {
+        if self.policies.contains_key(&spec.name) {
+            return Err(SetError::DuplicatePolicy(spec.name));
+        }
+        let policy = Policy::load(&self.engine, spec, &self.shared)?;
+        self.policies.insert(policy.name().to_owned(), Arc::new(policy));
+        Ok(self)
+    }
+
+    /// Adds an already loaded policy (e.g. one shared between sets).
+    pub fn loaded_policy(mut self, policy: Arc<Policy>) -> Result<Self, SetError> {
+        if self.policies.contains_key(policy.name()) {
+            return Err(SetError::DuplicatePolicy(policy.name().to_owned()));
+        }
+        self.policies.insert(policy.name().to_owned(), policy);
+        Ok(self)
+    }
+
+    /// Adds a route after the existing ones; the first route that matches a request wins.
+    pub fn route(mut self, route: RouteSpec) -> Self {
+        self.routes.push(route);
+        self
+    }
+
+    /// Sets what happens to requests no route covers.
+    pub fn unmatched(mut self, unmatched: Unmatched) -> Self {
+        self.unmatched = unmatched;
+        self
+    }
+
+    /// Compiles the routes and resolves their policies.
+    pub fn build(self) -> Result<PolicySet, SetError> {
+        let mut routes = Vec::with_capacity(self.routes.len());
+        for (i, spec) in self.routes.into_iter().enumerate() {
+            let name = if spec.name.is_empty() { format!("routes[{i}]") } else { spec.name.clone() };
+            let err = |message: String| SetError::Route { route: name.clone(), message };
+            let hosts = spec.hosts.iter().map(|h| HostPattern::new(h)).collect::<Result<_, _>>().map_err(err)?;
+            let paths = spec.paths.iter().map(|p| PathGlob::new(p)).collect::<Result<_, _>>().map_err(err)?;
+            let methods = spec.methods.iter().map(|m| m.to_ascii_uppercase()).collect();
+            if spec.policies.is_empty() {
+                return Err(err("lists no policies; give at least one in `policies`".into()));
+            }
+            let mut policies = Vec::with_capacity(spec.policies.len());
+            for policy in &spec.policies {
+                match self.policies.get(policy) {
+                    Some(p) => policies.push(p.clone()),
+                    None => {
+                        let known: Vec<&str> = self.policies.keys().map(String::as_str).collect();
+                        return Err(err(format!(
+                            "names policy `{policy}`, which is not defined (defined: {})",
+                            if known.is_empty() { "none".into() } else { known.join(", ") }
+                        )));
+                    }
+                }
+            }
+            routes.push(Route {
+                name,
+                matcher: Matcher { hosts, paths, methods, operations: spec.operations.clone() },
+                policies,
+            });
+        }
+        Ok(PolicySet { engine: self.engine, policies: self.policies, routes, unmatched: self.unmatched })
+    }
+}
+
+/// Loaded policies and the routes that bind them to requests. Share it behind an `Arc`;
+/// evaluation takes `&self` and runs each policy in a fresh instance.
+pub struct PolicySet {
+    engine: Engine,
+    policies: BTreeMap<String, Arc<Policy>>,
+    routes: Vec<Route>,
+    unmatched: Unmatched,
+}
+
+impl std::fmt::Debug for PolicySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicySet")
+            .field("policies", &self.policies.keys().collect::<Vec<_>>())
+            .field("routes", &self.routes.iter().map(Route::name).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl PolicySet {
+    /// Starts building a set in code.
+    pub fn builder(engine: &Engine) -> PolicySetBuilder {
+        PolicySetBuilder {
+            engine: engine.clone(),
+            shared: Shared::default(),
+            policies: BTreeMap::new(),
+            routes: Vec::new(),
+            unmatched: Unmatched::default(),
+        }
+    }
+
+    /// The engine the policies run on.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// A loaded policy by name.
+    pub fn policy(&self, name: &str) -> Option<&Arc<Policy>> {
+        self.policies.get(name)
+    }
+
+    /// Every loaded policy, by name.
+    pub fn policies(&self) -> impl Iterator<Item = &Arc<Policy>> {
+        self.policies.values()
+    }
+
+    /// The routes in match order.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// The first route covering the request.
+    pub fn route_for(&self, request: &Request) -> Option<&Route> {
+        self.routes.iter().find(|r| r.matches(request))
+    }
+
+    /// Decides about a request (the request phase).
+    pub fn evaluate_request(&self, request: &Request) -> Verdict {
+        self.evaluate(Phase::Request, request, None)
+    }
+
+    /// Decides about a response (the response phase). `request` is the request as it was
+    /// forwarded (after request-phase redactions).
+    pub fn evaluate_response(&self, request: &Request, response: &Response) -> Verdict {
+        self.evaluate(Phase::Response, request, Some(response))
+    }
+
+    fn evaluate(&self, phase: Phase, request: &Request, response: Option<&Response>) -> Verdict {
+        let start = Instant::now();
+        let Some(route) = self.route_for(request) else {
+            let decision = match self.unmatched {
+                Unmatched::Allow => Decision::Allow,
+                Unmatched::Deny => Decision::Deny(Denial {
+                    status: 403,
+                    code: "no-route".into(),
+                    reason: format!("no route covers {} {}", request.method, request.path),
+                }),
+            };
+            return Verdict {
+                phase,
+                route: None,
+                decision,
+                decided_by: None,
+                policies: Vec::new(),
+                elapsed_us: start.elapsed().as_micros() as u64,
+            };
+        };
+        let mut combiner = Combiner::default();
+        // The request as policies see it, built once and shared by every policy that does
+        // not ask for the body.
+        let mut base = None;
+        for policy in &route.policies {
+            let meta = policy.metadata();
+            let takes_part = match phase {
+                Phase::Request => meta.request_phase,
+                Phase::Response => meta.response_phase,
+            };
+            if !takes_part {
+                continue;
+            }
+            let base = base.get_or_insert_with(|| bindings::request(request));
+            let call_start = Instant::now();
+            let result = match response {
+                None => policy.on_request(base, request),
+                Some(response) => policy.on_response(base, request, response),
+            };
+            let elapsed_us = call_start.elapsed().as_micros() as u64;
+            if combiner.add(policy, result, elapsed_us) {
+                break;
+            }
+        }
+        combiner.finish(phase, route.name.clone(), start.elapsed().as_micros() as u64)
+    }
+}
+
+/// Applies the combining rule as results come in.
+#[derive(Default)]
+struct Combiner {
+    results: Vec<PolicyResult>,
+    deny: Option<(String, Denial)>,
+    approval: Option<(String, crate::decision::Approval)>,
+    redactions: Vec<Redaction>,
+}
+
+impl Combiner {
+    /// Records one policy's result; returns true when evaluation should stop (a deny).
+    fn add(&mut self, policy: &Policy, result: Result<Outcome, Fault>, elapsed_us: u64) -> bool {
+        let mut record = PolicyResult {
+            policy: policy.name().to_owned(),
+            digest: policy.digest().to_owned(),
+            decision: DecisionKind::Allow,
+            code: None,
+            reason: String::new(),
+            redactions: Vec::new(),
+            labels: Vec::new(),
+            fault: None,
+            elapsed_us,
+        };
+        let decision = match result {
+            Ok(outcome) => {
+                record.labels = outcome.labels;
+                outcome.decision
+            }
+            Err(fault) => {
+                record.reason = format!("policy `{}` {fault}", policy.name());
+                record.fault = Some(fault.clone());
+                if policy.fail_open() {
+                    record.reason.push_str(" (fail-open: counted as allow)");
+                    tracing::warn!(policy = policy.name(), %fault, "policy failed; fail-open allows");
+                    Decision::Allow
+                } else {
+                    tracing::warn!(policy = policy.name(), %fault, "policy failed; denying (fail-closed)");
+                    Decision::Deny(Denial { status: fault.status(), code: "policy-error".into(), reason: record.reason.clone() })
+                }
+            }
+        };
+        record.decision = decision.kind();
+        let stop = match decision {
+            Decision::Allow => false,
+            Decision::Deny(denial) => {
+                record.code = Some(denial.code.clone());
+                record.reason = denial.reason.clone();
+                self.deny = Some((policy.name().to_owned(), denial));
+                true
+            }
+            Decision::Redact { redactions } => {
+                for r in &redactions {
+                    if !self.redactions.contains(r) {
+                        self.redactions.push(r.clone());
+                    }
+                }
+                record.reason = Decision::Redact { redactions: redactions.clone() }.reason();
+                record.redactions = redactions;
+                false
+            }
+            Decision::RequireApproval(approval) => {
+                record.reason = approval.reason.clone();
+                if self.approval.is_none() {
+                    self.approval = Some((policy.name().to_owned(), approval));
+                }
+                false
+            }
+        };
+        self.results.push(record);
+        stop
+    }
+
+    fn finish(self, phase: Phase, route: String, elapsed_us: u64) -> Verdict {
+        let (decision, decided_by) = if let Some((by, denial)) = self.deny {
+            (Decision::Deny(denial), Some(by))
+        } else if let Some((by, approval)) = self.approval {
+            (Decision::RequireApproval(approval), Some(by))
+        } else if !self.redactions.is_empty() {
+            (Decision::Redact { redactions: self.redactions }, None)
+        } else {
+            (Decision::Allow, None)
+        };
+        Verdict { phase, route: Some(route), decision, decided_by, policies: self.results, elapsed_us }
+    }
+}
