@@ -405,7 +405,11 @@ impl Policy {
             .portcullis_policy_handler()
             .call_init(&mut store, &self.context.settings)
             .map_err(|e| fault(self.classify(e, &store)))?;
-        result.map_err(|e| LoadError::Settings { policy: self.name.clone(), setting: e.setting, message: e.message })
+        result.map_err(|e| LoadError::Settings {
+            policy: self.name.clone(),
+            setting: if e.setting.trim().is_empty() { "(the whole document)".into() } else { e.setting },
+            message: e.message,
+        })
     }
 
     /// The name it is configured under.
@@ -523,12 +527,10 @@ impl Policy {
         store.set_epoch_deadline(self.deadline_ticks());
         match self.pre.instantiate(&mut store) {
             Ok(instance) => Ok((store, instance)),
-            Err(e) => Err(match self.classify(e, &store) {
-                // Traps during instantiation (a start function) stay traps; anything else
-                // is the host's inability to make an instance.
-                Fault::Trap(m) if !m.contains("wasm trap") => Fault::Instantiate(m),
-                other => other,
-            }),
+            // A trap in a start function is the guest's fault; anything else is the host's
+            // inability to make an instance (e.g. every pool slot is busy).
+            Err(e) if e.downcast_ref::<Trap>().is_some() || store.data().limiter.hit => Err(self.classify(e, &store)),
+            Err(e) => Err(Fault::Instantiate(first_line(&format!("{e:#}")))),
         }
     }
 
@@ -544,7 +546,7 @@ impl Policy {
         }
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => Fault::Timeout(self.limits.timeout_ms),
-            Some(trap) => Fault::Trap(format!("wasm trap: {trap}")),
+            Some(trap) => Fault::Trap(trap.to_string()),
             None => Fault::Trap(first_line(&format!("{error:#}"))),
         }
     }

@@ -58,7 +58,12 @@ fn parse_settings(arg: &str) -> Result<serde_json::Value> {
         ),
         None => (arg.to_owned(), "--settings".to_owned()),
     };
-    serde_json::from_str(&text).with_context(|| format!("{origin}: settings must be a JSON object"))
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{origin}: settings must be a JSON object"))?;
+    if !value.is_object() {
+        bail!("{origin}: settings must be a JSON object such as {{\"approver_group\": \"ops\"}}, not {value}");
+    }
+    Ok(value)
 }
 
 /// Reads a request file, or an exchange file holding `request` and `response`.
