@@ -54,10 +54,10 @@ fn native_agent_guard(req: &Request) -> Outcome {
         return Outcome { decision: Decision::Deny(denial), labels: label("agent-without-user") };
     };
     match req.method.as_str() {
-        "GET" | "HEAD" | "OPTIONS" => Outcome { decision: Decision::Allow, labels: label("agent-read") },
+        "GET" | "HEAD" | "OPTIONS" => Outcome { decision: Decision::Allow, labels: label("agent-read-only") },
         "DELETE" => {
             let denial = Denial { status: 403, code: "agent-delete-forbidden".into(), reason: format!("agents may not delete: DELETE {}", req.path) };
-            Outcome { decision: Decision::Deny(denial), labels: label("agent-delete") }
+            Outcome { decision: Decision::Deny(denial), labels: label("agent-delete-forbidden") }
         }
         method => Outcome {
             decision: Decision::RequireApproval(Approval {
@@ -65,7 +65,7 @@ fn native_agent_guard(req: &Request) -> Outcome {
                 approver_group: "finance-approvers".into(),
                 ttl_seconds: 900,
             }),
-            labels: label("agent-write"),
+            labels: label("agent-write-needs-approval"),
         },
     }
 }

@@ -11,6 +11,9 @@
 extern crate alloc;
 
 #[cfg(target_arch = "wasm32")]
+// Shared by the hostile no_std crates that cannot use the SDK (another world, another
+// contract version): allocator, panic handler, `cabi_realloc`.
+#[path = "../../no_std_runtime.rs"]
 mod runtime;
 
 use alloc::string::{String, ToString};
