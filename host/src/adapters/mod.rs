@@ -1,2 +1,5 @@
-//! Conversions from the protocols that carry requests into the normalised exchange.
+//! Conversions from the protocols and files that carry requests into the normalised
+//! exchange (and back). Conversions only: no evaluation, identity or audit here.
+pub mod har;
 pub mod http;
+pub mod jsonl;

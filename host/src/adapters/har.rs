@@ -1,0 +1,1 @@
+//! HAR reader (being written).

@@ -1,0 +1,1 @@
+//! JSONL reader (being written).
