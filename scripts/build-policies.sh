@@ -26,7 +26,9 @@ if command -v rustup >/dev/null && ! rustup target list --installed | grep -x "$
     rustup target add "$triple" >&2
 fi
 
-CARGO_TARGET_DIR="$target_dir" cargo build --quiet --release --target "$triple" --manifest-path "$manifest"
+# From inside policies/: cargo reads policies/.cargo/config.toml (the guest stack size) only
+# when run there, whatever the manifest path says.
+(cd "$repo/policies" && CARGO_TARGET_DIR="$target_dir" cargo build --quiet --release --target "$triple" --manifest-path "$manifest")
 
 mkdir -p "$out_dir"
 built=0

@@ -34,6 +34,44 @@ pub enum Command {
     ///   portcullis eval --policy target/policies/scopes.wasm --settings @scopes.json --request req.json --format text
     #[command(verbatim_doc_comment)]
     Eval(EvalArgs),
+    /// Replay recorded traffic (HAR or JSONL) through a policy set and summarise the
+    /// decisions; compare with a baseline to see what a new policy version changes.
+    ///
+    /// Every entry's request phase is evaluated and, when the request would have been
+    /// forwarded and a response was recorded, its response phase. The principal comes from
+    /// the recorded credentials through the config's [identity] settings (tokens checked at
+    /// the recorded time), from a principal recorded in JSONL, or from --as.
+    ///
+    /// Exit status: 0 when every entry was evaluated; 1 when an entry could not be read, a
+    /// policy failed or a redaction could not be applied (or, with --fail-on-change, when a
+    /// decision changed from the baseline); 2 for bad arguments or config.
+    ///
+    /// Examples:
+    ///
+    ///   portcullis replay --config examples/portcullis.toml capture.har
+    ///
+    ///   portcullis replay --config portcullis.toml --as agent:support-bot --on-behalf-of alice --scope invoices:read capture.har
+    ///
+    ///   portcullis replay --config new.toml --baseline old.toml --fail-on-change traffic/*.har
+    ///
+    ///   portcullis replay --config portcullis.toml --baseline pii-redact=old/pii-redact.wasm capture.har
+    ///
+    ///   portcullis replay --config portcullis.toml --format junit --jobs 0 traffic/*.har > replay.xml
+    #[command(verbatim_doc_comment)]
+    Replay(ReplayArgs),
+    /// Run test files: recorded traffic replayed through a policy set with expected
+    /// decisions per entry selector. Prints a line per case and ends with
+    /// `N passed, N failed`; exits 1 when any case fails.
+    ///
+    /// The test file format is in docs/testing-policies.md.
+    ///
+    /// Examples:
+    ///
+    ///   portcullis test policy-tests/
+    ///
+    ///   portcullis test policy-tests/agents.toml --jobs 0
+    #[command(verbatim_doc_comment)]
+    Test(TestArgs),
     /// Print what a policy component says about itself: name, version, contract version,
     /// phases, body needs, imported capabilities and its digest.
     ///
@@ -65,6 +103,77 @@ pub struct EvalArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Json)]
     pub format: Format,
+}
+
+/// Arguments of `replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The policy set (portcullis.toml) to evaluate with.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Recorded traffic: HAR 1.2/1.3 files (.har) or exchanges, one per line (.jsonl); see
+    /// docs/traffic-formats.md.
+    #[arg(required = true, value_name = "TRAFFIC")]
+    pub traffic: Vec<PathBuf>,
+    /// Output format: a summary table for people, or JSON, JSON Lines (one entry a line,
+    /// as it is evaluated) or JUnit XML for CI.
+    #[arg(long, value_enum, default_value_t = ReplayFormat::Table)]
+    pub format: ReplayFormat,
+    /// Print every redacted body as a diff, recorded against redacted.
+    #[arg(long)]
+    pub show_redactions: bool,
+    /// Stop at the first entry that cannot be read, instead of reporting it and going on.
+    #[arg(long)]
+    pub strict: bool,
+    /// Evaluate on this many threads (0: one per core). Output keeps the input order.
+    #[arg(long, short = 'j', default_value_t = 1)]
+    pub jobs: usize,
+    /// Also evaluate with a baseline and list every entry whose decision changed: another
+    /// config (OLD.toml), or this config with one policy's component replaced
+    /// (NAME=OLD.wasm).
+    #[arg(long, value_name = "OLD.toml|NAME=OLD.wasm")]
+    pub baseline: Option<String>,
+    /// Exit with status 1 when any decision changed from the baseline.
+    #[arg(long, requires = "baseline")]
+    pub fail_on_change: bool,
+    /// Evaluate every entry as this principal instead of its recorded credentials:
+    /// KIND:ID with KIND one of user, service, agent, anonymous.
+    #[arg(long = "as", value_name = "KIND:ID")]
+    pub as_principal: Option<String>,
+    /// With --as: the user the principal acts for.
+    #[arg(long, value_name = "USER")]
+    pub on_behalf_of: Option<String>,
+    /// With --as: a scope the principal holds (repeatable).
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub scopes: Vec<String>,
+    /// When recorded tokens are checked for expiry: `recorded` (each entry's recorded time,
+    /// the default), `now`, or seconds since the Unix epoch.
+    #[arg(long, value_name = "recorded|now|SECONDS")]
+    pub at: Option<String>,
+}
+
+/// Output formats of `replay`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReplayFormat {
+    /// Summary table and the denied/held entries.
+    Table,
+    /// One JSON document: summary, entries, changes.
+    Json,
+    /// One JSON object per entry, in input order, as evaluated.
+    Jsonl,
+    /// JUnit XML: a suite per file, a case per entry.
+    Junit,
+}
+
+/// Arguments of `test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Test files (.toml), or folders holding them.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Evaluate on this many threads (0: one per core).
+    #[arg(long, short = 'j', default_value_t = 1)]
+    pub jobs: usize,
 }
 
 /// Arguments of `inspect`.

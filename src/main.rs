@@ -4,6 +4,8 @@
 mod cli;
 mod cmd;
 mod output;
+mod replay;
+mod setup;
 
 use std::process::ExitCode;
 
@@ -21,6 +23,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Command::Eval(args) => cmd::eval::run(&args),
         cli::Command::Inspect(args) => cmd::inspect::run(&args),
+        cli::Command::Replay(args) => cmd::replay::run(&args),
+        cli::Command::Test(args) => cmd::test::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -35,8 +35,9 @@ fn eval_with_config_prints_both_phases_as_json() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON output");
-    assert_eq!(report["request"]["decision"]["decision"], "allow");
-    assert_eq!(report["response"]["decision"]["decision"], "redact");
+    assert_eq!(report["request"]["verdict"]["decision"]["decision"], "allow");
+    assert_eq!(report["response"]["verdict"]["decision"]["decision"], "redact");
+    assert_eq!(report["principal"]["id"], "bob");
     let body = &report["returned_response"]["body"]["json"];
     assert_eq!(body["customers"][1]["email"], "***", "{report:#}");
 }

@@ -32,6 +32,10 @@ pub struct Config {
     /// Routing defaults.
     #[serde(default)]
     pub routing: RoutingSection,
+    /// How credentials become principals (docs/identity.md). Empty: every request is
+    /// anonymous.
+    #[serde(default)]
+    pub identity: crate::identity::IdentityConfig,
     /// The policies, by name.
     #[serde(default)]
     pub policies: BTreeMap<String, PolicyConfig>,

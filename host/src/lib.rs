@@ -11,6 +11,7 @@ pub mod contract;
 pub mod decision;
 pub mod engine;
 pub mod exchange;
+pub mod gate;
 pub mod identity;
 pub mod policy;
 pub mod redact;

@@ -3,31 +3,37 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use portcullis_host::capability::Capability;
+use portcullis_host::gate::{Gate, Identity};
 use portcullis_host::{Engine, EngineConfig, Exchange, PolicySet, PolicySpec, Request, Response, RouteSpec, Source};
 
 use crate::cli::{EvalArgs, Format};
 use crate::output;
+use crate::setup;
 
 pub fn run(args: &EvalArgs) -> Result<ExitCode> {
-    let set = load_set(args)?;
+    let gate = load_gate(args)?;
     let mut exchange = read_exchange(&args.request)?;
     if let Some(path) = &args.response {
         exchange.response = Some(read_json::<Response>(path, "response")?);
     }
-    let report = output::evaluate(&set, exchange);
+    // A principal written in the request file is used as it is; otherwise the request's
+    // credentials are authenticated with the config's [identity] settings, now.
+    let identity = Identity::Recorded { now_unix_s: portcullis_host::capability::now_ms() / 1000 };
+    let passage = gate.pass(exchange, &identity);
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Text => print!("{}", output::text(&report)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&passage)?),
+        Format::Text => print!("{}", output::text(&passage)),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn load_set(args: &EvalArgs) -> Result<PolicySet> {
+fn load_gate(args: &EvalArgs) -> Result<Gate> {
     if let Some(config) = &args.config {
-        return Ok(PolicySet::from_config_file(config)?);
+        return setup::gate_from_config(config);
     }
     let Some(path) = &args.policy else { bail!("give --policy FILE.wasm or --config portcullis.toml") };
     let mut spec = PolicySpec::new(policy_name(path), Source::File(path.clone()));
@@ -42,7 +48,8 @@ fn load_set(args: &EvalArgs) -> Result<PolicySet> {
     }
     let engine = Engine::new(&EngineConfig::default())?;
     let route = RouteSpec { name: "all".into(), policies: vec![spec.name.clone()], ..RouteSpec::default() };
-    Ok(PolicySet::builder(&engine).policy(spec)?.route(route).build()?)
+    let set = PolicySet::builder(&engine).policy(spec)?.route(route).build()?;
+    Ok(Gate::new(Arc::new(set), None))
 }
 
 /// `agent_guard.wasm` → `agent-guard`.

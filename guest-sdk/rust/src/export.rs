@@ -34,26 +34,43 @@ pub fn settings_failure(error: &SettingsError) -> Outcome {
     deny(500, "policy-settings", reason)
 }
 
+/// Runs one export's code as a call: the allocator starts over first if the previous call has
+/// finished (when no argument was copied in, e.g. for `metadata`), and notes that this call
+/// has finished when `f` returns, so that the next one can reuse the memory (see the
+/// allocator's notes in `arena`: the generated bindings still lower the result afterwards,
+/// which is fine).
+///
+/// The SDK's exports use it. A component that implements the generated `Guest` trait itself
+/// can wrap each export's body in it to get the same memory reuse, provided nothing it
+/// returns or keeps (no `static`) outlives the call except the result.
+#[inline]
+pub fn call<R>(f: impl FnOnce() -> R) -> R {
+    crate::arena::begin_call();
+    let result = f();
+    crate::arena::finish_call();
+    result
+}
+
 impl<P: Policy> Guest for Export<P> {
     fn metadata() -> PolicyMetadata {
-        P::metadata().build()
+        call(|| P::metadata().build())
     }
 
     fn init(settings: String) -> Result<(), SettingsError> {
-        settings::check_settings::<P>(&settings).map(drop)
+        call(|| settings::check_settings::<P>(&settings).map(drop))
     }
 
     fn on_request(request: Request) -> Outcome {
-        match call_settings::<P>() {
+        call(|| match call_settings::<P>() {
             Ok(settings) => P::on_request(&settings, &request),
             Err(outcome) => outcome,
-        }
+        })
     }
 
     fn on_response(request: Request, response: Response) -> Outcome {
-        match call_settings::<P>() {
+        call(|| match call_settings::<P>() {
             Ok(settings) => P::on_response(&settings, &request, &response),
             Err(outcome) => outcome,
-        }
+        })
     }
 }

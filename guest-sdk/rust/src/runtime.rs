@@ -18,6 +18,10 @@ fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
 /// wasi-libc; without `std` the component must export its own. It allocates from the
 /// global (bump) allocator and traps when memory is exhausted.
 ///
+/// The host calls it first for every call's arguments, so it is also where the allocator
+/// starts over once the previous call has finished (see `arena`); the host also calls it
+/// during import calls that return strings or lists, where no call has finished.
+///
 /// # Safety
 /// Called by the host per the canonical ABI: `old_ptr`/`old_len`/`align` describe an earlier
 /// allocation from this function (or `old_len` is 0) and `align` is a power of two.
@@ -28,6 +32,7 @@ pub unsafe extern "C" fn cabi_realloc(
     align: usize,
     new_len: usize,
 ) -> *mut u8 {
+    crate::arena::begin_call();
     let ptr = unsafe {
         if old_len == 0 {
             if new_len == 0 {

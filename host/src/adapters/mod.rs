@@ -3,3 +3,4 @@
 pub mod har;
 pub mod http;
 pub mod jsonl;
+pub mod traffic;

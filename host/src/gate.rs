@@ -1,0 +1,229 @@
+//! The gate: the one pipeline every caller runs (authenticate → route → evaluate →
+//! enforce), so the CLI, replay and every front door decide exactly alike.
+//!
+//! A front door translates its protocol into a [`Request`] and calls
+//! [`Gate::check_request`]; when the upstream answers, [`Gate::check_response`]. Replay and
+//! `eval` call [`Gate::pass`], which runs both phases of a recorded exchange. Approvals and
+//! the audit log join this pipeline here, not in the front doors.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::exchange::{Exchange, Principal, Request, Response};
+use crate::identity::Authenticator;
+use crate::redact::Applied;
+use crate::set::PolicySet;
+use crate::verdict::Verdict;
+
+/// Where the principal of a request comes from.
+#[derive(Debug, Clone)]
+pub enum Identity {
+    /// Authenticate the request's credentials with the configured identity settings,
+    /// checking token lifetimes at this time (seconds since the Unix epoch). Without an
+    /// authenticator, every request is anonymous.
+    Credentials {
+        /// The time tokens are checked at.
+        now_unix_s: u64,
+    },
+    /// Use this principal, whatever the request carries ("replay as agent X for user Y").
+    Fixed(Principal),
+    /// Keep the principal already on the request (e.g. recorded in a JSONL file); when it
+    /// is anonymous, authenticate as with `Credentials`.
+    Recorded {
+        /// The time tokens are checked at.
+        now_unix_s: u64,
+    },
+}
+
+/// A request that failed authentication: answer 401 before any policy runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuthFailure {
+    /// Why, without the secret.
+    pub reason: String,
+}
+
+/// The request phase's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestCheck {
+    /// The combined verdict.
+    pub verdict: Verdict,
+    /// What the redactions changed (when the verdict allowed with redactions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied: Option<Applied>,
+    /// A redaction that could not be guaranteed: the request must not be forwarded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redaction_error: Option<String>,
+}
+
+impl RequestCheck {
+    /// Whether the request may be forwarded (allowed, and every redaction applied).
+    pub fn may_forward(&self) -> bool {
+        self.verdict.is_allowed() && self.redaction_error.is_none()
+    }
+}
+
+/// The response phase's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResponseCheck {
+    /// The combined verdict.
+    pub verdict: Verdict,
+    /// What the redactions changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied: Option<Applied>,
+    /// A redaction that could not be guaranteed: the response must not be returned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redaction_error: Option<String>,
+}
+
+impl ResponseCheck {
+    /// Whether the response may be returned to the caller.
+    pub fn may_return(&self) -> bool {
+        self.verdict.is_allowed() && self.redaction_error.is_none()
+    }
+}
+
+/// Both phases of one exchange, as replay and `eval` report them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Passage {
+    /// `METHOD path`.
+    pub request_line: String,
+    /// The request's host (no port).
+    pub host: String,
+    /// The request's operation, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// Who the request was evaluated as.
+    pub principal: Principal,
+    /// Set when authentication failed; then no policy ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_failure: Option<AuthFailure>,
+    /// The request phase (absent when authentication failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestCheck>,
+    /// The request as forwarded, when redactions changed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forwarded_request: Option<Request>,
+    /// The response phase, when there was a response and the request was forwarded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<ResponseCheck>,
+    /// The response as returned, when redactions changed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub returned_response: Option<Response>,
+}
+
+/// The pipeline. Cheap to clone; share one per process (or per config generation).
+#[derive(Clone, Debug)]
+pub struct Gate {
+    set: Arc<PolicySet>,
+    authenticator: Option<Arc<Authenticator>>,
+}
+
+impl Gate {
+    /// A gate over a policy set, authenticating with `authenticator` when given.
+    pub fn new(set: Arc<PolicySet>, authenticator: Option<Arc<Authenticator>>) -> Gate {
+        Gate { set, authenticator }
+    }
+
+    /// The policy set.
+    pub fn policy_set(&self) -> &Arc<PolicySet> {
+        &self.set
+    }
+
+    /// Establishes the principal of `request` (setting it on the request).
+    pub fn identify(&self, request: &mut Request, identity: &Identity) -> Result<(), AuthFailure> {
+        let now = match identity {
+            Identity::Fixed(principal) => {
+                request.principal = principal.clone();
+                return Ok(());
+            }
+            Identity::Recorded { now_unix_s } => {
+                if request.principal != Principal::default() {
+                    return Ok(());
+                }
+                *now_unix_s
+            }
+            Identity::Credentials { now_unix_s } => *now_unix_s,
+        };
+        match &self.authenticator {
+            Some(authenticator) => match authenticator.authenticate_and_strip(request, now) {
+                Ok(principal) => {
+                    request.principal = principal;
+                    Ok(())
+                }
+                Err(e) => Err(AuthFailure { reason: e.to_string() }),
+            },
+            None => {
+                request.principal = Principal::default();
+                Ok(())
+            }
+        }
+    }
+
+    /// The request phase: evaluates, then applies redactions to `request` in place when
+    /// the verdict allows with redactions.
+    pub fn check_request(&self, request: &mut Request) -> RequestCheck {
+        let verdict = self.set.evaluate_request(request);
+        let mut check = RequestCheck { verdict, applied: None, redaction_error: None };
+        if check.verdict.is_allowed() && !check.verdict.redactions().is_empty() {
+            match check.verdict.apply_to_request(request) {
+                Ok(applied) => check.applied = Some(applied),
+                Err(e) => check.redaction_error = Some(e.to_string()),
+            }
+        }
+        check
+    }
+
+    /// The response phase for a forwarded `request`: evaluates, then applies redactions to
+    /// `response` in place.
+    pub fn check_response(&self, request: &Request, response: &mut Response) -> ResponseCheck {
+        let verdict = self.set.evaluate_response(request, response);
+        let mut check = ResponseCheck { verdict, applied: None, redaction_error: None };
+        if check.verdict.is_allowed() && !check.verdict.redactions().is_empty() {
+            match check.verdict.apply_to_response(response) {
+                Ok(applied) => check.applied = Some(applied),
+                Err(e) => check.redaction_error = Some(e.to_string()),
+            }
+        }
+        check
+    }
+
+    /// Both phases of a recorded exchange: identify, check the request, and when it would
+    /// have been forwarded and a response was recorded, check the response.
+    pub fn pass(&self, exchange: Exchange, identity: &Identity) -> Passage {
+        let Exchange { mut request, response } = exchange;
+        let request_line = format!("{} {}", request.method, request.path);
+        let mut passage = Passage {
+            request_line,
+            host: request.host(),
+            operation: request.operation.clone(),
+            principal: Principal::default(),
+            auth_failure: None,
+            request: None,
+            forwarded_request: None,
+            response: None,
+            returned_response: None,
+        };
+        if let Err(failure) = self.identify(&mut request, identity) {
+            passage.auth_failure = Some(failure);
+            return passage;
+        }
+        passage.principal = request.principal.clone();
+        let check = self.check_request(&mut request);
+        let forward = check.may_forward();
+        if check.applied.as_ref().is_some_and(|a| !a.is_empty()) {
+            passage.forwarded_request = Some(request.clone());
+        }
+        passage.request = Some(check);
+        if forward {
+            if let Some(mut response) = response {
+                let check = self.check_response(&request, &mut response);
+                if check.applied.as_ref().is_some_and(|a| !a.is_empty()) {
+                    passage.returned_response = Some(response);
+                }
+                passage.response = Some(check);
+            }
+        }
+        passage
+    }
+}

@@ -1,0 +1,769 @@
+//! JWT bearer tokens: key loading, signature verification, claim checks, and the mapping
+//! from claims to a [`Principal`].
+//!
+//! Signatures are checked with `jsonwebtoken`'s RustCrypto provider (pure Rust); the
+//! compact serialisation, the header and every claim are checked here, against a time the
+//! caller gives (replay verifies tokens at the recorded time).
+//!
+//! Algorithm confusion is ruled out by construction: every key has exactly one algorithm,
+//! fixed by the configuration, and a token is only tried against keys whose algorithm is
+//! the one in its header. An `HS256` token is never checked against an RSA public key.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use base64::Engine as _;
+use jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::{Map, Value};
+
+use super::{
+    IdentityConfigError, JwtAlgorithm, JwtIssuerConfig, JwtKeyConfig, check_kind, dedup_scopes, quoted,
+};
+use crate::exchange::{Principal, PrincipalKind};
+
+/// Tokens longer than this are refused before any parsing.
+const MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// HMAC secrets shorter than this are refused (RFC 7518 §3.2 asks for at least the hash
+/// size; 32 bytes is the HS256 minimum).
+const MIN_SECRET_BYTES: usize = 32;
+/// RSA moduli shorter than this are refused.
+const MIN_RSA_BITS: usize = 2048;
+
+/// Why a bearer token was refused. Never contains the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// Not a compact JWS (`header.payload.signature`), or a part is not base64url JSON.
+    #[error("malformed token: {0}")]
+    Malformed(String),
+    /// The header's `alg` is `none` or not supported.
+    #[error("algorithm {0} is not accepted")]
+    UnsupportedAlgorithm(String),
+    /// The token has no `iss` claim.
+    #[error("the token has no `iss` claim")]
+    MissingIssuer,
+    /// No `[[identity.jwt]]` entry for the token's `iss`.
+    #[error("unknown issuer {0}")]
+    UnknownIssuer(String),
+    /// The issuer has no key for the token's algorithm (and `kid`).
+    #[error("issuer {issuer} has no {algorithm} key{}", kid.as_ref().map(|k| format!(" with kid {k}")).unwrap_or_default())]
+    NoKey {
+        /// The issuer, quoted.
+        issuer: String,
+        /// The token's algorithm.
+        algorithm: String,
+        /// The token's `kid`, quoted.
+        kid: Option<String>,
+    },
+    /// The signature does not verify with any candidate key.
+    #[error("bad signature")]
+    BadSignature,
+    /// `exp` has passed.
+    #[error("expired at {exp} (now {now}, leeway {leeway_s}s)")]
+    Expired {
+        /// The token's `exp`.
+        exp: u64,
+        /// The time checked against.
+        now: u64,
+        /// The leeway allowed.
+        leeway_s: u64,
+    },
+    /// `nbf` is in the future.
+    #[error("not valid before {nbf} (now {now}, leeway {leeway_s}s)")]
+    NotYetValid {
+        /// The token's `nbf`.
+        nbf: u64,
+        /// The time checked against.
+        now: u64,
+        /// The leeway allowed.
+        leeway_s: u64,
+    },
+    /// `aud` names none of the configured audiences.
+    #[error("audience not accepted by issuer {issuer}")]
+    WrongAudience {
+        /// The issuer, quoted.
+        issuer: String,
+    },
+    /// A required claim is absent.
+    #[error("missing `{0}` claim")]
+    MissingClaim(String),
+    /// A claim has the wrong type or value.
+    #[error("invalid `{claim}` claim: {reason}")]
+    InvalidClaim {
+        /// The claim.
+        claim: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// One verification key.
+#[derive(Debug, Clone)]
+struct Key {
+    kid: Option<String>,
+    algorithm: JwtAlgorithm,
+    key: DecodingKey,
+}
+
+/// One configured issuer.
+#[derive(Debug, Clone)]
+struct Issuer {
+    name: String,
+    audiences: HashSet<String>,
+    keys: Vec<Key>,
+    require_exp: bool,
+    scope_claim: Option<String>,
+    kind: PrincipalKind,
+    kind_claim: Option<String>,
+    claims: Vec<String>,
+}
+
+/// All configured issuers, by `iss`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct JwtVerifier {
+    issuers: HashMap<String, Issuer>,
+}
+
+impl JwtAlgorithm {
+    /// The name used in JWS headers.
+    pub fn name(self) -> &'static str {
+        match self {
+            JwtAlgorithm::HS256 => "HS256",
+            JwtAlgorithm::HS384 => "HS384",
+            JwtAlgorithm::HS512 => "HS512",
+            JwtAlgorithm::RS256 => "RS256",
+            JwtAlgorithm::RS384 => "RS384",
+            JwtAlgorithm::RS512 => "RS512",
+            JwtAlgorithm::PS256 => "PS256",
+            JwtAlgorithm::PS384 => "PS384",
+            JwtAlgorithm::PS512 => "PS512",
+            JwtAlgorithm::ES256 => "ES256",
+            JwtAlgorithm::ES384 => "ES384",
+            JwtAlgorithm::EdDSA => "EdDSA",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<JwtAlgorithm> {
+        const ALL: [JwtAlgorithm; 12] = [
+            JwtAlgorithm::HS256,
+            JwtAlgorithm::HS384,
+            JwtAlgorithm::HS512,
+            JwtAlgorithm::RS256,
+            JwtAlgorithm::RS384,
+            JwtAlgorithm::RS512,
+            JwtAlgorithm::PS256,
+            JwtAlgorithm::PS384,
+            JwtAlgorithm::PS512,
+            JwtAlgorithm::ES256,
+            JwtAlgorithm::ES384,
+            JwtAlgorithm::EdDSA,
+        ];
+        ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    fn jsonwebtoken(self) -> Algorithm {
+        match self {
+            JwtAlgorithm::HS256 => Algorithm::HS256,
+            JwtAlgorithm::HS384 => Algorithm::HS384,
+            JwtAlgorithm::HS512 => Algorithm::HS512,
+            JwtAlgorithm::RS256 => Algorithm::RS256,
+            JwtAlgorithm::RS384 => Algorithm::RS384,
+            JwtAlgorithm::RS512 => Algorithm::RS512,
+            JwtAlgorithm::PS256 => Algorithm::PS256,
+            JwtAlgorithm::PS384 => Algorithm::PS384,
+            JwtAlgorithm::PS512 => Algorithm::PS512,
+            JwtAlgorithm::ES256 => Algorithm::ES256,
+            JwtAlgorithm::ES384 => Algorithm::ES384,
+            JwtAlgorithm::EdDSA => Algorithm::EdDSA,
+        }
+    }
+
+    fn is_hmac(self) -> bool {
+        matches!(self, JwtAlgorithm::HS256 | JwtAlgorithm::HS384 | JwtAlgorithm::HS512)
+    }
+
+    fn is_rsa(self) -> bool {
+        matches!(
+            self,
+            JwtAlgorithm::RS256
+                | JwtAlgorithm::RS384
+                | JwtAlgorithm::RS512
+                | JwtAlgorithm::PS256
+                | JwtAlgorithm::PS384
+                | JwtAlgorithm::PS512
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Building
+// ---------------------------------------------------------------------------------------
+
+/// Where one key's material comes from, with the config keys for error messages.
+struct KeySpec<'a> {
+    path: String,
+    kid: Option<&'a String>,
+    algorithm: Option<JwtAlgorithm>,
+    secret_env: Option<&'a String>,
+    secret_file: Option<&'a std::path::PathBuf>,
+    public_key_file: Option<&'a std::path::PathBuf>,
+}
+
+impl<'a> KeySpec<'a> {
+    fn from_key(path: String, k: &'a JwtKeyConfig) -> Self {
+        KeySpec {
+            path,
+            kid: k.kid.as_ref(),
+            algorithm: k.algorithm,
+            secret_env: k.secret_env.as_ref(),
+            secret_file: k.secret_file.as_ref(),
+            public_key_file: k.public_key_file.as_ref(),
+        }
+    }
+
+    fn sources(&self) -> usize {
+        [self.secret_env.is_some(), self.secret_file.is_some(), self.public_key_file.is_some()]
+            .into_iter()
+            .filter(|s| *s)
+            .count()
+    }
+
+    fn load(
+        &self,
+        base_dir: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Key, IdentityConfigError> {
+        let err =
+            |field: &str, message: String| IdentityConfigError::new(format!("{}{field}", self.path), message);
+        let (algorithm, key) = if let Some(var) = self.secret_env {
+            let secret = env(var).ok_or_else(|| {
+                err("secret_env", format!("environment variable {var} is not set (or not UTF-8)"))
+            })?;
+            hmac_key(secret.as_bytes(), self.algorithm).map_err(|m| err("secret_env", m))?
+        } else if let Some(file) = self.secret_file {
+            let full = base_dir.join(file);
+            let bytes = std::fs::read(&full)
+                .map_err(|e| err("secret_file", format!("cannot read {}: {e}", full.display())))?;
+            let bytes = strip_newline(&bytes);
+            hmac_key(bytes, self.algorithm).map_err(|m| err("secret_file", m))?
+        } else if let Some(file) = self.public_key_file {
+            let full = base_dir.join(file);
+            let pem = std::fs::read(&full)
+                .map_err(|e| err("public_key_file", format!("cannot read {}: {e}", full.display())))?;
+            public_key(&pem, self.algorithm)
+                .map_err(|m| err("public_key_file", format!("{}: {m}", full.display())))?
+        } else {
+            return Err(IdentityConfigError::new(
+                self.path.trim_end_matches('.'),
+                "needs one of `secret_env`, `secret_file` or `public_key_file`",
+            ));
+        };
+        check_verifier(algorithm, &key).map_err(|m| {
+            let field = if self.public_key_file.is_some() { "public_key_file" } else { "algorithm" };
+            err(field, m)
+        })?;
+        Ok(Key { kid: self.kid.cloned(), algorithm, key })
+    }
+}
+
+fn strip_newline(bytes: &[u8]) -> &[u8] {
+    let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    bytes.strip_suffix(b"\r").unwrap_or(bytes)
+}
+
+fn hmac_key(secret: &[u8], algorithm: Option<JwtAlgorithm>) -> Result<(JwtAlgorithm, DecodingKey), String> {
+    let algorithm = algorithm.unwrap_or(JwtAlgorithm::HS256);
+    if !algorithm.is_hmac() {
+        return Err(format!(
+            "a secret is an HMAC key; algorithm {} needs `public_key_file`",
+            algorithm.name()
+        ));
+    }
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(format!(
+            "the secret is {} bytes; HMAC secrets must be at least {MIN_SECRET_BYTES} bytes",
+            secret.len()
+        ));
+    }
+    Ok((algorithm, DecodingKey::from_secret(secret)))
+}
+
+/// Loads a PEM public key, working out its type, and pairs it with its algorithm.
+fn public_key(pem: &[u8], algorithm: Option<JwtAlgorithm>) -> Result<(JwtAlgorithm, DecodingKey), String> {
+    if let Ok(rsa) = DecodingKey::from_rsa_pem(pem) {
+        let der = rsa.try_get_as_bytes().map_err(|e| format!("not a usable RSA key: {e}"))?;
+        let (n, e) = (DEFAULT_PROVIDER.key_utils.rsa_pub_components_from_public_key)(der)
+            .map_err(|_| "not a PEM RSA public key (is it a private key?)".to_owned())?;
+        let key = rsa_key(&n, &e)?;
+        let algorithm = algorithm.unwrap_or(JwtAlgorithm::RS256);
+        if !algorithm.is_rsa() {
+            return Err(format!("an RSA key cannot verify {}", algorithm.name()));
+        }
+        return Ok((algorithm, key));
+    }
+    if let Ok(ec) = DecodingKey::from_ec_pem(pem) {
+        let point = ec.try_get_as_bytes().map_err(|e| format!("not a usable EC key: {e}"))?;
+        let curve = match point.len() {
+            65 => JwtAlgorithm::ES256,
+            97 => JwtAlgorithm::ES384,
+            _ => return Err("unsupported elliptic curve (P-256 and P-384 are supported)".into()),
+        };
+        let algorithm = algorithm.unwrap_or(curve);
+        if algorithm != curve {
+            return Err(format!("a {} key cannot verify {}", curve_name(curve), algorithm.name()));
+        }
+        return Ok((algorithm, ec));
+    }
+    if let Ok(ed) = DecodingKey::from_ed_pem(pem) {
+        let algorithm = algorithm.unwrap_or(JwtAlgorithm::EdDSA);
+        if algorithm != JwtAlgorithm::EdDSA {
+            return Err(format!("an Ed25519 key cannot verify {}", algorithm.name()));
+        }
+        if ed.try_get_as_bytes().map(<[u8]>::len).unwrap_or(0) != 32 {
+            return Err("not a usable Ed25519 public key".into());
+        }
+        return Ok((algorithm, ed));
+    }
+    Err("not a PEM public key (expected `-----BEGIN PUBLIC KEY-----` with an RSA, P-256, P-384 or Ed25519 key)".into())
+}
+
+fn curve_name(algorithm: JwtAlgorithm) -> &'static str {
+    if algorithm == JwtAlgorithm::ES384 { "P-384" } else { "P-256" }
+}
+
+fn rsa_key(n: &[u8], e: &[u8]) -> Result<DecodingKey, String> {
+    let first = n.iter().position(|b| *b != 0).unwrap_or(n.len());
+    let n = &n[first..];
+    let bits = n.len() * 8 - n.first().map(|b| b.leading_zeros() as usize).unwrap_or(0);
+    if bits < MIN_RSA_BITS {
+        return Err(format!("the RSA key has {bits} bits; at least {MIN_RSA_BITS} are required"));
+    }
+    Ok(DecodingKey::from_rsa_raw_components(n, e))
+}
+
+/// Builds the verifier once, so a key the crypto backend rejects fails at startup.
+fn check_verifier(algorithm: JwtAlgorithm, key: &DecodingKey) -> Result<(), String> {
+    (DEFAULT_PROVIDER.verifier_factory)(&algorithm.jsonwebtoken(), key)
+        .map(|_| ())
+        .map_err(|e| format!("key not usable for {}: {e}", algorithm.name()))
+}
+
+/// Loads the usable signing keys of a JWKS document. Keys for encryption (`use = "enc"`)
+/// and of unsupported types or algorithms are skipped with a warning.
+fn jwks_keys(text: &str) -> Result<Vec<Key>, String> {
+    let doc: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let keys = doc
+        .get("keys")
+        .and_then(Value::as_array)
+        .ok_or_else(|| "expected a JSON Web Key Set: an object with a `keys` array".to_owned())?;
+    let mut out = Vec::new();
+    for (i, jwk) in keys.iter().enumerate() {
+        match jwk_key(jwk) {
+            Ok(Some(key)) => out.push(key),
+            Ok(None) => {}
+            Err(message) => {
+                let kid = jwk.get("kid").and_then(Value::as_str).map(|k| format!(" (kid {})", quoted(k)));
+                tracing::warn!("JWKS key {i}{}: skipped: {message}", kid.unwrap_or_default());
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err("no usable signing key in the set".into());
+    }
+    Ok(out)
+}
+
+fn jwk_key(jwk: &Value) -> Result<Option<Key>, String> {
+    let field = |name: &str| jwk.get(name).and_then(Value::as_str);
+    if field("use").is_some_and(|u| u != "sig") {
+        return Ok(None);
+    }
+    let named = match field("alg") {
+        Some(alg) => Some(
+            JwtAlgorithm::from_name(alg).ok_or_else(|| format!("algorithm {} not supported", quoted(alg)))?,
+        ),
+        None => None,
+    };
+    let b64 = |name: &str| -> Result<Vec<u8>, String> {
+        let text = field(name).ok_or_else(|| format!("missing `{name}`"))?;
+        b64url(text).map_err(|_| format!("`{name}` is not base64url"))
+    };
+    let (algorithm, key) = match field("kty") {
+        Some("RSA") => {
+            let algorithm = named.unwrap_or(JwtAlgorithm::RS256);
+            if !algorithm.is_rsa() {
+                return Err(format!("an RSA key cannot verify {}", algorithm.name()));
+            }
+            (algorithm, rsa_key(&b64("n")?, &b64("e")?)?)
+        }
+        Some("EC") => {
+            let curve = match field("crv") {
+                Some("P-256") => JwtAlgorithm::ES256,
+                Some("P-384") => JwtAlgorithm::ES384,
+                other => return Err(format!("curve {} not supported", quoted(other.unwrap_or("")))),
+            };
+            let algorithm = named.unwrap_or(curve);
+            if algorithm != curve {
+                return Err(format!("a {} key cannot verify {}", curve_name(curve), algorithm.name()));
+            }
+            let (x, y) = (b64("x")?, b64("y")?);
+            let mut point = Vec::with_capacity(1 + x.len() + y.len());
+            point.push(0x04);
+            point.extend_from_slice(&x);
+            point.extend_from_slice(&y);
+            (algorithm, DecodingKey::from_ec_der(&point))
+        }
+        Some("OKP") => {
+            if field("crv") != Some("Ed25519") {
+                return Err(format!("curve {} not supported", quoted(field("crv").unwrap_or(""))));
+            }
+            if named.is_some_and(|a| a != JwtAlgorithm::EdDSA) {
+                return Err("an Ed25519 key only verifies EdDSA".into());
+            }
+            let x = b64("x")?;
+            if x.len() != 32 {
+                return Err("`x` is not a 32-byte Ed25519 key".into());
+            }
+            (JwtAlgorithm::EdDSA, DecodingKey::from_ed_der(&x))
+        }
+        Some("oct") => {
+            return Err(
+                "symmetric (oct) keys are not read from a JWKS file; use `secret_env` or `secret_file`"
+                    .into(),
+            );
+        }
+        other => return Err(format!("key type {} not supported", quoted(other.unwrap_or("")))),
+    };
+    check_verifier(algorithm, &key)?;
+    Ok(Some(Key { kid: field("kid").map(str::to_owned), algorithm, key }))
+}
+
+impl JwtVerifier {
+    pub(crate) fn new(
+        configs: &[JwtIssuerConfig],
+        base_dir: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<JwtVerifier, IdentityConfigError> {
+        let mut issuers = HashMap::new();
+        for (i, config) in configs.iter().enumerate() {
+            let at = format!("identity.jwt[{i}]");
+            if config.issuer.is_empty() {
+                return Err(IdentityConfigError::new(format!("{at}.issuer"), "must not be empty"));
+            }
+            if issuers.contains_key(&config.issuer) {
+                return Err(IdentityConfigError::new(
+                    format!("{at}.issuer"),
+                    format!("issuer {:?} is configured twice; put all its keys in one entry", config.issuer),
+                ));
+            }
+            check_kind(config.kind, &format!("{at}.kind"))?;
+            let mut keys = Vec::new();
+            let inline = KeySpec {
+                path: format!("{at}."),
+                kid: config.kid.as_ref(),
+                algorithm: config.algorithm,
+                secret_env: config.secret_env.as_ref(),
+                secret_file: config.secret_file.as_ref(),
+                public_key_file: config.public_key_file.as_ref(),
+            };
+            match inline.sources() {
+                0 if config.kid.is_some() || config.algorithm.is_some() => {
+                    return Err(IdentityConfigError::new(
+                        format!("{at}.{}", if config.kid.is_some() { "kid" } else { "algorithm" }),
+                        "describes the inline key, but there is no `secret_env`, `secret_file` or `public_key_file`",
+                    ));
+                }
+                0 => {}
+                1 => keys.push(inline.load(base_dir, env)?),
+                _ => {
+                    return Err(IdentityConfigError::new(
+                        at.clone(),
+                        "give only one of `secret_env`, `secret_file`, `public_key_file` (use `[[identity.jwt.keys]]` for several keys)",
+                    ));
+                }
+            }
+            for (k, key) in config.keys.iter().enumerate() {
+                let spec = KeySpec::from_key(format!("{at}.keys[{k}]."), key);
+                if spec.sources() > 1 {
+                    return Err(IdentityConfigError::new(
+                        format!("{at}.keys[{k}]"),
+                        "give only one of `secret_env`, `secret_file`, `public_key_file`",
+                    ));
+                }
+                keys.push(spec.load(base_dir, env)?);
+            }
+            if let Some(file) = &config.jwks_file {
+                let full = base_dir.join(file);
+                let text = std::fs::read_to_string(&full).map_err(|e| {
+                    IdentityConfigError::new(
+                        format!("{at}.jwks_file"),
+                        format!("cannot read {}: {e}", full.display()),
+                    )
+                })?;
+                keys.extend(jwks_keys(&text).map_err(|m| {
+                    IdentityConfigError::new(format!("{at}.jwks_file"), format!("{}: {m}", full.display()))
+                })?);
+            }
+            if keys.is_empty() {
+                return Err(IdentityConfigError::new(
+                    at,
+                    "has no key: give `secret_env`, `secret_file`, `public_key_file`, `jwks_file` or `[[identity.jwt.keys]]`",
+                ));
+            }
+            let mut kids = HashSet::new();
+            for key in &keys {
+                if let Some(kid) = &key.kid
+                    && !kids.insert(kid.clone())
+                {
+                    return Err(IdentityConfigError::new(at, format!("kid {kid:?} is used by two keys")));
+                }
+            }
+            issuers.insert(
+                config.issuer.clone(),
+                Issuer {
+                    name: config.issuer.clone(),
+                    audiences: config.audiences.iter().cloned().collect(),
+                    keys,
+                    require_exp: config.require_exp,
+                    scope_claim: config.scope_claim.clone(),
+                    kind: config.kind,
+                    kind_claim: config.kind_claim.clone(),
+                    claims: config.claims.clone(),
+                },
+            );
+        }
+        Ok(JwtVerifier { issuers })
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.issuers.is_empty()
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Verifying
+    // -----------------------------------------------------------------------------------
+
+    /// Verifies a compact JWS as of `now` and maps its claims to a principal.
+    pub(crate) fn verify(&self, token: &str, now: u64, leeway_s: u64) -> Result<Principal, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Malformed(format!("longer than {MAX_TOKEN_BYTES} bytes")));
+        }
+        let parts: Vec<&str> = token.split('.').collect();
+        match parts.len() {
+            3 => {}
+            5 => return Err(TokenError::Malformed("encrypted tokens (JWE) are not supported".into())),
+            _ => return Err(TokenError::Malformed("not a JWT (expected three dot-separated parts)".into())),
+        }
+        let header = json_object(parts[0], "header")?;
+        let payload = json_object(parts[1], "payload")?;
+        let signature =
+            b64url(parts[2]).map_err(|_| TokenError::Malformed("the signature is not base64url".into()))?;
+
+        // Header.
+        let alg = match header.get("alg") {
+            Some(Value::String(alg)) => alg.as_str(),
+            Some(_) => return Err(TokenError::Malformed("header `alg` is not a string".into())),
+            None => return Err(TokenError::Malformed("header has no `alg`".into())),
+        };
+        let algorithm =
+            JwtAlgorithm::from_name(alg).ok_or_else(|| TokenError::UnsupportedAlgorithm(quoted(alg)))?;
+        if header.contains_key("crit") {
+            return Err(TokenError::Malformed("header `crit` extensions are not supported".into()));
+        }
+        let kid = match header.get("kid") {
+            None => None,
+            Some(Value::String(kid)) => Some(kid.as_str()),
+            Some(_) => return Err(TokenError::Malformed("header `kid` is not a string".into())),
+        };
+
+        // Issuer and keys.
+        let iss = match payload.get("iss") {
+            None => return Err(TokenError::MissingIssuer),
+            Some(Value::String(iss)) => iss.as_str(),
+            Some(_) => return Err(invalid("iss", "not a string")),
+        };
+        let issuer = self.issuers.get(iss).ok_or_else(|| TokenError::UnknownIssuer(quoted(iss)))?;
+        let same_alg = issuer.keys.iter().filter(|k| k.algorithm == algorithm);
+        let candidates: Vec<&Key> = match kid {
+            Some(kid) if issuer.keys.iter().any(|k| k.kid.as_deref() == Some(kid)) => {
+                same_alg.filter(|k| k.kid.as_deref() == Some(kid)).collect()
+            }
+            // A kid no key claims: only keys without a kid may match.
+            Some(_) => same_alg.filter(|k| k.kid.is_none()).collect(),
+            None => same_alg.collect(),
+        };
+        if candidates.is_empty() {
+            return Err(TokenError::NoKey {
+                issuer: quoted(&issuer.name),
+                algorithm: algorithm.name().to_owned(),
+                kid: kid.map(quoted),
+            });
+        }
+
+        // Signature.
+        let signing_input = &token[..parts[0].len() + 1 + parts[1].len()];
+        let verified = candidates.iter().any(|key| {
+            (DEFAULT_PROVIDER.verifier_factory)(&algorithm.jsonwebtoken(), &key.key)
+                .is_ok_and(|v| v.verify(signing_input.as_bytes(), &signature).is_ok())
+        });
+        if !verified {
+            return Err(TokenError::BadSignature);
+        }
+
+        // Time.
+        match numeric_date(&payload, "exp")? {
+            Some(exp) if now >= exp.saturating_add(leeway_s) => {
+                return Err(TokenError::Expired { exp, now, leeway_s });
+            }
+            Some(_) => {}
+            None if issuer.require_exp => return Err(TokenError::MissingClaim("exp".into())),
+            None => {}
+        }
+        if let Some(nbf) = numeric_date(&payload, "nbf")?
+            && nbf > now.saturating_add(leeway_s)
+        {
+            return Err(TokenError::NotYetValid { nbf, now, leeway_s });
+        }
+
+        // Audience.
+        if !issuer.audiences.is_empty() {
+            let accepted = match payload.get("aud") {
+                None => return Err(TokenError::MissingClaim("aud".into())),
+                Some(Value::String(aud)) => issuer.audiences.contains(aud),
+                Some(Value::Array(auds)) => {
+                    if !auds.iter().all(Value::is_string) {
+                        return Err(invalid("aud", "not a string or an array of strings"));
+                    }
+                    auds.iter().filter_map(Value::as_str).any(|a| issuer.audiences.contains(a))
+                }
+                Some(_) => return Err(invalid("aud", "not a string or an array of strings")),
+            };
+            if !accepted {
+                return Err(TokenError::WrongAudience { issuer: quoted(&issuer.name) });
+            }
+        }
+
+        issuer.principal(&payload)
+    }
+}
+
+impl Issuer {
+    /// Maps verified claims to a principal.
+    fn principal(&self, claims: &Map<String, Value>) -> Result<Principal, TokenError> {
+        let sub = match claims.get("sub") {
+            Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
+            Some(Value::String(_)) => return Err(invalid("sub", "empty")),
+            Some(_) => return Err(invalid("sub", "not a string")),
+            None => return Err(TokenError::MissingClaim("sub".into())),
+        };
+
+        let mut kind = self.kind;
+        if let Some(name) = &self.kind_claim {
+            match claims.get(name).and_then(Value::as_str) {
+                Some("user") => kind = PrincipalKind::User,
+                Some("service") => kind = PrincipalKind::Service,
+                Some("agent") => kind = PrincipalKind::Agent,
+                _ => {}
+            }
+        }
+
+        // RFC 8693 §4.1: the outermost `act` is the current actor; nested `act` claims
+        // are prior actors in the chain and are not used.
+        let (id, on_behalf_of) = match claims.get("act") {
+            None => (sub, None),
+            Some(Value::Object(act)) => match act.get("sub") {
+                Some(Value::String(actor)) if !actor.is_empty() => {
+                    kind = PrincipalKind::Agent;
+                    (actor.clone(), Some(sub))
+                }
+                _ => return Err(invalid("act", "has no non-empty string `sub`")),
+            },
+            Some(_) => return Err(invalid("act", "not an object")),
+        };
+
+        let scopes = match &self.scope_claim {
+            Some(name) => scopes_from(claims, name)?.unwrap_or_default(),
+            None => {
+                let mut found = None;
+                for name in ["scope", "scp", "scopes"] {
+                    if let Some(scopes) = scopes_from(claims, name)? {
+                        found = Some(scopes);
+                        break;
+                    }
+                }
+                found.unwrap_or_default()
+            }
+        };
+
+        let mut copied = Vec::new();
+        for name in &self.claims {
+            match claims.get(name) {
+                None => {}
+                Some(Value::String(s)) => copied.push((name.clone(), s.clone())),
+                Some(other) => copied.push((name.clone(), other.to_string())),
+            }
+        }
+
+        let credential_id = match claims.get("jti") {
+            Some(Value::String(jti)) if !jti.is_empty() => jti.clone(),
+            _ => format!("jwt:{}", self.name),
+        };
+
+        Ok(Principal { kind, id, scopes, claims: copied, on_behalf_of, credential_id: Some(credential_id) })
+    }
+}
+
+/// The scopes in claim `name`: a whitespace-separated string or an array of strings.
+fn scopes_from(claims: &Map<String, Value>, name: &str) -> Result<Option<Vec<String>>, TokenError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(dedup_scopes(s.split_whitespace().map(str::to_owned)))),
+        Some(Value::Array(items)) => {
+            let mut scopes = Vec::with_capacity(items.len());
+            for item in items {
+                match item {
+                    Value::String(s) => scopes.push(s.clone()),
+                    _ => return Err(invalid(name, "not a string or an array of strings")),
+                }
+            }
+            Ok(Some(dedup_scopes(scopes)))
+        }
+        Some(_) => Err(invalid(name, "not a string or an array of strings")),
+    }
+}
+
+/// A NumericDate claim (seconds, possibly fractional) as whole seconds.
+fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, TokenError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => {
+            if let Some(v) = n.as_u64() {
+                Ok(Some(v))
+            } else {
+                match n.as_f64() {
+                    Some(f) if f.is_finite() && f >= 0.0 => Ok(Some(f.floor().min(u64::MAX as f64) as u64)),
+                    _ => Err(invalid(name, "not a non-negative number of seconds")),
+                }
+            }
+        }
+        Some(_) => Err(invalid(name, "not a number")),
+    }
+}
+
+fn invalid(claim: &str, reason: &str) -> TokenError {
+    TokenError::InvalidClaim { claim: claim.to_owned(), reason: reason.to_owned() }
+}
+
+fn b64url(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text)
+}
+
+fn json_object(part: &str, what: &str) -> Result<Map<String, Value>, TokenError> {
+    let bytes = b64url(part).map_err(|_| TokenError::Malformed(format!("the {what} is not base64url")))?;
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(TokenError::Malformed(format!("the {what} is not a JSON object"))),
+        Err(_) => Err(TokenError::Malformed(format!("the {what} is not JSON"))),
+    }
+}

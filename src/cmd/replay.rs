@@ -1,0 +1,199 @@
+//! `portcullis replay`: recorded traffic through a policy set (and optionally a baseline),
+//! summarised for people or written for machines.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use portcullis_host::engine::Engine;
+use portcullis_host::config::base_dir;
+use portcullis_host::exchange::{Principal, PrincipalKind};
+use portcullis_host::gate::Gate;
+use portcullis_host::Config;
+
+use crate::cli::{ReplayArgs, ReplayFormat};
+use crate::replay::diff::{Change, change_of};
+use crate::replay::render::{self, Table, entry_json};
+use crate::replay::summary::Summary;
+use crate::replay::{EntryOutcome, IdentityMode, Replay};
+use crate::setup;
+
+pub fn run(args: &ReplayArgs) -> Result<ExitCode> {
+    let config = Config::read(&args.config)?;
+    let engine = Engine::new(&config.engine_config(&base_dir(&args.config)))?;
+    let gate = setup::gate_on_engine(&config, &args.config, &engine)?;
+    let baseline = match &args.baseline {
+        Some(spec) => Some(baseline_gate(spec, &config, &args.config, &engine)?),
+        None => None,
+    };
+    let identity = identity_mode(args)?;
+    let jobs = match args.jobs {
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        n => n,
+    };
+    for file in &args.traffic {
+        if !file.exists() {
+            bail!("traffic file {} does not exist", file.display());
+        }
+    }
+    let replay = Replay {
+        gate: &gate,
+        baseline: baseline.as_ref(),
+        identity,
+        jobs,
+        progress: args.format != ReplayFormat::Jsonl || !std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        keep_originals: args.show_redactions,
+        strict: args.strict,
+    };
+
+    let started = Instant::now();
+    let mut summary = Summary::default();
+    let mut notable = Vec::new();
+    let mut changes: Vec<Change> = Vec::new();
+    let mut kept = Vec::new();
+    let mut diffs = String::new();
+    let mut first_read_error = None;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let file_errors = replay.run(&args.traffic, |entry| {
+        summary.add(&entry);
+        if let (EntryOutcome::ReadError(message), None) = (&entry.outcome, &first_read_error) {
+            first_read_error = Some(format!("{}: {message}", render::entry_id(&entry)));
+        }
+        if let Some(line) = render::notable(&entry) {
+            notable.push(line);
+        }
+        if let Some(change) = change_of(&entry) {
+            changes.push(change);
+        }
+        if args.show_redactions {
+            if let Some(diff) = entry.original.as_deref().and_then(|o| render::redaction_diff(&entry, o)) {
+                diffs.push_str(&diff);
+            }
+        }
+        match args.format {
+            ReplayFormat::Jsonl => {
+                let _ = writeln!(out, "{}", entry_json(&entry));
+            }
+            ReplayFormat::Json | ReplayFormat::Junit => kept.push(entry),
+            ReplayFormat::Table => {}
+        }
+    })?;
+    let seconds = started.elapsed().as_secs_f64();
+
+    match args.format {
+        ReplayFormat::Table => {
+            if !diffs.is_empty() {
+                writeln!(out, "{diffs}")?;
+            }
+            let table = Table {
+                summary: &summary,
+                notable: &notable,
+                changes: &changes,
+                file_errors: &file_errors,
+                files: args.traffic.len(),
+                seconds,
+                jobs,
+                has_baseline: baseline.is_some(),
+            };
+            write!(out, "{}", table.render())?;
+        }
+        ReplayFormat::Json => {
+            let entries: Vec<serde_json::Value> = kept.iter().map(entry_json).collect();
+            let document = serde_json::json!({
+                "summary": summary,
+                "entries": entries,
+                "changes": changes,
+                "file_errors": file_errors.iter().map(|e| serde_json::json!({"source": &*e.source, "error": e.message})).collect::<Vec<_>>(),
+                "seconds": seconds,
+                "jobs": jobs,
+            });
+            serde_json::to_writer_pretty(&mut out, &document)?;
+            writeln!(out)?;
+        }
+        ReplayFormat::Junit => {
+            let files: Vec<String> = args.traffic.iter().map(|f| f.display().to_string()).collect();
+            write!(out, "{}", render::junit(&kept, &files))?;
+        }
+        ReplayFormat::Jsonl => {}
+    }
+    out.flush()?;
+    drop(out);
+
+    for e in &file_errors {
+        eprintln!("error: {}: {}", e.source, e.message);
+    }
+    if args.strict {
+        if let Some(first) = &first_read_error {
+            eprintln!("error: stopped at the first unreadable entry (--strict): {first}");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    if summary.entries.errors > 0 || !file_errors.is_empty() {
+        eprintln!(
+            "error: {} entr{} could not be evaluated (unreadable, a policy failed, or a redaction could not be applied)",
+            summary.entries.errors,
+            if summary.entries.errors == 1 { "y" } else { "ies" }
+        );
+        return Ok(ExitCode::from(1));
+    }
+    if args.fail_on_change && !changes.is_empty() {
+        eprintln!("error: {} decision(s) changed from the baseline (--fail-on-change)", changes.len());
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `OLD.toml`: another config. `NAME=OLD.wasm`: this config with policy NAME's component
+/// replaced.
+fn baseline_gate(spec: &str, config: &Config, config_path: &Path, engine: &Engine) -> Result<Gate> {
+    if let Some((name, module)) = spec.split_once('=') {
+        let mut old = config.clone();
+        let policy = old.policies.get_mut(name).with_context(|| {
+            let known: Vec<&str> = config.policies.keys().map(String::as_str).collect();
+            format!("--baseline {spec}: no policy `{name}` in {} (it has: {})", config_path.display(), known.join(", "))
+        })?;
+        // The module path is given relative to where the command runs; config paths are
+        // relative to the config, so make it absolute.
+        policy.module = std::path::absolute(PathBuf::from(module))?;
+        policy.sha256 = None;
+        return setup::gate_on_engine(&old, config_path, engine).context("--baseline");
+    }
+    let path = PathBuf::from(spec);
+    let old = Config::read(&path).context("--baseline")?;
+    setup::gate_on_engine(&old, &path, engine).context("--baseline")
+}
+
+fn identity_mode(args: &ReplayArgs) -> Result<IdentityMode> {
+    if let Some(principal) = &args.as_principal {
+        let (kind, id) = principal.split_once(':').unwrap_or((principal.as_str(), ""));
+        let kind = match kind {
+            "anonymous" => PrincipalKind::Anonymous,
+            "user" => PrincipalKind::User,
+            "service" => PrincipalKind::Service,
+            "agent" => PrincipalKind::Agent,
+            other => bail!("--as {principal}: unknown kind `{other}`; use user:ID, service:ID, agent:ID or anonymous"),
+        };
+        return Ok(IdentityMode::Fixed(Principal {
+            kind,
+            id: id.to_owned(),
+            scopes: args.scopes.clone(),
+            claims: Vec::new(),
+            on_behalf_of: args.on_behalf_of.clone(),
+            credential_id: Some("replay-override".into()),
+        }));
+    }
+    if args.on_behalf_of.is_some() || !args.scopes.is_empty() {
+        bail!("--on-behalf-of and --scope describe the principal given with --as KIND:ID; add --as");
+    }
+    match args.at.as_deref() {
+        None | Some("recorded") => Ok(IdentityMode::Recorded),
+        Some("now") => Ok(IdentityMode::At(portcullis_host::capability::now_ms() / 1000)),
+        Some(seconds) => seconds
+            .parse()
+            .map(IdentityMode::At)
+            .with_context(|| format!("--at {seconds}: expected `recorded`, `now` or seconds since the Unix epoch")),
+    }
+}

@@ -1,0 +1,361 @@
+//! `portcullis test`: test files that replay recorded traffic and assert the decisions,
+//! printed like a test runner (a line per case, then `N passed, N failed`).
+//!
+//! The format is documented in docs/testing-policies.md.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use portcullis_host::decision::DecisionKind;
+use portcullis_host::exchange::{Principal, PrincipalKind};
+use portcullis_host::route::{HostPattern, PathGlob};
+use serde::Deserialize;
+
+use crate::cli::TestArgs;
+use crate::replay::signature::{PhaseSignature, Signature};
+use crate::replay::{EntryOutcome, EntryResult, IdentityMode, Replay};
+use crate::setup;
+
+/// A test file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestFile {
+    /// The policy set, relative to the test file.
+    config: PathBuf,
+    /// Traffic files, relative to the test file.
+    traffic: Vec<PathBuf>,
+    /// The principal for every entry (default: from the recorded credentials).
+    #[serde(default)]
+    principal: Option<PrincipalSpec>,
+    /// The cases.
+    #[serde(default, rename = "case")]
+    cases: Vec<Case>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrincipalSpec {
+    kind: PrincipalKind,
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    on_behalf_of: Option<String>,
+    #[serde(default)]
+    claims: BTreeMap<String, String>,
+}
+
+impl PrincipalSpec {
+    fn principal(&self) -> Principal {
+        Principal {
+            kind: self.kind,
+            id: self.id.clone(),
+            scopes: self.scopes.clone(),
+            claims: self.claims.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            on_behalf_of: self.on_behalf_of.clone(),
+            credential_id: Some("test-override".into()),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    #[serde(default)]
+    select: Selector,
+    expect: Expectation,
+    /// Overrides the file's principal for this case.
+    #[serde(default)]
+    principal: Option<PrincipalSpec>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Selector {
+    /// Entry indices (0-based, within their file).
+    #[serde(default)]
+    index: Option<OneOrMany<usize>>,
+    /// A traffic file's name (e.g. `capture.har`).
+    #[serde(default)]
+    file: Option<String>,
+    #[serde(default)]
+    method: Option<OneOrMany<String>>,
+    /// A path glob, or a list of them.
+    #[serde(default)]
+    path: Option<OneOrMany<String>>,
+    /// A host pattern.
+    #[serde(default)]
+    host: Option<String>,
+    #[serde(default)]
+    operation: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T: PartialEq> OneOrMany<T> {
+    fn contains(&self, value: &T) -> bool {
+        match self {
+            OneOrMany::One(v) => v == value,
+            OneOrMany::Many(vs) => vs.contains(value),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expectation {
+    decision: DecisionKind,
+    /// `request`, `response`, or (default) the entry's overall decision.
+    #[serde(default)]
+    phase: Option<PhaseName>,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    status: Option<u16>,
+    /// Targets that must be among the redactions (`json:/email`, `/email`, `header:x`).
+    #[serde(default)]
+    redacted: Vec<String>,
+    #[serde(default)]
+    approver_group: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum PhaseName {
+    Request,
+    Response,
+}
+
+pub fn run(args: &TestArgs) -> Result<ExitCode> {
+    let files = test_files(&args.paths)?;
+    if files.is_empty() {
+        bail!("no test files (*.toml) found in {}", args.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    }
+    let jobs = match args.jobs {
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        n => n,
+    };
+    let (mut passed, mut failed) = (0usize, 0usize);
+    for file in &files {
+        match run_file(file, jobs) {
+            Ok(results) => {
+                for (name, outcome) in results {
+                    match outcome {
+                        Ok(detail) => {
+                            passed += 1;
+                            println!("ok    {}: {name} ({detail})", file.display());
+                        }
+                        Err(why) => {
+                            failed += 1;
+                            println!("FAIL  {}: {name}\n      {}", file.display(), why.replace('\n', "\n      "));
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                println!("FAIL  {}: the file could not be run\n      {e:#}", file.display());
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// The `.toml` files among `paths` (folders are searched one level deep, sorted).
+fn test_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("cannot read folder {}", path.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "toml") && !is_config(p))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else if path.exists() {
+            files.push(path.clone());
+        } else {
+            bail!("test file {} does not exist", path.display());
+        }
+    }
+    Ok(files)
+}
+
+/// A policy config sitting beside the test files is not a test file.
+fn is_config(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|t| !t.lines().any(|l| l.trim_start().starts_with("[[case]]")))
+}
+
+type CaseResult = (String, std::result::Result<String, String>);
+
+fn run_file(path: &Path, jobs: usize) -> Result<Vec<CaseResult>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let test: TestFile = toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid test file {}: {e}", path.display()))?;
+    if test.cases.is_empty() {
+        bail!("{} has no [[case]]", path.display());
+    }
+    let dir = portcullis_host::config::base_dir(path);
+    let gate = setup::gate_from_config(&dir.join(&test.config))?;
+    let traffic: Vec<PathBuf> = test.traffic.iter().map(|t| dir.join(t)).collect();
+    for t in &traffic {
+        if !t.exists() {
+            bail!("traffic file {} (from {}) does not exist", t.display(), path.display());
+        }
+    }
+    // One replay per distinct principal.
+    let mut runs: Vec<(Option<PrincipalSpec>, Vec<EntryResult>)> = Vec::new();
+    let mut results = Vec::new();
+    for case in &test.cases {
+        let principal = case.principal.clone().or_else(|| test.principal.clone());
+        if !runs.iter().any(|(p, _)| *p == principal) {
+            let identity = match &principal {
+                Some(p) => IdentityMode::Fixed(p.principal()),
+                None => IdentityMode::Recorded,
+            };
+            let replay = Replay { gate: &gate, baseline: None, identity, jobs, progress: false, keep_originals: false, strict: false };
+            let mut entries = Vec::new();
+            let file_errors = replay.run(&traffic, |e| entries.push(e))?;
+            if let Some(e) = file_errors.first() {
+                bail!("{}: {}", e.source, e.message);
+            }
+            runs.push((principal.clone(), entries));
+        }
+        let entries = &runs.iter().find(|(p, _)| *p == principal).map(|(_, e)| e).expect("just added");
+        results.push((case.name.clone(), check_case(case, entries)));
+    }
+    Ok(results)
+}
+
+fn check_case(case: &Case, entries: &[EntryResult]) -> std::result::Result<String, String> {
+    let paths: Vec<PathGlob> = match &case.select.path {
+        None => Vec::new(),
+        Some(OneOrMany::One(p)) => vec![PathGlob::new(p).map_err(|e| format!("select.path: {e}"))?],
+        Some(OneOrMany::Many(ps)) => {
+            ps.iter().map(|p| PathGlob::new(p)).collect::<Result<_, _>>().map_err(|e| format!("select.path: {e}"))?
+        }
+    };
+    let host = case.select.host.as_deref().map(HostPattern::new).transpose().map_err(|e| format!("select.host: {e}"))?;
+    let mut selected = 0;
+    let mut failures = Vec::new();
+    for entry in entries {
+        if !selects(&case.select, &paths, host.as_ref(), entry) {
+            continue;
+        }
+        selected += 1;
+        let id = crate::replay::render::entry_id(entry);
+        let passage = match &entry.outcome {
+            EntryOutcome::ReadError(e) => {
+                failures.push(format!("{id}: could not be read: {e}"));
+                continue;
+            }
+            EntryOutcome::Evaluated { passage, .. } => passage,
+        };
+        if let Err(why) = expectation_met(&case.expect, &Signature::of(passage)) {
+            failures.push(format!("{id} {}: {why}", passage.request_line));
+        }
+    }
+    if selected == 0 {
+        return Err("selects no entry; check `select`".into());
+    }
+    if failures.is_empty() {
+        return Ok(format!("{selected} entr{}", if selected == 1 { "y" } else { "ies" }));
+    }
+    let shown: Vec<&String> = failures.iter().take(5).collect();
+    let more = if failures.len() > 5 { format!("\n… and {} more", failures.len() - 5) } else { String::new() };
+    Err(format!(
+        "{} of {selected} selected entries differ:\n{}{more}",
+        failures.len(),
+        shown.into_iter().cloned().collect::<Vec<_>>().join("\n")
+    ))
+}
+
+fn selects(s: &Selector, paths: &[PathGlob], host: Option<&HostPattern>, entry: &EntryResult) -> bool {
+    if let Some(index) = &s.index {
+        if !index.contains(&entry.index) {
+            return false;
+        }
+    }
+    if let Some(file) = &s.file {
+        let name = Path::new(&*entry.source).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        if &name != file {
+            return false;
+        }
+    }
+    let EntryOutcome::Evaluated { passage, .. } = &entry.outcome else {
+        // Unreadable entries are selected only by index or file, so the case reports them.
+        return s.method.is_none() && s.path.is_none() && s.host.is_none() && s.operation.is_none();
+    };
+    let Some(request) = request_of(passage) else { return false };
+    s.method.as_ref().is_none_or(|m| match m {
+        OneOrMany::One(v) => v.eq_ignore_ascii_case(&request.0),
+        OneOrMany::Many(vs) => vs.iter().any(|v| v.eq_ignore_ascii_case(&request.0)),
+    }) && (paths.is_empty() || paths.iter().any(|g| g.matches(&request.1)))
+        && host.is_none_or(|h| h.matches(&request.2))
+        && s.operation.as_ref().is_none_or(|op| request.3.as_deref() == Some(op.as_str()))
+}
+
+/// (method, path, host, operation) of the evaluated request.
+fn request_of(passage: &portcullis_host::gate::Passage) -> Option<(String, String, String, Option<String>)> {
+    let (method, path) = passage.request_line.split_once(' ')?;
+    Some((method.to_owned(), path.to_owned(), passage.host.clone(), passage.operation.clone()))
+}
+
+fn expectation_met(expect: &Expectation, sig: &Signature) -> std::result::Result<(), String> {
+    let phases: Vec<&PhaseSignature> = match expect.phase {
+        Some(PhaseName::Request) => vec![&sig.request],
+        Some(PhaseName::Response) => match &sig.response {
+            Some(r) => vec![r],
+            None => return Err("no response phase ran (no response recorded, or the request was not forwarded)".into()),
+        },
+        None => std::iter::once(&sig.request).chain(sig.response.as_ref()).collect(),
+    };
+    let decision = match expect.phase {
+        Some(_) => phases[0].decision,
+        None => sig.overall(),
+    };
+    let got = || format!("got {}", describe(&phases, decision));
+    if decision != expect.decision {
+        return Err(format!("expected {}, {}", expect.decision, got()));
+    }
+    let deciding = phases.iter().find(|p| p.decision == decision);
+    if let Some(code) = &expect.code {
+        if deciding.and_then(|p| p.code.as_ref()) != Some(code) {
+            return Err(format!("expected code {code}, {}", got()));
+        }
+    }
+    if let Some(status) = expect.status {
+        if deciding.and_then(|p| p.status) != Some(status) {
+            return Err(format!("expected status {status}, {}", got()));
+        }
+    }
+    if let Some(group) = &expect.approver_group {
+        if deciding.and_then(|p| p.approver_group.as_ref()) != Some(group) {
+            return Err(format!("expected approver group {group}, {}", got()));
+        }
+    }
+    let redacted: Vec<&String> = phases.iter().flat_map(|p| p.redacted.iter()).collect();
+    for target in &expect.redacted {
+        let target = if target.starts_with('/') { format!("json:{target}") } else { target.clone() };
+        if !redacted.iter().any(|r| **r == target) {
+            return Err(format!("expected {target} to be redacted, {}", got()));
+        }
+    }
+    Ok(())
+}
+
+fn describe(phases: &[&PhaseSignature], overall: DecisionKind) -> String {
+    let phase = phases.iter().find(|p| p.decision == overall).unwrap_or(&phases[0]);
+    let reason = if phase.reason.is_empty() { String::new() } else { format!(" ({})", phase.reason) };
+    format!("{}{reason}", phase.short())
+}

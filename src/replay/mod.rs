@@ -1,0 +1,228 @@
+//! Replaying recorded traffic through a gate (and optionally a baseline gate), in parallel
+//! when asked, delivering results in input order.
+
+pub mod diff;
+pub mod render;
+pub mod signature;
+pub mod summary;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Result;
+use portcullis_host::Exchange;
+use portcullis_host::gate::{Gate, Identity, Passage};
+use portcullis_host::exchange::Principal;
+
+/// How the principal of each entry is established.
+#[derive(Debug, Clone)]
+pub enum IdentityMode {
+    /// From the recorded credentials (or a principal recorded in JSONL), with tokens
+    /// checked at the entry's recorded time (or now, when none was recorded).
+    Recorded,
+    /// From the recorded credentials, with tokens checked at this time.
+    At(u64),
+    /// This principal for every entry.
+    Fixed(Principal),
+}
+
+impl IdentityMode {
+    fn identity(&self, exchange: &Exchange) -> Identity {
+        match self {
+            IdentityMode::Fixed(p) => Identity::Fixed(p.clone()),
+            IdentityMode::At(t) => Identity::Credentials { now_unix_s: *t },
+            IdentityMode::Recorded => {
+                let recorded = exchange.request.received_at_ms / 1000;
+                let now = if recorded > 0 { recorded } else { portcullis_host::capability::now_ms() / 1000 };
+                Identity::Recorded { now_unix_s: now }
+            }
+        }
+    }
+}
+
+/// One replayed entry.
+#[derive(Debug, Clone)]
+pub struct EntryResult {
+    /// The file it came from, as given.
+    pub source: Arc<str>,
+    /// Its 0-based index in that file (entry for HAR, non-blank line for JSONL).
+    pub index: usize,
+    /// What happened.
+    pub outcome: EntryOutcome,
+    /// The entry as recorded, when the replay keeps originals (for redaction diffs).
+    pub original: Option<Box<Exchange>>,
+}
+
+/// What happened to one entry.
+#[derive(Debug, Clone)]
+pub enum EntryOutcome {
+    /// The entry could not be read (file, index and field are in the message).
+    ReadError(String),
+    /// It was evaluated, and with the baseline too when one was given.
+    Evaluated {
+        /// With the policies under test.
+        passage: Box<Passage>,
+        /// With the baseline policies.
+        baseline: Option<Box<Passage>>,
+    },
+}
+
+/// A read error for a whole file (it could not be opened or stopped parsing).
+#[derive(Debug, Clone)]
+pub struct FileError {
+    /// The file.
+    pub source: Arc<str>,
+    /// Why.
+    pub message: String,
+}
+
+/// What to replay and how.
+pub struct Replay<'a> {
+    /// The policies under test.
+    pub gate: &'a Gate,
+    /// The baseline, for `--baseline`.
+    pub baseline: Option<&'a Gate>,
+    /// Who the entries are evaluated as.
+    pub identity: IdentityMode,
+    /// Worker threads (1: evaluate on the calling thread).
+    pub jobs: usize,
+    /// Show a progress bar on stderr once the run takes longer than a second.
+    pub progress: bool,
+    /// Keep each recorded entry beside its result (for `--show-redactions`).
+    pub keep_originals: bool,
+    /// Stop at the first entry that cannot be read (it is still reported).
+    pub strict: bool,
+}
+
+/// Entries evaluated together; bounds memory however large the file.
+const BATCH: usize = 512;
+
+impl Replay<'_> {
+    /// Replays every file in order, calling `each` with every entry's result in input
+    /// order. Returns the file-level errors (the other files still run).
+    pub fn run(&self, files: &[impl AsRef<Path>], mut each: impl FnMut(EntryResult)) -> Result<Vec<FileError>> {
+        let progress = Progress::new(self.progress);
+        let mut file_errors = Vec::new();
+        let mut stopped = false;
+        for file in files {
+            let path = file.as_ref();
+            let source: Arc<str> = path.display().to_string().into();
+            if stopped {
+                break;
+            }
+            let mut batch: Vec<(usize, Result<Exchange, String>)> = Vec::with_capacity(BATCH);
+            let read = portcullis_host::adapters::traffic::read_traffic(path, |item| {
+                if stopped {
+                    return;
+                }
+                stopped = self.strict && item.result.is_err();
+                batch.push((item.index, item.result.map_err(|e| e.to_string())));
+                if batch.len() == BATCH {
+                    self.evaluate_batch(&source, std::mem::take(&mut batch), &mut each);
+                    progress.advance(BATCH);
+                }
+            });
+            let rest = batch.len();
+            self.evaluate_batch(&source, batch, &mut each);
+            progress.advance(rest);
+            if let Err(e) = read {
+                file_errors.push(FileError { source: source.clone(), message: e.to_string() });
+            }
+        }
+        progress.finish();
+        Ok(file_errors)
+    }
+
+    fn evaluate_one(&self, source: &Arc<str>, index: usize, entry: Result<Exchange, String>) -> EntryResult {
+        let original = match (&entry, self.keep_originals) {
+            (Ok(exchange), true) => Some(Box::new(exchange.clone())),
+            _ => None,
+        };
+        let outcome = match entry {
+            Err(message) => EntryOutcome::ReadError(message),
+            Ok(exchange) => {
+                let identity = self.identity.identity(&exchange);
+                let baseline = self.baseline.map(|gate| Box::new(gate.pass(exchange.clone(), &identity)));
+                let passage = Box::new(self.gate.pass(exchange, &identity));
+                EntryOutcome::Evaluated { passage, baseline }
+            }
+        };
+        EntryResult { source: source.clone(), index, outcome, original }
+    }
+
+    fn evaluate_batch(
+        &self,
+        source: &Arc<str>,
+        batch: Vec<(usize, Result<Exchange, String>)>,
+        each: &mut impl FnMut(EntryResult),
+    ) {
+        if self.jobs <= 1 || batch.len() < 2 {
+            for (index, entry) in batch {
+                each(self.evaluate_one(source, index, entry));
+            }
+            return;
+        }
+        // Contiguous chunks, one per worker; joining them in order keeps input order.
+        let chunk = batch.len().div_ceil(self.jobs);
+        let mut chunks: Vec<Vec<(usize, Result<Exchange, String>)>> = Vec::new();
+        let mut rest = batch.into_iter();
+        loop {
+            let part: Vec<_> = rest.by_ref().take(chunk).collect();
+            if part.is_empty() {
+                break;
+            }
+            chunks.push(part);
+        }
+        let results: Vec<Vec<EntryResult>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = chunks
+                .into_iter()
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.into_iter().map(|(index, entry)| self.evaluate_one(source, index, entry)).collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+        });
+        for result in results.into_iter().flatten() {
+            each(result);
+        }
+    }
+}
+
+/// A progress bar that appears only when a run takes longer than a second and stderr is
+/// a terminal.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    started: Instant,
+}
+
+impl Progress {
+    fn new(enabled: bool) -> Progress {
+        let bar = enabled.then(|| {
+            let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::hidden());
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {pos} entries replayed ({per_sec}) {elapsed}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            bar
+        });
+        Progress { bar, started: Instant::now() }
+    }
+
+    fn advance(&self, n: usize) {
+        if let Some(bar) = &self.bar {
+            if bar.is_hidden() && self.started.elapsed().as_secs() >= 1 {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            }
+            bar.inc(n as u64);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

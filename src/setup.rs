@@ -1,0 +1,26 @@
+//! Loading what several commands need: a config's policy set and identity, as one gate.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use portcullis_host::config::base_dir;
+use portcullis_host::engine::Engine;
+use portcullis_host::gate::Gate;
+use portcullis_host::identity::Authenticator;
+use portcullis_host::{Config, PolicySet};
+
+/// Reads `portcullis.toml`, loads every policy and the identity configuration.
+pub fn gate_from_config(path: &Path) -> Result<Gate> {
+    let config = Config::read(path)?;
+    let engine = Engine::new(&config.engine_config(&base_dir(path)))?;
+    gate_on_engine(&config, path, &engine)
+}
+
+/// The same on an existing engine (a baseline shares the engine under test).
+pub fn gate_on_engine(config: &Config, path: &Path, engine: &Engine) -> Result<Gate> {
+    let set = PolicySet::from_config(config, path, engine)?;
+    let authenticator = Authenticator::new(&config.identity, &base_dir(path))
+        .with_context(|| format!("invalid config {}: [identity]", path.display()))?;
+    Ok(Gate::new(Arc::new(set), Some(Arc::new(authenticator))))
+}
