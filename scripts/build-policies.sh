@@ -11,11 +11,17 @@
 #
 # CARGO_TARGET_DIR is respected; it defaults to <repo>/target, the folder the rest of the
 # repository builds into. The components always land in <repo>/target/policies/.
+#
+# Cargo runs from inside policies/, so that it reads policies/.cargo/config.toml (the 64 KiB
+# guest stack every policy is linked with).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 manifest="$repo/policies/Cargo.toml"
 target_dir="${CARGO_TARGET_DIR:-$repo/target}"
+# Made absolute: cargo runs from policies/ below, and a relative CARGO_TARGET_DIR means the
+# directory the script was started from.
+[[ "$target_dir" = /* ]] || target_dir="$PWD/$target_dir"
 out_dir="$repo/target/policies"
 triple="wasm32-wasip2"
 

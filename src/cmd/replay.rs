@@ -43,7 +43,8 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode> {
         baseline: baseline.as_ref(),
         identity,
         jobs,
-        progress: args.format != ReplayFormat::Jsonl || !std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        // Drawn on stderr, and only when stderr is a terminal.
+        progress: true,
         keep_originals: args.show_redactions,
         strict: args.strict,
     };

@@ -6,6 +6,7 @@ pub mod render;
 pub mod signature;
 pub mod summary;
 
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -113,15 +114,13 @@ impl Replay<'_> {
             }
             let mut batch: Vec<(usize, Result<Exchange, String>)> = Vec::with_capacity(BATCH);
             let read = portcullis_host::adapters::traffic::read_traffic(path, |item| {
-                if stopped {
-                    return;
-                }
                 stopped = self.strict && item.result.is_err();
                 batch.push((item.index, item.result.map_err(|e| e.to_string())));
                 if batch.len() == BATCH {
                     self.evaluate_batch(&source, std::mem::take(&mut batch), &mut each);
                     progress.advance(BATCH);
                 }
+                if stopped { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
             });
             let rest = batch.len();
             self.evaluate_batch(&source, batch, &mut each);
@@ -196,6 +195,9 @@ impl Replay<'_> {
 struct Progress {
     bar: Option<indicatif::ProgressBar>,
     started: Instant,
+    /// Whether the bar was given its terminal (once; it stays hidden when stderr is not
+    /// a terminal).
+    shown: std::cell::Cell<bool>,
 }
 
 impl Progress {
@@ -208,13 +210,14 @@ impl Progress {
             );
             bar
         });
-        Progress { bar, started: Instant::now() }
+        Progress { bar, started: Instant::now(), shown: std::cell::Cell::new(false) }
     }
 
     fn advance(&self, n: usize) {
         if let Some(bar) = &self.bar {
-            if bar.is_hidden() && self.started.elapsed().as_secs() >= 1 {
+            if !self.shown.get() && self.started.elapsed().as_secs() >= 1 {
                 bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                self.shown.set(true);
             }
             bar.inc(n as u64);
         }

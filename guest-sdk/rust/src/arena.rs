@@ -33,6 +33,12 @@
 //!    arena, and the pages grown earlier, so a reused instance grows memory only for a call
 //!    bigger than any before) and clears the flag.
 //!
+//! Starting over at the first allocation of any kind after the flag would be wrong: the
+//! bindings allocate the lowered result's lists after the policy's code has returned, and
+//! starting over there would place them on top of the outcome's strings. Post-return's
+//! `dealloc`s all come before the next `begin_call`, so none can give back memory that a
+//! later call has reused.
+//!
 //! Sound because nothing allocated during a call is used after it: the host has read the
 //! result before post-return runs, post-return runs before the next call, and the SDK keeps
 //! no heap data in statics. Policies must not either (a `static` holding a `String` or a

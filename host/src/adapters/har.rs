@@ -13,7 +13,7 @@
 //!   still read. Only broken JSON (or a missing `log.entries`) stops the file.
 //! - `log.entries` is streamed: a `serde` visitor hands each entry to the callback as soon
 //!   as it is read, straight from the reader, so memory stays at one entry whatever the
-//!   file's size. Strings are moved, not copied, into the exchange.
+//!   file's size. Each string is allocated once and moved into the exchange.
 //!
 //! The mapping field by field is in `docs/traffic-formats.md`.
 //!
@@ -27,6 +27,7 @@ use std::path::Path;
 use base64::Engine as _;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use crate::adapters::http::normalise_authority;
 use crate::adapters::traffic::{Flow, Format, Locator, Sink, Summary, TrafficError, TrafficItem};
 use crate::exchange::{Body, Exchange, Request, Response, percent_encode_query, split_url};
 
@@ -36,14 +37,8 @@ pub const IN_MEMORY_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Reads the HAR file at `path`, handing each entry to `each` in order (see
 /// [`read_har`]).
-pub fn read_har_file<R: Flow>(
-    path: &Path,
-    mut each: impl FnMut(TrafficItem) -> R,
-) -> Result<Summary, TrafficError> {
-    let open = |source| TrafficError::Open {
-        file: path.into(),
-        source,
-    };
+pub fn read_har_file<R: Flow>(path: &Path, mut each: impl FnMut(TrafficItem) -> R) -> Result<Summary, TrafficError> {
+    let open = |source| TrafficError::Open { file: path.into(), source };
     let file = std::fs::File::open(path).map_err(open)?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
     if size <= IN_MEMORY_MAX_BYTES {
@@ -73,11 +68,8 @@ pub fn read_har<R: Flow>(
     mut each: impl FnMut(TrafficItem) -> R,
 ) -> Result<Summary, TrafficError> {
     // Windows tools (Fiddler among them) start with a UTF-8 byte order mark.
-    let buffered = reader.fill_buf().map_err(|err| TrafficError::Read {
-        file: source.into(),
-        items: 0,
-        source: err,
-    })?;
+    let buffered =
+        reader.fill_buf().map_err(|err| TrafficError::Read { file: source.into(), items: 0, source: err })?;
     if buffered.starts_with(b"\xEF\xBB\xBF") {
         reader.consume(3);
     }
@@ -106,26 +98,15 @@ where
     F: FnMut(TrafficItem) -> R,
     R: Flow,
 {
-    let mut state = State {
-        sink: Sink::new(source, each),
-        problem: None,
-        saw_log: false,
-        saw_entries: false,
-    };
-    let outcome = RootSeed(&mut state)
-        .deserialize(&mut *de)
-        .and_then(|()| de.end());
+    let mut state = State { sink: Sink::new(source, each), problem: None, saw_log: false, saw_entries: false };
+    let outcome = RootSeed(&mut state).deserialize(&mut *de).and_then(|()| de.end());
     let file = source.to_path_buf();
     let items = state.sink.items;
     match outcome {
         _ if state.sink.stopped => Ok(state.sink.summary(Format::Har)),
         Err(err) if err.is_io() => {
             let source = io::Error::from(err);
-            Err(TrafficError::Read {
-                file,
-                items,
-                source,
-            })
+            Err(TrafficError::Read { file, items, source })
         }
         Err(err) if err.is_data() => {
             let reason = state.problem.unwrap_or_else(|| position_free(&err));
@@ -138,14 +119,12 @@ where
             items,
             message: position_free(&err),
         }),
-        Ok(()) if !state.saw_log => Err(TrafficError::NotHar {
-            file,
-            reason: "no `log` object at the top level".into(),
-        }),
-        Ok(()) if !state.saw_entries => Err(TrafficError::NotHar {
-            file,
-            reason: "`log` has no `entries` list".into(),
-        }),
+        Ok(()) if !state.saw_log => {
+            Err(TrafficError::NotHar { file, reason: "no `log` object at the top level".into() })
+        }
+        Ok(()) if !state.saw_entries => {
+            Err(TrafficError::NotHar { file, reason: "`log` has no `entries` list".into() })
+        }
         Ok(()) => Ok(state.sink.summary(Format::Har)),
     }
 }
@@ -154,9 +133,7 @@ where
 pub(crate) fn position_free(err: &serde_json::Error) -> String {
     let text = err.to_string();
     let suffix = format!(" at line {} column {}", err.line(), err.column());
-    text.strip_suffix(&suffix)
-        .map(str::to_owned)
-        .unwrap_or(text)
+    text.strip_suffix(&suffix).map(str::to_owned).unwrap_or(text)
 }
 
 struct State<'s, F> {
@@ -216,60 +193,25 @@ macro_rules! object_seed {
                 Ok(())
             }
             fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
-                Err(self.0.fail(format!(concat!(
-                    $what,
-                    " is a list, not an object with `",
-                    $key,
-                    "`"
-                ))))
+                Err(self.0.fail(format!(concat!($what, " is a list, not an object with `", $key, "`"))))
             }
             fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-                Err(self.0.fail(format!(concat!(
-                    $what,
-                    " is a string, not an object with `",
-                    $key,
-                    "`"
-                ))))
+                Err(self.0.fail(format!(concat!($what, " is a string, not an object with `", $key, "`"))))
             }
             fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-                Err(self.0.fail(format!(concat!(
-                    $what,
-                    " is a number, not an object with `",
-                    $key,
-                    "`"
-                ))))
+                Err(self.0.fail(format!(concat!($what, " is a number, not an object with `", $key, "`"))))
             }
             fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-                Err(self.0.fail(format!(concat!(
-                    $what,
-                    " is a number, not an object with `",
-                    $key,
-                    "`"
-                ))))
+                Err(self.0.fail(format!(concat!($what, " is a number, not an object with `", $key, "`"))))
             }
             fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-                Err(self.0.fail(format!(concat!(
-                    $what,
-                    " is a number, not an object with `",
-                    $key,
-                    "`"
-                ))))
+                Err(self.0.fail(format!(concat!($what, " is a number, not an object with `", $key, "`"))))
             }
             fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-                Err(self.0.fail(format!(concat!(
-                    $what,
-                    " is a boolean, not an object with `",
-                    $key,
-                    "`"
-                ))))
+                Err(self.0.fail(format!(concat!($what, " is a boolean, not an object with `", $key, "`"))))
             }
             fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-                Err(self.0.fail(format!(concat!(
-                    $what,
-                    " is null, not an object with `",
-                    $key,
-                    "`"
-                ))))
+                Err(self.0.fail(format!(concat!($what, " is null, not an object with `", $key, "`"))))
             }
         }
     };
@@ -359,9 +301,7 @@ impl<T> Slot<T> {
         match self {
             Slot::Missing | Slot::Null => Ok(None),
             Slot::Got(value) => Ok(Some(value)),
-            Slot::Wrong { found, expected } => {
-                Err(format!("invalid type: found {found}, expected {expected}"))
-            }
+            Slot::Wrong { found, expected } => Err(format!("invalid type: found {found}, expected {expected}")),
         }
     }
 
@@ -370,7 +310,8 @@ impl<T> Slot<T> {
         match self {
             Slot::Missing => Err("missing field".into()),
             Slot::Null => Err("missing field (null)".into()),
-            other => other.get().map(|value| value.expect("Got")),
+            Slot::Got(value) => Ok(value),
+            Slot::Wrong { found, expected } => Err(format!("invalid type: found {found}, expected {expected}")),
         }
     }
 }
@@ -471,10 +412,7 @@ impl<T: Shape> SlotVisitor<T> {
     fn found(value: Option<T>, found: &'static str) -> Slot<T> {
         match value {
             Some(value) => Slot::Got(value),
-            None => Slot::Wrong {
-                found,
-                expected: T::EXPECTED,
-            },
+            None => Slot::Wrong { found, expected: T::EXPECTED },
         }
     }
 }
@@ -647,18 +585,12 @@ fn convert(entry: Entry, index: usize, stem: &str) -> Result<Exchange, Problem> 
 
     let method = match req.method.meaningful().map_err(at("request.method"))? {
         Some(method) => method,
-        None => pseudo
-            .method
-            .take()
-            .ok_or_else(|| at("request.method")("missing field".into()))?,
+        None => pseudo.method.take().ok_or_else(|| at("request.method")("missing field".into()))?,
     };
     let url = match req.url.meaningful().map_err(at("request.url"))? {
         Some(url) => url,
         // Some HTTP/2 captures carry the target only in pseudo-headers.
-        None => pseudo
-            .path
-            .take()
-            .ok_or_else(|| at("request.url")("missing field".into()))?,
+        None => pseudo.path.take().ok_or_else(|| at("request.url")("missing field".into()))?,
     };
     let url = url.trim();
     let mut parts = split_url(url).map_err(at("request.url"))?;
@@ -671,12 +603,7 @@ fn convert(entry: Entry, index: usize, stem: &str) -> Result<Exchange, Problem> 
         parts.authority = pseudo
             .authority
             .take()
-            .or_else(|| {
-                headers
-                    .iter()
-                    .find(|(name, _)| name == "host")
-                    .map(|(_, value)| value.clone())
-            })
+            .or_else(|| headers.iter().find(|(name, _)| name == "host").map(|(_, value)| value.clone()))
             .unwrap_or_default();
     }
     // The URL's query is what the server received; `queryString` is a copy whose encoding
@@ -750,48 +677,19 @@ fn pairs(list: Vec<Slot<Pair>>, field: &str) -> Result<Vec<(String, String)>, Pr
         let Some(pair) = pair.get().map_err(|m| (format!("{field}[{i}]"), m))? else {
             continue;
         };
-        let name = pair
-            .name
-            .need()
-            .map_err(|m| (format!("{field}[{i}].name"), m))?;
-        let value = pair
-            .value
-            .get()
-            .map_err(|m| (format!("{field}[{i}].value"), m))?
-            .unwrap_or_default();
+        let name = pair.name.need().map_err(|m| (format!("{field}[{i}].name"), m))?;
+        let value = pair.value.get().map_err(|m| (format!("{field}[{i}].value"), m))?.unwrap_or_default();
         out.push((name, value));
     }
     Ok(out)
 }
 
 fn request_body(post: PostData, headers: &[(String, String)]) -> Result<Option<Body>, Problem> {
-    let mime = media_type(
-        post.mime
-            .meaningful()
-            .map_err(at("request.postData.mimeType"))?,
-        headers,
-    );
-    let base64 = is_base64(
-        post.encoding
-            .meaningful()
-            .map_err(at("request.postData.encoding"))?,
-    );
-    if let Some(text) = post
-        .text
-        .get()
-        .map_err(at("request.postData.text"))?
-        .filter(|t| !t.is_empty())
-    {
-        let bytes = if base64 {
-            decode_base64(&text).map_err(at("request.postData.text"))?
-        } else {
-            text.into_bytes()
-        };
-        return Ok(Some(Body {
-            content_type: mime,
-            bytes,
-            truncated: false,
-        }));
+    let mime = media_type(post.mime.meaningful().map_err(at("request.postData.mimeType"))?, headers);
+    let base64 = is_base64(post.encoding.meaningful().map_err(at("request.postData.encoding"))?);
+    if let Some(text) = post.text.get().map_err(at("request.postData.text"))?.filter(|t| !t.is_empty()) {
+        let bytes = if base64 { decode_base64(&text).map_err(at("request.postData.text"))? } else { text.into_bytes() };
+        return Ok(Some(Body { content_type: mime, bytes, truncated: false }));
     }
     // No text: rebuild an urlencoded form from `params` (multipart files cannot be
     // rebuilt, so the body's type says what the bytes are).
@@ -804,13 +702,7 @@ fn request_body(post: PostData, headers: &[(String, String)]) -> Result<Option<B
     }
     let form: Vec<String> = params
         .iter()
-        .map(|(name, value)| {
-            format!(
-                "{}={}",
-                percent_encode_query(name),
-                percent_encode_query(value)
-            )
-        })
+        .map(|(name, value)| format!("{}={}", percent_encode_query(name), percent_encode_query(value)))
         .collect();
     Ok(Some(Body {
         content_type: Some("application/x-www-form-urlencoded".into()),
@@ -833,47 +725,23 @@ fn convert_response(res: HarResponse) -> Result<Option<Response>, Problem> {
     let headers = header_list(res.headers, "response.headers", None)?;
     let body = match res.content.get().map_err(at("response.content"))? {
         Some(content) => {
-            let mime = media_type(
-                content
-                    .mime
-                    .meaningful()
-                    .map_err(at("response.content.mimeType"))?,
-                &headers,
-            );
-            let base64 = is_base64(
-                content
-                    .encoding
-                    .meaningful()
-                    .map_err(at("response.content.encoding"))?,
-            );
-            match content
-                .text
-                .get()
-                .map_err(at("response.content.text"))?
-                .filter(|t| !t.is_empty())
-            {
+            let mime = media_type(content.mime.meaningful().map_err(at("response.content.mimeType"))?, &headers);
+            let base64 = is_base64(content.encoding.meaningful().map_err(at("response.content.encoding"))?);
+            match content.text.get().map_err(at("response.content.text"))?.filter(|t| !t.is_empty()) {
                 Some(text) => {
                     let bytes = if base64 {
                         decode_base64(&text).map_err(at("response.content.text"))?
                     } else {
                         text.into_bytes()
                     };
-                    (!bytes.is_empty()).then_some(Body {
-                        content_type: mime,
-                        bytes,
-                        truncated: false,
-                    })
+                    (!bytes.is_empty()).then_some(Body { content_type: mime, bytes, truncated: false })
                 }
                 None => None,
             }
         }
         None => None,
     };
-    Ok(Some(Response {
-        status,
-        headers,
-        body,
-    }))
+    Ok(Some(Response { status, headers, body }))
 }
 
 /// The body's content type: the recorded `content-type` header, which is what the other
@@ -908,27 +776,6 @@ fn decode_base64(text: &str) -> Result<Vec<u8>, String> {
     result.map_err(|e| format!("`encoding` is base64 but the text is not valid base64: {e}"))
 }
 
-/// Drops userinfo (credentials must not reach policies or the audit log) and the scheme's
-/// default port, as [`crate::adapters::http`] does.
-fn normalise_authority(authority: &str, scheme: &str) -> String {
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    let default_port = match scheme {
-        "http" => "80",
-        "https" => "443",
-        _ => return host.to_owned(),
-    };
-    match host.rsplit_once(':') {
-        Some((name, port))
-            if port == default_port && (!name.contains(':') || name.ends_with(']')) =>
-        {
-            name.to_owned()
-        }
-        _ => host.to_owned(),
-    }
-}
-
 /// Parses an RFC 3339 timestamp into milliseconds since the Unix epoch (fractions below a
 /// millisecond are cut). Also accepts what recording tools write beside the RFC: a
 /// lower-case `t`/`z`, a space for the `T`, and an offset without its colon (`+0530`) or
@@ -938,9 +785,7 @@ pub fn parse_timestamp_ms(text: &str) -> Result<u64, String> {
     let b = text.trim().as_bytes();
     let digits = |range: std::ops::Range<usize>| -> Option<i64> {
         let part = b.get(range)?;
-        part.iter()
-            .all(u8::is_ascii_digit)
-            .then(|| part.iter().fold(0, |n, d| n * 10 + i64::from(d - b'0')))
+        part.iter().all(u8::is_ascii_digit).then(|| part.iter().fold(0, |n, d| n * 10 + i64::from(d - b'0')))
     };
     let sep = |i: usize, allowed: &[u8]| b.get(i).is_some_and(|c| allowed.contains(c));
     let (Some(year), Some(month), Some(day)) = (digits(0..4), digits(5..7), digits(8..10)) else {
@@ -949,28 +794,14 @@ pub fn parse_timestamp_ms(text: &str) -> Result<u64, String> {
     if !sep(4, b"-") || !sep(7, b"-") || !sep(10, b"Tt ") {
         return Err(bad("expected YYYY-MM-DDTHH:MM:SS"));
     }
-    let (Some(hour), Some(minute), Some(second)) = (digits(11..13), digits(14..16), digits(17..19))
-    else {
+    let (Some(hour), Some(minute), Some(second)) = (digits(11..13), digits(14..16), digits(17..19)) else {
         return Err(bad("expected HH:MM:SS after the date"));
     };
     if !sep(13, b":") || !sep(16, b":") {
         return Err(bad("expected HH:MM:SS after the date"));
     }
     let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let month_days = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
+    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
     if !(1..=12).contains(&month) || day < 1 || day > month_days[(month - 1) as usize] {
         return Err(bad("no such date"));
     }
@@ -1011,21 +842,13 @@ pub fn parse_timestamp_ms(text: &str) -> Result<u64, String> {
             if h > 23 || m > 59 {
                 return Err(bad("no such offset"));
             }
-            if *sign == b'-' {
-                -(h * 60 + m)
-            } else {
-                h * 60 + m
-            }
+            if *sign == b'-' { -(h * 60 + m) } else { h * 60 + m }
         }
         None => return Err(bad("no time zone offset (`Z` or `+HH:MM`)")),
         Some(_) => return Err(bad("unexpected text after the time")),
     };
     // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-    let (y, m) = if month <= 2 {
-        (year - 1, month + 9)
-    } else {
-        (year, month - 3)
-    };
+    let (y, m) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
     let era = y.div_euclid(400);
     let year_of_era = y - era * 400;
     let day_of_year = (153 * m + 2) / 5 + day - 1;
@@ -1042,9 +865,7 @@ mod tests {
     use std::path::PathBuf;
 
     fn shared(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/traffic")
-            .join(name)
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/traffic").join(name)
     }
 
     /// Reads a whole file, keeping every item.
@@ -1057,30 +878,16 @@ mod tests {
     fn exchanges(path: &Path) -> Vec<Exchange> {
         let (items, summary) = read_all(path);
         let summary = summary.unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            summary.errors,
-            0,
-            "{:?}",
-            items
-                .iter()
-                .filter_map(|i| i.result.as_ref().err())
-                .collect::<Vec<_>>()
-        );
+        assert_eq!(summary.errors, 0, "{:?}", items.iter().filter_map(|i| i.result.as_ref().err()).collect::<Vec<_>>());
         items.into_iter().map(|item| item.result.unwrap()).collect()
     }
 
     /// Reads a document given as text through both the slice and the streaming reader,
     /// checks they agree, and returns the items and the outcome.
-    fn read_text(
-        text: &str,
-    ) -> (
-        Vec<Result<Exchange, EntryError>>,
-        Result<Summary, TrafficError>,
-    ) {
+    fn read_text(text: &str) -> (Vec<Result<Exchange, EntryError>>, Result<Summary, TrafficError>) {
         let source = Path::new("t/cap.har");
         let mut from_slice = Vec::new();
-        let slice_summary =
-            read_har_slice(text.as_bytes(), source, |item| from_slice.push(item.result));
+        let slice_summary = read_har_slice(text.as_bytes(), source, |item| from_slice.push(item.result));
         let mut streamed = Vec::new();
         let stream_summary = read_har(text.as_bytes(), source, |item| streamed.push(item.result));
         assert_eq!(from_slice, streamed);
@@ -1096,10 +903,7 @@ mod tests {
     }
 
     fn count(exchanges: &[Exchange], method: &str) -> usize {
-        exchanges
-            .iter()
-            .filter(|e| e.request.method == method)
-            .count()
+        exchanges.iter().filter(|e| e.request.method == method).count()
     }
 
     fn json_of(body: &Option<Body>) -> serde_json::Value {
@@ -1109,31 +913,17 @@ mod tests {
     #[test]
     fn optic_petstore_reads_fully() {
         let all = exchanges(&shared("optic_petstore.swagger.io.har"));
-        assert_eq!(
-            (all.len(), count(&all, "GET"), count(&all, "POST")),
-            (9, 8, 1)
-        );
+        assert_eq!((all.len(), count(&all, "GET"), count(&all, "POST")), (9, 8, 1));
         for (i, exchange) in all.iter().enumerate() {
             let req = &exchange.request;
             assert_eq!(req.id, format!("optic_petstore.swagger.io#{i}"));
-            assert_eq!(
-                (req.scheme.as_str(), req.authority.as_str()),
-                ("https", "petstore.swagger.io")
-            );
-            assert!(
-                req.headers
-                    .iter()
-                    .all(|(n, _)| !n.starts_with(':') && n.to_ascii_lowercase() == *n),
-                "{req:?}"
-            );
+            assert_eq!((req.scheme.as_str(), req.authority.as_str()), ("https", "petstore.swagger.io"));
+            assert!(req.headers.iter().all(|(n, _)| !n.starts_with(':') && n.to_ascii_lowercase() == *n), "{req:?}");
             assert!(exchange.response.is_some());
             assert_eq!(req.principal, crate::exchange::Principal::default());
             assert_eq!(req.client_address, None);
         }
-        assert_eq!(
-            all[0].request.received_at_ms, 1_652_269_612_286,
-            "2022-05-11T11:46:52.286Z"
-        );
+        assert_eq!(all[0].request.received_at_ms, 1_652_269_612_286, "2022-05-11T11:46:52.286Z");
 
         let post = all.iter().find(|e| e.request.method == "POST").unwrap();
         assert_eq!(post.request.path, "/v2/store/order");
@@ -1141,72 +931,27 @@ mod tests {
         assert_eq!(body.content_type.as_deref(), Some("application/json"));
         assert!(json_of(&post.request.body).get("petId").is_some());
 
-        let not_found: Vec<_> = all
-            .iter()
-            .filter(|e| e.response.as_ref().unwrap().status == 404)
-            .collect();
+        let not_found: Vec<_> = all.iter().filter(|e| e.response.as_ref().unwrap().status == 404).collect();
         assert_eq!(not_found.len(), 2);
         assert_eq!(not_found[0].request.path, "/v2/user/user1");
         assert!(json_of(&not_found[0].response.as_ref().unwrap().body).is_object());
 
-        let biggest = all
-            .iter()
-            .filter_map(|e| e.response.as_ref()?.body.as_ref())
-            .map(|b| b.bytes.len())
-            .max();
-        assert_eq!(
-            biggest,
-            Some(74_285),
-            "the 74 KB list, in bytes (`content.size`)"
-        );
-        let list = all
-            .iter()
-            .find(|e| {
-                e.response
-                    .as_ref()
-                    .unwrap()
-                    .body
-                    .as_ref()
-                    .unwrap()
-                    .bytes
-                    .len()
-                    == 74_285
-            })
-            .unwrap();
+        let biggest = all.iter().filter_map(|e| e.response.as_ref()?.body.as_ref()).map(|b| b.bytes.len()).max();
+        assert_eq!(biggest, Some(74_285), "the 74 KB list, in bytes (`content.size`)");
+        let list =
+            all.iter().find(|e| e.response.as_ref().unwrap().body.as_ref().unwrap().bytes.len() == 74_285).unwrap();
         assert!(json_of(&list.response.as_ref().unwrap().body).is_array());
-        assert!(
-            list.request
-                .query
-                .iter()
-                .any(|(k, v)| k == "status" && v == "available"),
-            "{:?}",
-            list.request
-        );
+        assert!(list.request.query.iter().any(|(k, v)| k == "status" && v == "available"), "{:?}", list.request);
     }
 
     #[test]
     fn akto_reads_fully() {
         let all = exchanges(&shared("akto_restapi_81.har"));
-        assert_eq!(
-            (all.len(), count(&all, "POST"), count(&all, "GET")),
-            (81, 54, 27)
-        );
+        assert_eq!((all.len(), count(&all, "POST"), count(&all, "GET")), (81, 54, 27));
         let first = &all[0];
-        assert_eq!(
-            (
-                first.request.scheme.as_str(),
-                first.request.authority.as_str()
-            ),
-            ("http", "localhost:8000")
-        );
-        assert_eq!(
-            (first.request.path.as_str(), first.request.id.as_str()),
-            ("/api/cars", "akto_restapi_81#0")
-        );
-        assert_eq!(
-            first.request.query,
-            [("p".into(), "1".into()), ("q".into(), "2".into())]
-        );
+        assert_eq!((first.request.scheme.as_str(), first.request.authority.as_str()), ("http", "localhost:8000"));
+        assert_eq!((first.request.path.as_str(), first.request.id.as_str()), ("/api/cars", "akto_restapi_81#0"));
+        assert_eq!(first.request.query, [("p".into(), "1".into()), ("q".into(), "2".into())]);
         // 2022-02-04T09:34:35.225+0530: an offset without its colon.
         assert_eq!(first.request.received_at_ms, 1_643_947_475_225);
         for exchange in &all {
@@ -1220,11 +965,7 @@ mod tests {
             if exchange.request.method == "POST" {
                 // postData.mimeType is "application/json", "text/plain" or "null"; the
                 // request's content-type header says JSON, and wins.
-                assert!(
-                    exchange.request.body.as_ref().unwrap().is_json(),
-                    "{:?}",
-                    exchange.request
-                );
+                assert!(exchange.request.body.as_ref().unwrap().is_json(), "{:?}", exchange.request);
             }
         }
         let book = json_of(&all[1].response.as_ref().unwrap().body);
@@ -1234,38 +975,19 @@ mod tests {
     #[test]
     fn microcks_reads_fully() {
         let all = exchanges(&shared("microcks_api-pastries-0.0.1.har"));
-        assert_eq!(
-            (all.len(), count(&all, "GET"), count(&all, "PATCH")),
-            (6, 5, 1)
-        );
+        assert_eq!((all.len(), count(&all, "GET"), count(&all, "PATCH")), (6, 5, 1));
         let first = &all[0].request;
-        assert_eq!(
-            first.path, "/rest/API+Pastries/0.0.1/pastries",
-            "`+` in a path is not a space"
-        );
+        assert_eq!(first.path, "/rest/API+Pastries/0.0.1/pastries", "`+` in a path is not a space");
         assert_eq!(first.query, [("size".into(), "L".into())]);
         let patch = all.iter().find(|e| e.request.method == "PATCH").unwrap();
-        assert_eq!(
-            patch.request.path,
-            "/rest/API+Pastries/0.0.1/pastries/Eclair+Cafe"
-        );
-        assert_eq!(
-            json_of(&patch.request.body),
-            serde_json::json!({"price": 2.6}),
-            "text wins over params"
-        );
+        assert_eq!(patch.request.path, "/rest/API+Pastries/0.0.1/pastries/Eclair+Cafe");
+        assert_eq!(json_of(&patch.request.body), serde_json::json!({"price": 2.6}), "text wins over params");
         // Its response is recorded in base64.
         let res = patch.response.as_ref().unwrap();
         let body = json_of(&res.body);
         assert_eq!(body["price"], serde_json::json!(2.6), "{body}");
-        assert_eq!(
-            res.body.as_ref().unwrap().content_type.as_deref(),
-            Some("application/json;charset=UTF-8")
-        );
-        assert_eq!(
-            patch.request.received_at_ms, 1_692_263_153_434,
-            "2023-08-17T11:05:53.434+02:00"
-        );
+        assert_eq!(res.body.as_ref().unwrap().content_type.as_deref(), Some("application/json;charset=UTF-8"));
+        assert_eq!(patch.request.received_at_ms, 1_692_263_153_434, "2023-08-17T11:05:53.434+02:00");
     }
 
     #[test]
@@ -1286,30 +1008,45 @@ mod tests {
             }]}}"#);
         let req = &exchange.request;
         assert_eq!(req.method, "POST");
-        assert_eq!(
-            req.authority, "Api.Test",
-            "userinfo and default port dropped"
-        );
+        assert_eq!(req.authority, "Api.Test", "userinfo and default port dropped");
         assert_eq!(req.path, "/a b/c");
-        assert_eq!(
-            req.query,
-            [("x", "1 2"), ("y", "a b"), ("z", "")].map(|(k, v)| (k.to_owned(), v.to_owned()))
-        );
-        assert_eq!(
-            req.headers,
-            [("cookie", "s=1"), ("x-count", "5")].map(|(k, v)| (k.to_owned(), v.to_owned()))
-        );
-        assert_eq!(
-            req.body.as_ref().unwrap().content_type,
-            None,
-            "mimeType \"null\" and no content-type header"
-        );
+        assert_eq!(req.query, [("x", "1 2"), ("y", "a b"), ("z", "")].map(|(k, v)| (k.to_owned(), v.to_owned())));
+        assert_eq!(req.headers, [("cookie", "s=1"), ("x-count", "5")].map(|(k, v)| (k.to_owned(), v.to_owned())));
+        assert_eq!(req.body.as_ref().unwrap().content_type, None, "mimeType \"null\" and no content-type header");
         assert_eq!(req.received_at_ms, 1_709_251_199_500);
         let res = exchange.response.unwrap();
         assert_eq!(res.status, 200);
         let body = res.body.unwrap();
         assert_eq!(body.bytes, br#"{"ok":true}"#, "unpadded base64");
         assert_eq!(body.content_type.as_deref(), Some("application/json"));
+    }
+
+    #[test]
+    fn the_documented_example_reads_as_documented() {
+        // docs/traffic-formats.md, without its comments.
+        let text = r#"{"log": {"creator": "some proxy",
+          "entries": [{
+            "startedDateTime": "2022-02-04T09:34:35.225+0530",
+            "request": {"method": "post", "url": "http://localhost:8000/api/cars?p=1",
+              "headers": [{"name": ":authority", "value": "localhost:8000"},
+                          {"name": "Content-Type", "value": "application/json"}],
+              "postData": {"mimeType": "null", "text": "{\"make\": \"VW\"}"}},
+            "response": {"status": 201, "redirectURL": "null",
+              "headers": [{"name": "Content-Type", "value": "application/json"}],
+              "content": {"mimeType": "text", "encoding": "base64", "text": "eyJpZCI6MX0="}}
+          }]}}"#;
+        let mut got = Vec::new();
+        read_har_slice(text.as_bytes(), Path::new("cars.har"), |item| got.push(item.result.unwrap())).unwrap();
+        let expected: Exchange = serde_json::from_str(
+            r#"{"request": {"id": "cars#0", "method": "POST", "scheme": "http", "authority": "localhost:8000",
+               "path": "/api/cars", "query": [["p", "1"]], "headers": [["content-type", "application/json"]],
+               "body": {"content_type": "application/json", "json": {"make": "VW"}},
+               "received_at_ms": 1643947475225},
+             "response": {"status": 201, "headers": [["content-type", "application/json"]],
+               "body": {"content_type": "application/json", "json": {"id": 1}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(serde_json::to_value(&got).unwrap(), serde_json::to_value([expected]).unwrap());
     }
 
     #[test]
@@ -1323,12 +1060,7 @@ mod tests {
             }]}}"#);
         let req = &exchange.request;
         assert_eq!(
-            (
-                req.method.as_str(),
-                req.scheme.as_str(),
-                req.authority.as_str(),
-                req.path.as_str()
-            ),
+            (req.method.as_str(), req.scheme.as_str(), req.authority.as_str(), req.path.as_str()),
             ("DELETE", "http", "h2.test:8443", "/items")
         );
         assert_eq!(req.query, [("q".to_owned(), "1".to_owned())]);
@@ -1337,41 +1069,22 @@ mod tests {
         assert_eq!((res.status, res.headers.len(), res.body), (204, 0, None));
 
         // An absolute URL wins over :authority; the target may come from :path alone.
-        let exchange = one(
-            r#"{"log": {"entries": [{"request": {"method": "GET", "url": "https://url.test/a",
-                "headers": [{"name": ":authority", "value": "other.test"}]}}]}}"#,
-        );
+        let exchange = one(r#"{"log": {"entries": [{"request": {"method": "GET", "url": "https://url.test/a",
+                "headers": [{"name": ":authority", "value": "other.test"}]}}]}}"#);
         assert_eq!(exchange.request.authority, "url.test");
-        let exchange = one(
-            r#"{"log": {"entries": [{"request": {"headers": [{"name": ":method", "value": "get"},
-                {"name": ":path", "value": "/p"}, {"name": "Host", "value": "host.test"}]}}]}}"#,
-        );
-        assert_eq!(
-            (
-                exchange.request.method.as_str(),
-                exchange.request.authority.as_str()
-            ),
-            ("GET", "host.test")
-        );
+        let exchange = one(r#"{"log": {"entries": [{"request": {"headers": [{"name": ":method", "value": "get"},
+                {"name": ":path", "value": "/p"}, {"name": "Host", "value": "host.test"}]}}]}}"#);
+        assert_eq!((exchange.request.method.as_str(), exchange.request.authority.as_str()), ("GET", "host.test"));
         assert_eq!(exchange.request.path, "/p");
     }
 
     #[test]
     fn missing_optional_parts_are_absent() {
-        let exchange = one(
-            r#"{"log": {"entries": [{"request": {"method": "GET", "url": "http://x.test:80/a?b=1"}}]}}"#,
-        );
+        let exchange =
+            one(r#"{"log": {"entries": [{"request": {"method": "GET", "url": "http://x.test:80/a?b=1"}}]}}"#);
         assert_eq!(exchange.response, None, "no response recorded");
         let req = exchange.request;
-        assert_eq!(
-            (
-                req.authority.as_str(),
-                req.headers.len(),
-                req.body,
-                req.received_at_ms
-            ),
-            ("x.test", 0, None, 0)
-        );
+        assert_eq!((req.authority.as_str(), req.headers.len(), req.body, req.received_at_ms), ("x.test", 0, None, 0));
 
         // Chrome's status 0 (blocked or failed) is no response; no content.text, no body.
         let (items, summary) = read_text(
@@ -1385,44 +1098,24 @@ mod tests {
         assert_eq!(summary.unwrap().errors, 0);
         let items: Vec<Exchange> = items.into_iter().map(Result::unwrap).collect();
         assert_eq!(items[0].response, None);
-        assert_eq!(
-            items[1]
-                .response
-                .as_ref()
-                .map(|r| (r.status, r.body.is_none())),
-            Some((304, true))
-        );
+        assert_eq!(items[1].response.as_ref().map(|r| (r.status, r.body.is_none())), Some((304, true)));
         assert_eq!(items[2].response, None);
-        assert_eq!(
-            items[3].request.query,
-            [("k".to_owned(), "v w".to_owned())],
-            "queryString when the URL has none"
-        );
+        assert_eq!(items[3].request.query, [("k".to_owned(), "v w".to_owned())], "queryString when the URL has none");
     }
 
     #[test]
     fn form_params_become_an_urlencoded_body() {
-        let exchange = one(
-            r#"{"log": {"entries": [{"request": {"method": "POST", "url": "https://x.test/login",
+        let exchange = one(r#"{"log": {"entries": [{"request": {"method": "POST", "url": "https://x.test/login",
                 "postData": {"mimeType": "application/x-www-form-urlencoded", "params": [
-                    {"name": "user", "value": "a b"}, {"name": "pw", "value": "p&q="}, {"name": "empty"}]}}}]}}"#,
-        );
+                    {"name": "user", "value": "a b"}, {"name": "pw", "value": "p&q="}, {"name": "empty"}]}}}]}}"#);
         let body = exchange.request.body.unwrap();
         assert_eq!(body.bytes, b"user=a%20b&pw=p%26q%3D&empty=");
-        assert_eq!(
-            body.content_type.as_deref(),
-            Some("application/x-www-form-urlencoded")
-        );
-        let exchange = one(
-            r#"{"log": {"entries": [{"request": {"method": "POST", "url": "https://x.test/up",
+        assert_eq!(body.content_type.as_deref(), Some("application/x-www-form-urlencoded"));
+        let exchange = one(r#"{"log": {"entries": [{"request": {"method": "POST", "url": "https://x.test/up",
                 "headers": [{"name": "content-type", "value": "application/octet-stream"}],
-                "postData": {"encoding": "base64", "text": "AAEC/w=="}}}]}}"#,
-        );
+                "postData": {"encoding": "base64", "text": "AAEC/w=="}}}]}}"#);
         let body = exchange.request.body.unwrap();
-        assert_eq!(
-            (body.bytes, body.content_type.as_deref()),
-            (vec![0, 1, 2, 255], Some("application/octet-stream"))
-        );
+        assert_eq!((body.bytes, body.content_type.as_deref()), (vec![0, 1, 2, 255], Some("application/octet-stream")));
     }
 
     #[test]
@@ -1461,19 +1154,12 @@ mod tests {
             ]
         );
         assert_eq!(errors[0].at, Locator::Entry(1));
-        assert!(
-            errors[0].message.contains("only http and https"),
-            "{}",
-            errors[0]
-        );
+        assert!(errors[0].message.contains("only http and https"), "{}", errors[0]);
         assert_eq!(
             errors[1].to_string(),
             "t/cap.har: log.entries[2].request.url: missing field (entry index 2, 0-based)"
         );
-        assert_eq!(
-            errors[3].message,
-            "invalid type: found an object, expected a list"
-        );
+        assert_eq!(errors[3].message, "invalid type: found an object, expected a list");
         assert_eq!(
             errors[7].to_string(),
             "t/cap.har: log.entries[8]: invalid type: found a string, expected an object (entry index 8, 0-based)"
@@ -1484,20 +1170,12 @@ mod tests {
     fn truncated_file_yields_earlier_entries_then_a_file_error() {
         let text = std::fs::read_to_string(shared("optic_petstore.swagger.io.har")).unwrap();
         // Cut inside the fourth entry's (index 3) big response body.
-        let cut = text
-            .find("\"status\":\"available\"")
-            .unwrap_or(text.len() / 2);
+        let cut = text.find("\"status\":\"available\"").unwrap_or(text.len() / 2);
         let (items, summary) = read_text(&text[..cut]);
         assert_eq!(items.len(), 3);
         assert!(items.iter().all(Result::is_ok));
         match summary.unwrap_err() {
-            TrafficError::Json {
-                line,
-                column,
-                items,
-                message,
-                ..
-            } => {
+            TrafficError::Json { line, column, items, message, .. } => {
                 assert_eq!(items, 3);
                 assert!(line > 1 && column > 0);
                 assert!(message.contains("EOF"), "{message}");
@@ -1510,27 +1188,13 @@ mod tests {
         );
         assert_eq!(items.len(), 1);
         let err = summary.unwrap_err();
+        assert!(matches!(err, TrafficError::Json { line: 3, column: 21, items: 1, .. }), "{err:?}");
         assert!(
-            matches!(
-                err,
-                TrafficError::Json {
-                    line: 3,
-                    column: 21,
-                    items: 1,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
-        assert!(
-            err.to_string().starts_with(
-                "t/cap.har: not valid JSON at line 3, column 21 (after 1 entries were read)"
-            ),
+            err.to_string().starts_with("t/cap.har: not valid JSON at line 3, column 21 (after 1 entries were read)"),
             "{err}"
         );
         // Trailing garbage after a complete document.
-        let (items, summary) =
-            read_text("{\"log\": {\"entries\": [{\"request\": {\"url\": \"/a\"}}]}} x");
+        let (items, summary) = read_text("{\"log\": {\"entries\": [{\"request\": {\"url\": \"/a\"}}]}} x");
         assert_eq!(items.len(), 1);
         assert!(matches!(summary.unwrap_err(), TrafficError::Json { .. }));
     }
@@ -1540,22 +1204,10 @@ mod tests {
         for (text, reason) in [
             ("[]", "the document is a list, not an object with `log`"),
             ("{}", "no `log` object at the top level"),
-            (
-                "{\"log\": {\"version\": \"1.2\"}}",
-                "`log` has no `entries` list",
-            ),
-            (
-                "{\"log\": \"x\"}",
-                "`log` is a string, not an object with `entries`",
-            ),
-            (
-                "{\"log\": {\"entries\": {}}}",
-                "`log.entries` is an object, not a list",
-            ),
-            (
-                "{\"log\": {\"entries\": null}}",
-                "`log.entries` is null, not a list",
-            ),
+            ("{\"log\": {\"version\": \"1.2\"}}", "`log` has no `entries` list"),
+            ("{\"log\": \"x\"}", "`log` is a string, not an object with `entries`"),
+            ("{\"log\": {\"entries\": {}}}", "`log.entries` is an object, not a list"),
+            ("{\"log\": {\"entries\": null}}", "`log.entries` is null, not a list"),
         ] {
             let (items, summary) = read_text(text);
             assert!(items.is_empty());
@@ -1572,8 +1224,7 @@ mod tests {
 
     #[test]
     fn bom_and_empty_entries_are_fine() {
-        let (items, summary) =
-            read_text("\u{feff}{\"log\": {\"version\": \"1.2\", \"entries\": []}}");
+        let (items, summary) = read_text("\u{feff}{\"log\": {\"version\": \"1.2\", \"entries\": []}}");
         assert!(items.is_empty());
         assert_eq!(summary.unwrap().items, 0);
     }
@@ -1583,11 +1234,7 @@ mod tests {
         let mut seen = 0;
         let summary = read_har_file(&shared("akto_restapi_81.har"), |_| {
             seen += 1;
-            if seen == 5 {
-                std::ops::ControlFlow::Break(())
-            } else {
-                std::ops::ControlFlow::Continue(())
-            }
+            if seen == 5 { std::ops::ControlFlow::Break(()) } else { std::ops::ControlFlow::Continue(()) }
         })
         .unwrap();
         assert_eq!((seen, summary.items, summary.stopped), (5, 5, true));
@@ -1595,11 +1242,7 @@ mod tests {
 
     #[test]
     fn streaming_and_in_memory_reads_agree_on_the_captures() {
-        for name in [
-            "optic_petstore.swagger.io.har",
-            "akto_restapi_81.har",
-            "microcks_api-pastries-0.0.1.har",
-        ] {
+        for name in ["optic_petstore.swagger.io.har", "akto_restapi_81.har", "microcks_api-pastries-0.0.1.har"] {
             let path = shared(name);
             let mut streamed = Vec::new();
             let file = std::fs::File::open(&path).unwrap();

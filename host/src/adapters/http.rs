@@ -201,8 +201,8 @@ fn body_view<'a>(bytes: &'a [u8], headers: &'a HeaderMap) -> BodyView<'a> {
 }
 
 /// Drops userinfo (credentials must not reach policies or the audit log) and the scheme's
-/// default port.
-fn normalise_authority(authority: &str, scheme: &str) -> String {
+/// default port. Shared with the HAR reader so recorded and live requests name hosts alike.
+pub(crate) fn normalise_authority(authority: &str, scheme: &str) -> String {
     let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
     let default_port = match scheme {
         "http" => "80",

@@ -40,14 +40,8 @@ pub const EXCHANGE_KEYS: &[&str] = &[
 ];
 
 /// Reads the JSONL file at `path` (see [`read_jsonl`]).
-pub fn read_jsonl_file<R: Flow>(
-    path: &Path,
-    each: impl FnMut(TrafficItem) -> R,
-) -> Result<Summary, TrafficError> {
-    let file = std::fs::File::open(path).map_err(|source| TrafficError::Open {
-        file: path.into(),
-        source,
-    })?;
+pub fn read_jsonl_file<R: Flow>(path: &Path, each: impl FnMut(TrafficItem) -> R) -> Result<Summary, TrafficError> {
+    let file = std::fs::File::open(path).map_err(|source| TrafficError::Open { file: path.into(), source })?;
     read_jsonl(BufReader::with_capacity(256 * 1024, file), path, each)
 }
 
@@ -64,22 +58,16 @@ pub fn read_jsonl<R: Flow>(
     let mut line = 0;
     loop {
         buf.clear();
-        let read = reader
-            .read_until(b'\n', &mut buf)
-            .map_err(|err| TrafficError::Read {
-                file: source.into(),
-                items: sink.items,
-                source: err,
-            })?;
+        let read = reader.read_until(b'\n', &mut buf).map_err(|err| TrafficError::Read {
+            file: source.into(),
+            items: sink.items,
+            source: err,
+        })?;
         if read == 0 {
             break;
         }
         line += 1;
-        let bytes = if line == 1 {
-            buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&buf)
-        } else {
-            &buf[..]
-        };
+        let bytes = if line == 1 { buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&buf) } else { &buf[..] };
         let result = match std::str::from_utf8(bytes) {
             Ok(text) => {
                 let text = text.trim();
@@ -88,10 +76,7 @@ pub fn read_jsonl<R: Flow>(
                 }
                 parse_line(text, &sink.stem, line)
             }
-            Err(err) => Err((
-                String::new(),
-                format!("not valid UTF-8 at byte {}", err.valid_up_to()),
-            )),
+            Err(err) => Err((String::new(), format!("not valid UTF-8 at byte {}", err.valid_up_to()))),
         };
         if !sink.emit(Locator::Line(line), result) {
             break;
@@ -105,19 +90,13 @@ fn parse_line(text: &str, stem: &str, line: usize) -> Result<Exchange, (String, 
     let keys = top_level_keys(text.as_bytes()).map_err(|message| (String::new(), message))?;
     let problem = |err: serde_path_to_error::Error<serde_json::Error>| {
         let path = err.path().to_string();
-        (
-            if path == "." { String::new() } else { path },
-            position_free(err.inner()),
-        )
+        (if path == "." { String::new() } else { path }, position_free(err.inner()))
     };
     let mut de = serde_json::Deserializer::from_str(text);
     let mut exchange = if keys.has_request || keys.has_response {
         serde_path_to_error::deserialize::<_, Exchange>(&mut de).map_err(problem)?
     } else {
-        Exchange {
-            request: serde_path_to_error::deserialize::<_, Request>(&mut de).map_err(problem)?,
-            response: None,
-        }
+        Exchange { request: serde_path_to_error::deserialize::<_, Request>(&mut de).map_err(problem)?, response: None }
     };
     if exchange.request.id.is_empty() {
         exchange.request.id = format!("{stem}:{line}");
@@ -137,16 +116,10 @@ pub(crate) struct TopKeys {
 /// is not JSON, not an object, or is followed by more text.
 pub(crate) fn top_level_keys(text: &[u8]) -> Result<TopKeys, String> {
     let mut de = serde_json::Deserializer::from_slice(text);
-    let outcome = de
-        .deserialize_any(KeysVisitor)
-        .and_then(|keys| de.end().map(|()| keys));
+    let outcome = de.deserialize_any(KeysVisitor).and_then(|keys| de.end().map(|()| keys));
     outcome.map_err(|err| match err.classify() {
         serde_json::error::Category::Data => position_free(&err),
-        _ => format!(
-            "not valid JSON at column {}: {}",
-            err.column(),
-            position_free(&err)
-        ),
+        _ => format!("not valid JSON at column {}: {}", err.column(), position_free(&err)),
     })
 }
 
@@ -171,39 +144,25 @@ impl<'de> Visitor<'de> for KeysVisitor {
         Ok(keys)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<TopKeys, A::Error> {
-        Err(de::Error::custom(
-            "expected a JSON object (an exchange or a request), found a list",
-        ))
+        Err(de::Error::custom("expected a JSON object (an exchange or a request), found a list"))
     }
     fn visit_str<E: de::Error>(self, _: &str) -> Result<TopKeys, E> {
-        Err(E::custom(
-            "expected a JSON object (an exchange or a request), found a string",
-        ))
+        Err(E::custom("expected a JSON object (an exchange or a request), found a string"))
     }
     fn visit_u64<E: de::Error>(self, _: u64) -> Result<TopKeys, E> {
-        Err(E::custom(
-            "expected a JSON object (an exchange or a request), found a number",
-        ))
+        Err(E::custom("expected a JSON object (an exchange or a request), found a number"))
     }
     fn visit_i64<E: de::Error>(self, _: i64) -> Result<TopKeys, E> {
-        Err(E::custom(
-            "expected a JSON object (an exchange or a request), found a number",
-        ))
+        Err(E::custom("expected a JSON object (an exchange or a request), found a number"))
     }
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<TopKeys, E> {
-        Err(E::custom(
-            "expected a JSON object (an exchange or a request), found a number",
-        ))
+        Err(E::custom("expected a JSON object (an exchange or a request), found a number"))
     }
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<TopKeys, E> {
-        Err(E::custom(
-            "expected a JSON object (an exchange or a request), found a boolean",
-        ))
+        Err(E::custom("expected a JSON object (an exchange or a request), found a boolean"))
     }
     fn visit_unit<E: de::Error>(self) -> Result<TopKeys, E> {
-        Err(E::custom(
-            "expected a JSON object (an exchange or a request), found null",
-        ))
+        Err(E::custom("expected a JSON object (an exchange or a request), found null"))
     }
 }
 
@@ -223,9 +182,7 @@ impl<'de> Visitor<'de> for KeyName {
         f.write_str("a key")
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(["log", "request", "response"]
-            .into_iter()
-            .find(|key| *key == v))
+        Ok(["log", "request", "response"].into_iter().find(|key| *key == v))
     }
 }
 
@@ -255,31 +212,15 @@ mod tests {
             {\"id\": \"mine\", \"url\": \"/b\", \"headers\": {\"Host\": \"h.test\"}, \"principal\": {\"kind\": \"user\", \"id\": \"alice\"}}\r\n\
             {\"request\": {\"url\": \"/c\"}}";
         let (items, summary) = read(text);
-        assert_eq!(
-            (summary.items, summary.errors, summary.format),
-            (3, 0, Format::Jsonl)
-        );
+        assert_eq!((summary.items, summary.errors, summary.format), (3, 0, Format::Jsonl));
         let at: Vec<_> = items.iter().map(|(i, at, _)| (*i, *at)).collect();
-        assert_eq!(
-            at,
-            [
-                (0, Locator::Line(2)),
-                (1, Locator::Line(5)),
-                (2, Locator::Line(6))
-            ]
-        );
+        assert_eq!(at, [(0, Locator::Line(2)), (1, Locator::Line(5)), (2, Locator::Line(6))]);
         let first = items[0].2.as_ref().unwrap();
-        assert_eq!(
-            (first.request.method.as_str(), first.request.id.as_str()),
-            ("POST", "calls:2")
-        );
+        assert_eq!((first.request.method.as_str(), first.request.id.as_str()), ("POST", "calls:2"));
         assert_eq!(first.request.query, [("x".to_owned(), "1".to_owned())]);
         assert_eq!(first.response.as_ref().unwrap().status, 404);
         let bare = items[1].2.as_ref().unwrap();
-        assert_eq!(
-            (bare.request.id.as_str(), bare.request.authority.as_str()),
-            ("mine", "h.test")
-        );
+        assert_eq!((bare.request.id.as_str(), bare.request.authority.as_str()), ("mine", "h.test"));
         assert_eq!(bare.request.principal.kind, PrincipalKind::User);
         assert_eq!(bare.response, None);
         assert_eq!(items[2].2.as_ref().unwrap().request.path, "/c");
@@ -305,69 +246,18 @@ mod tests {
         assert_eq!((summary.items, summary.errors), (10, 8));
         assert_eq!(items[9].2.as_ref().unwrap().request.path, "/last");
         assert_eq!(items[9].1, Locator::Line(11), "blank line 10 skipped");
-        let errors: Vec<(String, String)> = items
-            .iter()
-            .filter_map(|(_, _, r)| r.as_ref().err())
-            .map(|e| (e.to_string(), e.field.clone()))
-            .collect();
+        let errors: Vec<(String, String)> =
+            items.iter().filter_map(|(_, _, r)| r.as_ref().err()).map(|e| (e.to_string(), e.field.clone())).collect();
         let fields: Vec<&str> = errors.iter().map(|(_, f)| f.as_str()).collect();
-        assert_eq!(
-            fields,
-            [
-                "request.headers",
-                "response.status",
-                "heders",
-                "",
-                "",
-                "",
-                "",
-                "request"
-            ]
-        );
-        assert!(
-            errors[0]
-                .0
-                .starts_with("rec/calls.jsonl: line 2: request.headers: "),
-            "{}",
-            errors[0].0
-        );
-        assert!(
-            errors[1]
-                .0
-                .starts_with("rec/calls.jsonl: line 3: response.status: invalid type"),
-            "{}",
-            errors[1].0
-        );
-        assert!(
-            errors[2].0.contains("unknown field `heders`"),
-            "{}",
-            errors[2].0
-        );
-        assert!(
-            errors[3].0.contains("line 5: not valid JSON at column"),
-            "{}",
-            errors[3].0
-        );
-        assert!(
-            errors[4].0.ends_with(
-                "line 6: expected a JSON object (an exchange or a request), found a list"
-            )
-        );
-        assert!(
-            errors[5].0.contains("trailing characters"),
-            "{}",
-            errors[5].0
-        );
-        assert!(
-            errors[6].0.contains("missing field `request`"),
-            "{}",
-            errors[6].0
-        );
-        assert!(
-            errors[7].0.contains("only http and https"),
-            "{}",
-            errors[7].0
-        );
+        assert_eq!(fields, ["request.headers", "response.status", "heders", "", "", "", "", "request"]);
+        assert!(errors[0].0.starts_with("rec/calls.jsonl: line 2: request.headers: "), "{}", errors[0].0);
+        assert!(errors[1].0.starts_with("rec/calls.jsonl: line 3: response.status: invalid type"), "{}", errors[1].0);
+        assert!(errors[2].0.contains("unknown field `heders`"), "{}", errors[2].0);
+        assert!(errors[3].0.contains("line 5: not valid JSON at column"), "{}", errors[3].0);
+        assert!(errors[4].0.ends_with("line 6: expected a JSON object (an exchange or a request), found a list"));
+        assert!(errors[5].0.contains("trailing characters"), "{}", errors[5].0);
+        assert!(errors[6].0.contains("missing field `request`"), "{}", errors[6].0);
+        assert!(errors[7].0.contains("only http and https"), "{}", errors[7].0);
     }
 
     #[test]
@@ -375,29 +265,19 @@ mod tests {
         let mut bytes = b"{\"url\": \"/a\"}\n{\"url\": \"/\xff\"}\n".to_vec();
         bytes.extend_from_slice(b"{\"url\": \"/c\"}");
         let mut results = Vec::new();
-        read_jsonl(&bytes[..], Path::new("x.jsonl"), |item| {
-            results.push(item.result)
-        })
-        .unwrap();
+        read_jsonl(&bytes[..], Path::new("x.jsonl"), |item| results.push(item.result)).unwrap();
         assert_eq!(results.len(), 3);
-        assert_eq!(
-            results[1].as_ref().unwrap_err().message,
-            "not valid UTF-8 at byte 10"
-        );
+        assert_eq!(results[1].as_ref().unwrap_err().message, "not valid UTF-8 at byte 10");
     }
 
     #[test]
     fn round_trip_and_stop_through_the_common_front() {
         let dir = std::env::temp_dir().join(format!("portcullis-jsonl-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let har = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/traffic/microcks_api-pastries-0.0.1.har");
+        let har = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/traffic/microcks_api-pastries-0.0.1.har");
         let mut recorded = Vec::new();
         read_traffic(&har, |item| recorded.push(item.result.unwrap())).unwrap();
-        let lines: Vec<String> = recorded
-            .iter()
-            .map(|e| serde_json::to_string(e).unwrap())
-            .collect();
+        let lines: Vec<String> = recorded.iter().map(|e| serde_json::to_string(e).unwrap()).collect();
         // No extension: sniffed as JSONL.
         let path = dir.join("replay");
         std::fs::write(&path, lines.join("\n")).unwrap();

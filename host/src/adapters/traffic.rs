@@ -89,9 +89,7 @@ impl Format {
             // The whole prefix is one unfinished line: a long JSONL line or a minified HAR
             // file whose first key is not `log`. Only a known exchange field says JSONL.
             None if prefix.len() >= SNIFF_BYTES => match first_key(text) {
-                Some(key) if crate::adapters::jsonl::EXCHANGE_KEYS.contains(&key.as_str()) => {
-                    Some(Format::Jsonl)
-                }
+                Some(key) if crate::adapters::jsonl::EXCHANGE_KEYS.contains(&key.as_str()) => Some(Format::Jsonl),
                 _ => None,
             },
             None => match crate::adapters::jsonl::top_level_keys(text) {
@@ -107,18 +105,13 @@ impl Format {
         if let Some(format) = Format::from_extension(path) {
             return Ok(format);
         }
-        let file = std::fs::File::open(path).map_err(|source| TrafficError::Open {
+        let file = std::fs::File::open(path).map_err(|source| TrafficError::Open { file: path.into(), source })?;
+        let mut prefix = Vec::with_capacity(SNIFF_BYTES);
+        file.take(SNIFF_BYTES as u64).read_to_end(&mut prefix).map_err(|source| TrafficError::Read {
             file: path.into(),
+            items: 0,
             source,
         })?;
-        let mut prefix = Vec::with_capacity(SNIFF_BYTES);
-        file.take(SNIFF_BYTES as u64)
-            .read_to_end(&mut prefix)
-            .map_err(|source| TrafficError::Read {
-                file: path.into(),
-                items: 0,
-                source,
-            })?;
         Format::sniff(&prefix).ok_or_else(|| TrafficError::UnknownFormat {
             file: path.into(),
             reason: if prefix.iter().all(u8::is_ascii_whitespace) {
@@ -309,10 +302,7 @@ impl Flow for ControlFlow<()> {
 /// Reads a traffic file of either format (see [`Format::detect`]) and hands each item to
 /// `each`, in file order. Returns a file-level error if the file cannot be opened or read
 /// to its end; items read before that have already been handed out.
-pub fn read_traffic<R: Flow>(
-    path: &Path,
-    each: impl FnMut(TrafficItem) -> R,
-) -> Result<Summary, TrafficError> {
+pub fn read_traffic<R: Flow>(path: &Path, each: impl FnMut(TrafficItem) -> R) -> Result<Summary, TrafficError> {
     read_traffic_as(path, Format::detect(path)?, each)
 }
 
@@ -330,9 +320,7 @@ pub fn read_traffic_as<R: Flow>(
 
 /// The file's stem, for request ids (`petstore.har` → `petstore`).
 pub(crate) fn stem_of(path: &Path) -> String {
-    path.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// Counts items and errors, and asks the callback whether to go on.
@@ -351,31 +339,14 @@ where
     R: Flow,
 {
     pub fn new(source: &Path, each: &'f mut F) -> Self {
-        Sink {
-            source: source.into(),
-            stem: stem_of(source),
-            each,
-            items: 0,
-            errors: 0,
-            stopped: false,
-        }
+        Sink { source: source.into(), stem: stem_of(source), each, items: 0, errors: 0, stopped: false }
     }
 
     /// Hands one item out; false when the callback asked to stop.
     pub fn emit(&mut self, at: Locator, result: Result<Exchange, (String, String)>) -> bool {
-        let result = result.map_err(|(field, message)| EntryError {
-            file: self.source.clone(),
-            at,
-            field,
-            message,
-        });
+        let result = result.map_err(|(field, message)| EntryError { file: self.source.clone(), at, field, message });
         self.errors += usize::from(result.is_err());
-        let item = TrafficItem {
-            index: self.items,
-            at,
-            source: self.source.clone(),
-            result,
-        };
+        let item = TrafficItem { index: self.items, at, source: self.source.clone(), result };
         self.items += 1;
         if (self.each)(item).proceed() {
             true
@@ -386,12 +357,7 @@ where
     }
 
     pub fn summary(&self, format: Format) -> Summary {
-        Summary {
-            format,
-            items: self.items,
-            errors: self.errors,
-            stopped: self.stopped,
-        }
+        Summary { format, items: self.items, errors: self.errors, stopped: self.stopped }
     }
 }
 
@@ -401,64 +367,31 @@ mod tests {
 
     #[test]
     fn extension_decides_first() {
-        assert_eq!(
-            Format::from_extension("a/b.HAR".as_ref()),
-            Some(Format::Har)
-        );
-        assert_eq!(
-            Format::from_extension("x.jsonl".as_ref()),
-            Some(Format::Jsonl)
-        );
-        assert_eq!(
-            Format::from_extension("x.ndjson".as_ref()),
-            Some(Format::Jsonl)
-        );
+        assert_eq!(Format::from_extension("a/b.HAR".as_ref()), Some(Format::Har));
+        assert_eq!(Format::from_extension("x.jsonl".as_ref()), Some(Format::Jsonl));
+        assert_eq!(Format::from_extension("x.ndjson".as_ref()), Some(Format::Jsonl));
         assert_eq!(Format::from_extension("x.json".as_ref()), None);
         assert_eq!(Format::from_extension("har".as_ref()), None);
     }
 
     #[test]
     fn sniffing_tells_har_from_jsonl() {
-        assert_eq!(
-            Format::sniff(b"\xEF\xBB\xBF  {\n  \"log\": {\n \"entries\": []}}"),
-            Some(Format::Har)
-        );
-        assert_eq!(
-            Format::sniff(b"{\"comment\": \"x\", \"log\": {\"entries\": []}}"),
-            Some(Format::Har)
-        );
-        assert_eq!(
-            Format::sniff(b"{\"request\": {\"url\": \"/a\"}}\n{\"url\": \"/b\"}\n"),
-            Some(Format::Jsonl)
-        );
-        assert_eq!(
-            Format::sniff(b"{\"method\": \"GET\", \"url\": \"/a\"}"),
-            Some(Format::Jsonl)
-        );
-        assert_eq!(
-            Format::sniff(b"# recorded\n{\"url\": \"/a\"}"),
-            Some(Format::Jsonl)
-        );
-        assert_eq!(
-            Format::sniff(b"{\n  \"request\": {}\n}"),
-            None,
-            "one pretty-printed object is not JSONL"
-        );
+        assert_eq!(Format::sniff(b"\xEF\xBB\xBF  {\n  \"log\": {\n \"entries\": []}}"), Some(Format::Har));
+        assert_eq!(Format::sniff(b"{\"comment\": \"x\", \"log\": {\"entries\": []}}"), Some(Format::Har));
+        assert_eq!(Format::sniff(b"{\"request\": {\"url\": \"/a\"}}\n{\"url\": \"/b\"}\n"), Some(Format::Jsonl));
+        assert_eq!(Format::sniff(b"{\"method\": \"GET\", \"url\": \"/a\"}"), Some(Format::Jsonl));
+        assert_eq!(Format::sniff(b"# recorded\n{\"url\": \"/a\"}"), Some(Format::Jsonl));
+        assert_eq!(Format::sniff(b"{\n  \"request\": {}\n}"), None, "one pretty-printed object is not JSONL");
         assert_eq!(Format::sniff(b"[1, 2]"), None);
         assert_eq!(Format::sniff(b"  \n"), None);
         let mut long = b"{\"request\": {\"body\": {\"text\": \"".to_vec();
         long.resize(SNIFF_BYTES, b'a');
-        assert_eq!(
-            Format::sniff(&long),
-            Some(Format::Jsonl),
-            "a first line longer than the prefix"
-        );
+        assert_eq!(Format::sniff(&long), Some(Format::Jsonl), "a first line longer than the prefix");
     }
 
     #[test]
     fn detect_sniffs_files_without_a_known_extension() {
-        let dir =
-            std::env::temp_dir().join(format!("portcullis-traffic-detect-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("portcullis-traffic-detect-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let har = dir.join("capture.json");
         std::fs::write(&har, "{\"log\": {\"entries\": []}}").unwrap();
@@ -468,10 +401,7 @@ mod tests {
         let err = Format::detect(&empty).unwrap_err();
         assert!(err.to_string().contains("the file is empty"), "{err}");
         let missing = dir.join("missing.json");
-        assert!(matches!(
-            Format::detect(&missing),
-            Err(TrafficError::Open { .. })
-        ));
+        assert!(matches!(Format::detect(&missing), Err(TrafficError::Open { .. })));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -483,23 +413,10 @@ mod tests {
             field: "request.url".into(),
             message: "missing field".into(),
         };
-        assert_eq!(
-            err.to_string(),
-            "t/x.har: log.entries[3].request.url: missing field (entry index 3, 0-based)"
-        );
-        let err = EntryError {
-            at: Locator::Line(7),
-            field: "request.headers".into(),
-            ..err
-        };
-        assert_eq!(
-            err.to_string(),
-            "t/x.har: line 7: request.headers: missing field"
-        );
-        let err = EntryError {
-            field: String::new(),
-            ..err
-        };
+        assert_eq!(err.to_string(), "t/x.har: log.entries[3].request.url: missing field (entry index 3, 0-based)");
+        let err = EntryError { at: Locator::Line(7), field: "request.headers".into(), ..err };
+        assert_eq!(err.to_string(), "t/x.har: line 7: request.headers: missing field");
+        let err = EntryError { field: String::new(), ..err };
         assert_eq!(err.to_string(), "t/x.har: line 7: missing field");
     }
 }
