@@ -6,9 +6,10 @@ pub mod render;
 pub mod signature;
 pub mod summary;
 
+use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Instant;
 
 use anyhow::Result;
@@ -96,41 +97,125 @@ pub struct Replay<'a> {
     pub strict: bool,
 }
 
-/// Entries evaluated together; bounds memory however large the file.
-const BATCH: usize = 512;
+/// Entries handed to a worker at a time: large enough that channel traffic is noise next
+/// to evaluation, small enough that workers stay evenly busy on short files.
+const CHUNK: usize = 32;
+
+/// A chunk of read entries from one file, numbered so results can be put back in order.
+struct Work {
+    seq: u64,
+    source: Arc<str>,
+    entries: Vec<(usize, Result<Exchange, String>)>,
+}
 
 impl Replay<'_> {
     /// Replays every file in order, calling `each` with every entry's result in input
     /// order. Returns the file-level errors (the other files still run).
-    pub fn run(&self, files: &[impl AsRef<Path>], mut each: impl FnMut(EntryResult)) -> Result<Vec<FileError>> {
+    pub fn run(&self, files: &[impl AsRef<Path> + Sync], mut each: impl FnMut(EntryResult)) -> Result<Vec<FileError>> {
         let progress = Progress::new(self.progress);
+        let file_errors = if self.jobs <= 1 {
+            self.read_all(files, |source, entries| {
+                for (index, entry) in entries {
+                    each(self.evaluate_one(&source, index, entry));
+                    progress.advance(1);
+                }
+            })
+        } else {
+            self.run_parallel(files, &progress, &mut each)?
+        };
+        progress.finish();
+        Ok(file_errors)
+    }
+
+    /// Reads the files in order, handing entries to `chunk` in runs of at most [`CHUNK`]
+    /// from one file; stops after the first unreadable entry when strict.
+    fn read_all(
+        &self,
+        files: &[impl AsRef<Path>],
+        mut chunk: impl FnMut(Arc<str>, Vec<(usize, Result<Exchange, String>)>),
+    ) -> Vec<FileError> {
         let mut file_errors = Vec::new();
         let mut stopped = false;
         for file in files {
-            let path = file.as_ref();
-            let source: Arc<str> = path.display().to_string().into();
             if stopped {
                 break;
             }
-            let mut batch: Vec<(usize, Result<Exchange, String>)> = Vec::with_capacity(BATCH);
+            let path = file.as_ref();
+            let source: Arc<str> = path.display().to_string().into();
+            let mut entries = Vec::with_capacity(CHUNK);
             let read = portcullis_host::adapters::traffic::read_traffic(path, |item| {
                 stopped = self.strict && item.result.is_err();
-                batch.push((item.index, item.result.map_err(|e| e.to_string())));
-                if batch.len() == BATCH {
-                    self.evaluate_batch(&source, std::mem::take(&mut batch), &mut each);
-                    progress.advance(BATCH);
+                entries.push((item.index, item.result.map_err(|e| e.to_string())));
+                if entries.len() == CHUNK {
+                    chunk(source.clone(), std::mem::replace(&mut entries, Vec::with_capacity(CHUNK)));
                 }
                 if stopped { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
             });
-            let rest = batch.len();
-            self.evaluate_batch(&source, batch, &mut each);
-            progress.advance(rest);
+            if !entries.is_empty() {
+                chunk(source.clone(), entries);
+            }
             if let Err(e) = read {
-                file_errors.push(FileError { source: source.clone(), message: e.to_string() });
+                file_errors.push(FileError { source, message: e.to_string() });
             }
         }
-        progress.finish();
-        Ok(file_errors)
+        file_errors
+    }
+
+    /// One reader thread, `jobs` workers, and the calling thread putting results back in
+    /// input order. The work queue is bounded, so memory stays flat however long the input.
+    fn run_parallel(
+        &self,
+        files: &[impl AsRef<Path> + Sync],
+        progress: &Progress,
+        each: &mut impl FnMut(EntryResult),
+    ) -> Result<Vec<FileError>> {
+        let (work_tx, work_rx) = mpsc::sync_channel::<Work>(self.jobs * 4);
+        let work_rx = Mutex::new(work_rx);
+        let (done_tx, done_rx) = mpsc::channel::<(u64, Vec<EntryResult>)>();
+        std::thread::scope(|scope| {
+            for _ in 0..self.jobs {
+                let done_tx = done_tx.clone();
+                let work_rx = &work_rx;
+                scope.spawn(move || {
+                    loop {
+                        let next = work_rx.lock().map_err(|_| ()).and_then(|rx| rx.recv().map_err(|_| ()));
+                        let Ok(work) = next else { break };
+                        let results = work
+                            .entries
+                            .into_iter()
+                            .map(|(index, entry)| self.evaluate_one(&work.source, index, entry))
+                            .collect();
+                        if done_tx.send((work.seq, results)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(done_tx);
+            let reader = scope.spawn(move || {
+                let mut seq = 0;
+                self.read_all(files, |source, entries| {
+                    // A send fails only when every worker has gone; the results say so below.
+                    let _ = work_tx.send(Work { seq, source, entries });
+                    seq += 1;
+                })
+            });
+            let mut next = 0u64;
+            let mut waiting = BTreeMap::new();
+            for (seq, results) in done_rx {
+                waiting.insert(seq, results);
+                while let Some(results) = waiting.remove(&next) {
+                    progress.advance(results.len());
+                    results.into_iter().for_each(&mut *each);
+                    next += 1;
+                }
+            }
+            let file_errors = reader.join().map_err(|_| anyhow::anyhow!("the traffic reader thread panicked"))?;
+            if !waiting.is_empty() {
+                anyhow::bail!("a replay worker panicked; results after entry chunk {next} were not reported");
+            }
+            Ok(file_errors)
+        })
     }
 
     fn evaluate_one(&self, source: &Arc<str>, index: usize, entry: Result<Exchange, String>) -> EntryResult {
@@ -148,45 +233,6 @@ impl Replay<'_> {
             }
         };
         EntryResult { source: source.clone(), index, outcome, original }
-    }
-
-    fn evaluate_batch(
-        &self,
-        source: &Arc<str>,
-        batch: Vec<(usize, Result<Exchange, String>)>,
-        each: &mut impl FnMut(EntryResult),
-    ) {
-        if self.jobs <= 1 || batch.len() < 2 {
-            for (index, entry) in batch {
-                each(self.evaluate_one(source, index, entry));
-            }
-            return;
-        }
-        // Contiguous chunks, one per worker; joining them in order keeps input order.
-        let chunk = batch.len().div_ceil(self.jobs);
-        let mut chunks: Vec<Vec<(usize, Result<Exchange, String>)>> = Vec::new();
-        let mut rest = batch.into_iter();
-        loop {
-            let part: Vec<_> = rest.by_ref().take(chunk).collect();
-            if part.is_empty() {
-                break;
-            }
-            chunks.push(part);
-        }
-        let results: Vec<Vec<EntryResult>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = chunks
-                .into_iter()
-                .map(|part| {
-                    scope.spawn(move || {
-                        part.into_iter().map(|(index, entry)| self.evaluate_one(source, index, entry)).collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
-        });
-        for result in results.into_iter().flatten() {
-            each(result);
-        }
     }
 }
 
