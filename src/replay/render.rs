@@ -148,7 +148,8 @@ fn reason_suffix(sig: &Signature) -> String {
     } else {
         &sig.request.reason
     };
-    if reason.is_empty() { String::new() } else { format!(" ({reason})") }
+    // A redaction's reason only repeats the targets `short()` already lists.
+    if reason.is_empty() || reason.starts_with("redacts ") { String::new() } else { format!(" ({reason})") }
 }
 
 fn file_name(source: &str) -> String {
