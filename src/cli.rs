@@ -77,6 +77,95 @@ pub enum Command {
     ///
     /// Example: portcullis inspect target/policies/agent-guard.wasm
     Inspect(InspectArgs),
+    /// Run the front doors the config opens: a reverse proxy ([server.proxy]), a
+    /// forward-auth endpoint for nginx, Traefik and Caddy ([server.forward_auth]), Envoy's
+    /// ext_authz ([server.ext_authz]) and the admin listener with /healthz, /readyz,
+    /// /metrics and the approvals API ([server.admin]).
+    ///
+    /// Every request is authenticated ([identity]), evaluated by the routed policies,
+    /// held for approval when a policy asks ([approvals]) and recorded ([audit]). The
+    /// config and its modules are reloaded on SIGHUP and when they change on disk; a
+    /// config that fails to load leaves the previous one serving. SIGINT or SIGTERM stop
+    /// accepting and let requests in flight finish.
+    ///
+    /// Example: portcullis serve --config examples/serve.toml
+    ///
+    /// Set-up for each proxy: docs/front-doors.md.
+    #[command(verbatim_doc_comment)]
+    Serve(ServeArgs),
+    /// Approve or reject pending approvals (the SQLite store named by [approvals]).
+    ///
+    /// A require-approval decision at a front door stores a pending approval and answers
+    /// the caller with its id. Once approved here (or through the admin API), the caller
+    /// repeats the same request with the header `Portcullis-Approval: ID`; it is let
+    /// through once, for the same request and principal, before the approval expires.
+    ///
+    /// Examples:
+    ///
+    ///   portcullis approvals --config portcullis.toml list
+    ///
+    ///   portcullis approvals --config portcullis.toml approve apr_... --by alice@example.com
+    ///
+    ///   portcullis approvals --config portcullis.toml reject apr_... --by alice@example.com --note "not this month"
+    #[command(verbatim_doc_comment)]
+    Approvals(ApprovalsArgs),
+}
+
+/// Arguments of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The config (portcullis.toml) with policies, routes and [server] front doors.
+    #[arg(long)]
+    pub config: PathBuf,
+}
+
+/// Arguments of `approvals`.
+#[derive(Debug, Args)]
+pub struct ApprovalsArgs {
+    /// The config whose [approvals] store to use.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: ApprovalsAction,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
+    pub format: Format,
+}
+
+/// What `approvals` does.
+#[derive(Debug, Subcommand)]
+pub enum ApprovalsAction {
+    /// List approvals, newest first.
+    List {
+        /// Only those in this state: pending, approved, rejected, used or expired.
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Show one approval.
+    Show {
+        /// The approval's id.
+        id: String,
+    },
+    /// Approve a pending approval.
+    Approve {
+        /// The approval's id.
+        id: String,
+        /// Who approves (recorded with the approval).
+        #[arg(long)]
+        by: String,
+    },
+    /// Reject a pending approval.
+    Reject {
+        /// The approval's id.
+        id: String,
+        /// Who rejects (recorded with the approval).
+        #[arg(long)]
+        by: String,
+        /// Why, for the caller and the record.
+        #[arg(long)]
+        note: Option<String>,
+    },
 }
 
 /// Arguments of `eval`.

@@ -1,10 +1,11 @@
-//! The `portcullis` command: evaluate, inspect, and (in later commands) replay, test and
-//! serve policies. Errors are reported here, at the edge, with their whole cause chain.
+//! The `portcullis` command: evaluate, inspect, replay, test and serve policies, and
+//! settle approvals. Errors are reported here, at the edge, with their whole cause chain.
 
 mod cli;
 mod cmd;
 mod output;
 mod replay;
+mod serve;
 mod setup;
 
 use std::process::ExitCode;
@@ -25,6 +26,8 @@ fn main() -> ExitCode {
         cli::Command::Inspect(args) => cmd::inspect::run(&args),
         cli::Command::Replay(args) => cmd::replay::run(&args),
         cli::Command::Test(args) => cmd::test::run(&args),
+        cli::Command::Serve(args) => cmd::serve::run(&args),
+        cli::Command::Approvals(args) => cmd::approvals::run(&args),
     };
     match result {
         Ok(code) => code,

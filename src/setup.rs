@@ -4,6 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use portcullis_host::capability::RateLimiter;
 use portcullis_host::config::base_dir;
 use portcullis_host::engine::Engine;
 use portcullis_host::gate::Gate;
@@ -19,7 +20,12 @@ pub fn gate_from_config(path: &Path) -> Result<Gate> {
 
 /// The same on an existing engine (a baseline shares the engine under test).
 pub fn gate_on_engine(config: &Config, path: &Path, engine: &Engine) -> Result<Gate> {
-    let set = PolicySet::from_config(config, path, engine)?;
+    gate_with_counters(config, path, engine, RateLimiter::default())
+}
+
+/// The same, with rate-limit counters carried over from an earlier gate (hot reload).
+pub fn gate_with_counters(config: &Config, path: &Path, engine: &Engine, counters: RateLimiter) -> Result<Gate> {
+    let set = PolicySet::from_config_with_counters(config, path, engine, counters)?;
     let authenticator = Authenticator::new(&config.identity, &base_dir(path))
         .with_context(|| format!("invalid config {}: [identity]", path.display()))?;
     Ok(Gate::new(Arc::new(set), Some(Arc::new(authenticator))))

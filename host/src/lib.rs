@@ -5,6 +5,8 @@
 //! isolated instances, combine their decisions into a verdict and apply redactions.
 
 pub mod adapters;
+pub mod approval;
+pub mod audit;
 pub mod bindings;
 pub mod capability;
 pub mod contract;

@@ -236,6 +236,31 @@ impl PolicySet {
         self.routes.iter().find(|r| r.matches(request))
     }
 
+    /// Whether any policy bound to the request's route takes part in `phase`. A proxy asks
+    /// an upstream for uncompressed responses when one does, since a compressed body
+    /// cannot be redacted.
+    pub fn runs(&self, phase: Phase, request: &Request) -> bool {
+        let Some(route) = self.route_for(request) else { return false };
+        route.policies.iter().any(|p| match phase {
+            Phase::Request => p.metadata().request_phase,
+            Phase::Response => p.metadata().response_phase,
+        })
+    }
+
+    /// Whether a policy bound to the request's route reads bodies in `phase`. A front door
+    /// buffers the body before evaluating only when this is true; otherwise the body can
+    /// stream (it is buffered later only if a verdict redacts JSON in it).
+    pub fn needs_body(&self, phase: Phase, request: &Request) -> bool {
+        let Some(route) = self.route_for(request) else { return false };
+        route.policies.iter().any(|p| {
+            let meta = p.metadata();
+            match phase {
+                Phase::Request => meta.request_phase && meta.needs_request_body,
+                Phase::Response => meta.response_phase && meta.needs_response_body,
+            }
+        })
+    }
+
     /// Decides about a request (the request phase).
     pub fn evaluate_request(&self, request: &Request) -> Verdict {
         self.evaluate(Phase::Request, request, None)

@@ -94,6 +94,24 @@ impl Verdict {
         }
     }
 
+    /// This verdict once a human approved the request: require-approval decisions count
+    /// as allow, so the result is the union of the other policies' redactions, or allow.
+    /// A deny is never overridden (it would already have won).
+    pub fn approved(&self) -> Verdict {
+        let mut verdict = self.clone();
+        if matches!(verdict.decision, Decision::RequireApproval(_)) {
+            let mut redactions: Vec<Redaction> = Vec::new();
+            for r in self.policies.iter().flat_map(|p| &p.redactions) {
+                if !redactions.contains(r) {
+                    redactions.push(r.clone());
+                }
+            }
+            verdict.decision = if redactions.is_empty() { Decision::Allow } else { Decision::Redact { redactions } };
+            verdict.decided_by = None;
+        }
+        verdict
+    }
+
     /// Applies this verdict's redactions to a normalised request. An error means the
     /// redaction could not be guaranteed (e.g. the body is not JSON): the caller must not
     /// forward the request.

@@ -2,6 +2,8 @@
 //! and CI use) and hands out paths, engines and requests.
 #![allow(dead_code)]
 
+pub mod serve;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 

@@ -1,5 +1,7 @@
 //! Conversions from the protocols and files that carry requests into the normalised
 //! exchange (and back). Conversions only: no evaluation, identity or audit here.
+#[cfg(feature = "ext-authz")]
+pub mod ext_authz;
 pub mod har;
 pub mod http;
 pub mod jsonl;

@@ -5,16 +5,20 @@
 //! file's folder, so a config and its policies can move together. The format is
 //! documented in `docs/configuration.md`.
 
+mod front;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::capability::{Capability, DataSets};
+use crate::capability::{Capability, DataSets, RateLimiter};
 use crate::engine::{Engine, EngineConfig, EngineError};
 use crate::policy::{Limits, PolicySpec, Shared, Source};
 use crate::set::{PolicySet, RouteSpec, SetError, Unmatched};
+
+pub use front::{AdminSection, ApprovalsSection, AuditSection, ForwardAuthSection, ListenSection, ProxySection, ServerSection};
 
 /// The parsed file.
 #[derive(Debug, Clone, Deserialize)]
@@ -42,6 +46,15 @@ pub struct Config {
     /// The routes, in match order.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Front doors for `portcullis serve`.
+    #[serde(default)]
+    pub server: ServerSection,
+    /// Where decision records go (no audit log without it).
+    #[serde(default)]
+    pub audit: Option<AuditSection>,
+    /// Where pending approvals are kept (require-approval refuses without it).
+    #[serde(default)]
+    pub approvals: Option<ApprovalsSection>,
 }
 
 /// `[engine]`
@@ -250,6 +263,17 @@ impl PolicySet {
     /// Loads the policies and routes of a parsed config on an existing engine. `path` is
     /// the config's location: relative paths are resolved against its folder.
     pub fn from_config(config: &Config, path: &Path, engine: &Engine) -> Result<PolicySet, ConfigError> {
+        PolicySet::from_config_with_counters(config, path, engine, RateLimiter::default())
+    }
+
+    /// As [`PolicySet::from_config`], keeping the rate-limit counters of an earlier set: a
+    /// hot reload must not hand every caller a fresh allowance.
+    pub fn from_config_with_counters(
+        config: &Config,
+        path: &Path,
+        engine: &Engine,
+        counters: RateLimiter,
+    ) -> Result<PolicySet, ConfigError> {
         let dir = base_dir(path);
         let invalid = |message: String| ConfigError::Invalid { path: path.to_owned(), message };
         let set_err = |source: SetError| ConfigError::Set { path: path.to_owned(), source };
@@ -260,7 +284,7 @@ impl PolicySet {
             None => DataSets::default(),
         };
         let mut builder = PolicySet::builder(engine)
-            .shared(Shared { data: Arc::new(data), ..Shared::default() })
+            .shared(Shared { data: Arc::new(data), rate_limiter: counters })
             .unmatched(config.routing.unmatched);
         if config.policies.is_empty() {
             return Err(invalid("defines no policies; add a `[policies.NAME]` table with a `module` path".into()));

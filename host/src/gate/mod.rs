@@ -4,17 +4,26 @@
 //! A front door translates its protocol into a [`Request`] and calls
 //! [`Gate::check_request`]; when the upstream answers, [`Gate::check_response`]. Replay and
 //! `eval` call [`Gate::pass`], which runs both phases of a recorded exchange. Approvals and
-//! the audit log join this pipeline here, not in the front doors.
+//! the audit log join this pipeline here, not in the front doors ([`Gate::admit`] and
+//! [`Gate::release`]).
+
+mod door;
+mod refusal;
 
 use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::approval::ApprovalStore;
+use crate::audit::AuditSink;
 use crate::exchange::{Exchange, Principal, Request, Response};
 use crate::identity::Authenticator;
 use crate::redact::Applied;
 use crate::set::PolicySet;
 use crate::verdict::Verdict;
+
+pub use door::{Admission, Arrival, BodyReach, Reach, Release, Ticket};
+pub use refusal::{APPROVAL_HEADER, ApprovalNotice, REQUEST_ID_HEADER, Refusal};
 
 /// Where the principal of a request comes from.
 #[derive(Debug, Clone)]
@@ -113,16 +122,54 @@ pub struct Passage {
 }
 
 /// The pipeline. Cheap to clone; share one per process (or per config generation).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Gate {
     set: Arc<PolicySet>,
     authenticator: Option<Arc<Authenticator>>,
+    approvals: Option<Arc<dyn ApprovalStore>>,
+    audit: Option<Arc<dyn AuditSink>>,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate")
+            .field("set", &self.set)
+            .field("authenticates", &self.authenticator.is_some())
+            .field("approvals", &self.approvals.is_some())
+            .field("audit", &self.audit.is_some())
+            .finish()
+    }
 }
 
 impl Gate {
-    /// A gate over a policy set, authenticating with `authenticator` when given.
+    /// A gate over a policy set, authenticating with `authenticator` when given. Without
+    /// an approval store, require-approval refuses (there is no way to approve); without
+    /// an audit sink, nothing is recorded.
     pub fn new(set: Arc<PolicySet>, authenticator: Option<Arc<Authenticator>>) -> Gate {
-        Gate { set, authenticator }
+        Gate { set, authenticator, approvals: None, audit: None }
+    }
+
+    /// Keeps pending approvals in `store`, so require-approval decisions can be approved
+    /// and retried.
+    pub fn with_approvals(mut self, store: Arc<dyn ApprovalStore>) -> Gate {
+        self.approvals = Some(store);
+        self
+    }
+
+    /// Records every front-door decision in `sink`.
+    pub fn with_audit(mut self, sink: Arc<dyn AuditSink>) -> Gate {
+        self.audit = Some(sink);
+        self
+    }
+
+    /// The approval store, if any.
+    pub fn approvals(&self) -> Option<&Arc<dyn ApprovalStore>> {
+        self.approvals.as_ref()
+    }
+
+    /// The audit sink, if any.
+    pub fn audit_sink(&self) -> Option<&Arc<dyn AuditSink>> {
+        self.audit.as_ref()
     }
 
     /// The policy set.

@@ -1,0 +1,97 @@
+//! [`MemoryStore`]: approvals in a map behind a mutex, for embedders and tests.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use super::{Approval, ApprovalError, ApprovalState, ApprovalStore, NewApproval, RedeemError, Verb};
+use crate::exchange::Principal;
+
+/// Approvals kept in this process only: lost on restart, invisible to other processes (so
+/// not to `portcullis approvals` either). For embedders with their own approval flow, and
+/// for tests. Every operation holds one lock, which makes each check-then-update atomic.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Approvals by id, each with its insertion number (to order equal creation times).
+    approvals: HashMap<String, (u64, Approval)>,
+    next: u64,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        MemoryStore::default()
+    }
+
+    /// The lock. A panic in another thread cannot leave a record half-updated (each update
+    /// is a few assignments after its check), so a poisoned lock is taken over rather than
+    /// failing every later request.
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn decide(&self, id: &str, verb: Verb, by: &str, note: Option<&str>, now_ms: u64) -> Result<Approval, ApprovalError> {
+        let mut inner = self.lock();
+        let (_, approval) =
+            inner.approvals.get_mut(id).ok_or_else(|| ApprovalError::Unknown { id: id.to_owned() })?;
+        approval.check_decidable(by, verb, now_ms)?;
+        approval.decide(verb, by, note, now_ms);
+        Ok(approval.clone().as_of(now_ms))
+    }
+}
+
+impl ApprovalStore for MemoryStore {
+    fn create(&self, new: NewApproval) -> Result<Approval, ApprovalError> {
+        let now_ms = new.now_ms;
+        let mut inner = self.lock();
+        let existing = inner
+            .approvals
+            .values()
+            .filter(|(_, a)| a.state_at(now_ms) == ApprovalState::Pending && a.same_ask(&new))
+            .max_by_key(|(seq, a)| (a.created_ms, *seq));
+        if let Some((_, approval)) = existing {
+            return Ok(approval.clone().as_of(now_ms));
+        }
+        let approval = new.into_pending()?;
+        let seq = inner.next;
+        inner.next += 1;
+        inner.approvals.insert(approval.id.clone(), (seq, approval.clone()));
+        Ok(approval.as_of(now_ms))
+    }
+
+    fn get(&self, id: &str, now_ms: u64) -> Result<Option<Approval>, ApprovalError> {
+        Ok(self.lock().approvals.get(id).map(|(_, a)| a.clone().as_of(now_ms)))
+    }
+
+    fn list(&self, state: Option<ApprovalState>, now_ms: u64) -> Result<Vec<Approval>, ApprovalError> {
+        let inner = self.lock();
+        let mut found: Vec<&(u64, Approval)> = inner
+            .approvals
+            .values()
+            .filter(|(_, a)| state.is_none_or(|s| a.state_at(now_ms) == s))
+            .collect();
+        found.sort_by_key(|(seq, a)| std::cmp::Reverse((a.created_ms, *seq)));
+        Ok(found.into_iter().map(|(_, a)| a.clone().as_of(now_ms)).collect())
+    }
+
+    fn approve(&self, id: &str, by: &str, now_ms: u64) -> Result<Approval, ApprovalError> {
+        self.decide(id, Verb::Approve, by, None, now_ms)
+    }
+
+    fn reject(&self, id: &str, by: &str, note: Option<&str>, now_ms: u64) -> Result<Approval, ApprovalError> {
+        self.decide(id, Verb::Reject, by, note, now_ms)
+    }
+
+    fn redeem(&self, id: &str, digest: &str, principal: &Principal, now_ms: u64) -> Result<Approval, RedeemError> {
+        let mut inner = self.lock();
+        let (_, approval) = inner.approvals.get_mut(id).ok_or_else(|| RedeemError::Unknown { id: id.to_owned() })?;
+        approval.check_redeemable(digest, principal, now_ms)?;
+        approval.state = ApprovalState::Used;
+        approval.used_ms = Some(now_ms);
+        Ok(approval.clone())
+    }
+}

@@ -1,0 +1,581 @@
+//! Pending approvals for require-approval decisions, and the store that keeps them.
+//!
+//! When the combined verdict says `require-approval`, the gate does not forward the request:
+//! it stores a pending [`Approval`] bound to *this* request ([`request_digest`]) and *this*
+//! caller, and answers with the approval's id. An approver (admin API or `portcullis
+//! approvals`) approves or rejects it. The caller then sends the same request again with the
+//! id, and the gate [redeems](ApprovalStore::redeem) it: allowed once, only for the same
+//! request and caller, and only before the approval expires.
+//!
+//! Two stores implement [`ApprovalStore`]: [`MemoryStore`] for embedders and tests (lost on
+//! restart), and `SqliteStore` (cargo feature `sqlite`) for servers, so that pending approvals
+//! survive a restart and the CLI can decide them while the server runs. Both apply the same
+//! rules, which live in this module ([`Approval::state_at`] and the checks behind
+//! `approve`, `reject` and `redeem`), so the stores only differ in how they keep records and
+//! how they make a check-then-update atomic.
+//!
+//! Times are passed in (`now_ms`, ms since the Unix epoch) rather than read from the clock,
+//! so callers decide one "now" per request and tests can move time forward.
+
+mod memory;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::exchange::{Principal, PrincipalKind, Request};
+
+pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SCHEMA_VERSION, SqliteStore};
+
+// ---------------------------------------------------------------------------------------
+// The request digest
+// ---------------------------------------------------------------------------------------
+
+/// Tags the encoding, so a future change of what the digest covers can never produce a
+/// digest equal to one made under these rules.
+const DIGEST_DOMAIN: &[u8] = b"portcullis-approval-request/v1";
+
+/// The SHA-256 (lower-case hex) of what an approval is bound to: the method (upper-cased),
+/// the host (as [`Request::host`] gives it: lower-case, no port), the path, the query
+/// parameters sorted by name then value, and the body bytes.
+///
+/// Every part is length-prefixed (and the number of query parameters is counted), so no two
+/// different requests share an encoding: path `/a` with query `b` and path `/ab` with no query
+/// encode differently, as do `?a=bc` and `?ab=c`.
+///
+/// **Headers are deliberately not covered.** The retry that redeems an approval necessarily
+/// differs in headers from the request that was held: it carries the approval header, and
+/// usually fresh credentials (a renewed token), a new request id, new tracing headers and a
+/// new date. The caller is bound by the principal check in
+/// [`redeem`](ApprovalStore::redeem) instead of by its `Authorization` header. A policy whose
+/// decision depends on a header should therefore not rely on approval alone for it: the
+/// retry is evaluated again, and only the require-approval decision is waived.
+///
+/// The query is sorted because front doors and clients may reorder parameters without
+/// changing the request's meaning for most APIs. A missing body and an empty body are the
+/// same. A body cut at a capture cap is marked as such in the digest, but only the captured
+/// bytes are covered.
+///
+/// The scheme and port are not covered: the same host on another port or scheme is, for the
+/// gate, the same upstream API.
+pub fn request_digest(request: &Request) -> String {
+    fn field(hasher: &mut Sha256, bytes: &[u8]) {
+        hasher.update((bytes.len() as u64).to_be_bytes());
+        hasher.update(bytes);
+    }
+    let mut hasher = Sha256::new();
+    field(&mut hasher, DIGEST_DOMAIN);
+    field(&mut hasher, request.method.to_ascii_uppercase().as_bytes());
+    field(&mut hasher, request.host().as_bytes());
+    field(&mut hasher, request.path.as_bytes());
+    let mut query: Vec<&(String, String)> = request.query.iter().collect();
+    query.sort();
+    hasher.update((query.len() as u64).to_be_bytes());
+    for (name, value) in query {
+        field(&mut hasher, name.as_bytes());
+        field(&mut hasher, value.as_bytes());
+    }
+    let (bytes, truncated) = match &request.body {
+        Some(body) => (body.bytes.as_slice(), body.truncated),
+        None => (&[][..], false),
+    };
+    hasher.update([u8::from(truncated)]);
+    field(&mut hasher, bytes);
+    hex(&hasher.finalize())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Approvals
+// ---------------------------------------------------------------------------------------
+
+/// Where an approval is in its life.
+///
+/// `Expired` is never stored: a pending or approved (not yet used) approval whose expiry has
+/// passed is *shown* as expired ([`Approval::state_at`]), so expiry needs no sweeper and
+/// every reader sees the same answer for the same `now_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApprovalState {
+    /// Waiting for an approver.
+    Pending,
+    /// Approved; the caller may send the request again with the id, once.
+    Approved,
+    /// Refused by an approver.
+    Rejected,
+    /// Approved and redeemed: it allowed its one request.
+    Used,
+    /// Its time ran out before it was decided or used.
+    Expired,
+}
+
+impl ApprovalState {
+    /// Every state, in life order.
+    pub const ALL: [ApprovalState; 5] = [
+        ApprovalState::Pending,
+        ApprovalState::Approved,
+        ApprovalState::Rejected,
+        ApprovalState::Used,
+        ApprovalState::Expired,
+    ];
+
+    /// The state as written in JSON, the store and the CLI: `pending`, `approved`, …
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalState::Pending => "pending",
+            ApprovalState::Approved => "approved",
+            ApprovalState::Rejected => "rejected",
+            ApprovalState::Used => "used",
+            ApprovalState::Expired => "expired",
+        }
+    }
+}
+
+impl fmt::Display for ApprovalState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ApprovalState {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        ApprovalState::ALL
+            .into_iter()
+            .find(|state| state.as_str().eq_ignore_ascii_case(text.trim()))
+            .ok_or_else(|| format!("unknown approval state `{text}`; use pending, approved, rejected, used or expired"))
+    }
+}
+
+/// One request held for a human's decision, and what became of it.
+///
+/// This is also the JSON the admin API and `portcullis approvals --format json` show. It
+/// carries no secret and no body: the request is identified by its digest and described by
+/// its request line only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    /// `apr_` and 26 characters of lower-case Crockford base32 (128 random bits): the
+    /// caller's proof that an approver approved *its* request, so it must not be guessable.
+    pub id: String,
+    /// [`request_digest`] of the held request; the retry must have the same.
+    pub digest: String,
+    /// The caller's kind as written in JSON: `user`, `service`, `agent` or `anonymous`.
+    pub principal_kind: String,
+    /// The caller's id (empty when anonymous).
+    pub principal_id: String,
+    /// The user the caller acts for, if any; part of who the approval is for.
+    pub on_behalf_of: Option<String>,
+    /// The policy that required the approval.
+    pub policy: String,
+    /// The policy's reason, for the approver.
+    pub reason: String,
+    /// The approver group the policy named.
+    pub group: String,
+    /// What the approver sees of the request, e.g. `POST api.example.com /v1/invoices` (no
+    /// query, no body: they may hold personal data or secrets).
+    pub request_line: String,
+    /// When it was created, in ms since the Unix epoch.
+    pub created_ms: u64,
+    /// Until when it may be decided and used, in ms since the Unix epoch (exclusive).
+    pub expires_ms: u64,
+    /// Where it is in its life, as of when it was read.
+    pub state: ApprovalState,
+    /// Who approved or rejected it.
+    #[serde(default)]
+    pub decided_by: Option<String>,
+    /// When it was approved or rejected.
+    #[serde(default)]
+    pub decided_ms: Option<u64>,
+    /// The approver's note on a rejection.
+    #[serde(default)]
+    pub note: Option<String>,
+    /// When it was redeemed.
+    #[serde(default)]
+    pub used_ms: Option<u64>,
+}
+
+impl Approval {
+    /// The state as of `now_ms`: a pending or approved approval is expired once `now_ms`
+    /// reaches [`expires_ms`](Approval::expires_ms); others keep their stored state.
+    pub fn state_at(&self, now_ms: u64) -> ApprovalState {
+        match self.state {
+            ApprovalState::Pending | ApprovalState::Approved if now_ms >= self.expires_ms => ApprovalState::Expired,
+            state => state,
+        }
+    }
+
+    /// This approval with [`state`](Approval::state) set to [`state_at`](Approval::state_at):
+    /// how stores hand records out.
+    pub fn as_of(mut self, now_ms: u64) -> Approval {
+        self.state = self.state_at(now_ms);
+        self
+    }
+
+    /// Whether the approval was issued to this caller: same kind, id and on-behalf-of user.
+    /// The on-behalf-of user counts because the approver judged "agent X acting for alice",
+    /// not agent X acting for anyone.
+    pub fn is_for(&self, principal: &Principal) -> bool {
+        self.principal_kind == kind_name(principal.kind)
+            && self.principal_id == principal.id
+            && self.on_behalf_of == principal.on_behalf_of
+    }
+
+    /// Whether `new` asks for the same thing as this approval: same request, caller and
+    /// policy. A still-pending match is returned by `create` instead of a new approval.
+    fn same_ask(&self, new: &NewApproval) -> bool {
+        self.digest == new.digest && self.policy == new.policy && self.is_for(&new.principal)
+    }
+
+    /// The check behind `approve` and `reject`: only a pending, unexpired approval can be
+    /// decided.
+    fn check_decidable(&self, by: &str, verb: Verb, now_ms: u64) -> Result<(), ApprovalError> {
+        if by.trim().is_empty() {
+            return Err(ApprovalError::NoDecider { id: self.id.clone() });
+        }
+        match self.state_at(now_ms) {
+            ApprovalState::Pending => Ok(()),
+            state => Err(ApprovalError::NotPending {
+                id: self.id.clone(),
+                state,
+                verb,
+                decided_by: self.decided_by.clone(),
+                expires_ms: self.expires_ms,
+            }),
+        }
+    }
+
+    /// The check behind `redeem`. The principal is checked first, so a caller holding
+    /// someone else's id learns nothing about that approval (not its state, nor its request).
+    fn check_redeemable(&self, digest: &str, principal: &Principal, now_ms: u64) -> Result<(), RedeemError> {
+        let id = self.id.clone();
+        if !self.is_for(principal) {
+            return Err(RedeemError::DifferentPrincipal { id });
+        }
+        if self.digest != digest {
+            return Err(RedeemError::DifferentRequest { id });
+        }
+        match self.state_at(now_ms) {
+            ApprovalState::Approved => Ok(()),
+            ApprovalState::Pending => Err(RedeemError::Pending { id }),
+            ApprovalState::Rejected => Err(RedeemError::Rejected { id }),
+            ApprovalState::Used => Err(RedeemError::AlreadyUsed { id }),
+            ApprovalState::Expired => Err(RedeemError::Expired { id }),
+        }
+    }
+
+    /// Marks an approval approved or rejected.
+    fn decide(&mut self, verb: Verb, by: &str, note: Option<&str>, now_ms: u64) {
+        self.state = match verb {
+            Verb::Approve => ApprovalState::Approved,
+            Verb::Reject => ApprovalState::Rejected,
+        };
+        self.decided_by = Some(by.trim().to_owned());
+        self.decided_ms = Some(now_ms);
+        self.note = note.map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned);
+    }
+}
+
+/// What the gate knows when a request needs an approval: everything [`ApprovalStore::create`]
+/// needs to store a pending [`Approval`].
+#[derive(Debug, Clone)]
+pub struct NewApproval {
+    /// [`request_digest`] of the held request.
+    pub digest: String,
+    /// The caller (only its kind, id and on-behalf-of user are kept).
+    pub principal: Principal,
+    /// The policy that required the approval.
+    pub policy: String,
+    /// The policy's reason.
+    pub reason: String,
+    /// The approver group the policy named.
+    pub group: String,
+    /// `METHOD host /path`, for the approver.
+    pub request_line: String,
+    /// How long the approval stays valid from now (for the decision and the retry together).
+    pub ttl_ms: u64,
+    /// Now, in ms since the Unix epoch.
+    pub now_ms: u64,
+}
+
+impl NewApproval {
+    /// The pending approval this asks for, with a fresh id.
+    fn into_pending(self) -> Result<Approval, ApprovalError> {
+        Ok(Approval {
+            id: new_id()?,
+            principal_kind: kind_name(self.principal.kind).to_owned(),
+            principal_id: self.principal.id,
+            on_behalf_of: self.principal.on_behalf_of,
+            digest: self.digest,
+            policy: self.policy,
+            reason: self.reason,
+            group: self.group,
+            request_line: self.request_line,
+            created_ms: self.now_ms,
+            expires_ms: self.now_ms.saturating_add(self.ttl_ms),
+            state: ApprovalState::Pending,
+            decided_by: None,
+            decided_ms: None,
+            note: None,
+            used_ms: None,
+        })
+    }
+}
+
+/// A principal kind as written in JSON and in the store.
+fn kind_name(kind: PrincipalKind) -> &'static str {
+    match kind {
+        PrincipalKind::Anonymous => "anonymous",
+        PrincipalKind::User => "user",
+        PrincipalKind::Service => "service",
+        PrincipalKind::Agent => "agent",
+    }
+}
+
+/// Lower-case Crockford base32: no `i`, `l`, `o` or `u`, so ids read aloud or retyped by an
+/// approver survive.
+const ID_ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+
+/// `apr_` and 26 base32 characters from 128 bits of the operating system's randomness. The
+/// id is a bearer token for its one request, so it must be unguessable.
+fn new_id() -> Result<String, ApprovalError> {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes).map_err(|e| ApprovalError::Random(e.to_string()))?;
+    let mut bits = u128::from_be_bytes(bytes);
+    let mut id = String::with_capacity(30);
+    id.push_str("apr_");
+    for _ in 0..26 {
+        id.push(ID_ALPHABET[(bits & 31) as usize] as char);
+        bits >>= 5;
+    }
+    Ok(id)
+}
+
+// ---------------------------------------------------------------------------------------
+// The store
+// ---------------------------------------------------------------------------------------
+
+/// Where pending approvals are kept. Object safe: the gate holds an
+/// `Arc<dyn ApprovalStore>`, so embedders may bring their own (a shared database, say).
+///
+/// Every record a store returns is [as of](Approval::as_of) the `now_ms` given (or the
+/// creation time), so an expired approval reads as [`ApprovalState::Expired`].
+/// Implementations must make `create`, `approve`, `reject` and above all `redeem` atomic
+/// check-then-update operations, also across processes sharing the store, or an approval
+/// could allow two requests.
+pub trait ApprovalStore: Send + Sync {
+    /// Stores a pending approval for `new` and returns it. When a pending, unexpired
+    /// approval for the same request, caller and policy exists, returns that one instead: a
+    /// caller retrying without the id must not flood the approvers.
+    fn create(&self, new: NewApproval) -> Result<Approval, ApprovalError>;
+
+    /// The approval with this id, if any.
+    fn get(&self, id: &str, now_ms: u64) -> Result<Option<Approval>, ApprovalError>;
+
+    /// Every approval (in this state, as of `now_ms`, when given), newest first.
+    fn list(&self, state: Option<ApprovalState>, now_ms: u64) -> Result<Vec<Approval>, ApprovalError>;
+
+    /// Approves a pending, unexpired approval on behalf of `by` (who, for the audit trail).
+    fn approve(&self, id: &str, by: &str, now_ms: u64) -> Result<Approval, ApprovalError>;
+
+    /// Rejects a pending, unexpired approval on behalf of `by`, with an optional note.
+    fn reject(&self, id: &str, by: &str, note: Option<&str>, now_ms: u64) -> Result<Approval, ApprovalError>;
+
+    /// Uses an approval for the caller's retry: succeeds only when it is approved, for the
+    /// request with this digest, for this caller, unexpired and not used yet, and then marks
+    /// it used, so each approval allows exactly one request. Returns the used approval.
+    fn redeem(&self, id: &str, digest: &str, principal: &Principal, now_ms: u64) -> Result<Approval, RedeemError>;
+}
+
+/// Whether an approval is being approved or rejected, for error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    /// `approve`
+    Approve,
+    /// `reject`
+    Reject,
+}
+
+impl Verb {
+    fn past(self) -> &'static str {
+        match self {
+            Verb::Approve => "approved",
+            Verb::Reject => "rejected",
+        }
+    }
+}
+
+/// Why a store operation failed. These messages are for operators and approvers (CLI,
+/// admin API, logs), so they name the file, the id and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    /// No approval has this id.
+    #[error("no approval `{id}` in the store; `portcullis approvals list` shows the ids there are")]
+    Unknown {
+        /// The id asked for.
+        id: String,
+    },
+    /// Only a pending, unexpired approval can be approved or rejected.
+    #[error("{}", not_pending(id, *state, *verb, decided_by.as_deref(), *expires_ms))]
+    NotPending {
+        /// The approval.
+        id: String,
+        /// Its state now.
+        state: ApprovalState,
+        /// What was attempted.
+        verb: Verb,
+        /// Who decided it, if anyone.
+        decided_by: Option<String>,
+        /// When it expires or expired.
+        expires_ms: u64,
+    },
+    /// `approve` or `reject` without saying who decides.
+    #[error("approval `{id}`: say who decides (an approver's name or address), for the audit trail")]
+    NoDecider {
+        /// The approval.
+        id: String,
+    },
+    /// The store file is missing its directory, is not an SQLite file, or cannot be opened.
+    #[error("{}: cannot open the approval store: {source}{}", path.display(), open_hint(path))]
+    Open {
+        /// The store file.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The store file was written by a newer portcullis.
+    #[error(
+        "{}: the approval store has schema version {found}, newer than the {supported} this portcullis understands; \
+         upgrade portcullis, or point `[approvals] store` at another file",
+        path.display()
+    )]
+    NewerSchema {
+        /// The store file.
+        path: PathBuf,
+        /// The file's `PRAGMA user_version`.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+    /// Reading or writing the store failed.
+    #[error("{}: approval store{}: {source}", path.display(), id.as_ref().map(|id| format!(" (approval `{id}`)")).unwrap_or_default())]
+    Storage {
+        /// The store file.
+        path: PathBuf,
+        /// The approval concerned, if one.
+        id: Option<String>,
+        /// What went wrong.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The operating system's random number generator failed, so no id could be made.
+    #[error("could not make an approval id: the operating system's random number generator failed: {0}")]
+    Random(String),
+}
+
+fn not_pending(id: &str, state: ApprovalState, verb: Verb, decided_by: Option<&str>, expires_ms: u64) -> String {
+    let verb = verb.past();
+    match state {
+        ApprovalState::Expired => format!(
+            "approval `{id}` expired at {}, so it cannot be {verb}; the caller must send the request again to ask for a new approval",
+            crate::audit::rfc3339_ms(expires_ms)
+        ),
+        ApprovalState::Used => format!("approval `{id}` was already approved and used, so it cannot be {verb}"),
+        state => match decided_by {
+            Some(by) => format!("approval `{id}` is already {state} (by {by}), so it cannot be {verb}"),
+            None => format!("approval `{id}` is {state}, not pending, so it cannot be {verb}"),
+        },
+    }
+}
+
+fn open_hint(path: &std::path::Path) -> &'static str {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => {
+            " (its directory does not exist; create it or point `[approvals] store` elsewhere)"
+        }
+        _ => "",
+    }
+}
+
+/// Why a caller's retry with an approval id was refused. The message goes back to the API
+/// caller, so it says only what that caller may know: never another caller's principal,
+/// request or approval state, and never store internals.
+#[derive(Debug, thiserror::Error)]
+pub enum RedeemError {
+    /// No approval has this id.
+    #[error("approval {} is not known; send the request without it to ask for an approval", shown(id))]
+    Unknown {
+        /// The id sent.
+        id: String,
+    },
+    /// Not decided yet.
+    #[error("approval `{id}` has not been approved yet; send the request again with it once an approver has")]
+    Pending {
+        /// The id sent.
+        id: String,
+    },
+    /// An approver refused it.
+    #[error("approval `{id}` was rejected")]
+    Rejected {
+        /// The id sent.
+        id: String,
+    },
+    /// Its time ran out.
+    #[error("approval `{id}` has expired; send the request without it to ask for a new approval")]
+    Expired {
+        /// The id sent.
+        id: String,
+    },
+    /// It already allowed its one request.
+    #[error("approval `{id}` was already used; an approval allows one request only")]
+    AlreadyUsed {
+        /// The id sent.
+        id: String,
+    },
+    /// The retry is not the request that was approved.
+    #[error(
+        "approval `{id}` was given for a different request; the method, host, path, query and body must be exactly those of the approved request"
+    )]
+    DifferentRequest {
+        /// The id sent.
+        id: String,
+    },
+    /// The retry comes from another caller than the one the approval was issued to.
+    #[error("approval `{id}` was not issued to this caller")]
+    DifferentPrincipal {
+        /// The id sent.
+        id: String,
+    },
+    /// The store failed; the caller is told only that. The source says why, for the logs.
+    #[error("the approval store is unavailable; try again later")]
+    Store(#[source] ApprovalError),
+}
+
+/// The caller-sent id for a message: as sent when it looks like an id, otherwise not echoed
+/// (it comes from a header and could be anything).
+fn shown(id: &str) -> String {
+    if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        format!("`{id}`")
+    } else {
+        "id sent".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests;

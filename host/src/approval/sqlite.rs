@@ -1,0 +1,282 @@
+//! [`SqliteStore`]: approvals in an SQLite file, shared by a running server and the CLI.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::types::Type;
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+
+use super::{Approval, ApprovalError, ApprovalState, ApprovalStore, NewApproval, RedeemError, Verb};
+use crate::exchange::Principal;
+
+/// The schema version this build writes and understands, kept in `PRAGMA user_version`. A
+/// file with a newer version is refused rather than misread.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// How long an operation waits for another process (the CLI, a second server) holding the
+/// write lock before giving up. Writes are a handful of rows, so this is generous.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+const SCHEMA_V1: &str = "
+CREATE TABLE approvals (
+    id              TEXT PRIMARY KEY NOT NULL,
+    digest          TEXT NOT NULL,
+    principal_kind  TEXT NOT NULL,
+    principal_id    TEXT NOT NULL,
+    on_behalf_of    TEXT,
+    policy          TEXT NOT NULL,
+    reason          TEXT NOT NULL,
+    approver_group  TEXT NOT NULL,
+    request_line    TEXT NOT NULL,
+    created_ms      INTEGER NOT NULL,
+    expires_ms      INTEGER NOT NULL,
+    state           TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'rejected', 'used', 'expired')),
+    decided_by      TEXT,
+    decided_ms      INTEGER,
+    note            TEXT,
+    used_ms         INTEGER
+);
+CREATE INDEX approvals_by_digest ON approvals (digest);
+CREATE INDEX approvals_by_created ON approvals (created_ms);
+";
+
+const COLUMNS: &str = "id, digest, principal_kind, principal_id, on_behalf_of, policy, reason, approver_group, \
+                       request_line, created_ms, expires_ms, state, decided_by, decided_ms, note, used_ms";
+
+/// Approvals in an SQLite file, so pending approvals survive a restart and `portcullis
+/// approvals` can decide them while a server runs on the same file.
+///
+/// The file uses WAL journaling (readers never wait for the writer) and a busy timeout
+/// (writers from several processes take turns instead of failing). Every operation that
+/// checks and then updates runs in one `BEGIN IMMEDIATE` transaction, which takes the
+/// file's write lock before reading: two redeems of the same id, from threads or from
+/// processes, are serialised, and the second sees the approval already used. Commits use
+/// SQLite's default full sync, so a used approval stays used after a power cut.
+///
+/// Operations block (at most for the busy timeout); async callers may want to call them off
+/// their reactor threads.
+#[derive(Debug)]
+pub struct SqliteStore {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens the store at `path`, creating the file and its schema when missing. Refuses a
+    /// file whose schema is newer than [`SCHEMA_VERSION`], or that is not an SQLite file.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, ApprovalError> {
+        let path = path.as_ref().to_path_buf();
+        let open_error = |e: rusqlite::Error| ApprovalError::Open { path: path.clone(), source: Box::new(e) };
+        let mut conn = Connection::open(&path).map_err(open_error)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+        // The first read of the file: a file that is not a database fails here.
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
+            .map_err(open_error)?;
+        migrate(&mut conn, &path)?;
+        Ok(SqliteStore { path, conn: Mutex::new(conn) })
+    }
+
+    /// The file this store keeps its approvals in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The connection. A panic while it was held cannot leave a half-written approval (an
+    /// unfinished transaction rolls back when dropped), so a poisoned lock is taken over.
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Turns an SQLite error into one naming the file and the approval.
+    fn error(&self, id: Option<&str>) -> impl Fn(rusqlite::Error) -> ApprovalError + '_ {
+        let id = id.map(str::to_owned);
+        move |e| ApprovalError::Storage { path: self.path.clone(), id: id.clone(), source: Box::new(e) }
+    }
+
+    fn decide(&self, id: &str, verb: Verb, by: &str, note: Option<&str>, now_ms: u64) -> Result<Approval, ApprovalError> {
+        let err = self.error(Some(id));
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
+        let mut approval = select(&tx, id).map_err(&err)?.ok_or_else(|| ApprovalError::Unknown { id: id.to_owned() })?;
+        approval.check_decidable(by, verb, now_ms)?;
+        approval.decide(verb, by, note, now_ms);
+        tx.execute(
+            "UPDATE approvals SET state = ?1, decided_by = ?2, decided_ms = ?3, note = ?4 WHERE id = ?5",
+            params![approval.state.as_str(), approval.decided_by, approval.decided_ms.map(ms_to_sql), approval.note, id],
+        )
+        .map_err(&err)?;
+        tx.commit().map_err(&err)?;
+        Ok(approval.as_of(now_ms))
+    }
+}
+
+/// Creates the schema in a new file, and refuses a file from a newer portcullis. Runs in a
+/// write transaction, so two processes opening a new file at once do not both create it.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), ApprovalError> {
+    let err = |e: rusqlite::Error| ApprovalError::Open { path: path.to_path_buf(), source: Box::new(e) };
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
+    let found: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(err)?;
+    if found > SCHEMA_VERSION {
+        return Err(ApprovalError::NewerSchema { path: path.to_path_buf(), found, supported: SCHEMA_VERSION });
+    }
+    if found < 1 {
+        tx.execute_batch(SCHEMA_V1).map_err(err)?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(err)?;
+    }
+    tx.commit().map_err(err)
+}
+
+fn select(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<Approval>> {
+    tx.query_row(&format!("SELECT {COLUMNS} FROM approvals WHERE id = ?1"), [id], from_row).optional()
+}
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Approval> {
+    let state: String = row.get(11)?;
+    let state = state
+        .parse::<ApprovalState>()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(11, Type::Text, e.into()))?;
+    Ok(Approval {
+        id: row.get(0)?,
+        digest: row.get(1)?,
+        principal_kind: row.get(2)?,
+        principal_id: row.get(3)?,
+        on_behalf_of: row.get(4)?,
+        policy: row.get(5)?,
+        reason: row.get(6)?,
+        group: row.get(7)?,
+        request_line: row.get(8)?,
+        created_ms: ms_from_sql(row, 9)?,
+        expires_ms: ms_from_sql(row, 10)?,
+        state,
+        decided_by: row.get(12)?,
+        decided_ms: row.get::<_, Option<i64>>(13)?.map(|ms| ms.max(0) as u64),
+        note: row.get(14)?,
+        used_ms: row.get::<_, Option<i64>>(15)?.map(|ms| ms.max(0) as u64),
+    })
+}
+
+/// SQLite integers are signed; times before 1970 do not occur, times past year 292 million
+/// are clamped.
+fn ms_to_sql(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+fn ms_from_sql(row: &Row<'_>, index: usize) -> rusqlite::Result<u64> {
+    Ok(row.get::<_, i64>(index)?.max(0) as u64)
+}
+
+impl ApprovalStore for SqliteStore {
+    fn create(&self, new: NewApproval) -> Result<Approval, ApprovalError> {
+        let now_ms = new.now_ms;
+        let err = self.error(None);
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
+        // Candidates by digest; which of them count as the same ask is decided by the shared
+        // rules, newest first.
+        let existing = {
+            let mut statement = tx
+                .prepare(&format!(
+                    "SELECT {COLUMNS} FROM approvals WHERE digest = ?1 AND state = 'pending' \
+                     ORDER BY created_ms DESC, rowid DESC"
+                ))
+                .map_err(&err)?;
+            let rows = statement.query_map([&new.digest], from_row).map_err(&err)?;
+            let mut found = None;
+            for row in rows {
+                let approval = row.map_err(&err)?;
+                if approval.state_at(now_ms) == ApprovalState::Pending && approval.same_ask(&new) {
+                    found = Some(approval);
+                    break;
+                }
+            }
+            found
+        };
+        if let Some(approval) = existing {
+            return Ok(approval.as_of(now_ms));
+        }
+        let a = new.into_pending()?;
+        let err = self.error(Some(&a.id));
+        tx.execute(
+            &format!("INSERT INTO approvals ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
+            params![
+                a.id,
+                a.digest,
+                a.principal_kind,
+                a.principal_id,
+                a.on_behalf_of,
+                a.policy,
+                a.reason,
+                a.group,
+                a.request_line,
+                ms_to_sql(a.created_ms),
+                ms_to_sql(a.expires_ms),
+                a.state.as_str(),
+                a.decided_by,
+                a.decided_ms.map(ms_to_sql),
+                a.note,
+                a.used_ms.map(ms_to_sql),
+            ],
+        )
+        .map_err(&err)?;
+        tx.commit().map_err(&err)?;
+        Ok(a.as_of(now_ms))
+    }
+
+    fn get(&self, id: &str, now_ms: u64) -> Result<Option<Approval>, ApprovalError> {
+        let conn = self.lock();
+        let approval = conn
+            .query_row(&format!("SELECT {COLUMNS} FROM approvals WHERE id = ?1"), [id], from_row)
+            .optional()
+            .map_err(self.error(Some(id)))?;
+        Ok(approval.map(|a| a.as_of(now_ms)))
+    }
+
+    fn list(&self, state: Option<ApprovalState>, now_ms: u64) -> Result<Vec<Approval>, ApprovalError> {
+        let err = self.error(None);
+        let conn = self.lock();
+        // The CASE is `Approval::state_at` in SQL, so the filter sees the state as of now.
+        let mut statement = conn
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM approvals
+                 WHERE ?1 IS NULL
+                    OR (CASE WHEN state IN ('pending', 'approved') AND expires_ms <= ?2 THEN 'expired' ELSE state END) = ?1
+                 ORDER BY created_ms DESC, rowid DESC"
+            ))
+            .map_err(&err)?;
+        let rows = statement
+            .query_map(params![state.map(ApprovalState::as_str), ms_to_sql(now_ms)], from_row)
+            .map_err(&err)?;
+        rows.map(|row| row.map(|a| a.as_of(now_ms)).map_err(&err)).collect()
+    }
+
+    fn approve(&self, id: &str, by: &str, now_ms: u64) -> Result<Approval, ApprovalError> {
+        self.decide(id, Verb::Approve, by, None, now_ms)
+    }
+
+    fn reject(&self, id: &str, by: &str, note: Option<&str>, now_ms: u64) -> Result<Approval, ApprovalError> {
+        self.decide(id, Verb::Reject, by, note, now_ms)
+    }
+
+    fn redeem(&self, id: &str, digest: &str, principal: &Principal, now_ms: u64) -> Result<Approval, RedeemError> {
+        let err = |e| RedeemError::Store(self.error(Some(id))(e));
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
+        let mut approval = select(&tx, id).map_err(err)?.ok_or_else(|| RedeemError::Unknown { id: id.to_owned() })?;
+        approval.check_redeemable(digest, principal, now_ms)?;
+        approval.state = ApprovalState::Used;
+        approval.used_ms = Some(now_ms);
+        // `state = 'approved'` again, as a guard: under the write lock it always holds.
+        let changed = tx
+            .execute(
+                "UPDATE approvals SET state = 'used', used_ms = ?1 WHERE id = ?2 AND state = 'approved'",
+                params![ms_to_sql(now_ms), id],
+            )
+            .map_err(err)?;
+        if changed != 1 {
+            return Err(RedeemError::AlreadyUsed { id: id.to_owned() });
+        }
+        tx.commit().map_err(err)?;
+        Ok(approval)
+    }
+}

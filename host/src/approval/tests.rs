@@ -1,0 +1,514 @@
+//! Tests of the digest, and of the approval rules run against every store.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::exchange::{Body, Principal, PrincipalKind, Request};
+
+// ---------------------------------------------------------------------------------------
+// request_digest
+// ---------------------------------------------------------------------------------------
+
+fn request(method: &str, path: &str, query: &[(&str, &str)], body: &str) -> Request {
+    Request {
+        method: method.into(),
+        authority: "API.Example.com:443".into(),
+        path: path.into(),
+        query: query.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        body: (!body.is_empty()).then(|| Body { content_type: None, bytes: body.as_bytes().to_vec(), truncated: false }),
+        ..Request::default()
+    }
+}
+
+#[test]
+fn digest_is_stable_for_the_same_request() {
+    let a = request("POST", "/v1/invoices", &[("x", "1")], r#"{"amount":3}"#);
+    assert_eq!(request_digest(&a), request_digest(&a.clone()));
+    assert_eq!(request_digest(&a).len(), 64);
+    assert!(request_digest(&a).bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+}
+
+#[test]
+fn digest_ignores_query_order_headers_case_of_method_and_port() {
+    let a = request("POST", "/p", &[("b", "2"), ("a", "1"), ("a", "0")], "x");
+    let mut b = request("post", "/p", &[("a", "0"), ("b", "2"), ("a", "1")], "x");
+    b.headers = vec![("authorization".into(), "Bearer fresh".into()), ("portcullis-approval".into(), "apr_x".into())];
+    b.authority = "api.example.com".into();
+    assert_eq!(request_digest(&a), request_digest(&b));
+}
+
+#[test]
+fn digest_treats_no_body_as_empty_body() {
+    let a = request("POST", "/p", &[], "");
+    let mut b = a.clone();
+    b.body = Some(Body::default());
+    assert_eq!(request_digest(&a), request_digest(&b));
+}
+
+#[test]
+fn digest_differs_for_a_different_body_method_path_query_or_host() {
+    let base = request("POST", "/p", &[("a", "1")], "x");
+    let mut other_host = base.clone();
+    other_host.authority = "other.example.com".into();
+    let mut truncated = base.clone();
+    truncated.body.as_mut().unwrap().truncated = true;
+    for (case, other) in [
+        ("body", request("POST", "/p", &[("a", "1")], "y")),
+        ("method", request("PUT", "/p", &[("a", "1")], "x")),
+        ("path", request("POST", "/q", &[("a", "1")], "x")),
+        ("query value", request("POST", "/p", &[("a", "2")], "x")),
+        ("query name", request("POST", "/p", &[("b", "1")], "x")),
+        ("extra query", request("POST", "/p", &[("a", "1"), ("a", "1")], "x")),
+        ("host", other_host),
+        ("truncated body", truncated),
+    ] {
+        assert_ne!(request_digest(&base), request_digest(&other), "{case}");
+    }
+}
+
+#[test]
+fn digest_has_no_prefix_ambiguity() {
+    // Path "/a" with query "b" against path "/ab".
+    assert_ne!(request_digest(&request("GET", "/a", &[("b", "")], "")), request_digest(&request("GET", "/ab", &[], "")));
+    // A name/value boundary moved.
+    assert_ne!(
+        request_digest(&request("GET", "/", &[("a", "bc")], "")),
+        request_digest(&request("GET", "/", &[("ab", "c")], ""))
+    );
+    // A query value against the body.
+    assert_ne!(request_digest(&request("GET", "/", &[("a", "b")], "")), request_digest(&request("GET", "/", &[("a", "")], "b")));
+}
+
+// ---------------------------------------------------------------------------------------
+// The rules, against every store
+// ---------------------------------------------------------------------------------------
+
+const T0: u64 = 1_700_000_000_000;
+const TTL: u64 = 600_000;
+
+fn agent(id: &str, for_user: Option<&str>) -> Principal {
+    Principal {
+        kind: PrincipalKind::Agent,
+        id: id.into(),
+        on_behalf_of: for_user.map(str::to_owned),
+        credential_id: Some("key-1".into()),
+        ..Principal::default()
+    }
+}
+
+fn new_approval(digest: &str, principal: &Principal, now_ms: u64) -> NewApproval {
+    NewApproval {
+        digest: digest.into(),
+        principal: principal.clone(),
+        policy: "invoices".into(),
+        reason: "writes need a finance approval".into(),
+        group: "finance".into(),
+        request_line: "POST api.example.com /v1/invoices".into(),
+        ttl_ms: TTL,
+        now_ms,
+    }
+}
+
+fn lifecycle(store: &dyn ApprovalStore) {
+    let bot = agent("bot", Some("alice"));
+    let pending = store.create(new_approval("d1", &bot, T0)).unwrap();
+    assert!(pending.id.starts_with("apr_") && pending.id.len() == 30, "{}", pending.id);
+    assert_eq!(pending.state, ApprovalState::Pending);
+    assert_eq!((pending.principal_kind.as_str(), pending.principal_id.as_str()), ("agent", "bot"));
+    assert_eq!(pending.on_behalf_of.as_deref(), Some("alice"));
+    assert_eq!((pending.created_ms, pending.expires_ms), (T0, T0 + TTL));
+    assert_eq!(store.get(&pending.id, T0 + 1).unwrap().as_ref(), Some(&pending));
+
+    let early = store.redeem(&pending.id, "d1", &bot, T0 + 1).unwrap_err();
+    assert!(matches!(early, RedeemError::Pending { .. }), "{early}");
+
+    let approved = store.approve(&pending.id, " carol@example.com ", T0 + 2).unwrap();
+    assert_eq!(approved.state, ApprovalState::Approved);
+    assert_eq!(approved.decided_by.as_deref(), Some("carol@example.com"));
+    assert_eq!(approved.decided_ms, Some(T0 + 2));
+
+    let used = store.redeem(&pending.id, "d1", &bot, T0 + 3).unwrap();
+    assert_eq!(used.state, ApprovalState::Used);
+    assert_eq!(used.used_ms, Some(T0 + 3));
+    assert_eq!(store.get(&pending.id, T0 + 4).unwrap().unwrap(), used);
+    // Used stays used, also past the expiry.
+    assert_eq!(store.get(&pending.id, T0 + TTL + 1).unwrap().unwrap().state, ApprovalState::Used);
+
+    let twice = store.approve(&pending.id, "carol", T0 + 5).unwrap_err();
+    assert!(twice.to_string().contains("already approved and used"), "{twice}");
+    assert!(store.get("apr_nope", T0).unwrap().is_none());
+}
+
+fn redeem_once_only(store: &dyn ApprovalStore) {
+    let bot = agent("bot", None);
+    let a = store.create(new_approval("d1", &bot, T0)).unwrap();
+    store.approve(&a.id, "carol", T0 + 1).unwrap();
+    store.redeem(&a.id, "d1", &bot, T0 + 2).unwrap();
+    let again = store.redeem(&a.id, "d1", &bot, T0 + 3).unwrap_err();
+    assert!(matches!(again, RedeemError::AlreadyUsed { .. }), "{again}");
+    assert!(again.to_string().contains("already used"), "{again}");
+}
+
+fn wrong_digest(store: &dyn ApprovalStore) {
+    let bot = agent("bot", None);
+    let a = store.create(new_approval("d1", &bot, T0)).unwrap();
+    store.approve(&a.id, "carol", T0 + 1).unwrap();
+    let other = store.redeem(&a.id, "d2", &bot, T0 + 2).unwrap_err();
+    assert!(matches!(other, RedeemError::DifferentRequest { .. }), "{other}");
+    // Not consumed by the failed attempt.
+    store.redeem(&a.id, "d1", &bot, T0 + 3).unwrap();
+}
+
+fn wrong_principal(store: &dyn ApprovalStore) {
+    let bot = agent("bot", Some("alice"));
+    let a = store.create(new_approval("d1", &bot, T0)).unwrap();
+    // Before approval too: a stranger learns nothing about the state.
+    for stranger in [
+        agent("other-bot", Some("alice")),
+        agent("bot", Some("mallory")),
+        agent("bot", None),
+        Principal { kind: PrincipalKind::User, id: "bot".into(), ..Principal::default() },
+    ] {
+        let err = store.redeem(&a.id, "d1", &stranger, T0 + 1).unwrap_err();
+        assert!(matches!(err, RedeemError::DifferentPrincipal { .. }), "{stranger:?}: {err}");
+        let text = err.to_string();
+        assert!(!text.contains("alice") && !text.contains("pending") && !text.contains("finance"), "{text}");
+    }
+    store.approve(&a.id, "carol", T0 + 2).unwrap();
+    let err = store.redeem(&a.id, "d2", &agent("other-bot", Some("alice")), T0 + 3).unwrap_err();
+    assert!(matches!(err, RedeemError::DifferentPrincipal { .. }), "principal is checked before the request: {err}");
+    // Fresh credentials of the same caller are fine.
+    let mut renewed = bot.clone();
+    renewed.credential_id = Some("key-2".into());
+    store.redeem(&a.id, "d1", &renewed, T0 + 4).unwrap();
+}
+
+fn expiry(store: &dyn ApprovalStore) {
+    let bot = agent("bot", None);
+    let late = T0 + TTL;
+    // Pending, never decided.
+    let a = store.create(new_approval("d1", &bot, T0)).unwrap();
+    assert_eq!(store.get(&a.id, late - 1).unwrap().unwrap().state, ApprovalState::Pending);
+    assert_eq!(store.get(&a.id, late).unwrap().unwrap().state, ApprovalState::Expired);
+    let err = store.redeem(&a.id, "d1", &bot, late).unwrap_err();
+    assert!(matches!(err, RedeemError::Expired { .. }), "{err}");
+    // Approved, but not used in time.
+    let b = store.create(new_approval("d2", &bot, T0)).unwrap();
+    store.approve(&b.id, "carol", T0 + 1).unwrap();
+    assert_eq!(store.get(&b.id, late).unwrap().unwrap().state, ApprovalState::Expired);
+    let err = store.redeem(&b.id, "d2", &bot, late + 1).unwrap_err();
+    assert!(matches!(err, RedeemError::Expired { .. }), "{err}");
+    assert!(err.to_string().contains("expired"), "{err}");
+    // Listing by state sees the state as of now.
+    let expired: Vec<String> = store.list(Some(ApprovalState::Expired), late).unwrap().into_iter().map(|a| a.id).collect();
+    assert_eq!(expired.len(), 2);
+    assert!(expired.contains(&a.id) && expired.contains(&b.id));
+    assert!(store.list(Some(ApprovalState::Pending), late).unwrap().is_empty());
+    assert!(store.list(Some(ApprovalState::Approved), late).unwrap().is_empty());
+    assert_eq!(store.list(Some(ApprovalState::Approved), late - 1).unwrap().len(), 1);
+}
+
+fn approve_after_expiry_refused(store: &dyn ApprovalStore) {
+    let bot = agent("bot", None);
+    let a = store.create(new_approval("d1", &bot, T0)).unwrap();
+    let err = store.approve(&a.id, "carol", T0 + TTL).unwrap_err();
+    assert!(matches!(err, ApprovalError::NotPending { state: ApprovalState::Expired, .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains(&a.id) && text.contains("expired") && text.contains("send the request again"), "{text}");
+    let err = store.reject(&a.id, "carol", None, T0 + TTL + 1).unwrap_err();
+    assert!(matches!(err, ApprovalError::NotPending { state: ApprovalState::Expired, .. }), "{err}");
+}
+
+fn reject(store: &dyn ApprovalStore) {
+    let bot = agent("bot", None);
+    let a = store.create(new_approval("d1", &bot, T0)).unwrap();
+    let rejected = store.reject(&a.id, "carol", Some("not this month"), T0 + 1).unwrap();
+    assert_eq!(rejected.state, ApprovalState::Rejected);
+    assert_eq!(rejected.note.as_deref(), Some("not this month"));
+    assert_eq!(rejected.decided_by.as_deref(), Some("carol"));
+    let err = store.redeem(&a.id, "d1", &bot, T0 + 2).unwrap_err();
+    assert!(matches!(err, RedeemError::Rejected { .. }), "{err}");
+    assert!(!err.to_string().contains("not this month"), "the approver's note stays with the approvers: {err}");
+    let err = store.approve(&a.id, "dave", T0 + 3).unwrap_err();
+    assert_eq!(err.to_string(), format!("approval `{}` is already rejected (by carol), so it cannot be approved", a.id));
+    // After a rejection the same ask makes a new pending approval.
+    let again = store.create(new_approval("d1", &bot, T0 + 4)).unwrap();
+    assert_ne!(again.id, a.id);
+}
+
+fn duplicate_create_returns_the_same_pending_one(store: &dyn ApprovalStore) {
+    let bot = agent("bot", Some("alice"));
+    let a = store.create(new_approval("d1", &bot, T0)).unwrap();
+    let b = store.create(new_approval("d1", &bot, T0 + 10)).unwrap();
+    assert_eq!(a, b);
+    // A different request, caller, on-behalf-of user or policy is a different ask.
+    let mut other_policy = new_approval("d1", &bot, T0 + 11);
+    other_policy.policy = "other".into();
+    let others = [
+        store.create(new_approval("d2", &bot, T0 + 11)).unwrap(),
+        store.create(new_approval("d1", &agent("bot2", Some("alice")), T0 + 11)).unwrap(),
+        store.create(new_approval("d1", &agent("bot", Some("bob")), T0 + 11)).unwrap(),
+        store.create(other_policy).unwrap(),
+    ];
+    assert!(others.iter().all(|o| o.id != a.id));
+    assert_eq!(store.list(None, T0 + 12).unwrap().len(), 5);
+    // Once it expired, a new one is made.
+    let c = store.create(new_approval("d1", &bot, T0 + TTL)).unwrap();
+    assert_ne!(c.id, a.id);
+    // Once approved, asking again makes a new pending one (the approved one is not handed out again).
+    store.approve(&c.id, "carol", T0 + TTL + 1).unwrap();
+    assert_ne!(store.create(new_approval("d1", &bot, T0 + TTL + 2)).unwrap().id, c.id);
+}
+
+fn list_is_newest_first(store: &dyn ApprovalStore) {
+    let bot = agent("bot", None);
+    let ids: Vec<String> =
+        (0..4).map(|i| store.create(new_approval(&format!("d{i}"), &bot, T0 + i / 2)).unwrap().id).collect();
+    store.approve(&ids[1], "carol", T0 + 5).unwrap();
+    let listed: Vec<String> = store.list(None, T0 + 6).unwrap().into_iter().map(|a| a.id).collect();
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+    assert_eq!(listed, newest_first);
+    let pending: Vec<String> = store.list(Some(ApprovalState::Pending), T0 + 6).unwrap().into_iter().map(|a| a.id).collect();
+    assert_eq!(pending, vec![ids[3].clone(), ids[2].clone(), ids[0].clone()]);
+    let approved = store.list(Some(ApprovalState::Approved), T0 + 6).unwrap();
+    assert_eq!(approved.len(), 1);
+    assert_eq!(approved[0].id, ids[1]);
+}
+
+fn unknown_ids_and_missing_decider(store: &dyn ApprovalStore) {
+    let err = store.approve("apr_nope", "carol", T0).unwrap_err();
+    assert!(matches!(err, ApprovalError::Unknown { .. }) && err.to_string().contains("apr_nope"), "{err}");
+    let err = store.redeem("apr_nope", "d1", &agent("bot", None), T0).unwrap_err();
+    assert!(matches!(err, RedeemError::Unknown { .. }) && err.to_string().contains("`apr_nope`"), "{err}");
+    let err = store.redeem("<script>\"", "d1", &agent("bot", None), T0).unwrap_err();
+    assert!(!err.to_string().contains("<script>"), "odd ids are not echoed: {err}");
+    let a = store.create(new_approval("d1", &agent("bot", None), T0)).unwrap();
+    let err = store.approve(&a.id, "  ", T0 + 1).unwrap_err();
+    assert!(matches!(err, ApprovalError::NoDecider { .. }), "{err}");
+    assert_eq!(store.get(&a.id, T0 + 1).unwrap().unwrap().state, ApprovalState::Pending);
+}
+
+/// Several threads redeem each approved id at once; exactly one wins each time.
+fn concurrent_redeem(stores: &[Arc<dyn ApprovalStore>]) {
+    let bot = agent("bot", None);
+    for round in 0..10 {
+        let digest = format!("d{round}");
+        let a = stores[0].create(new_approval(&digest, &bot, T0)).unwrap();
+        stores[0].approve(&a.id, "carol", T0 + 1).unwrap();
+        let barrier = Arc::new(std::sync::Barrier::new(4));
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let store = Arc::clone(&stores[i % stores.len()]);
+                let (id, digest, bot, barrier) = (a.id.clone(), digest.clone(), bot.clone(), Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    store.redeem(&id, &digest, &bot, T0 + 2)
+                })
+            })
+            .collect();
+        let results: Vec<Result<Approval, RedeemError>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "round {round}: {results:?}");
+        for result in &results {
+            if let Err(e) = result {
+                assert!(matches!(e, RedeemError::AlreadyUsed { .. }), "round {round}: {e}");
+            }
+        }
+    }
+}
+
+/// One `#[test]` per rule, for a store made by `$make`.
+macro_rules! store_tests {
+    ($store:ident, $make:expr) => {
+        mod $store {
+            use super::*;
+
+            fn store() -> (Arc<dyn ApprovalStore>, impl Sized) {
+                $make
+            }
+
+            #[test]
+            fn full_lifecycle() {
+                lifecycle(&*store().0);
+            }
+            #[test]
+            fn redeems_once_only() {
+                redeem_once_only(&*store().0);
+            }
+            #[test]
+            fn refuses_a_different_request() {
+                wrong_digest(&*store().0);
+            }
+            #[test]
+            fn refuses_a_different_principal() {
+                wrong_principal(&*store().0);
+            }
+            #[test]
+            fn expires() {
+                expiry(&*store().0);
+            }
+            #[test]
+            fn refuses_approval_after_expiry() {
+                approve_after_expiry_refused(&*store().0);
+            }
+            #[test]
+            fn rejects() {
+                reject(&*store().0);
+            }
+            #[test]
+            fn duplicate_create_returns_the_pending_one() {
+                duplicate_create_returns_the_same_pending_one(&*store().0);
+            }
+            #[test]
+            fn lists_newest_first() {
+                list_is_newest_first(&*store().0);
+            }
+            #[test]
+            fn explains_unknown_ids_and_a_missing_decider() {
+                unknown_ids_and_missing_decider(&*store().0);
+            }
+            #[test]
+            fn concurrent_redeems_let_exactly_one_through() {
+                let (store, _keep) = store();
+                concurrent_redeem(&[store]);
+            }
+        }
+    };
+}
+
+store_tests!(memory, (Arc::new(MemoryStore::new()) as Arc<dyn ApprovalStore>, ()));
+
+#[cfg(feature = "sqlite")]
+store_tests!(sqlite, {
+    let dir = sqlite_files::TempDir::new("store");
+    let store = SqliteStore::open(dir.path().join("approvals.sqlite")).unwrap();
+    (Arc::new(store) as Arc<dyn ApprovalStore>, dir)
+});
+
+#[test]
+fn ids_are_unique_and_well_formed() {
+    let ids: std::collections::HashSet<String> = (0..1000).map(|_| new_id().unwrap()).collect();
+    assert_eq!(ids.len(), 1000);
+    assert!(ids.iter().all(|id| id.len() == 30 && id[4..].bytes().all(|b| ID_ALPHABET.contains(&b))));
+}
+
+#[test]
+fn states_parse_and_serialise_as_words() {
+    for state in ApprovalState::ALL {
+        assert_eq!(state.as_str().parse::<ApprovalState>(), Ok(state));
+        assert_eq!(serde_json::to_value(state).unwrap(), serde_json::json!(state.as_str()));
+    }
+    assert!("done".parse::<ApprovalState>().unwrap_err().contains("pending, approved"));
+}
+
+#[cfg(feature = "sqlite")]
+mod sqlite_files {
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    /// A directory removed when the test ends.
+    pub struct TempDir(PathBuf);
+
+    impl TempDir {
+        pub fn new(name: &str) -> TempDir {
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "portcullis-approval-{name}-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn survives_reopen() {
+        let dir = TempDir::new("reopen");
+        let path = dir.path().join("approvals.sqlite");
+        let bot = agent("bot", Some("alice"));
+        let created = {
+            let store = SqliteStore::open(&path).unwrap();
+            store.create(new_approval("d1", &bot, T0)).unwrap()
+        };
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.get(&created.id, T0 + 1).unwrap(), Some(created.clone()));
+        assert_eq!(store.create(new_approval("d1", &bot, T0 + 2)).unwrap().id, created.id, "still the pending one");
+        store.approve(&created.id, "carol", T0 + 3).unwrap();
+        drop(store);
+        let store = SqliteStore::open(&path).unwrap();
+        let used = store.redeem(&created.id, "d1", &bot, T0 + 4).unwrap();
+        assert_eq!(used.decided_by.as_deref(), Some("carol"));
+        drop(store);
+        let store = SqliteStore::open(&path).unwrap();
+        let again = store.redeem(&created.id, "d1", &bot, T0 + 5).unwrap_err();
+        assert!(matches!(again, RedeemError::AlreadyUsed { .. }), "{again}");
+    }
+
+    #[test]
+    fn concurrent_redeems_across_connections_let_exactly_one_through() {
+        // Like a server and the CLI (or two servers) on one file: each store has its own
+        // connection, so only the file's write lock keeps them apart.
+        let dir = TempDir::new("connections");
+        let path = dir.path().join("approvals.sqlite");
+        let stores: Vec<Arc<dyn ApprovalStore>> =
+            (0..4).map(|_| Arc::new(SqliteStore::open(&path).unwrap()) as Arc<dyn ApprovalStore>).collect();
+        concurrent_redeem(&stores);
+    }
+
+    #[test]
+    fn refuses_a_newer_schema_naming_the_file() {
+        let dir = TempDir::new("newer");
+        let path = dir.path().join("approvals.sqlite");
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        }
+        let err = SqliteStore::open(&path).unwrap_err();
+        assert!(matches!(err, ApprovalError::NewerSchema { .. }), "{err}");
+        let text = err.to_string();
+        assert!(text.contains(&path.display().to_string()) && text.contains("upgrade portcullis"), "{text}");
+    }
+
+    #[test]
+    fn refuses_a_file_that_is_not_a_database() {
+        let dir = TempDir::new("garbage");
+        let path = dir.path().join("approvals.sqlite");
+        std::fs::write(&path, b"this is not an SQLite database, just some text that is long enough").unwrap();
+        let err = SqliteStore::open(&path).unwrap_err();
+        assert!(matches!(err, ApprovalError::Open { .. }), "{err}");
+        assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn names_a_missing_directory() {
+        let dir = TempDir::new("missing");
+        let path = dir.path().join("no-such-dir").join("approvals.sqlite");
+        let err = SqliteStore::open(&path).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(&path.display().to_string()) && text.contains("directory does not exist"), "{text}");
+    }
+
+    #[test]
+    fn store_errors_reach_the_caller_without_internals() {
+        let err = RedeemError::Store(ApprovalError::Storage {
+            path: "/secret/place/approvals.sqlite".into(),
+            id: Some("apr_x".into()),
+            source: "disk I/O error".into(),
+        });
+        assert!(!err.to_string().contains("/secret"), "{err}");
+        assert!(std::error::Error::source(&err).unwrap().to_string().contains("/secret/place"));
+    }
+}

@@ -1,0 +1,953 @@
+//! Decision records: one JSON line per decision, never a secret.
+//!
+//! Every decision the gate takes (and every failed authentication) becomes one
+//! [`AuditRecord`], written by an [`AuditSink`] as one compact JSON line. The record is
+//! built from the normalised [`Request`] and the [`Verdict`] by picking out fields known to
+//! be safe (ids, names, kinds, the path without its query, policies' own reasons and
+//! labels), never by copying the request and removing what looks secret: header values,
+//! cookies, query values, bodies, claims and redaction replacement values have no field
+//! to land in, so a new header or a new credential scheme cannot leak into the log.
+//!
+//! Writing a record never fails or delays the request beyond the write itself: a sink
+//! counts its write errors and reports them once per burst, and the gate carries on.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use serde::{Deserialize, Serialize};
+
+use crate::decision::DecisionKind;
+use crate::exchange::{PrincipalKind, Request};
+use crate::verdict::{Phase, Verdict};
+
+/// The longest fault or authentication-failure text kept in a record, in bytes. Traps can
+/// carry long guest messages; the record wants the gist, the host log has the rest.
+const MAX_NOTE: usize = 256;
+
+// ---------------------------------------------------------------------------------------
+// The record
+// ---------------------------------------------------------------------------------------
+
+/// One decision, as written to the audit log.
+///
+/// Field names are part of the log format (snake_case, stable); optional fields are left
+/// out when empty. Nothing in here is a secret: see the module documentation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// When the decision was taken (the request's arrival for the request phase),
+    /// RFC 3339 in UTC with milliseconds: `2026-11-28T11:30:00.123Z`.
+    pub time: String,
+    /// The request's id (the caller's `X-Request-Id` when sane, otherwise the gate's own).
+    pub request_id: String,
+    /// Which front door took the request: `proxy`, `forward-auth`, `ext-authz`, `replay`, …
+    pub front_door: String,
+    /// Which phase this record is about.
+    pub phase: Phase,
+    /// Who called: kind and id only (no scopes, no claims).
+    pub principal: AuditPrincipal,
+    /// The user an agent or service acts for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
+    /// The id of the credential used (an API key's name, a token's `jti`), never the secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_id: Option<String>,
+    /// The request method (`CALL` for tool calls).
+    pub method: String,
+    /// The host the request was for, lower-case, without port or userinfo.
+    pub host: String,
+    /// The path without the query string (query values may carry secrets).
+    pub path: String,
+    /// The OpenAPI operationId or MCP tool name, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// The route that matched, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// The combined decision, or `unauthenticated` when no policy ran because the
+    /// credential was refused.
+    pub decision: AuditOutcome,
+    /// Why authentication failed (only for `unauthenticated`), as the host's authenticator
+    /// words it; it names what was wrong, never the credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_failure: Option<String>,
+    /// The HTTP status the caller was answered with, when known. It can differ from what
+    /// the decision suggests: an allow whose redaction could not be applied is answered
+    /// with 500, a require-approval with 403.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// The policy whose deny or require-approval decided, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    /// Every evaluated policy's result, in route order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<AuditPolicy>,
+    /// What the verdict redacts, as `header:<name>`, `query:<name>` or `json:<pointer>`
+    /// (pointers as the policy wrote them, `*` included). Never the replacement value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redacted: Vec<String>,
+    /// The approval this request created or redeemed, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_id: Option<String>,
+    /// Time from the request's arrival to this decision, in microseconds.
+    pub latency_us: u64,
+    /// The labels the policies attached, in route order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<AuditLabel>,
+}
+
+/// Who called, as far as the audit log needs to know.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPrincipal {
+    /// The kind of caller.
+    pub kind: PrincipalKind,
+    /// Its stable id (empty when anonymous).
+    pub id: String,
+}
+
+/// The outcome a record is about: a combined decision, or a refused credential.
+///
+/// Written as `allow`, `deny`, `redact`, `require-approval` (the [`DecisionKind`] words)
+/// or `unauthenticated`, so counting by outcome needs only this one field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuditOutcome {
+    /// `allow`
+    Allow,
+    /// `deny`
+    Deny,
+    /// `redact`
+    Redact,
+    /// `require-approval`
+    RequireApproval,
+    /// `unauthenticated`: the credential was refused, so no policy ran.
+    Unauthenticated,
+}
+
+impl AuditOutcome {
+    /// The outcome as written in the audit log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditOutcome::Allow => "allow",
+            AuditOutcome::Deny => "deny",
+            AuditOutcome::Redact => "redact",
+            AuditOutcome::RequireApproval => "require-approval",
+            AuditOutcome::Unauthenticated => "unauthenticated",
+        }
+    }
+
+    /// The decision kind, unless the credential was refused.
+    pub fn decision_kind(self) -> Option<DecisionKind> {
+        match self {
+            AuditOutcome::Allow => Some(DecisionKind::Allow),
+            AuditOutcome::Deny => Some(DecisionKind::Deny),
+            AuditOutcome::Redact => Some(DecisionKind::Redact),
+            AuditOutcome::RequireApproval => Some(DecisionKind::RequireApproval),
+            AuditOutcome::Unauthenticated => None,
+        }
+    }
+}
+
+impl From<DecisionKind> for AuditOutcome {
+    fn from(kind: DecisionKind) -> Self {
+        match kind {
+            DecisionKind::Allow => AuditOutcome::Allow,
+            DecisionKind::Deny => AuditOutcome::Deny,
+            DecisionKind::Redact => AuditOutcome::Redact,
+            DecisionKind::RequireApproval => AuditOutcome::RequireApproval,
+        }
+    }
+}
+
+impl std::fmt::Display for AuditOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What one policy decided, as the audit log keeps it: no redaction values, no labels
+/// (those are collected in [`AuditRecord::labels`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPolicy {
+    /// The policy's configured name.
+    pub policy: String,
+    /// Its component's SHA-256, so a record says exactly which build decided.
+    pub digest: String,
+    /// What it decided (a fault counts as `deny`, or `allow` when fail-open).
+    pub decision: DecisionKind,
+    /// The deny code, if it denied (`policy-error` for a fault).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Why, in the policy's words (kept as the policy wrote it).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// Wall-clock time of the call, including instantiation, in microseconds.
+    pub elapsed_us: u64,
+    /// What went wrong, if the call failed (trap, timeout, memory, invalid return), in short.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
+}
+
+/// One audit label a policy attached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditLabel {
+    /// The policy that attached it.
+    pub policy: String,
+    /// The label's key.
+    pub key: String,
+    /// The label's value.
+    pub value: String,
+}
+
+/// What the gate knows about a decision besides the request and the verdict.
+///
+/// The request id is not here: it is the request's own [`Request::id`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditContext {
+    /// The front door's name (`proxy`, `forward-auth`, `ext-authz`, `replay`, …).
+    pub front_door: String,
+    /// When the decision was taken (for the request phase, when the request arrived), in
+    /// ms since the Unix epoch.
+    pub time_ms: u64,
+    /// The approval created or redeemed for this request, if any.
+    pub approval_id: Option<String>,
+    /// The status the caller was answered with, when known.
+    pub status: Option<u16>,
+    /// Time from the request's arrival to the decision, in microseconds.
+    pub latency_us: u64,
+}
+
+impl AuditRecord {
+    /// The record of a verdict about `request` (either phase).
+    pub fn for_verdict(ctx: &AuditContext, request: &Request, verdict: &Verdict) -> AuditRecord {
+        let mut record = AuditRecord::base(ctx, request, verdict.phase, verdict.kind().into());
+        record.route = verdict.route.clone();
+        record.decided_by = verdict.decided_by.clone();
+        for result in &verdict.policies {
+            record.policies.push(AuditPolicy {
+                policy: result.policy.clone(),
+                digest: result.digest.clone(),
+                decision: result.decision,
+                code: result.code.clone(),
+                reason: result.reason.clone(),
+                elapsed_us: result.elapsed_us,
+                fault: result.fault.as_ref().map(|fault| shorten(&fault.to_string())),
+            });
+            record.labels.extend(result.labels.iter().map(|(key, value)| AuditLabel {
+                policy: result.policy.clone(),
+                key: key.clone(),
+                value: value.clone(),
+            }));
+        }
+        for redaction in verdict.redactions() {
+            // `Target`'s Display is exactly `header:<name>` / `query:<name>` / `json:<ptr>`;
+            // the action (and so any replacement value) is deliberately not looked at.
+            let field = redaction.target.to_string();
+            if !record.redacted.contains(&field) {
+                record.redacted.push(field);
+            }
+        }
+        record
+    }
+
+    /// The record of a request refused before any policy ran because its credential was
+    /// missing or invalid. `reason` is the authenticator's explanation (it must not quote
+    /// the credential; the authenticators' errors do not).
+    pub fn for_auth_failure(ctx: &AuditContext, request: &Request, reason: &str) -> AuditRecord {
+        let mut record = AuditRecord::base(ctx, request, Phase::Request, AuditOutcome::Unauthenticated);
+        record.auth_failure = Some(shorten(reason));
+        record
+    }
+
+    /// The outcome as written in the log (`allow`, …, `unauthenticated`), e.g. for
+    /// metric labels.
+    pub fn outcome(&self) -> String {
+        self.decision.as_str().to_owned()
+    }
+
+    /// This record as one compact JSON line, `\n` included.
+    pub fn to_json_line(&self) -> serde_json::Result<Vec<u8>> {
+        let mut line = serde_json::to_vec(self)?;
+        line.push(b'\n');
+        Ok(line)
+    }
+
+    /// The fields every record shares, taken one by one from the request so that nothing
+    /// else of it can reach the log.
+    fn base(ctx: &AuditContext, request: &Request, phase: Phase, decision: AuditOutcome) -> AuditRecord {
+        let principal = &request.principal;
+        AuditRecord {
+            time: rfc3339_ms(ctx.time_ms),
+            request_id: request.id.clone(),
+            front_door: ctx.front_door.clone(),
+            phase,
+            principal: AuditPrincipal { kind: principal.kind, id: principal.id.clone() },
+            on_behalf_of: principal.on_behalf_of.clone(),
+            credential_id: principal.credential_id.clone(),
+            method: request.method.clone(),
+            host: request.host(),
+            path: path_only(&request.path).to_owned(),
+            operation: request.operation.clone(),
+            route: None,
+            decision,
+            auth_failure: None,
+            status: ctx.status,
+            decided_by: None,
+            policies: Vec::new(),
+            redacted: Vec::new(),
+            approval_id: ctx.approval_id.clone(),
+            latency_us: ctx.latency_us,
+            labels: Vec::new(),
+        }
+    }
+}
+
+/// The path up to any `?`. A normalised request's path never has its query attached, but
+/// an embedder that filled `path` with a raw request target would otherwise leak query
+/// values into the log; losing a decoded `%3F` from the log is the lesser harm.
+fn path_only(path: &str) -> &str {
+    path.split_once('?').map_or(path, |(path, _)| path)
+}
+
+/// `text` cut to at most [`MAX_NOTE`] bytes on a character boundary, marked with `…`.
+fn shorten(text: &str) -> String {
+    if text.len() <= MAX_NOTE {
+        return text.to_owned();
+    }
+    let mut end = MAX_NOTE;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// Formats ms since the Unix epoch as RFC 3339 in UTC with milliseconds:
+/// `2026-11-28T11:30:00.123Z`.
+///
+/// A few lines of calendar arithmetic rather than a date crate: the log only ever needs
+/// this one format, in UTC.
+pub fn rfc3339_ms(unix_ms: u64) -> String {
+    let ms = unix_ms % 1000;
+    let secs = unix_ms / 1000;
+    let (days, day_secs) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        day_secs / 3600,
+        day_secs % 3600 / 60,
+        day_secs % 60
+    )
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`, for non-negative days).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    // Shift the epoch to 0000-03-01 so leap days fall at the end of each year.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097; // day of era, [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // March = 0
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+// ---------------------------------------------------------------------------------------
+// Sinks
+// ---------------------------------------------------------------------------------------
+
+/// Where audit records go.
+///
+/// Recording must never fail or panic the request it records: an implementation counts
+/// what it could not write, says so in the host log (once per burst of failures, so a full
+/// disk does not flood the log too), and returns. The gate holds an `Arc<dyn AuditSink>`.
+pub trait AuditSink: Send + Sync {
+    /// Records one decision. Never panics, never fails.
+    fn record(&self, record: &AuditRecord);
+
+    /// Pushes what was recorded to durable storage (called at shutdown).
+    fn flush(&self) -> io::Result<()>;
+
+    /// How many records could not be written since the sink was created.
+    fn write_errors(&self) -> u64 {
+        0
+    }
+}
+
+impl<S: AuditSink + ?Sized> AuditSink for Arc<S> {
+    fn record(&self, record: &AuditRecord) {
+        (**self).record(record);
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        (**self).flush()
+    }
+
+    fn write_errors(&self) -> u64 {
+        (**self).write_errors()
+    }
+}
+
+impl<S: AuditSink + ?Sized> AuditSink for Box<S> {
+    fn record(&self, record: &AuditRecord) {
+        (**self).record(record);
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        (**self).flush()
+    }
+
+    fn write_errors(&self) -> u64 {
+        (**self).write_errors()
+    }
+}
+
+/// Why an audit log could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The file could not be opened for appending.
+    #[error("audit log `{}`: cannot open it for appending: {error} ({fix})", path.display())]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        error: io::Error,
+        /// What to do about it.
+        fix: String,
+    },
+}
+
+/// Writes each record as one compact JSON line to standard output or to a file.
+///
+/// Each line is written with a single `write_all` straight to the file (no buffer holds
+/// records in memory), under a lock, on a file opened for appending: a crash loses at most
+/// the record being written, and concurrent writers in this process never interleave
+/// lines. A file is created with mode 0600 on Unix, since who did what is itself
+/// sensitive. Rotation by `copytruncate` works; rotation by renaming needs a restart, as
+/// the file is opened once.
+pub struct JsonLinesSink {
+    writer: Mutex<Writer>,
+    /// Where the lines go, for messages: a path or `standard output`.
+    name: String,
+    errors: AtomicU64,
+}
+
+/// What the lock guards: the output and the state of the current failure burst.
+struct Writer {
+    out: Output,
+    /// Records lost since the last successful write; non-zero means a burst is ongoing.
+    failing: u64,
+    /// A write failed, possibly part-way through a line: the next line starts with `\n`
+    /// so that it is not glued to a fragment (a stray empty line is harmless).
+    torn: bool,
+}
+
+enum Output {
+    Stdout,
+    File(File),
+}
+
+impl JsonLinesSink {
+    /// A sink writing to the process's standard output.
+    pub fn stdout() -> JsonLinesSink {
+        JsonLinesSink::with_output(Output::Stdout, "standard output".to_owned())
+    }
+
+    /// A sink appending to the file at `path`, created with mode 0600 (on Unix) if missing.
+    /// An existing file keeps its permissions; a warning says so when others can read it.
+    pub fn open(path: impl AsRef<Path>) -> Result<JsonLinesSink, AuditError> {
+        let path = path.as_ref();
+        let mut options = OpenOptions::new();
+        options.append(true).create(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(path).map_err(|error| AuditError::Open {
+            fix: fix_for(path, &error),
+            path: path.to_owned(),
+            error,
+        })?;
+        #[cfg(unix)]
+        if let Ok(metadata) = file.metadata() {
+            let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions());
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format_args!("{:o}", mode & 0o777),
+                    "the audit log can be read by other users; consider `chmod 600` on it"
+                );
+            }
+        }
+        Ok(JsonLinesSink::with_output(Output::File(file), path.display().to_string()))
+    }
+
+    fn with_output(out: Output, name: String) -> JsonLinesSink {
+        JsonLinesSink { writer: Mutex::new(Writer { out, failing: 0, torn: false }), name, errors: AtomicU64::new(0) }
+    }
+
+    /// The lock, even if a thread panicked while holding it (the writer stays usable:
+    /// at worst a line was cut, which `torn` handles).
+    fn lock(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl std::fmt::Debug for JsonLinesSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonLinesSink")
+            .field("to", &self.name)
+            .field("write_errors", &self.errors.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl AuditSink for JsonLinesSink {
+    fn record(&self, record: &AuditRecord) {
+        let mut writer = self.lock();
+        let line = match record.to_json_line() {
+            Ok(line) if writer.torn => [b"\n".as_slice(), &line].concat(),
+            Ok(line) => line,
+            Err(e) => {
+                // Not expected (the record is strings and numbers), but never a panic.
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(request_id = %record.request_id, error = %e, "could not serialise an audit record");
+                return;
+            }
+        };
+        let written = match &mut writer.out {
+            Output::Stdout => {
+                let mut stdout = io::stdout().lock();
+                stdout.write_all(&line).and_then(|()| stdout.flush())
+            }
+            Output::File(file) => file.write_all(&line),
+        };
+        match written {
+            Ok(()) => {
+                writer.torn = false;
+                if writer.failing > 0 {
+                    tracing::warn!(to = %self.name, lost = writer.failing, "the audit log is writable again");
+                    writer.failing = 0;
+                }
+            }
+            Err(e) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                writer.torn = true;
+                if writer.failing == 0 {
+                    tracing::error!(
+                        to = %self.name,
+                        error = %e,
+                        "could not write an audit record; requests go on, and further failures are \
+                         counted without logging until a write succeeds"
+                    );
+                }
+                writer.failing += 1;
+            }
+        }
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        let mut writer = self.lock();
+        match &mut writer.out {
+            Output::Stdout => io::stdout().lock().flush(),
+            Output::File(file) => file.sync_data(),
+        }
+    }
+
+    fn write_errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+}
+
+/// What to do about a file that would not open, in words for the operator.
+fn fix_for(path: &Path, error: &io::Error) -> String {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    match error.kind() {
+        io::ErrorKind::NotFound => {
+            format!("create the directory `{}` first, or set [audit] path to a file in an existing one", parent.display())
+        }
+        io::ErrorKind::PermissionDenied => format!(
+            "make `{}` (or its directory `{}`) writable by this user, or set [audit] path elsewhere",
+            path.display(),
+            parent.display()
+        ),
+        io::ErrorKind::IsADirectory => "it is a directory: name a file inside it".to_owned(),
+        _ => "set [audit] path to a writable file, or `-` for standard output".to_owned(),
+    }
+}
+
+/// Keeps records in memory: for tests, and for embedders that ship records elsewhere
+/// themselves.
+#[derive(Debug, Default)]
+pub struct MemorySink {
+    records: Mutex<Vec<AuditRecord>>,
+}
+
+impl MemorySink {
+    /// An empty sink.
+    pub fn new() -> MemorySink {
+        MemorySink::default()
+    }
+
+    /// A copy of every record so far, in order.
+    pub fn records(&self) -> Vec<AuditRecord> {
+        self.records.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Every record so far, leaving the sink empty.
+    pub fn take(&self) -> Vec<AuditRecord> {
+        std::mem::take(&mut *self.records.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl AuditSink for MemorySink {
+    fn record(&self, record: &AuditRecord) {
+        self.records.lock().unwrap_or_else(PoisonError::into_inner).push(record.clone());
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::{Action, Decision, Redaction, Target};
+    use crate::exchange::{Body, Principal};
+    use crate::policy::Fault;
+    use crate::verdict::PolicyResult;
+
+    /// A fresh directory under the system's temp dir, removed by the caller.
+    fn temp_dir(case: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("portcullis-audit-{case}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A request carrying a secret in every place one can hide.
+    fn secret_request() -> Request {
+        Request {
+            id: "req-42".into(),
+            method: "POST".into(),
+            authority: "API.Example.com:8443".into(),
+            path: "/invoices".into(),
+            query: vec![("api_key".into(), "SECRET-C".into()), ("status".into(), "open".into())],
+            headers: vec![
+                ("authorization".into(), "Bearer SECRET-A".into()),
+                ("cookie".into(), "session=SECRET-B".into()),
+                ("content-type".into(), "application/json".into()),
+            ],
+            body: Some(Body::json(&serde_json::json!({"email": "a@example.com", "token": "SECRET-D"}))),
+            principal: Principal {
+                kind: PrincipalKind::Agent,
+                id: "invoice-bot".into(),
+                scopes: vec!["invoices:write".into()],
+                claims: vec![("tenant".into(), "SECRET-E".into())],
+                on_behalf_of: Some("alice".into()),
+                credential_id: Some("key-7".into()),
+            },
+            operation: Some("createInvoice".into()),
+            client_address: Some("10.0.0.9".into()),
+            received_at_ms: 1_795_865_400_123,
+            ..Request::default()
+        }
+    }
+
+    fn redacting_verdict() -> Verdict {
+        let redaction = Redaction { target: Target::JsonPointer("/email".into()), action: Action::Replace("SECRET-F".into()) };
+        Verdict {
+            phase: Phase::Request,
+            route: Some("invoices".into()),
+            decision: Decision::Redact { redactions: vec![redaction.clone()] },
+            decided_by: None,
+            policies: vec![
+                PolicyResult {
+                    policy: "scopes".into(),
+                    digest: "sha256-aaa".into(),
+                    decision: DecisionKind::Allow,
+                    code: None,
+                    reason: String::new(),
+                    redactions: Vec::new(),
+                    labels: Vec::new(),
+                    fault: None,
+                    elapsed_us: 11,
+                },
+                PolicyResult {
+                    policy: "pii".into(),
+                    digest: "sha256-bbb".into(),
+                    decision: DecisionKind::Redact,
+                    code: None,
+                    reason: "redacts json:/email".into(),
+                    redactions: vec![redaction],
+                    labels: vec![("rule".into(), "mask-email".into())],
+                    fault: None,
+                    elapsed_us: 23,
+                },
+            ],
+            elapsed_us: 40,
+        }
+    }
+
+    fn context() -> AuditContext {
+        AuditContext {
+            front_door: "proxy".into(),
+            time_ms: 1_795_865_400_123,
+            approval_id: Some("apr-1".into()),
+            status: Some(200),
+            latency_us: 345,
+        }
+    }
+
+    fn assert_no_secrets(text: &str) {
+        for secret in ["SECRET-A", "SECRET-B", "SECRET-C", "SECRET-D", "SECRET-E", "SECRET-F", "SECRET"] {
+            assert!(!text.contains(secret), "`{secret}` leaked into the audit record: {text}");
+        }
+    }
+
+    #[test]
+    fn verdict_record_carries_the_decision_and_no_secret() {
+        let record = AuditRecord::for_verdict(&context(), &secret_request(), &redacting_verdict());
+        let line = String::from_utf8(record.to_json_line().unwrap()).unwrap();
+        assert_no_secrets(&line);
+        assert!(line.ends_with('\n') && line.matches('\n').count() == 1, "{line}");
+
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({
+                "time": "2026-11-28T11:30:00.123Z",
+                "request_id": "req-42",
+                "front_door": "proxy",
+                "phase": "request",
+                "principal": {"kind": "agent", "id": "invoice-bot"},
+                "on_behalf_of": "alice",
+                "credential_id": "key-7",
+                "method": "POST",
+                "host": "api.example.com",
+                "path": "/invoices",
+                "operation": "createInvoice",
+                "route": "invoices",
+                "decision": "redact",
+                "status": 200,
+                "policies": [
+                    {"policy": "scopes", "digest": "sha256-aaa", "decision": "allow", "elapsed_us": 11},
+                    {"policy": "pii", "digest": "sha256-bbb", "decision": "redact", "reason": "redacts json:/email", "elapsed_us": 23},
+                ],
+                "redacted": ["json:/email"],
+                "approval_id": "apr-1",
+                "latency_us": 345,
+                "labels": [{"policy": "pii", "key": "rule", "value": "mask-email"}],
+            })
+        );
+        let back: AuditRecord = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, record);
+        assert_eq!(record.outcome(), "redact");
+    }
+
+    #[test]
+    fn auth_failure_record_names_the_outcome_and_no_secret() {
+        let mut ctx = context();
+        ctx.approval_id = None;
+        ctx.status = Some(401);
+        let record = AuditRecord::for_auth_failure(&ctx, &secret_request(), "invalid bearer token: bad signature");
+        let line = serde_json::to_string(&record).unwrap();
+        assert_no_secrets(&line);
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["decision"], "unauthenticated");
+        assert_eq!(value["auth_failure"], "invalid bearer token: bad signature");
+        assert_eq!(value["status"], 401);
+        assert_eq!(value["phase"], "request");
+        assert!(value.get("policies").is_none() && value.get("route").is_none(), "{line}");
+        assert_eq!(record.outcome(), "unauthenticated");
+        assert_eq!(record.decision.decision_kind(), None);
+    }
+
+    #[test]
+    fn deny_by_fault_keeps_code_reason_and_short_fault() {
+        let mut verdict = redacting_verdict();
+        let long_trap = format!("wasm trap: {}", "é".repeat(400));
+        verdict.policies[1] = PolicyResult {
+            decision: DecisionKind::Deny,
+            code: Some("policy-error".into()),
+            reason: "policy `pii` trapped".into(),
+            redactions: Vec::new(),
+            fault: Some(Fault::Trap(long_trap)),
+            ..verdict.policies[1].clone()
+        };
+        verdict.decision = Decision::Deny(crate::decision::Denial {
+            status: 500,
+            code: "policy-error".into(),
+            reason: "policy `pii` trapped".into(),
+        });
+        verdict.decided_by = Some("pii".into());
+        let record = AuditRecord::for_verdict(&context(), &secret_request(), &verdict);
+        assert_eq!(record.decision, AuditOutcome::Deny);
+        assert_eq!(record.decided_by.as_deref(), Some("pii"));
+        assert!(record.redacted.is_empty());
+        let policy = &record.policies[1];
+        assert_eq!(policy.code.as_deref(), Some("policy-error"));
+        let fault = policy.fault.as_deref().unwrap();
+        assert!(fault.starts_with("trapped: wasm trap: é") && fault.ends_with('…'), "{fault}");
+        assert!(fault.len() <= MAX_NOTE + '…'.len_utf8(), "{}", fault.len());
+    }
+
+    #[test]
+    fn path_never_carries_a_query() {
+        let mut request = secret_request();
+        request.path = "/invoices?api_key=SECRET-C".into();
+        let record = AuditRecord::for_verdict(&context(), &request, &redacting_verdict());
+        assert_eq!(record.path, "/invoices");
+    }
+
+    #[test]
+    fn redacted_fields_are_listed_once_each() {
+        let mut verdict = redacting_verdict();
+        verdict.decision = Decision::Redact {
+            redactions: vec![
+                Redaction { target: Target::Header("x-api-key".into()), action: Action::Remove },
+                Redaction { target: Target::Query("token".into()), action: Action::Replace("SECRET-F".into()) },
+                Redaction { target: Target::JsonPointer("/items/*/card".into()), action: Action::Remove },
+                Redaction { target: Target::Header("x-api-key".into()), action: Action::Replace("x".into()) },
+            ],
+        };
+        let record = AuditRecord::for_verdict(&context(), &secret_request(), &verdict);
+        assert_eq!(record.redacted, ["header:x-api-key", "query:token", "json:/items/*/card"]);
+        assert_no_secrets(&serde_json::to_string(&record).unwrap());
+    }
+
+    #[test]
+    fn time_is_rfc3339_utc_with_milliseconds() {
+        for (ms, text) in [
+            (0, "1970-01-01T00:00:00.000Z"),
+            (1_795_865_400_123, "2026-11-28T11:30:00.123Z"),
+            (951_782_400_000, "2000-02-29T00:00:00.000Z"),
+            (1_709_251_199_999, "2024-02-29T23:59:59.999Z"),
+            (1_709_251_200_000, "2024-03-01T00:00:00.000Z"),
+            (946_684_799_001, "1999-12-31T23:59:59.001Z"),
+            (4_107_542_400_050, "2100-03-01T00:00:00.050Z"),
+            (94_651_200_999, "1972-12-31T12:00:00.999Z"),
+        ] {
+            assert_eq!(rfc3339_ms(ms), text, "{ms}");
+        }
+    }
+
+    #[test]
+    fn file_sink_appends_across_opens_and_lines_parse_back() {
+        let dir = temp_dir("append");
+        let path = dir.join("audit.jsonl");
+        let record = AuditRecord::for_verdict(&context(), &secret_request(), &redacting_verdict());
+        {
+            let sink = JsonLinesSink::open(&path).unwrap();
+            sink.record(&record);
+            sink.record(&record);
+            sink.flush().unwrap();
+        }
+        let sink = JsonLinesSink::open(&path).unwrap();
+        let mut third = record.clone();
+        third.request_id = "req-43".into();
+        sink.record(&third);
+        // No flush: nothing is held back in memory.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(text.ends_with('\n'));
+        let parsed: Vec<AuditRecord> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(parsed, [record.clone(), record, third]);
+        assert_eq!(sink.write_errors(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn file_sink_creates_the_file_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir("mode");
+        let path = dir.join("audit.jsonl");
+        let _sink = JsonLinesSink::open(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unopenable_path_gives_an_error_naming_it_and_the_fix() {
+        let dir = temp_dir("unwritable");
+        let missing = dir.join("no-such-dir").join("audit.jsonl");
+        let err = JsonLinesSink::open(&missing).unwrap_err().to_string();
+        assert!(err.contains(&missing.display().to_string()), "{err}");
+        assert!(err.contains("create the directory"), "{err}");
+
+        let err = JsonLinesSink::open(&dir).unwrap_err().to_string();
+        assert!(err.contains(&dir.display().to_string()), "{err}");
+        assert!(err.contains("directory"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn write_errors_are_counted_not_raised() {
+        // Every write to /dev/full fails with "no space left on device".
+        let sink = JsonLinesSink::open("/dev/full").unwrap();
+        let record = AuditRecord::for_verdict(&context(), &secret_request(), &redacting_verdict());
+        for _ in 0..3 {
+            sink.record(&record);
+        }
+        assert_eq!(sink.write_errors(), 3);
+        let shared: Arc<dyn AuditSink> = Arc::new(sink);
+        assert_eq!(shared.write_errors(), 3);
+    }
+
+    #[test]
+    fn concurrent_records_make_whole_lines_only() {
+        const THREADS: usize = 8;
+        const EACH: usize = 200;
+        let dir = temp_dir("concurrent");
+        let path = dir.join("audit.jsonl");
+        let sink: Arc<dyn AuditSink> = Arc::new(JsonLinesSink::open(&path).unwrap());
+        let mut base = AuditRecord::for_verdict(&context(), &secret_request(), &redacting_verdict());
+        // Long lines (several KiB) make torn writes likely if anything were wrong.
+        base.policies[1].reason = "x".repeat(8 * 1024);
+        std::thread::scope(|scope| {
+            for t in 0..THREADS {
+                let sink = sink.clone();
+                let base = base.clone();
+                scope.spawn(move || {
+                    let mut record = base;
+                    for i in 0..EACH {
+                        record.request_id = format!("t{t}-{i}");
+                        sink.record(&record);
+                    }
+                });
+            }
+        });
+        sink.flush().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut ids: Vec<String> = text
+            .lines()
+            .map(|line| serde_json::from_str::<AuditRecord>(line).expect("a whole record per line").request_id)
+            .collect();
+        assert_eq!(ids.len(), THREADS * EACH);
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), THREADS * EACH);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn memory_sink_keeps_records_behind_a_shared_handle() {
+        let memory = Arc::new(MemorySink::new());
+        let shared: Arc<dyn AuditSink> = memory.clone();
+        let record = AuditRecord::for_auth_failure(&context(), &secret_request(), "unknown API key");
+        shared.record(&record);
+        shared.flush().unwrap();
+        assert_eq!(memory.records(), std::slice::from_ref(&record));
+        assert_eq!(memory.take(), [record]);
+        assert!(memory.records().is_empty());
+        assert_eq!(shared.write_errors(), 0);
+    }
+}

@@ -1,0 +1,114 @@
+//! The `portcullis.toml` sections for running as a service: `[server.*]` front doors,
+//! `[audit]` and `[approvals]`.
+//!
+//! Plain data: the library parses and checks them so a config is validated in one place,
+//! but it runs no server. `portcullis serve` (or an embedder's own gateway) reads them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// `[server]`: which front doors `portcullis serve` opens. A door without its table stays
+/// closed.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSection {
+    /// `[server.proxy]`: the reverse proxy.
+    pub proxy: Option<ProxySection>,
+    /// `[server.forward_auth]`: the forward-auth endpoint for nginx, Traefik and Caddy.
+    pub forward_auth: Option<ForwardAuthSection>,
+    /// `[server.ext_authz]`: the Envoy ext_authz gRPC service.
+    pub ext_authz: Option<ListenSection>,
+    /// `[server.admin]`: health, readiness, metrics and the approvals API.
+    pub admin: Option<AdminSection>,
+}
+
+/// `[server.proxy]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySection {
+    /// Address to listen on, e.g. `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Where allowed requests go: `http://host:port` (a path prefix is kept in front of
+    /// the request's path).
+    pub upstream: String,
+    /// Largest request body accepted, in bytes (default 10 MiB); larger ones get 413.
+    #[serde(default = "default_body_cap")]
+    pub max_request_bytes: usize,
+    /// Largest upstream response body buffered when a policy needs it, in bytes (default
+    /// 10 MiB); larger ones get 502.
+    #[serde(default = "default_body_cap")]
+    pub max_response_bytes: usize,
+    /// How long to wait for the upstream's response headers, in ms (default 30000).
+    #[serde(default = "default_upstream_timeout")]
+    pub upstream_timeout_ms: u64,
+    /// Scheme policies see for requests to this door (default `http`; say `https` when a
+    /// TLS terminator sits in front).
+    #[serde(default = "default_scheme")]
+    pub scheme: String,
+}
+
+/// `[server.forward_auth]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardAuthSection {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Scheme assumed when the proxy sends no `X-Forwarded-Proto` (default `http`).
+    #[serde(default = "default_scheme")]
+    pub scheme: String,
+}
+
+/// A front door that only needs an address.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenSection {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+}
+
+/// `[server.admin]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Address to listen on; keep it private (loopback or an internal network).
+    pub listen: SocketAddr,
+    /// Environment variable holding the admin token for the approvals API. The token is
+    /// never written in the config.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// SHA-256 (hex) of the admin token, for deployments that cannot pass secrets by
+    /// environment.
+    #[serde(default)]
+    pub token_sha256: Option<String>,
+}
+
+/// `[audit]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// Where decision records go: a file (appended, created with mode 0600), or `-` for
+    /// standard output.
+    pub path: PathBuf,
+}
+
+/// `[approvals]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalsSection {
+    /// The SQLite file pending approvals are kept in (created if missing).
+    pub store: PathBuf,
+}
+
+fn default_body_cap() -> usize {
+    10 << 20
+}
+
+fn default_upstream_timeout() -> u64 {
+    30_000
+}
+
+fn default_scheme() -> String {
+    "http".into()
+}

@@ -1,0 +1,366 @@
+//! The gate as front doors use it: a request arrives, is admitted (or refused) with its
+//! approval checked and its decision audited, and later its response is released (or
+//! refused) and audited too.
+//!
+//! Everything a front door must not decide for itself lives here: the 401 for a failed
+//! authentication, the approval round trip, the fail-closed answers, and the audit records.
+//! A front door only turns its protocol into a [`Request`] and a [`Refusal`] or [`Ticket`]
+//! back into its protocol.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use crate::approval::{NewApproval, request_digest};
+use crate::audit::{AuditContext, AuditRecord};
+use crate::decision::Decision;
+use crate::exchange::{Request, Response};
+use crate::verdict::Verdict;
+
+use super::refusal::{APPROVAL_HEADER, ApprovalNotice, REQUEST_ID_HEADER, Refusal};
+use super::{Gate, Identity, RequestCheck, ResponseCheck};
+
+/// What a front door knows about an arriving request besides the request itself.
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    /// The front door's name in the audit log (`proxy`, `forward-auth`, `ext-authz`, …).
+    pub front_door: &'static str,
+    /// The approval id the caller sent, if any.
+    pub approval_id: Option<String>,
+    /// When the request arrived, in ms since the Unix epoch.
+    pub now_ms: u64,
+    /// When the request arrived, for latency.
+    pub started: Instant,
+    /// What this door can change in the request it passes on.
+    pub reach: Reach,
+}
+
+/// What a front door can change in a request it lets through. A redaction the door cannot
+/// carry out refuses the request (403 `redaction-unenforceable`) in the gate, so the
+/// caller's answer and the audit record agree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reach {
+    /// Whether the door can rewrite query parameters.
+    pub query: bool,
+    /// What the door can do with the body.
+    pub body: BodyReach,
+}
+
+/// What a front door can do with a request's body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyReach {
+    /// Rewrite it (the reverse proxy).
+    Rewrite,
+    /// Read it whole but not change it (ext_authz with the body): a redaction that would
+    /// change nothing is fine, one that would is refused.
+    ReadOnly,
+    /// It never sees the body (forward-auth, ext_authz without the body): any body
+    /// redaction is refused, since the door cannot know it would change nothing.
+    Unseen,
+}
+
+impl Reach {
+    /// Headers, query and body: the reverse proxy.
+    pub const ALL: Reach = Reach { query: true, body: BodyReach::Rewrite };
+    /// Headers only, body unseen: forward-auth.
+    pub const HEADERS: Reach = Reach { query: false, body: BodyReach::Unseen };
+
+    /// The first redaction in `check` this door cannot carry out, if any.
+    fn unenforceable(&self, check: &RequestCheck) -> Option<String> {
+        let redactions = check.verdict.redactions();
+        let changed = |prefix: &str| {
+            check.applied.as_ref().and_then(|a| a.fields().into_iter().find(|f| f.starts_with(prefix)))
+        };
+        if !self.query {
+            if let Some(field) = changed("query:") {
+                return Some(field);
+            }
+        }
+        match self.body {
+            BodyReach::Rewrite => None,
+            BodyReach::ReadOnly => changed("json:"),
+            BodyReach::Unseen => redactions
+                .iter()
+                .find(|r| matches!(r.target, crate::decision::Target::JsonPointer(_)))
+                .map(|r| r.target.to_string()),
+        }
+    }
+}
+
+impl Arrival {
+    /// Takes what the gate needs out of a freshly normalised request: removes the approval
+    /// header (neither policies nor the upstream should see it), sets the request id (the
+    /// caller's `X-Request-Id` when it is short and printable, otherwise a new one) and the
+    /// receive time.
+    pub fn take(front_door: &'static str, request: &mut Request) -> Arrival {
+        let now_ms = crate::capability::now_ms();
+        let mut approval_id = None;
+        request.headers.retain(|(name, value)| {
+            if name.eq_ignore_ascii_case(APPROVAL_HEADER) {
+                approval_id = Some(value.trim().to_owned());
+                false
+            } else {
+                true
+            }
+        });
+        if request.id.is_empty() {
+            request.id = request
+                .headers
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(REQUEST_ID_HEADER))
+                .map(|(_, value)| value.trim())
+                .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
+                .map_or_else(|| new_request_id(now_ms), str::to_owned);
+        }
+        if request.received_at_ms == 0 {
+            request.received_at_ms = now_ms;
+        }
+        Arrival { front_door, approval_id, now_ms, started: Instant::now(), reach: Reach::ALL }
+    }
+}
+
+/// A request id unique within this process and unlikely to repeat across restarts: the
+/// arrival time and a counter.
+fn new_request_id(now_ms: u64) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!("{now_ms:x}-{:06x}", COUNTER.fetch_add(1, Ordering::Relaxed) & 0xff_ffff)
+}
+
+/// The gate's answer to an arriving request.
+#[derive(Debug)]
+pub enum Admission {
+    /// Forward the request (already redacted in place); keep the ticket for the response.
+    Forward(Box<Ticket>),
+    /// Do not forward; answer the caller with this.
+    Refuse(Refusal),
+}
+
+/// An admitted request, carried to its response.
+#[derive(Debug, Clone)]
+pub struct Ticket {
+    /// The request as forwarded (after redactions), as the response phase sees it.
+    pub request: Request,
+    /// The request phase's result: its verdict's redactions are what a front door applies
+    /// to its own form of the request.
+    pub check: RequestCheck,
+    /// The approval redeemed for this request, if any.
+    pub approval_id: Option<String>,
+    front_door: &'static str,
+    started: Instant,
+}
+
+/// The gate's answer to a response.
+#[derive(Debug)]
+pub enum Release {
+    /// Return the response (already redacted in place); apply the check's redactions to
+    /// the front door's own form of it.
+    Return(ResponseCheck),
+    /// Do not return it; answer the caller with this instead.
+    Refuse(Refusal),
+}
+
+impl Gate {
+    /// The request phase at a front door: authenticate (401 on failure), evaluate, settle
+    /// approvals, apply redactions to `request`, and audit the decision.
+    pub fn admit(&self, request: &mut Request, arrival: Arrival) -> Admission {
+        let identity = Identity::Credentials { now_unix_s: arrival.now_ms / 1000 };
+        if let Err(failure) = self.identify(request, &identity) {
+            let refusal = self.refusal(request, 401, "unauthenticated", failure.reason.clone(), None);
+            self.audit(|ctx| AuditRecord::for_auth_failure(ctx, request, &failure.reason), &arrival, Some(401));
+            return Admission::Refuse(refusal);
+        }
+        // The approval binds to the request as the caller sent it, before redactions.
+        let digest = self.approvals.as_ref().map(|_| request_digest(request));
+        let mut check = self.check_request(request);
+        let needed_approval = matches!(check.verdict.decision, Decision::RequireApproval(_));
+        let mut approval_id = None;
+        let mut refusal = None;
+        if let Decision::RequireApproval(approval) = &check.verdict.decision {
+            let policy = check.verdict.decided_by.clone().unwrap_or_default();
+            match (&self.approvals, digest) {
+                (Some(store), Some(digest)) => match &arrival.approval_id {
+                    Some(id) => {
+                        match store.redeem(id, &digest, &request.principal, arrival.now_ms) {
+                            Ok(_) => {
+                                approval_id = Some(id.clone());
+                                check = self.check_approved(request, &check.verdict);
+                            }
+                            Err(e) => {
+                                refusal = Some(self.refusal(request, 403, "approval-invalid", e.to_string(), Some(policy)));
+                            }
+                        }
+                    }
+                    None => {
+                        let new = NewApproval {
+                            digest,
+                            principal: request.principal.clone(),
+                            policy: policy.clone(),
+                            reason: approval.reason.clone(),
+                            group: approval.approver_group.clone(),
+                            request_line: format!("{} {} {}", request.method, request.host(), request.path),
+                            ttl_ms: u64::from(approval.ttl_seconds) * 1000,
+                            now_ms: arrival.now_ms,
+                        };
+                        refusal = Some(match store.create(new) {
+                            Ok(pending) => {
+                                approval_id = Some(pending.id.clone());
+                                let mut refusal =
+                                    self.refusal(request, 403, "approval-required", approval.reason.clone(), Some(policy));
+                                refusal.approval = Some(ApprovalNotice {
+                                    id: pending.id,
+                                    approver_group: pending.group,
+                                    expires_ms: pending.expires_ms,
+                                });
+                                refusal
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "could not store a pending approval; refusing the request");
+                                self.refusal(
+                                    request,
+                                    503,
+                                    "approval-unavailable",
+                                    "this request needs an approval, and the approval store is unavailable".into(),
+                                    Some(policy),
+                                )
+                            }
+                        });
+                    }
+                },
+                _ => {
+                    refusal = Some(self.refusal(
+                        request,
+                        403,
+                        "approval-unavailable",
+                        format!("{} (no approval store is configured, so it cannot be approved here)", approval.reason),
+                        Some(policy),
+                    ));
+                }
+            }
+        } else if let Decision::Deny(denial) = &check.verdict.decision {
+            refusal = Some(self.refusal(
+                request,
+                denial.status,
+                &denial.code,
+                denial.reason.clone(),
+                check.verdict.decided_by.clone(),
+            ));
+        } else if let Some(error) = &check.redaction_error {
+            refusal = Some(self.refusal(request, 500, "redaction-failed", redaction_failed(error), None));
+        }
+        if refusal.is_none() {
+            if let Some(field) = arrival.reach.unenforceable(&check) {
+                let json = field.starts_with("json:");
+                let policy = check
+                    .verdict
+                    .policies
+                    .iter()
+                    .find(|p| {
+                        p.redactions.iter().any(|r| {
+                            matches!(
+                                (&r.target, json),
+                                (crate::decision::Target::JsonPointer(_), true) | (crate::decision::Target::Query(_), false)
+                            )
+                        })
+                    })
+                    .map(|p| p.policy.clone());
+                let reason = format!(
+                    "a policy asked to redact {field}, which the {} front door cannot change; refusing rather than \
+                     passing it unredacted (the reverse proxy can enforce it)",
+                    arrival.front_door
+                );
+                refusal = Some(self.refusal(request, 403, "redaction-unenforceable", reason, policy));
+            }
+        }
+        let status = refusal.as_ref().map(|r| r.status);
+        self.audit(|ctx| AuditRecord::for_verdict(ctx, request, &check.verdict), &arrival_with(&arrival, &approval_id, needed_approval), status);
+        match refusal {
+            Some(refusal) => Admission::Refuse(refusal),
+            None => Admission::Forward(Box::new(Ticket {
+                request: request.clone(),
+                check,
+                approval_id,
+                front_door: arrival.front_door,
+                started: arrival.started,
+            })),
+        }
+    }
+
+    /// The response phase at a front door: evaluate, apply redactions to `response`, and
+    /// audit the decision. A deny or an unenforceable redaction replaces the response.
+    pub fn release(&self, ticket: &Ticket, response: &mut Response) -> Release {
+        let check = self.check_response(&ticket.request, response);
+        let refusal = if let Decision::Deny(denial) = &check.verdict.decision {
+            Some(self.refusal(
+                &ticket.request,
+                denial.status,
+                &denial.code,
+                denial.reason.clone(),
+                check.verdict.decided_by.clone(),
+            ))
+        } else if let Some(error) = &check.redaction_error {
+            Some(self.refusal(&ticket.request, 502, "redaction-failed", redaction_failed(error), None))
+        } else {
+            None
+        };
+        let status = refusal.as_ref().map_or(response.status, |r| r.status);
+        let arrival = Arrival {
+            front_door: ticket.front_door,
+            approval_id: ticket.approval_id.clone(),
+            now_ms: crate::capability::now_ms(),
+            started: ticket.started,
+            reach: Reach::ALL,
+        };
+        self.audit(|ctx| AuditRecord::for_verdict(ctx, &ticket.request, &check.verdict), &arrival, Some(status));
+        match refusal {
+            Some(refusal) => Release::Refuse(refusal),
+            None => Release::Return(check),
+        }
+    }
+
+    /// The request phase again for an approved request: redactions from the other
+    /// policies still apply.
+    fn check_approved(&self, request: &mut Request, verdict: &Verdict) -> RequestCheck {
+        let verdict = verdict.approved();
+        let mut check = RequestCheck { verdict, applied: None, redaction_error: None };
+        if !check.verdict.redactions().is_empty() {
+            match check.verdict.apply_to_request(request) {
+                Ok(applied) => check.applied = Some(applied),
+                Err(e) => check.redaction_error = Some(e.to_string()),
+            }
+        }
+        check
+    }
+
+    fn refusal(&self, request: &Request, status: u16, code: &str, reason: String, policy: Option<String>) -> Refusal {
+        Refusal { status, code: code.to_owned(), reason, policy, request_id: request.id.clone(), approval: None }
+    }
+
+    /// Writes one audit record, when an audit sink is configured.
+    fn audit(
+        &self,
+        record: impl FnOnce(&AuditContext) -> AuditRecord,
+        arrival: &Arrival,
+        status: Option<u16>,
+    ) {
+        let Some(sink) = &self.audit else { return };
+        let ctx = AuditContext {
+            front_door: arrival.front_door.to_owned(),
+            time_ms: arrival.now_ms,
+            approval_id: arrival.approval_id.clone(),
+            status,
+            latency_us: arrival.started.elapsed().as_micros() as u64,
+        };
+        sink.record(&record(&ctx));
+    }
+}
+
+/// The arrival with the approval id the gate settled on (redeemed or newly created), or
+/// the one the caller offered when it was refused. An id sent with a request that needed
+/// no approval is not recorded: nothing was redeemed.
+fn arrival_with(arrival: &Arrival, approval_id: &Option<String>, needed_approval: bool) -> Arrival {
+    let offered = arrival.approval_id.clone().filter(|_| needed_approval);
+    Arrival { approval_id: approval_id.clone().or(offered), ..arrival.clone() }
+}
+
+fn redaction_failed(error: &str) -> String {
+    format!("a policy asked for a redaction that could not be guaranteed ({error}); refusing rather than passing it unredacted")
+}

@@ -1,0 +1,142 @@
+//! What a front door answers when the gate refuses a request or a response: one shape for
+//! every protocol, with an RFC 9457 problem body for HTTP.
+//!
+//! Front doors translate a [`Refusal`] into their protocol (an HTTP answer, an ext_authz
+//! `DeniedHttpResponse`, a JSON-RPC error); the status, code and wording are decided here,
+//! once, so callers see the same answer whichever door they came through.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// The header a caller repeats its request with once an approver approved it.
+pub const APPROVAL_HEADER: &str = "portcullis-approval";
+
+/// The header naming the request in the audit log (taken from the caller when sane).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// A pending approval, as the caller is told about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApprovalNotice {
+    /// The approval's id, to send back in [`APPROVAL_HEADER`] once approved.
+    pub id: String,
+    /// Who may approve.
+    pub approver_group: String,
+    /// Until when an approval may be used, in ms since the Unix epoch.
+    pub expires_ms: u64,
+}
+
+/// Why the gate refused, and how to answer the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refusal {
+    /// HTTP status to answer with.
+    pub status: u16,
+    /// Machine-readable code: a policy's deny code, or one of the gate's own
+    /// (`unauthenticated`, `approval-required`, `approval-invalid`, `approval-unavailable`,
+    /// `redaction-failed`, `bad-request`).
+    pub code: String,
+    /// Why, in words (never a secret).
+    pub reason: String,
+    /// The policy that decided, when one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// The request's id in the audit log.
+    pub request_id: String,
+    /// Set for `approval-required`: what to wait for and how to retry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalNotice>,
+}
+
+impl Refusal {
+    /// The RFC 9457 problem document for this refusal (`application/problem+json`).
+    pub fn problem(&self) -> Value {
+        let mut problem = json!({
+            "type": format!("urn:portcullis:problem:{}", self.code),
+            "title": title(self.status),
+            "status": self.status,
+            "detail": self.reason,
+            "code": self.code,
+            "request_id": self.request_id,
+        });
+        if let Some(policy) = &self.policy {
+            problem["policy"] = json!(policy);
+        }
+        if let Some(approval) = &self.approval {
+            problem["approval"] = json!({
+                "id": approval.id,
+                "approver_group": approval.approver_group,
+                "expires_at": crate::audit::rfc3339_ms(approval.expires_ms),
+                "retry": format!(
+                    "once approved, send the same request again with the header `{APPROVAL_HEADER}: {}`",
+                    approval.id
+                ),
+            });
+        }
+        problem
+    }
+
+    /// The problem document as bytes, ready to send.
+    pub fn problem_body(&self) -> Vec<u8> {
+        let mut body = serde_json::to_vec(&self.problem()).unwrap_or_default();
+        body.push(b'\n');
+        body
+    }
+
+    /// Headers to send with the answer besides `Content-Type`: `WWW-Authenticate` on 401,
+    /// the approval id on `approval-required`, and the request id.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = vec![(REQUEST_ID_HEADER, self.request_id.clone())];
+        if self.status == 401 {
+            headers.push(("www-authenticate", "Bearer realm=\"portcullis\"".into()));
+        }
+        if let Some(approval) = &self.approval {
+            headers.push((APPROVAL_HEADER, approval.id.clone()));
+        }
+        headers
+    }
+}
+
+/// The status's reason phrase, as the problem's title.
+fn title(status: u16) -> &'static str {
+    http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Refused")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_problem_document_carries_the_code_the_policy_and_how_to_retry() {
+        let refusal = Refusal {
+            status: 403,
+            code: "approval-required".into(),
+            reason: "agents' writes need a human".into(),
+            policy: Some("agent-guard".into()),
+            request_id: "r1".into(),
+            approval: Some(ApprovalNotice { id: "apr_1".into(), approver_group: "finance".into(), expires_ms: 0 }),
+        };
+        let problem = refusal.problem();
+        assert_eq!(problem["type"], "urn:portcullis:problem:approval-required");
+        assert_eq!(problem["title"], "Forbidden");
+        assert_eq!(problem["status"], 403);
+        assert_eq!(problem["policy"], "agent-guard");
+        assert_eq!(problem["approval"]["id"], "apr_1");
+        assert_eq!(problem["approval"]["expires_at"], "1970-01-01T00:00:00.000Z");
+        assert!(problem["approval"]["retry"].as_str().unwrap().contains("portcullis-approval: apr_1"));
+        assert!(refusal.headers().contains(&(APPROVAL_HEADER, "apr_1".to_owned())));
+    }
+
+    #[test]
+    fn unauthenticated_answers_say_how_to_authenticate() {
+        let refusal = Refusal {
+            status: 401,
+            code: "unauthenticated".into(),
+            reason: "token expired".into(),
+            policy: None,
+            request_id: "r2".into(),
+            approval: None,
+        };
+        assert!(refusal.headers().iter().any(|(name, _)| *name == "www-authenticate"));
+        assert!(refusal.problem().get("policy").is_none());
+        assert!(refusal.problem_body().ends_with(b"}\n"));
+    }
+}

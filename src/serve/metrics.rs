@@ -1,0 +1,152 @@
+//! Prometheus metrics for `/metrics`, counted from the audit records themselves, so what
+//! the metrics say and what the audit log says can never disagree.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use portcullis_host::audit::{AuditRecord, AuditSink};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    door: String,
+    phase: String,
+    route: String,
+    decision: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabels {
+    policy: String,
+    phase: String,
+    decision: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyOnly {
+    policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DoorLabels {
+    door: String,
+    phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+/// The service's metrics.
+pub struct Metrics {
+    registry: Registry,
+    decisions: Family<DecisionLabels, Counter>,
+    policy_decisions: Family<PolicyLabels, Counter>,
+    policy_errors: Family<PolicyOnly, Counter>,
+    latency: Family<DoorLabels, Histogram>,
+    policy_latency: Family<PolicyOnly, Histogram>,
+    reloads: Family<ResultLabels, Counter>,
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("portcullis");
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register("decisions", "Combined decisions by front door, phase, route and kind", decisions.clone());
+        let policy_decisions = Family::<PolicyLabels, Counter>::default();
+        registry.register("policy_decisions", "Each policy's decisions by phase and kind", policy_decisions.clone());
+        let policy_errors = Family::<PolicyOnly, Counter>::default();
+        registry.register(
+            "policy_errors",
+            "Policy calls that trapped, timed out, ran out of memory or returned something invalid",
+            policy_errors.clone(),
+        );
+        // 10 µs .. ~10 s.
+        let latency = Family::<DoorLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_01, 2.0, 21))
+        });
+        registry.register("decision_seconds", "Time from arrival to decision, by front door and phase", latency.clone());
+        let policy_latency = Family::<PolicyOnly, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_001, 2.0, 21))
+        });
+        registry.register("policy_seconds", "Time of one policy call, instantiation included", policy_latency.clone());
+        let reloads = Family::<ResultLabels, Counter>::default();
+        registry.register("reloads", "Config reloads by result (ok or error)", reloads.clone());
+        Metrics { registry, decisions, policy_decisions, policy_errors, latency, policy_latency, reloads }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
+            text.clear();
+        }
+        text
+    }
+
+    /// Counts a reload attempt.
+    pub fn reloaded(&self, ok: bool) {
+        self.reloads.get_or_create(&ResultLabels { result: if ok { "ok" } else { "error" }.into() }).inc();
+    }
+
+    /// Counts one decision record.
+    pub fn observe(&self, record: &AuditRecord) {
+        let phase = record.phase.to_string();
+        self.decisions
+            .get_or_create(&DecisionLabels {
+                door: record.front_door.clone(),
+                phase: phase.clone(),
+                route: record.route.clone().unwrap_or_default(),
+                decision: record.outcome(),
+            })
+            .inc();
+        self.latency
+            .get_or_create(&DoorLabels { door: record.front_door.clone(), phase: phase.clone() })
+            .observe(record.latency_us as f64 / 1e6);
+        for policy in &record.policies {
+            self.policy_decisions
+                .get_or_create(&PolicyLabels {
+                    policy: policy.policy.clone(),
+                    phase: phase.clone(),
+                    decision: policy.decision.to_string(),
+                })
+                .inc();
+            self.policy_latency
+                .get_or_create(&PolicyOnly { policy: policy.policy.clone() })
+                .observe(policy.elapsed_us as f64 / 1e6);
+            if policy.fault.is_some() {
+                self.policy_errors.get_or_create(&PolicyOnly { policy: policy.policy.clone() }).inc();
+            }
+        }
+    }
+}
+
+/// An audit sink that counts every record in the metrics and passes it on to the
+/// configured sink, if any.
+pub struct Observed {
+    /// The configured audit sink.
+    pub inner: Option<Arc<dyn AuditSink>>,
+    /// Where counts go.
+    pub metrics: Arc<Metrics>,
+}
+
+impl AuditSink for Observed {
+    fn record(&self, record: &AuditRecord) {
+        self.metrics.observe(record);
+        if let Some(inner) = &self.inner {
+            inner.record(record);
+        }
+    }
+
+    fn flush(&self) -> std::io::Result<()> {
+        match &self.inner {
+            Some(inner) => inner.flush(),
+            None => Ok(()),
+        }
+    }
+}

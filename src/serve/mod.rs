@@ -1,0 +1,158 @@
+//! `portcullis serve`: the front doors (reverse proxy, forward-auth, Envoy ext_authz) and
+//! the admin listener, all over one live gate that hot-reloads.
+//!
+//! Front doors only translate their protocol; authentication, evaluation, approvals and
+//! the audit record happen in the library's gate (`Gate::admit` / `Gate::release`).
+
+pub mod admin;
+pub mod ext_authz;
+pub mod forward_auth;
+pub mod http;
+pub mod live;
+pub mod metrics;
+pub mod proxy;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use portcullis_host::audit::AuditSink;
+use portcullis_host::config::base_dir;
+use portcullis_host::engine::Engine;
+use portcullis_host::Config;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use live::{Keep, Live, build_gate, fixed_sections, open_approvals, open_audit};
+use metrics::{Metrics, Observed};
+
+/// Loads the config, opens every configured door and serves until SIGINT or SIGTERM.
+pub fn run(config_path: &Path) -> Result<()> {
+    let config = Config::read(config_path)?;
+    let server = &config.server;
+    if server.proxy.is_none() && server.forward_auth.is_none() && server.ext_authz.is_none() && server.admin.is_none() {
+        bail!(
+            "{} opens no front door: add [server.proxy], [server.forward_auth], [server.ext_authz] or [server.admin] \
+             (see docs/front-doors.md)",
+            config_path.display()
+        );
+    }
+    let engine = Engine::new(&config.engine_config(&base_dir(config_path)))?;
+    let metrics = Arc::new(Metrics::new());
+    let sink = open_audit(&config, config_path)?;
+    let audit: Arc<dyn AuditSink> = Arc::new(Observed { inner: sink, metrics: metrics.clone() });
+    let approvals = open_approvals(&config, config_path)?;
+    let keep = Keep { engine, approvals, audit: audit.clone(), counters: Default::default(), fixed: fixed_sections(&config) };
+    let gate = build_gate(&config, config_path, &keep)?;
+    let live = Live::new(gate, keep, metrics, &config, config_path);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let result = runtime.block_on(serve_doors(&config, live));
+    if let Err(e) = audit.flush() {
+        tracing::error!(error = %e, "flushing the audit log failed");
+    }
+    result
+}
+
+async fn serve_doors(config: &Config, live: Live) -> Result<()> {
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(section) = config.server.proxy.clone() {
+        let listener = bind(section.listen, "[server.proxy] listen").await?;
+        announce("proxy", &listener, &format!(" -> {}", section.upstream));
+        tasks.spawn(proxy::serve(listener, live.clone(), section, stopped.clone()));
+    }
+    if let Some(section) = config.server.forward_auth.clone() {
+        let listener = bind(section.listen, "[server.forward_auth] listen").await?;
+        announce("forward-auth", &listener, "");
+        let (live, stopped) = (live.clone(), stopped.clone());
+        tasks.spawn(async move {
+            forward_auth::serve(listener, live, section, stopped).await;
+            Ok(())
+        });
+    }
+    if let Some(section) = config.server.ext_authz.clone() {
+        let listener = bind(section.listen, "[server.ext_authz] listen").await?;
+        announce("ext-authz", &listener, " (gRPC envoy.service.auth.v3.Authorization)");
+        let mut stopped = stopped.clone();
+        tasks.spawn(ext_authz::serve(listener, live.clone(), async move {
+            let _ = stopped.changed().await;
+        }));
+    }
+    if let Some(section) = config.server.admin.clone() {
+        let listener = bind(section.listen, "[server.admin] listen").await?;
+        announce("admin", &listener, "");
+        tasks.spawn(admin::serve(listener, live.clone(), section, stopped.clone()));
+    }
+    tasks.spawn(watch_for_reloads(live.clone(), stopped.clone()));
+
+    let outcome = tokio::select! {
+        _ = shutdown_signal() => Ok(()),
+        Some(done) = tasks.join_next() => match done {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(anyhow::anyhow!("a front door stopped unexpectedly: {e}")),
+        },
+    };
+    eprintln!("portcullis: shutting down; finishing requests in flight");
+    let _ = stop.send(true);
+    // Each door lets its requests finish; long-lived connections (Envoy keeps its gRPC
+    // channel open) would hold a door forever, so the wait is bounded.
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(done) = tasks.join_next().await {
+            if let Ok(Err(e)) = done {
+                tracing::error!(error = %format!("{e:#}"), "front door failed while stopping");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        eprintln!("portcullis: connections still open after 10 s; closing them");
+        tasks.abort_all();
+    }
+    outcome
+}
+
+async fn bind(addr: std::net::SocketAddr, key: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("{key}: cannot listen on {addr}"))
+}
+
+fn announce(door: &str, listener: &TcpListener, extra: &str) {
+    if let Ok(addr) = listener.local_addr() {
+        eprintln!("portcullis: {door} listening on {addr}{extra}");
+    }
+}
+
+/// Reloads on SIGHUP, and when the config or a module changes on disk (checked every
+/// second).
+async fn watch_for_reloads(live: Live, mut stopped: watch::Receiver<bool>) -> Result<()> {
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let asked = tokio::select! {
+            _ = hangup.recv() => true,
+            _ = tick.tick() => false,
+            _ = stopped.changed() => return Ok(()),
+        };
+        if asked || live.changed_on_disk() {
+            let live = live.clone();
+            // Loading compiles components: keep it off the request threads' executor.
+            let _ = tokio::task::spawn_blocking(move || live.reload()).await;
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

@@ -1,0 +1,332 @@
+//! The reverse proxy: every request passes the gate before the upstream sees it, and
+//! every response passes it again before the caller does.
+//!
+//! Bodies are buffered only when a policy on the route reads them or a verdict redacts
+//! JSON in them; otherwise they stream through untouched. Redactions are applied to the
+//! real HTTP message with the library's applier (`Content-Length` fixed); a redaction that
+//! cannot be guaranteed refuses the message rather than passing it unredacted.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use portcullis_host::adapters::http::{
+    FromHttp, apply_to_http_request, apply_to_http_response, request_from_http, response_from_http,
+};
+use portcullis_host::config::ProxySection;
+use portcullis_host::decision::Target;
+use portcullis_host::exchange::Body as ExchangeBody;
+use portcullis_host::gate::{APPROVAL_HEADER, Admission, Arrival, Release};
+use portcullis_host::Phase;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::http::{
+    Body, ReadError, content_length, full, problem, read_capped, refusal_response, streamed, strip_hop_by_hop,
+    with_request_id,
+};
+use super::live::Live;
+
+/// Where allowed requests go.
+#[derive(Debug, Clone)]
+struct Upstream {
+    scheme: Scheme,
+    authority: Authority,
+    /// A path prefix put in front of every request's path ("" for none).
+    base_path: String,
+}
+
+impl Upstream {
+    fn parse(text: &str) -> Result<Upstream> {
+        let uri: Uri = text.parse().with_context(|| format!("[server.proxy] upstream `{text}` is not a URL"))?;
+        let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned()) else {
+            bail!("[server.proxy] upstream `{text}` needs a scheme and a host, e.g. `http://127.0.0.1:9000`");
+        };
+        if scheme != Scheme::HTTP {
+            bail!(
+                "[server.proxy] upstream `{text}`: only http:// upstreams are supported; put the TLS client in a \
+                 sidecar or terminate TLS at the upstream's own proxy"
+            );
+        }
+        Ok(Upstream { scheme, authority, base_path: uri.path().trim_end_matches('/').to_owned() })
+    }
+
+    /// The upstream URI for a request's path and query.
+    fn uri(&self, original: &Uri) -> Result<Uri, http::Error> {
+        let path_and_query = original.path_and_query().map_or("/", PathAndQuery::as_str);
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(format!("{}{}", self.base_path, path_and_query))
+            .build()
+    }
+}
+
+/// The proxy's state shared by every connection.
+struct Proxy {
+    live: Live,
+    section: ProxySection,
+    upstream: Upstream,
+    client: Client<HttpConnector, Body>,
+}
+
+/// A request or response body: still streaming, or read whole.
+enum Payload {
+    Streaming(Incoming),
+    Buffered(Bytes),
+}
+
+impl Payload {
+    /// Reads the body whole if it is still streaming.
+    async fn buffer(self, cap: usize) -> Result<Bytes, ReadError> {
+        match self {
+            Payload::Buffered(bytes) => Ok(bytes),
+            Payload::Streaming(body) => read_capped(body, cap).await,
+        }
+    }
+
+    fn into_body(self) -> Body {
+        match self {
+            Payload::Buffered(bytes) => full(bytes),
+            Payload::Streaming(body) => streamed(body),
+        }
+    }
+}
+
+/// Runs the reverse proxy on `listener` until `shutdown`.
+pub async fn serve(listener: TcpListener, live: Live, section: ProxySection, shutdown: watch::Receiver<bool>) -> Result<()> {
+    let upstream = Upstream::parse(&section.upstream)?;
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    let client = Client::builder(TokioExecutor::new()).build(connector);
+    let proxy = Arc::new(Proxy { live, section, upstream, client });
+    super::http::serve(listener, shutdown, move |req, peer| {
+        let proxy = proxy.clone();
+        async move { proxy.handle(req, peer).await }
+    })
+    .await;
+    Ok(())
+}
+
+impl Proxy {
+    async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let gate = self.live.gate();
+        let cap = self.section.max_request_bytes;
+        let (parts, body) = req.into_parts();
+        if content_length(&parts.headers).is_some_and(|len| len > cap as u64) {
+            return problem(413, "request-too-large", format!("the request body is larger than {cap} bytes"), "");
+        }
+        let head = Request::from_parts(parts, Vec::new());
+        let opts = FromHttp {
+            default_scheme: self.section.scheme.clone(),
+            client_address: Some(peer.ip().to_string()),
+            received_at_ms: portcullis_host::capability::now_ms(),
+            ..FromHttp::default()
+        };
+        let mut request = match request_from_http(&head, &opts) {
+            Ok(request) => request,
+            Err(e) => return problem(400, "bad-request", e.to_string(), ""),
+        };
+        let (mut parts, _) = head.into_parts();
+        let mut payload = Payload::Streaming(body);
+        // With approvals on, the body is read too: an approval is bound to the request's
+        // digest, body included, so an approved request cannot be replayed with another.
+        if gate.policy_set().needs_body(Phase::Request, &request) || gate.approvals().is_some() {
+            let bytes = match payload.buffer(cap).await {
+                Ok(bytes) => bytes,
+                Err(e) => return body_error(e, cap, "request", ""),
+            };
+            request.body = body_of(&bytes, &parts.headers);
+            payload = Payload::Buffered(bytes);
+        }
+        let arrival = Arrival::take("proxy", &mut request);
+        let request_id = request.id.clone();
+        let (gate, admission) = match tokio::task::spawn_blocking(move || {
+            let admission = gate.admit(&mut request, arrival);
+            (gate, admission)
+        })
+        .await
+        {
+            Ok(done) => done,
+            Err(_) => return problem(500, "policy-error", "the evaluation stopped unexpectedly", &request_id),
+        };
+        let ticket = match admission {
+            Admission::Refuse(refusal) => return refusal_response(&refusal),
+            Admission::Forward(ticket) => ticket,
+        };
+
+        // The request as the upstream gets it: without the headers the gate took out
+        // (the approval header, credentials under `strip_credentials`).
+        parts.headers.remove(APPROVAL_HEADER);
+        let dropped: Vec<HeaderName> = parts
+            .headers
+            .keys()
+            .filter(|name| !ticket.request.headers.iter().any(|(n, _)| n == name.as_str()))
+            .cloned()
+            .collect();
+        for name in dropped {
+            parts.headers.remove(name);
+        }
+        strip_hop_by_hop(&mut parts.headers);
+        let redactions = ticket.check.verdict.redactions();
+        if !redactions.is_empty() {
+            let json = redactions.iter().any(|r| matches!(r.target, Target::JsonPointer(_)));
+            if json {
+                payload = match payload.buffer(cap).await {
+                    Ok(bytes) => Payload::Buffered(bytes),
+                    Err(e) => return body_error(e, cap, "request", &request_id),
+                };
+            }
+            let bytes = match &payload {
+                Payload::Buffered(bytes) => bytes.to_vec(),
+                Payload::Streaming(_) => Vec::new(),
+            };
+            let mut redacted = Request::from_parts(parts, bytes);
+            if let Err(e) = apply_to_http_request(&mut redacted, redactions) {
+                return problem(500, "redaction-failed", format!("a redaction could not be guaranteed: {e}"), &request_id);
+            }
+            let (redacted_parts, bytes) = redacted.into_parts();
+            parts = redacted_parts;
+            if json {
+                payload = Payload::Buffered(Bytes::from(bytes));
+            }
+        }
+        let uri = match self.upstream.uri(&parts.uri) {
+            Ok(uri) => uri,
+            Err(e) => return problem(400, "bad-request", format!("cannot build the upstream URL: {e}"), &request_id),
+        };
+        let original_host = parts.headers.get(HOST).cloned();
+        parts.uri = uri;
+        parts.version = http::Version::HTTP_11;
+        if let Ok(host) = HeaderValue::from_str(self.upstream.authority.as_str()) {
+            parts.headers.insert(HOST, host);
+        }
+        if let Some(host) = original_host {
+            parts.headers.insert(HeaderName::from_static("x-forwarded-host"), host);
+        }
+        if let Ok(peer) = HeaderValue::from_str(&peer.ip().to_string()) {
+            parts.headers.append(HeaderName::from_static("x-forwarded-for"), peer);
+        }
+        if let Ok(proto) = HeaderValue::from_str(&self.section.scheme) {
+            parts.headers.insert(HeaderName::from_static("x-forwarded-proto"), proto);
+        }
+        if let Ok(id) = HeaderValue::from_str(&request_id) {
+            parts.headers.insert(HeaderName::from_static("x-request-id"), id);
+        }
+        let response_policies = gate.policy_set().needs_body(Phase::Response, &ticket.request);
+        if gate.policy_set().runs(Phase::Response, &ticket.request) {
+            // A compressed body cannot be redacted; ask the upstream for identity encoding.
+            parts.headers.remove(ACCEPT_ENCODING);
+        }
+        if let Payload::Buffered(bytes) = &payload {
+            parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        }
+        let upstream_request = Request::from_parts(parts, payload.into_body());
+        let timeout = Duration::from_millis(self.section.upstream_timeout_ms);
+        let response = match tokio::time::timeout(timeout, self.client.request(upstream_request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, upstream = %self.section.upstream, "upstream request failed");
+                return problem(502, "upstream-unavailable", "the upstream could not be reached", &request_id);
+            }
+            Err(_) => {
+                return problem(504, "upstream-timeout", format!("the upstream did not answer within {timeout:?}"), &request_id);
+            }
+        };
+
+        // The response as the caller gets it.
+        let (mut rparts, rbody) = response.into_parts();
+        strip_hop_by_hop(&mut rparts.headers);
+        rparts.version = http::Version::HTTP_11;
+        let head = Response::from_parts(rparts, Vec::new());
+        let mut normal = match response_from_http(&head) {
+            Ok(normal) => normal,
+            Err(e) => return problem(502, "bad-upstream-response", e.to_string(), &request_id),
+        };
+        let (mut rparts, _) = head.into_parts();
+        let rcap = self.section.max_response_bytes;
+        let mut rpayload = Payload::Streaming(rbody);
+        if response_policies {
+            let bytes = match rpayload.buffer(rcap).await {
+                Ok(bytes) => bytes,
+                Err(e) => return body_error(e, rcap, "response", &request_id),
+            };
+            normal.body = body_of(&bytes, &rparts.headers);
+            rpayload = Payload::Buffered(bytes);
+        }
+        let release = match tokio::task::spawn_blocking(move || gate.release(&ticket, &mut normal)).await {
+            Ok(release) => release,
+            Err(_) => return problem(500, "policy-error", "the evaluation stopped unexpectedly", &request_id),
+        };
+        let check = match release {
+            Release::Refuse(refusal) => return refusal_response(&refusal),
+            Release::Return(check) => check,
+        };
+        let redactions = check.verdict.redactions();
+        if !redactions.is_empty() {
+            let json = redactions.iter().any(|r| matches!(r.target, Target::JsonPointer(_)));
+            if json {
+                rpayload = match rpayload.buffer(rcap).await {
+                    Ok(bytes) => Payload::Buffered(bytes),
+                    Err(e) => return body_error(e, rcap, "response", &request_id),
+                };
+            }
+            let bytes = match &rpayload {
+                Payload::Buffered(bytes) => bytes.to_vec(),
+                Payload::Streaming(_) => Vec::new(),
+            };
+            let mut redacted = Response::from_parts(rparts, bytes);
+            if let Err(e) = apply_to_http_response(&mut redacted, redactions) {
+                return problem(502, "redaction-failed", format!("a redaction could not be guaranteed: {e}"), &request_id);
+            }
+            let (redacted_parts, bytes) = redacted.into_parts();
+            rparts = redacted_parts;
+            if json {
+                rpayload = Payload::Buffered(Bytes::from(bytes));
+            }
+        }
+        if let Payload::Buffered(bytes) = &rpayload {
+            rparts.headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        }
+        with_request_id(Response::from_parts(rparts, rpayload.into_body()), &request_id)
+    }
+}
+
+/// The normalised body for buffered bytes (none when empty).
+fn body_of(bytes: &Bytes, headers: &http::HeaderMap) -> Option<ExchangeBody> {
+    (!bytes.is_empty()).then(|| ExchangeBody {
+        content_type: headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned),
+        bytes: bytes.to_vec(),
+        truncated: false,
+    })
+}
+
+/// The answer when a body cannot be read: 413 for a request over the cap, 502 for a
+/// response over it, 400/502 when the connection failed.
+fn body_error(error: ReadError, cap: usize, which: &str, request_id: &str) -> Response<Body> {
+    match (error, which) {
+        (ReadError::TooLarge, "request") => {
+            problem(413, "request-too-large", format!("the request body is larger than {cap} bytes"), request_id)
+        }
+        (ReadError::TooLarge, _) => problem(
+            502,
+            "response-too-large",
+            format!("the upstream's response body is larger than {cap} bytes, the most a policy may inspect"),
+            request_id,
+        ),
+        (ReadError::Io(e), "request") => problem(400, "bad-request", format!("reading the request body failed: {e}"), request_id),
+        (ReadError::Io(e), _) => {
+            problem(502, "bad-upstream-response", format!("reading the upstream's response failed: {e}"), request_id)
+        }
+    }
+}
