@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::serve::{Server, free_port, temp_dir};
+use common::serve::{AGENT_KEY, READER_KEY, Server, USER_KEY, free_port, temp_dir};
 use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress, address};
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Peer, Request};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
@@ -21,78 +21,18 @@ use envoy_types::pb::envoy::service::auth::v3::{
 use serde_json::Value;
 use tonic::transport::Channel;
 
-const USER_KEY: &str = "ext-authz-user-key-alice-0001";
-const READER_KEY: &str = "ext-authz-reader-key-carol-001";
-const AGENT_KEY: &str = "ext-authz-agent-key-bot-00001";
 
 /// gRPC status codes Envoy reads.
 const OK: i32 = 0;
 const PERMISSION_DENIED: i32 = 7;
 const UNAUTHENTICATED: i32 = 16;
 
-fn sha256(text: &str) -> String {
-    portcullis_host::engine::sha256_hex(text.as_bytes())
-}
-
 /// A config with API-key identity (credentials stripped once verified), the reference
 /// policies, approvals, an audit log and only the ext_authz door.
 fn write_config(dir: &Path, port: u16) -> PathBuf {
-    let module = |name: &str| common::component(name).display().to_string();
-    let text = format!(
-        r#"
-[limits]
-timeout_ms = 200
-memory_mb = 16
-
-[routing]
-unmatched = "deny"
-
-[identity]
-strip_credentials = true
-
-[[identity.api_keys]]
-name = "alice-key"
-sha256 = "{user}"
-kind = "user"
-id = "alice"
-scopes = ["invoices:read", "invoices:write"]
-
-[[identity.api_keys]]
-name = "carol-key"
-sha256 = "{reader}"
-kind = "user"
-id = "carol"
-scopes = ["customers:read"]
-
-[[identity.api_keys]]
-name = "bot-key"
-sha256 = "{agent}"
-kind = "agent"
-id = "invoice-bot"
-on_behalf_of = "alice"
-scopes = ["invoices:read", "invoices:write"]
-
-[policies.scopes]
-module = "{scopes}"
-[policies.scopes.settings]
-default = "deny"
-rules = [
-  {{ methods = ["GET", "HEAD"], path = "/invoices/**", scopes = ["invoices:read"] }},
-  {{ methods = ["POST", "PUT", "PATCH", "DELETE"], path = "/invoices/**", scopes = ["invoices:write"] }},
-]
-
-[policies.agent-guard]
-module = "{agent_guard}"
-settings = {{ approver_group = "finance-approvers", ttl_seconds = 600 }}
-
-[policies.pii-redact]
-module = "{pii}"
-[policies.pii-redact.settings]
-fields = ["/email", "/phone"]
-mask = "***"
-third_party_hosts = ["*.partner.example"]
-headers = ["x-internal-user"]
-
+    let text = common::serve::fixture_config(true, "invoices:read")
+        + &format!(
+            r#"
 [[routes]]
 name = "invoices"
 hosts = ["api.test"]
@@ -112,14 +52,8 @@ store = "approvals.sqlite"
 
 [audit]
 path = "audit.jsonl"
-"#,
-        user = sha256(USER_KEY),
-        reader = sha256(READER_KEY),
-        agent = sha256(AGENT_KEY),
-        scopes = module("scopes"),
-        agent_guard = module("agent-guard"),
-        pii = module("pii-redact"),
-    );
+"#
+        );
     let path = dir.join("portcullis.toml");
     std::fs::write(&path, text).expect("write config");
     path
@@ -259,7 +193,7 @@ fn ext_authz_answers_every_decision_as_envoy_expects() {
     assert_eq!(request_id, ["ea-allow-1"]);
 
     // Deny: the policy's status, code and name reach the caller.
-    let answer = client.check(check("GET", "api.test", "/invoices/7", &[("x-api-key", READER_KEY)], None));
+    let answer = client.check(check("DELETE", "api.test", "/invoices/7", &[("x-api-key", READER_KEY)], None));
     let deny = denied(&answer);
     assert_eq!((deny.grpc, deny.status), (PERMISSION_DENIED, 403), "{:#}", deny.problem);
     assert_eq!(deny.problem["code"], "missing-scope");

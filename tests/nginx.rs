@@ -17,18 +17,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::serve::{Answer, Server, Upstream, free_port, send, temp_dir};
+use common::serve::{ADMIN_TOKEN, AGENT_KEY, Answer, READER_KEY, Server, USER_KEY, Upstream, free_port, send, temp_dir};
 use serde_json::Value;
 
-const USER_KEY: &str = "nginx-test-user-key-alice-01";
-const READER_KEY: &str = "nginx-test-reader-key-bob-001";
-const AGENT_KEY: &str = "nginx-test-agent-key-bot-0001";
 const UNKNOWN_KEY: &str = "nginx-test-unknown-key-00001";
-const ADMIN_TOKEN: &str = "nginx-test-admin-token-0123456789";
-
-fn sha256(text: &str) -> String {
-    portcullis_host::engine::sha256_hex(text.as_bytes())
-}
 
 // ---------------------------------------------------------------------------------------
 // nginx as a child process
@@ -214,58 +206,9 @@ fn nginx_server(listen: u16, forward_auth: u16, upstream: &str) -> String {
 /// The Portcullis config: the reference policies, API-key identity, forward-auth, the
 /// admin listener, approvals and the audit log, all inside `dir`.
 fn portcullis_config(dir: &Path, forward_auth: u16, admin: u16) -> PathBuf {
-    let module = |name: &str| common::component(name).display().to_string();
-    let text = format!(
-        r#"
-[limits]
-timeout_ms = 200
-memory_mb = 16
-
-[identity]
-[[identity.api_keys]]
-name = "alice-key"
-sha256 = "{user}"
-kind = "user"
-id = "alice"
-scopes = ["invoices:read", "invoices:write"]
-
-[[identity.api_keys]]
-name = "bob-key"
-sha256 = "{reader}"
-kind = "user"
-id = "bob"
-scopes = ["invoices:read"]
-
-[[identity.api_keys]]
-name = "bot-key"
-sha256 = "{agent}"
-kind = "agent"
-id = "invoice-bot"
-on_behalf_of = "alice"
-scopes = ["invoices:read", "invoices:write"]
-
-[policies.rate-limit]
-module = "{rate_limit}"
-capabilities = ["rate-limit"]
-settings = {{ limit = 2, window_seconds = 60 }}
-
-[policies.scopes]
-module = "{scopes}"
-[policies.scopes.settings]
-default = "deny"
-rules = [
-  {{ methods = ["GET", "HEAD"], path = "/invoices/**", scopes = ["invoices:read"] }},
-  {{ methods = ["POST", "PUT", "PATCH", "DELETE"], path = "/invoices/**", scopes = ["invoices:write"] }},
-]
-
-[policies.agent-guard]
-module = "{agent_guard}"
-settings = {{ approver_group = "finance-approvers", ttl_seconds = 600 }}
-
-[policies.pii-redact]
-module = "{pii}"
-settings = {{ fields = ["/email"], mask = "***", third_party_hosts = ["*.partner.example"] }}
-
+    let text = common::serve::fixture_config(false, "invoices:read")
+        + &format!(
+            r#"
 [[routes]]
 name = "invoices"
 paths = ["/invoices/**"]
@@ -293,15 +236,8 @@ store = "approvals.sqlite"
 
 [audit]
 path = "audit.jsonl"
-"#,
-        user = sha256(USER_KEY),
-        reader = sha256(READER_KEY),
-        agent = sha256(AGENT_KEY),
-        rate_limit = module("rate-limit"),
-        scopes = module("scopes"),
-        agent_guard = module("agent-guard"),
-        pii = module("pii-redact"),
-    );
+"#
+        );
     let path = dir.join("portcullis.toml");
     std::fs::write(&path, text).expect("write portcullis.toml");
     path

@@ -10,18 +10,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::serve::{Server, Upstream, free_port, send, temp_dir, try_send};
+use common::serve::{ADMIN_TOKEN, AGENT_KEY, READER_KEY, Server, USER_KEY, Upstream, free_port, send, temp_dir, try_send};
 use serde_json::{Value, json};
 
-const USER_KEY: &str = "test-user-key-alice-000001";
-const READER_KEY: &str = "test-reader-key-bob-000001";
-const AGENT_KEY: &str = "test-agent-key-bot-0000001";
-const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 const JWT_SECRET: &str = "test-jwt-secret-for-loopback-tests-only";
-
-fn sha256(text: &str) -> String {
-    portcullis_host::engine::sha256_hex(text.as_bytes())
-}
 
 /// Ports and paths of one test's deployment.
 struct Deployment {
@@ -46,63 +38,14 @@ impl Deployment {
     /// Writes the config; `read_scope` is the scope GET /invoices needs (changed by the
     /// reload test).
     fn write_config(&self, read_scope: &str) {
-        let module = |name: &str| common::component(name).display().to_string();
-        let text = format!(
-            r#"
-[limits]
-timeout_ms = 200
-memory_mb = 16
-
-[identity]
+        let text = common::serve::fixture_config(false, read_scope)
+            + &format!(
+                r#"
 [[identity.jwt]]
 issuer = "https://issuer.test"
 secret_env = "PORTCULLIS_TEST_JWT_SECRET"
 audiences = ["invoices-api"]
 kind = "user"
-
-[[identity.api_keys]]
-name = "alice-key"
-sha256 = "{user}"
-kind = "user"
-id = "alice"
-scopes = ["invoices:read", "invoices:write", "customers:read"]
-
-[[identity.api_keys]]
-name = "bob-key"
-sha256 = "{reader}"
-kind = "user"
-id = "bob"
-scopes = ["invoices:read", "customers:read"]
-
-[[identity.api_keys]]
-name = "bot-key"
-sha256 = "{agent}"
-kind = "agent"
-id = "invoice-bot"
-on_behalf_of = "alice"
-scopes = ["invoices:read", "invoices:write", "customers:read"]
-
-[policies.scopes]
-module = "{scopes}"
-[policies.scopes.settings]
-default = "deny"
-rules = [
-  {{ methods = ["GET", "HEAD"], path = "/invoices/**", scopes = ["{read_scope}"] }},
-  {{ methods = ["POST", "PUT", "PATCH", "DELETE"], path = "/invoices/**", scopes = ["invoices:write"] }},
-  {{ methods = ["GET"], path = "/customers/**", scopes = ["customers:read"] }},
-]
-
-[policies.agent-guard]
-module = "{agent_guard}"
-settings = {{ approver_group = "finance-approvers", ttl_seconds = 600 }}
-
-[policies.pii-redact]
-module = "{pii}"
-[policies.pii-redact.settings]
-fields = ["/email", "/phone"]
-mask = "***"
-third_party_hosts = ["*.partner.example"]
-headers = ["x-internal-user"]
 
 [[routes]]
 name = "invoices"
@@ -121,6 +64,12 @@ name = "partner"
 hosts = ["*.partner.example"]
 policies = ["pii-redact"]
 
+[[routes]]
+name = "reports"
+hosts = ["api.test"]
+paths = ["/reports/**"]
+policies = ["rate-limit"]
+
 [server.proxy]
 listen = "127.0.0.1:{proxy}"
 upstream = "http://{upstream}"
@@ -136,16 +85,10 @@ store = "approvals.sqlite"
 [audit]
 path = "audit.jsonl"
 "#,
-            user = sha256(USER_KEY),
-            reader = sha256(READER_KEY),
-            agent = sha256(AGENT_KEY),
-            scopes = module("scopes"),
-            agent_guard = module("agent-guard"),
-            pii = module("pii-redact"),
-            proxy = self.proxy,
-            admin = self.admin,
-            upstream = self.upstream.addr,
-        );
+                proxy = self.proxy,
+                admin = self.admin,
+                upstream = self.upstream.addr,
+            );
         // Written aside and renamed, as a deployment tool would, so the server never
         // reads half a file.
         let aside = self.dir.join("portcullis.toml.new");
@@ -442,4 +385,29 @@ fn the_example_serve_config_loads() {
     assert!(config.server.ext_authz.is_some() && config.server.admin.is_some());
     assert!(config.approvals.is_some() && config.audit.is_some());
     portcullis_host::PolicySet::from_config_file(&path).unwrap();
+}
+
+#[test]
+fn a_reload_keeps_rate_limit_counters_and_stripped_credentials_stay_stripped() {
+    let d = Deployment::new("serve-counters");
+    let server = d.start();
+    let report = || call(&d, "GET", "/reports/monthly", &api(USER_KEY), b"").status;
+    assert_eq!((report(), report(), report()), (200, 200, 429));
+    server.hangup();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while send("GET", &d.admin_url("/readyz"), &[], b"").json()["generation"] != 2 {
+        assert!(Instant::now() < deadline, "no reload:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(report(), 429, "a reload must not hand out a fresh allowance");
+    server.stop();
+
+    // With strip_credentials the upstream never sees the API key.
+    let text = std::fs::read_to_string(&d.config).unwrap().replace("strip_credentials = false", "strip_credentials = true");
+    std::fs::write(&d.config, text).unwrap();
+    let server = d.start();
+    assert_eq!(call(&d, "GET", "/invoices/5", &api(USER_KEY), b"").status, 200);
+    let seen = d.upstream.seen_at("/invoices/5");
+    assert!(!seen[0].headers.contains_key("x-api-key"), "{:?}", seen[0].headers);
+    server.stop();
 }

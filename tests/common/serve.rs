@@ -248,3 +248,89 @@ pub fn temp_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
 }
+
+/// An API key the fixture config knows: alice, a user who may read and write invoices and
+/// read customers.
+pub const USER_KEY: &str = "test-user-key-alice-000001";
+/// bob, a user who may read invoices and customers, not write.
+pub const READER_KEY: &str = "test-reader-key-bob-000001";
+/// invoice-bot, an agent acting for alice, with alice's scopes.
+pub const AGENT_KEY: &str = "test-agent-key-bot-0000001";
+/// The admin token, passed to the server in `PORTCULLIS_TEST_ADMIN_TOKEN`.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// The part of a front-door test's config every door shares: limits, the three API keys
+/// above (`[identity] strip_credentials` as given) and the reference policies (`scopes`
+/// with `read_scope` for reading invoices, `agent-guard`, `pii-redact` for `/email` and
+/// `/phone` with third party `*.partner.example`, `rate-limit` at 2 a minute). A test adds
+/// its routes and doors after it; more `[[identity.…]]` entries may follow too.
+pub fn fixture_config(strip_credentials: bool, read_scope: &str) -> String {
+    let module = |name: &str| super::component(name).display().to_string();
+    let sha256 = |key: &str| portcullis_host::engine::sha256_hex(key.as_bytes());
+    format!(
+        r#"
+[limits]
+timeout_ms = 200
+memory_mb = 16
+
+[identity]
+strip_credentials = {strip_credentials}
+
+[[identity.api_keys]]
+name = "alice-key"
+sha256 = "{user}"
+kind = "user"
+id = "alice"
+scopes = ["invoices:read", "invoices:write", "customers:read"]
+
+[[identity.api_keys]]
+name = "bob-key"
+sha256 = "{reader}"
+kind = "user"
+id = "bob"
+scopes = ["invoices:read", "customers:read"]
+
+[[identity.api_keys]]
+name = "bot-key"
+sha256 = "{agent}"
+kind = "agent"
+id = "invoice-bot"
+on_behalf_of = "alice"
+scopes = ["invoices:read", "invoices:write", "customers:read"]
+
+[policies.rate-limit]
+module = "{rate_limit}"
+capabilities = ["rate-limit"]
+settings = {{ limit = 2, window_seconds = 60 }}
+
+[policies.scopes]
+module = "{scopes}"
+[policies.scopes.settings]
+default = "deny"
+rules = [
+  {{ methods = ["GET", "HEAD"], path = "/invoices/**", scopes = ["{read_scope}"] }},
+  {{ methods = ["POST", "PUT", "PATCH", "DELETE"], path = "/invoices/**", scopes = ["invoices:write"] }},
+  {{ methods = ["GET"], path = "/customers/**", scopes = ["customers:read"] }},
+]
+
+[policies.agent-guard]
+module = "{agent_guard}"
+settings = {{ approver_group = "finance-approvers", ttl_seconds = 600 }}
+
+[policies.pii-redact]
+module = "{pii}"
+[policies.pii-redact.settings]
+fields = ["/email", "/phone"]
+mask = "***"
+third_party_hosts = ["*.partner.example"]
+headers = ["x-internal-user"]
+"#,
+        user = sha256(USER_KEY),
+        reader = sha256(READER_KEY),
+        agent = sha256(AGENT_KEY),
+        rate_limit = module("rate-limit"),
+        scopes = module("scopes"),
+        agent_guard = module("agent-guard"),
+        pii = module("pii-redact"),
+    )
+}
