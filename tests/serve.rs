@@ -411,3 +411,32 @@ fn a_reload_keeps_rate_limit_counters_and_stripped_credentials_stay_stripped() {
     assert!(!seen[0].headers.contains_key("x-api-key"), "{:?}", seen[0].headers);
     server.stop();
 }
+
+#[test]
+fn a_streamed_body_past_the_cap_never_reaches_the_upstream_whole() {
+    use std::io::{Read, Write};
+    let d = Deployment::new("serve-stream");
+    // Without approvals and body-reading policies on the route, the body streams through.
+    let text = std::fs::read_to_string(&d.config).unwrap().replace("[approvals]\nstore = \"approvals.sqlite\"\n", "");
+    std::fs::write(&d.config, text).unwrap();
+    let server = d.start();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", d.proxy)).unwrap();
+    write!(
+        stream,
+        "POST /reports/upload HTTP/1.1\r\nhost: api.test\r\nx-api-key: {USER_KEY}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let chunk = vec![b'x'; 10_000];
+    for _ in 0..7 {
+        write!(stream, "{:x}\r\n", chunk.len()).unwrap();
+        stream.write_all(&chunk).unwrap();
+        stream.write_all(b"\r\n").unwrap();
+    }
+    stream.write_all(b"0\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+    let whole = d.upstream.seen_at("/reports/upload").iter().any(|s| s.body.len() >= 65_536);
+    assert!(!whole, "the upstream received the whole over-cap body");
+    server.stop();
+}

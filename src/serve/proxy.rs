@@ -15,6 +15,7 @@ use bytes::Bytes;
 use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -98,6 +99,16 @@ impl Payload {
         match self {
             Payload::Buffered(bytes) => full(bytes),
             Payload::Streaming(body) => streamed(body),
+        }
+    }
+
+    /// As [`Payload::into_body`], with a streamed body cut off past `cap` bytes: the
+    /// upstream sees the request fail rather than more than the cap (a chunked request
+    /// declares no length to refuse up front).
+    fn into_capped_body(self, cap: usize) -> Body {
+        match self {
+            Payload::Buffered(bytes) => full(bytes),
+            Payload::Streaming(body) => http_body_util::Limited::new(body, cap).boxed(),
         }
     }
 }
@@ -231,7 +242,7 @@ impl Proxy {
         if let Payload::Buffered(bytes) = &payload {
             parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
         }
-        let upstream_request = Request::from_parts(parts, payload.into_body());
+        let upstream_request = Request::from_parts(parts, payload.into_capped_body(cap));
         let timeout = Duration::from_millis(self.section.upstream_timeout_ms);
         let response = match tokio::time::timeout(timeout, self.client.request(upstream_request)).await {
             Ok(Ok(response)) => response,
