@@ -331,9 +331,13 @@ def default_of(cls: Any) -> Any:
     return cls(**values)
 
 
+def _refuse_constant(name: str) -> Any:
+    raise SettingsError("", f"{name} is not JSON")
+
+
 def _load(text: str) -> Any:
     try:
-        return json.loads(text, object_pairs_hook=_object_pairs)
+        return json.loads(text, object_pairs_hook=_object_pairs, parse_constant=_refuse_constant)
     except json.JSONDecodeError as error:
         raise SettingsError("", f"{error.msg} at line {error.lineno} column {error.colno}") from None
     except RecursionError:
