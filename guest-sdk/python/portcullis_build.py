@@ -163,7 +163,8 @@ def stage(policy_dir: Path, out: Path) -> None:
 def find_componentize_py(given: Optional[str]) -> str:
     """The componentize-py command: as given, beside this Python, or on PATH."""
     if given:
-        return given
+        # An absolute path when it names a file: the build runs it from another folder.
+        return str(Path(given).resolve()) if os.sep in given else given
     beside = Path(sys.executable).parent / "componentize-py"
     if beside.is_file():
         return str(beside)
@@ -179,6 +180,7 @@ def find_componentize_py(given: Optional[str]) -> str:
 def build(policy_dir: Path, output: Path, componentize_py: Optional[str] = None, quiet: bool = True) -> dict:
     """Builds the policy in `policy_dir` to the component `output`; returns its project
     facts (`name`, `module`, `capabilities`)."""
+    policy_dir, output = policy_dir.resolve(), output.resolve()
     project = read_pyproject(policy_dir)
     tool = find_componentize_py(componentize_py)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ from portcullis_guest import (
     SettingsError,
     allow,
     ascii_lower,
+    export_policy,
     host,
     redact,
     types,
