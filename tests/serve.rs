@@ -312,8 +312,12 @@ fn an_approved_request_passes_once_even_across_a_restart() {
     let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed[0]["state"], "used");
     assert_eq!(listed[0]["decided_by"], "fiona@finance.test");
-    let redeemed = d.audit().into_iter().filter(|r| r["approval_id"] == id.as_str() && r["phase"] == "request" && r["decision"] == "allow").count();
+    let redeemed = d.audit().into_iter().filter(|r| r["approval_id"] == id.as_str() && r["method"] == "POST" && r["decision"] == "allow" && r["phase"] == "request").count();
     assert_eq!(redeemed, 1, "the allowed retry is audited with its approval id");
+    let approval_record = d.audit().into_iter().find(|r| r["method"] == "APPROVE").expect("the approval is audited");
+    assert_eq!(approval_record["principal"]["id"], "fiona@finance.test");
+    assert_eq!(approval_record["approval_id"], id.as_str());
+    assert_eq!(approval_record["path"], "/invoices/7");
 }
 
 #[test]

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use portcullis_host::approval::{Approval, ApprovalState};
+use portcullis_host::gate::{Settlement, settle};
 use portcullis_host::Config;
 
 use crate::cli::{ApprovalsAction, ApprovalsArgs, Format};
@@ -15,6 +16,8 @@ pub fn run(args: &ApprovalsArgs) -> Result<ExitCode> {
     let Some(store) = crate::serve::live::open_approvals(&config, &args.config)? else {
         bail!("{} has no [approvals] section, so there is no approval store; add `[approvals] store = \"approvals.sqlite\"`", args.config.display());
     };
+    // Approvals and rejections go to the same audit log as the server's decisions.
+    let audit = crate::serve::live::open_audit(&config, &args.config)?;
     let now = portcullis_host::capability::now_ms();
     let shown: Vec<Approval> = match &args.action {
         ApprovalsAction::List { state } => {
@@ -31,8 +34,13 @@ pub fn run(args: &ApprovalsArgs) -> Result<ExitCode> {
             Some(approval) => vec![approval],
             None => bail!("no approval `{id}` in the store"),
         },
-        ApprovalsAction::Approve { id, by } => vec![store.approve(id, by, now)?],
-        ApprovalsAction::Reject { id, by, note } => vec![store.reject(id, by, note.as_deref(), now)?],
+        ApprovalsAction::Approve { id, by } => {
+            vec![settle(store.as_ref(), audit.as_deref(), id, Settlement::Approve { by }, "cli", now)?]
+        }
+        ApprovalsAction::Reject { id, by, note } => {
+            let settlement = Settlement::Reject { by, note: note.as_deref() };
+            vec![settle(store.as_ref(), audit.as_deref(), id, settlement, "cli", now)?]
+        }
     };
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&shown)?),

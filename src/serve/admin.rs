@@ -10,7 +10,9 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use portcullis_host::approval::{ApprovalState, ApprovalStore};
+use portcullis_host::audit::AuditSink;
 use portcullis_host::config::AdminSection;
+use portcullis_host::gate::{Settlement, settle};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -114,15 +116,16 @@ async fn handle(live: &Live, token: &Token, req: Request<Incoming>, _peer: Socke
             let Some(store) = live.keep().approvals.clone() else {
                 return problem(404, "approvals-off", "no [approvals] store is configured", "");
             };
-            approvals(store, req).await
+            approvals(store, live.keep().audit.clone(), req).await
         }
         _ => problem(404, "not-found", format!("no admin endpoint {path}; try /healthz, /readyz, /metrics or /approvals"), ""),
     }
 }
 
 /// `GET /approvals[?state=pending]`, `GET /approvals/ID`, `POST /approvals/ID/approve`,
-/// `POST /approvals/ID/reject` with `{"by": "...", "note": "..."}`.
-async fn approvals(store: Arc<dyn ApprovalStore>, req: Request<Incoming>) -> Response<Body> {
+/// `POST /approvals/ID/reject` with `{"by": "...", "note": "..."}`. Decisions are
+/// written to the audit log.
+async fn approvals(store: Arc<dyn ApprovalStore>, audit: Arc<dyn AuditSink>, req: Request<Incoming>) -> Response<Body> {
     let now = portcullis_host::capability::now_ms();
     let method = req.method().clone();
     let path = req.uri().path().trim_end_matches('/').to_owned();
@@ -159,7 +162,8 @@ async fn approvals(store: Arc<dyn ApprovalStore>, req: Request<Incoming>) -> Res
                 return problem(400, "bad-request", "say who decides: {\"by\": \"alice@example.com\"}", "");
             };
             let note = body.get("note").and_then(Value::as_str);
-            let decided = if *verb == "approve" { store.approve(id, by, now) } else { store.reject(id, by, note, now) };
+            let settlement = if *verb == "approve" { Settlement::Approve { by } } else { Settlement::Reject { by, note } };
+            let decided = settle(store.as_ref(), Some(audit.as_ref()), id, settlement, "admin", now);
             tracing::info!(approval = id, by, verb = *verb, ok = decided.is_ok(), "approval decided");
             match decided {
                 Ok(approval) => Ok(json!(approval)),

@@ -9,6 +9,7 @@
 
 mod door;
 mod refusal;
+mod settle;
 
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ use crate::set::PolicySet;
 use crate::verdict::Verdict;
 
 pub use door::{Admission, Arrival, BodyReach, Reach, Release, Ticket};
+pub use settle::{Settlement, settle};
 pub use refusal::{APPROVAL_HEADER, ApprovalNotice, REQUEST_ID_HEADER, Refusal};
 
 /// Where the principal of a request comes from.
