@@ -376,8 +376,12 @@ fn nginx_auth_request_enforces_every_request_phase_decision_through_forward_auth
     // The audit log: one record per decision (forward-auth has only the request phase),
     // each matching the request id the client saw, and no secret anywhere.
     let audit_text = std::fs::read_to_string(dir.join("audit.jsonl")).expect("audit log");
-    let audit: Vec<Value> =
+    let all: Vec<Value> =
         audit_text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line {l}: {e}"))).collect();
+    // The approver's decision is recorded too, by the admin listener.
+    let (settled, audit): (Vec<Value>, Vec<Value>) = all.into_iter().partition(|r| r["front_door"] == "admin");
+    assert_eq!(settled.len(), 1, "{audit_text}");
+    assert_eq!((settled[0]["method"].as_str(), settled[0]["approval_id"].as_str()), (Some("APPROVE"), Some(approval.as_str())));
     assert_eq!(audit.len(), request_ids.len(), "one record per decision:\n{audit_text}");
     for id in &request_ids {
         let records: Vec<&Value> = audit.iter().filter(|r| r["request_id"] == id.as_str()).collect();
