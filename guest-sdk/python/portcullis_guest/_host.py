@@ -41,3 +41,30 @@ def capability(module: str) -> ModuleType:
             "pyproject.toml (and grant it in portcullis.toml)"
         )
     return found
+
+
+def describe_exception(error: BaseException) -> str:
+    """`RuntimeError: boom (at my_policy.py:12 in on_request)`: the exception and where it
+    was raised, innermost frame first, without reading source files (a component built with
+    `--stub-wasi` has no filesystem, so the `traceback` module cannot be used)."""
+    frames = []
+    tb = error.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        frames.append(f"{code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno} in {code.co_name}")
+        tb = tb.tb_next
+    where = f" (at {' <- '.join(reversed(frames[-4:]))})" if frames else ""
+    return f"{type(error).__name__}: {error}{where}"
+
+
+def report_exception(error: BaseException) -> None:
+    """Writes an exception escaping the policy's code to the host's log, when the policy was
+    built with the `log` capability; the export glue then lets it trap the instance (the
+    host denies, fail-closed, with an error that names the policy)."""
+    host = _MODULES.get("log")
+    if host is None:
+        return
+    try:
+        host.write(host.Level.ERROR, "policy raised " + describe_exception(error))
+    except BaseException:  # the trap that follows is what matters
+        pass

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from ._host import report_exception
 from ._wit import settings_import, types
 from .decision import Outcome, OutcomeLike, allow, as_outcome, deny
-from .settings import SettingsError, parse
+from .settings import SettingsError, parse, prepare
 
 
 class Metadata:
@@ -134,40 +135,59 @@ def export_policy(policy_class: Any) -> type:
     - `on-request` / `on-response` read the settings through the `settings` import, parse
       them and call the policy; settings that no longer parse give a 500 `policy-settings`
       deny. An exception in the policy's code traps the instance, which the host counts as
-      a failure of the policy (a deny, unless its config says `fail_open`).
+      a failure of the policy (a deny, unless its config says `fail_open`); a policy built
+      with the `log` capability first writes the exception and where it was raised to the
+      host's log.
     """
     from componentize_py_types import Err
     from wit_world import exports
 
     policy = _policy(policy_class)
+    # At build time: resolve the settings' types now rather than on every call.
+    prepare(policy.Settings)
 
     def call_settings() -> Any:
         return parse(settings_import.get(), policy.Settings)
 
     class Handler(exports.Handler):
         def metadata(self) -> "types.PolicyMetadata":
-            meta = policy.metadata()
-            return meta.build() if isinstance(meta, Metadata) else meta
+            try:
+                meta = policy.metadata()
+                return meta.build() if isinstance(meta, Metadata) else meta
+            except BaseException as error:
+                report_exception(error)
+                raise
 
         def init(self, settings: str) -> None:
             try:
                 check_settings(policy, settings)
             except SettingsError as error:
                 raise Err(error.to_wit())
+            except BaseException as error:
+                report_exception(error)
+                raise
 
         def on_request(self, request: "types.Request") -> "types.Outcome":
             try:
                 settings = call_settings()
             except SettingsError as error:
                 return settings_failure(error).to_wit()
-            return as_outcome(policy.on_request(settings, request)).to_wit()
+            try:
+                return as_outcome(policy.on_request(settings, request)).to_wit()
+            except BaseException as error:
+                report_exception(error)
+                raise
 
         def on_response(self, request: "types.Request", response: "types.Response") -> "types.Outcome":
             try:
                 settings = call_settings()
             except SettingsError as error:
                 return settings_failure(error).to_wit()
-            return as_outcome(policy.on_response(settings, request, response)).to_wit()
+            try:
+                return as_outcome(policy.on_response(settings, request, response)).to_wit()
+            except BaseException as error:
+                report_exception(error)
+                raise
 
     Handler.__name__ = Handler.__qualname__ = "Handler"
     Handler.__doc__ = f"The `handler` export for {type(policy).__name__}."

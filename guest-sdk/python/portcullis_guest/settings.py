@@ -191,8 +191,34 @@ def _expected(tp: Any) -> str:
     return "a value"
 
 
+# Resolved type hints by dataclass. `typing.get_type_hints` evaluates every annotation that
+# is a string (all of them under `from __future__ import annotations`), which is the larger
+# part of parsing a settings document; `prepare` fills this at build time (componentize-py
+# pre-initialises the component, so the cache is part of its snapshot) and every call after
+# that only looks it up.
+_HINTS: Dict[type, Dict[str, Any]] = {}
+
+
 def _hints(cls: type) -> Dict[str, Any]:
-    return typing.get_type_hints(cls, include_extras=True)
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls, include_extras=True)
+    return hints
+
+
+def prepare(cls: Any) -> None:
+    """Resolves the type hints of `cls` and of the dataclasses inside it once, so that
+    parsing does not (`export_policy` calls it at build time)."""
+    stack = [cls]
+    while stack:
+        tp, _ = _strip_annotated(stack.pop())
+        inner = _optional_inner(tp)
+        if inner is not None:
+            stack.append(inner)
+            continue
+        stack.extend(get_args(tp))
+        if dataclasses.is_dataclass(tp) and isinstance(tp, type) and tp not in _HINTS:
+            stack.extend(_hints(tp).values())
 
 
 def _convert(value: Any, tp: Any, path: Path) -> Any:

@@ -338,5 +338,20 @@ class CapabilitiesTest(unittest.TestCase):
         self.assertEqual(testing.logs(), [])
 
 
+class ExceptionReportTest(unittest.TestCase):
+    def test_describes_the_exception_and_where_it_was_raised(self):
+        from portcullis_guest._host import describe_exception
+
+        def inner():
+            raise KeyError("x")
+
+        try:
+            inner()
+        except KeyError as error:
+            text = describe_exception(error)
+        self.assertTrue(text.startswith("KeyError: 'x' (at test_sdk.py:"), text)
+        self.assertIn(" in inner <- test_sdk.py:", text)
+
+
 if __name__ == "__main__":
     unittest.main()
