@@ -131,3 +131,34 @@ fn compiled_components_are_cached_by_digest_and_reused() {
     Policy::load(&engine, spec, &Shared::default()).expect("a corrupt cache entry does not fail a load");
     assert!(std::fs::metadata(cache.path().join(&entries[0])).unwrap().len() > 100, "the entry was rewritten");
 }
+
+#[test]
+fn a_component_with_no_exports_is_refused() {
+    let empty = wat::parse_str("(component)").unwrap();
+    let (error, text) = contract_error(load(bytes_spec("empty.wasm", empty)));
+    assert!(matches!(error, ContractError::WrongWorld { .. }), "{error:?}");
+    assert!(text.contains("portcullis:policy/handler") && text.contains("empty.wasm"), "{text}");
+}
+
+/// The right interface name, but only one function in it (and of the wrong type): the
+/// load fails naming the policy and what is missing, not at the first request.
+#[test]
+fn a_component_missing_the_contracts_functions_is_refused() {
+    let partial = wat::parse_str(
+        r#"(component
+            (core module $m (func (export "f")))
+            (core instance $i (instantiate $m))
+            (func $f (canon lift (core func $i "f")))
+            (instance $h (export "on-request" (func $f)))
+            (export "portcullis:policy/handler@0.1.0" (instance $h)))"#,
+    )
+    .unwrap();
+    let err = match load(bytes_spec("partial.wasm", partial)) {
+        Err(err) => err,
+        Ok(_) => panic!("a component without the contract's functions loaded"),
+    };
+    let text = err.to_string();
+    assert!(matches!(err, LoadError::Link { .. }), "{text}");
+    // Names the first missing function, e.g. "... does not have export `metadata`".
+    assert!(text.contains("policy `p`") && text.contains("partial.wasm") && text.contains("`metadata`"), "{text}");
+}

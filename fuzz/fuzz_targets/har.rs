@@ -12,7 +12,7 @@ use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
 use portcullis_host::adapters::har::{read_har, read_har_slice};
-use portcullis_host::adapters::traffic::{Format, TrafficItem};
+use portcullis_host::adapters::traffic::{Format, TrafficError, TrafficItem};
 
 fuzz_target!(|data: &[u8]| {
     let source = Path::new("fuzz.har");
@@ -30,6 +30,16 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(from_slice, from_reader, "slice and streaming readers handed out different items");
     match (&sliced, &streamed) {
         (Ok(a), Ok(b)) => assert_eq!(a, b),
+        // serde_json's slice reader places some errors one character earlier than its
+        // stream reader (`{"":"\0` skipped: column 5 against 6; a raw newline in a
+        // string: the end of line 1 against line 2 column 0); that is serde_json's.
+        (
+            Err(TrafficError::Json { line: la, column: ca, items: ia, message: ma, .. }),
+            Err(TrafficError::Json { line: lb, column: cb, items: ib, message: mb, .. }),
+        ) => {
+            let near = (la == lb && ca.abs_diff(*cb) <= 1) || (*lb == la + 1 && *cb == 0);
+            assert!(near && ia == ib && ma == mb, "{sliced:?} / {streamed:?}")
+        }
         (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
         _ => panic!("slice read {sliced:?}, streaming read {streamed:?}"),
     }

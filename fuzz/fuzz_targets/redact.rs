@@ -11,14 +11,14 @@
 //!   replacement wins, array elements move up, `""` is the whole document;
 //! - a body is rewritten only if `body_changed`, and `content-length` follows it;
 //! - a pointer redaction on a body it cannot read must fail (never Ok with the field
-//!   possibly still there): non-JSON bytes, a truncated body, a content encoding;
+//!   possibly still there): bytes that are not JSON, a truncated body;
 //! - the request and response appliers, and the `http` crate applier, agree.
 #![no_main]
 
 use arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use portcullis_host::decision::{Action, Redaction, Target};
-use portcullis_host::redact::{self, MAX_POINTER_SEGMENTS, RedactError};
+use portcullis_host::redact::{self, MAX_POINTER_SEGMENTS};
 use portcullis_host::{Body, Request, Response};
 use serde_json::Value;
 
@@ -132,6 +132,11 @@ fn check(case: &Case, body: &[u8], parsed: Option<&Value>) {
     if let Some(encoding) = case.encoding {
         headers.push(("content-encoding".into(), encoding.into()));
     }
+    // The header too, as every front door's normalised request has it (the `http`
+    // applier below sees it as a header, so a redaction of it must match in both).
+    if let Some(content_type) = &case.content_type {
+        headers.push(("content-type".into(), content_type.clone()));
+    }
     let message_body = (!body.is_empty()).then(|| Body {
         content_type: case.content_type.clone(),
         bytes: body.to_vec(),
@@ -161,13 +166,11 @@ fn check(case: &Case, body: &[u8], parsed: Option<&Value>) {
     // The `http` crate applier (the reverse proxy's) does the same to the same message.
     if !case.truncated {
         let mut builder = http::Request::builder().uri("https://api.example.com/?token=t");
-        let mut representable = true;
+        // A content type the `http` crate cannot carry never reaches its applier.
+        let representable =
+            case.content_type.as_deref().is_none_or(|ct| http::HeaderValue::from_str(ct).is_ok());
         for (name, value) in &original.headers {
             builder = builder.header(name, value);
-        }
-        if let Some(content_type) = &case.content_type {
-            representable = http::HeaderValue::from_str(content_type).is_ok();
-            builder = builder.header("content-type", content_type.as_str());
         }
         if representable {
             let mut http_request = builder.body(body.to_vec()).expect("valid request");
@@ -195,10 +198,9 @@ fn check(case: &Case, body: &[u8], parsed: Option<&Value>) {
         .map(|(i, p)| p.map(|p| (i, p)))
         .collect::<Option<_>>()
         .unwrap_or_else(|| {
-            assert!(
-                matches!(result, Err(RedactError::InvalidPointer { .. })),
-                "an invalid pointer was accepted: {result:?}"
-            );
+            // Refused, though not necessarily for the pointer: the applier checks every
+            // redaction first, and an earlier bad header value is reported before it.
+            assert!(result.is_err(), "an invalid pointer was accepted: {result:?}");
             Vec::new()
         });
 
@@ -221,7 +223,8 @@ fn check(case: &Case, body: &[u8], parsed: Option<&Value>) {
     // A pointer redaction was applied to a non-empty body: the body must have been
     // readable JSON.
     assert!(!case.truncated, "a pointer redaction passed a truncated body");
-    assert!(case.encoding != Some("gzip"), "a pointer redaction passed a gzip body");
+    // A `content-encoding` is not refused as such (the applier only names it in its
+    // error): real gzip or deflate bytes are never JSON text, so they fail below.
     let Some(parsed) = parsed else {
         // serde_json refuses lone surrogate escapes and nesting past 128, which the
         // applier accepts by design; anything else it took must be JSON.

@@ -11,9 +11,10 @@
 
 use std::net::SocketAddr;
 
-use http::header::{HOST, HeaderName, HeaderValue};
+use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
+use portcullis_host::adapters::forward_auth::{client_address, original_request};
 use portcullis_host::adapters::http::{FromHttp, request_from_http};
 use portcullis_host::config::ForwardAuthSection;
 use portcullis_host::decision::{Action, Target};
@@ -23,17 +24,6 @@ use tokio::sync::watch;
 
 use super::http::{Body, full, problem, refusal_response, with_request_id};
 use super::live::Live;
-
-/// Headers the proxies use to describe the original request; not part of it.
-const FORWARDING: [&str; 7] = [
-    "x-original-uri",
-    "x-original-method",
-    "x-forwarded-method",
-    "x-forwarded-uri",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-forwarded-for",
-];
 
 /// The header listing the header names the proxy must blank before passing the request on.
 pub const REMOVE_HEADERS: &str = "x-portcullis-remove-headers";
@@ -51,9 +41,9 @@ pub async fn serve(listener: TcpListener, live: Live, section: ForwardAuthSectio
 async fn handle(live: &Live, section: &ForwardAuthSection, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let (parts, _body) = req.into_parts();
     let nginx = parts.headers.contains_key("x-original-uri");
-    let original = match original_request(&parts, section) {
+    let original = match original_request(&parts.headers, &section.scheme) {
         Ok(original) => original,
-        Err(reason) => return problem(400, "bad-request", reason, ""),
+        Err(e) => return problem(400, "bad-request", e.to_string(), ""),
     };
     let mut request = match request_from_http(&original, &FromHttp {
         default_scheme: section.scheme.clone(),
@@ -138,44 +128,4 @@ fn refuse(refusal: &Refusal, nginx: bool) -> Response<Body> {
         *response.status_mut() = StatusCode::FORBIDDEN;
     }
     response
-}
-
-/// Rebuilds the request the proxy is asking about from its forwarding headers.
-fn original_request(
-    parts: &http::request::Parts,
-    section: &ForwardAuthSection,
-) -> Result<Request<Vec<u8>>, String> {
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
-    let method = header("x-original-method").or_else(|| header("x-forwarded-method")).ok_or_else(|| {
-        "the proxy sent no X-Original-Method (nginx) or X-Forwarded-Method (Traefik, Caddy); see docs/front-doors.md".to_owned()
-    })?;
-    let uri = header("x-original-uri").or_else(|| header("x-forwarded-uri")).ok_or_else(|| {
-        "the proxy sent no X-Original-URI (nginx) or X-Forwarded-Uri (Traefik, Caddy); see docs/front-doors.md".to_owned()
-    })?;
-    if !uri.starts_with('/') {
-        return Err(format!("the original URI `{uri}` must start with `/`"));
-    }
-    let host = header("x-forwarded-host").or_else(|| header(HOST.as_str())).unwrap_or("");
-    let scheme = header("x-forwarded-proto").unwrap_or(&section.scheme);
-    let mut builder = Request::builder()
-        .method(method)
-        .uri(format!("{scheme}://{host}{uri}"));
-    for (name, value) in &parts.headers {
-        if FORWARDING.contains(&name.as_str()) || name == HOST {
-            continue;
-        }
-        builder = builder.header(name, value);
-    }
-    if !host.is_empty() {
-        builder = builder.header(HOST, host);
-    }
-    builder.body(Vec::new()).map_err(|e| format!("the forwarded request is not valid HTTP: {e}"))
-}
-
-/// The original client: the last address in `X-Forwarded-For`, the one the proxy in front
-/// appended itself. Earlier entries come from the caller and could be forged (a caller
-/// could otherwise pick its own rate-limit key).
-fn client_address(headers: &http::HeaderMap) -> Option<String> {
-    let value = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).last()?;
-    value.rsplit(',').next().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty())
 }

@@ -67,13 +67,27 @@ pub fn read_har<R: Flow>(
     source: &Path,
     mut each: impl FnMut(TrafficItem) -> R,
 ) -> Result<Summary, TrafficError> {
-    // Windows tools (Fiddler among them) start with a UTF-8 byte order mark.
-    let buffered =
-        reader.fill_buf().map_err(|err| TrafficError::Read { file: source.into(), items: 0, source: err })?;
-    if buffered.starts_with(b"\xEF\xBB\xBF") {
-        reader.consume(3);
+    // Windows tools (Fiddler among them) start with a UTF-8 byte order mark. A reader may
+    // hand out fewer than its three bytes in one fill (a pipe, a small buffer), so take up
+    // to three bytes whatever the fills, and put them back in front unless they are a BOM.
+    let mut head = [0u8; 3];
+    let mut got = 0;
+    while got < head.len() {
+        let buffered = match reader.fill_buf() {
+            Ok(buffered) => buffered,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(TrafficError::Read { file: source.into(), items: 0, source: err }),
+        };
+        if buffered.is_empty() {
+            break;
+        }
+        let n = buffered.len().min(head.len() - got);
+        head[got..got + n].copy_from_slice(&buffered[..n]);
+        reader.consume(n);
+        got += n;
     }
-    let mut de = serde_json::Deserializer::from_reader(reader);
+    let head = if head == *b"\xEF\xBB\xBF" { &[][..] } else { &head[..got] };
+    let mut de = serde_json::Deserializer::from_reader(io::Read::chain(head, reader));
     run(&mut de, source, &mut each)
 }
 
@@ -1227,6 +1241,30 @@ mod tests {
         let (items, summary) = read_text("\u{feff}{\"log\": {\"version\": \"1.2\", \"entries\": []}}");
         assert!(items.is_empty());
         assert_eq!(summary.unwrap().items, 0);
+    }
+
+    /// Found by `fuzz/fuzz_targets/har.rs`: a byte order mark split across the reader's
+    /// fills was not stripped, so the streaming reader refused a document the slice reader
+    /// read.
+    #[test]
+    fn a_bom_split_across_reader_fills_is_stripped() {
+        let text = "\u{feff}{\"log\": {\"entries\": [{\"request\": {\"method\": \"GET\", \"url\": \"https://a.example/x\"}}]}}";
+        let source = Path::new("t/cap.har");
+        let mut from_slice = Vec::new();
+        let expected = read_har_slice(text.as_bytes(), source, |item| from_slice.push(item.result)).unwrap();
+        for capacity in 1..=4 {
+            let mut streamed = Vec::new();
+            let reader = BufReader::with_capacity(capacity, text.as_bytes());
+            let summary = read_har(reader, source, |item| streamed.push(item.result))
+                .unwrap_or_else(|e| panic!("buffer of {capacity}: {e}"));
+            assert_eq!((summary, &streamed), (expected, &from_slice), "buffer of {capacity}");
+        }
+        // Short documents, with and without the mark, still end in the same errors.
+        for text in ["", "\u{feff}", "{", "\u{feff}{", "\u{ef}"] {
+            let slice = read_har_slice(text.as_bytes(), source, |_| ()).map_err(|e| e.to_string());
+            let streamed = read_har(BufReader::with_capacity(1, text.as_bytes()), source, |_| ()).map_err(|e| e.to_string());
+            assert_eq!(slice, streamed, "{text:?}");
+        }
     }
 
     #[test]

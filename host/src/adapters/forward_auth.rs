@@ -1,0 +1,216 @@
+//! Forward-auth mapping: rebuilds the request a proxy is asking about from the headers of
+//! its sub-request (nginx `auth_request`, Traefik `ForwardAuth`, Caddy `forward_auth`).
+//!
+//! nginx sends `X-Original-Method` and `X-Original-URI` (set in its config); Traefik and
+//! Caddy send `X-Forwarded-Method`, `-Proto`, `-Host`, `-Uri` and `-For`. The other
+//! headers are the original request's own.
+//!
+//! Each part is checked on its own before the URI is put together (scheme `http` or
+//! `https`, a host with no path, query or userinfo in it, a path starting with `/`), so a
+//! value chosen by the caller (the `Host` a proxy copies into `X-Forwarded-Host`) cannot
+//! move the path or the host the policies see: `X-Forwarded-Host: a.example/admin?` would
+//! otherwise turn `/x` into `/admin`.
+
+use std::str::FromStr;
+
+use http::header::{HOST, HeaderMap};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Method, Request, Uri};
+
+/// Headers the proxies use to describe the original request; not part of it.
+pub const FORWARDING: [&str; 7] = [
+    "x-original-uri",
+    "x-original-method",
+    "x-forwarded-method",
+    "x-forwarded-uri",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-for",
+];
+
+/// Why the forwarding headers do not describe a request. The endpoint answers 400 with
+/// this message, which names the header and points at the set-up guide.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ForwardAuthError {
+    /// Neither header naming the method or the URI was sent (or it was empty or not text).
+    #[error("the proxy sent no {nginx} (nginx) or {other} (Traefik, Caddy); see docs/front-doors.md")]
+    Missing {
+        /// The nginx header.
+        nginx: &'static str,
+        /// The Traefik / Caddy header.
+        other: &'static str,
+    },
+    /// A forwarding header's value is not a valid part of a request.
+    #[error("the forwarding header `{header}` is not usable: {reason}")]
+    Invalid {
+        /// The header's name.
+        header: &'static str,
+        /// What is wrong with it (the value is not repeated: it may carry a secret).
+        reason: &'static str,
+    },
+    /// The original request's own headers do not make a valid `http` request.
+    #[error("the forwarded request is not valid HTTP: {0}")]
+    Http(String),
+}
+
+/// The original request (with an empty body: these proxies do not send it), rebuilt from
+/// the sub-request's `headers`. `default_scheme` is used when no `X-Forwarded-Proto` says.
+/// The forwarding headers and the sub-request's `Host` are dropped; the original host
+/// (`X-Forwarded-Host`, else the sub-request's `Host`) becomes the URI's authority and
+/// the `Host` header.
+pub fn original_request(headers: &HeaderMap, default_scheme: &str) -> Result<Request<Vec<u8>>, ForwardAuthError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
+    let method = header("x-original-method")
+        .map(|m| (m, "x-original-method"))
+        .or_else(|| header("x-forwarded-method").map(|m| (m, "x-forwarded-method")))
+        .ok_or(ForwardAuthError::Missing { nginx: "X-Original-Method", other: "X-Forwarded-Method" })?;
+    let method = Method::from_bytes(method.0.as_bytes())
+        .map_err(|_| ForwardAuthError::Invalid { header: method.1, reason: "not an HTTP method token" })?;
+    let (uri, uri_header) = header("x-original-uri")
+        .map(|u| (u, "x-original-uri"))
+        .or_else(|| header("x-forwarded-uri").map(|u| (u, "x-forwarded-uri")))
+        .ok_or(ForwardAuthError::Missing { nginx: "X-Original-URI", other: "X-Forwarded-Uri" })?;
+    if !uri.starts_with('/') {
+        return Err(ForwardAuthError::Invalid { header: uri_header, reason: "the original URI must start with `/`" });
+    }
+    // `PathAndQuery` drops a fragment silently; a request target never has one (RFC 9112
+    // §3.2), and the policies must see the path the upstream gets, so refuse it.
+    if uri.contains('#') {
+        return Err(ForwardAuthError::Invalid { header: uri_header, reason: "a request target has no fragment (`#`)" });
+    }
+    let path_and_query = PathAndQuery::from_str(uri).map_err(|_| ForwardAuthError::Invalid {
+        header: uri_header,
+        reason: "not a valid path and query (spaces, controls or `#` in it?)",
+    })?;
+    let (host, host_header) = match header("x-forwarded-host") {
+        Some(host) => (Some(host), "x-forwarded-host"),
+        None => (header(HOST.as_str()), "host"),
+    };
+    let authority = host
+        .map(|host| {
+            let invalid = |reason| ForwardAuthError::Invalid { header: host_header, reason };
+            if host.contains('@') {
+                return Err(invalid("a host may not carry userinfo (`@`)"));
+            }
+            let authority = Authority::from_str(host).map_err(|_| invalid("not a host[:port]"))?;
+            // `Authority` takes anything up to a `/`, `?` or `#` it then refuses; be sure
+            // the whole value was the host, so nothing of it can leak into the path.
+            if authority.as_str() != host {
+                return Err(invalid("not a host[:port]"));
+            }
+            Ok(authority)
+        })
+        .transpose()?;
+    let scheme = match header("x-forwarded-proto") {
+        Some(proto) if proto.eq_ignore_ascii_case("http") => Scheme::HTTP,
+        Some(proto) if proto.eq_ignore_ascii_case("https") => Scheme::HTTPS,
+        Some(_) => return Err(ForwardAuthError::Invalid { header: "x-forwarded-proto", reason: "must be `http` or `https`" }),
+        None if default_scheme.eq_ignore_ascii_case("http") => Scheme::HTTP,
+        None => Scheme::HTTPS,
+    };
+    let mut parts = http::uri::Parts::default();
+    if let Some(authority) = &authority {
+        parts.scheme = Some(scheme);
+        parts.authority = Some(authority.clone());
+    }
+    parts.path_and_query = Some(path_and_query);
+    let uri = Uri::from_parts(parts).map_err(|e| ForwardAuthError::Http(e.to_string()))?;
+    let mut builder = Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        if FORWARDING.contains(&name.as_str()) || name == HOST {
+            continue;
+        }
+        builder = builder.header(name, value);
+    }
+    if let Some(authority) = &authority {
+        builder = builder.header(HOST, authority.as_str());
+    }
+    builder.body(Vec::new()).map_err(|e| ForwardAuthError::Http(e.to_string()))
+}
+
+/// The original client: the last address in `X-Forwarded-For`, the one the proxy in front
+/// appended itself. Earlier entries come from the caller and could be forged (a caller
+/// could otherwise pick its own rate-limit key).
+pub fn client_address(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).last()?;
+    value.rsplit(',').next().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(http::HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn nginx_headers_rebuild_the_request() {
+        let h = headers(&[
+            ("host", "api.example.com"),
+            ("x-original-method", "POST"),
+            ("x-original-uri", "/v1/items?a=1"),
+            ("x-api-key", "k"),
+        ]);
+        let req = original_request(&h, "http").unwrap();
+        assert_eq!(req.method(), "POST");
+        assert_eq!(req.uri().to_string(), "http://api.example.com/v1/items?a=1");
+        assert_eq!(req.headers()["host"], "api.example.com");
+        assert_eq!(req.headers()["x-api-key"], "k");
+        assert!(req.headers().get("x-original-uri").is_none());
+    }
+
+    #[test]
+    fn traefik_headers_win_over_the_sub_requests_host() {
+        let h = headers(&[
+            ("host", "portcullis.internal:8081"),
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "shop.example"),
+            ("x-forwarded-uri", "/cart"),
+            ("x-forwarded-for", "10.0.0.9, 192.0.2.1"),
+        ]);
+        let req = original_request(&h, "http").unwrap();
+        assert_eq!(req.uri().to_string(), "https://shop.example/cart");
+        assert_eq!(req.headers().get_all("host").iter().count(), 1);
+        assert_eq!(client_address(&h).as_deref(), Some("192.0.2.1"));
+    }
+
+    /// A caller-chosen host must not move the path or the host the policies see.
+    #[test]
+    fn a_host_with_a_path_query_or_userinfo_is_refused() {
+        for host in ["a.example/admin?", "a.example?x=", "a.example#f", "user@a.example", "a b", "a.example/"] {
+            let h = headers(&[("x-forwarded-method", "GET"), ("x-forwarded-uri", "/x"), ("x-forwarded-host", host)]);
+            let err = original_request(&h, "https").unwrap_err();
+            assert!(matches!(err, ForwardAuthError::Invalid { header: "x-forwarded-host", .. }), "{host}: {err}");
+        }
+    }
+
+    #[test]
+    fn missing_or_bad_parts_name_the_header() {
+        let err = original_request(&headers(&[("x-original-uri", "/x")]), "https").unwrap_err();
+        assert!(err.to_string().contains("X-Original-Method"), "{err}");
+        let err = original_request(&headers(&[("x-original-method", "GET")]), "https").unwrap_err();
+        assert!(err.to_string().contains("X-Original-URI"), "{err}");
+        for uri in ["x", "/a#/admin", "/a b"] {
+            let err = original_request(&headers(&[("x-original-method", "GET"), ("x-original-uri", uri)]), "https").unwrap_err();
+            assert!(err.to_string().contains("x-original-uri"), "{uri}: {err}");
+        }
+        let h = headers(&[("x-original-method", "GET"), ("x-original-uri", "/x"), ("x-forwarded-proto", "gopher")]);
+        assert!(original_request(&h, "https").unwrap_err().to_string().contains("x-forwarded-proto"));
+        let h = headers(&[("x-original-method", "G(T"), ("x-original-uri", "/x")]);
+        assert!(original_request(&h, "https").unwrap_err().to_string().contains("x-original-method"));
+    }
+
+    #[test]
+    fn no_host_gives_an_origin_form_request() {
+        let h = headers(&[("x-original-method", "GET"), ("x-original-uri", "/x")]);
+        let req = original_request(&h, "https").unwrap();
+        assert_eq!(req.uri().to_string(), "/x");
+        assert!(req.headers().get("host").is_none());
+    }
+}
