@@ -23,5 +23,9 @@ fi
 
 # Builds the components once; the tests reuse them (and would build them themselves).
 bash scripts/build-policies.sh
+# The Python policies (installs componentize-py into target/python-venv; runs the Python
+# SDK's and policies' unit tests natively first): tests/conformance.rs compares them with
+# the Rust ones, tests/scaffold.rs builds a new Python project with them.
+bash scripts/build-python-policies.sh --test
 cargo test --workspace --all-targets
 cargo test --manifest-path policies/Cargo.toml

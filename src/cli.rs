@@ -109,6 +109,37 @@ pub enum Command {
     ///   portcullis approvals --config portcullis.toml reject apr_... --by alice@example.com --note "not this month"
     #[command(verbatim_doc_comment)]
     Approvals(ApprovalsArgs),
+    /// Start a policy project that builds to a component and passes its own test.
+    ///
+    /// Creates NAME/ with the policy (agents may read, their other methods are denied), a
+    /// portcullis.toml that routes every request to it, and tests/ with recorded traffic and
+    /// the expected decisions. Then, inside it: `portcullis build` and
+    /// `portcullis test tests/`.
+    ///
+    /// Rust needs the wasm32-wasip2 target (`rustup target add wasm32-wasip2`); Python needs
+    /// componentize-py (scripts/build-python-policies.sh installs it into
+    /// target/python-venv of this repository, where `portcullis build` finds it).
+    ///
+    /// Examples:
+    ///
+    ///   portcullis new --lang rust invoice-guard
+    ///
+    ///   portcullis new --lang python --sdk /src/portcullis/guest-sdk invoice-guard
+    #[command(verbatim_doc_comment)]
+    New(NewArgs),
+    /// Build a policy project (Rust or Python) into a component: DIR/target/NAME.wasm.
+    ///
+    /// The kind is read from the project: Cargo.toml (cargo, wasm32-wasip2) or
+    /// pyproject.toml (componentize-py). When a toolchain is missing the error says what to
+    /// install. The component is written next to its final name and renamed into place.
+    ///
+    /// Examples:
+    ///
+    ///   portcullis build
+    ///
+    ///   portcullis build policies/python/agent-guard --out /tmp/agent-guard.wasm
+    #[command(verbatim_doc_comment)]
+    Build(BuildArgs),
 }
 
 /// Arguments of `serve`.
@@ -252,6 +283,47 @@ pub enum ReplayFormat {
     Jsonl,
     /// JUnit XML: a suite per file, a case per entry.
     Junit,
+}
+
+/// Arguments of `new`.
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The project's (and the policy's) name: lower-case letters, digits and `-`.
+    pub name: String,
+    /// The language of the policy.
+    #[arg(long, value_enum, default_value_t = Lang::Rust)]
+    pub lang: Lang,
+    /// The folder that holds `rust/` and `python/` of the guest SDKs (default: this
+    /// repository's guest-sdk/, or PORTCULLIS_SDK).
+    #[arg(long, env = "PORTCULLIS_SDK")]
+    pub sdk: Option<PathBuf>,
+    /// Where to create the project (default: ./NAME).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+/// Languages `new` scaffolds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Lang {
+    /// Rust with the portcullis-guest crate.
+    Rust,
+    /// Python with componentize-py.
+    Python,
+}
+
+/// Arguments of `build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The project folder (with Cargo.toml or pyproject.toml).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Where to write the component (default: DIR/target/NAME.wasm).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The guest SDK folder, for Python projects (default: this repository's guest-sdk/,
+    /// or PORTCULLIS_SDK).
+    #[arg(long, env = "PORTCULLIS_SDK")]
+    pub sdk: Option<PathBuf>,
 }
 
 /// Arguments of `test`.

@@ -30,6 +30,8 @@ fn main() -> ExitCode {
         cli::Command::Test(args) => cmd::test::run(&args),
         cli::Command::Serve(args) => cmd::serve::run(&args),
         cli::Command::Approvals(args) => cmd::approvals::run(&args),
+        cli::Command::New(args) => cmd::new::run(&args),
+        cli::Command::Build(args) => cmd::build::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -216,7 +216,11 @@ fn check(case: &Case, body: &[u8], parsed: Option<&Value>) {
     if case.content_length && applied.body_changed {
         assert_eq!(request.header("content-length"), Some(out.len().to_string().as_str()));
     }
-    if pointers.is_empty() || body.is_empty() {
+    // A body of only whitespace carries no field: by design it is treated as empty, unless
+    // it was truncated (then the rest is unknown, and the truncation check below refuses).
+    // (An empty body is no body at all here, truncated or not.)
+    let blank = body.is_empty() || (body.iter().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) && !case.truncated);
+    if pointers.is_empty() || blank {
         assert!(!applied.body_changed);
         return;
     }

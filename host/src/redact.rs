@@ -349,7 +349,9 @@ impl<'r> Plan<'r> {
     /// Errors when there are JSON redactions and the body is not JSON.
     pub(crate) fn body(&self, body: Option<BodyView<'_>>, tally: &mut Tally) -> Result<Option<Vec<u8>>, RedactError> {
         let Some(root) = &self.json else { return Ok(None) };
-        let Some(body) = body.filter(|b| !b.bytes.iter().all(|c| is_ws(*c))) else {
+        // Only whitespace carries no field; but a truncated body's rest is unknown, so it
+        // goes on to the truncation check below (found by fuzz/fuzz_targets/redact.rs).
+        let Some(body) = body.filter(|b| b.truncated || !b.bytes.iter().all(|c| is_ws(*c))) else {
             tally.no_body = true;
             return Ok(None);
         };
@@ -1516,6 +1518,14 @@ mod tests {
 
         let mut response = json_response(r#"{"a": 1}"#);
         response.body.as_mut().unwrap().truncated = true;
+        let err = apply_to_response(&mut response, &[remove(ptr("/a"))]).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+
+        // Found by fuzz/fuzz_targets/redact.rs: a truncated body that so far is only
+        // whitespace was taken for an empty one, though its unseen rest could hold the field.
+        let mut response = json_response("{}");
+        let body = response.body.as_mut().unwrap();
+        (body.bytes, body.truncated) = (b" \n\t ".to_vec(), true);
         let err = apply_to_response(&mut response, &[remove(ptr("/a"))]).unwrap_err();
         assert!(err.to_string().contains("truncated"), "{err}");
 

@@ -1,8 +1,10 @@
 //! One module per subcommand.
 
 pub mod approvals;
+pub mod build;
 pub mod eval;
 pub mod inspect;
+pub mod new;
 pub mod replay;
 pub mod serve;
 pub mod test;

@@ -1,0 +1,127 @@
+//! `portcullis build`: any policy project to a component, calling the language's own
+//! toolchain (cargo for Rust, componentize-py for Python) and naming what to install when
+//! it is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use crate::cli::BuildArgs;
+
+const TRIPLE: &str = "wasm32-wasip2";
+
+pub fn run(args: &BuildArgs) -> Result<ExitCode> {
+    let dir = &args.dir;
+    let started = Instant::now();
+    let (name, out) = if dir.join("Cargo.toml").is_file() {
+        let name = project_name(&dir.join("Cargo.toml"), "package")?;
+        let out = args.out.clone().unwrap_or_else(|| dir.join("target").join(format!("{name}.wasm")));
+        build_rust(dir, &name, &out)?;
+        (name, out)
+    } else if dir.join("pyproject.toml").is_file() {
+        let name = project_name(&dir.join("pyproject.toml"), "project")?;
+        let out = args.out.clone().unwrap_or_else(|| dir.join("target").join(format!("{name}.wasm")));
+        build_python(dir, &out, args.sdk.as_deref())?;
+        (name, out)
+    } else {
+        bail!(
+            "{} has neither Cargo.toml (Rust) nor pyproject.toml (Python); `portcullis new --lang rust|python NAME` starts one",
+            dir.display()
+        );
+    };
+    let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+    println!("built `{name}`: {} ({size} bytes, {:.1} s)", out.display(), started.elapsed().as_secs_f64());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `[package] name` or `[project] name`.
+fn project_name(manifest: &Path, table: &str) -> Result<String> {
+    let text = std::fs::read_to_string(manifest).with_context(|| format!("reading {}", manifest.display()))?;
+    let doc: toml::Table = toml::from_str(&text).with_context(|| format!("{} is not valid TOML", manifest.display()))?;
+    doc.get(table)
+        .and_then(|t| t.get("name"))
+        .and_then(|n| n.as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("{} has no `[{table}] name`", manifest.display()))
+}
+
+fn build_rust(dir: &Path, name: &str, out: &Path) -> Result<()> {
+    if let Ok(installed) = Command::new("rustup").args(["target", "list", "--installed"]).output() {
+        if installed.status.success() && !String::from_utf8_lossy(&installed.stdout).lines().any(|l| l.trim() == TRIPLE) {
+            bail!("the Rust target {TRIPLE} is not installed; run `rustup target add {TRIPLE}`");
+        }
+    }
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| dir.join("target"));
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--target", TRIPLE, "--manifest-path"])
+        .arg(dir.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .status()
+        .map_err(|e| missing(e, "cargo", "install Rust with rustup (https://rustup.rs)"))?;
+    if !status.success() {
+        bail!("cargo build failed for {} (its errors are above)", dir.display());
+    }
+    let artifact = target_dir.join(TRIPLE).join("release").join(format!("{}.wasm", name.replace('-', "_")));
+    if !artifact.is_file() {
+        bail!("cargo built no component at {}; is `crate-type` \"cdylib\" in [lib]?", artifact.display());
+    }
+    place(&artifact, out)
+}
+
+fn build_python(dir: &Path, out: &Path, sdk: Option<&Path>) -> Result<()> {
+    let sdk = super::new::sdk_dir(sdk)?;
+    let repo_venv = sdk.parent().map(|repo| repo.join("target/python-venv/bin"));
+    // componentize-py: COMPONENTIZE_PY, else on PATH, else the repository's venv that
+    // scripts/build-python-policies.sh fills.
+    let (componentize_py, python) = match std::env::var_os("COMPONENTIZE_PY") {
+        Some(command) => (PathBuf::from(command), PathBuf::from("python3")),
+        None if Command::new("componentize-py").arg("--version").output().is_ok() => {
+            (PathBuf::from("componentize-py"), PathBuf::from("python3"))
+        }
+        None => match repo_venv.filter(|bin| bin.join("componentize-py").is_file()) {
+            Some(bin) => (bin.join("componentize-py"), bin.join("python3")),
+            None => bail!(
+                "componentize-py is not installed; run scripts/build-python-policies.sh once (it installs the pinned \
+                 version into target/python-venv), or `pip install componentize-py==0.25.1`, or set COMPONENTIZE_PY"
+            ),
+        },
+    };
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let status = Command::new(&python)
+        .arg(sdk.join("python/portcullis_build.py"))
+        .arg("--componentize-py")
+        .arg(&componentize_py)
+        .arg("build")
+        .arg(dir)
+        .arg(out)
+        .status()
+        .map_err(|e| missing(e, &python.display().to_string(), "install python3 (3.11 or newer)"))?;
+    if !status.success() {
+        bail!("componentize-py failed for {} (its errors are above)", dir.display());
+    }
+    Ok(())
+}
+
+/// Copies `from` next to `to` and renames it into place: a server watching `to` never
+/// loads a half-written component.
+fn place(from: &Path, to: &Path) -> Result<()> {
+    let parent = to.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let tmp = parent.join(format!(".{}.{}", to.file_name().and_then(|n| n.to_str()).unwrap_or("policy.wasm"), std::process::id()));
+    std::fs::copy(from, &tmp).with_context(|| format!("copying {} to {}", from.display(), tmp.display()))?;
+    std::fs::rename(&tmp, to).with_context(|| format!("renaming into {}", to.display()))?;
+    Ok(())
+}
+
+fn missing(err: std::io::Error, tool: &str, fix: &str) -> anyhow::Error {
+    if err.kind() == std::io::ErrorKind::NotFound {
+        anyhow!("`{tool}` was not found; {fix}")
+    } else {
+        anyhow!("running `{tool}`: {err}")
+    }
+}

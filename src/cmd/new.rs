@@ -1,0 +1,115 @@
+//! `portcullis new`: a policy project that builds to a component and passes its own test.
+//!
+//! The files are templates under `templates/new/` compiled into the binary, so the command
+//! works wherever the binary is copied. `{{name}}`, `{{type}}`, `{{module}}`, `{{sdk}}` and
+//! `{{lang}}` are filled in. Nothing is overwritten: an existing, non-empty folder is an
+//! error.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+
+use crate::cli::{Lang, NewArgs};
+
+/// Files every project gets, whatever the language.
+const COMMON: &[(&str, &str)] = &[
+    ("portcullis.toml", include_str!("../../templates/new/common/portcullis.toml")),
+    ("tests/policy.toml", include_str!("../../templates/new/common/tests/policy.toml")),
+    ("tests/traffic.jsonl", include_str!("../../templates/new/common/tests/traffic.jsonl")),
+    ("README.md", include_str!("../../templates/new/common/README.md")),
+    (".gitignore", include_str!("../../templates/new/common/gitignore")),
+];
+
+const RUST: &[(&str, &str)] = &[
+    ("Cargo.toml", include_str!("../../templates/new/rust/Cargo.toml")),
+    ("src/lib.rs", include_str!("../../templates/new/rust/src/lib.rs")),
+];
+
+const PYTHON: &[(&str, &str)] = &[
+    ("pyproject.toml", include_str!("../../templates/new/python/pyproject.toml")),
+    ("{{module}}.py", include_str!("../../templates/new/python/policy.py")),
+];
+
+pub fn run(args: &NewArgs) -> Result<ExitCode> {
+    check_name(&args.name)?;
+    let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from(&args.name));
+    if dir.exists() && fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
+        bail!("{} already exists and is not empty; choose another NAME or --dir", dir.display());
+    }
+    let sdk = sdk_dir(args.sdk.as_deref())?;
+    let (lang, files) = match args.lang {
+        Lang::Rust => ("Rust", RUST),
+        Lang::Python => ("Python", PYTHON),
+    };
+    let module = args.name.replace('-', "_");
+    let fill = |text: &str| {
+        text.replace("{{name}}", &args.name)
+            .replace("{{type}}", &camel_case(&args.name))
+            .replace("{{module}}", &module)
+            .replace("{{sdk}}", &sdk.display().to_string())
+            .replace("{{lang}}", lang)
+    };
+    for (path, text) in COMMON.iter().chain(files) {
+        let path = dir.join(fill(path));
+        fs::create_dir_all(path.parent().unwrap_or(&dir)).with_context(|| format!("creating {}", dir.display()))?;
+        fs::write(&path, fill(text)).with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!("created {} ({lang} policy `{}`)", dir.display(), args.name);
+    println!("next:\n  cd {}\n  portcullis build\n  portcullis test tests/", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The guest SDK folder: `--sdk`/`PORTCULLIS_SDK`, else the one of the repository this
+/// binary was built from. Made absolute, since the project refers to it from elsewhere.
+pub fn sdk_dir(given: Option<&Path>) -> Result<PathBuf> {
+    let dir = match given {
+        Some(dir) => dir.to_path_buf(),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("guest-sdk"),
+    };
+    if !dir.join("rust/Cargo.toml").is_file() || !dir.join("python/portcullis_build.py").is_file() {
+        bail!(
+            "{} is not the Portcullis guest SDK folder (it needs rust/Cargo.toml and python/portcullis_build.py); \
+             pass --sdk PATH/TO/portcullis/guest-sdk or set PORTCULLIS_SDK",
+            dir.display()
+        );
+    }
+    dir.canonicalize().with_context(|| format!("resolving {}", dir.display()))
+}
+
+/// Policy names are also crate, module and component names.
+fn check_name(name: &str) -> Result<()> {
+    let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.ends_with('-')
+        && !name.contains("--");
+    if !valid {
+        bail!("`{name}` is not a policy name: use lower-case letters, digits and single `-`, starting with a letter (e.g. `invoice-guard`)");
+    }
+    Ok(())
+}
+
+/// `invoice-guard` → `InvoiceGuard`, the policy's type name.
+fn camel_case(name: &str) -> String {
+    name.split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(camel_case("invoice-guard2"), "InvoiceGuard2");
+        for bad in ["", "Guard", "2fa", "a_b", "a-", "a--b", "a b"] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+        check_name("invoice-guard2").unwrap();
+    }
+}

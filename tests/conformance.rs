@@ -1,0 +1,134 @@
+//! Cross-language conformance: the Rust and Python versions of `agent-guard` and
+//! `pii-redact` give identical verdicts (decision, code, reason, redacted fields, the
+//! deciding policy) over every entry of ../shared/traffic/ and every example request, for
+//! six kinds of caller, in both phases.
+//!
+//! The Python components are built by `scripts/build-python-policies.sh` (which the test
+//! command runs first; it installs componentize-py).
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::component;
+use portcullis_host::adapters::traffic::read_traffic;
+use portcullis_host::{DecisionKind, Exchange, PolicySet, PolicySpec, Principal, PrincipalKind, RouteSpec, Source};
+use serde_json::{Value, json};
+
+/// A Python policy's component, as scripts/build-python-policies.sh names it.
+fn python_component(name: &str) -> PathBuf {
+    let path = common::root().join("target/policies").join(format!("python-{name}.wasm"));
+    assert!(path.exists(), "{} is missing: run scripts/build-python-policies.sh", path.display());
+    path
+}
+
+/// One policy on a route that covers every request.
+fn single(name: &str, module: PathBuf, settings: &Value) -> PolicySet {
+    let engine = common::engine();
+    let mut spec = PolicySpec::new(name, Source::File(module));
+    spec.settings = settings.clone();
+    // Generous: the test build of the host is unoptimised, and CPython's start-up in a fresh
+    // instance is far slower there than in a release build (docs/writing-policies-python.md).
+    spec.limits.timeout_ms = 10_000;
+    spec.limits.memory_mb = 64;
+    PolicySet::builder(&engine)
+        .policy(spec)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .route(RouteSpec { name: "all".into(), policies: vec![name.into()], ..RouteSpec::default() })
+        .build()
+        .unwrap()
+}
+
+fn principal(kind: PrincipalKind, id: &str, on_behalf_of: Option<&str>) -> Principal {
+    Principal {
+        kind,
+        id: id.into(),
+        scopes: vec!["pets:read".into()],
+        on_behalf_of: on_behalf_of.map(Into::into),
+        ..Principal::default()
+    }
+}
+
+/// Every exchange of the shared captures and the example requests.
+fn exchanges() -> Vec<Exchange> {
+    let mut all = Vec::new();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(common::traffic_dir()).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "har")).collect();
+    files.sort();
+    for file in files {
+        read_traffic(&file, |item| all.push(item.result.unwrap_or_else(|e| panic!("{e}")))).unwrap();
+    }
+    let mut examples: Vec<PathBuf> =
+        std::fs::read_dir(common::root().join("examples/requests")).unwrap().map(|e| e.unwrap().path()).collect();
+    examples.sort();
+    for file in examples {
+        all.push(serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap());
+    }
+    all
+}
+
+fn conform(name: &str, settings: Value) -> Vec<DecisionKind> {
+    common::policies_dir();
+    let rust = single(name, component(name), &settings);
+    let python = single(name, python_component(name), &settings);
+    let callers = [
+        Principal::default(),
+        principal(PrincipalKind::User, "alice", None),
+        principal(PrincipalKind::Service, "billing", None),
+        principal(PrincipalKind::Agent, "support-bot", Some("alice")),
+        principal(PrincipalKind::Agent, "lonely-bot", None),
+        principal(PrincipalKind::Agent, "copilot", Some("bob")),
+    ];
+    let mut seen = Vec::new();
+    let mut python_us = Vec::new();
+    let exchanges = exchanges();
+    assert!(exchanges.len() > 50, "only {} exchanges", exchanges.len());
+    for exchange in &exchanges {
+        let recorded = exchange.request.principal.clone();
+        for caller in callers.iter().chain([&recorded]) {
+            let mut request = exchange.request.clone();
+            request.principal = caller.clone();
+            let at = format!("{} {} as {:?} {}", request.method, request.path, caller.kind, caller.id);
+            let (a, b) = (rust.evaluate_request(&request), python.evaluate_request(&request));
+            python_us.push(b.elapsed_us);
+            assert!(a.policies.iter().all(|p| p.fault.is_none()), "{at}: rust faulted: {a:?}");
+            assert_eq!((&a.decision, &a.decided_by), (&b.decision, &b.decided_by), "{name}, request phase, {at}");
+            let labels = |v: &portcullis_host::Verdict| v.policies.iter().map(|p| p.labels.clone()).collect::<Vec<_>>();
+            assert_eq!(labels(&a), labels(&b), "{name}, request phase labels, {at}");
+            seen.push(a.kind());
+            if let Some(response) = &exchange.response {
+                let (a, b) = (rust.evaluate_response(&request, response), python.evaluate_response(&request, response));
+                assert!(a.policies.iter().all(|p| p.fault.is_none()), "{at}: rust faulted: {a:?}");
+                assert_eq!((&a.decision, &a.decided_by), (&b.decision, &b.decided_by), "{name}, response phase, {at}");
+                seen.push(a.kind());
+            }
+        }
+    }
+    python_us.sort_unstable();
+    eprintln!("{name}: {} request-phase calls, python p50 {} us", python_us.len(), python_us[python_us.len() / 2]);
+    seen
+}
+
+#[test]
+fn agent_guard_is_the_same_in_rust_and_python() {
+    let seen = conform("agent-guard", json!({"approver_group": "api-owners", "ttl_seconds": 600}));
+    for kind in [DecisionKind::Allow, DecisionKind::Deny, DecisionKind::RequireApproval] {
+        assert!(seen.contains(&kind), "no {kind:?} among {} verdicts: the comparison proves too little", seen.len());
+    }
+}
+
+#[test]
+fn pii_redact_is_the_same_in_rust_and_python() {
+    let seen = conform(
+        "pii-redact",
+        json!({
+            "fields": ["/author/firstname", "/author/lastname", "/*/name", "/*/photoUrls", "/email", "/phone", "/customers/*/email"],
+            "mask": "[redacted]",
+            "third_party_hosts": ["*.partner.example", "petstore.swagger.io"],
+            "headers": ["x-internal-user", "user-agent"],
+        }),
+    );
+    for kind in [DecisionKind::Allow, DecisionKind::Redact] {
+        assert!(seen.contains(&kind), "no {kind:?} among {} verdicts: the comparison proves too little", seen.len());
+    }
+}

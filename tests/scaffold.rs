@@ -1,0 +1,74 @@
+//! `portcullis new` and `portcullis build`: a new project of each language builds to a
+//! component and passes its own test; a change to the policy makes that test fail.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::TempDir;
+
+fn portcullis(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(args)
+        .current_dir(dir)
+        // Rust projects share the repository's target folder, so the SDK and its
+        // dependencies (built the same way by scripts/build-policies.sh) are reused.
+        .env("CARGO_TARGET_DIR", common::root().join("target"))
+        .output()
+        .expect("run portcullis")
+}
+
+fn ok(output: Output, what: &str) -> String {
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{what} failed:\n{text}");
+    text
+}
+
+/// Scaffolds `name`, builds it, runs its test; then breaks the rule with `edit` (in
+/// `file`), rebuilds, and expects the test to fail on the write case.
+fn round_trip(lang: &str, name: &str, file: &str, edit: (&str, &str)) {
+    common::policies_dir();
+    let tmp = TempDir::new(&format!("new-{lang}"));
+    ok(portcullis(tmp.path(), &["new", "--lang", lang, name]), "new");
+    let project = tmp.path().join(name);
+    for file in ["portcullis.toml", "tests/policy.toml", "tests/traffic.jsonl", "README.md", file] {
+        assert!(project.join(file).is_file(), "{file} was not created");
+    }
+    let again = portcullis(tmp.path(), &["new", "--lang", lang, name]);
+    assert!(!again.status.success(), "new overwrote an existing project");
+
+    let built = ok(portcullis(&project, &["build"]), "build");
+    assert!(built.contains(&format!("target/{name}.wasm")), "{built}");
+    let tested = ok(portcullis(&project, &["test", "tests/"]), "test");
+    assert!(tested.contains("3 passed, 0 failed"), "{tested}");
+
+    let path = project.join(file);
+    let source = std::fs::read_to_string(&path).unwrap();
+    assert!(source.contains(edit.0), "{file} has no {:?}", edit.0);
+    std::fs::write(&path, source.replace(edit.0, edit.1)).unwrap();
+    ok(portcullis(&project, &["build"]), "rebuild");
+    let broken = portcullis(&project, &["test", "tests/"]);
+    let text = String::from_utf8_lossy(&broken.stdout);
+    assert!(!broken.status.success() && text.contains("agents may not write"), "the changed policy still passed:\n{text}");
+}
+
+#[test]
+fn a_new_rust_policy_builds_and_passes_its_test() {
+    round_trip("rust", "note-guard", "src/lib.rs", (r#"["GET", "HEAD", "OPTIONS"]"#, r#"["GET", "HEAD", "OPTIONS", "DELETE"]"#));
+}
+
+#[test]
+fn a_new_python_policy_builds_and_passes_its_test() {
+    round_trip("python", "ticket-guard", "ticket_guard.py", (r#"["GET", "HEAD", "OPTIONS"]"#, r#"["GET", "HEAD", "OPTIONS", "DELETE"]"#));
+}
+
+#[test]
+fn build_says_what_kind_of_project_it_needs() {
+    let tmp = TempDir::new("build-empty");
+    let out = portcullis(tmp.path(), &["build"]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && text.contains("Cargo.toml") && text.contains("pyproject.toml"), "{text}");
+    let out = portcullis(tmp.path(), &["new", "Bad_Name"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not a policy name"));
+}
