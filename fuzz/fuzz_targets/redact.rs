@@ -212,8 +212,13 @@ fn check(case: &Case, body: &[u8], parsed: Option<&Value>) {
         }
     };
     let out = request.body.as_ref().map(|b| b.bytes.as_slice()).unwrap_or_default();
-    assert_eq!(applied.body_changed, out != body, "body_changed does not match the bytes");
-    if case.content_length && applied.body_changed {
+    // Bytes that changed are always reported; a replacement by the very same text (`""`
+    // masked as `""`) is reported as a change too, which only costs a rewrite.
+    assert!(applied.body_changed || out == body, "the body changed but body_changed is false");
+    // Unless a redaction itself removed or replaced `content-length` (the policy's word
+    // on that header stands; the front doors re-frame the body anyway).
+    let framed_by_policy = case.redactions.iter().any(|r| matches!(&r.target, Target::Header(h) if h.eq_ignore_ascii_case("content-length")));
+    if case.content_length && applied.body_changed && !framed_by_policy {
         assert_eq!(request.header("content-length"), Some(out.len().to_string().as_str()));
     }
     // A body of only whitespace carries no field: by design it is treated as empty, unless
@@ -230,11 +235,15 @@ fn check(case: &Case, body: &[u8], parsed: Option<&Value>) {
     // A `content-encoding` is not refused as such (the applier only names it in its
     // error): real gzip or deflate bytes are never JSON text, so they fail below.
     let Some(parsed) = parsed else {
-        // serde_json refuses lone surrogate escapes and nesting past 128, which the
-        // applier accepts by design; anything else it took must be JSON.
+        // serde_json refuses lone surrogate escapes, nesting past 128 and numbers beyond
+        // f64 (`8e7778`, valid JSON text by RFC 8259), which the applier accepts by design;
+        // anything else it took must be JSON.
         let text = std::str::from_utf8(body).expect("a pointer redaction passed a non-UTF-8 body");
+        let out_of_range = serde_json::from_slice::<Value>(body)
+            .err()
+            .is_some_and(|e| e.to_string().contains("number out of range"));
         assert!(
-            text.contains("\\u") || text.matches(['[', '{']).count() > 100,
+            text.contains("\\u") || text.matches(['[', '{']).count() > 100 || out_of_range,
             "a pointer redaction passed a body that is not JSON: {text:?}"
         );
         return;
