@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use common::component;
 use portcullis_host::adapters::traffic::read_traffic;
-use portcullis_host::{DecisionKind, Exchange, PolicySet, PolicySpec, Principal, PrincipalKind, RouteSpec, Source};
+use portcullis_host::{DecisionKind, Exchange, PolicySet, PolicySpec, Principal, PrincipalKind, RouteSpec, Source, Verdict};
 use serde_json::{Value, json};
 
 /// A Python policy's component, as scripts/build-python-policies.sh names it.
@@ -67,6 +67,11 @@ fn exchanges() -> Vec<Exchange> {
     all
 }
 
+/// Each policy's labels, in order.
+fn labels(verdict: &Verdict) -> Vec<Vec<(String, String)>> {
+    verdict.policies.iter().map(|p| p.labels.clone()).collect()
+}
+
 fn conform(name: &str, settings: Value) -> Vec<DecisionKind> {
     common::policies_dir();
     let rust = single(name, component(name), &settings);
@@ -93,13 +98,13 @@ fn conform(name: &str, settings: Value) -> Vec<DecisionKind> {
             python_us.push(b.elapsed_us);
             assert!(a.policies.iter().all(|p| p.fault.is_none()), "{at}: rust faulted: {a:?}");
             assert_eq!((&a.decision, &a.decided_by), (&b.decision, &b.decided_by), "{name}, request phase, {at}");
-            let labels = |v: &portcullis_host::Verdict| v.policies.iter().map(|p| p.labels.clone()).collect::<Vec<_>>();
             assert_eq!(labels(&a), labels(&b), "{name}, request phase labels, {at}");
             seen.push(a.kind());
             if let Some(response) = &exchange.response {
                 let (a, b) = (rust.evaluate_response(&request, response), python.evaluate_response(&request, response));
                 assert!(a.policies.iter().all(|p| p.fault.is_none()), "{at}: rust faulted: {a:?}");
                 assert_eq!((&a.decision, &a.decided_by), (&b.decision, &b.decided_by), "{name}, response phase, {at}");
+                assert_eq!(labels(&a), labels(&b), "{name}, response phase labels, {at}");
                 seen.push(a.kind());
             }
         }

@@ -60,15 +60,13 @@ pub enum ForwardAuthError {
 /// the `Host` header.
 pub fn original_request(headers: &HeaderMap, default_scheme: &str) -> Result<Request<Vec<u8>>, ForwardAuthError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
-    let method = header("x-original-method")
-        .map(|m| (m, "x-original-method"))
-        .or_else(|| header("x-forwarded-method").map(|m| (m, "x-forwarded-method")))
+    // The first of `names` that is present, with the name it came from (for errors).
+    let first_of = |names: [&'static str; 2]| names.into_iter().find_map(|name| header(name).map(|v| (v, name)));
+    let (method, method_header) = first_of(["x-original-method", "x-forwarded-method"])
         .ok_or(ForwardAuthError::Missing { nginx: "X-Original-Method", other: "X-Forwarded-Method" })?;
-    let method = Method::from_bytes(method.0.as_bytes())
-        .map_err(|_| ForwardAuthError::Invalid { header: method.1, reason: "not an HTTP method token" })?;
-    let (uri, uri_header) = header("x-original-uri")
-        .map(|u| (u, "x-original-uri"))
-        .or_else(|| header("x-forwarded-uri").map(|u| (u, "x-forwarded-uri")))
+    let method = Method::from_bytes(method.as_bytes())
+        .map_err(|_| ForwardAuthError::Invalid { header: method_header, reason: "not an HTTP method token" })?;
+    let (uri, uri_header) = first_of(["x-original-uri", "x-forwarded-uri"])
         .ok_or(ForwardAuthError::Missing { nginx: "X-Original-URI", other: "X-Forwarded-Uri" })?;
     if !uri.starts_with('/') {
         return Err(ForwardAuthError::Invalid { header: uri_header, reason: "the original URI must start with `/`" });
@@ -82,12 +80,8 @@ pub fn original_request(headers: &HeaderMap, default_scheme: &str) -> Result<Req
         header: uri_header,
         reason: "not a valid path and query (spaces, controls or `#` in it?)",
     })?;
-    let (host, host_header) = match header("x-forwarded-host") {
-        Some(host) => (Some(host), "x-forwarded-host"),
-        None => (header(HOST.as_str()), "host"),
-    };
-    let authority = host
-        .map(|host| {
+    let authority = first_of(["x-forwarded-host", "host"])
+        .map(|(host, host_header)| {
             let invalid = |reason| ForwardAuthError::Invalid { header: host_header, reason };
             if host.contains('@') {
                 return Err(invalid("a host may not carry userinfo (`@`)"));
