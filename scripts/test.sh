@@ -1,25 +1,32 @@
 #!/usr/bin/env bash
 # Runs every test: the host and CLI (with real components built from policies/, real servers
 # on loopback: the proxy, nginx), and the guest SDK's and reference policies' own unit tests.
-# Installs what is missing first (the wasm32-wasip2 target via build-policies.sh, nginx).
+# Installs what is missing first (the wasm32-wasip2 target via build-policies.sh, nginx,
+# componentize-py and componentize-js into target/).
 # This is the command the README and CI (.ci/run) use.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
-# nginx for the forward-auth end-to-end test (tests/nginx.rs), from the system's packages.
-if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
-    echo "==> installing nginx (for tests/nginx.rs)" >&2
-    sudo=""
-    [[ "$(id -u)" == 0 ]] || sudo="sudo"
-    if command -v apt-get >/dev/null; then
-        $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nginx-light
-    else
-        echo "nginx is missing and this is not a Debian-like system: install nginx, then run this again" >&2
+# Installs Debian packages when PROGRAM is missing: `need PROGRAM WHY PACKAGE...`.
+need() {
+    local program="$1" why="$2"
+    shift 2
+    if command -v "$program" >/dev/null || [[ -x "/usr/sbin/$program" ]]; then
+        return
+    fi
+    echo "==> installing $* ($why)" >&2
+    if ! command -v apt-get >/dev/null; then
+        echo "$program is missing and this is not a Debian-like system: install it ($why), then run this again" >&2
         exit 1
     fi
-fi
+    local sudo=""
+    [[ "$(id -u)" == 0 ]] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@"
+}
+need nginx "for tests/nginx.rs" nginx-light
+need node "for componentize-js, the JavaScript policies' build" nodejs npm
 
 # Builds the components once; the tests reuse them (and would build them themselves).
 bash scripts/build-policies.sh
@@ -27,5 +34,10 @@ bash scripts/build-policies.sh
 # SDK's and policies' unit tests natively first): tests/conformance.rs compares them with
 # the Rust ones, tests/scaffold.rs builds a new Python project with them.
 bash scripts/build-python-policies.sh --test
+# The JavaScript policies (installs componentize-js into target/js-tools with npm; runs the
+# JS SDK's and policies' node tests first): compared with the Rust ones in
+# tests/conformance.rs, and the scaffold for `portcullis new --lang js` in tests/scaffold.rs.
+bash scripts/build-js-policies.sh --test
+bash scripts/install-mcp.sh >/dev/null  # the MCP Python SDK (target/mcp-venv) for tests/mcp.rs
 cargo test --workspace --all-targets
 cargo test --manifest-path policies/Cargo.toml

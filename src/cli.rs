@@ -140,6 +140,31 @@ pub enum Command {
     ///   portcullis build policies/python/agent-guard --out /tmp/agent-guard.wasm
     #[command(verbatim_doc_comment)]
     Build(BuildArgs),
+    /// Measure your policies on your own traffic: p50/p99 per policy and phase, and
+    /// decisions per second through the whole gate, on one core.
+    ///
+    /// Reads every entry of the traffic files (HAR or JSONL, as `replay` does) into memory,
+    /// establishes each entry's principal the same way (recorded credentials, or --as),
+    /// evaluates every entry once to warm up, then ROUNDS times:
+    ///
+    ///   - the whole gate (route, every policy of both phases in fresh instances, combining,
+    ///     redaction) per entry: its p50, p99 and decisions per second;
+    ///   - each policy on the entry's route alone, per phase (the response phase on every
+    ///     recorded response): its p50 and p99.
+    ///
+    /// Also reports how long loading the config took (compile cache included). Timings
+    /// depend on the machine and its load: compare runs made on the same machine, close
+    /// together. Policies' decisions are not shown here; use `replay` for those.
+    ///
+    /// Examples:
+    ///
+    ///   portcullis bench --config policy-tests/portcullis.toml ../shared/traffic/*.har
+    ///
+    ///   portcullis bench --config portcullis.toml --as agent:support-bot --on-behalf-of alice --scope invoices:read capture.har
+    ///
+    ///   portcullis bench --config portcullis.toml --rounds 50 --format json traffic/*.jsonl > bench.json
+    #[command(verbatim_doc_comment)]
+    Bench(BenchArgs),
 }
 
 /// Arguments of `serve`.
@@ -225,14 +250,47 @@ pub struct EvalArgs {
     pub format: Format,
 }
 
+/// Arguments of `bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The policy set (portcullis.toml) to measure.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Recorded traffic: HAR 1.2/1.3 files (.har) or exchanges, one per line (.jsonl); see
+    /// docs/traffic-formats.md. Every entry is held in memory.
+    #[arg(required = true, value_name = "TRAFFIC")]
+    pub traffic: Vec<PathBuf>,
+    /// How many times every entry is evaluated (after one warm-up round).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: u32,
+    /// Output format: a table for people, or one JSON document.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Evaluate every entry as this principal instead of its recorded credentials:
+    /// KIND:ID with KIND one of user, service, agent, anonymous.
+    #[arg(long = "as", value_name = "KIND:ID")]
+    pub as_principal: Option<String>,
+    /// With --as: the user the principal acts for.
+    #[arg(long, value_name = "USER")]
+    pub on_behalf_of: Option<String>,
+    /// With --as: a scope the principal holds (repeatable).
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub scopes: Vec<String>,
+    /// When recorded tokens are checked for expiry: `recorded` (each entry's recorded time,
+    /// the default), `now`, or seconds since the Unix epoch.
+    #[arg(long, value_name = "recorded|now|SECONDS")]
+    pub at: Option<String>,
+}
+
 /// Arguments of `replay`.
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
     /// The policy set (portcullis.toml) to evaluate with.
     #[arg(long)]
     pub config: PathBuf,
-    /// Recorded traffic: HAR 1.2/1.3 files (.har) or exchanges, one per line (.jsonl); see
-    /// docs/traffic-formats.md.
+    /// Recorded traffic: HAR 1.2/1.3 files (.har), exchanges one per line (.jsonl), or
+    /// recorded MCP sessions (.jsonl whose first line is a JSON-RPC message: tool calls
+    /// paired with their results; docs/mcp.md); see docs/traffic-formats.md.
     #[arg(required = true, value_name = "TRAFFIC")]
     pub traffic: Vec<PathBuf>,
     /// Output format: a summary table for people, or JSON, JSON Lines (one entry a line,

@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         cli::Command::Approvals(args) => cmd::approvals::run(&args),
         cli::Command::New(args) => cmd::new::run(&args),
         cli::Command::Build(args) => cmd::build::run(&args),
+        cli::Command::Bench(args) => cmd::bench::run(&args),
     };
     match result {
         Ok(code) => code,

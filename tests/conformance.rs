@@ -1,10 +1,11 @@
-//! Cross-language conformance: the Rust and Python versions of `agent-guard` and
-//! `pii-redact` give identical verdicts (decision, code, reason, redacted fields, the
-//! deciding policy) over every entry of ../shared/traffic/ and every example request, for
-//! six kinds of caller, in both phases.
+//! Cross-language conformance: the Rust, Python and JavaScript versions of `agent-guard`
+//! and `pii-redact` give identical verdicts (decision, code, reason, redacted fields, the
+//! deciding policy, labels) over every entry of ../shared/traffic/ and every example
+//! request, for seven callers, in both phases.
 //!
-//! The Python components are built by `scripts/build-python-policies.sh` (which the test
-//! command runs first; it installs componentize-py).
+//! The Python and JavaScript components are built by `scripts/build-python-policies.sh`
+//! and `scripts/build-js-policies.sh` (which the test command runs first; they install
+//! componentize-py and componentize-js).
 
 mod common;
 
@@ -15,11 +16,25 @@ use portcullis_host::adapters::traffic::read_traffic;
 use portcullis_host::{DecisionKind, Exchange, PolicySet, PolicySpec, Principal, PrincipalKind, RouteSpec, Source, Verdict};
 use serde_json::{Value, json};
 
-/// A Python policy's component, as scripts/build-python-policies.sh names it.
-fn python_component(name: &str) -> PathBuf {
-    let path = common::root().join("target/policies").join(format!("python-{name}.wasm"));
-    assert!(path.exists(), "{} is missing: run scripts/build-python-policies.sh", path.display());
-    path
+/// A guest language other than Rust, with the component prefix and build script its
+/// policies have.
+#[derive(Debug, Clone, Copy)]
+enum Lang {
+    Python,
+    Js,
+}
+
+impl Lang {
+    /// The component as the language's build script names it (`target/policies/LANG-NAME.wasm`).
+    fn component(self, name: &str) -> PathBuf {
+        let (prefix, script) = match self {
+            Lang::Python => ("python", "build-python-policies.sh"),
+            Lang::Js => ("js", "build-js-policies.sh"),
+        };
+        let path = common::root().join("target/policies").join(format!("{prefix}-{name}.wasm"));
+        assert!(path.exists(), "{} is missing: run scripts/{script}", path.display());
+        path
+    }
 }
 
 /// One policy on a route that covers every request.
@@ -27,8 +42,9 @@ fn single(name: &str, module: PathBuf, settings: &Value) -> PolicySet {
     let engine = common::engine();
     let mut spec = PolicySpec::new(name, Source::File(module));
     spec.settings = settings.clone();
-    // Generous: the test build of the host is unoptimised, and CPython's start-up in a fresh
-    // instance is far slower there than in a release build (docs/writing-policies-python.md).
+    // Generous: the test build of the host is unoptimised, and CPython's or the JS engine's
+    // start-up in a fresh instance is far slower there than in a release build
+    // (docs/writing-policies-python.md).
     spec.limits.timeout_ms = 10_000;
     spec.limits.memory_mb = 64;
     PolicySet::builder(&engine)
@@ -72,10 +88,12 @@ fn labels(verdict: &Verdict) -> Vec<Vec<(String, String)>> {
     verdict.policies.iter().map(|p| p.labels.clone()).collect()
 }
 
-fn conform(name: &str, settings: Value) -> Vec<DecisionKind> {
+/// Compares `name` in `lang` with the Rust original over every exchange and caller; returns
+/// the decisions seen, so a test can check the comparison covered what it should.
+fn conform(lang: Lang, name: &str, settings: Value) -> Vec<DecisionKind> {
     common::policies_dir();
     let rust = single(name, component(name), &settings);
-    let python = single(name, python_component(name), &settings);
+    let other = single(name, lang.component(name), &settings);
     let callers = [
         Principal::default(),
         principal(PrincipalKind::User, "alice", None),
@@ -85,7 +103,7 @@ fn conform(name: &str, settings: Value) -> Vec<DecisionKind> {
         principal(PrincipalKind::Agent, "copilot", Some("bob")),
     ];
     let mut seen = Vec::new();
-    let mut python_us = Vec::new();
+    let mut other_us = Vec::new();
     let exchanges = exchanges();
     assert!(exchanges.len() > 50, "only {} exchanges", exchanges.len());
     for exchange in &exchanges {
@@ -94,46 +112,66 @@ fn conform(name: &str, settings: Value) -> Vec<DecisionKind> {
             let mut request = exchange.request.clone();
             request.principal = caller.clone();
             let at = format!("{} {} as {:?} {}", request.method, request.path, caller.kind, caller.id);
-            let (a, b) = (rust.evaluate_request(&request), python.evaluate_request(&request));
-            python_us.push(b.elapsed_us);
+            let (a, b) = (rust.evaluate_request(&request), other.evaluate_request(&request));
+            other_us.push(b.elapsed_us);
             assert!(a.policies.iter().all(|p| p.fault.is_none()), "{at}: rust faulted: {a:?}");
-            assert_eq!((&a.decision, &a.decided_by), (&b.decision, &b.decided_by), "{name}, request phase, {at}");
-            assert_eq!(labels(&a), labels(&b), "{name}, request phase labels, {at}");
+            assert_eq!((&a.decision, &a.decided_by), (&b.decision, &b.decided_by), "{lang:?} {name}, request phase, {at}");
+            assert_eq!(labels(&a), labels(&b), "{lang:?} {name}, request phase labels, {at}");
             seen.push(a.kind());
             if let Some(response) = &exchange.response {
-                let (a, b) = (rust.evaluate_response(&request, response), python.evaluate_response(&request, response));
+                let (a, b) = (rust.evaluate_response(&request, response), other.evaluate_response(&request, response));
                 assert!(a.policies.iter().all(|p| p.fault.is_none()), "{at}: rust faulted: {a:?}");
-                assert_eq!((&a.decision, &a.decided_by), (&b.decision, &b.decided_by), "{name}, response phase, {at}");
-                assert_eq!(labels(&a), labels(&b), "{name}, response phase labels, {at}");
+                assert_eq!((&a.decision, &a.decided_by), (&b.decision, &b.decided_by), "{lang:?} {name}, response phase, {at}");
+                assert_eq!(labels(&a), labels(&b), "{lang:?} {name}, response phase labels, {at}");
                 seen.push(a.kind());
             }
         }
     }
-    python_us.sort_unstable();
-    eprintln!("{name}: {} request-phase calls, python p50 {} us", python_us.len(), python_us[python_us.len() / 2]);
+    other_us.sort_unstable();
+    eprintln!("{lang:?} {name}: {} request-phase calls, p50 {} us", other_us.len(), other_us[other_us.len() / 2]);
     seen
+}
+
+fn agent_guard_settings() -> Value {
+    json!({"approver_group": "api-owners", "ttl_seconds": 600})
+}
+
+fn pii_redact_settings() -> Value {
+    json!({
+        "fields": ["/author/firstname", "/author/lastname", "/*/name", "/*/photoUrls", "/email", "/phone", "/customers/*/email"],
+        "mask": "[redacted]",
+        "third_party_hosts": ["*.partner.example", "petstore.swagger.io"],
+        "headers": ["x-internal-user", "user-agent"],
+    })
+}
+
+/// Fails unless the comparison met every kind of decision it is meant to compare.
+fn assert_saw(seen: &[DecisionKind], kinds: &[DecisionKind]) {
+    for kind in kinds {
+        assert!(seen.contains(kind), "no {kind:?} among {} verdicts: the comparison proves too little", seen.len());
+    }
 }
 
 #[test]
 fn agent_guard_is_the_same_in_rust_and_python() {
-    let seen = conform("agent-guard", json!({"approver_group": "api-owners", "ttl_seconds": 600}));
-    for kind in [DecisionKind::Allow, DecisionKind::Deny, DecisionKind::RequireApproval] {
-        assert!(seen.contains(&kind), "no {kind:?} among {} verdicts: the comparison proves too little", seen.len());
-    }
+    let seen = conform(Lang::Python, "agent-guard", agent_guard_settings());
+    assert_saw(&seen, &[DecisionKind::Allow, DecisionKind::Deny, DecisionKind::RequireApproval]);
+}
+
+#[test]
+fn agent_guard_is_the_same_in_rust_and_javascript() {
+    let seen = conform(Lang::Js, "agent-guard", agent_guard_settings());
+    assert_saw(&seen, &[DecisionKind::Allow, DecisionKind::Deny, DecisionKind::RequireApproval]);
 }
 
 #[test]
 fn pii_redact_is_the_same_in_rust_and_python() {
-    let seen = conform(
-        "pii-redact",
-        json!({
-            "fields": ["/author/firstname", "/author/lastname", "/*/name", "/*/photoUrls", "/email", "/phone", "/customers/*/email"],
-            "mask": "[redacted]",
-            "third_party_hosts": ["*.partner.example", "petstore.swagger.io"],
-            "headers": ["x-internal-user", "user-agent"],
-        }),
-    );
-    for kind in [DecisionKind::Allow, DecisionKind::Redact] {
-        assert!(seen.contains(&kind), "no {kind:?} among {} verdicts: the comparison proves too little", seen.len());
-    }
+    let seen = conform(Lang::Python, "pii-redact", pii_redact_settings());
+    assert_saw(&seen, &[DecisionKind::Allow, DecisionKind::Redact]);
+}
+
+#[test]
+fn pii_redact_is_the_same_in_rust_and_javascript() {
+    let seen = conform(Lang::Js, "pii-redact", pii_redact_settings());
+    assert_saw(&seen, &[DecisionKind::Allow, DecisionKind::Redact]);
 }

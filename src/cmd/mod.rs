@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod approvals;
+pub mod bench;
 pub mod build;
 pub mod eval;
 pub mod inspect;

@@ -168,8 +168,19 @@ fn baseline_gate(spec: &str, config: &Config, config_path: &Path, engine: &Engin
 }
 
 fn identity_mode(args: &ReplayArgs) -> Result<IdentityMode> {
-    if let Some(principal) = &args.as_principal {
-        let (kind, id) = principal.split_once(':').unwrap_or((principal.as_str(), ""));
+    principal_flags(args.as_principal.as_deref(), args.on_behalf_of.as_deref(), &args.scopes, args.at.as_deref())
+}
+
+/// The principal flags `replay` and `bench` share (`--as KIND:ID`, `--on-behalf-of`,
+/// `--scope`, `--at`), as an identity mode.
+pub(crate) fn principal_flags(
+    as_principal: Option<&str>,
+    on_behalf_of: Option<&str>,
+    scopes: &[String],
+    at: Option<&str>,
+) -> Result<IdentityMode> {
+    if let Some(principal) = as_principal {
+        let (kind, id) = principal.split_once(':').unwrap_or((principal, ""));
         let kind = match kind {
             "anonymous" => PrincipalKind::Anonymous,
             "user" => PrincipalKind::User,
@@ -180,16 +191,16 @@ fn identity_mode(args: &ReplayArgs) -> Result<IdentityMode> {
         return Ok(IdentityMode::Fixed(Principal {
             kind,
             id: id.to_owned(),
-            scopes: args.scopes.clone(),
+            scopes: scopes.to_vec(),
             claims: Vec::new(),
-            on_behalf_of: args.on_behalf_of.clone(),
+            on_behalf_of: on_behalf_of.map(str::to_owned),
             credential_id: Some("replay-override".into()),
         }));
     }
-    if args.on_behalf_of.is_some() || !args.scopes.is_empty() {
+    if on_behalf_of.is_some() || !scopes.is_empty() {
         bail!("--on-behalf-of and --scope describe the principal given with --as KIND:ID; add --as");
     }
-    match args.at.as_deref() {
+    match at {
         None | Some("recorded") => Ok(IdentityMode::Recorded),
         Some("now") => Ok(IdentityMode::At(portcullis_host::capability::now_ms() / 1000)),
         Some(seconds) => seconds

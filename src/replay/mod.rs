@@ -30,7 +30,8 @@ pub enum IdentityMode {
 }
 
 impl IdentityMode {
-    fn identity(&self, exchange: &Exchange) -> Identity {
+    /// The identity an entry is evaluated with.
+    pub fn identity(&self, exchange: &Exchange) -> Identity {
         match self {
             IdentityMode::Fixed(p) => Identity::Fixed(p.clone()),
             IdentityMode::At(t) => Identity::Credentials { now_unix_s: *t },

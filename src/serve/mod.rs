@@ -1,4 +1,4 @@
-//! `portcullis serve`: the front doors (reverse proxy, forward-auth, Envoy ext_authz) and
+//! `portcullis serve`: the front doors (reverse proxy, forward-auth, Envoy ext_authz, MCP) and
 //! the admin listener, all over one live gate that hot-reloads.
 //!
 //! Front doors only translate their protocol; authentication, evaluation, approvals and
@@ -9,6 +9,7 @@ pub mod ext_authz;
 pub mod forward_auth;
 pub mod http;
 pub mod live;
+pub mod mcp;
 pub mod metrics;
 pub mod proxy;
 
@@ -31,10 +32,15 @@ use metrics::{Metrics, Observed};
 pub fn run(config_path: &Path) -> Result<()> {
     let config = Config::read(config_path)?;
     let server = &config.server;
-    if server.proxy.is_none() && server.forward_auth.is_none() && server.ext_authz.is_none() && server.admin.is_none() {
+    if server.proxy.is_none()
+        && server.forward_auth.is_none()
+        && server.ext_authz.is_none()
+        && server.admin.is_none()
+        && server.mcp.is_none()
+    {
         bail!(
-            "{} opens no front door: add [server.proxy], [server.forward_auth], [server.ext_authz] or [server.admin] \
-             (see docs/front-doors.md)",
+            "{} opens no front door: add [server.proxy], [server.forward_auth], [server.ext_authz], [server.mcp] or \
+             [server.admin] (see docs/front-doors.md)",
             config_path.display()
         );
     }
@@ -79,6 +85,11 @@ async fn serve_doors(config: &Config, live: Live) -> Result<()> {
         tasks.spawn(ext_authz::serve(listener, live.clone(), async move {
             let _ = stopped.changed().await;
         }));
+    }
+    if let Some(section) = config.server.mcp.clone() {
+        let listener = bind(section.listen, "[server.mcp] listen").await?;
+        announce("mcp", &listener, &format!(" -> {}", section.upstream));
+        tasks.spawn(mcp::serve(listener, live.clone(), section, stopped.clone()));
     }
     if let Some(section) = config.server.admin.clone() {
         let listener = bind(section.listen, "[server.admin] listen").await?;

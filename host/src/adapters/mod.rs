@@ -6,4 +6,5 @@ pub mod forward_auth;
 pub mod har;
 pub mod http;
 pub mod jsonl;
+pub mod mcp;
 pub mod traffic;

@@ -37,6 +37,8 @@ pub enum Format {
     Har,
     /// One exchange (or bare request) as JSON per line.
     Jsonl,
+    /// A recorded MCP session: one JSON-RPC message per line ([`super::mcp::read_mcp_jsonl`]).
+    Mcp,
 }
 
 impl fmt::Display for Format {
@@ -44,6 +46,7 @@ impl fmt::Display for Format {
         f.write_str(match self {
             Format::Har => "HAR",
             Format::Jsonl => "JSONL",
+            Format::Mcp => "MCP session (JSONL)",
         })
     }
 }
@@ -67,8 +70,16 @@ impl Format {
     /// object whose top level has a `log` key is HAR; a first line that is a complete JSON
     /// object, or a `#` comment, is JSONL; an object whose first key is an exchange or
     /// request field (`request`, `method`, `url`, ...) on a first line longer than `prefix`
-    /// is JSONL too. Anything else is `None`.
+    /// is JSONL too. JSONL whose first line (after `#` comments) is a JSON-RPC message or
+    /// an `mcp_endpoint` line is a recorded MCP session. Anything else is `None`.
     pub fn sniff(prefix: &[u8]) -> Option<Format> {
+        match Format::sniff_har_or_jsonl(prefix) {
+            Some(Format::Jsonl) if first_line_is_mcp(prefix) => Some(Format::Mcp),
+            other => other,
+        }
+    }
+
+    fn sniff_har_or_jsonl(prefix: &[u8]) -> Option<Format> {
         let text = prefix.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(prefix);
         let start = text.iter().position(|b| !b.is_ascii_whitespace())?;
         let text = &text[start..];
@@ -100,10 +111,12 @@ impl Format {
         }
     }
 
-    /// The file's format: by extension, else by sniffing its first [`SNIFF_BYTES`].
+    /// The file's format: by extension, else by sniffing its first [`SNIFF_BYTES`]. A
+    /// `.jsonl`/`.ndjson` file whose first line is a JSON-RPC message is an MCP session.
     pub fn detect(path: &Path) -> Result<Format, TrafficError> {
-        if let Some(format) = Format::from_extension(path) {
-            return Ok(format);
+        let by_extension = Format::from_extension(path);
+        if by_extension == Some(Format::Har) {
+            return Ok(Format::Har);
         }
         let file = std::fs::File::open(path).map_err(|source| TrafficError::Open { file: path.into(), source })?;
         let mut prefix = Vec::with_capacity(SNIFF_BYTES);
@@ -112,6 +125,9 @@ impl Format {
             items: 0,
             source,
         })?;
+        if by_extension == Some(Format::Jsonl) {
+            return Ok(if first_line_is_mcp(&prefix) { Format::Mcp } else { Format::Jsonl });
+        }
         Format::sniff(&prefix).ok_or_else(|| TrafficError::UnknownFormat {
             file: path.into(),
             reason: if prefix.iter().all(u8::is_ascii_whitespace) {
@@ -121,6 +137,15 @@ impl Format {
             },
         })
     }
+}
+
+/// Whether the first line that is neither blank nor a `#` comment is an MCP session line.
+fn first_line_is_mcp(prefix: &[u8]) -> bool {
+    let text = prefix.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(prefix);
+    text.split(|b| *b == b'\n')
+        .map(|line| line.trim_ascii())
+        .find(|line| !line.is_empty() && !line.starts_with(b"#"))
+        .is_some_and(crate::adapters::mcp::is_session_line)
 }
 
 /// The first key of the JSON object `text` starts with, if it can be read.
@@ -315,6 +340,7 @@ pub fn read_traffic_as<R: Flow>(
     match format {
         Format::Har => crate::adapters::har::read_har_file(path, each),
         Format::Jsonl => crate::adapters::jsonl::read_jsonl_file(path, each),
+        Format::Mcp => crate::adapters::mcp::read_mcp_jsonl_file(path, each),
     }
 }
 
@@ -387,6 +413,22 @@ mod tests {
         let mut long = b"{\"request\": {\"body\": {\"text\": \"".to_vec();
         long.resize(SNIFF_BYTES, b'a');
         assert_eq!(Format::sniff(&long), Some(Format::Jsonl), "a first line longer than the prefix");
+    }
+
+    #[test]
+    fn mcp_sessions_are_told_from_exchange_jsonl() {
+        assert_eq!(Format::sniff(b"# s\n{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n"), Some(Format::Mcp));
+        assert_eq!(Format::sniff(b"{\"mcp_endpoint\":\"http://x/mcp\"}\n"), Some(Format::Mcp));
+        assert_eq!(Format::sniff(b"{\"url\":\"/a\"}\n"), Some(Format::Jsonl));
+        let dir = std::env::temp_dir().join(format!("portcullis-traffic-mcp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let session = dir.join("session.jsonl");
+        std::fs::write(&session, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n").unwrap();
+        assert_eq!(Format::detect(&session).unwrap(), Format::Mcp);
+        let plain = dir.join("plain.jsonl");
+        std::fs::write(&plain, "{\"url\":\"/a\"}\n").unwrap();
+        assert_eq!(Format::detect(&plain).unwrap(), Format::Jsonl);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -22,6 +22,38 @@ pub struct ServerSection {
     pub ext_authz: Option<ListenSection>,
     /// `[server.admin]`: health, readiness, metrics and the approvals API.
     pub admin: Option<AdminSection>,
+    /// `[server.mcp]`: the MCP (Model Context Protocol) front door for AI agents' tool calls.
+    pub mcp: Option<McpSection>,
+}
+
+/// `[server.mcp]`: a Streamable HTTP proxy between MCP clients and one MCP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpSection {
+    /// Address to listen on, e.g. `127.0.0.1:8090`.
+    pub listen: SocketAddr,
+    /// The MCP server's Streamable HTTP endpoint, e.g. `http://127.0.0.1:8000/mcp`.
+    pub upstream: String,
+    /// The endpoint path clients use at this door (default `/mcp`); other paths get 404.
+    #[serde(default = "default_mcp_path")]
+    pub path: String,
+    /// Largest JSON-RPC message accepted from a client, in bytes (default 10 MiB).
+    #[serde(default = "default_body_cap")]
+    pub max_request_bytes: usize,
+    /// Largest answer (a JSON body or one SSE event) read from the server, in bytes
+    /// (default 10 MiB); a larger one is refused, never passed on unread.
+    #[serde(default = "default_body_cap")]
+    pub max_response_bytes: usize,
+    /// How long to wait for the server's response headers, in ms (default 30000).
+    #[serde(default = "default_upstream_timeout")]
+    pub upstream_timeout_ms: u64,
+    /// Scheme policies see for requests to this door (default `http`).
+    #[serde(default = "default_scheme")]
+    pub scheme: String,
+    /// Remove from `tools/list` answers the tools the caller's policies would deny
+    /// (default true).
+    #[serde(default = "default_true")]
+    pub filter_tools: bool,
 }
 
 /// `[server.proxy]`
@@ -111,4 +143,12 @@ fn default_upstream_timeout() -> u64 {
 
 fn default_scheme() -> String {
     "http".into()
+}
+
+fn default_mcp_path() -> String {
+    "/mcp".into()
+}
+
+fn default_true() -> bool {
+    true
 }

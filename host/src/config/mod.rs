@@ -18,7 +18,9 @@ use crate::engine::{Engine, EngineConfig, EngineError};
 use crate::policy::{Limits, PolicySpec, Shared, Source};
 use crate::set::{PolicySet, RouteSpec, SetError, Unmatched};
 
-pub use front::{AdminSection, ApprovalsSection, AuditSection, ForwardAuthSection, ListenSection, ProxySection, ServerSection};
+pub use front::{
+    AdminSection, ApprovalsSection, AuditSection, ForwardAuthSection, ListenSection, McpSection, ProxySection, ServerSection,
+};
 
 /// The parsed file.
 #[derive(Debug, Clone, Deserialize)]

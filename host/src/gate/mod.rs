@@ -241,7 +241,11 @@ impl Gate {
     /// have been forwarded and a response was recorded, check the response.
     pub fn pass(&self, exchange: Exchange, identity: &Identity) -> Passage {
         let Exchange { mut request, response } = exchange;
-        let request_line = format!("{} {}", request.method, request.path);
+        // An MCP call's path is the endpoint's, the same for every tool: name the operation.
+        let request_line = match (&request.operation, request.method.as_str()) {
+            (Some(operation), crate::adapters::mcp::METHOD_CALL) => format!("CALL {} {operation}", request.path),
+            _ => format!("{} {}", request.method, request.path),
+        };
         let mut passage = Passage {
             request_line,
             host: request.host(),

@@ -1,0 +1,870 @@
+//! Converts Model Context Protocol (MCP) JSON-RPC messages into the normalised request and
+//! response, and the verdict's effects back into JSON-RPC (conversions only).
+//!
+//! An AI agent's tool call becomes one [`Request`] the same policies decide on as an HTTP
+//! call ([`request_for_call`]):
+//!
+//! | JSON-RPC request | `method` | `operation` | body (JSON) |
+//! |---|---|---|---|
+//! | `tools/call` `{name, arguments}` | `CALL` | the tool's name | `arguments` (`{}` when absent) |
+//! | `resources/read` `{uri}` | `CALL` | `resources/read:URI` | `{"uri": URI}` |
+//! | `prompts/get` `{name, arguments}` | `CALL` | `prompts/get:NAME` | `arguments` (`{}` when absent) |
+//! | any other method (`initialize`, `tools/list`, `ping`, …) | `CALL` | the method | `params` without `_meta` (none when empty) |
+//!
+//! Scheme, authority, path, query and headers are those of the HTTP request that carried the
+//! message (so routes, identity and client address work as for HTTP), plus two kinds of
+//! headers the host adds and a caller can never send itself ([`strip_reserved_headers`]):
+//! `mcp-method` (the JSON-RPC method) and, for `tools/call`, the tool's annotations as the
+//! server declared them in `tools/list` (`mcp-annotation-readonlyhint: true`, …). Annotations
+//! are **hints from the server**: a policy may use them to be stricter, never to trust a
+//! tool. The WIT request has no labels, so headers are how they travel.
+//!
+//! The answer's `result` (for a tool: `content`, `structuredContent`, `isError`) is the
+//! response body the response phase sees, with status 200; a JSON-RPC `error` object is the
+//! body with status 500 ([`response_of`]). Redactions are applied by the host to those
+//! bodies, then written back into the messages ([`with_body`], [`with_result`]).
+//!
+//! Refusals become JSON-RPC errors ([`refusal_error`]): `-32001` unauthenticated, `-32004`
+//! approval required (the approval's id in `error.data.approval.id`), `-32003` any other
+//! refusal, with the HTTP-style status, code, policy and request id in `error.data`.
+//!
+//! Recorded sessions (one JSON-RPC message per line, requests paired with their responses
+//! by id) are read by [`read_mcp_jsonl`] for `portcullis replay`.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use serde_json::{Map, Value, json};
+
+use crate::adapters::traffic::{Flow, Format, Locator, Sink, Summary, TrafficError, TrafficItem};
+use crate::exchange::{Body, Exchange, Request, Response, split_url};
+use crate::gate::Refusal;
+
+/// The normalised method of every MCP message.
+pub const METHOD_CALL: &str = "CALL";
+/// The header carrying the JSON-RPC method (`tools/call`, `resources/read`, …).
+pub const MCP_METHOD_HEADER: &str = "mcp-method";
+/// The prefix of the headers carrying a tool's annotations (`mcp-annotation-readonlyhint`).
+pub const ANNOTATION_HEADER_PREFIX: &str = "mcp-annotation-";
+/// Set (to `tools/list`) on the requests the front door evaluates to filter a tool list:
+/// they ask "may this principal call this tool?" and are never forwarded.
+pub const PROBE_HEADER: &str = "mcp-probe";
+/// The `params._meta` key a client may carry an approval id in instead of the
+/// `Portcullis-Approval` header (MCP clients often cannot set a header per call).
+pub const APPROVAL_META_KEY: &str = "portcullis/approval";
+
+/// JSON-RPC error code: the credential was refused (with HTTP 401).
+pub const ERROR_UNAUTHENTICATED: i64 = -32001;
+/// JSON-RPC error code: a policy (or the gate, failing closed) refused.
+pub const ERROR_DENIED: i64 = -32003;
+/// JSON-RPC error code: a human must approve first; the id is in `data.approval.id`.
+pub const ERROR_APPROVAL_REQUIRED: i64 = -32004;
+/// JSON-RPC error code: the message is not valid JSON.
+pub const ERROR_PARSE: i64 = -32700;
+/// JSON-RPC error code: the message is not a valid JSON-RPC request.
+pub const ERROR_INVALID_REQUEST: i64 = -32600;
+/// JSON-RPC error code: the parameters are invalid.
+pub const ERROR_INVALID_PARAMS: i64 = -32602;
+
+/// Why a message could not be converted. A front door answers with a JSON-RPC error and
+/// forwards nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum McpError {
+    /// Not JSON at all.
+    #[error("not valid JSON: {message}")]
+    NotJson {
+        /// serde_json's description.
+        message: String,
+    },
+    /// A JSON array: a JSON-RPC batch, which MCP 2025-06-18 and later do not allow.
+    #[error("JSON-RPC batches are not supported (MCP removed them in 2025-06-18); send one message per request")]
+    Batch,
+    /// JSON, but not a JSON-RPC 2.0 message.
+    #[error("not a JSON-RPC 2.0 message: {reason}")]
+    NotJsonRpc {
+        /// What is missing or wrong.
+        reason: String,
+    },
+    /// A known method with parameters it cannot be decided on.
+    #[error("`{method}`: {reason}")]
+    BadParams {
+        /// The JSON-RPC method.
+        method: String,
+        /// What is wrong, e.g. `params.name must be a string`.
+        reason: String,
+    },
+    /// A body after redaction that is not what the message needs (e.g. the arguments
+    /// became a string).
+    #[error("cannot write the redacted {what} back into the message: {reason}")]
+    Rewrite {
+        /// `arguments`, `result`, ….
+        what: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl McpError {
+    /// The JSON-RPC error code to answer this with.
+    pub fn code(&self) -> i64 {
+        match self {
+            McpError::NotJson { .. } => ERROR_PARSE,
+            McpError::Batch | McpError::NotJsonRpc { .. } => ERROR_INVALID_REQUEST,
+            McpError::BadParams { .. } => ERROR_INVALID_PARAMS,
+            McpError::Rewrite { .. } => ERROR_DENIED,
+        }
+    }
+}
+
+/// One JSON-RPC message, classified.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    /// A request: it has a `method` and an `id` and expects an answer.
+    Request {
+        /// The id (a string or a number), echoed in the answer.
+        id: Value,
+        /// The method.
+        method: String,
+        /// The parameters, if any.
+        params: Option<Value>,
+    },
+    /// A notification: a `method` without an `id`.
+    Notification {
+        /// The method.
+        method: String,
+    },
+    /// An answer: an `id` with a `result` or an `error`.
+    Response {
+        /// The id of the request it answers.
+        id: Value,
+    },
+}
+
+/// Parses one JSON-RPC message (the body of a Streamable HTTP POST, or one `data:` of an
+/// SSE event) into its JSON value and its kind. A batch (a JSON array) is refused.
+pub fn parse_message(bytes: &[u8]) -> Result<(Value, Message), McpError> {
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| McpError::NotJson { message: e.to_string() })?;
+    let message = classify(&value)?;
+    Ok((value, message))
+}
+
+/// The kind of a JSON-RPC message already parsed.
+pub fn classify(value: &Value) -> Result<Message, McpError> {
+    let object = match value {
+        Value::Object(object) => object,
+        Value::Array(_) => return Err(McpError::Batch),
+        _ => return Err(McpError::NotJsonRpc { reason: "expected a JSON object".into() }),
+    };
+    if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Err(McpError::NotJsonRpc { reason: "`jsonrpc` must be \"2.0\"".into() });
+    }
+    let id = match object.get("id") {
+        None => None,
+        Some(id @ (Value::String(_) | Value::Number(_))) => Some(id.clone()),
+        Some(Value::Null) if !object.contains_key("method") => Some(Value::Null),
+        Some(_) => return Err(McpError::NotJsonRpc { reason: "`id` must be a string or a number".into() }),
+    };
+    match (object.get("method"), id) {
+        (Some(Value::String(method)), Some(id)) => {
+            let params = object.get("params").cloned();
+            if params.as_ref().is_some_and(|p| !p.is_object() && !p.is_array()) {
+                return Err(McpError::NotJsonRpc { reason: "`params` must be an object or an array".into() });
+            }
+            Ok(Message::Request { id, method: method.clone(), params })
+        }
+        (Some(Value::String(method)), None) => Ok(Message::Notification { method: method.clone() }),
+        (Some(_), _) => Err(McpError::NotJsonRpc { reason: "`method` must be a string".into() }),
+        (None, Some(id)) if object.contains_key("result") || object.contains_key("error") => {
+            Ok(Message::Response { id })
+        }
+        (None, _) => Err(McpError::NotJsonRpc { reason: "neither a request, a notification nor a response".into() }),
+    }
+}
+
+/// What a JSON-RPC request asks, as the policies see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    /// The JSON-RPC method.
+    pub method: String,
+    /// The normalised operation (see the module's table).
+    pub operation: String,
+    /// The tool's name, for `tools/call`.
+    pub tool: Option<String>,
+    /// The JSON body the policies see (see the module's table).
+    pub body: Option<Value>,
+    /// An approval id carried in `params._meta["portcullis/approval"]`.
+    pub approval_id: Option<String>,
+}
+
+/// Reads what a request asks from its method and parameters.
+pub fn call_of(method: &str, params: Option<&Value>) -> Result<Call, McpError> {
+    let bad = |reason: &str| McpError::BadParams { method: method.to_owned(), reason: reason.to_owned() };
+    let object = match params {
+        None => None,
+        Some(Value::Object(object)) => Some(object),
+        Some(_) => return Err(bad("params must be an object")),
+    };
+    let field = |name: &str| object.and_then(|o| o.get(name));
+    let approval_id = field("_meta")
+        .and_then(|meta| meta.get(APPROVAL_META_KEY))
+        .and_then(Value::as_str)
+        .map(|id| id.trim().to_owned());
+    let arguments = |name: &str| -> Result<Value, McpError> {
+        match field(name) {
+            None | Some(Value::Null) => Ok(Value::Object(Map::new())),
+            Some(value @ Value::Object(_)) => Ok(value.clone()),
+            Some(_) => Err(bad(&format!("params.{name} must be an object"))),
+        }
+    };
+    let call = match method {
+        "tools/call" => {
+            let name = field("name").and_then(Value::as_str).ok_or_else(|| bad("params.name must be a string"))?;
+            Call {
+                method: method.to_owned(),
+                operation: name.to_owned(),
+                tool: Some(name.to_owned()),
+                body: Some(arguments("arguments")?),
+                approval_id,
+            }
+        }
+        "resources/read" => {
+            let uri = field("uri").and_then(Value::as_str).ok_or_else(|| bad("params.uri must be a string"))?;
+            Call {
+                method: method.to_owned(),
+                operation: format!("resources/read:{uri}"),
+                tool: None,
+                body: Some(json!({ "uri": uri })),
+                approval_id,
+            }
+        }
+        "prompts/get" => {
+            let name = field("name").and_then(Value::as_str).ok_or_else(|| bad("params.name must be a string"))?;
+            Call {
+                method: method.to_owned(),
+                operation: format!("prompts/get:{name}"),
+                tool: None,
+                body: Some(arguments("arguments")?),
+                approval_id,
+            }
+        }
+        _ => {
+            let body = object.map(|o| {
+                let mut o = o.clone();
+                o.remove("_meta");
+                o
+            });
+            Call {
+                method: method.to_owned(),
+                operation: method.to_owned(),
+                tool: None,
+                body: body.filter(|o| !o.is_empty()).map(Value::Object),
+                approval_id,
+            }
+        }
+    };
+    Ok(call)
+}
+
+/// A tool's annotations as the server declared them in `tools/list`. Hints only: a server
+/// may declare anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Annotations {
+    /// `readOnlyHint`.
+    pub read_only: Option<bool>,
+    /// `destructiveHint`.
+    pub destructive: Option<bool>,
+    /// `idempotentHint`.
+    pub idempotent: Option<bool>,
+    /// `openWorldHint`.
+    pub open_world: Option<bool>,
+}
+
+impl Annotations {
+    /// Reads a tool's `annotations` object (absent or non-boolean hints stay `None`).
+    pub fn from_tool(tool: &Value) -> Annotations {
+        let hint = |name: &str| tool.get("annotations").and_then(|a| a.get(name)).and_then(Value::as_bool);
+        Annotations {
+            read_only: hint("readOnlyHint"),
+            destructive: hint("destructiveHint"),
+            idempotent: hint("idempotentHint"),
+            open_world: hint("openWorldHint"),
+        }
+    }
+
+    /// The headers that carry them to policies, e.g. `("mcp-annotation-readonlyhint", "true")`.
+    pub fn headers(&self) -> Vec<(String, String)> {
+        [
+            ("readonlyhint", self.read_only),
+            ("destructivehint", self.destructive),
+            ("idempotenthint", self.idempotent),
+            ("openworldhint", self.open_world),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.map(|v| (format!("{ANNOTATION_HEADER_PREFIX}{name}"), v.to_string())))
+        .collect()
+    }
+}
+
+/// Every tool in a `tools/list` result with its annotations, by name.
+pub fn tools_of(result: &Value) -> Vec<(String, Annotations)> {
+    result
+        .get("tools")
+        .and_then(Value::as_array)
+        .map(|tools| {
+            tools
+                .iter()
+                .filter_map(|tool| Some((tool.get("name")?.as_str()?.to_owned(), Annotations::from_tool(tool))))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Removes the tools `keep` refuses from a `tools/list` result; returns how many.
+pub fn filter_tools(result: &mut Value, mut keep: impl FnMut(&str) -> bool) -> usize {
+    let Some(tools) = result.get_mut("tools").and_then(Value::as_array_mut) else { return 0 };
+    let before = tools.len();
+    tools.retain(|tool| tool.get("name").and_then(Value::as_str).is_some_and(&mut keep));
+    before - tools.len()
+}
+
+/// Whether a header is one only the host may set (`mcp-method`, `mcp-probe`,
+/// `mcp-annotation-*`).
+pub fn is_reserved_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name == MCP_METHOD_HEADER || name == PROBE_HEADER || name.starts_with(ANNOTATION_HEADER_PREFIX)
+}
+
+/// Removes the headers only the host may set, so a caller cannot forge a tool's annotations.
+pub fn strip_reserved_headers(headers: &mut Vec<(String, String)>) {
+    headers.retain(|(name, _)| !is_reserved_header(name));
+}
+
+/// The normalised request for `call`, from the request that carried it over HTTP (`http`:
+/// its scheme, authority, path, query, headers, principal and client address are kept).
+pub fn request_for_call(http: &Request, call: &Call, annotations: Option<&Annotations>) -> Request {
+    let mut request = http.clone();
+    strip_reserved_headers(&mut request.headers);
+    request.headers.retain(|(name, _)| name != "content-length" && name != "content-type");
+    request.method = METHOD_CALL.into();
+    request.operation = Some(call.operation.clone());
+    request.headers.push((MCP_METHOD_HEADER.into(), call.method.clone()));
+    if let Some(annotations) = annotations {
+        request.headers.extend(annotations.headers());
+    }
+    request.body = call.body.as_ref().map(Body::json);
+    request
+}
+
+/// The normalised response for a JSON-RPC answer: its `result` with status 200, or its
+/// `error` object with status 500.
+pub fn response_of(message: &Value) -> Response {
+    let (status, body) = match (message.get("result"), message.get("error")) {
+        (Some(result), _) => (200, result),
+        (None, Some(error)) => (500, error),
+        (None, None) => (500, &Value::Null),
+    };
+    Response {
+        status,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: Some(Body::json(body)),
+    }
+}
+
+/// Parses a (possibly redacted) JSON body back into a value.
+fn body_value(body: Option<&Body>, what: &str) -> Result<Option<Value>, McpError> {
+    let Some(body) = body else { return Ok(None) };
+    if body.truncated {
+        return Err(McpError::Rewrite { what: what.into(), reason: "the body was truncated".into() });
+    }
+    serde_json::from_slice(&body.bytes)
+        .map(Some)
+        .map_err(|e| McpError::Rewrite { what: what.into(), reason: format!("not JSON: {e}") })
+}
+
+/// Writes a (redacted) request body back into the JSON-RPC request `message` for `call`
+/// (`params.arguments`, `params.uri`, or the params themselves; `_meta` kept), and removes
+/// the approval id from `_meta`: the server has no business with it.
+pub fn with_body(message: &mut Value, call: &Call, body: Option<&Body>) -> Result<(), McpError> {
+    let body = body_value(body, "arguments")?;
+    let Some(object) = message.as_object_mut() else {
+        return Err(McpError::Rewrite { what: "arguments".into(), reason: "the message is not an object".into() });
+    };
+    let params = object.entry("params").or_insert_with(|| Value::Object(Map::new()));
+    let Some(params) = params.as_object_mut() else {
+        return Err(McpError::Rewrite { what: "arguments".into(), reason: "params is not an object".into() });
+    };
+    if let Some(Value::Object(meta)) = params.get_mut("_meta") {
+        meta.remove(APPROVAL_META_KEY);
+        if meta.is_empty() {
+            params.remove("_meta");
+        }
+    }
+    let not_object = || McpError::Rewrite { what: "arguments".into(), reason: "a redaction replaced the whole object".into() };
+    match call.method.as_str() {
+        "tools/call" | "prompts/get" => match body {
+            Some(Value::Object(arguments)) if !arguments.is_empty() || params.contains_key("arguments") => {
+                params.insert("arguments".into(), Value::Object(arguments));
+            }
+            Some(Value::Object(_)) => {}
+            Some(_) => return Err(not_object()),
+            None => {}
+        },
+        "resources/read" => match body.as_ref().and_then(|b| b.get("uri")) {
+            Some(uri @ Value::String(_)) => {
+                params.insert("uri".into(), uri.clone());
+            }
+            _ => return Err(McpError::Rewrite { what: "uri".into(), reason: "a redaction removed the URI".into() }),
+        },
+        _ => match body {
+            Some(Value::Object(fields)) => {
+                let meta = params.remove("_meta");
+                *params = fields;
+                if let Some(meta) = meta {
+                    params.insert("_meta".into(), meta);
+                }
+            }
+            Some(_) => return Err(not_object()),
+            None => params.retain(|key, _| key == "_meta"),
+        },
+    }
+    if params.is_empty() && !matches!(call.method.as_str(), "tools/call" | "resources/read" | "prompts/get") {
+        object.remove("params");
+    }
+    Ok(())
+}
+
+/// Writes a (redacted) response body back into the JSON-RPC answer `message`: its
+/// `result`, or its `error` for an error answer.
+pub fn with_result(message: &mut Value, body: Option<&Body>) -> Result<(), McpError> {
+    let value = body_value(body, "result")?.unwrap_or(Value::Null);
+    let Some(object) = message.as_object_mut() else {
+        return Err(McpError::Rewrite { what: "result".into(), reason: "the message is not an object".into() });
+    };
+    if object.contains_key("result") {
+        object.insert("result".into(), value);
+    } else if value.is_object() {
+        object.insert("error".into(), value);
+    } else {
+        return Err(McpError::Rewrite { what: "error".into(), reason: "a redaction replaced the whole error".into() });
+    }
+    Ok(())
+}
+
+/// A JSON-RPC error answer.
+pub fn error_message(id: &Value, code: i64, message: &str, data: Option<Value>) -> Value {
+    let mut error = json!({ "code": code, "message": message });
+    if let Some(data) = data {
+        error["data"] = data;
+    }
+    json!({ "jsonrpc": "2.0", "id": id, "error": error })
+}
+
+/// The JSON-RPC error for a refusal: `-32001` unauthenticated, `-32004` approval required,
+/// `-32003` otherwise; `data` is the refusal's RFC 9457 problem document (status, code,
+/// policy, request id and, for approvals, `approval.id` and how to retry).
+pub fn refusal_error(id: &Value, refusal: &Refusal) -> Value {
+    let code = match refusal.code.as_str() {
+        "unauthenticated" => ERROR_UNAUTHENTICATED,
+        "approval-required" => ERROR_APPROVAL_REQUIRED,
+        _ => ERROR_DENIED,
+    };
+    let mut data = refusal.problem();
+    if let Some(approval) = data.get_mut("approval") {
+        approval["retry"] = json!(format!(
+            "once approved, send the same call again with `_meta: {{\"{APPROVAL_META_KEY}\": \"{id}\"}}` in its params \
+             or the header `portcullis-approval: {id}`",
+            id = refusal.approval.as_ref().map(|a| a.id.as_str()).unwrap_or("")
+        ));
+    }
+    let message = format!("{}: {}", refusal.code, refusal.reason);
+    error_message(id, code, &message, Some(data))
+}
+
+// ---------------------------------------------------------------------------------------
+// Recorded sessions
+// ---------------------------------------------------------------------------------------
+
+/// Where a recorded session's requests are taken to have gone when the file does not say:
+/// `http://localhost/mcp`.
+pub const DEFAULT_ENDPOINT: &str = "http://localhost/mcp";
+
+/// Whether one line (a JSONL file's first object) is an MCP session line: a JSON-RPC
+/// message (`"jsonrpc"` key) or the endpoint line (`{"mcp_endpoint": …}`).
+pub fn is_session_line(line: &[u8]) -> bool {
+    match serde_json::from_slice::<Value>(line) {
+        Ok(Value::Object(object)) => object.contains_key("jsonrpc") || object.contains_key("mcp_endpoint"),
+        _ => false,
+    }
+}
+
+/// A request waiting for its answer while a session file is read.
+struct Pending {
+    line: usize,
+    call: Call,
+    message: Value,
+}
+
+/// Reads a recorded MCP session at `path` (see [`read_mcp_jsonl`]).
+pub fn read_mcp_jsonl_file<R: Flow>(path: &Path, each: impl FnMut(TrafficItem) -> R) -> Result<Summary, TrafficError> {
+    let file = std::fs::File::open(path).map_err(|source| TrafficError::Open { file: path.into(), source })?;
+    read_mcp_jsonl(BufReader::new(file), path, each)
+}
+
+/// Reads a recorded MCP session: one JSON-RPC message per line, client requests and server
+/// answers interleaved as they were sent (blank lines and `#` comments skipped). Each
+/// request is paired with the answer carrying its id and handed out as one exchange when
+/// the answer arrives (at the end of the file for requests never answered, without a
+/// response). Notifications are skipped. A line `{"mcp_endpoint": "http://host/path",
+/// "headers": {...}}` sets the URL and HTTP headers of the requests after it (default
+/// [`DEFAULT_ENDPOINT`], no headers). Annotations from a recorded `tools/list` answer are
+/// attached to later calls of those tools, as the front door does. The request id is
+/// `<file stem>:<line of the request>`; a bad line is an entry error naming it.
+pub fn read_mcp_jsonl<R: Flow>(
+    mut reader: impl BufRead,
+    source: &Path,
+    mut each: impl FnMut(TrafficItem) -> R,
+) -> Result<Summary, TrafficError> {
+    let mut sink = Sink::new(source, &mut each);
+    let mut base = endpoint_request(DEFAULT_ENDPOINT, None).unwrap_or_default();
+    let mut annotations: HashMap<String, Annotations> = HashMap::new();
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut buf = Vec::new();
+    let mut line = 0;
+    loop {
+        buf.clear();
+        let read = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|err| TrafficError::Read { file: source.into(), items: sink.items, source: err })?;
+        if read == 0 {
+            break;
+        }
+        line += 1;
+        let bytes = if line == 1 { buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&buf) } else { &buf[..] };
+        let text = match std::str::from_utf8(bytes) {
+            Ok(text) => text.trim(),
+            Err(err) => {
+                let message = format!("not valid UTF-8 at byte {}", err.valid_up_to());
+                if !sink.emit(Locator::Line(line), Err((String::new(), message))) {
+                    break;
+                }
+                continue;
+            }
+        };
+        if text.is_empty() || text.starts_with('#') {
+            continue;
+        }
+        let value: Value = match serde_json::from_str(text) {
+            Ok(value) => value,
+            Err(e) => {
+                let message = format!("not valid JSON: {e}");
+                if !sink.emit(Locator::Line(line), Err((String::new(), message))) {
+                    break;
+                }
+                continue;
+            }
+        };
+        if let Some(endpoint) = value.get("mcp_endpoint") {
+            let result = endpoint
+                .as_str()
+                .ok_or_else(|| "expected a URL string".to_owned())
+                .and_then(|url| endpoint_request(url, value.get("headers")));
+            match result {
+                Ok(request) => base = request,
+                Err(message) => {
+                    if !sink.emit(Locator::Line(line), Err(("mcp_endpoint".into(), message))) {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        let outcome = match classify(&value) {
+            Ok(Message::Request { method, params, .. }) => match call_of(&method, params.as_ref()) {
+                Ok(call) => {
+                    pending.push(Pending { line, call, message: value });
+                    None
+                }
+                Err(e) => Some((Locator::Line(line), Err(("params".to_owned(), e.to_string())))),
+            },
+            Ok(Message::Notification { .. }) => None,
+            Ok(Message::Response { id }) => {
+                match pending.iter().position(|p| p.message.get("id") == Some(&id)) {
+                    Some(i) => {
+                        let asked = pending.remove(i);
+                        if let (true, Some(result)) = (asked.call.method == "tools/list", value.get("result")) {
+                            annotations.extend(tools_of(result));
+                        }
+                        let exchange = exchange_of(&base, &asked, &annotations, &sink.stem, Some(&value));
+                        Some((Locator::Line(asked.line), Ok(exchange)))
+                    }
+                    // An answer to a request from the server (sampling, elicitation) or one
+                    // whose request was not recorded: nothing for the policies.
+                    None => None,
+                }
+            }
+            Err(e) => Some((Locator::Line(line), Err((String::new(), e.to_string())))),
+        };
+        if let Some((at, result)) = outcome
+            && !sink.emit(at, result)
+        {
+            return Ok(sink.summary(Format::Mcp));
+        }
+    }
+    for asked in std::mem::take(&mut pending) {
+        let exchange = exchange_of(&base, &asked, &annotations, &sink.stem, None);
+        if !sink.emit(Locator::Line(asked.line), Ok(exchange)) {
+            break;
+        }
+    }
+    Ok(sink.summary(Format::Mcp))
+}
+
+fn exchange_of(
+    base: &Request,
+    asked: &Pending,
+    annotations: &HashMap<String, Annotations>,
+    stem: &str,
+    answer: Option<&Value>,
+) -> Exchange {
+    let tool_annotations = asked.call.tool.as_ref().and_then(|tool| annotations.get(tool));
+    let mut request = request_for_call(base, &asked.call, tool_annotations);
+    request.id = format!("{stem}:{}", asked.line);
+    Exchange { request, response: answer.map(response_of) }
+}
+
+/// The request a session's calls are built on: the endpoint's URL and the given headers.
+fn endpoint_request(url: &str, headers: Option<&Value>) -> Result<Request, String> {
+    let parts = split_url(url)?;
+    let mut request = Request {
+        method: METHOD_CALL.into(),
+        authority: crate::adapters::http::normalise_authority(&parts.authority, &parts.scheme),
+        scheme: parts.scheme,
+        path: parts.path,
+        query: parts.query,
+        ..Request::default()
+    };
+    if let Some(headers) = headers {
+        let Value::Object(map) = headers else { return Err("`headers` must be an object of strings".into()) };
+        for (name, value) in map {
+            let Value::String(value) = value else { return Err(format!("`headers.{name}` must be a string")) };
+            request.headers.push((name.to_ascii_lowercase(), value.clone()));
+        }
+    }
+    Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gate::ApprovalNotice;
+
+    fn call(text: &str) -> (Value, Call) {
+        let (value, message) = parse_message(text.as_bytes()).unwrap();
+        let Message::Request { method, params, .. } = message else { panic!("not a request: {text}") };
+        let call = call_of(&method, params.as_ref()).unwrap();
+        (value, call)
+    }
+
+    #[test]
+    fn messages_are_classified_and_batches_refused() {
+        let kind = |text: &str| parse_message(text.as_bytes()).map(|(_, m)| m);
+        assert!(matches!(kind(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), Ok(Message::Request { .. })));
+        assert!(matches!(kind(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#), Ok(Message::Notification { .. })));
+        assert!(matches!(kind(r#"{"jsonrpc":"2.0","id":"a","result":{}}"#), Ok(Message::Response { .. })));
+        assert!(matches!(kind(r#"{"jsonrpc":"2.0","id":null,"error":{"code":1}}"#), Ok(Message::Response { .. })));
+        assert_eq!(kind(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#), Err(McpError::Batch));
+        assert!(matches!(kind("{"), Err(McpError::NotJson { .. })));
+        for bad in [
+            r#"{"id":1,"method":"ping"}"#,
+            r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":5}"#,
+            r#"{"jsonrpc":"2.0","id":1}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"x","params":"s"}"#,
+            "3",
+        ] {
+            assert!(matches!(kind(bad), Err(McpError::NotJsonRpc { .. })), "{bad}");
+        }
+        assert_eq!(McpError::Batch.code(), ERROR_INVALID_REQUEST);
+    }
+
+    #[test]
+    fn a_tool_call_is_the_tool_name_with_its_arguments_as_the_body() {
+        let (_, c) = call(
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"get_customer","arguments":{"customer_id":7},"_meta":{"portcullis/approval":" apr_1 "}}}"#,
+        );
+        assert_eq!((c.operation.as_str(), c.tool.as_deref()), ("get_customer", Some("get_customer")));
+        assert_eq!(c.body, Some(json!({"customer_id": 7})));
+        assert_eq!(c.approval_id.as_deref(), Some("apr_1"));
+        let http = Request {
+            path: "/mcp".into(),
+            authority: "crm.test".into(),
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("mcp-annotation-readonlyhint".into(), "true".into()),
+                ("x-api-key".into(), "k".into()),
+            ],
+            ..Request::default()
+        };
+        let annotations = Annotations { read_only: Some(false), destructive: Some(true), ..Annotations::default() };
+        let request = request_for_call(&http, &c, Some(&annotations));
+        assert_eq!(request.method, "CALL");
+        assert_eq!(request.operation.as_deref(), Some("get_customer"));
+        assert_eq!(request.path, "/mcp");
+        assert_eq!(request.header("mcp-method"), Some("tools/call"));
+        assert_eq!(request.header("x-api-key"), Some("k"));
+        // The caller's forged annotation is gone; the server's are there.
+        assert_eq!(request.header("mcp-annotation-readonlyhint"), Some("false"));
+        assert_eq!(request.header("mcp-annotation-destructivehint"), Some("true"));
+        assert_eq!(request.header("content-type"), None);
+        let body = request.body.unwrap();
+        assert!(body.is_json());
+        assert_eq!(serde_json::from_slice::<Value>(&body.bytes).unwrap(), json!({"customer_id": 7}));
+    }
+
+    #[test]
+    fn other_methods_have_their_own_operations() {
+        let (_, c) = call(r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"crm://c/4"}}"#);
+        assert_eq!((c.operation.as_str(), c.body), ("resources/read:crm://c/4", Some(json!({"uri": "crm://c/4"}))));
+        let (_, c) = call(r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"s"}}"#);
+        assert_eq!((c.operation.as_str(), c.body), ("prompts/get:s", Some(json!({}))));
+        let (_, c) = call(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"x":1}}}"#);
+        assert_eq!((c.operation.as_str(), c.body), ("tools/list", None));
+        let (_, c) = call(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25"}}"#);
+        assert_eq!(c.body, Some(json!({"protocolVersion": "2025-11-25"})));
+        for (method, params) in [
+            ("tools/call", json!({"arguments": {}})),
+            ("tools/call", json!({"name": "t", "arguments": [1]})),
+            ("resources/read", json!({})),
+            ("prompts/get", json!({"name": 1})),
+            ("tools/call", json!([1])),
+        ] {
+            assert!(matches!(call_of(method, Some(&params)), Err(McpError::BadParams { .. })), "{method} {params}");
+        }
+    }
+
+    #[test]
+    fn redacted_arguments_go_back_into_the_message_without_the_approval_id() {
+        let (mut message, c) = call(
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"s","arguments":{"q":"x","ssn":"1"},"_meta":{"portcullis/approval":"apr_1","progressToken":5}}}"#,
+        );
+        let redacted = Body::json(&json!({"q": "x", "ssn": "***"}));
+        with_body(&mut message, &c, Some(&redacted)).unwrap();
+        assert_eq!(
+            message,
+            json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"s","arguments":{"q":"x","ssn":"***"},"_meta":{"progressToken":5}}})
+        );
+        let whole = Body::json(&json!("***"));
+        assert!(matches!(with_body(&mut message, &c, Some(&whole)), Err(McpError::Rewrite { .. })));
+    }
+
+    #[test]
+    fn results_and_errors_are_the_response_body() {
+        let answer = json!({"jsonrpc":"2.0","id":3,"result":{"content":[{"type":"text","text":"hi"}],"structuredContent":{"email":"a@b"},"isError":false}});
+        let response = response_of(&answer);
+        assert_eq!(response.status, 200);
+        let body: Value = serde_json::from_slice(&response.body.as_ref().unwrap().bytes).unwrap();
+        assert_eq!(body["structuredContent"]["email"], "a@b");
+        let mut redacted = answer.clone();
+        with_result(&mut redacted, Some(&Body::json(&json!({"content": [], "isError": false})))).unwrap();
+        assert_eq!(redacted["result"], json!({"content": [], "isError": false}));
+        assert_eq!(redacted["id"], 3);
+        let error = json!({"jsonrpc":"2.0","id":4,"error":{"code":-32602,"message":"bad"}});
+        assert_eq!(response_of(&error).status, 500);
+    }
+
+    #[test]
+    fn tool_lists_give_annotations_and_can_be_filtered() {
+        let mut result = json!({"tools": [
+            {"name": "a", "annotations": {"readOnlyHint": true}},
+            {"name": "b", "annotations": {"destructiveHint": true, "readOnlyHint": false, "openWorldHint": "yes"}},
+            {"name": "c"},
+            {"nameless": true}
+        ]});
+        let tools = tools_of(&result);
+        assert_eq!(tools.len(), 3);
+        assert_eq!(tools[0].1.headers(), [("mcp-annotation-readonlyhint".to_owned(), "true".to_owned())]);
+        assert_eq!(tools[1].1, Annotations { read_only: Some(false), destructive: Some(true), ..Annotations::default() });
+        assert!(tools[2].1.headers().is_empty());
+        assert_eq!(filter_tools(&mut result, |name| name != "b"), 2, "b and the nameless entry");
+        assert_eq!(tools_of(&result).iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["a", "c"]);
+    }
+
+    #[test]
+    fn refusals_become_json_rpc_errors_with_the_approval_id() {
+        let refusal = Refusal {
+            status: 403,
+            code: "approval-required".into(),
+            reason: "writes need a human".into(),
+            policy: Some("tool-guard".into()),
+            request_id: "r1".into(),
+            approval: Some(ApprovalNotice { id: "apr_9".into(), approver_group: "ops".into(), expires_ms: 0 }),
+        };
+        let error = refusal_error(&json!(7), &refusal);
+        assert_eq!(error["id"], 7);
+        assert_eq!(error["error"]["code"], ERROR_APPROVAL_REQUIRED);
+        assert_eq!(error["error"]["data"]["approval"]["id"], "apr_9");
+        assert_eq!(error["error"]["data"]["policy"], "tool-guard");
+        assert!(error["error"]["data"]["approval"]["retry"].as_str().unwrap().contains("portcullis/approval"));
+        let denied = Refusal { code: "tool-not-allowed".into(), approval: None, ..refusal.clone() };
+        assert_eq!(refusal_error(&json!("x"), &denied)["error"]["code"], ERROR_DENIED);
+        let unauthenticated = Refusal { status: 401, code: "unauthenticated".into(), approval: None, ..refusal };
+        assert_eq!(refusal_error(&json!(1), &unauthenticated)["error"]["code"], ERROR_UNAUTHENTICATED);
+    }
+
+    #[test]
+    fn reserved_headers_are_recognised() {
+        for name in ["mcp-method", "MCP-Probe", "mcp-annotation-readonlyhint", "Mcp-Annotation-X"] {
+            assert!(is_reserved_header(name), "{name}");
+        }
+        for name in ["mcp-session-id", "mcp-protocol-version", "authorization"] {
+            assert!(!is_reserved_header(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_recorded_session_pairs_requests_with_answers() {
+        let text = [
+            r#"{"mcp_endpoint": "https://crm.test/mcp", "headers": {"X-Api-Key": "k"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25"}}"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            "# the agent lists the tools",
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+            r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"del","annotations":{"destructiveHint":true}}]}}"#,
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"del","arguments":{"id":4}}}"#,
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"never-answered"}}"#,
+            r#"{"jsonrpc":"2.0","id":3,"result":{"content":[],"isError":false}}"#,
+            r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{}}"#,
+            "not json",
+        ]
+        .join("\n");
+        let mut items = Vec::new();
+        let summary = read_mcp_jsonl(text.as_bytes(), Path::new("rec/session.jsonl"), |item| items.push(item)).unwrap();
+        assert_eq!(summary.format, Format::Mcp);
+        assert_eq!((summary.items, summary.errors), (6, 2));
+        let ok: Vec<&Exchange> = items.iter().filter_map(|i| i.result.as_ref().ok()).collect();
+        let ops: Vec<&str> = ok.iter().map(|e| e.request.operation.as_deref().unwrap()).collect();
+        assert_eq!(ops, ["initialize", "tools/list", "del", "never-answered"]);
+        let del = ok[2];
+        assert_eq!((del.request.method.as_str(), del.request.authority.as_str(), del.request.path.as_str()), ("CALL", "crm.test", "/mcp"));
+        assert_eq!(del.request.id, "session:8");
+        assert_eq!(del.request.header("x-api-key"), Some("k"));
+        assert_eq!(del.request.header("mcp-annotation-destructivehint"), Some("true"));
+        assert_eq!(del.response.as_ref().unwrap().status, 200);
+        assert!(ok[3].response.is_none());
+        let errors: Vec<String> = items.iter().filter_map(|i| i.result.as_ref().err()).map(|e| e.to_string()).collect();
+        assert!(errors[0].contains("line 11: params: `tools/call`: params.name must be a string"), "{}", errors[0]);
+        assert!(errors[1].contains("line 12: not valid JSON"), "{}", errors[1]);
+    }
+
+    #[test]
+    fn session_lines_are_recognised() {
+        assert!(is_session_line(br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#));
+        assert!(is_session_line(br#"{"mcp_endpoint":"http://x/mcp"}"#));
+        assert!(!is_session_line(br#"{"request":{"url":"/a"}}"#));
+        assert!(!is_session_line(b"{"));
+    }
+}

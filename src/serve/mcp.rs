@@ -1,0 +1,728 @@
+//! The MCP front door: a Streamable HTTP proxy between MCP clients (AI agents) and one MCP
+//! server, enforcing every decision on tool calls, resource reads and prompts.
+//!
+//! - `POST` with a JSON-RPC request: normalised by `adapters::mcp` (the tool's name is the
+//!   operation, its arguments the body), admitted by the gate, forwarded with redacted
+//!   arguments; the server's answer (a JSON body or an SSE stream) passes the response
+//!   phase with the `result` as its body before the client sees it. A refusal is a JSON-RPC
+//!   error with the same id. `tools/list` answers are filtered to the tools the caller's
+//!   policies would not deny, and their annotations cached per session for later calls.
+//! - `POST` with a notification or with the client's answer to a server request: the
+//!   credential is checked, nothing is evaluated (they carry no call).
+//! - `GET` (the server's event stream) and `DELETE` (end of session): the credential is
+//!   checked and they pass; on a `GET` stream, answers to requests are dropped (the door
+//!   cannot evaluate them out of their call), notifications and server requests pass.
+//!
+//! Fail closed: a message that is not JSON-RPC, a batch, an answer that is not the one
+//! expected, an answer larger than the cap, or a redaction that cannot be written back is
+//! never passed on.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use bytes::{Bytes, BytesMut};
+use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt as _;
+use hyper::body::{Frame, Incoming};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use portcullis_host::adapters::http::{FromHttp, request_from_http};
+use portcullis_host::adapters::mcp::{
+    self, Annotations, Call, ERROR_DENIED, ERROR_INVALID_REQUEST, Message, PROBE_HEADER, is_reserved_header,
+};
+use portcullis_host::config::McpSection;
+use portcullis_host::decision::{Action, Decision, Target};
+use portcullis_host::exchange::Request as Normal;
+use portcullis_host::gate::{APPROVAL_HEADER, Admission, Arrival, BodyReach, Gate, Identity, Reach, Release, Ticket};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use super::http::{Body, BoxError, ReadError, content_length, full, read_capped, strip_hop_by_hop, with_request_id};
+use super::live::Live;
+
+/// The header carrying the MCP session id, passed through both ways.
+const SESSION_HEADER: &str = "mcp-session-id";
+
+/// Sessions whose tool annotations are remembered at once; past this the cache starts over.
+const MAX_SESSIONS: usize = 10_000;
+
+/// Runs the MCP front door on `listener` until `shutdown`.
+pub async fn serve(listener: TcpListener, live: Live, section: McpSection, shutdown: watch::Receiver<bool>) -> Result<()> {
+    let upstream: Uri =
+        section.upstream.parse().with_context(|| format!("[server.mcp] upstream `{}` is not a URL", section.upstream))?;
+    if upstream.scheme_str() != Some("http") || upstream.authority().is_none() {
+        bail!(
+            "[server.mcp] upstream `{}`: give the MCP server's endpoint as http://host:port/path (TLS upstreams are not \
+             supported)",
+            section.upstream
+        );
+    }
+    if !section.path.starts_with('/') {
+        bail!("[server.mcp] path `{}` must start with /", section.path);
+    }
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    let client = Client::builder(TokioExecutor::new()).build(connector);
+    let door = Arc::new(Door { live, section, upstream, client, annotations: Cache::default() });
+    super::http::serve(listener, shutdown, move |req, peer| {
+        let door = door.clone();
+        async move { door.handle(req, peer).await }
+    })
+    .await;
+    Ok(())
+}
+
+struct Door {
+    live: Live,
+    section: McpSection,
+    upstream: Uri,
+    client: Client<HttpConnector, Body>,
+    /// Tool annotations from `tools/list` answers, by session.
+    annotations: Cache,
+}
+
+/// Tool annotations from `tools/list` answers, by session id ("" without a session), then
+/// by tool name.
+type Cache = Arc<Mutex<HashMap<String, HashMap<String, Annotations>>>>;
+
+/// Remembers the annotations of the tools a `tools/list` answer lists, for the session.
+fn remember(cache: &Cache, session: &str, message: &Value) {
+    let Some(result) = message.get("result") else { return };
+    let tools: HashMap<String, Annotations> = mcp::tools_of(result).into_iter().collect();
+    if let Ok(mut cache) = cache.lock() {
+        if cache.len() >= MAX_SESSIONS && !cache.contains_key(session) {
+            cache.clear();
+        }
+        cache.entry(session.to_owned()).or_default().extend(tools);
+    }
+}
+
+/// A JSON-RPC answer from the door itself.
+fn rpc(status: u16, message: &Value, request_id: &str) -> Response<Body> {
+    let mut bytes = serde_json::to_vec(message).unwrap_or_default();
+    bytes.push(b'\n');
+    let mut response = Response::new(full(bytes));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if status == 401 {
+        response.headers_mut().insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"portcullis\""));
+    }
+    with_request_id(response, request_id)
+}
+
+/// A JSON-RPC error from the door for request `id`.
+fn rpc_error(status: u16, id: &Value, code: i64, text: &str, request_id: &str) -> Response<Body> {
+    let data = (!request_id.is_empty()).then(|| json!({ "request_id": request_id }));
+    rpc(status, &mcp::error_message(id, code, text, data), request_id)
+}
+
+impl Door {
+    async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        if req.uri().path() != self.section.path {
+            return rpc_error(
+                404,
+                &Value::Null,
+                ERROR_INVALID_REQUEST,
+                &format!("no MCP endpoint at {}; this door serves {}", req.uri().path(), self.section.path),
+                "",
+            );
+        }
+        let gate = self.live.gate();
+        let (mut parts, body) = req.into_parts();
+        // The headers only the host may set never come from a caller or reach the server.
+        let reserved: Vec<HeaderName> = parts.headers.keys().filter(|n| is_reserved_header(n.as_str())).cloned().collect();
+        for name in reserved {
+            parts.headers.remove(name);
+        }
+        let head = Request::from_parts(parts, Vec::new());
+        let opts = FromHttp {
+            default_scheme: self.section.scheme.clone(),
+            client_address: Some(peer.ip().to_string()),
+            received_at_ms: portcullis_host::capability::now_ms(),
+            ..FromHttp::default()
+        };
+        let normal = match request_from_http(&head, &opts) {
+            Ok(normal) => normal,
+            Err(e) => return rpc_error(400, &Value::Null, ERROR_INVALID_REQUEST, &e.to_string(), ""),
+        };
+        let (parts, _) = head.into_parts();
+        match parts.method {
+            Method::POST => self.post(gate, parts, body, normal).await,
+            Method::GET | Method::DELETE => self.pass(gate, parts, normal).await,
+            _ => rpc_error(405, &Value::Null, ERROR_INVALID_REQUEST, "the MCP endpoint takes POST, GET and DELETE", ""),
+        }
+    }
+
+    /// Checks the credential of a message that is not evaluated; the refusal when it fails.
+    fn authenticate(gate: &Gate, normal: &mut Normal) -> Option<Response<Body>> {
+        let now = portcullis_host::capability::now_ms() / 1000;
+        match gate.identify(normal, &Identity::Credentials { now_unix_s: now }) {
+            Ok(()) => None,
+            Err(failure) => Some(rpc_error(
+                401,
+                &Value::Null,
+                mcp::ERROR_UNAUTHENTICATED,
+                &format!("unauthenticated: {}", failure.reason),
+                "",
+            )),
+        }
+    }
+
+    /// GET and DELETE: authenticated, then passed (a GET stream filtered).
+    async fn pass(&self, gate: Arc<Gate>, parts: http::request::Parts, mut normal: Normal) -> Response<Body> {
+        if let Some(refusal) = Self::authenticate(&gate, &mut normal) {
+            return refusal;
+        }
+        let session = header_text(&parts.headers, SESSION_HEADER);
+        if parts.method == Method::DELETE
+            && let (Some(session), Ok(mut cache)) = (session, self.annotations.lock())
+        {
+            cache.remove(&session);
+        }
+        let kept = normal.headers.clone();
+        let outgoing = self.outgoing(parts, &kept, &[], Bytes::new());
+        let response = match self.send(outgoing, &Value::Null).await {
+            Ok(response) => response,
+            Err(answer) => return answer,
+        };
+        let (mut rparts, rbody) = response.into_parts();
+        strip_hop_by_hop(&mut rparts.headers);
+        if is_event_stream(&rparts.headers) {
+            rparts.headers.remove(CONTENT_LENGTH);
+            let body = self.filter_stream(rbody, None);
+            return Response::from_parts(rparts, body);
+        }
+        // Anything else carries no JSON-RPC answer (202, 204, 405, a 404 for an ended
+        // session): its status passes, its body does not.
+        self.status_only(rparts, "")
+    }
+
+    /// An upstream answer reduced to its status and headers, with a JSON-RPC error body
+    /// when it is not a success: the door passes no body it has not read.
+    fn status_only(&self, mut rparts: http::response::Parts, request_id: &str) -> Response<Body> {
+        rparts.headers.remove(CONTENT_LENGTH);
+        rparts.headers.remove(CONTENT_TYPE);
+        let status = rparts.status;
+        if status.is_success() {
+            return Response::from_parts(rparts, full(Bytes::new()));
+        }
+        let error = mcp::error_message(
+            &Value::Null,
+            mcp::ERROR_INVALID_REQUEST,
+            &format!("the MCP server answered HTTP {}", status.as_u16()),
+            None,
+        );
+        let mut answer = rpc(status.as_u16(), &error, request_id);
+        for name in [SESSION_HEADER, "mcp-protocol-version"] {
+            if let Some(value) = rparts.headers.get(name) {
+                answer.headers_mut().insert(HeaderName::from_static(name), value.clone());
+            }
+        }
+        answer
+    }
+
+    async fn post(&self, gate: Arc<Gate>, parts: http::request::Parts, body: Incoming, mut normal: Normal) -> Response<Body> {
+        let cap = self.section.max_request_bytes;
+        if content_length(&parts.headers).is_some_and(|len| len > cap as u64) {
+            return rpc_error(413, &Value::Null, ERROR_INVALID_REQUEST, &format!("the message is larger than {cap} bytes"), "");
+        }
+        let bytes = match read_capped(body, cap).await {
+            Ok(bytes) => bytes,
+            Err(ReadError::TooLarge) => {
+                return rpc_error(413, &Value::Null, ERROR_INVALID_REQUEST, &format!("the message is larger than {cap} bytes"), "");
+            }
+            Err(ReadError::Io(e)) => {
+                return rpc_error(400, &Value::Null, ERROR_INVALID_REQUEST, &format!("reading the message failed: {e}"), "");
+            }
+        };
+        let (mut message, kind) = match mcp::parse_message(&bytes) {
+            Ok(parsed) => parsed,
+            Err(e) => return rpc_error(400, &Value::Null, e.code(), &e.to_string(), ""),
+        };
+        let (id, method, params) = match kind {
+            Message::Request { id, method, params } => (id, method, params),
+            Message::Notification { .. } | Message::Response { .. } => {
+                // Lifecycle notifications and the client's answers to the server's own
+                // requests carry no call: authenticated, not evaluated.
+                if let Some(refusal) = Self::authenticate(&gate, &mut normal) {
+                    return refusal;
+                }
+                let kept = normal.headers.clone();
+                let outgoing = self.outgoing(parts, &kept, &[], bytes);
+                return match self.send(outgoing, &Value::Null).await {
+                    Ok(response) => {
+                        let (mut rparts, _) = response.into_parts();
+                        strip_hop_by_hop(&mut rparts.headers);
+                        self.status_only(rparts, "")
+                    }
+                    Err(answer) => answer,
+                };
+            }
+        };
+        let call = match mcp::call_of(&method, params.as_ref()) {
+            Ok(call) => call,
+            Err(e) => return rpc_error(200, &id, e.code(), &e.to_string(), ""),
+        };
+        let session = header_text(&parts.headers, SESSION_HEADER).unwrap_or_default();
+        let annotations = call.tool.as_ref().and_then(|tool| {
+            self.annotations.lock().ok().and_then(|cache| cache.get(&session).and_then(|tools| tools.get(tool)).cloned())
+        });
+        let mut request = mcp::request_for_call(&normal, &call, annotations.as_ref());
+        if let (Some(approval), None) = (&call.approval_id, request.header(APPROVAL_HEADER)) {
+            request.headers.push((APPROVAL_HEADER.into(), approval.clone()));
+        }
+        let mut arrival = Arrival::take("mcp", &mut request);
+        // Arguments and results are rewritten here; the endpoint's query is not.
+        arrival.reach = Reach { query: false, body: BodyReach::Rewrite };
+        let request_id = request.id.clone();
+        let (gate, admission) = match tokio::task::spawn_blocking(move || {
+            let admission = gate.admit(&mut request, arrival);
+            (gate, admission)
+        })
+        .await
+        {
+            Ok(done) => done,
+            Err(_) => return rpc_error(500, &id, ERROR_DENIED, "the evaluation stopped unexpectedly", &request_id),
+        };
+        let ticket = match admission {
+            Admission::Refuse(refusal) => {
+                let status = if refusal.status == 401 { 401 } else { 200 };
+                let mut answer = rpc(status, &mcp::refusal_error(&id, &refusal), &request_id);
+                if let Some(approval) = &refusal.approval
+                    && let Ok(value) = HeaderValue::from_str(&approval.id)
+                {
+                    answer.headers_mut().insert(HeaderName::from_static(APPROVAL_HEADER), value);
+                }
+                return answer;
+            }
+            Admission::Forward(ticket) => ticket,
+        };
+
+        // The message as the server gets it: redacted arguments, no approval id.
+        let redactions = ticket.check.verdict.redactions().to_vec();
+        let rewrite = redactions.iter().any(|r| matches!(r.target, Target::JsonPointer(_))) || call.approval_id.is_some();
+        let forwarded = if rewrite {
+            if let Err(e) = mcp::with_body(&mut message, &call, ticket.request.body.as_ref()) {
+                return rpc_error(200, &id, ERROR_DENIED, &format!("redaction-failed: {e}; refusing rather than passing it unredacted"), &request_id);
+            }
+            Bytes::from(serde_json::to_vec(&message).unwrap_or_default())
+        } else {
+            bytes
+        };
+        let kept = ticket.request.headers.clone();
+        let mut outgoing = self.outgoing(parts, &kept, &redactions, forwarded);
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            outgoing.headers_mut().insert(HeaderName::from_static("x-request-id"), value);
+        }
+        let response = match self.send(outgoing, &id).await {
+            Ok(response) => response,
+            Err(answer) => return with_request_id(answer, &request_id),
+        };
+        let (mut rparts, rbody) = response.into_parts();
+        strip_hop_by_hop(&mut rparts.headers);
+        let answering = Answering {
+            gate,
+            ticket: Arc::new(*ticket),
+            call: Arc::new(call),
+            id,
+            session,
+            request_id: request_id.clone(),
+            cache: self.annotations.clone(),
+            filter_tools: self.section.filter_tools,
+        };
+        if is_event_stream(&rparts.headers) {
+            rparts.headers.remove(CONTENT_LENGTH);
+            let body = self.filter_stream(rbody, Some(answering));
+            return with_request_id(Response::from_parts(rparts, body), &request_id);
+        }
+        let json = rparts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(portcullis_host::exchange::is_json_content_type);
+        if !json {
+            return self.status_only(rparts, &request_id);
+        }
+        let rcap = self.section.max_response_bytes;
+        let bytes = match read_capped(rbody, rcap).await {
+            Ok(bytes) => bytes,
+            Err(_) => {
+                return rpc_error(
+                    502,
+                    &answering.id,
+                    ERROR_DENIED,
+                    &format!("the MCP server's answer could not be read whole (at most {rcap} bytes are)"),
+                    &request_id,
+                );
+            }
+        };
+        let answer = self.settle(answering, &bytes).await;
+        let mut out = serde_json::to_vec(&answer).unwrap_or_default();
+        out.push(b'\n');
+        rparts.headers.insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
+        with_request_id(Response::from_parts(rparts, full(out)), &request_id)
+    }
+
+    /// The request to the MCP server: the caller's headers that the gate kept (credentials
+    /// stripped under `strip_credentials`, no approval header), header redactions applied,
+    /// identity encoding asked for (a compressed answer cannot be read).
+    fn outgoing(
+        &self,
+        mut parts: http::request::Parts,
+        kept: &[(String, String)],
+        redactions: &[portcullis_host::Redaction],
+        body: Bytes,
+    ) -> Request<Body> {
+        let dropped: Vec<HeaderName> = parts
+            .headers
+            .keys()
+            .filter(|name| {
+                let name = name.as_str();
+                name != "content-type" && name != "content-length" && !kept.iter().any(|(n, _)| n == name)
+            })
+            .cloned()
+            .collect();
+        for name in dropped {
+            parts.headers.remove(name);
+        }
+        parts.headers.remove(APPROVAL_HEADER);
+        for redaction in redactions {
+            let Target::Header(name) = &redaction.target else { continue };
+            let Ok(name) = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()) else { continue };
+            match &redaction.action {
+                Action::Remove => {
+                    parts.headers.remove(&name);
+                }
+                Action::Replace(value) => {
+                    if parts.headers.contains_key(&name) {
+                        if let Ok(value) = HeaderValue::from_str(value) {
+                            parts.headers.insert(name, value);
+                        } else {
+                            parts.headers.remove(&name);
+                        }
+                    }
+                }
+            }
+        }
+        strip_hop_by_hop(&mut parts.headers);
+        parts.headers.remove(ACCEPT_ENCODING);
+        let original_host = parts.headers.get(HOST).cloned();
+        if let Some(authority) = self.upstream.authority()
+            && let Ok(host) = HeaderValue::from_str(authority.as_str())
+        {
+            parts.headers.insert(HOST, host);
+        }
+        if let Some(host) = original_host {
+            parts.headers.insert(HeaderName::from_static("x-forwarded-host"), host);
+        }
+        if parts.method == Method::POST {
+            parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+        }
+        parts.uri = self.upstream.clone();
+        parts.version = http::Version::HTTP_11;
+        Request::from_parts(parts, full(body))
+    }
+
+    /// Sends to the MCP server; the JSON-RPC error for request `id` when it cannot be reached.
+    async fn send(&self, request: Request<Body>, id: &Value) -> Result<Response<Incoming>, Response<Body>> {
+        let timeout = Duration::from_millis(self.section.upstream_timeout_ms);
+        match tokio::time::timeout(timeout, self.client.request(request)).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, upstream = %self.section.upstream, "MCP server request failed");
+                Err(rpc_error(502, id, ERROR_DENIED, "upstream-unavailable: the MCP server could not be reached", ""))
+            }
+            Err(_) => Err(rpc_error(
+                504,
+                id,
+                ERROR_DENIED,
+                &format!("upstream-timeout: the MCP server did not answer within {timeout:?}"),
+                "",
+            )),
+        }
+    }
+
+    /// The answer to an admitted request, as the client gets it: the response phase run
+    /// on its `result` (a `tools/list` filtered first), or a JSON-RPC error.
+    async fn settle(&self, answering: Answering, bytes: &[u8]) -> Value {
+        let id = answering.id.clone();
+        let request_id = answering.request_id.clone();
+        let refuse = |text: String| mcp::error_message(&id, ERROR_DENIED, &text, Some(json!({ "request_id": request_id })));
+        let message = match mcp::parse_message(bytes) {
+            Ok((message, Message::Response { id: answered })) if answered == answering.id => message,
+            Ok(_) => return refuse("bad-upstream-response: the MCP server's answer is not the answer to this request".into()),
+            Err(e) => return refuse(format!("bad-upstream-response: {e}")),
+        };
+        match tokio::task::spawn_blocking(move || answering.release(message)).await {
+            Ok(answer) => answer,
+            Err(_) => refuse("policy-error: the evaluation stopped unexpectedly".into()),
+        }
+    }
+
+    /// An SSE stream from the server, passed event by event: the answer to `answering`'s
+    /// request settled before it goes on; notifications and server requests as they are;
+    /// anything else (an answer to another request, an event that is not JSON-RPC, an
+    /// event over the cap) dropped.
+    fn filter_stream(&self, body: Incoming, answering: Option<Answering>) -> Body {
+        let (tx, rx) = mpsc::channel::<Result<Bytes, BoxError>>(16);
+        let door_cap = self.section.max_response_bytes;
+        tokio::spawn(async move {
+            let mut body = body;
+            let mut buffer = BytesMut::new();
+            let mut answering = answering;
+            loop {
+                let frame = match body.frame().await {
+                    Some(Ok(frame)) => frame,
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "MCP server stream ended with an error");
+                        break;
+                    }
+                    None => break,
+                };
+                let Ok(data) = frame.into_data() else { continue };
+                buffer.extend_from_slice(&data);
+                while let Some((event, rest)) = split_event(&buffer) {
+                    let event = event.to_vec();
+                    buffer = BytesMut::from(&buffer[rest..]);
+                    let out = match pass_event(&event, &mut answering).await {
+                        Some(out) => out,
+                        None => continue,
+                    };
+                    if tx.send(Ok(Bytes::from(out))).await.is_err() {
+                        return;
+                    }
+                }
+                if buffer.len() > door_cap {
+                    tracing::warn!(cap = door_cap, "an SSE event from the MCP server is over the cap; ending the stream");
+                    if let Some(answering) = answering.take() {
+                        let error = mcp::error_message(
+                            &answering.id,
+                            ERROR_DENIED,
+                            &format!("response-too-large: the MCP server's answer is larger than {door_cap} bytes"),
+                            None,
+                        );
+                        let _ = tx.send(Ok(Bytes::from(sse_event(&[], &error)))).await;
+                    }
+                    break;
+                }
+            }
+        });
+        ChannelBody(rx).boxed()
+    }
+}
+
+/// One event of a stream, passed or settled; `None` drops it.
+async fn pass_event(event: &[u8], answering: &mut Option<Answering>) -> Option<Vec<u8>> {
+    let (fields, data) = parse_event(event);
+    if data.is_empty() {
+        // A priming event (an id for resumption, no data) or a comment.
+        return Some(with_blank_line(event));
+    }
+    let (message, kind) = match mcp::parse_message(data.as_bytes()) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            tracing::warn!(error = %e, "dropping an SSE event from the MCP server that is not a JSON-RPC message");
+            return None;
+        }
+    };
+    match kind {
+        Message::Notification { .. } | Message::Request { .. } => Some(with_blank_line(event)),
+        Message::Response { id } => {
+            let Some(waiting) = answering.as_ref() else {
+                tracing::warn!("dropping an answer on the MCP server's event stream: it cannot be evaluated outside its call");
+                return None;
+            };
+            if id != waiting.id {
+                tracing::warn!("dropping an answer to another request on the MCP server's event stream");
+                return None;
+            }
+            let waiting = answering.take()?;
+            let id = waiting.id.clone();
+            let answer = match tokio::task::spawn_blocking(move || waiting.release(message)).await {
+                Ok(answer) => answer,
+                Err(_) => mcp::error_message(&id, ERROR_DENIED, "policy-error: the evaluation stopped unexpectedly", None),
+            };
+            Some(sse_event(&fields, &answer))
+        }
+    }
+}
+
+/// A request admitted by the gate, waiting for its answer.
+struct Answering {
+    gate: Arc<Gate>,
+    ticket: Arc<Ticket>,
+    call: Arc<Call>,
+    id: Value,
+    session: String,
+    request_id: String,
+    cache: Cache,
+    filter_tools: bool,
+}
+
+impl Answering {
+    /// The response phase for the answer `message` (blocking: policies run here).
+    fn release(self, mut message: Value) -> Value {
+        let refuse = |text: String| {
+            mcp::error_message(&self.id, ERROR_DENIED, &text, Some(json!({ "request_id": self.request_id })))
+        };
+        if self.call.method == "tools/list" {
+            remember(&self.cache, &self.session, &message);
+        }
+        if self.call.method == "tools/list"
+            && self.filter_tools
+            && let Some(result) = message.get_mut("result")
+        {
+            let gate = &self.gate;
+            let base = &self.ticket.request;
+            // Probes carry the annotations this very answer declares.
+            let listed: HashMap<String, Annotations> = mcp::tools_of(result).into_iter().collect();
+            let removed = mcp::filter_tools(result, |name| {
+                let probe_call = Call {
+                    method: "tools/call".into(),
+                    operation: name.to_owned(),
+                    tool: Some(name.to_owned()),
+                    body: None,
+                    approval_id: None,
+                };
+                let mut probe = mcp::request_for_call(base, &probe_call, listed.get(name));
+                probe.headers.push((PROBE_HEADER.into(), "tools/list".into()));
+                let verdict = gate.policy_set().evaluate_request(&probe);
+                !matches!(verdict.decision, Decision::Deny(_))
+            });
+            if removed > 0 {
+                tracing::debug!(removed, principal = %base.principal.id, "tools hidden from tools/list");
+            }
+        }
+        let mut normal = mcp::response_of(&message);
+        match self.gate.release(&self.ticket, &mut normal) {
+            Release::Refuse(refusal) => mcp::refusal_error(&self.id, &refusal),
+            Release::Return(check) => {
+                if check.verdict.redactions().is_empty() {
+                    return message;
+                }
+                match mcp::with_result(&mut message, normal.body.as_ref()) {
+                    Ok(()) => message,
+                    Err(e) => refuse(format!("redaction-failed: {e}; refusing rather than passing it unredacted")),
+                }
+            }
+        }
+    }
+}
+
+/// A body fed from a channel (the filtered SSE stream).
+struct ChannelBody(mpsc::Receiver<Result<Bytes, BoxError>>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.0.poll_recv(cx).map(|next| next.map(|chunk| chunk.map(Frame::data)))
+    }
+}
+
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("text/event-stream"))
+}
+
+/// The first complete event in `buffer` (up to and excluding its blank line) and where
+/// the rest starts. Lines end with LF, CRLF or CR (the SSE grammar).
+fn split_event(buffer: &[u8]) -> Option<(&[u8], usize)> {
+    let mut i = 0;
+    let mut line_start = 0;
+    while i < buffer.len() {
+        let end = match buffer[i] {
+            b'\n' => i + 1,
+            b'\r' if buffer.get(i + 1) == Some(&b'\n') => i + 2,
+            // A CR at the end of what arrived may be followed by LF in the next chunk.
+            b'\r' if i + 1 == buffer.len() => return None,
+            b'\r' => i + 1,
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        if i == line_start {
+            return Some((&buffer[..line_start], end));
+        }
+        i = end;
+        line_start = end;
+    }
+    None
+}
+
+/// An event's fields other than `data` (kept in order, for `id:`, `event:`, `retry:`), and
+/// its data (the `data:` lines joined with LF).
+fn parse_event(event: &[u8]) -> (Vec<String>, String) {
+    let text = String::from_utf8_lossy(event);
+    let mut fields = Vec::new();
+    let mut data: Vec<&str> = Vec::new();
+    for line in text.split(['\n', '\r']).filter(|l| !l.is_empty()) {
+        if let Some(value) = line.strip_prefix("data")
+            && (value.is_empty() || value.starts_with(':'))
+        {
+            let value = value.strip_prefix(':').unwrap_or(value);
+            data.push(value.strip_prefix(' ').unwrap_or(value));
+            continue;
+        }
+        fields.push(line.to_owned());
+    }
+    (fields, data.join("\n"))
+}
+
+/// An event written back: its other fields, then the message as one `data:` line.
+fn sse_event(fields: &[String], message: &Value) -> Vec<u8> {
+    let mut out = String::new();
+    for field in fields {
+        out.push_str(field);
+        out.push('\n');
+    }
+    out.push_str("data: ");
+    out.push_str(&serde_json::to_string(message).unwrap_or_default());
+    out.push_str("\n\n");
+    out.into_bytes()
+}
+
+fn with_blank_line(event: &[u8]) -> Vec<u8> {
+    let mut out = event.to_vec();
+    out.extend_from_slice(b"\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_split_on_blank_lines_of_any_ending() {
+        let text = b"event: message\ndata: {\"a\":1}\n\nid: 2\r\ndata: x\r\n\r\npartial";
+        let (first, rest) = split_event(text).unwrap();
+        assert_eq!(first, b"event: message\ndata: {\"a\":1}\n");
+        let (second, rest2) = split_event(&text[rest..]).unwrap();
+        assert_eq!(second, b"id: 2\r\ndata: x\r\n");
+        assert!(split_event(&text[rest + rest2..]).is_none());
+        assert!(split_event(b"data: x\r").is_none(), "a CR at the end may be half of CRLF");
+    }
+
+    #[test]
+    fn events_keep_their_fields_and_join_data_lines() {
+        let (fields, data) = parse_event(b"event: message\nid: 7\ndata: {\"a\":\ndata:1}\n");
+        assert_eq!(fields, ["event: message", "id: 7"]);
+        assert_eq!(data, "{\"a\":\n1}");
+        let out = sse_event(&fields, &json!({"b": 2}));
+        assert_eq!(out, b"event: message\nid: 7\ndata: {\"b\":2}\n\n");
+        assert_eq!(parse_event(b"id: 1\ndata:\n").1, "");
+    }
+}
