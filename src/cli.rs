@@ -7,8 +7,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Portcullis: sandboxed WebAssembly policies in front of APIs.
 ///
 /// Policies are WebAssembly components built against the `portcullis:policy` WIT contract.
-/// Each evaluation runs in a fresh, isolated instance with a time and memory limit; a
-/// policy that fails is counted as a deny (fail-closed).
+/// Each evaluation runs in a fresh, isolated instance (unless a policy's config trades that
+/// for speed with `reuse`) with a time and memory limit; a policy that fails is counted as
+/// a deny (fail-closed).
 #[derive(Debug, Parser)]
 #[command(name = "portcullis", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
@@ -118,20 +119,26 @@ pub enum Command {
     ///
     /// Rust needs the wasm32-wasip2 target (`rustup target add wasm32-wasip2`); Python needs
     /// componentize-py (scripts/build-python-policies.sh installs it into
-    /// target/python-venv of this repository, where `portcullis build` finds it).
+    /// target/python-venv of this repository, where `portcullis build` finds it);
+    /// JavaScript needs Node.js 18+ and componentize-js (scripts/build-js-policies.sh
+    /// installs it into target/js-tools). A JavaScript project also has native unit tests:
+    /// `node --test` inside it.
     ///
     /// Examples:
     ///
     ///   portcullis new --lang rust invoice-guard
     ///
     ///   portcullis new --lang python --sdk /src/portcullis/guest-sdk invoice-guard
+    ///
+    ///   portcullis new --lang js invoice-guard
     #[command(verbatim_doc_comment)]
     New(NewArgs),
-    /// Build a policy project (Rust or Python) into a component: DIR/target/NAME.wasm.
+    /// Build a policy project (Rust, Python or JavaScript) into a component:
+    /// DIR/target/NAME.wasm.
     ///
-    /// The kind is read from the project: Cargo.toml (cargo, wasm32-wasip2) or
-    /// pyproject.toml (componentize-py). When a toolchain is missing the error says what to
-    /// install. The component is written next to its final name and renamed into place.
+    /// The kind is read from the project: Cargo.toml (cargo, wasm32-wasip2), pyproject.toml
+    /// (componentize-py) or package.json (node and componentize-js). When a toolchain is
+    /// missing the error says what to install. The component is written next to its final name and renamed into place.
     ///
     /// Examples:
     ///
@@ -147,8 +154,9 @@ pub enum Command {
     /// establishes each entry's principal the same way (recorded credentials, or --as),
     /// evaluates every entry once to warm up, then ROUNDS times:
     ///
-    ///   - the whole gate (route, every policy of both phases in fresh instances, combining,
-    ///     redaction) per entry: its p50, p99 and decisions per second;
+    ///   - the whole gate (route, every policy of both phases in fresh instances, or warm
+    ///     ones for policies with `reuse`, combining, redaction) per entry: its p50, p99
+    ///     and decisions per second;
     ///   - each policy on the entry's route alone, per phase (the response phase on every
     ///     recorded response): its p50 and p99.
     ///
@@ -351,7 +359,7 @@ pub struct NewArgs {
     /// The language of the policy.
     #[arg(long, value_enum, default_value_t = Lang::Rust)]
     pub lang: Lang,
-    /// The folder that holds `rust/` and `python/` of the guest SDKs (default: this
+    /// The folder that holds `rust/`, `python/` and `js/` of the guest SDKs (default: this
     /// repository's guest-sdk/, or PORTCULLIS_SDK).
     #[arg(long, env = "PORTCULLIS_SDK")]
     pub sdk: Option<PathBuf>,
@@ -367,19 +375,22 @@ pub enum Lang {
     Rust,
     /// Python with componentize-py.
     Python,
+    /// JavaScript with componentize-js (needs Node.js 18 or later).
+    #[value(alias = "javascript")]
+    Js,
 }
 
 /// Arguments of `build`.
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// The project folder (with Cargo.toml or pyproject.toml).
+    /// The project folder (with Cargo.toml, pyproject.toml or package.json).
     #[arg(default_value = ".")]
     pub dir: PathBuf,
     /// Where to write the component (default: DIR/target/NAME.wasm).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// The guest SDK folder, for Python projects (default: this repository's guest-sdk/,
-    /// or PORTCULLIS_SDK).
+    /// The guest SDK folder, for Python and JavaScript projects (default: this
+    /// repository's guest-sdk/, or PORTCULLIS_SDK).
     #[arg(long, env = "PORTCULLIS_SDK")]
     pub sdk: Option<PathBuf>,
 }

@@ -64,11 +64,25 @@ fn a_new_python_policy_builds_and_passes_its_test() {
 }
 
 #[test]
+fn a_new_javascript_policy_builds_and_passes_its_tests() {
+    let edit = (r#"['GET', 'HEAD', 'OPTIONS']"#, r#"['GET', 'HEAD', 'OPTIONS', 'DELETE']"#);
+    // Its native unit tests pass out of the box, before and without a build.
+    let tmp = TempDir::new("new-js-native");
+    ok(portcullis(tmp.path(), &["new", "--lang", "js", "memo-guard"]), "new");
+    let unit = Command::new("node").arg("--test").current_dir(tmp.path().join("memo-guard")).output().expect("run node --test");
+    ok(unit, "node --test");
+    round_trip("js", "invoice-guard", "policy.js", edit);
+}
+
+#[test]
 fn build_says_what_kind_of_project_it_needs() {
     let tmp = TempDir::new("build-empty");
     let out = portcullis(tmp.path(), &["build"]);
     let text = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && text.contains("Cargo.toml") && text.contains("pyproject.toml"), "{text}");
+    assert!(
+        !out.status.success() && ["Cargo.toml", "pyproject.toml", "package.json"].iter().all(|m| text.contains(m)),
+        "{text}"
+    );
     let out = portcullis(tmp.path(), &["new", "Bad_Name"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not a policy name"));
 }

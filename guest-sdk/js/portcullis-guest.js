@@ -692,7 +692,20 @@ export function settingsFailure(error) {
 /** The `portcullis:policy/handler` export for a policy; `getSettings` is the `settings`
  * import's `get`. The generated entry module calls this. */
 export function exportPolicy(policy, getSettings) {
-  const callSettings = () => parseSettings(getSettings(), policy.settings);
+  // The last settings text and what it parsed to. With a fresh instance per call (the
+  // default) this never hits; when the host reuses the instance (`reuse` in its config),
+  // the settings are parsed once per instance rather than on every call. The parsed object
+  // is then shared by later calls: treat it as read-only.
+  let lastText;
+  let lastParsed;
+  const callSettings = () => {
+    const text = getSettings();
+    if (text !== lastText) {
+      lastParsed = parseSettings(text, policy.settings);
+      lastText = text;
+    }
+    return lastParsed;
+  };
   const run = (fn) => {
     let parsed;
     try {

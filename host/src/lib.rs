@@ -21,6 +21,7 @@ pub mod config;
 pub mod route;
 pub mod set;
 pub mod verdict;
+pub mod warm;
 
 pub use config::{Config, ConfigError};
 pub use decision::{Decision, DecisionKind, Outcome, Redaction};
@@ -29,3 +30,4 @@ pub use exchange::{Body, Exchange, Principal, PrincipalKind, Request, Response};
 pub use policy::{Fault, Limits, LoadError, Policy, PolicySpec, Source};
 pub use set::{PolicySet, RouteSpec, Unmatched};
 pub use verdict::{Phase, PolicyResult, Verdict};
+pub use warm::Reuse;

@@ -2,7 +2,9 @@
 //! `init`, and callable in a fresh isolated instance per evaluation.
 //!
 //! Every call gets a new store and instance (no state survives between requests or
-//! callers), a deadline in epoch ticks, a memory limit and a bound on what it may return.
+//! callers), unless the policy's spec asks for [`Reuse`] (see [`crate::warm`] for what that
+//! gives up); either way a call has a deadline in epoch ticks, a memory limit and a bound on
+//! what it may return.
 //! Whatever goes wrong inside comes back as a [`Fault`], which the policy set turns into a
 //! fail-closed deny; nothing a policy does can take the host down.
 
@@ -21,6 +23,7 @@ use crate::contract::{self, ContractError};
 use crate::decision::{Decision, Outcome, Target};
 use crate::engine::{EPOCH_TICK, Engine, EngineError, sha256_hex};
 use crate::exchange;
+use crate::warm::{Reuse, Warm, WarmPool};
 
 /// Resource limits for one policy. Every limit applies to each call separately.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +88,9 @@ pub struct PolicySpec {
     pub capabilities: Vec<Capability>,
     /// When true, a failing policy counts as `allow` instead of `deny`. Off by default.
     pub fail_open: bool,
+    /// Serve calls from warm instances instead of a fresh one each (off by default): faster
+    /// for guests with a language runtime, but state survives between calls and callers.
+    pub reuse: Option<Reuse>,
 }
 
 impl PolicySpec {
@@ -99,6 +105,7 @@ impl PolicySpec {
             limits: Limits::default(),
             capabilities: Vec::new(),
             fail_open: false,
+            reuse: None,
         }
     }
 }
@@ -272,6 +279,8 @@ pub struct Policy {
     engine: Engine,
     pre: PolicyPre<HostState>,
     context: Arc<PolicyContext>,
+    /// Warm instances, when the spec asks for reuse.
+    warm: Option<WarmPool>,
 }
 
 impl std::fmt::Debug for Policy {
@@ -315,6 +324,9 @@ impl Policy {
             }
         }
         check_limits(&name, &spec.limits, engine)?;
+        if let Some(reuse) = &spec.reuse {
+            check_reuse(&name, reuse)?;
+        }
         let component = engine
             .compile(&bytes, &digest)
             .map_err(|error| LoadError::Compile { policy: name.clone(), source_path: source.clone(), error })?;
@@ -365,6 +377,7 @@ impl Policy {
             fail_open: spec.fail_open,
             engine: engine.clone(),
             pre,
+            warm: spec.reuse.map(WarmPool::new),
         };
         policy.metadata = policy.read_metadata()?;
         Ok(policy)
@@ -447,6 +460,16 @@ impl Policy {
         self.fail_open
     }
 
+    /// How it reuses instances, if it does (`None`: a fresh instance per call).
+    pub fn reuse(&self) -> Option<Reuse> {
+        self.warm.as_ref().map(WarmPool::reuse)
+    }
+
+    /// Warm instances waiting for a call (always 0 without reuse).
+    pub fn idle_instances(&self) -> usize {
+        self.warm.as_ref().map_or(0, WarmPool::idle)
+    }
+
     /// The WIT version it was checked against.
     pub fn contract_version(&self) -> &'static str {
         contract::VERSION
@@ -482,12 +505,7 @@ impl Policy {
         } else {
             base
         };
-        let (mut store, instance) = self.instantiate()?;
-        let outcome = instance
-            .portcullis_policy_handler()
-            .call_on_request(&mut store, arg)
-            .map_err(|e| self.classify(e, &store))?;
-        self.check_outcome(outcome)
+        self.call(|store, instance| instance.portcullis_policy_handler().call_on_request(store, arg))
     }
 
     /// Calls `on-response` in a fresh instance.
@@ -508,12 +526,38 @@ impl Policy {
             response,
             self.metadata.needs_response_body.then_some(self.limits.max_body_bytes),
         );
-        let (mut store, instance) = self.instantiate()?;
-        let outcome = instance
-            .portcullis_policy_handler()
-            .call_on_response(&mut store, req, &resp)
-            .map_err(|e| self.classify(e, &store))?;
-        self.check_outcome(outcome)
+        self.call(|store, instance| instance.portcullis_policy_handler().call_on_response(store, req, &resp))
+    }
+
+    /// Runs one export call in a fresh instance, or in a warm one when the policy reuses
+    /// instances: a warm instance gets a new deadline, and goes back to the pool only if the
+    /// call ended without any fault (an invalid outcome included).
+    fn call(
+        &self,
+        export: impl FnOnce(&mut Store<HostState>, &Bindings) -> wasmtime::Result<wit::Outcome>,
+    ) -> Result<Outcome, Fault> {
+        let Some(pool) = &self.warm else {
+            let (mut store, instance) = self.instantiate()?;
+            let outcome = export(&mut store, &instance).map_err(|e| self.classify(e, &store))?;
+            return self.check_outcome(outcome);
+        };
+        let mut warm = match pool.take() {
+            Some(mut warm) => {
+                warm.store.set_epoch_deadline(self.deadline_ticks());
+                warm
+            }
+            None => {
+                let (store, bindings) = self.instantiate()?;
+                Warm { store, bindings, uses: 0 }
+            }
+        };
+        let outcome = export(&mut warm.store, &warm.bindings)
+            .map_err(|e| self.classify(e, &warm.store))
+            .and_then(|outcome| self.check_outcome(outcome));
+        if outcome.is_ok() {
+            pool.give_back(warm);
+        }
+        outcome
     }
 
     /// A fresh store and instance with this policy's deadline and memory limit.
@@ -604,6 +648,18 @@ fn check_limits(policy: &str, limits: &Limits, engine: &Engine) -> Result<(), Lo
     let max_mb = (engine.max_memory_bytes() >> 20) as u32;
     if limits.memory_mb == 0 || limits.memory_mb > max_mb {
         return Err(err("memory_mb", format!("is {}, but must be between 1 and {max_mb} (engine.max_memory_mb)", limits.memory_mb)));
+    }
+    Ok(())
+}
+
+/// Checks a reuse setting.
+fn check_reuse(policy: &str, reuse: &Reuse) -> Result<(), LoadError> {
+    let err = |limit, message: String| LoadError::Limit { policy: policy.to_owned(), limit, message };
+    if reuse.max_uses == 0 {
+        return Err(err("reuse.max_uses", "must be at least 1".into()));
+    }
+    if reuse.max_idle == 0 {
+        return Err(err("reuse.max_idle", "must be at least 1 (leave `reuse` out for a fresh instance per call)".into()));
     }
     Ok(())
 }

@@ -212,16 +212,21 @@ fn render(r: &Report) -> String {
         if r.unreadable > 0 { format!(" ({} unreadable entries left out)", r.unreadable) } else { String::new() }
     );
     out.push_str(&format!("Loaded the config and its policies in {:.1} ms\n\n", r.load_ms));
-    out.push_str(&format!(
-        "  {:<34} {:>8} {:>10} {:>10} {:>10}\n",
-        "", "calls", "p50", "p99", "mean"
-    ));
+    let names: Vec<String> = r.policies.iter().map(|p| format!("policy {} ({})", p.policy, p.phase)).collect();
+    let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0).max(34);
+    out.push_str(&format!("  {:<width$} {:>8} {:>10} {:>10} {:>10}\n", "", "calls", "p50", "p99", "mean"));
     let row = |name: &str, s: &Stats| {
-        format!("  {name:<34} {:>8} {:>10} {:>10} {:>10}\n", s.calls, micros(s.p50_us), micros(s.p99_us), micros(s.mean_us))
+        format!(
+            "  {name:<width$} {:>8} {:>10} {:>10} {:>10}\n",
+            s.calls,
+            micros(s.p50_us),
+            micros(s.p99_us),
+            micros(s.mean_us)
+        )
     };
     out.push_str(&row("gate, whole entry", &r.gate));
-    for p in &r.policies {
-        let mut line = row(&format!("policy {} ({})", p.policy, p.phase), &p.stats);
+    for (p, name) in r.policies.iter().zip(&names) {
+        let mut line = row(name, &p.stats);
         if p.faults > 0 {
             line.insert_str(line.len() - 1, &format!("  {} faulted", p.faults));
         }

@@ -1,6 +1,6 @@
 //! `portcullis build`: any policy project to a component, calling the language's own
-//! toolchain (cargo for Rust, componentize-py for Python) and naming what to install when
-//! it is missing.
+//! toolchain (cargo for Rust, componentize-py for Python, componentize-js for JavaScript)
+//! and naming what to install when it is missing.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -25,9 +25,15 @@ pub fn run(args: &BuildArgs) -> Result<ExitCode> {
         let out = args.out.clone().unwrap_or_else(|| dir.join("target").join(format!("{name}.wasm")));
         build_python(dir, &out, args.sdk.as_deref())?;
         (name, out)
+    } else if dir.join("package.json").is_file() {
+        let name = package_name(&dir.join("package.json"))?;
+        let out = args.out.clone().unwrap_or_else(|| dir.join("target").join(format!("{name}.wasm")));
+        build_js(dir, &out, args.sdk.as_deref())?;
+        (name, out)
     } else {
         bail!(
-            "{} has neither Cargo.toml (Rust) nor pyproject.toml (Python); `portcullis new --lang rust|python NAME` starts one",
+            "{} has no Cargo.toml (Rust), pyproject.toml (Python) or package.json (JavaScript); \
+             `portcullis new --lang rust|python|js NAME` starts one",
             dir.display()
         );
     };
@@ -45,6 +51,17 @@ fn project_name(manifest: &Path, table: &str) -> Result<String> {
         .and_then(|n| n.as_str())
         .map(str::to_owned)
         .ok_or_else(|| anyhow!("{} has no `[{table}] name`", manifest.display()))
+}
+
+/// `name` of a package.json.
+fn package_name(manifest: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(manifest).with_context(|| format!("reading {}", manifest.display()))?;
+    let doc: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", manifest.display()))?;
+    doc.get("name")
+        .and_then(|n| n.as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("{} has no `name`", manifest.display()))
 }
 
 fn build_rust(dir: &Path, name: &str, out: &Path) -> Result<()> {
@@ -103,6 +120,37 @@ fn build_python(dir: &Path, out: &Path, sdk: Option<&Path>) -> Result<()> {
         .map_err(|e| missing(e, &python.display().to_string(), "install python3 (3.11 or newer)"))?;
     if !status.success() {
         bail!("componentize-py failed for {} (its errors are above)", dir.display());
+    }
+    Ok(())
+}
+
+/// Runs the JavaScript SDK's builder (guest-sdk/js/build.mjs), which stages the project
+/// with the SDK, writes the WIT world for its capabilities and calls componentize-js.
+fn build_js(dir: &Path, out: &Path, sdk: Option<&Path>) -> Result<()> {
+    let sdk = super::new::sdk_dir(sdk)?;
+    let node = Command::new("node")
+        .args(["-p", "process.versions.node.split('.')[0]"])
+        .output()
+        .map_err(|e| missing(e, "node", "install Node.js 18 or later (e.g. apt-get install nodejs npm)"))?;
+    let major: u32 = String::from_utf8_lossy(&node.stdout).trim().parse().unwrap_or(0);
+    if major < 18 {
+        bail!("node {major} is too old; componentize-js needs Node.js 18 or later");
+    }
+    let tools = sdk.parent().map(|repo| repo.join("target/js-tools/node_modules/@bytecodealliance/componentize-js"));
+    if std::env::var_os("COMPONENTIZE_JS").is_none() && !tools.as_ref().is_some_and(|t| t.is_dir()) {
+        bail!(
+            "componentize-js is not installed; run scripts/build-js-policies.sh once in the Portcullis repository (it \
+             installs the pinned version into target/js-tools), or set COMPONENTIZE_JS to a componentize-js package folder"
+        );
+    }
+    let status = Command::new("node")
+        .arg(sdk.join("js/build.mjs"))
+        .arg(dir)
+        .arg(out)
+        .status()
+        .map_err(|e| missing(e, "node", "install Node.js 18 or later"))?;
+    if !status.success() {
+        bail!("componentize-js failed for {} (its errors are above)", dir.display());
     }
     Ok(())
 }

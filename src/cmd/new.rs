@@ -1,8 +1,9 @@
 //! `portcullis new`: a policy project that builds to a component and passes its own test.
 //!
 //! The files are templates under `templates/new/` compiled into the binary, so the command
-//! works wherever the binary is copied. `{{name}}`, `{{type}}`, `{{module}}`, `{{sdk}}` and
-//! `{{lang}}` are filled in. Nothing is overwritten: an existing, non-empty folder is an
+//! works wherever the binary is copied. `{{name}}`, `{{type}}`, `{{module}}`, `{{sdk}}`,
+//! `{{sdk_js}}` (the JavaScript SDK's folder relative to the project, since JavaScript
+//! imports are relative paths) and `{{lang}}` are filled in. Nothing is overwritten: an existing, non-empty folder is an
 //! error.
 
 use std::fs;
@@ -32,6 +33,12 @@ const PYTHON: &[(&str, &str)] = &[
     ("{{module}}.py", include_str!("../../templates/new/python/policy.py")),
 ];
 
+const JS: &[(&str, &str)] = &[
+    ("package.json", include_str!("../../templates/new/js/package.json")),
+    ("policy.js", include_str!("../../templates/new/js/policy.js")),
+    ("policy.test.js", include_str!("../../templates/new/js/policy.test.js")),
+];
+
 pub fn run(args: &NewArgs) -> Result<ExitCode> {
     check_name(&args.name)?;
     let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from(&args.name));
@@ -42,12 +49,17 @@ pub fn run(args: &NewArgs) -> Result<ExitCode> {
     let (lang, files) = match args.lang {
         Lang::Rust => ("Rust", RUST),
         Lang::Python => ("Python", PYTHON),
+        Lang::Js => ("JavaScript", JS),
     };
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let project = dir.canonicalize().with_context(|| format!("resolving {}", dir.display()))?;
+    let sdk_js = relative(&project, &sdk.join("js"));
     let module = args.name.replace('-', "_");
     let fill = |text: &str| {
         text.replace("{{name}}", &args.name)
             .replace("{{type}}", &camel_case(&args.name))
             .replace("{{module}}", &module)
+            .replace("{{sdk_js}}", &sdk_js)
             .replace("{{sdk}}", &sdk.display().to_string())
             .replace("{{lang}}", lang)
     };
@@ -68,14 +80,30 @@ pub fn sdk_dir(given: Option<&Path>) -> Result<PathBuf> {
         Some(dir) => dir.to_path_buf(),
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("guest-sdk"),
     };
-    if !dir.join("rust/Cargo.toml").is_file() || !dir.join("python/portcullis_build.py").is_file() {
+    let parts = ["rust/Cargo.toml", "python/portcullis_build.py", "js/build.mjs"];
+    if !parts.iter().all(|part| dir.join(part).is_file()) {
         bail!(
-            "{} is not the Portcullis guest SDK folder (it needs rust/Cargo.toml and python/portcullis_build.py); \
+            "{} is not the Portcullis guest SDK folder (it needs rust/Cargo.toml, python/portcullis_build.py and \
+             js/build.mjs); \
              pass --sdk PATH/TO/portcullis/guest-sdk or set PORTCULLIS_SDK",
             dir.display()
         );
     }
     dir.canonicalize().with_context(|| format!("resolving {}", dir.display()))
+}
+
+/// The path from folder `from` to `to` (both absolute), as a JavaScript import wants it:
+/// `../../sdk/js`, or `./js` when `to` is inside `from`.
+fn relative(from: &Path, to: &Path) -> String {
+    let from: Vec<_> = from.components().collect();
+    let to: Vec<_> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut parts: Vec<String> = vec!["..".into(); from.len() - common];
+    parts.extend(to[common..].iter().map(|c| c.as_os_str().to_string_lossy().into_owned()));
+    if parts.first().is_none_or(|p| p != "..") {
+        parts.insert(0, ".".into());
+    }
+    parts.join("/")
 }
 
 /// Policy names are also crate, module and component names.
@@ -111,5 +139,13 @@ mod tests {
             assert!(check_name(bad).is_err(), "{bad}");
         }
         check_name("invoice-guard2").unwrap();
+    }
+
+    #[test]
+    fn relative_paths() {
+        let rel = |a: &str, b: &str| relative(Path::new(a), Path::new(b));
+        assert_eq!(rel("/tmp/x/guard", "/work/repo/guest-sdk/js"), "../../../work/repo/guest-sdk/js");
+        assert_eq!(rel("/work/repo/policies/js/guard", "/work/repo/guest-sdk/js"), "../../../guest-sdk/js");
+        assert_eq!(rel("/work/guard", "/work/guard/sdk/js"), "./sdk/js");
     }
 }

@@ -147,6 +147,26 @@ test('handler exports the policy', () => {
   assert.equal(handler.onRequest(t.request('GET', '/x')).decision.val.code, 'policy-settings');
 });
 
+test('settings are parsed once per instance, and again when they change', () => {
+  const seen = [];
+  const policy = g.definePolicy({
+    metadata: () => g.metadata('p', '1.0.0'),
+    settings: g.settings.object({ code: g.settings.string() }),
+    onRequest: (s) => {
+      seen.push(s);
+      return g.allow();
+    },
+  });
+  let current = '{"code":"a"}';
+  const handler = g.exportPolicy(policy, () => current);
+  handler.onRequest(t.request('GET', '/x'));
+  handler.onRequest(t.request('GET', '/y'));
+  current = '{"code":"b"}';
+  handler.onRequest(t.request('GET', '/z'));
+  assert.ok(seen[0] === seen[1], 'the same text was parsed twice');
+  assert.deepEqual([seen[1].code, seen[2].code], ['a', 'b']);
+});
+
 test('capabilities go to the stand-in host natively', () => {
   t.reset();
   t.setNowMs(1234);

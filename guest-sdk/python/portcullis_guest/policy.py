@@ -146,8 +146,18 @@ def export_policy(policy_class: Any) -> type:
     # At build time: resolve the settings' types now rather than on every call.
     prepare(policy.Settings)
 
+    # The last settings text and what it parsed to. With a fresh instance per call (the
+    # default) this never hits; when the host reuses the instance (`reuse` in its config),
+    # the settings are parsed once per instance rather than on every call. The parsed
+    # object is then shared by later calls: treat it as read-only.
+    parsed: list = [None, None]
+
     def call_settings() -> Any:
-        return parse(settings_import.get(), policy.Settings)
+        text = settings_import.get()
+        if parsed[0] != text:
+            parsed[1] = parse(text, policy.Settings)
+            parsed[0] = text
+        return parsed[1]
 
     class Handler(exports.Handler):
         def metadata(self) -> "types.PolicyMetadata":

@@ -309,6 +309,23 @@ class ExportTest(unittest.TestCase):
         out = handler.on_request(request("GET", "/"))
         self.assertEqual(out.decision.value.code, "policy-settings")
 
+    def test_settings_are_parsed_once_per_instance_and_again_when_they_change(self):
+        seen = []
+
+        class Keep(Echo):
+            def on_request(self, settings, req):
+                seen.append(settings)
+                return allow()
+
+        handler = export_policy(Keep)()
+        self.settings_import.get = lambda: '{"greeting": "a"}'
+        handler.on_request(request("GET", "/x"))
+        handler.on_request(request("GET", "/y"))
+        self.settings_import.get = lambda: '{"greeting": "b"}'
+        handler.on_request(request("GET", "/z"))
+        self.assertIs(seen[0], seen[1], "the same text was parsed twice")
+        self.assertEqual([seen[1].greeting, seen[2].greeting], ["a", "b"])
+
 
 class CapabilitiesTest(unittest.TestCase):
     def setUp(self):

@@ -17,6 +17,7 @@ use crate::capability::{Capability, DataSets, RateLimiter};
 use crate::engine::{Engine, EngineConfig, EngineError};
 use crate::policy::{Limits, PolicySpec, Shared, Source};
 use crate::set::{PolicySet, RouteSpec, SetError, Unmatched};
+use crate::warm::Reuse;
 
 pub use front::{
     AdminSection, ApprovalsSection, AuditSection, ForwardAuthSection, ListenSection, McpSection, ProxySection, ServerSection,
@@ -122,6 +123,50 @@ pub struct PolicyConfig {
     /// Count a failing policy as allow instead of deny (default false).
     #[serde(default)]
     pub fail_open: bool,
+    /// Serve calls from warm instances: `reuse = true`, or `reuse = { max_uses = 1000,
+    /// max_idle = 8 }`. Off by default (a fresh instance per call); see [`crate::warm`] for
+    /// the isolation it gives up.
+    #[serde(default)]
+    pub reuse: Option<ReuseConfig>,
+}
+
+/// `reuse = true | false | { max_uses, max_idle }`.
+#[derive(Debug, Clone)]
+pub enum ReuseConfig {
+    /// `true`: reuse with the defaults; `false`: a fresh instance per call.
+    Switch(bool),
+    /// Reuse with these settings (absent keys take the defaults).
+    Tuned(Reuse),
+}
+
+/// By hand rather than `untagged`, so that a mistyped key is named in the error instead of
+/// "did not match any variant".
+impl<'de> Deserialize<'de> for ReuseConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = ReuseConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("true, false or a table { max_uses = N, max_idle = N }")
+            }
+            fn visit_bool<E: serde::de::Error>(self, on: bool) -> Result<ReuseConfig, E> {
+                Ok(ReuseConfig::Switch(on))
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, map: M) -> Result<ReuseConfig, M::Error> {
+                Reuse::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(ReuseConfig::Tuned)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+impl ReuseConfig {
+    fn reuse(&self) -> Option<Reuse> {
+        match self {
+            ReuseConfig::Switch(on) => on.then(Reuse::default),
+            ReuseConfig::Tuned(reuse) => Some(*reuse),
+        }
+    }
 }
 
 /// Per-policy limit overrides; absent keys take the `[limits]` defaults.
@@ -305,6 +350,7 @@ impl PolicySet {
                 limits: policy.limits.over(&config.limits),
                 capabilities: policy.capabilities.clone(),
                 fail_open: policy.fail_open,
+                reuse: policy.reuse.as_ref().and_then(ReuseConfig::reuse),
             };
             builder = builder.policy(spec).map_err(set_err)?;
         }
@@ -355,5 +401,20 @@ mod tests {
         let text = "[policies.a]\nmodule = \"a.wasm\"\ncapabilities = [\"network\"]\n";
         let err = Config::parse(text, Path::new("p.toml")).unwrap_err().to_string();
         assert!(err.contains("network"), "{err}");
+    }
+
+    #[test]
+    fn reuse_is_a_switch_or_a_table_and_names_bad_keys() {
+        let parse = |value: &str| Config::parse(&format!("[policies.a]\nmodule = \"a.wasm\"\nreuse = {value}\n"), Path::new("p.toml"));
+        let reuse = |value: &str| parse(value).unwrap().policies["a"].reuse.as_ref().and_then(ReuseConfig::reuse);
+        assert_eq!(reuse("true"), Some(Reuse::default()));
+        assert_eq!(reuse("false"), None);
+        assert_eq!(reuse("{ max_uses = 5 }"), Some(Reuse { max_uses: 5, ..Reuse::default() }));
+        let none = Config::parse("[policies.a]\nmodule = \"a.wasm\"\n", Path::new("p.toml")).unwrap();
+        assert!(none.policies["a"].reuse.is_none());
+        for (bad, named) in [("{ max_use = 5 }", "max_use"), ("\"yes\"", "true, false or a table"), ("{ max_idle = -1 }", "max_idle")] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(err.contains(named) && err.contains("line 3"), "{bad}: {err}");
+        }
     }
 }

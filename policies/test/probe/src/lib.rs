@@ -2,6 +2,9 @@
 //! so the host's tests can check what crosses the boundary (bodies only when asked for,
 //! cut at the cap, principals, headers).
 //!
+//! It also counts the calls its instance has served (label `instance-calls`): always 1 with
+//! a fresh instance per call, 1, 2, 3… when the host reuses the instance.
+//!
 //! Settings: `{"request_body": bool, "response_body": bool}` (both default false) become the
 //! metadata's `needs-request-body` / `needs-response-body`. Like `hostile-misbehave`, it
 //! implements the generated `Guest` trait directly because the SDK's `metadata()` cannot
@@ -14,6 +17,7 @@ extern crate alloc;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use portcullis_guest::bindings::exports::portcullis::policy::handler::Guest;
 use portcullis_guest::bindings::portcullis::policy::types::{Body, PolicyMetadata};
@@ -39,8 +43,14 @@ fn body_labels(prefix: &str, body: &Option<Body>, labels: &mut Vec<(String, Stri
     }
 }
 
+/// Calls served by this instance: state that survives between calls only when the host
+/// reuses the instance.
+static CALLS: AtomicU32 = AtomicU32::new(0);
+
 fn request_labels(req: &Request) -> Vec<(String, String)> {
     let mut labels = Vec::new();
+    let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+    labels.push(("instance-calls".to_string(), calls.to_string()));
     labels.push(("method".to_string(), req.method.clone()));
     labels.push(("path".to_string(), req.path.clone()));
     labels.push(("headers".to_string(), req.headers.len().to_string()));
