@@ -274,6 +274,14 @@ pub struct BenchArgs {
     /// Output format: a table for people, or one JSON document.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Who the entries are evaluated as.
+    #[command(flatten)]
+    pub principal: PrincipalArgs,
+}
+
+/// The principal flags `replay` and `bench` share.
+#[derive(Debug, Args)]
+pub struct PrincipalArgs {
     /// Evaluate every entry as this principal instead of its recorded credentials:
     /// KIND:ID with KIND one of user, service, agent, anonymous.
     #[arg(long = "as", value_name = "KIND:ID")]
@@ -322,20 +330,9 @@ pub struct ReplayArgs {
     /// Exit with status 1 when any decision changed from the baseline.
     #[arg(long, requires = "baseline")]
     pub fail_on_change: bool,
-    /// Evaluate every entry as this principal instead of its recorded credentials:
-    /// KIND:ID with KIND one of user, service, agent, anonymous.
-    #[arg(long = "as", value_name = "KIND:ID")]
-    pub as_principal: Option<String>,
-    /// With --as: the user the principal acts for.
-    #[arg(long, value_name = "USER")]
-    pub on_behalf_of: Option<String>,
-    /// With --as: a scope the principal holds (repeatable).
-    #[arg(long = "scope", value_name = "SCOPE")]
-    pub scopes: Vec<String>,
-    /// When recorded tokens are checked for expiry: `recorded` (each entry's recorded time,
-    /// the default), `now`, or seconds since the Unix epoch.
-    #[arg(long, value_name = "recorded|now|SECONDS")]
-    pub at: Option<String>,
+    /// Who the entries are evaluated as.
+    #[command(flatten)]
+    pub principal: PrincipalArgs,
 }
 
 /// Output formats of `replay`.

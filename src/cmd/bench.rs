@@ -76,12 +76,7 @@ struct Prepared {
 }
 
 pub fn run(args: &BenchArgs) -> Result<ExitCode> {
-    let identity_mode = super::replay::principal_flags(
-        args.as_principal.as_deref(),
-        args.on_behalf_of.as_deref(),
-        &args.scopes,
-        args.at.as_deref(),
-    )?;
+    let identity_mode = super::replay::principal_flags(&args.principal)?;
     for file in &args.traffic {
         if !file.exists() {
             bail!("traffic file {} does not exist", file.display());

@@ -13,7 +13,7 @@ use portcullis_host::exchange::{Principal, PrincipalKind};
 use portcullis_host::gate::Gate;
 use portcullis_host::Config;
 
-use crate::cli::{ReplayArgs, ReplayFormat};
+use crate::cli::{PrincipalArgs, ReplayArgs, ReplayFormat};
 use crate::replay::diff::{Change, change_of};
 use crate::replay::render::{self, Table, entry_json};
 use crate::replay::summary::Summary;
@@ -28,7 +28,7 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode> {
         Some(spec) => Some(baseline_gate(spec, &config, &args.config, &engine)?),
         None => None,
     };
-    let identity = identity_mode(args)?;
+    let identity = principal_flags(&args.principal)?;
     let jobs = match args.jobs {
         0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         n => n,
@@ -167,18 +167,11 @@ fn baseline_gate(spec: &str, config: &Config, config_path: &Path, engine: &Engin
     setup::gate_on_engine(&old, &path, engine).context("--baseline")
 }
 
-fn identity_mode(args: &ReplayArgs) -> Result<IdentityMode> {
-    principal_flags(args.as_principal.as_deref(), args.on_behalf_of.as_deref(), &args.scopes, args.at.as_deref())
-}
-
 /// The principal flags `replay` and `bench` share (`--as KIND:ID`, `--on-behalf-of`,
 /// `--scope`, `--at`), as an identity mode.
-pub(crate) fn principal_flags(
-    as_principal: Option<&str>,
-    on_behalf_of: Option<&str>,
-    scopes: &[String],
-    at: Option<&str>,
-) -> Result<IdentityMode> {
+pub(crate) fn principal_flags(flags: &PrincipalArgs) -> Result<IdentityMode> {
+    let PrincipalArgs { as_principal, on_behalf_of, scopes, at } = flags;
+    let (as_principal, on_behalf_of, at) = (as_principal.as_deref(), on_behalf_of.as_deref(), at.as_deref());
     if let Some(principal) = as_principal {
         let (kind, id) = principal.split_once(':').unwrap_or((principal, ""));
         let kind = match kind {
