@@ -491,7 +491,7 @@ impl Policy {
     /// next. The policy set never does this; it is here to measure what a fresh instance
     /// costs, and for callers that evaluate one trusted caller's traffic in a batch.
     pub fn reusable_instance(&self) -> Result<ReusableInstance<'_>, Fault> {
-        let (store, bindings) = self.instantiate()?;
+        let (store, bindings) = self.instantiate_for_reuse()?;
         Ok(ReusableInstance { policy: self, store, bindings })
     }
 
@@ -547,7 +547,7 @@ impl Policy {
                 warm
             }
             None => {
-                let (store, bindings) = self.instantiate()?;
+                let (store, bindings) = self.instantiate_for_reuse()?;
                 Warm { store, bindings, uses: 0 }
             }
         };
@@ -576,6 +576,27 @@ impl Policy {
             Err(e) if e.downcast_ref::<Trap>().is_some() || store.data().limiter.hit => Err(self.classify(e, &store)),
             Err(e) => Err(Fault::Instantiate(first_line(&format!("{e:#}")))),
         }
+    }
+
+    /// A new instance that will serve several calls: instantiated, then `init` with the
+    /// policy's settings, so that a policy may keep what it parses there for the instance's
+    /// later calls (the Rust SDK keeps its parsed settings). Any failure is a fault, as for
+    /// an evaluation: the settings passed `init` at load, so this is not expected.
+    fn instantiate_for_reuse(&self) -> Result<(Store<HostState>, Bindings), Fault> {
+        let (mut store, bindings) = self.instantiate()?;
+        let result = bindings
+            .portcullis_policy_handler()
+            .call_init(&mut store, &self.context.settings)
+            .map_err(|e| self.classify(e, &store))?;
+        if let Err(e) = result {
+            return Err(Fault::InvalidReturn(format!(
+                "`init` refused the settings on a new reused instance (setting `{}`: {})",
+                e.setting, e.message
+            )));
+        }
+        // The call above counted against the deadline; each evaluation gets its own.
+        store.set_epoch_deadline(self.deadline_ticks());
+        Ok((store, bindings))
     }
 
     /// The time limit in epoch ticks; +1 because the current tick may be about to end.

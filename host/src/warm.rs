@@ -12,7 +12,9 @@
 //!   requests *and callers*. A policy that caches something derived from one request, or a
 //!   bug that leaves a global set, can change a later decision for someone else. Only
 //!   reuse a policy whose code you trust to keep no per-request state.
-//! - **Kept**: each call still has its own time limit (the deadline is reset per call),
+//! - **Kept**: each new instance first gets `init` with the settings (as at load), and
+//!   may keep what it parses there for its later calls (the Rust SDK does). Each call still
+//!   has its own time limit (the deadline is reset per call),
 //!   the memory limit (which now bounds the instance's whole life), the bound on what it
 //!   may return, and fail-closed faults. An instance that faults in any way (a trap, a
 //!   timeout, memory exhaustion, an invalid outcome) is dropped, never reused, and an

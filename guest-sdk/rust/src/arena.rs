@@ -39,7 +39,11 @@
 //! `dealloc`s all come before the next `begin_call`, so none can give back memory that a
 //! later call has reused.
 //!
-//! Sound because nothing allocated during a call is used after it: the host has read the
+//! One exception: `init` on an instance the host will reuse keeps its parsed settings with
+//! [`keep_allocations`], which moves the regions' starting points past them, so later calls
+//! start over *after* the settings (a few hundred bytes, once per instance).
+//!
+//! Sound because nothing else allocated during a call is used after it: the host has read the
 //! result before post-return runs, post-return runs before the next call, and the SDK keeps
 //! no heap data in statics. Policies must not either (a `static` holding a `String` or a
 //! `Vec`, a lazily built cache): with fresh instances such state is useless anyway, and
@@ -138,6 +142,14 @@ impl Heap {
             self.arena.next = self.arena.start;
             self.grown.next = self.grown.start;
         }
+    }
+
+    /// Keeps everything allocated so far for the instance's life: later calls start over
+    /// after it instead of at the regions' beginnings. Used once, by `init` on an instance
+    /// the host will reuse, to keep the parsed settings (see [`crate::export`]).
+    pub(crate) fn keep(&mut self) {
+        self.arena.start = self.arena.next;
+        self.grown.start = self.grown.next;
     }
 
     /// Allocates `size` bytes at `align` (a power of two): from the arena, else from the grown
@@ -242,6 +254,14 @@ pub(crate) fn begin_call() {
 pub(crate) fn finish_call() {
     #[cfg(target_arch = "wasm32")]
     wasm::with_state(Heap::finish_call);
+}
+
+/// Keeps what the current call has allocated so far beyond the end of the call (see
+/// [`Heap::keep`]).
+#[inline]
+pub(crate) fn keep_allocations() {
+    #[cfg(target_arch = "wasm32")]
+    wasm::with_heap(Heap::keep);
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -383,6 +403,31 @@ mod tests {
         assert_eq!(alloc(&mut heap, &mut memory, 1, 1), ARENA_START + 16);
         assert_eq!(alloc(&mut heap, &mut memory, 32, 32), ARENA_START + 32);
         assert_eq!(memory.grows, 0);
+    }
+
+    #[test]
+    fn kept_allocations_survive_later_calls() {
+        let (mut heap, mut memory) = (heap(), Memory::new());
+        heap.begin_call();
+        let kept = alloc(&mut heap, &mut memory, 100, 4);
+        heap.keep();
+        // Given back after `keep`: stays, since it is below the new start.
+        heap.dealloc(kept, 100);
+        heap.finish_call();
+        for _ in 0..3 {
+            heap.begin_call();
+            let next = alloc(&mut heap, &mut memory, 100, 4);
+            assert!(next >= kept + 100, "a later call overwrote kept memory");
+            heap.finish_call();
+        }
+        // Kept pages grown beyond the arena survive too.
+        heap.begin_call();
+        let big = alloc(&mut heap, &mut memory, ARENA_LEN, 4);
+        heap.keep();
+        heap.finish_call();
+        heap.begin_call();
+        let after = alloc(&mut heap, &mut memory, ARENA_LEN, 4);
+        assert!(after >= big + ARENA_LEN || after + ARENA_LEN <= big, "overlaps the kept block");
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! [`crate::export_policy!`], not meant to be named directly.
 
 use core::marker::PhantomData;
+use core::sync::atomic::{AtomicPtr, Ordering};
 
+#[cfg(target_arch = "wasm32")]
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 
@@ -13,12 +16,33 @@ use crate::{Outcome, Policy, Request, Response, SettingsError, deny, settings};
 /// Implements the generated `Guest` trait for any [`Policy`] `P`.
 pub struct Export<P>(PhantomData<P>);
 
-/// The settings for one call, read through the `settings` import. Failing here means the host
-/// passed settings that `init` would have refused: answer with a fail-closed deny rather
-/// than guess.
-fn call_settings<P: Policy>() -> Result<P::Settings, Outcome> {
+/// The settings `init` parsed in this instance, kept for its later calls: a `Box<P::Settings>`
+/// leaked into memory that the allocator keeps (`arena::keep_allocations`), or null.
+///
+/// Only the host's reuse path gives it a use: the host calls `init` once on every instance
+/// it will reuse, before that instance's first evaluation. With a fresh instance per
+/// evaluation (the default), `init` runs only in the load-time instance, which the host then
+/// throws away, so every evaluation parses the settings as before. Sound because a component
+/// exports exactly one policy type `P` (`export_policy!` implements the single `handler`
+/// export), so the pointer is always read back as the type it was stored as, and an
+/// instance is single-threaded.
+static KEPT_SETTINGS: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// The settings for one call: those `init` kept in this instance, else read through the
+/// `settings` import and parsed. Failing here means the host passed settings that `init`
+/// would have refused: answer with a fail-closed deny rather than guess.
+fn with_settings<P: Policy>(f: impl FnOnce(&P::Settings) -> Outcome) -> Outcome {
+    let kept = KEPT_SETTINGS.load(Ordering::Relaxed) as *const P::Settings;
+    // SAFETY: non-null only when `init` stored a leaked `Box<P::Settings>` of this same `P`
+    // (see `KEPT_SETTINGS`), in memory the allocator never reuses.
+    if let Some(settings) = unsafe { kept.as_ref() } {
+        return f(settings);
+    }
     let json = crate::bindings::portcullis::policy::settings::get();
-    settings::parse::<P::Settings>(&json).map_err(|error| settings_failure(&error))
+    match settings::parse::<P::Settings>(&json) {
+        Ok(settings) => f(&settings),
+        Err(error) => settings_failure(&error),
+    }
 }
 
 /// The outcome when the settings do not parse at call time: a 500 `policy-settings` deny.
@@ -57,20 +81,28 @@ impl<P: Policy> Guest for Export<P> {
     }
 
     fn init(settings: String) -> Result<(), SettingsError> {
-        call(|| settings::check_settings::<P>(&settings).map(drop))
+        call(|| {
+            let parsed = settings::check_settings::<P>(&settings)?;
+            // In a component, keep them for this instance's later calls (see
+            // `KEPT_SETTINGS`). Natively (tests) one process may hold several policy types,
+            // so nothing is kept there.
+            #[cfg(target_arch = "wasm32")]
+            {
+                let kept = Box::into_raw(Box::new(parsed));
+                crate::arena::keep_allocations();
+                KEPT_SETTINGS.store(kept as *mut (), Ordering::Relaxed);
+            }
+            #[cfg(not(target_arch = "wasm32"))]
+            drop(parsed);
+            Ok(())
+        })
     }
 
     fn on_request(request: Request) -> Outcome {
-        call(|| match call_settings::<P>() {
-            Ok(settings) => P::on_request(&settings, &request),
-            Err(outcome) => outcome,
-        })
+        call(|| with_settings::<P>(|settings| P::on_request(settings, &request)))
     }
 
     fn on_response(request: Request, response: Response) -> Outcome {
-        call(|| match call_settings::<P>() {
-            Ok(settings) => P::on_response(&settings, &request, &response),
-            Err(outcome) => outcome,
-        })
+        call(|| with_settings::<P>(|settings| P::on_response(settings, &request, &response)))
     }
 }
