@@ -2,9 +2,13 @@
 //! conversions between them and the plain types in [`crate::exchange`] and
 //! [`crate::decision`].
 
+// Borrowing: what the host passes into a policy (request, response, body) borrows from the
+// host's own exchange instead of being cloned string by string for every evaluation; only
+// the lists are rebuilt, as slices of borrowed pairs (see `RequestLists`).
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "policy",
+    ownership: Borrowing { duplicate_if_necessary: false },
 });
 
 use crate::decision;
@@ -22,60 +26,90 @@ impl From<exchange::PrincipalKind> for wit::PrincipalKind {
     }
 }
 
-fn principal(p: &exchange::Principal) -> wit::Principal {
-    wit::Principal {
-        kind: p.kind.into(),
-        id: p.id.clone(),
-        scopes: p.scopes.clone(),
-        claims: p.claims.clone(),
-        on_behalf_of: p.on_behalf_of.clone(),
-        credential_id: p.credential_id.clone(),
+/// A request's lists as slices of borrowed pairs, the shape the generated bindings take.
+/// Built once per evaluation and shared by every policy on the route: one allocation per
+/// list instead of one per string.
+pub(crate) struct RequestLists<'a> {
+    query: Vec<(&'a str, &'a str)>,
+    headers: Vec<(&'a str, &'a str)>,
+    scopes: Vec<&'a str>,
+    claims: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> RequestLists<'a> {
+    pub(crate) fn new(r: &'a exchange::Request) -> Self {
+        RequestLists {
+            query: pairs(&r.query),
+            headers: pairs(&r.headers),
+            scopes: r.principal.scopes.iter().map(String::as_str).collect(),
+            claims: pairs(&r.principal.claims),
+        }
     }
 }
 
-fn body(b: &exchange::Body, cap: usize) -> wit::Body {
-    let truncated = b.truncated || b.bytes.len() > cap;
+fn pairs(list: &[(String, String)]) -> Vec<(&str, &str)> {
+    list.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// The body as a policy sees it: cut at `cap` bytes, borrowed, never copied on the host.
+fn body(b: &exchange::Body, cap: usize) -> wit::Body<'_> {
     wit::Body {
-        content_type: b.content_type.clone(),
-        bytes: b.bytes[..b.bytes.len().min(cap)].to_vec(),
-        truncated,
+        content_type: b.content_type.as_deref(),
+        bytes: &b.bytes[..b.bytes.len().min(cap)],
+        truncated: b.truncated || b.bytes.len() > cap,
     }
 }
 
-/// The request as a policy sees it, without a body. Built once per evaluation and shared
-/// by every policy that does not ask for the body.
-pub(crate) fn request(r: &exchange::Request) -> wit::Request {
+/// The request as a policy sees it, borrowing from `r` and `lists`; with the body (cut at
+/// the cap) only when `body_cap` is given, i.e. when the policy asked for it.
+pub(crate) fn request<'a>(r: &'a exchange::Request, lists: &'a RequestLists<'a>, body_cap: Option<usize>) -> wit::Request<'a> {
+    let p = &r.principal;
     wit::Request {
-        id: r.id.clone(),
-        method: r.method.clone(),
-        scheme: r.scheme.clone(),
-        authority: r.authority.clone(),
-        path: r.path.clone(),
-        query: r.query.clone(),
-        headers: r.headers.clone(),
-        body: None,
-        principal: principal(&r.principal),
-        operation: r.operation.clone(),
-        client_address: r.client_address.clone(),
+        id: &r.id,
+        method: &r.method,
+        scheme: &r.scheme,
+        authority: &r.authority,
+        path: &r.path,
+        query: &lists.query,
+        headers: &lists.headers,
+        body: match (body_cap, &r.body) {
+            (Some(cap), Some(b)) => Some(body(b, cap)),
+            _ => None,
+        },
+        principal: wit::Principal {
+            kind: p.kind.into(),
+            id: &p.id,
+            scopes: &lists.scopes,
+            claims: &lists.claims,
+            on_behalf_of: p.on_behalf_of.as_deref(),
+            credential_id: p.credential_id.as_deref(),
+        },
+        operation: r.operation.as_deref(),
+        client_address: r.client_address.as_deref(),
         received_at_ms: r.received_at_ms,
     }
 }
 
-/// `base` with the body attached, cut at `cap` bytes.
-pub(crate) fn with_request_body(base: &wit::Request, r: &exchange::Request, cap: usize) -> wit::Request {
-    wit::Request { body: r.body.as_ref().map(|b| body(b, cap)), ..base.clone() }
-}
-
-/// The response as a policy sees it; the body only when `body_cap` is given.
-pub(crate) fn response(r: &exchange::Response, body_cap: Option<usize>) -> wit::Response {
+/// The response as a policy sees it, borrowing from `r` and `headers` (its headers as
+/// borrowed pairs); the body only when `body_cap` is given.
+pub(crate) fn response<'a>(
+    r: &'a exchange::Response,
+    headers: &'a [(&'a str, &'a str)],
+    body_cap: Option<usize>,
+) -> wit::Response<'a> {
     wit::Response {
         status: r.status,
-        headers: r.headers.clone(),
+        headers,
         body: match (body_cap, &r.body) {
             (Some(cap), Some(b)) => Some(body(b, cap)),
             _ => None,
         },
     }
+}
+
+/// A response's headers as borrowed pairs, for [`response`].
+pub(crate) fn response_headers(r: &exchange::Response) -> Vec<(&str, &str)> {
+    pairs(&r.headers)
 }
 
 /// Converts a policy's outcome into the host's types. Validation (sizes, status ranges,

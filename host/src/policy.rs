@@ -17,7 +17,7 @@ use wasmtime::{Store, Trap};
 
 use crate::bindings::portcullis::policy as wit_if;
 use crate::bindings::portcullis::policy::types as wit;
-use crate::bindings::{self, Policy as Bindings, PolicyPre};
+use crate::bindings::{self, Policy as Bindings, PolicyPre, RequestLists};
 use crate::capability::{Capability, DataSets, HostState, MemoryLimiter, PolicyContext, RateLimiter};
 use crate::contract::{self, ContractError};
 use crate::decision::{Decision, Outcome, Target};
@@ -478,12 +478,12 @@ impl Policy {
     /// Evaluates the request phase of this one policy in a fresh instance (no routing, no
     /// combining): for tests, benchmarks and tools that look at a single policy.
     pub fn evaluate_request(&self, request: &exchange::Request) -> Result<Outcome, Fault> {
-        self.on_request(&bindings::request(request), request)
+        self.on_request(&RequestLists::new(request), request)
     }
 
     /// Evaluates the response phase of this one policy in a fresh instance.
     pub fn evaluate_response(&self, request: &exchange::Request, response: &exchange::Response) -> Result<Outcome, Fault> {
-        self.on_response(&bindings::request(request), request, response)
+        self.on_response(&RequestLists::new(request), request, response)
     }
 
     /// One instance kept for many calls, trading isolation for speed: state a policy keeps
@@ -495,38 +495,33 @@ impl Policy {
         Ok(ReusableInstance { policy: self, store, bindings })
     }
 
-    /// Calls `on-request` in a fresh instance. `base` is the request without a body; the
-    /// body is attached here only if the policy asked for it.
-    pub(crate) fn on_request(&self, base: &wit::Request, request: &exchange::Request) -> Result<Outcome, Fault> {
-        let with_body;
-        let arg = if self.metadata.needs_request_body && request.body.is_some() {
-            with_body = bindings::with_request_body(base, request, self.limits.max_body_bytes);
-            &with_body
-        } else {
-            base
-        };
+    /// The body cap to pass a request's body with, when this policy asked for it.
+    fn request_body_cap(&self) -> Option<usize> {
+        self.metadata.needs_request_body.then_some(self.limits.max_body_bytes)
+    }
+
+    /// Calls `on-request`. `lists` are the request's lists, built once per evaluation and
+    /// shared by the route's policies; the body is passed only if the policy asked for it.
+    pub(crate) fn on_request(&self, lists: &RequestLists<'_>, request: &exchange::Request) -> Result<Outcome, Fault> {
+        let arg = bindings::request(request, lists, self.request_body_cap());
         self.call(|store, instance| instance.portcullis_policy_handler().call_on_request(store, arg))
     }
 
-    /// Calls `on-response` in a fresh instance.
+    /// Calls `on-response`.
     pub(crate) fn on_response(
         &self,
-        base: &wit::Request,
+        lists: &RequestLists<'_>,
         request: &exchange::Request,
         response: &exchange::Response,
     ) -> Result<Outcome, Fault> {
-        let with_body;
-        let req = if self.metadata.needs_request_body && request.body.is_some() {
-            with_body = bindings::with_request_body(base, request, self.limits.max_body_bytes);
-            &with_body
-        } else {
-            base
-        };
+        let req = bindings::request(request, lists, self.request_body_cap());
+        let headers = bindings::response_headers(response);
         let resp = bindings::response(
             response,
+            &headers,
             self.metadata.needs_response_body.then_some(self.limits.max_body_bytes),
         );
-        self.call(|store, instance| instance.portcullis_policy_handler().call_on_response(store, req, &resp))
+        self.call(|store, instance| instance.portcullis_policy_handler().call_on_response(store, req, resp))
     }
 
     /// Runs one export call in a fresh instance, or in a warm one when the policy reuses
@@ -722,16 +717,13 @@ pub struct ReusableInstance<'p> {
 impl ReusableInstance<'_> {
     /// Calls `on-request` in this instance.
     pub fn evaluate_request(&mut self, request: &exchange::Request) -> Result<Outcome, Fault> {
-        let arg = if self.policy.metadata.needs_request_body && request.body.is_some() {
-            bindings::with_request_body(&bindings::request(request), request, self.policy.limits.max_body_bytes)
-        } else {
-            bindings::request(request)
-        };
+        let lists = RequestLists::new(request);
+        let arg = bindings::request(request, &lists, self.policy.request_body_cap());
         self.store.set_epoch_deadline(self.policy.deadline_ticks());
         let outcome = self
             .bindings
             .portcullis_policy_handler()
-            .call_on_request(&mut self.store, &arg)
+            .call_on_request(&mut self.store, arg)
             .map_err(|e| self.policy.classify(e, &self.store))?;
         self.policy.check_outcome(outcome)
     }

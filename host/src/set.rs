@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::bindings;
+use crate::bindings::RequestLists;
 use crate::decision::{Decision, DecisionKind, Denial, Outcome, Redaction};
 use crate::exchange::{Request, Response};
 use crate::policy::{Fault, LoadError, Policy, PolicySpec, Shared};
@@ -293,9 +293,8 @@ impl PolicySet {
             };
         };
         let mut combiner = Combiner::default();
-        // The request as policies see it, built once and shared by every policy that does
-        // not ask for the body.
-        let mut base = None;
+        // The request's lists as policies see them, built once and shared by every policy.
+        let mut lists = None;
         for policy in &route.policies {
             let meta = policy.metadata();
             let takes_part = match phase {
@@ -305,11 +304,11 @@ impl PolicySet {
             if !takes_part {
                 continue;
             }
-            let base = base.get_or_insert_with(|| bindings::request(request));
+            let lists = lists.get_or_insert_with(|| RequestLists::new(request));
             let call_start = Instant::now();
             let result = match response {
-                None => policy.on_request(base, request),
-                Some(response) => policy.on_response(base, request, response),
+                None => policy.on_request(lists, request),
+                Some(response) => policy.on_response(lists, request, response),
             };
             let elapsed_us = call_start.elapsed().as_micros() as u64;
             if combiner.add(policy, result, elapsed_us) {
