@@ -475,21 +475,23 @@ impl Policy {
         contract::VERSION
     }
 
-    /// Evaluates the request phase of this one policy in a fresh instance (no routing, no
-    /// combining): for tests, benchmarks and tools that look at a single policy.
+    /// Evaluates the request phase of this one policy in a fresh instance, or a warm one if
+    /// it reuses instances (no routing, no combining): for tests, benchmarks and tools that
+    /// look at a single policy.
     pub fn evaluate_request(&self, request: &exchange::Request) -> Result<Outcome, Fault> {
         self.on_request(&RequestLists::new(request), request)
     }
 
-    /// Evaluates the response phase of this one policy in a fresh instance.
+    /// Evaluates the response phase of this one policy, as [`Policy::evaluate_request`].
     pub fn evaluate_response(&self, request: &exchange::Request, response: &exchange::Response) -> Result<Outcome, Fault> {
         self.on_response(&RequestLists::new(request), request, response)
     }
 
     /// One instance kept for many calls, trading isolation for speed: state a policy keeps
     /// in its memory (globals, caches, a leaked allocation) survives from one call to the
-    /// next. The policy set never does this; it is here to measure what a fresh instance
-    /// costs, and for callers that evaluate one trusted caller's traffic in a batch.
+    /// next. This is the instance the `reuse` option's pool would make (with `init` called
+    /// once), held by the caller instead: for measuring what a fresh instance costs, and for
+    /// callers that evaluate one trusted caller's traffic in a batch.
     pub fn reusable_instance(&self) -> Result<ReusableInstance<'_>, Fault> {
         let (store, bindings) = self.instantiate_for_reuse()?;
         Ok(ReusableInstance { policy: self, store, bindings })
