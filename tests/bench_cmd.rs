@@ -3,29 +3,15 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::root;
 
 fn portcullis(args: &[&str]) -> Output {
-    common::policies_dir();
-    Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(args)
-        .current_dir(root())
-        .env("PORTCULLIS_CACHE_DIR", root().join("target/test-cache"))
-        .output()
-        .expect("run portcullis")
+    common::portcullis_cli(args, &[])
 }
 
 fn traffic() -> Vec<String> {
-    let mut files: Vec<String> = std::fs::read_dir(common::traffic_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "har"))
-        .map(|p| p.display().to_string())
-        .collect();
-    files.sort();
-    files
+    common::shared_captures().iter().map(|p| p.display().to_string()).collect()
 }
 
 fn stdout(output: &Output) -> String {

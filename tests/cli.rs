@@ -2,18 +2,12 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::{TempDir, component, root};
+use common::{TempDir, component};
 
 fn portcullis(args: &[&str]) -> Output {
-    common::policies_dir();
-    Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(args)
-        .current_dir(root())
-        .env("PORTCULLIS_CACHE_DIR", root().join("target/test-cache"))
-        .output()
-        .expect("run portcullis")
+    common::portcullis_cli(args, &[])
 }
 
 fn stdout(output: &Output) -> String {

@@ -68,10 +68,7 @@ fn principal(kind: PrincipalKind, id: &str, on_behalf_of: Option<&str>) -> Princ
 /// Every exchange of the shared captures and the example requests.
 fn exchanges() -> Vec<Exchange> {
     let mut all = Vec::new();
-    let mut files: Vec<PathBuf> =
-        std::fs::read_dir(common::traffic_dir()).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "har")).collect();
-    files.sort();
-    for file in files {
+    for file in common::shared_captures() {
         read_traffic(&file, |item| all.push(item.result.unwrap_or_else(|e| panic!("{e}")))).unwrap();
     }
     let mut examples: Vec<PathBuf> =

@@ -3,23 +3,17 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::{TempDir, root, traffic_dir};
 use serde_json::Value;
 
 fn portcullis(args: &[&str]) -> Output {
-    portcullis_env(args, &[])
+    common::portcullis_cli(args, &[])
 }
 
 fn portcullis_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    common::policies_dir();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis"));
-    command.args(args).current_dir(root()).env("PORTCULLIS_CACHE_DIR", root().join("target/test-cache"));
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    command.output().expect("run portcullis")
+    common::portcullis_cli(args, env)
 }
 
 fn stdout(o: &Output) -> String {
@@ -31,13 +25,7 @@ fn stderr(o: &Output) -> String {
 }
 
 fn captures() -> Vec<String> {
-    let mut files: Vec<String> = std::fs::read_dir(traffic_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "har"))
-        .map(|p| p.display().to_string())
-        .collect();
-    files.sort();
+    let files: Vec<String> = common::shared_captures().iter().map(|p| p.display().to_string()).collect();
     assert_eq!(files.len(), 3, "{files:?}");
     files
 }

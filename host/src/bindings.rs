@@ -4,7 +4,7 @@
 
 // Borrowing: what the host passes into a policy (request, response, body) borrows from the
 // host's own exchange instead of being cloned string by string for every evaluation; only
-// the lists are rebuilt, as slices of borrowed pairs (see `RequestLists`).
+// the lists are rebuilt, as slices of borrowed pairs (see `Lists`).
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "policy",
@@ -26,23 +26,27 @@ impl From<exchange::PrincipalKind> for wit::PrincipalKind {
     }
 }
 
-/// A request's lists as slices of borrowed pairs, the shape the generated bindings take.
-/// Built once per evaluation and shared by every policy on the route: one allocation per
-/// list instead of one per string.
-pub(crate) struct RequestLists<'a> {
+/// An exchange's lists (the request's query, headers, scopes and claims, and the response's
+/// headers) as slices of borrowed pairs, the shape the generated bindings take. Built once
+/// per evaluation and shared by every policy on the route: one allocation per list instead
+/// of one per string.
+pub(crate) struct Lists<'a> {
     query: Vec<(&'a str, &'a str)>,
     headers: Vec<(&'a str, &'a str)>,
     scopes: Vec<&'a str>,
     claims: Vec<(&'a str, &'a str)>,
+    response_headers: Vec<(&'a str, &'a str)>,
 }
 
-impl<'a> RequestLists<'a> {
-    pub(crate) fn new(r: &'a exchange::Request) -> Self {
-        RequestLists {
+impl<'a> Lists<'a> {
+    /// The lists of `r` and, in the response phase, of its `response`.
+    pub(crate) fn new(r: &'a exchange::Request, response: Option<&'a exchange::Response>) -> Self {
+        Lists {
             query: pairs(&r.query),
             headers: pairs(&r.headers),
             scopes: r.principal.scopes.iter().map(String::as_str).collect(),
             claims: pairs(&r.principal.claims),
+            response_headers: response.map(|resp| pairs(&resp.headers)).unwrap_or_default(),
         }
     }
 }
@@ -62,7 +66,7 @@ fn body(b: &exchange::Body, cap: usize) -> wit::Body<'_> {
 
 /// The request as a policy sees it, borrowing from `r` and `lists`; with the body (cut at
 /// the cap) only when `body_cap` is given, i.e. when the policy asked for it.
-pub(crate) fn request<'a>(r: &'a exchange::Request, lists: &'a RequestLists<'a>, body_cap: Option<usize>) -> wit::Request<'a> {
+pub(crate) fn request<'a>(r: &'a exchange::Request, lists: &'a Lists<'a>, body_cap: Option<usize>) -> wit::Request<'a> {
     let p = &r.principal;
     wit::Request {
         id: &r.id,
@@ -90,26 +94,17 @@ pub(crate) fn request<'a>(r: &'a exchange::Request, lists: &'a RequestLists<'a>,
     }
 }
 
-/// The response as a policy sees it, borrowing from `r` and `headers` (its headers as
-/// borrowed pairs); the body only when `body_cap` is given.
-pub(crate) fn response<'a>(
-    r: &'a exchange::Response,
-    headers: &'a [(&'a str, &'a str)],
-    body_cap: Option<usize>,
-) -> wit::Response<'a> {
+/// The response as a policy sees it, borrowing from `r` and `lists` (built with this
+/// response); the body only when `body_cap` is given.
+pub(crate) fn response<'a>(r: &'a exchange::Response, lists: &'a Lists<'a>, body_cap: Option<usize>) -> wit::Response<'a> {
     wit::Response {
         status: r.status,
-        headers,
+        headers: &lists.response_headers,
         body: match (body_cap, &r.body) {
             (Some(cap), Some(b)) => Some(body(b, cap)),
             _ => None,
         },
     }
-}
-
-/// A response's headers as borrowed pairs, for [`response`].
-pub(crate) fn response_headers(r: &exchange::Response) -> Vec<(&str, &str)> {
-    pairs(&r.headers)
 }
 
 /// Converts a policy's outcome into the host's types. Validation (sizes, status ranges,

@@ -17,7 +17,7 @@ use wasmtime::{Store, Trap};
 
 use crate::bindings::portcullis::policy as wit_if;
 use crate::bindings::portcullis::policy::types as wit;
-use crate::bindings::{self, Policy as Bindings, PolicyPre, RequestLists};
+use crate::bindings::{self, Policy as Bindings, PolicyPre, Lists};
 use crate::capability::{Capability, DataSets, HostState, MemoryLimiter, PolicyContext, RateLimiter};
 use crate::contract::{self, ContractError};
 use crate::decision::{Decision, Outcome, Target};
@@ -479,12 +479,12 @@ impl Policy {
     /// it reuses instances (no routing, no combining): for tests, benchmarks and tools that
     /// look at a single policy.
     pub fn evaluate_request(&self, request: &exchange::Request) -> Result<Outcome, Fault> {
-        self.on_request(&RequestLists::new(request), request)
+        self.on_request(&Lists::new(request, None), request)
     }
 
     /// Evaluates the response phase of this one policy, as [`Policy::evaluate_request`].
     pub fn evaluate_response(&self, request: &exchange::Request, response: &exchange::Response) -> Result<Outcome, Fault> {
-        self.on_response(&RequestLists::new(request), request, response)
+        self.on_response(&Lists::new(request, Some(response)), request, response)
     }
 
     /// One instance kept for many calls, trading isolation for speed: state a policy keeps
@@ -502,27 +502,23 @@ impl Policy {
         self.metadata.needs_request_body.then_some(self.limits.max_body_bytes)
     }
 
-    /// Calls `on-request`. `lists` are the request's lists, built once per evaluation and
+    /// Calls `on-request`. `lists` are the exchange's lists, built once per evaluation and
     /// shared by the route's policies; the body is passed only if the policy asked for it.
-    pub(crate) fn on_request(&self, lists: &RequestLists<'_>, request: &exchange::Request) -> Result<Outcome, Fault> {
+    pub(crate) fn on_request(&self, lists: &Lists<'_>, request: &exchange::Request) -> Result<Outcome, Fault> {
         let arg = bindings::request(request, lists, self.request_body_cap());
         self.call(|store, instance| instance.portcullis_policy_handler().call_on_request(store, arg))
     }
 
-    /// Calls `on-response`.
+    /// Calls `on-response`; `lists` were built with this response.
     pub(crate) fn on_response(
         &self,
-        lists: &RequestLists<'_>,
+        lists: &Lists<'_>,
         request: &exchange::Request,
         response: &exchange::Response,
     ) -> Result<Outcome, Fault> {
         let req = bindings::request(request, lists, self.request_body_cap());
-        let headers = bindings::response_headers(response);
-        let resp = bindings::response(
-            response,
-            &headers,
-            self.metadata.needs_response_body.then_some(self.limits.max_body_bytes),
-        );
+        let resp =
+            bindings::response(response, lists, self.metadata.needs_response_body.then_some(self.limits.max_body_bytes));
         self.call(|store, instance| instance.portcullis_policy_handler().call_on_response(store, req, resp))
     }
 
@@ -719,7 +715,7 @@ pub struct ReusableInstance<'p> {
 impl ReusableInstance<'_> {
     /// Calls `on-request` in this instance.
     pub fn evaluate_request(&mut self, request: &exchange::Request) -> Result<Outcome, Fault> {
-        let lists = RequestLists::new(request);
+        let lists = Lists::new(request, None);
         let arg = bindings::request(request, &lists, self.policy.request_body_cap());
         self.store.set_epoch_deadline(self.policy.deadline_ticks());
         let outcome = self

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::bindings::RequestLists;
+use crate::bindings::Lists;
 use crate::decision::{Decision, DecisionKind, Denial, Outcome, Redaction};
 use crate::exchange::{Request, Response};
 use crate::policy::{Fault, LoadError, Policy, PolicySpec, Shared};
@@ -293,7 +293,7 @@ impl PolicySet {
             };
         };
         let mut combiner = Combiner::default();
-        // The request's lists as policies see them, built once and shared by every policy.
+        // The exchange's lists as policies see them, built once and shared by every policy.
         let mut lists = None;
         for policy in &route.policies {
             let meta = policy.metadata();
@@ -304,7 +304,7 @@ impl PolicySet {
             if !takes_part {
                 continue;
             }
-            let lists = lists.get_or_insert_with(|| RequestLists::new(request));
+            let lists = lists.get_or_insert_with(|| Lists::new(request, response));
             let call_start = Instant::now();
             let result = match response {
                 None => policy.on_request(lists, request),

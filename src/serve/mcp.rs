@@ -32,7 +32,6 @@ use http_body_util::BodyExt as _;
 use hyper::body::{Frame, Incoming};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use portcullis_host::adapters::http::{FromHttp, request_from_http};
 use portcullis_host::adapters::mcp::{
     self, Annotations, Call, ERROR_DENIED, ERROR_INVALID_REQUEST, Message, PROBE_HEADER, is_reserved_header,
@@ -68,10 +67,7 @@ pub async fn serve(listener: TcpListener, live: Live, section: McpSection, shutd
     if !section.path.starts_with('/') {
         bail!("[server.mcp] path `{}` must start with /", section.path);
     }
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    let client = Client::builder(TokioExecutor::new()).build(connector);
+    let client = super::http::upstream_client();
     let door = Arc::new(Door { live, section, upstream, client, annotations: Cache::default() });
     super::http::serve(listener, shutdown, move |req, peer| {
         let door = door.clone();

@@ -19,7 +19,6 @@ use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use portcullis_host::adapters::http::{
     FromHttp, apply_to_http_request, apply_to_http_response, request_from_http, response_from_http,
 };
@@ -116,10 +115,7 @@ impl Payload {
 /// Runs the reverse proxy on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, live: Live, section: ProxySection, shutdown: watch::Receiver<bool>) -> Result<()> {
     let upstream = Upstream::parse(&section.upstream)?;
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    let client = Client::builder(TokioExecutor::new()).build(connector);
+    let client = super::http::upstream_client();
     let proxy = Arc::new(Proxy { live, section, upstream, client });
     super::http::serve(listener, shutdown, move |req, peer| {
         let proxy = proxy.clone();

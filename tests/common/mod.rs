@@ -57,6 +57,29 @@ pub fn traffic_dir() -> PathBuf {
     dir
 }
 
+/// The HAR captures of the shared traffic folder, sorted.
+pub fn shared_captures() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(traffic_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "har"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Runs the `portcullis` command from the repository root, with the components built and
+/// the tests' shared compile cache, plus `env`.
+pub fn portcullis_cli(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    policies_dir();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    command.args(args).current_dir(root()).env("PORTCULLIS_CACHE_DIR", root().join("target/test-cache"));
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().expect("run portcullis")
+}
+
 /// A request from its JSON form.
 pub fn request(json: serde_json::Value) -> Request {
     serde_json::from_value(json).expect("valid request JSON")
