@@ -68,25 +68,42 @@ fn the_table_groups_denied_and_held_entries() {
     assert!(text.contains("policy agent-guard"), "{text}");
 }
 
+/// `(source, index, signature)` of every entry, in output order.
+fn decided(extra: &[&str]) -> Vec<(String, usize, Value)> {
+    let mut args = vec!["--format", "jsonl"];
+    args.extend(extra);
+    let out = replay(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (v["source"].as_str().unwrap().to_owned(), v["index"].as_u64().unwrap() as usize, v["signature"].clone())
+        })
+        .collect()
+}
+
 #[test]
 fn parallel_jobs_keep_the_input_order_and_the_decisions() {
-    let lines = |jobs: &str| -> Vec<(String, usize, Value)> {
-        let out = replay(&["--format", "jsonl", "--jobs", jobs]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        stdout(&out)
-            .lines()
-            .map(|l| {
-                let v: Value = serde_json::from_str(l).unwrap();
-                (v["source"].as_str().unwrap().to_owned(), v["index"].as_u64().unwrap() as usize, v["signature"].clone())
-            })
-            .collect()
-    };
+    let lines = |jobs: &str| decided(&["--jobs", jobs]);
     let one = lines("1");
     let many = lines("3");
     assert_eq!(one.len(), 96);
     assert_eq!(one, many);
     let akto: Vec<usize> = one.iter().filter(|(s, ..)| s.contains("akto")).map(|(_, i, _)| *i).collect();
     assert_eq!(akto, (0..81).collect::<Vec<_>>());
+}
+
+#[test]
+fn reusing_instances_keeps_every_decision() {
+    // The reference policies keep no state between calls, so warm instances must decide
+    // exactly as fresh ones, on one thread and on several.
+    let fresh = decided(&[]);
+    assert_eq!(fresh.len(), 96);
+    assert_eq!(decided(&["--reuse-instances"]), fresh);
+    assert_eq!(decided(&["--reuse-instances", "--jobs", "2"]), fresh);
+    let signatures: std::collections::BTreeSet<String> = fresh.iter().map(|(_, _, s)| s.to_string()).collect();
+    assert!(signatures.len() >= 3, "allow, deny and approval are all compared: {signatures:?}");
 }
 
 #[test]

@@ -124,56 +124,14 @@ fn reuse_is_set_per_policy_in_the_config_file() {
     assert!(err.contains("reuse.max_uses") && err.contains("at least 1"), "{err}");
 }
 
-/// The decisions and what each policy said, without timings and digests.
-fn gist(verdict: &portcullis_host::Verdict) -> String {
-    let policies: Vec<_> =
-        verdict.policies.iter().map(|p| (p.policy.clone(), p.decision, p.code.clone(), p.reason.clone(), p.labels.clone())).collect();
-    format!("{:?} {:?} {policies:?}", verdict.decision, verdict.decided_by)
-}
-
 #[test]
 fn reused_reference_policies_decide_exactly_as_fresh_ones() {
     // examples/portcullis.toml as it is, and with `reuse = true` on every policy: the Rust
     // SDK then parses the settings once per instance (in `init`) instead of on every call.
     let tmp = common::TempDir::new("reuse-examples");
-    let text = std::fs::read_to_string(common::root().join("examples/portcullis.toml")).unwrap();
-    let modules = common::root().join("target/policies");
-    let text = text.replace("../target/policies", modules.to_str().unwrap());
-    let reused: String = text
-        .lines()
-        .map(|line| {
-            let header = line.starts_with("[policies.") && line.matches('.').count() == 1;
-            if header { format!("{line}\nreuse = true\n") } else { format!("{line}\n") }
-        })
-        .collect();
-    assert_eq!(reused.matches("reuse = true").count(), 4, "every policy reuses instances");
-    common::policies_dir();
-    let fresh = PolicySet::from_config_file(&tmp.write("fresh.toml", text)).unwrap();
-    let warm = PolicySet::from_config_file(&tmp.write("reused.toml", reused)).unwrap();
+    let (fresh, warm) = common::example_sets_with(&tmp, "reuse = true");
     assert!(warm.policies().all(|p| p.reuse().is_some()));
-
-    let mut examples: Vec<_> =
-        std::fs::read_dir(common::root().join("examples/requests")).unwrap().map(|e| e.unwrap().path()).collect();
-    examples.sort();
-    let response = serde_json::from_value(json!({
-        "status": 200, "headers": {"content-type": "application/json", "x-internal-user": "u1"},
-        "body": {"json": {"customers": [{"email": "a@example.com", "phone": "1", "name": "A"}]}}
-    }))
-    .unwrap();
-    let mut kinds = std::collections::BTreeSet::new();
     // Twice over, so the second round runs in instances that served the first.
-    for round in 0..2 {
-        for file in &examples {
-            let exchange: portcullis_host::Exchange = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
-            let request = &exchange.request;
-            let (a, b) = (fresh.evaluate_request(request), warm.evaluate_request(request));
-            assert_eq!(gist(&a), gist(&b), "{} (round {round}), request phase", file.display());
-            kinds.insert(format!("{:?}", a.kind()));
-            let (a, b) = (fresh.evaluate_response(request, &response), warm.evaluate_response(request, &response));
-            assert_eq!(gist(&a), gist(&b), "{} (round {round}), response phase", file.display());
-            kinds.insert(format!("{:?}", a.kind()));
-        }
-    }
-    assert!(kinds.len() >= 4, "the examples should reach allow, deny, redact and approval: {kinds:?}");
+    common::assert_examples_decide_alike(&fresh, &warm, 2);
     assert!(warm.policies().any(|p| p.idle_instances() > 0));
 }

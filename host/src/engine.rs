@@ -136,26 +136,36 @@ impl Engine {
     /// compiled before by a compatible engine. Cache problems never fail a load: a cache
     /// entry that cannot be read or written is ignored (and logged).
     pub fn compile(&self, bytes: &[u8], digest: &str) -> Result<Component, EngineError> {
-        let cached = self.cache_path(digest);
-        if let Some(path) = &cached {
-            if path.exists() {
-                // SAFETY: the file is one this engine serialised into its own cache folder
-                // (named by the component's digest and the engine's compatibility hash);
-                // `deserialize_file` still checks the header and engine compatibility.
-                match unsafe { Component::deserialize_file(&self.inner, path) } {
-                    Ok(component) => return Ok(component),
-                    Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable compile cache entry"),
-                }
-            }
+        if let Some(component) = self.cached(digest) {
+            return Ok(component);
         }
         let component =
             Component::new(&self.inner, bytes).map_err(|e| EngineError::Compile(format!("{e:#}")))?;
-        if let Some(path) = &cached {
-            if let Err(e) = write_cache_entry(path, &component) {
-                tracing::warn!(path = %path.display(), error = %e, "cannot write compile cache entry");
-            }
+        if let Some(path) = self.cache_path(digest)
+            && let Err(e) = write_cache_entry(&path, &component)
+        {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write compile cache entry");
         }
         Ok(component)
+    }
+
+    /// The component compiled earlier under `digest`, when the disk cache has it. An entry
+    /// that cannot be read is ignored (and logged), so a broken cache only costs a compile.
+    pub fn cached(&self, digest: &str) -> Option<Component> {
+        let path = self.cache_path(digest)?;
+        if !path.exists() {
+            return None;
+        }
+        // SAFETY: the file is one this engine serialised into its own cache folder (named by
+        // the component's digest and the engine's compatibility hash); `deserialize_file`
+        // still checks the header and engine compatibility.
+        match unsafe { Component::deserialize_file(&self.inner, &path) } {
+            Ok(component) => Some(component),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable compile cache entry");
+                None
+            }
+        }
     }
 
     fn cache_path(&self, digest: &str) -> Option<PathBuf> {

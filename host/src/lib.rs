@@ -16,6 +16,7 @@ pub mod exchange;
 pub mod gate;
 pub mod identity;
 pub mod policy;
+pub mod preinit;
 pub mod redact;
 pub mod config;
 pub mod route;

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Store, Trap};
 
 use crate::bindings::portcullis::policy as wit_if;
@@ -23,6 +23,7 @@ use crate::contract::{self, ContractError};
 use crate::decision::{Decision, Outcome, Target};
 use crate::engine::{EPOCH_TICK, Engine, EngineError, sha256_hex};
 use crate::exchange;
+use crate::preinit::PreinitError;
 use crate::warm::{Reuse, Warm, WarmPool};
 
 /// Resource limits for one policy. Every limit applies to each call separately.
@@ -91,6 +92,10 @@ pub struct PolicySpec {
     /// Serve calls from warm instances instead of a fresh one each (off by default): faster
     /// for guests with a language runtime, but state survives between calls and callers.
     pub reuse: Option<Reuse>,
+    /// Start every fresh instance from a snapshot taken after `init` (see
+    /// [`crate::preinit`]): `Some(true)` always, `Some(false)` never, `None` (the default)
+    /// for components up to [`crate::preinit::AUTO_MAX_BYTES`].
+    pub preinit: Option<bool>,
 }
 
 impl PolicySpec {
@@ -106,6 +111,7 @@ impl PolicySpec {
             capabilities: Vec::new(),
             fail_open: false,
             reuse: None,
+            preinit: None,
         }
     }
 }
@@ -175,6 +181,18 @@ pub enum LoadError {
         source_path: String,
         /// Why.
         message: String,
+    },
+    /// `preinit = true` and no snapshot could be taken after `init`.
+    #[error(
+        "policy `{policy}`: {source_path} cannot be pre-initialised ({error}); remove `preinit = true` to run it from the component as shipped"
+    )]
+    Preinit {
+        /// The policy.
+        policy: String,
+        /// The file.
+        source_path: String,
+        /// Why.
+        error: PreinitError,
     },
     /// `metadata` or `init` failed.
     #[error("policy `{policy}`: `{export}` failed at load: {fault}")]
@@ -278,6 +296,8 @@ pub struct Policy {
     fail_open: bool,
     engine: Engine,
     pre: PolicyPre<HostState>,
+    /// Whether `pre` instantiates the snapshot taken after `init` rather than the component.
+    preinitialised: bool,
     context: Arc<PolicyContext>,
     /// Warm instances, when the spec asks for reuse.
     warm: Option<WarmPool>,
@@ -296,15 +316,42 @@ impl std::fmt::Debug for Policy {
 impl Policy {
     /// Loads, checks, compiles (or takes from the cache), links, reads the metadata of,
     /// and initialises a policy with its settings.
+    ///
+    /// Unless the spec says `preinit = false`, the policy is then pre-initialised: fresh
+    /// instances start from a snapshot of the instance `init` left behind. A component that
+    /// cannot be snapshotted is used as shipped (and logged); only `preinit = true` makes
+    /// that a load error.
     pub fn load(engine: &Engine, spec: PolicySpec, shared: &Shared) -> Result<Policy, LoadError> {
-        let policy = Policy::prepare(engine, spec, shared)?;
+        let preinit = spec.preinit;
+        let (mut policy, bytes) = Policy::prepare_bytes(engine, spec, shared)?;
         policy.init()?;
+        if preinit.unwrap_or(bytes.len() <= crate::preinit::AUTO_MAX_BYTES) {
+            match policy.snapshot_pre(&bytes) {
+                Ok(pre) => {
+                    policy.pre = pre;
+                    policy.preinitialised = true;
+                }
+                Err(error) if preinit == Some(true) => {
+                    return Err(LoadError::Preinit { policy: policy.name, source_path: policy.source, error });
+                }
+                Err(error) => tracing::info!(
+                    policy = %policy.name,
+                    %error,
+                    "not pre-initialised: each evaluation starts from the component as shipped"
+                ),
+            }
+        }
         Ok(policy)
     }
 
     /// Everything [`Policy::load`] does except `init`: for inspecting a component whose
     /// settings are not known. Such a policy must not evaluate traffic.
     pub fn prepare(engine: &Engine, spec: PolicySpec, shared: &Shared) -> Result<Policy, LoadError> {
+        Policy::prepare_bytes(engine, spec, shared).map(|(policy, _)| policy)
+    }
+
+    /// [`Policy::prepare`], also returning the component's bytes.
+    fn prepare_bytes(engine: &Engine, spec: PolicySpec, shared: &Shared) -> Result<(Policy, Arc<[u8]>), LoadError> {
         let name = spec.name.clone();
         let source = spec.source.to_string();
         let bytes: Arc<[u8]> = match &spec.source {
@@ -338,18 +385,7 @@ impl Policy {
             source_path: source.clone(),
             message: format!("{e:#}"),
         };
-        let mut linker: Linker<HostState> = Linker::new(engine.wasmtime());
-        wit_if::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(link_err)?;
-        wit_if::settings::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(link_err)?;
-        for capability in &imports {
-            match capability {
-                Capability::Log => wit_if::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),
-                Capability::Clock => wit_if::clock::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),
-                Capability::RateLimit => wit_if::rate_limit::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),
-                Capability::Data => wit_if::data::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),
-            }
-            .map_err(link_err)?;
-        }
+        let linker = link(engine, &imports).map_err(link_err)?;
         let pre = linker.instantiate_pre(&component).map_err(link_err)?;
         let pre = PolicyPre::new(pre).map_err(link_err)?;
 
@@ -377,10 +413,51 @@ impl Policy {
             fail_open: spec.fail_open,
             engine: engine.clone(),
             pre,
+            preinitialised: false,
             warm: spec.reuse.map(WarmPool::new),
         };
         policy.metadata = policy.read_metadata()?;
-        Ok(policy)
+        Ok((policy, bytes))
+    }
+
+    /// Links a snapshot of this policy after `init` (see [`crate::preinit`]), from the
+    /// compile cache when this component was snapshotted with these settings before.
+    fn snapshot_pre(&self, bytes: &[u8]) -> Result<PolicyPre<HostState>, PreinitError> {
+        let key = sha256_hex(
+            format!("{}\n{}\n{}", crate::preinit::SNAPSHOT_FORMAT, self.digest, self.context.settings).as_bytes(),
+        );
+        let component = match self.engine.cached(&key) {
+            Some(component) => component,
+            None => {
+                let snapshot = self.take_snapshot(bytes)?;
+                self.engine.compile(&snapshot, &key).map_err(|e| PreinitError(format!("the snapshot: {e}")))?
+            }
+        };
+        let linker = link(&self.engine, &self.imports).map_err(|e| PreinitError(format!("{e:#}")))?;
+        let pre = linker.instantiate_pre(&component).map_err(|e| PreinitError(format!("the snapshot: {e:#}")))?;
+        PolicyPre::new(pre).map_err(|e| PreinitError(format!("the snapshot: {e:#}")))
+    }
+
+    /// Runs `init` in an instrumented instance and returns the component rewritten to start
+    /// in the state `init` left.
+    fn take_snapshot(&self, bytes: &[u8]) -> Result<Vec<u8>, PreinitError> {
+        let (cx, instrumented) = crate::preinit::instrument(bytes)?;
+        let failed = |what: &str, e: wasmtime::Error| PreinitError(format!("{what}: {e:#}"));
+        let component = Component::new(self.engine.wasmtime(), &instrumented)
+            .map_err(|e| failed("compiling the instrumented component", e))?;
+        let linker = link(&self.engine, &self.imports).map_err(|e| failed("linking", e))?;
+        let mut store = self.new_store();
+        let instance = linker.instantiate(&mut store, &component).map_err(|e| failed("instantiating", e))?;
+        let bindings = Bindings::new(&mut store, &instance).map_err(|e| failed("binding", e))?;
+        match bindings.portcullis_policy_handler().call_init(&mut store, &self.context.settings) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(PreinitError(format!("`init` refused the settings: {}: {}", e.setting, e.message))),
+            Err(e) => return Err(PreinitError(format!("`init`: {}", self.classify(e, &store)))),
+        }
+        // Reading the state back runs the instrumented accessors (copies of the memories),
+        // not policy code: give them their own, generous, deadline.
+        store.set_epoch_deadline(SNAPSHOT_READ_TICKS);
+        crate::preinit::snapshot(&cx, &mut store, instance)
     }
 
     /// Reads and checks the metadata.
@@ -423,6 +500,12 @@ impl Policy {
             setting: if e.setting.trim().is_empty() { "(the whole document)".into() } else { e.setting },
             message: e.message,
         })
+    }
+
+    /// Whether fresh instances start from the snapshot taken after `init` (see
+    /// [`crate::preinit`]).
+    pub fn preinitialised(&self) -> bool {
+        self.preinitialised
     }
 
     /// The name it is configured under.
@@ -553,8 +636,8 @@ impl Policy {
         outcome
     }
 
-    /// A fresh store and instance with this policy's deadline and memory limit.
-    fn instantiate(&self) -> Result<(Store<HostState>, Bindings), Fault> {
+    /// A store with this policy's deadline and memory limit.
+    fn new_store(&self) -> Store<HostState> {
         let state = HostState {
             context: self.context.clone(),
             limiter: MemoryLimiter { max_bytes: (self.limits.memory_mb as usize) << 20, hit: false },
@@ -562,6 +645,12 @@ impl Policy {
         let mut store = Store::new(self.engine.wasmtime(), state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(self.deadline_ticks());
+        store
+    }
+
+    /// A fresh store and instance (of the snapshot, when pre-initialised).
+    fn instantiate(&self) -> Result<(Store<HostState>, Bindings), Fault> {
+        let mut store = self.new_store();
         match self.pre.instantiate(&mut store) {
             Ok(instance) => Ok((store, instance)),
             // A trap in a start function is the guest's fault; anything else is the host's
@@ -577,6 +666,10 @@ impl Policy {
     /// an evaluation: the settings passed `init` at load, so this is not expected.
     fn instantiate_for_reuse(&self) -> Result<(Store<HostState>, Bindings), Fault> {
         let (mut store, bindings) = self.instantiate()?;
+        // A snapshot already starts where `init` left off.
+        if self.preinitialised {
+            return Ok((store, bindings));
+        }
         let result = bindings
             .portcullis_policy_handler()
             .call_init(&mut store, &self.context.settings)
@@ -725,4 +818,23 @@ impl ReusableInstance<'_> {
             .map_err(|e| self.policy.classify(e, &self.store))?;
         self.policy.check_outcome(outcome)
     }
+}
+
+/// The deadline, in epoch ticks (~10 s), for reading an instance's state into a snapshot.
+const SNAPSHOT_READ_TICKS: u64 = 10_000;
+
+/// A linker with the contract's always-available interfaces and the granted capabilities.
+fn link(engine: &Engine, imports: &[Capability]) -> wasmtime::Result<Linker<HostState>> {
+    let mut linker: Linker<HostState> = Linker::new(engine.wasmtime());
+    wit_if::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+    wit_if::settings::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+    for capability in imports {
+        match capability {
+            Capability::Log => wit_if::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),
+            Capability::Clock => wit_if::clock::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),
+            Capability::RateLimit => wit_if::rate_limit::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),
+            Capability::Data => wit_if::data::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),
+        }?;
+    }
+    Ok(linker)
 }

@@ -21,11 +21,14 @@ use crate::replay::{EntryOutcome, IdentityMode, Replay};
 use crate::setup;
 
 pub fn run(args: &ReplayArgs) -> Result<ExitCode> {
-    let config = Config::read(&args.config)?;
+    let mut config = Config::read(&args.config)?;
+    if args.reuse_instances {
+        config.reuse_where_unset();
+    }
     let engine = Engine::new(&config.engine_config(&base_dir(&args.config)))?;
     let gate = setup::gate_on_engine(&config, &args.config, &engine)?;
     let baseline = match &args.baseline {
-        Some(spec) => Some(baseline_gate(spec, &config, &args.config, &engine)?),
+        Some(spec) => Some(baseline_gate(spec, &config, &args.config, &engine, args.reuse_instances)?),
         None => None,
     };
     let identity = principal_flags(&args.principal)?;
@@ -149,7 +152,9 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode> {
 
 /// `OLD.toml`: another config. `NAME=OLD.wasm`: this config with policy NAME's component
 /// replaced.
-fn baseline_gate(spec: &str, config: &Config, config_path: &Path, engine: &Engine) -> Result<Gate> {
+/// With `reuse_instances`, another config gets the same `reuse` default as the one under
+/// test (this config's copy already has it).
+fn baseline_gate(spec: &str, config: &Config, config_path: &Path, engine: &Engine, reuse_instances: bool) -> Result<Gate> {
     if let Some((name, module)) = spec.split_once('=') {
         let mut old = config.clone();
         let policy = old.policies.get_mut(name).with_context(|| {
@@ -163,7 +168,10 @@ fn baseline_gate(spec: &str, config: &Config, config_path: &Path, engine: &Engin
         return setup::gate_on_engine(&old, config_path, engine).context("--baseline");
     }
     let path = PathBuf::from(spec);
-    let old = Config::read(&path).context("--baseline")?;
+    let mut old = Config::read(&path).context("--baseline")?;
+    if reuse_instances {
+        old.reuse_where_unset();
+    }
     setup::gate_on_engine(&old, &path, engine).context("--baseline")
 }
 

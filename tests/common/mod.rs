@@ -114,3 +114,58 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// `examples/portcullis.toml` loaded twice: as it is, and with `line` (e.g. `reuse = true`)
+/// added to every policy's table.
+pub fn example_sets_with(tmp: &TempDir, line: &str) -> (portcullis_host::PolicySet, portcullis_host::PolicySet) {
+    let text = std::fs::read_to_string(root().join("examples/portcullis.toml")).unwrap();
+    let modules = root().join("target/policies");
+    let text = text.replace("../target/policies", modules.to_str().unwrap());
+    let changed: String = text
+        .lines()
+        .map(|l| {
+            let header = l.starts_with("[policies.") && l.matches('.').count() == 1;
+            if header { format!("{l}\n{line}\n") } else { format!("{l}\n") }
+        })
+        .collect();
+    assert_eq!(changed.matches(line).count(), 4, "every policy gets `{line}`");
+    policies_dir();
+    let as_is = portcullis_host::PolicySet::from_config_file(&tmp.write("as-is.toml", text)).unwrap();
+    let changed = portcullis_host::PolicySet::from_config_file(&tmp.write("changed.toml", changed)).unwrap();
+    (as_is, changed)
+}
+
+/// The decisions and what each policy said, without timings and digests.
+fn gist(verdict: &portcullis_host::Verdict) -> String {
+    let policies: Vec<_> =
+        verdict.policies.iter().map(|p| (p.policy.clone(), p.decision, p.code.clone(), p.reason.clone(), p.labels.clone())).collect();
+    format!("{:?} {:?} {policies:?}", verdict.decision, verdict.decided_by)
+}
+
+/// Asserts that two sets decide every request of `examples/requests/` alike in both phases
+/// (decision, deciding policy, and each policy's code, reason and labels), `rounds` times
+/// over, and that the examples reach allow, deny, redact and approval.
+pub fn assert_examples_decide_alike(a: &portcullis_host::PolicySet, b: &portcullis_host::PolicySet, rounds: usize) {
+    let mut examples: Vec<_> =
+        std::fs::read_dir(root().join("examples/requests")).unwrap().map(|e| e.unwrap().path()).collect();
+    examples.sort();
+    let response = serde_json::from_value(serde_json::json!({
+        "status": 200, "headers": {"content-type": "application/json", "x-internal-user": "u1"},
+        "body": {"json": {"customers": [{"email": "a@example.com", "phone": "1", "name": "A"}]}}
+    }))
+    .unwrap();
+    let mut kinds = std::collections::BTreeSet::new();
+    for round in 0..rounds {
+        for file in &examples {
+            let exchange: portcullis_host::Exchange = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+            let request = &exchange.request;
+            let (x, y) = (a.evaluate_request(request), b.evaluate_request(request));
+            assert_eq!(gist(&x), gist(&y), "{} (round {round}), request phase", file.display());
+            kinds.insert(format!("{:?}", x.kind()));
+            let (x, y) = (a.evaluate_response(request, &response), b.evaluate_response(request, &response));
+            assert_eq!(gist(&x), gist(&y), "{} (round {round}), response phase", file.display());
+            kinds.insert(format!("{:?}", x.kind()));
+        }
+    }
+    assert!(kinds.len() >= 4, "the examples should reach allow, deny, redact and approval: {kinds:?}");
+}

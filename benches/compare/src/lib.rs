@@ -15,11 +15,13 @@ pub mod native;
 pub mod rego;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use portcullis_host::decision::{Approval, Denial};
 use portcullis_host::exchange::{Principal, PrincipalKind};
+use portcullis_host::gate::{Gate, Identity};
 use portcullis_host::policy::Shared;
-use portcullis_host::{Decision, Engine, EngineConfig, Outcome, Policy, PolicySpec, Request, Source};
+use portcullis_host::{Decision, Engine, EngineConfig, Outcome, Policy, PolicySet, PolicySpec, Request, RouteSpec, Source};
 use serde::Deserialize;
 
 /// `agent-guard`'s settings in every variant (as in `policy-tests/portcullis.toml`).
@@ -318,4 +320,34 @@ pub fn acting_for(principal: &Principal) -> Option<&str> {
 /// The path's non-empty segments.
 pub fn segments(path: &str) -> impl Iterator<Item = &str> {
     path.split('/').filter(|s| !s.is_empty())
+}
+
+/// A policy spec for one of the reference components with its settings.
+pub fn spec(name: String, component_name: &str, settings: &str) -> PolicySpec {
+    let mut spec = PolicySpec::new(name, Source::File(component(component_name)));
+    spec.settings = serde_json::from_str(settings).unwrap();
+    spec
+}
+
+/// `scopes` and `agent-guard` on one route for everything: policies that read headers,
+/// method and path only; fresh instances, or warm ones with `reuse`.
+pub fn header_only_gate(engine: &Engine, reuse: bool) -> Gate {
+    let with_reuse = |mut spec: PolicySpec| {
+        spec.reuse = reuse.then(portcullis_host::Reuse::default);
+        spec
+    };
+    let set = PolicySet::builder(engine)
+        .policy(with_reuse(spec("scopes".into(), "scopes", SCOPES_SETTINGS)))
+        .unwrap()
+        .policy(with_reuse(spec("agent-guard".into(), "agent-guard", AGENT_GUARD_SETTINGS)))
+        .unwrap()
+        .route(RouteSpec { name: "all".into(), policies: vec!["scopes".into(), "agent-guard".into()], ..RouteSpec::default() })
+        .build()
+        .unwrap();
+    Gate::new(Arc::new(set), None)
+}
+
+/// The caller of the replay benchmarks: an agent acting for a user, with read scopes.
+pub fn replay_identity() -> Identity {
+    Identity::Fixed(Principal { scopes: vec!["pets:read".into(), "library:read".into(), "pastries:read".into()], ..principals()[0].clone() })
 }

@@ -19,10 +19,11 @@ pub struct Export<P>(PhantomData<P>);
 /// The settings `init` parsed in this instance, kept for its later calls: a `Box<P::Settings>`
 /// leaked into memory that the allocator keeps (`arena::keep_allocations`), or null.
 ///
-/// Only the host's reuse path gives it a use: the host calls `init` once on every instance
-/// it will reuse, before that instance's first evaluation. With a fresh instance per
-/// evaluation (the default), `init` runs only in the load-time instance, which the host then
-/// throws away, so every evaluation parses the settings as before. Sound because a component
+/// The host either snapshots the instance after `init` and starts every fresh instance from
+/// that snapshot (pre-initialisation, its default for small components), or calls `init`
+/// once on every instance it will reuse: either way evaluations find the settings parsed.
+/// In a fresh instance of the component as shipped (`preinit = false`) `init` never ran, so
+/// each evaluation parses the settings it reads through the `settings` import. Sound because a component
 /// exports exactly one policy type `P` (`export_policy!` implements the single `handler`
 /// export), so the pointer is always read back as the type it was stored as, and an
 /// instance is single-threaded.

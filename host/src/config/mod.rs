@@ -128,6 +128,12 @@ pub struct PolicyConfig {
     /// the isolation it gives up.
     #[serde(default)]
     pub reuse: Option<ReuseConfig>,
+    /// Start every fresh instance from a snapshot taken after `init`, so settings are parsed
+    /// once at load: `true` (a load error when the component cannot be snapshotted),
+    /// `false`, or unset (snapshot components up to 4 MiB, when possible); see
+    /// [`crate::preinit`].
+    #[serde(default)]
+    pub preinit: Option<bool>,
 }
 
 /// `reuse = true | false | { max_uses, max_idle }`.
@@ -264,6 +270,14 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// `reuse = true` for every policy whose table does not set `reuse` (an explicit
+    /// `reuse = false` stays): what `portcullis replay --reuse-instances` runs with.
+    pub fn reuse_where_unset(&mut self) {
+        for policy in self.policies.values_mut() {
+            policy.reuse.get_or_insert(ReuseConfig::Switch(true));
+        }
+    }
+
     /// Reads and parses a config file (without loading any policy).
     pub fn read(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
@@ -351,6 +365,7 @@ impl PolicySet {
                 capabilities: policy.capabilities.clone(),
                 fail_open: policy.fail_open,
                 reuse: policy.reuse.as_ref().and_then(ReuseConfig::reuse),
+                preinit: policy.preinit,
             };
             builder = builder.policy(spec).map_err(set_err)?;
         }
@@ -401,6 +416,18 @@ mod tests {
         let text = "[policies.a]\nmodule = \"a.wasm\"\ncapabilities = [\"network\"]\n";
         let err = Config::parse(text, Path::new("p.toml")).unwrap_err().to_string();
         assert!(err.contains("network"), "{err}");
+    }
+
+    #[test]
+    fn reuse_where_unset_leaves_explicit_choices_alone() {
+        let text = "[policies.a]\nmodule = \"a.wasm\"\n[policies.b]\nmodule = \"b.wasm\"\nreuse = false\n\
+                    [policies.c]\nmodule = \"c.wasm\"\nreuse = { max_uses = 5 }\n";
+        let mut config = Config::parse(text, Path::new("p.toml")).unwrap();
+        config.reuse_where_unset();
+        let reuse = |name: &str| config.policies[name].reuse.as_ref().and_then(ReuseConfig::reuse);
+        assert_eq!(reuse("a"), Some(Reuse::default()));
+        assert_eq!(reuse("b"), None);
+        assert_eq!(reuse("c"), Some(Reuse { max_uses: 5, ..Reuse::default() }));
     }
 
     #[test]

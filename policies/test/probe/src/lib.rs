@@ -3,7 +3,10 @@
 //! cut at the cap, principals, headers).
 //!
 //! It also counts the calls its instance has served (label `instance-calls`): always 1 with
-//! a fresh instance per call, 1, 2, 3… when the host reuses the instance.
+//! a fresh instance per call, 1, 2, 3… when the host reuses the instance; and how often
+//! `init` has run in the state the instance started from (label `init-runs`): 1 when the
+//! host snapshots the instance after `init` (pre-initialisation) or calls `init` on an
+//! instance it will reuse, 0 in a fresh instance of the component as shipped.
 //!
 //! Settings: `{"request_body": bool, "response_body": bool}` (both default false) become the
 //! metadata's `needs-request-body` / `needs-response-body`. Like `hostile-misbehave`, it
@@ -47,10 +50,14 @@ fn body_labels(prefix: &str, body: &Option<Body>, labels: &mut Vec<(String, Stri
 /// reuses the instance.
 static CALLS: AtomicU32 = AtomicU32::new(0);
 
+/// Runs of `init` in this instance's history (see the crate docs).
+static INIT_RUNS: AtomicU32 = AtomicU32::new(0);
+
 fn request_labels(req: &Request) -> Vec<(String, String)> {
     let mut labels = Vec::new();
     let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
     labels.push(("instance-calls".to_string(), calls.to_string()));
+    labels.push(("init-runs".to_string(), INIT_RUNS.load(Ordering::Relaxed).to_string()));
     labels.push(("method".to_string(), req.method.clone()));
     labels.push(("path".to_string(), req.path.clone()));
     labels.push(("headers".to_string(), req.headers.len().to_string()));
@@ -76,7 +83,10 @@ impl Guest for Probe {
 
     fn init(settings: String) -> Result<(), SettingsError> {
         match serde_json::from_str::<Value>(&settings) {
-            Ok(Value::Object(_)) => Ok(()),
+            Ok(Value::Object(_)) => {
+                INIT_RUNS.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
             _ => Err(SettingsError { setting: String::new(), message: "expected a JSON object".to_string() }),
         }
     }
