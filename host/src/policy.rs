@@ -317,10 +317,11 @@ impl Policy {
     /// Loads, checks, compiles (or takes from the cache), links, reads the metadata of,
     /// and initialises a policy with its settings.
     ///
-    /// Unless the spec says `preinit = false`, the policy is then pre-initialised: fresh
-    /// instances start from a snapshot of the instance `init` left behind. A component that
-    /// cannot be snapshotted is used as shipped (and logged); only `preinit = true` makes
-    /// that a load error.
+    /// Then, with `preinit = true`, or when `preinit` is unset and the component is at most
+    /// [`crate::preinit::AUTO_MAX_BYTES`], the policy is pre-initialised: fresh instances
+    /// start from a snapshot of the instance `init` left behind. A component that cannot be
+    /// snapshotted is used as shipped (and logged); only `preinit = true` makes that a load
+    /// error.
     pub fn load(engine: &Engine, spec: PolicySpec, shared: &Shared) -> Result<Policy, LoadError> {
         let preinit = spec.preinit;
         let (mut policy, bytes) = Policy::prepare_bytes(engine, spec, shared)?;

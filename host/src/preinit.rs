@@ -145,3 +145,16 @@ impl<T: Send> ComponentInstanceState for Access<'_, T> {
         ready(self.call::<f64>(instance, func).to_bits())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_cannot_be_instrumented_is_an_error_not_a_panic() {
+        let core_module = b"\0asm\x01\0\0\0";
+        let err = instrument(core_module).err().expect("a core module is not a component");
+        assert!(err.0.contains("component"), "{err}");
+        assert!(instrument(b"not wasm at all").is_err());
+    }
+}
