@@ -53,6 +53,8 @@ fn json_report_has_every_policy_and_phase_of_the_config() {
         assert!(calls > 0 && calls % 2 == 0, "{p}");
         assert_eq!(p["faults"], 0, "{p}");
         assert!(p["p50_us"].as_f64() <= p["p99_us"].as_f64(), "{p}");
+        // The reference policies are small Rust components: pre-initialised by default.
+        assert_eq!(p["instances"], "fresh, pre-initialised", "{p}");
     }
 }
 
@@ -66,7 +68,7 @@ fn text_report_names_the_columns_policies_and_throughput() {
     let text = stdout(&out);
     assert!(text.starts_with("Benchmarked "), "{text}");
     assert!(text.contains(&format!("from {} file(s), 1 round(s) each", files.len())), "{text}");
-    for needle in ["calls", "p50", "p99", "gate, whole entry", "policy scopes (request)", "Decisions per second through the gate: "] {
+    for needle in ["calls", "p50", "p99", "instances", "gate, whole entry", "policy scopes (request)", "Decisions per second through the gate: "] {
         assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
     }
 }

@@ -51,6 +51,9 @@ impl Stats {
 struct PolicyStats {
     policy: String,
     phase: &'static str,
+    /// How its calls get an instance: `fresh`, `fresh, pre-initialised` or `reused`, since
+    /// that is most of what a call costs.
+    instances: &'static str,
     /// Calls that faulted (they count as denies in the gate); timed like the others.
     faults: usize,
     #[serde(flatten)]
@@ -159,7 +162,13 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
             ("response", std::mem::take(&mut response_samples[i])),
         ] {
             if !samples.is_empty() {
-                policies.push(PolicyStats { policy: policy.name().to_owned(), phase, faults, stats: Stats::of(samples) });
+                policies.push(PolicyStats {
+                    policy: policy.name().to_owned(),
+                    phase,
+                    instances: instance_mode(policy),
+                    faults,
+                    stats: Stats::of(samples),
+                });
             }
         }
     }
@@ -194,6 +203,14 @@ fn read_entries(files: &[impl AsRef<Path>]) -> Result<(Vec<Exchange>, usize)> {
     Ok((entries, unreadable))
 }
 
+fn instance_mode(policy: &Policy) -> &'static str {
+    match (policy.reuse().is_some(), policy.preinitialised()) {
+        (true, _) => "reused",
+        (false, true) => "fresh, pre-initialised",
+        (false, false) => "fresh",
+    }
+}
+
 fn micros(us: f64) -> String {
     if us >= 1000.0 { format!("{:.2} ms", us / 1e3) } else { format!("{us:.1} µs") }
 }
@@ -209,7 +226,7 @@ fn render(r: &Report) -> String {
     out.push_str(&format!("Loaded the config and its policies in {:.1} ms\n\n", r.load_ms));
     let names: Vec<String> = r.policies.iter().map(|p| format!("policy {} ({})", p.policy, p.phase)).collect();
     let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0).max(34);
-    out.push_str(&format!("  {:<width$} {:>8} {:>10} {:>10} {:>10}\n", "", "calls", "p50", "p99", "mean"));
+    out.push_str(&format!("  {:<width$} {:>8} {:>10} {:>10} {:>10}  instances\n", "", "calls", "p50", "p99", "mean"));
     let row = |name: &str, s: &Stats| {
         format!(
             "  {name:<width$} {:>8} {:>10} {:>10} {:>10}\n",
@@ -222,6 +239,7 @@ fn render(r: &Report) -> String {
     out.push_str(&row("gate, whole entry", &r.gate));
     for (p, name) in r.policies.iter().zip(&names) {
         let mut line = row(name, &p.stats);
+        line.insert_str(line.len() - 1, &format!("  {}", p.instances));
         if p.faults > 0 {
             line.insert_str(line.len() - 1, &format!("  {} faulted", p.faults));
         }
