@@ -427,26 +427,25 @@ impl Policy {
         let key = sha256_hex(
             format!("{}\n{}\n{}", crate::preinit::SNAPSHOT_FORMAT, self.digest, self.context.settings).as_bytes(),
         );
+        let linker = link(&self.engine, &self.imports).map_err(|e| PreinitError(format!("linking: {e:#}")))?;
         let component = match self.engine.cached(&key) {
             Some(component) => component,
             None => {
-                let snapshot = self.take_snapshot(bytes)?;
+                let snapshot = self.take_snapshot(&linker, bytes)?;
                 self.engine.compile(&snapshot, &key).map_err(|e| PreinitError(format!("the snapshot: {e}")))?
             }
         };
-        let linker = link(&self.engine, &self.imports).map_err(|e| PreinitError(format!("{e:#}")))?;
         let pre = linker.instantiate_pre(&component).map_err(|e| PreinitError(format!("the snapshot: {e:#}")))?;
         PolicyPre::new(pre).map_err(|e| PreinitError(format!("the snapshot: {e:#}")))
     }
 
     /// Runs `init` in an instrumented instance and returns the component rewritten to start
     /// in the state `init` left.
-    fn take_snapshot(&self, bytes: &[u8]) -> Result<Vec<u8>, PreinitError> {
+    fn take_snapshot(&self, linker: &Linker<HostState>, bytes: &[u8]) -> Result<Vec<u8>, PreinitError> {
         let (cx, instrumented) = crate::preinit::instrument(bytes)?;
         let failed = |what: &str, e: wasmtime::Error| PreinitError(format!("{what}: {e:#}"));
         let component = Component::new(self.engine.wasmtime(), &instrumented)
             .map_err(|e| failed("compiling the instrumented component", e))?;
-        let linker = link(&self.engine, &self.imports).map_err(|e| failed("linking", e))?;
         let mut store = self.new_store();
         let instance = linker.instantiate(&mut store, &component).map_err(|e| failed("instantiating", e))?;
         let bindings = Bindings::new(&mut store, &instance).map_err(|e| failed("binding", e))?;

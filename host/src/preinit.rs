@@ -89,10 +89,15 @@ impl<T: Send> Access<'_, T> {
         match self.try_call::<R>(instance, func) {
             Ok(value) => value,
             Err(e) => {
-                self.failure.get_or_insert(format!("reading `{instance}#{func}`: {e:#}"));
+                self.fail(instance, func, &e);
                 R::default()
             }
         }
+    }
+
+    /// Keeps the first failure; the snapshot is discarded when there is one.
+    fn fail(&mut self, instance: &str, func: &str, e: &wasmtime::Error) {
+        self.failure.get_or_insert_with(|| format!("reading `{instance}#{func}`: {e:#}"));
     }
 
     fn try_call<R: Lift + Send + Sync + 'static>(&mut self, instance: &str, func: &str) -> wasmtime::Result<R>
@@ -122,7 +127,7 @@ impl<T: Send> ComponentInstanceState for Access<'_, T> {
         match self.try_call::<WasmList<u8>>(instance, func) {
             Ok(list) => contents(list.as_le_slice(&*self.store)),
             Err(e) => {
-                self.failure.get_or_insert(format!("reading `{instance}#{func}`: {e:#}"));
+                self.fail(instance, func, &e);
                 contents(&[]);
             }
         }

@@ -307,36 +307,6 @@ fn cold_start(c: &mut Criterion, engine: &Engine) {
 }
 
 /// Resident set size of this process in bytes.
-/// A field of `/proc/self/status` in bytes (`VmRSS`, `RssAnon`).
-fn status_bytes(key: &str) -> usize {
-    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib = text.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)?.parse::<usize>().ok());
-    kib.unwrap_or(0) * 1024
-}
-
-/// What each live, used instance of a policy adds, over `n` instances: `(resident, private)`
-/// bytes. Resident (`VmRSS`) also counts the pages of the policy's memory image that an
-/// instance has only read: those are one copy in the page cache, shared by every instance
-/// (copy-on-write), so they are counted once per instance here but paid once in all.
-/// Private (`RssAnon`) is what an instance costs on its own: the pages it wrote.
-fn memory_per_instance(engine: &Engine, name: &str, settings: &str, n: usize) -> (f64, f64) {
-    let policy = load_wasm(engine, name, settings);
-    let request = user_request();
-    let mut warm = policy.reusable_instance().unwrap();
-    warm.evaluate_request(&request).unwrap();
-    drop(warm);
-    let before = (status_bytes("VmRSS"), status_bytes("RssAnon"));
-    let mut live = Vec::with_capacity(n);
-    for _ in 0..n {
-        let mut i = policy.reusable_instance().unwrap();
-        i.evaluate_request(&request).unwrap();
-        live.push(i);
-    }
-    let after = (status_bytes("VmRSS"), status_bytes("RssAnon"));
-    drop(live);
-    let per = |a: usize, b: usize| a.saturating_sub(b) as f64 / n as f64;
-    (per(after.0, before.0), per(after.1, before.1))
-}
 
 // ------------------------------------------------------------------------------------
 // The report: medians of this run as ratios to their baselines, and the targets.
@@ -467,8 +437,8 @@ fn main() {
         return;
     }
     let memory = [
-        ("agent-guard", memory_per_instance(&engine, "agent-guard", AGENT_GUARD_SETTINGS, 200)),
-        ("scopes", memory_per_instance(&engine, "scopes", SCOPES_SETTINGS, 200)),
+        ("agent-guard", memory_per_instance(&load_wasm(&engine, "agent-guard", AGENT_GUARD_SETTINGS), &user_request(), 200)),
+        ("scopes", memory_per_instance(&load_wasm(&engine, "scopes", SCOPES_SETTINGS), &user_request(), 200)),
     ];
     let sizes: Vec<usize> = SIZES.iter().map(|(_, s)| json_body(*s).len()).collect();
     let mut entries = 0;

@@ -79,27 +79,17 @@ fn main() {
         }
         "memory" => {
             use portcullis_host::policy::Shared;
-            let status = |key: &str| -> usize {
-                let text = std::fs::read_to_string("/proc/self/status").unwrap();
-                let line = text.lines().find(|l| l.starts_with(key)).unwrap();
-                line.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() * 1024
-            };
             for (name, settings) in [("agent-guard", AGENT_GUARD_SETTINGS), ("scopes", SCOPES_SETTINGS)] {
                 for preinit in [Some(false), None] {
                     let mut s = spec(name.into(), name, settings);
                     s.preinit = preinit;
                     let policy = portcullis_host::Policy::load(&engine, s, &Shared::default()).unwrap();
-                    let request = &corpus[0];
-                    drop(policy.reusable_instance().unwrap().evaluate_request(request));
-                    let (rss0, anon0) = (status("VmRSS"), status("RssAnon"));
-                    let mut live = Vec::new();
-                    for _ in 0..200 {
-                        let mut i = policy.reusable_instance().unwrap();
-                        i.evaluate_request(request).unwrap();
-                        live.push(i);
-                    }
-                    let (rss1, anon1) = (status("VmRSS"), status("RssAnon"));
-                    println!("{name} preinit={preinit:?}: resident {:.1} KiB, private (RssAnon) {:.1} KiB per instance", (rss1 - rss0) as f64 / 200.0 / 1024.0, (anon1 - anon0) as f64 / 200.0 / 1024.0);
+                    let (resident, private) = memory_per_instance(&policy, &corpus[0], 200);
+                    println!(
+                        "{name} preinit={preinit:?}: resident {:.1} KiB, private (RssAnon) {:.1} KiB per instance",
+                        resident / 1024.0,
+                        private / 1024.0
+                    );
                 }
             }
             items = 1;

@@ -351,3 +351,32 @@ pub fn header_only_gate(engine: &Engine, reuse: bool) -> Gate {
 pub fn replay_identity() -> Identity {
     Identity::Fixed(Principal { scopes: vec!["pets:read".into(), "library:read".into(), "pastries:read".into()], ..principals()[0].clone() })
 }
+
+/// A field of `/proc/self/status` in bytes (`VmRSS`, `RssAnon`).
+fn status_bytes(key: &str) -> usize {
+    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = text.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)?.parse::<usize>().ok());
+    kib.unwrap_or(0) * 1024
+}
+
+/// What each live, used instance of a policy adds, over `n` instances: `(resident, private)`
+/// bytes. Resident (`VmRSS`) also counts the pages of the policy's memory image that an
+/// instance has only read: those are one copy in the page cache, shared by every instance
+/// (copy-on-write), so they are counted once per instance here but paid once in all.
+/// Private (`RssAnon`) is what an instance costs on its own: the pages it wrote.
+pub fn memory_per_instance(policy: &Policy, request: &Request, n: usize) -> (f64, f64) {
+    let mut warm = policy.reusable_instance().unwrap();
+    warm.evaluate_request(request).unwrap();
+    drop(warm);
+    let before = (status_bytes("VmRSS"), status_bytes("RssAnon"));
+    let mut live = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut i = policy.reusable_instance().unwrap();
+        i.evaluate_request(request).unwrap();
+        live.push(i);
+    }
+    let after = (status_bytes("VmRSS"), status_bytes("RssAnon"));
+    drop(live);
+    let per = |a: usize, b: usize| a.saturating_sub(b) as f64 / n as f64;
+    (per(after.0, before.0), per(after.1, before.1))
+}
