@@ -258,3 +258,34 @@ fn response_phase_skips_policies_without_it() {
     assert_eq!(verdict.decision, Decision::Allow);
     assert!(verdict.policies.is_empty(), "no policy on the invoices route handles responses: {verdict:?}");
 }
+
+/// Regression (issue 16): a path over the segment cap is refused before routing, so it can
+/// neither cost a glob much nor skip a guarded route and fall through to a later one or to
+/// `unmatched = "allow"`.
+#[test]
+fn over_long_paths_are_refused_before_routing() {
+    let engine = common::engine();
+    let set = PolicySet::builder(&engine)
+        .policy(spec("guard", "agent-guard", json!({"approver_group": "ops"})))
+        .unwrap()
+        .policy(spec("open", "scopes", json!({"default": "allow"})))
+        .unwrap()
+        .route(RouteSpec {
+            name: "admin".into(),
+            paths: vec!["/admin/**/**/x".into(), "/admin/**".into()],
+            policies: vec!["guard".into()],
+            ..RouteSpec::default()
+        })
+        .route(RouteSpec { name: "rest".into(), policies: vec!["open".into()], ..RouteSpec::default() })
+        .unmatched(portcullis_host::Unmatched::Allow)
+        .build()
+        .unwrap();
+    let cap = portcullis_host::route::MAX_PATH_SEGMENTS;
+    let at_cap = format!("https://api.test/admin{}", "/a".repeat(cap - 1));
+    assert_eq!(set.evaluate_request(&request(json!({"method": "GET", "url": at_cap}))).route.as_deref(), Some("admin"));
+    let over = format!("https://api.test/admin{}", "/a".repeat(16_000));
+    let verdict = set.evaluate_request(&request(json!({"method": "GET", "url": over})));
+    let Decision::Deny(denial) = &verdict.decision else { panic!("expected deny, got {verdict:?}") };
+    assert_eq!((denial.status, denial.code.as_str()), (414, "path-too-long"));
+    assert!(verdict.route.is_none() && verdict.policies.is_empty());
+}

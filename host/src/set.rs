@@ -12,7 +12,7 @@ use crate::bindings::Lists;
 use crate::decision::{Decision, DecisionKind, Denial, Outcome, Redaction};
 use crate::exchange::{Request, Response};
 use crate::policy::{Fault, LoadError, Policy, PolicySpec, Shared};
-use crate::route::{HostPattern, Matcher, PathGlob};
+use crate::route::{HostPattern, MAX_PATH_SEGMENTS, Matcher, PathGlob, path_too_long};
 use crate::verdict::{Phase, PolicyResult, Verdict};
 use crate::engine::Engine;
 
@@ -231,8 +231,12 @@ impl PolicySet {
         &self.routes
     }
 
-    /// The first route covering the request.
+    /// The first route covering the request. A path over [`MAX_PATH_SEGMENTS`] segments is
+    /// covered by none, whatever the routes say (evaluation refuses it).
     pub fn route_for(&self, request: &Request) -> Option<&Route> {
+        if path_too_long(&request.path) {
+            return None;
+        }
         self.routes.iter().find(|r| r.matches(request))
     }
 
@@ -276,6 +280,13 @@ impl PolicySet {
         let start = Instant::now();
         let Some(route) = self.route_for(request) else {
             let decision = match self.unmatched {
+                // Refused before routing: an over-long path must not fall through to a later
+                // route, or to `unmatched = "allow"`, because a glob could not cover it.
+                _ if path_too_long(&request.path) => Decision::Deny(Denial {
+                    status: 414,
+                    code: "path-too-long".into(),
+                    reason: format!("the path has more than {MAX_PATH_SEGMENTS} segments"),
+                }),
                 Unmatched::Allow => Decision::Allow,
                 Unmatched::Deny => Decision::Deny(Denial {
                     status: 403,
@@ -341,6 +352,7 @@ impl Combiner {
             labels: Vec::new(),
             fault: None,
             elapsed_us,
+            approval: None,
         };
         let decision = match result {
             Ok(outcome) => {
@@ -381,6 +393,7 @@ impl Combiner {
             }
             Decision::RequireApproval(approval) => {
                 record.reason = approval.reason.clone();
+                record.approval = Some(approval.clone());
                 if self.approval.is_none() {
                     self.approval = Some((policy.name().to_owned(), approval));
                 }
