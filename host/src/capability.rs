@@ -4,7 +4,7 @@
 //! when its configuration grants them: the linker of each policy defines only what was
 //! granted, and [`crate::contract`] refuses a component that imports more.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -56,9 +56,46 @@ impl std::fmt::Display for Capability {
 /// Fixed-window counters shared by every evaluation of every policy in a process.
 /// Counters are keyed by policy name and the policy's key, so policies cannot read or
 /// exhaust each other's counters.
-#[derive(Debug, Clone, Default)]
+///
+/// Memory is bounded whatever keys a policy makes from what callers send: each policy holds
+/// at most [`MAX_COUNTERS_PER_POLICY`] counters (or what [`RateLimiter::with_max_counters`]
+/// says), each key at most [`MAX_KEY_BYTES`]. Every call removes a few counters whose
+/// window has ended, oldest first (bounded work, never a scan of the table). When a policy's
+/// table is still full, a new key is denied (fail closed) until windows end; keys already
+/// counted go on counting. A key over the length cap is always denied, never truncated (two
+/// long keys with a common prefix must not share a counter).
+#[derive(Debug, Clone)]
 pub struct RateLimiter {
-    windows: Arc<Mutex<HashMap<(Arc<str>, String), Window>>>,
+    tables: Arc<Mutex<HashMap<Arc<str>, Table>>>,
+    max_counters: usize,
+}
+
+impl Default for RateLimiter {
+    fn default() -> Self {
+        RateLimiter::with_max_counters(MAX_COUNTERS_PER_POLICY)
+    }
+}
+
+/// The default cap on live counters per policy: at most about 40 MB per policy with the
+/// longest keys.
+pub const MAX_COUNTERS_PER_POLICY: usize = 100_000;
+
+/// The longest rate-limit key, in bytes; a longer one is denied.
+pub const MAX_KEY_BYTES: usize = 256;
+
+/// Ended windows removed per call at most: more than one, so the table shrinks after a
+/// burst of new keys, and few, so no call pays for many.
+const EVICT_PER_TAKE: usize = 8;
+
+/// One policy's counters, with an index by window end for eviction.
+#[derive(Debug, Default)]
+struct Table {
+    windows: HashMap<Arc<str>, Window>,
+    /// `(window end, serial)` → key, so ended windows are found oldest first in O(log n).
+    ends: BTreeMap<(u64, u64), Arc<str>>,
+    next_serial: u64,
+    /// Whether "full" was logged since the last counter was added (one line per episode).
+    full_logged: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -66,34 +103,102 @@ struct Window {
     started_ms: u64,
     length_ms: u64,
     count: u32,
+    serial: u64,
 }
 
-/// Above this many counters, expired windows are swept on the next take.
-const SWEEP_ABOVE: usize = 100_000;
+impl Window {
+    fn end(&self) -> u64 {
+        self.started_ms.saturating_add(self.length_ms)
+    }
+}
+
+impl Table {
+    /// Removes up to `EVICT_PER_TAKE` counters whose window ended at or before `now_ms`.
+    fn evict_ended(&mut self, now_ms: u64) {
+        for _ in 0..EVICT_PER_TAKE {
+            let Some(entry) = self.ends.first_entry() else { return };
+            if entry.key().0 > now_ms {
+                return;
+            }
+            let key = entry.remove();
+            self.windows.remove(&key);
+        }
+    }
+
+    /// Starts a new window for `key` (which must be in `windows` or about to be inserted).
+    fn start(&mut self, key: Arc<str>, old: Option<Window>, now_ms: u64, window_ms: u64) -> Window {
+        if let Some(old) = old {
+            self.ends.remove(&(old.end(), old.serial));
+        }
+        let window = Window { started_ms: now_ms, length_ms: window_ms, count: 0, serial: self.next_serial };
+        self.next_serial += 1;
+        self.ends.insert((window.end(), window.serial), key.clone());
+        self.windows.insert(key, window);
+        window
+    }
+}
 
 impl RateLimiter {
+    /// Counters with another cap per policy than [`MAX_COUNTERS_PER_POLICY`] (at least 1).
+    pub fn with_max_counters(max_counters: usize) -> RateLimiter {
+        RateLimiter { tables: Arc::default(), max_counters: max_counters.max(1) }
+    }
+
     /// Takes one unit from `(policy, key)`, allowing `limit` per `window_ms`, at time `now_ms`.
+    /// Returns whether it was allowed, what remains, and the milliseconds until the window
+    /// (or, when the table is full, the oldest window) ends.
     pub fn take(&self, policy: &Arc<str>, key: &str, limit: u32, window_ms: u64, now_ms: u64) -> (bool, u32, u64) {
         let window_ms = window_ms.max(1);
+        if limit == 0 {
+            // Nothing to count: no counter is kept for it.
+            return (false, 0, window_ms);
+        }
+        if key.len() > MAX_KEY_BYTES {
+            tracing::debug!(policy = &**policy, bytes = key.len(), "rate-limit key over {MAX_KEY_BYTES} bytes: denied");
+            return (false, 0, window_ms);
+        }
         // A poisoned lock only means another thread panicked mid-update; the counters are
         // still usable.
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        if windows.len() > SWEEP_ABOVE {
-            windows.retain(|_, w| now_ms < w.started_ms.saturating_add(w.length_ms));
-        }
-        let window = windows
-            .entry((policy.clone(), key.to_owned()))
-            .or_insert(Window { started_ms: now_ms, length_ms: window_ms, count: 0 });
-        if now_ms >= window.started_ms.saturating_add(window.length_ms) || window.length_ms != window_ms {
-            *window = Window { started_ms: now_ms, length_ms: window_ms, count: 0 };
-        }
+        let mut tables = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        let table = tables.entry(policy.clone()).or_default();
+        table.evict_ended(now_ms);
+        let window = match table.windows.get(key).copied() {
+            Some(w) if now_ms < w.end() && w.length_ms == window_ms => w,
+            Some(old) => {
+                let key = table.ends.get(&(old.end(), old.serial)).cloned().unwrap_or_else(|| key.into());
+                table.start(key, Some(old), now_ms, window_ms)
+            }
+            None if table.windows.len() >= self.max_counters => {
+                if !table.full_logged {
+                    table.full_logged = true;
+                    tracing::warn!(
+                        policy = &**policy,
+                        max = self.max_counters,
+                        "rate-limit counters full: new keys are denied until windows end"
+                    );
+                }
+                let oldest = table.ends.first_key_value().map_or(window_ms, |((end, _), _)| end.saturating_sub(now_ms));
+                return (false, 0, oldest);
+            }
+            None => {
+                table.full_logged = false;
+                table.start(key.into(), None, now_ms, window_ms)
+            }
+        };
         let allowed = window.count < limit;
-        if allowed {
-            window.count += 1;
+        let count = if allowed { window.count + 1 } else { window.count };
+        if allowed && let Some(w) = table.windows.get_mut(key) {
+            w.count = count;
         }
-        let remaining = limit.saturating_sub(window.count);
-        let reset_after = window.started_ms.saturating_add(window.length_ms).saturating_sub(now_ms);
+        let remaining = limit.saturating_sub(count);
+        let reset_after = window.end().saturating_sub(now_ms);
         (allowed, remaining, reset_after)
+    }
+
+    /// How many counters a policy holds now (for tests and metrics).
+    pub fn counters(&self, policy: &str) -> usize {
+        let tables = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        tables.get(policy).map_or(0, |t| t.windows.len())
     }
 }
 
@@ -304,6 +409,64 @@ mod tests {
         assert_eq!(limiter.take(&a, "k", 2, 1000, 20).0, false);
         assert_eq!(limiter.take(&b, "k", 2, 1000, 20).0, true, "another policy's counter is separate");
         assert_eq!(limiter.take(&a, "k", 2, 1000, 1000), (true, 1, 1000), "a new window starts");
+    }
+
+    #[test]
+    fn rate_limit_keys_over_the_cap_are_denied_not_truncated() {
+        let limiter = RateLimiter::default();
+        let p: Arc<str> = "p".into();
+        let longest = "k".repeat(MAX_KEY_BYTES);
+        assert!(limiter.take(&p, &longest, 5, 1000, 0).0);
+        let over = format!("{longest}x");
+        assert_eq!(limiter.take(&p, &over, 5, 1000, 0), (false, 0, 1000));
+        assert_eq!(limiter.counters("p"), 1, "no counter is kept for a refused key");
+        assert_eq!(limiter.take(&p, "zero", 0, 1000, 0).0, false);
+        assert_eq!(limiter.counters("p"), 1, "nor for a limit of 0");
+    }
+
+    #[test]
+    fn a_full_table_denies_new_keys_until_windows_end_and_keeps_counting_old_ones() {
+        let limiter = RateLimiter::with_max_counters(3);
+        let (p, q): (Arc<str>, Arc<str>) = ("p".into(), "q".into());
+        for key in ["a", "b", "c"] {
+            assert!(limiter.take(&p, key, 2, 1000, 0).0);
+        }
+        assert_eq!(limiter.take(&p, "d", 2, 1000, 10), (false, 0, 990), "full: a new key fails closed");
+        assert!(limiter.take(&p, "a", 2, 1000, 10).0, "a counted key goes on counting");
+        assert!(!limiter.take(&p, "a", 2, 1000, 20).0);
+        assert!(limiter.take(&q, "d", 2, 1000, 20).0, "another policy has its own table");
+        assert_eq!(limiter.counters("p"), 3);
+        assert!(limiter.take(&p, "d", 2, 1000, 1000).0, "ended windows are evicted for new keys");
+        assert_eq!(limiter.counters("p"), 1);
+    }
+
+    #[test]
+    fn each_take_evicts_a_bounded_number_of_ended_windows_oldest_first() {
+        let limiter = RateLimiter::with_max_counters(1000);
+        let p: Arc<str> = "p".into();
+        for i in 0..100 {
+            limiter.take(&p, &format!("short{i}"), 1, 10, 0);
+        }
+        limiter.take(&p, "long", 1, 1_000_000, 0);
+        assert_eq!(limiter.counters("p"), 101);
+        limiter.take(&p, "long", 1, 1_000_000, 50);
+        assert_eq!(limiter.counters("p"), 101 - EVICT_PER_TAKE, "one call does bounded work");
+        for t in 0..100 {
+            limiter.take(&p, "long", 1, 1_000_000, 60 + t);
+        }
+        assert_eq!(limiter.counters("p"), 1, "the live window stays; every ended one went");
+        assert!(!limiter.take(&p, "long", 1, 1_000_000, 500).0, "its count survived eviction of others");
+    }
+
+    #[test]
+    fn a_window_restarted_under_a_new_length_is_reindexed() {
+        let limiter = RateLimiter::with_max_counters(10);
+        let p: Arc<str> = "p".into();
+        limiter.take(&p, "k", 1, 10, 0);
+        limiter.take(&p, "k", 1, 1_000_000, 5);
+        // The first window's end (10) must not evict the restarted window.
+        limiter.take(&p, "other", 1, 10, 20);
+        assert!(!limiter.take(&p, "k", 1, 1_000_000, 30).0, "k's new window still counts");
     }
 
     #[test]
