@@ -28,5 +28,5 @@ pub fn gate_with_counters(config: &Config, path: &Path, engine: &Engine, counter
     let set = PolicySet::from_config_with_counters(config, path, engine, counters)?;
     let authenticator = Authenticator::new(&config.identity, &base_dir(path))
         .with_context(|| format!("invalid config {}: [identity]", path.display()))?;
-    Ok(Gate::new(Arc::new(set), Some(Arc::new(authenticator))))
+    Ok(Gate::new(Arc::new(set), Some(Arc::new(authenticator))).with_target_rules(config.request_target))
 }

@@ -25,6 +25,19 @@ pub enum PrincipalKind {
     Agent,
 }
 
+impl PrincipalKind {
+    /// The kind as written everywhere (`anonymous`, `user`, `service`, `agent`): the audit
+    /// log, the `X-Portcullis-Principal` header, the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalKind::Anonymous => "anonymous",
+            PrincipalKind::User => "user",
+            PrincipalKind::Service => "service",
+            PrincipalKind::Agent => "agent",
+        }
+    }
+}
+
 /// Who is calling. Carries the credential's id, never its secret.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -478,7 +491,8 @@ pub struct UrlParts {
 }
 
 /// Splits an absolute URL (`https://host/path?q=1`) or an origin-form target (`/path?q=1`)
-/// into scheme, authority, decoded path and decoded query pairs. Fragments are dropped.
+/// into scheme, authority, the canonical target's decoded path ([`crate::target`], default
+/// rules) and decoded query pairs. Fragments are dropped.
 pub fn split_url(url: &str) -> Result<UrlParts, String> {
     let url = url.split('#').next().unwrap_or(url);
     let (scheme, rest) = match url.split_once("://") {
@@ -500,13 +514,12 @@ pub fn split_url(url: &str) -> Result<UrlParts, String> {
     } else {
         (String::new(), rest)
     };
-    let (raw_path, raw_query) = match target.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (target, None),
-    };
-    let path = if raw_path.is_empty() { "/".to_owned() } else { percent_decode(raw_path, false) };
-    let query = raw_query.map(parse_query).unwrap_or_default();
-    Ok(UrlParts { scheme, authority, path, query })
+    let target = if target.starts_with('?') { format!("/{target}") } else { target.to_owned() };
+    // Recorded traffic is judged as a door would judge it: the canonical target, with the
+    // default rules (what they refuse, replay reports as an error of that entry).
+    let canonical =
+        crate::target::canonicalize(&target, &crate::target::TargetRules::default()).map_err(|e| e.to_string())?;
+    Ok(UrlParts { scheme, authority, path: canonical.decoded_path().to_owned(), query: canonical.query_pairs() })
 }
 
 /// Parses `a=1&b=x%20y&c` into decoded pairs (`+` means space in a query).

@@ -21,6 +21,7 @@ pub mod redact;
 pub mod config;
 pub mod route;
 pub mod set;
+pub mod target;
 pub mod verdict;
 pub mod warm;
 
@@ -30,5 +31,6 @@ pub use engine::{Engine, EngineConfig};
 pub use exchange::{Body, Exchange, Principal, PrincipalKind, Request, Response};
 pub use policy::{Fault, Limits, LoadError, Policy, PolicySpec, Source};
 pub use set::{PolicySet, RouteSpec, Unmatched};
+pub use target::{CanonicalTarget, TargetError, TargetRules};
 pub use verdict::{Phase, PolicyResult, Verdict};
 pub use warm::Reuse;

@@ -39,7 +39,13 @@ impl ExtAuthz {
 
     /// Answers one check.
     pub async fn answer(&self, check: CheckRequest) -> CheckResponse {
-        let opts = FromCheck { received_at_ms: portcullis_host::capability::now_ms(), ..FromCheck::default() };
+        // Keep this gate for the whole check, even if a reload swaps in another.
+        let gate = self.live.gate();
+        let opts = FromCheck {
+            received_at_ms: portcullis_host::capability::now_ms(),
+            target_rules: gate.target_rules(),
+            ..FromCheck::default()
+        };
         let mut checked = match request_from_check(&check, &opts) {
             Ok(checked) => checked,
             Err(e) => {
@@ -47,8 +53,6 @@ impl ExtAuthz {
                 return bad_request(&check, &e);
             }
         };
-        // Keep this gate for the whole check, even if a reload swaps in another.
-        let gate = self.live.gate();
         let mut arrival = Arrival::take(FRONT_DOOR, &mut checked.request);
         // Envoy can change headers and query parameters, never the body; with the whole
         // body in hand a redaction that changes nothing in it can still pass.

@@ -14,10 +14,12 @@ use std::net::SocketAddr;
 use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use portcullis_host::adapters::forward_auth::{client_address, original_request};
+use portcullis_host::adapters::forward::{
+    HeaderEdit, ON_BEHALF_OF_HEADER, PRINCIPAL_HEADER, header_edits, take_incoming,
+};
+use portcullis_host::adapters::forward_auth::{HeaderFamily, client_address, original_request};
 use portcullis_host::adapters::http::{FromHttp, request_from_http};
 use portcullis_host::config::ForwardAuthSection;
-use portcullis_host::decision::{Action, Target};
 use portcullis_host::gate::{Admission, Arrival, Reach, Refusal};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -40,22 +42,34 @@ pub async fn serve(listener: TcpListener, live: Live, section: ForwardAuthSectio
 
 async fn handle(live: &Live, section: &ForwardAuthSection, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let (parts, _body) = req.into_parts();
-    let nginx = parts.headers.contains_key("x-original-uri");
-    let original = match original_request(&parts.headers, &section.scheme) {
+    let nginx = section.proxy == HeaderFamily::Nginx;
+    let original = match original_request(&parts.headers, &section.scheme, section.proxy) {
         Ok(original) => original,
         Err(e) => return problem(400, "bad-request", e.to_string(), ""),
     };
-    let mut request = match request_from_http(&original, &FromHttp {
+    // What the proxy will forward: the original request's own headers, as sent.
+    let sent = match request_from_http(&original, &FromHttp { forwards_raw_target: true, ..FromHttp::default() }) {
+        Ok(sent) => sent.headers,
+        Err(e) => return problem(400, "bad-request", e.to_string(), ""),
+    };
+    let (mut original_parts, body) = original.into_parts();
+    if let Err(e) = take_incoming(&mut original_parts.headers) {
+        return problem(400, "bad-request", e.to_string(), "");
+    }
+    let gate = live.gate();
+    // The proxy forwards the target as the client sent it, so a target that is not
+    // canonical is refused rather than judged in a form the upstream will not get.
+    let mut request = match request_from_http(&Request::from_parts(original_parts, body), &FromHttp {
         default_scheme: section.scheme.clone(),
         client_address: client_address(&parts.headers).or_else(|| Some(peer.ip().to_string())),
         received_at_ms: portcullis_host::capability::now_ms(),
+        target_rules: gate.target_rules(),
+        forwards_raw_target: true,
         ..FromHttp::default()
     }) {
         Ok(request) => request,
         Err(e) => return problem(400, "bad-request", e.to_string(), ""),
     };
-    let gate = live.gate();
-    let sent: Vec<String> = request.headers.iter().map(|(name, _)| name.clone()).collect();
     let mut arrival = Arrival::take("forward-auth", &mut request);
     arrival.reach = Reach::HEADERS;
     let request_id = request.id.clone();
@@ -65,57 +79,49 @@ async fn handle(live: &Live, section: &ForwardAuthSection, req: Request<Incoming
     };
     match admission {
         Admission::Refuse(refusal) => refuse(&refusal, nginx),
-        Admission::Forward(ticket) => {
-            let redactions = ticket.check.verdict.redactions();
-            let mut response = Response::new(full(Vec::new()));
-            let headers = response.headers_mut();
-            let principal = &ticket.request.principal;
-            let who = format!("{}:{}", serde_json::to_value(principal.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(), principal.id);
-            if let Ok(value) = HeaderValue::from_str(&who) {
-                headers.insert(HeaderName::from_static("x-portcullis-principal"), value);
-            }
-            // Always sent (empty when nobody), so proxies that copy it never pass a stale value.
-            let on_behalf_of = principal.on_behalf_of.as_deref().unwrap_or("");
-            if let Ok(value) = HeaderValue::from_str(on_behalf_of) {
-                headers.insert(HeaderName::from_static("x-portcullis-on-behalf-of"), value);
-            }
-            // Headers the gate took out (stripped credentials, the approval header) must not
-            // reach the upstream either.
-            let mut removed: Vec<String> = Vec::new();
-            for name in &sent {
-                let kept = ticket.request.headers.iter().any(|(n, _)| n == name);
-                if !kept && !removed.contains(name) {
-                    if let Ok(header) = HeaderName::from_bytes(name.as_bytes()) {
-                        headers.insert(header, HeaderValue::from_static(""));
-                        removed.push(name.clone());
-                    }
-                }
-            }
-            for redaction in redactions {
-                let Target::Header(name) = &redaction.target else { continue };
-                let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else { continue };
-                match &redaction.action {
-                    Action::Remove => {
-                        headers.insert(header, HeaderValue::from_static(""));
-                        if !removed.contains(&name.to_ascii_lowercase()) {
-                            removed.push(name.to_ascii_lowercase());
-                        }
-                    }
-                    Action::Replace(value) => {
-                        if let Ok(value) = HeaderValue::from_str(value) {
-                            headers.insert(header, value);
-                        }
-                    }
-                }
-            }
-            if !removed.is_empty() {
-                if let Ok(value) = HeaderValue::from_str(&removed.join(", ")) {
-                    headers.insert(HeaderName::from_static(REMOVE_HEADERS), value);
-                }
-            }
-            with_request_id(response, &request_id)
+        Admission::Forward(ticket) => allowed(&ticket.request, &sent, &request_id),
+    }
+}
+
+/// The 2xx answer: who was judged, and what the proxy must change in the headers it
+/// forwards (the gate's removals and replacements, computed by the library).
+fn allowed(judged: &portcullis_host::Request, sent: &[(String, String)], request_id: &str) -> Response<Body> {
+    let mut response = Response::new(full(Vec::new()));
+    let headers = response.headers_mut();
+    let principal = &judged.principal;
+    let ours = [PRINCIPAL_HEADER, ON_BEHALF_OF_HEADER];
+    let who = format!("{}:{}", principal.kind.as_str(), principal.id);
+    // Always sent (empty when nobody), so proxies that copy them never pass a stale or
+    // client-chosen value.
+    for (name, value) in ours.into_iter().zip([who.as_str(), principal.on_behalf_of.as_deref().unwrap_or("")]) {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), value);
         }
     }
+    let mut removed: Vec<&str> = Vec::new();
+    let edits = header_edits(sent, &judged.headers);
+    for edit in &edits {
+        let (name, value) = match edit {
+            HeaderEdit::Remove(name) => (name, ""),
+            HeaderEdit::Set(name, value) => (name, value.as_str()),
+        };
+        if ours.contains(&name.as_str()) {
+            continue;
+        }
+        let (Ok(header), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) else {
+            continue;
+        };
+        headers.insert(header, value);
+        if matches!(edit, HeaderEdit::Remove(_)) {
+            removed.push(name);
+        }
+    }
+    if !removed.is_empty() {
+        if let Ok(value) = HeaderValue::from_str(&removed.join(", ")) {
+            headers.insert(HeaderName::from_static(REMOVE_HEADERS), value);
+        }
+    }
+    with_request_id(response, request_id)
 }
 
 /// The refusal as the proxy needs it. nginx's `auth_request` understands only 401 and 403

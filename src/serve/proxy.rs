@@ -12,27 +12,25 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
-use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use portcullis_host::adapters::http::{
-    FromHttp, apply_to_http_request, apply_to_http_response, request_from_http, response_from_http,
-};
+use portcullis_host::adapters::forward::{downstream_response, strip_hop_by_hop, take_incoming, upstream_request};
+use portcullis_host::adapters::http::{FromHttp, apply_to_http_request, canonical_request_from_http, response_from_http};
 use portcullis_host::config::ProxySection;
 use portcullis_host::decision::Target;
 use portcullis_host::exchange::Body as ExchangeBody;
-use portcullis_host::gate::{APPROVAL_HEADER, Admission, Arrival, Release};
-use portcullis_host::Phase;
+use portcullis_host::gate::{Admission, Arrival, Gate, Release, Ticket};
+use portcullis_host::{CanonicalTarget, Phase};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::http::{
-    Body, ReadError, content_length, full, problem, read_capped, refusal_response, streamed, strip_hop_by_hop,
-    with_request_id,
+    Body, ReadError, content_length, full, problem, read_capped, refusal_response, streamed, with_request_id,
 };
 use super::live::Live;
 
@@ -129,22 +127,26 @@ impl Proxy {
     async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let gate = self.live.gate();
         let cap = self.section.max_request_bytes;
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         if content_length(&parts.headers).is_some_and(|len| len > cap as u64) {
             return problem(413, "request-too-large", format!("the request body is larger than {cap} bytes"), "");
+        }
+        if let Err(e) = take_incoming(&mut parts.headers) {
+            return problem(400, "bad-request", e.to_string(), "");
         }
         let head = Request::from_parts(parts, Vec::new());
         let opts = FromHttp {
             default_scheme: self.section.scheme.clone(),
             client_address: Some(peer.ip().to_string()),
             received_at_ms: portcullis_host::capability::now_ms(),
+            target_rules: gate.target_rules(),
             ..FromHttp::default()
         };
-        let mut request = match request_from_http(&head, &opts) {
-            Ok(request) => request,
+        let (mut request, target) = match canonical_request_from_http(&head, &opts) {
+            Ok(normalised) => normalised,
             Err(e) => return problem(400, "bad-request", e.to_string(), ""),
         };
-        let (mut parts, _) = head.into_parts();
+        let (parts, _) = head.into_parts();
         let mut payload = Payload::Streaming(body);
         // With approvals on, the body is read too: an approval is bound to the request's
         // digest, body included, so an approved request cannot be replayed with another.
@@ -171,74 +173,11 @@ impl Proxy {
             Admission::Refuse(refusal) => return refusal_response(&refusal),
             Admission::Forward(ticket) => ticket,
         };
-
-        // The request as the upstream gets it: without the headers the gate took out
-        // (the approval header, credentials under `strip_credentials`).
-        parts.headers.remove(APPROVAL_HEADER);
-        let dropped: Vec<HeaderName> = parts
-            .headers
-            .keys()
-            .filter(|name| !ticket.request.headers.iter().any(|(n, _)| n == name.as_str()))
-            .cloned()
-            .collect();
-        for name in dropped {
-            parts.headers.remove(name);
-        }
-        strip_hop_by_hop(&mut parts.headers);
-        let redactions = ticket.check.verdict.redactions();
-        if !redactions.is_empty() {
-            let json = redactions.iter().any(|r| matches!(r.target, Target::JsonPointer(_)));
-            if json {
-                payload = match payload.buffer(cap).await {
-                    Ok(bytes) => Payload::Buffered(bytes),
-                    Err(e) => return body_error(e, cap, "request", &request_id),
-                };
-            }
-            let bytes = match &payload {
-                Payload::Buffered(bytes) => bytes.to_vec(),
-                Payload::Streaming(_) => Vec::new(),
-            };
-            let mut redacted = Request::from_parts(parts, bytes);
-            if let Err(e) = apply_to_http_request(&mut redacted, redactions) {
-                return problem(500, "redaction-failed", format!("a redaction could not be guaranteed: {e}"), &request_id);
-            }
-            let (redacted_parts, bytes) = redacted.into_parts();
-            parts = redacted_parts;
-            if json {
-                payload = Payload::Buffered(Bytes::from(bytes));
-            }
-        }
-        let uri = match self.upstream.uri(&parts.uri) {
-            Ok(uri) => uri,
-            Err(e) => return problem(400, "bad-request", format!("cannot build the upstream URL: {e}"), &request_id),
+        let upstream_request = match self.upstream_request(&gate, &ticket, &target, payload, &parts.headers).await {
+            Ok(request) => request,
+            Err(response) => return *response,
         };
-        let original_host = parts.headers.get(HOST).cloned();
-        parts.uri = uri;
-        parts.version = http::Version::HTTP_11;
-        if let Ok(host) = HeaderValue::from_str(self.upstream.authority.as_str()) {
-            parts.headers.insert(HOST, host);
-        }
-        if let Some(host) = original_host {
-            parts.headers.insert(HeaderName::from_static("x-forwarded-host"), host);
-        }
-        if let Ok(peer) = HeaderValue::from_str(&peer.ip().to_string()) {
-            parts.headers.append(HeaderName::from_static("x-forwarded-for"), peer);
-        }
-        if let Ok(proto) = HeaderValue::from_str(&self.section.scheme) {
-            parts.headers.insert(HeaderName::from_static("x-forwarded-proto"), proto);
-        }
-        if let Ok(id) = HeaderValue::from_str(&request_id) {
-            parts.headers.insert(HeaderName::from_static("x-request-id"), id);
-        }
         let response_policies = gate.policy_set().needs_body(Phase::Response, &ticket.request);
-        if gate.policy_set().runs(Phase::Response, &ticket.request) {
-            // A compressed body cannot be redacted; ask the upstream for identity encoding.
-            parts.headers.remove(ACCEPT_ENCODING);
-        }
-        if let Payload::Buffered(bytes) = &payload {
-            parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-        }
-        let upstream_request = Request::from_parts(parts, payload.into_capped_body(cap));
         let timeout = Duration::from_millis(self.section.upstream_timeout_ms);
         let response = match tokio::time::timeout(timeout, self.client.request(upstream_request)).await {
             Ok(Ok(response)) => response,
@@ -293,7 +232,7 @@ impl Proxy {
                 Payload::Streaming(_) => Vec::new(),
             };
             let mut redacted = Response::from_parts(rparts, bytes);
-            if let Err(e) = apply_to_http_response(&mut redacted, redactions) {
+            if let Err(e) = downstream_response(&mut redacted, redactions) {
                 return problem(502, "redaction-failed", format!("a redaction could not be guaranteed: {e}"), &request_id);
             }
             let (redacted_parts, bytes) = redacted.into_parts();
@@ -306,6 +245,63 @@ impl Proxy {
             rparts.headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
         }
         with_request_id(Response::from_parts(rparts, rpayload.into_body()), &request_id)
+    }
+
+    /// The request the upstream gets for an admitted one: built by the library from what the
+    /// policies judged ([`upstream_request`]), sent to the upstream's address with its
+    /// `Host`, with the body as judged (redacted by the gate when it was read for the
+    /// policies; read and redacted here when only a verdict needs it).
+    async fn upstream_request(
+        &self,
+        gate: &Gate,
+        ticket: &Ticket,
+        target: &CanonicalTarget,
+        payload: Payload,
+        sent: &http::HeaderMap,
+    ) -> Result<Request<Body>, Box<Response<Body>>> {
+        let request_id = &ticket.request.id;
+        let cap = self.section.max_request_bytes;
+        let redactions = ticket.check.verdict.redactions();
+        let response_phase = gate.policy_set().runs(Phase::Response, &ticket.request);
+        let mut upstream = upstream_request(&ticket.request, target, redactions, response_phase)
+            .map_err(|e| Box::new(problem(500, "redaction-failed", format!("the request cannot be forwarded: {e}"), request_id)))?;
+        let payload = match payload {
+            // The gate read the body: forward it as the gate left it.
+            Payload::Buffered(_) => {
+                Payload::Buffered(ticket.request.body.as_ref().map(|b| Bytes::from(b.bytes.clone())).unwrap_or_default())
+            }
+            Payload::Streaming(body) if redactions.iter().any(|r| matches!(r.target, Target::JsonPointer(_))) => {
+                let bytes = Payload::Streaming(body)
+                    .buffer(cap)
+                    .await
+                    .map_err(|e| Box::new(body_error(e, cap, "request", request_id)))?;
+                let json: Vec<_> =
+                    redactions.iter().filter(|r| matches!(r.target, Target::JsonPointer(_))).cloned().collect();
+                let mut body_only = Request::new(bytes.to_vec());
+                if let Some(content_type) = sent.get(CONTENT_TYPE) {
+                    body_only.headers_mut().insert(CONTENT_TYPE, content_type.clone());
+                }
+                apply_to_http_request(&mut body_only, &json).map_err(|e| {
+                    Box::new(problem(500, "redaction-failed", format!("a redaction could not be guaranteed: {e}"), request_id))
+                })?;
+                Payload::Buffered(Bytes::from(body_only.into_body()))
+            }
+            streaming => streaming,
+        };
+        *upstream.uri_mut() = self
+            .upstream
+            .uri(upstream.uri())
+            .map_err(|e| Box::new(problem(400, "bad-request", format!("cannot build the upstream URL: {e}"), request_id)))?;
+        *upstream.version_mut() = http::Version::HTTP_11;
+        let headers = upstream.headers_mut();
+        if let Ok(host) = HeaderValue::from_str(self.upstream.authority.as_str()) {
+            headers.insert(HOST, host);
+        }
+        if let Payload::Buffered(bytes) = &payload {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        }
+        let (parts, _) = upstream.into_parts();
+        Ok(Request::from_parts(parts, payload.into_capped_body(cap)))
     }
 }
 

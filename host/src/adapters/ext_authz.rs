@@ -55,6 +55,7 @@ use envoy_types::pb::google::rpc::Status;
 use crate::adapters::http::normalise_authority;
 use crate::decision::Target;
 use crate::exchange::{Body, Request, percent_decode, percent_encode_query};
+use crate::target::{TargetError, TargetRules, require_canonical};
 use crate::gate::{Admission, REQUEST_ID_HEADER, Refusal, RequestCheck};
 
 /// gRPC `OK`: Envoy lets the request through.
@@ -78,11 +79,16 @@ pub struct FromCheck {
     pub default_scheme: String,
     /// Receive time in ms since the Unix epoch (0: let [`crate::gate::Arrival::take`] set it).
     pub received_at_ms: u64,
+    /// How the request target is checked (`[request_target]`). Envoy forwards the path it
+    /// has, so a path that is not already canonical is refused: set Envoy's
+    /// `normalize_path`, `merge_slashes` and `path_with_escaped_slashes_action` so that it
+    /// never sends one (docs/front-doors.md).
+    pub target_rules: TargetRules,
 }
 
 impl Default for FromCheck {
     fn default() -> Self {
-        FromCheck { default_scheme: "http".into(), received_at_ms: 0 }
+        FromCheck { default_scheme: "http".into(), received_at_ms: 0, target_rules: TargetRules::default() }
     }
 }
 
@@ -161,6 +167,9 @@ pub enum ExtAuthzError {
         /// The header's name.
         name: String,
     },
+    /// The path is refused by a canonicalisation rule, or is not canonical ([`crate::target`]).
+    #[error(transparent)]
+    Target(#[from] TargetError),
 }
 
 /// Normalises a `CheckRequest`: upper-case method; scheme (or `opts.default_scheme`);
@@ -195,6 +204,11 @@ pub fn request_from_check(check: &CheckRequest, opts: &FromCheck) -> Result<Chec
         return Err(ExtAuthzError::MissingPath);
     }
     let (raw_path, raw_query) = split_target(&target)?;
+    let path = if raw_path.is_empty() { "/" } else { raw_path };
+    let origin = if raw_query.is_empty() { path.to_owned() } else { format!("{path}?{raw_query}") };
+    // Envoy forwards the path it has: one that is not canonical would reach the upstream in
+    // another form than the policies judge, so it is refused.
+    let canonical = require_canonical(&origin, &opts.target_rules)?;
     let sent_query = parse_raw_query(raw_query);
 
     let partial = all.iter().any(|(n, v)| n == PARTIAL_BODY_HEADER && v.trim().eq_ignore_ascii_case("true"));
@@ -242,7 +256,7 @@ pub fn request_from_check(check: &CheckRequest, opts: &FromCheck) -> Result<Chec
         method,
         authority: normalise_authority(&authority, &scheme),
         scheme,
-        path: if raw_path.is_empty() { "/".to_owned() } else { percent_decode(raw_path, false) },
+        path: canonical.decoded_path().to_owned(),
         query: sent_query.iter().map(|p| (p.key.clone(), p.value.clone())).collect(),
         headers: headers.clone(),
         body,
@@ -671,6 +685,23 @@ mod tests {
         assert_eq!(checked.request.path, "/");
         let err = request_from_check(&check(http("OPTIONS", "a.test", "*", &[])), &FromCheck::default()).unwrap_err();
         assert_eq!(err, ExtAuthzError::BadPath { path: "*".into() });
+    }
+
+    /// Envoy forwards the path it has: a path that is not canonical is refused, not judged
+    /// in a form the upstream will not get.
+    #[test]
+    fn a_path_that_is_not_canonical_is_refused() {
+        for (path, error) in [
+            ("/public/../admin/users", TargetError::NotCanonical),
+            ("/public/%2e%2e/admin/users", TargetError::NotCanonical),
+            ("/public/..%2fadmin/users", TargetError::EncodedSlash),
+            ("/public/..;/admin/users", TargetError::PathParameters),
+            ("/public//admin", TargetError::RepeatedSlash),
+            ("https://a.test/public/../admin", TargetError::NotCanonical),
+        ] {
+            let err = request_from_check(&check(http("GET", "a.test", path, &[])), &FromCheck::default()).unwrap_err();
+            assert_eq!(err, ExtAuthzError::Target(error), "{path}");
+        }
     }
 
     #[test]

@@ -15,8 +15,9 @@ use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 
 use crate::decision::Redaction;
-use crate::exchange::{Body, Request, Response, parse_query, percent_decode, percent_encode_query};
+use crate::exchange::{Body, Request, Response, percent_decode, percent_encode_query};
 use crate::redact::{Applied, BodyView, Direction, Fields, Plan, RedactError};
+use crate::target::{CanonicalTarget, TargetError, TargetRules, canonicalize, require_canonical};
 
 /// What an `http::Request` does not say, for [`request_from_http`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +33,13 @@ pub struct FromHttp {
     pub client_address: Option<String>,
     /// Receive time in ms since the Unix epoch.
     pub received_at_ms: u64,
+    /// How the request target is canonicalised (`[request_target]`).
+    pub target_rules: TargetRules,
+    /// Whether the door forwards the target exactly as it arrived (forward-auth, ext_authz:
+    /// the proxy in front forwards it, not Portcullis). Then a target that is not already
+    /// canonical is refused ([`TargetError::NotCanonical`]) instead of judged in a form the
+    /// upstream will not get.
+    pub forwards_raw_target: bool,
 }
 
 impl Default for FromHttp {
@@ -42,6 +50,8 @@ impl Default for FromHttp {
             id: String::new(),
             client_address: None,
             received_at_ms: 0,
+            target_rules: TargetRules::default(),
+            forwards_raw_target: false,
         }
     }
 }
@@ -66,14 +76,27 @@ pub enum AdaptError {
         /// How many there were.
         count: usize,
     },
+    /// The request target is refused by a canonicalisation rule ([`crate::target`]).
+    #[error(transparent)]
+    Target(#[from] TargetError),
 }
 
 /// Normalises an `http::Request`: upper-case method; scheme from the URI or
 /// `opts.default_scheme`; authority from the URI, else the `Host` header, else
-/// `opts.authority` (without userinfo, and without the scheme's default port);
-/// percent-decoded path and query; headers in order with lower-case names; the body, if
-/// not empty, with the `Content-Type` header's value as its content type.
+/// `opts.authority` (without userinfo, and without the scheme's default port); the path
+/// and query of the canonical request target ([`crate::target`]); headers in order with
+/// lower-case names; the body, if not empty, with the `Content-Type` header's value as its
+/// content type.
 pub fn request_from_http<B: AsRef<[u8]>>(req: &http::Request<B>, opts: &FromHttp) -> Result<Request, AdaptError> {
+    canonical_request_from_http(req, opts).map(|(request, _)| request)
+}
+
+/// As [`request_from_http`], also returning the canonical target a door must forward
+/// (never the raw one: it may hold dot segments or escapes a backend reads differently).
+pub fn canonical_request_from_http<B: AsRef<[u8]>>(
+    req: &http::Request<B>,
+    opts: &FromHttp,
+) -> Result<(Request, CanonicalTarget), AdaptError> {
     let uri = req.uri();
     let scheme = uri.scheme_str().unwrap_or(&opts.default_scheme).to_ascii_lowercase();
     let hosts = req.headers().get_all(HOST).iter().count();
@@ -81,32 +104,45 @@ pub fn request_from_http<B: AsRef<[u8]>>(req: &http::Request<B>, opts: &FromHttp
         return Err(AdaptError::AmbiguousHost { count: hosts });
     }
     let headers = headers_from_http(req.headers())?;
+    let host_header = headers.iter().find(|(name, _)| name == "host").map(|(_, value)| value.as_str());
     let authority = match uri.authority() {
-        Some(authority) => authority.as_str().to_owned(),
-        None => headers
-            .iter()
-            .find(|(name, _)| name == "host")
-            .map(|(_, value)| value.clone())
-            .or_else(|| opts.authority.clone())
-            .unwrap_or_default(),
+        Some(authority) => {
+            // An absolute-form target routes on its authority while the upstream gets the
+            // `Host` header: they must name the same host.
+            let agrees = host_header.is_none_or(|host| {
+                normalise_authority(host, &scheme).eq_ignore_ascii_case(&normalise_authority(authority.as_str(), &scheme))
+            });
+            if authority.as_str().contains('@') || !agrees {
+                return Err(TargetError::AuthorityMismatch.into());
+            }
+            authority.as_str().to_owned()
+        }
+        None => host_header.map(str::to_owned).or_else(|| opts.authority.clone()).unwrap_or_default(),
     };
-    let path = match uri.path() {
+    let target = match uri.path_and_query().map_or("/", |pq| pq.as_str()) {
         "" => "/".to_owned(),
-        path => percent_decode(path, false),
+        query if query.starts_with('?') => format!("/{query}"),
+        target => target.to_owned(),
     };
-    Ok(Request {
+    let target = if opts.forwards_raw_target {
+        require_canonical(&target, &opts.target_rules)?
+    } else {
+        canonicalize(&target, &opts.target_rules)?
+    };
+    let request = Request {
         id: opts.id.clone(),
         method: req.method().as_str().to_ascii_uppercase(),
         authority: normalise_authority(&authority, &scheme),
         scheme,
-        path,
-        query: uri.query().map(parse_query).unwrap_or_default(),
+        path: target.decoded_path().to_owned(),
+        query: target.query_pairs(),
         body: body_from_http(req.body().as_ref(), req.headers()),
         headers,
         client_address: opts.client_address.clone(),
         received_at_ms: opts.received_at_ms,
         ..Request::default()
-    })
+    };
+    Ok((request, target))
 }
 
 /// Normalises an `http::Response`: status, headers in order with lower-case names, and the
@@ -325,7 +361,7 @@ mod tests {
         let body = br#"{"card": {"number": "4111111111111111", "cvc": "123"}, "amount": 5}"#.to_vec();
         http::Request::builder()
             .method("post")
-            .uri("/pay/caf%C3%A9%2Fx?token=t%201&page=2&token=t2&a%20b=c+d&flag")
+            .uri("/pay/caf%C3%A9/x?token=t%201&page=2&token=t2&a%20b=c+d&flag")
             .header("Host", "api.example.com:443")
             .header("X-API-Key", "k1")
             .header("x-api-key", "k2")
@@ -364,13 +400,12 @@ mod tests {
 
     #[test]
     fn authority_comes_from_uri_then_host_then_fallback() {
-        let absolute = http::Request::get("http://user:secret@Api.Example.com:80/a")
-            .header("host", "other")
+        let absolute = http::Request::get("http://Api.Example.com:80/a")
+            .header("host", "api.example.com")
             .body(Vec::<u8>::new())
             .unwrap();
         let req = request_from_http(&absolute, &FromHttp::default()).unwrap();
         assert_eq!((req.scheme.as_str(), req.authority.as_str()), ("http", "Api.Example.com"));
-        assert!(!format!("{req:?}").contains("secret"));
 
         let with_port = http::Request::get("/a").header("host", "api.test:8443").body(Vec::<u8>::new()).unwrap();
         assert_eq!(request_from_http(&with_port, &FromHttp::default()).unwrap().authority, "api.test:8443");
@@ -391,6 +426,43 @@ mod tests {
         ] {
             assert_eq!(normalise_authority(authority, scheme), expected, "{scheme} {authority}");
         }
+    }
+
+    /// An absolute-form target routes on its authority while the upstream gets `Host`:
+    /// they must agree, and userinfo is refused.
+    #[test]
+    fn absolute_form_authority_must_agree_with_host() {
+        for (uri, host) in [
+            ("http://api.test/public/../admin", Some("evil.test")),
+            ("http://user:secret@api.test/a", Some("api.test")),
+            ("http://user:secret@api.test/a", None),
+            ("http://api.test:8080/a", Some("api.test")),
+        ] {
+            let mut builder = http::Request::get(uri);
+            if let Some(host) = host {
+                builder = builder.header("host", host);
+            }
+            let err = request_from_http(&builder.body(Vec::<u8>::new()).unwrap(), &FromHttp::default()).unwrap_err();
+            assert_eq!(err, AdaptError::Target(TargetError::AuthorityMismatch), "{uri} {host:?}");
+            assert!(!err.to_string().contains("secret"));
+        }
+        let req = http::Request::get("http://API.test:80/public/../admin?x").header("host", "api.test").body(Vec::<u8>::new());
+        let (req, target) = canonical_request_from_http(&req.unwrap(), &FromHttp::default()).unwrap();
+        assert_eq!((req.authority.as_str(), req.path.as_str()), ("API.test", "/admin"));
+        assert_eq!(target.origin_form(), "/admin?x");
+    }
+
+    #[test]
+    fn the_target_is_canonical_and_raw_forwarding_doors_refuse_others() {
+        let get = |uri: &str| http::Request::get(uri).body(Vec::<u8>::new()).unwrap();
+        let (req, target) = canonical_request_from_http(&get("/public/%2e%2e/admin/users"), &FromHttp::default()).unwrap();
+        assert_eq!((req.path.as_str(), target.origin_form()), ("/admin/users", "/admin/users".to_owned()));
+        let err = request_from_http(&get("/public/..%2fadmin"), &FromHttp::default()).unwrap_err();
+        assert_eq!(err, AdaptError::Target(TargetError::EncodedSlash));
+        let raw = FromHttp { forwards_raw_target: true, ..FromHttp::default() };
+        let err = request_from_http(&get("/public/../admin"), &raw).unwrap_err();
+        assert_eq!(err, AdaptError::Target(TargetError::NotCanonical));
+        assert_eq!(request_from_http(&get("/public/a?x=1"), &raw).unwrap().path, "/public/a");
     }
 
     #[test]
@@ -456,7 +528,7 @@ mod tests {
         );
         assert!(req.headers().get("x-api-key").is_none());
         // Untouched pairs keep their exact encoding; the replacement is encoded.
-        assert_eq!(req.uri().to_string(), "/pay/caf%C3%A9%2Fx?page=2&a%20b=x%26y%3Dz&flag");
+        assert_eq!(req.uri().to_string(), "/pay/caf%C3%A9/x?page=2&a%20b=x%26y%3Dz&flag");
         assert_eq!(req.body(), br#"{"card": {"number": "****"}, "amount": 5}"#);
         assert_eq!(req.headers()[CONTENT_LENGTH], req.body().len().to_string().as_str());
     }

@@ -2,6 +2,7 @@
 //! exchange (and back). Conversions only: no evaluation, identity or audit here.
 #[cfg(feature = "ext-authz")]
 pub mod ext_authz;
+pub mod forward;
 pub mod forward_auth;
 pub mod har;
 pub mod http;

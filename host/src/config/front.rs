@@ -87,6 +87,11 @@ pub struct ProxySection {
 pub struct ForwardAuthSection {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// The proxy that asks: `nginx` (default; `X-Original-Method`/`-URI`), `traefik` or
+    /// `caddy` (`X-Forwarded-Method`/`-Uri`). A sub-request carrying the other family's
+    /// method or URI header is refused.
+    #[serde(default)]
+    pub proxy: crate::adapters::forward_auth::HeaderFamily,
     /// Scheme assumed when the proxy sends no `X-Forwarded-Proto` (default `http`).
     #[serde(default = "default_scheme")]
     pub scheme: String,

@@ -7,6 +7,7 @@
 //! the audit log join this pipeline here, not in the front doors ([`Gate::admit`] and
 //! [`Gate::release`]).
 
+mod approve;
 mod door;
 mod refusal;
 mod settle;
@@ -21,6 +22,7 @@ use crate::exchange::{Exchange, Principal, Request, Response};
 use crate::identity::Authenticator;
 use crate::redact::Applied;
 use crate::set::PolicySet;
+use crate::target::TargetRules;
 use crate::verdict::Verdict;
 
 pub use door::{Admission, Arrival, BodyReach, Reach, Release, Ticket};
@@ -130,6 +132,7 @@ pub struct Gate {
     authenticator: Option<Arc<Authenticator>>,
     approvals: Option<Arc<dyn ApprovalStore>>,
     audit: Option<Arc<dyn AuditSink>>,
+    target_rules: TargetRules,
 }
 
 impl std::fmt::Debug for Gate {
@@ -148,7 +151,7 @@ impl Gate {
     /// an approval store, require-approval refuses (there is no way to approve); without
     /// an audit sink, nothing is recorded.
     pub fn new(set: Arc<PolicySet>, authenticator: Option<Arc<Authenticator>>) -> Gate {
-        Gate { set, authenticator, approvals: None, audit: None }
+        Gate { set, authenticator, approvals: None, audit: None, target_rules: TargetRules::default() }
     }
 
     /// Keeps pending approvals in `store`, so require-approval decisions can be approved
@@ -162,6 +165,18 @@ impl Gate {
     pub fn with_audit(mut self, sink: Arc<dyn AuditSink>) -> Gate {
         self.audit = Some(sink);
         self
+    }
+
+    /// Canonicalises request targets with `rules` (`[request_target]`) at every door that
+    /// uses this gate.
+    pub fn with_target_rules(mut self, rules: TargetRules) -> Gate {
+        self.target_rules = rules;
+        self
+    }
+
+    /// How doors canonicalise request targets for this gate.
+    pub fn target_rules(&self) -> TargetRules {
+        self.target_rules
     }
 
     /// The approval store, if any.
@@ -228,7 +243,14 @@ impl Gate {
     pub fn check_response(&self, request: &Request, response: &mut Response) -> ResponseCheck {
         let verdict = self.set.evaluate_response(request, response);
         let mut check = ResponseCheck { verdict, applied: None, redaction_error: None };
-        if check.verdict.is_allowed() && !check.verdict.redactions().is_empty() {
+        if check.verdict.is_allowed() && !check.verdict.redactions().is_empty() && response.status == 206 {
+            // A slice of a body (`Range`) has none of the fields a redaction names, yet it
+            // carries their values: it cannot be redacted, so it is not returned.
+            check.redaction_error = Some(
+                "the response is a partial one (206, a `Range` slice of the body), and a slice cannot be redacted"
+                    .into(),
+            );
+        } else if check.verdict.is_allowed() && !check.verdict.redactions().is_empty() {
             match check.verdict.apply_to_response(response) {
                 Ok(applied) => check.applied = Some(applied),
                 Err(e) => check.redaction_error = Some(e.to_string()),
