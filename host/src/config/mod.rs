@@ -39,6 +39,10 @@ pub struct Config {
     /// Routing defaults.
     #[serde(default)]
     pub routing: RoutingSection,
+    /// How every door canonicalises request targets (`crate::target`); the defaults refuse
+    /// what backends read differently.
+    #[serde(default)]
+    pub request_target: crate::target::TargetRules,
     /// How credentials become principals (docs/identity.md). Empty: every request is
     /// anonymous.
     #[serde(default)]
