@@ -21,7 +21,7 @@ use crate::bindings::{self, Policy as Bindings, PolicyPre, Lists};
 use crate::capability::{Capability, DataSets, HostState, MemoryLimiter, PolicyContext, RateLimiter};
 use crate::contract::{self, ContractError};
 use crate::decision::{Decision, Outcome, Target};
-use crate::engine::{EPOCH_TICK, Engine, EngineError, sha256_hex};
+use crate::engine::{ContentDigest, EPOCH_TICK, Engine, EngineError};
 use crate::exchange;
 use crate::preinit::PreinitError;
 use crate::warm::{Reuse, Warm, WarmPool};
@@ -364,7 +364,8 @@ impl Policy {
         let contract_err =
             |error| LoadError::Contract { policy: name.clone(), source_path: source.clone(), error };
         contract::check_header(&bytes).map_err(contract_err)?;
-        let digest = sha256_hex(&bytes);
+        let key = ContentDigest::of(&bytes);
+        let digest = key.to_string();
         if let Some(expected) = &spec.sha256 {
             let expected = expected.trim().trim_start_matches("sha256:").to_ascii_lowercase();
             if expected != digest {
@@ -376,7 +377,7 @@ impl Policy {
             check_reuse(&name, reuse)?;
         }
         let component = engine
-            .compile(&bytes, &digest)
+            .compile_keyed(&bytes, &key)
             .map_err(|error| LoadError::Compile { policy: name.clone(), source_path: source.clone(), error })?;
         let imports =
             contract::check_component(engine.wasmtime(), &component, &spec.capabilities).map_err(contract_err)?;
@@ -424,7 +425,7 @@ impl Policy {
     /// Links a snapshot of this policy after `init` (see [`crate::preinit`]), from the
     /// compile cache when this component was snapshotted with these settings before.
     fn snapshot_pre(&self, bytes: &[u8]) -> Result<PolicyPre<HostState>, PreinitError> {
-        let key = sha256_hex(
+        let key = ContentDigest::of(
             format!("{}\n{}\n{}", crate::preinit::SNAPSHOT_FORMAT, self.digest, self.context.settings).as_bytes(),
         );
         let linker = link(&self.engine, &self.imports).map_err(|e| PreinitError(format!("linking: {e:#}")))?;
@@ -432,7 +433,7 @@ impl Policy {
             Some(component) => component,
             None => {
                 let snapshot = self.take_snapshot(&linker, bytes)?;
-                self.engine.compile(&snapshot, &key).map_err(|e| PreinitError(format!("the snapshot: {e}")))?
+                self.engine.compile_keyed(&snapshot, &key).map_err(|e| PreinitError(format!("the snapshot: {e}")))?
             }
         };
         let pre = linker.instantiate_pre(&component).map_err(|e| PreinitError(format!("the snapshot: {e:#}")))?;

@@ -245,7 +245,7 @@ fn instance_floor(c: &mut Criterion, engine: &Engine) {
     let mut g = c.benchmark_group("instance_floor");
     for name in ["agent-guard", "scopes"] {
         let bytes = std::fs::read(component(name)).unwrap();
-        let compiled = engine.compile(&bytes, &portcullis_host::engine::sha256_hex(&bytes)).unwrap();
+        let compiled = engine.compile(&bytes).unwrap();
         let mut linker = wasmtime::component::Linker::<()>::new(engine.wasmtime());
         linker.define_unknown_imports_as_traps(&compiled).unwrap();
         let pre = linker.instantiate_pre(&compiled).unwrap();
