@@ -104,6 +104,7 @@ fuzz_target!(|data: &[u8]| {
             labels: Vec::new(),
             fault: None,
             elapsed_us: 0,
+            approval: None,
         }],
         elapsed_us: 0,
     };

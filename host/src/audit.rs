@@ -676,6 +676,7 @@ mod tests {
                     labels: Vec::new(),
                     fault: None,
                     elapsed_us: 11,
+                    approval: None,
                 },
                 PolicyResult {
                     policy: "pii".into(),
@@ -687,6 +688,7 @@ mod tests {
                     labels: vec![("rule".into(), "mask-email".into())],
                     fault: None,
                     elapsed_us: 23,
+                    approval: None,
                 },
             ],
             elapsed_us: 40,

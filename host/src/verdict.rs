@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::decision::{Decision, DecisionKind, Redaction};
+use crate::decision::{Approval, Decision, DecisionKind, Redaction};
 use crate::exchange::{Request, Response};
 use crate::policy::Fault;
 use crate::redact::{self, Applied, RedactError};
@@ -53,6 +53,10 @@ pub struct PolicyResult {
     pub fault: Option<Fault>,
     /// Wall-clock time of the call, including instantiation, in microseconds.
     pub elapsed_us: u64,
+    /// What it asked for, when it required an approval: every such policy's group must
+    /// approve, not only the one that decided the combined verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
 }
 
 /// The combined decision for one phase: the first deny wins; otherwise any
@@ -94,21 +98,58 @@ impl Verdict {
         }
     }
 
-    /// This verdict once a human approved the request: require-approval decisions count
-    /// as allow, so the result is the union of the other policies' redactions, or allow.
-    /// A deny is never overridden (it would already have won).
-    pub fn approved(&self) -> Verdict {
+    /// The approvals this verdict asks for: every policy whose decision was
+    /// require-approval, in route order, with what it asked. A require-approval result that
+    /// does not say what it asked (a verdict built by hand) takes the combined decision's
+    /// approval when it is the policy that decided, and is otherwise left out here, which
+    /// leaves it unwaivable by [`Verdict::approved_by`]: such a verdict can never be
+    /// approved (fail closed).
+    pub fn approvals_asked(&self) -> Vec<(&str, &Approval)> {
+        self.policies
+            .iter()
+            .filter(|p| p.decision == DecisionKind::RequireApproval)
+            .filter_map(|p| {
+                let asked = p.approval.as_ref().or_else(|| match &self.decision {
+                    Decision::RequireApproval(a) if self.decided_by.as_deref() == Some(p.policy.as_str()) => Some(a),
+                    _ => None,
+                });
+                asked.map(|a| (p.policy.as_str(), a))
+            })
+            .collect()
+    }
+
+    /// This verdict once the approver groups in `groups` approved the request: the
+    /// require-approval decisions of policies that asked one of those groups count as
+    /// allow, so when they were all of them the result is the union of the policies'
+    /// redactions, or allow. A require-approval from any other group (or one that does not
+    /// say its group) still holds the request, decided by the first such policy. A deny is
+    /// never overridden (it would already have won).
+    pub fn approved_by(&self, groups: &[String]) -> Verdict {
         let mut verdict = self.clone();
-        if matches!(verdict.decision, Decision::RequireApproval(_)) {
-            let mut redactions: Vec<Redaction> = Vec::new();
-            for r in self.policies.iter().flat_map(|p| &p.redactions) {
-                if !redactions.contains(r) {
-                    redactions.push(r.clone());
-                }
-            }
-            verdict.decision = if redactions.is_empty() { Decision::Allow } else { Decision::Redact { redactions } };
-            verdict.decided_by = None;
+        if !matches!(verdict.decision, Decision::RequireApproval(_)) {
+            return verdict;
         }
+        let asked = self.approvals_asked();
+        let waived = |policy: &PolicyResult| {
+            asked.iter().any(|(name, a)| *name == policy.policy && groups.contains(&a.approver_group))
+        };
+        let still = self.policies.iter().find(|p| p.decision == DecisionKind::RequireApproval && !waived(p));
+        if let Some(still) = still {
+            let approval = asked.iter().find(|(name, _)| *name == still.policy).map(|(_, a)| (*a).clone());
+            if let Some(approval) = approval {
+                verdict.decision = Decision::RequireApproval(approval);
+            }
+            verdict.decided_by = Some(still.policy.clone());
+            return verdict;
+        }
+        let mut redactions: Vec<Redaction> = Vec::new();
+        for r in self.policies.iter().flat_map(|p| &p.redactions) {
+            if !redactions.contains(r) {
+                redactions.push(r.clone());
+            }
+        }
+        verdict.decision = if redactions.is_empty() { Decision::Allow } else { Decision::Redact { redactions } };
+        verdict.decided_by = None;
         verdict
     }
 
@@ -132,5 +173,84 @@ impl Verdict {
     /// Applies this verdict's redactions to an `http::Response` with a buffered body.
     pub fn apply_to_http_response(&self, response: &mut http::Response<Vec<u8>>) -> Result<Applied, RedactError> {
         crate::adapters::http::apply_to_http_response(response, self.redactions())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::{Action, Target};
+
+    fn result(policy: &str, decision: DecisionKind, approval: Option<Approval>, redactions: Vec<Redaction>) -> PolicyResult {
+        PolicyResult {
+            policy: policy.into(),
+            digest: String::new(),
+            decision,
+            code: None,
+            reason: approval.as_ref().map(|a| a.reason.clone()).unwrap_or_default(),
+            redactions,
+            labels: Vec::new(),
+            fault: None,
+            elapsed_us: 0,
+            approval,
+        }
+    }
+
+    fn ask(group: &str) -> Approval {
+        Approval { reason: format!("{group} must look"), approver_group: group.into(), ttl_seconds: 60 }
+    }
+
+    /// Two policies each asking a different group, and one redacting.
+    fn held() -> Verdict {
+        let mask = Redaction { target: Target::JsonPointer("/email".into()), action: Action::Remove };
+        Verdict {
+            phase: Phase::Request,
+            route: Some("r".into()),
+            decision: Decision::RequireApproval(ask("finance")),
+            decided_by: Some("finance-guard".into()),
+            policies: vec![
+                result("finance-guard", DecisionKind::RequireApproval, Some(ask("finance")), Vec::new()),
+                result("pii", DecisionKind::Redact, None, vec![mask]),
+                result("legal-guard", DecisionKind::RequireApproval, Some(ask("legal")), Vec::new()),
+            ],
+            elapsed_us: 0,
+        }
+    }
+
+    fn groups(names: &[&str]) -> Vec<String> {
+        names.iter().map(|g| (*g).to_owned()).collect()
+    }
+
+    /// Finding: one approval waived every policy's require-approval.
+    #[test]
+    fn only_the_groups_that_approved_are_waived() {
+        let verdict = held();
+        let asked: Vec<(&str, &str)> =
+            verdict.approvals_asked().into_iter().map(|(p, a)| (p, a.approver_group.as_str())).collect();
+        assert_eq!(asked, [("finance-guard", "finance"), ("legal-guard", "legal")]);
+
+        let finance_only = verdict.approved_by(&groups(&["finance"]));
+        assert_eq!(finance_only.kind(), DecisionKind::RequireApproval);
+        assert_eq!(finance_only.decided_by.as_deref(), Some("legal-guard"));
+        assert!(matches!(&finance_only.decision, Decision::RequireApproval(a) if a.approver_group == "legal"));
+        assert_eq!(verdict.approved_by(&groups(&["ops"])).decided_by.as_deref(), Some("finance-guard"));
+
+        let both = verdict.approved_by(&groups(&["legal", "finance"]));
+        assert_eq!(both.kind(), DecisionKind::Redact, "the other policies' redactions still apply");
+        assert_eq!(both.decided_by, None);
+    }
+
+    #[test]
+    fn a_require_approval_without_its_group_is_never_waived() {
+        let mut verdict = held();
+        verdict.policies[2].approval = None;
+        assert_eq!(verdict.approvals_asked().len(), 1);
+        let approved = verdict.approved_by(&groups(&["finance", "legal"]));
+        assert_eq!(approved.kind(), DecisionKind::RequireApproval);
+        assert_eq!(approved.decided_by.as_deref(), Some("legal-guard"));
+        // The deciding policy's own approval is taken from the combined decision.
+        let mut verdict = held();
+        verdict.policies[0].approval = None;
+        assert_eq!(verdict.approvals_asked().len(), 2);
     }
 }

@@ -39,29 +39,44 @@ pub use sqlite::{SCHEMA_VERSION, SqliteStore};
 // ---------------------------------------------------------------------------------------
 
 /// Tags the encoding, so a future change of what the digest covers can never produce a
-/// digest equal to one made under these rules.
-const DIGEST_DOMAIN: &[u8] = b"portcullis-approval-request/v1";
+/// digest equal to one made under these rules. v1 sorted the query by name *and value*, so
+/// `?to=alice&to=mallory` and `?to=mallory&to=alice` shared a digest; v2 keeps the order of
+/// repeated names and binds the headers in [`BOUND_HEADERS`].
+const DIGEST_DOMAIN: &[u8] = b"portcullis-approval-request/v2";
+
+/// Headers that change what a request *does* without changing its method, path, query or
+/// body bytes, so an approval binds them: the method-override headers that many frameworks
+/// honour (an approved `POST` must not be redeemed as a `POST` that the backend runs as a
+/// `DELETE`), and the headers that say how the body's bytes are to be read.
+pub const BOUND_HEADERS: [&str; 5] =
+    ["x-http-method-override", "x-http-method", "x-method-override", "content-type", "content-encoding"];
 
 /// The SHA-256 (lower-case hex) of what an approval is bound to: the method (upper-cased),
 /// the host (as [`Request::host`] gives it: lower-case, no port), the path, the query
-/// parameters sorted by name then value, and the body bytes.
+/// parameters, the [`BOUND_HEADERS`] the request carries, and the body bytes.
 ///
-/// Every part is length-prefixed (and the number of query parameters is counted), so no two
-/// different requests share an encoding: path `/a` with query `b` and path `/ab` with no query
-/// encode differently, as do `?a=bc` and `?ab=c`.
+/// Every part is length-prefixed (and the number of query parameters and of bound headers
+/// is counted), so no two different requests share an encoding: path `/a` with query `b`
+/// and path `/ab` with no query encode differently, as do `?a=bc` and `?ab=c`.
 ///
-/// **Headers are deliberately not covered.** The retry that redeems an approval necessarily
-/// differs in headers from the request that was held: it carries the approval header, and
-/// usually fresh credentials (a renewed token), a new request id, new tracing headers and a
-/// new date. The caller is bound by the principal check in
-/// [`redeem`](ApprovalStore::redeem) instead of by its `Authorization` header. A policy whose
-/// decision depends on a header should therefore not rely on approval alone for it: the
-/// retry is evaluated again, and only the require-approval decision is waived.
+/// **The query keeps its order**, except that parameters are stably sorted by name:
+/// `?b=2&a=1` and `?a=1&b=2` share a digest (clients and front doors reorder distinct
+/// names, and no common backend gives that order a meaning), but `?pay_to=alice&pay_to=mallory`
+/// and `?pay_to=mallory&pay_to=alice` do not: many backends take the first or the last of a
+/// repeated name, so their order is part of the request's meaning.
 ///
-/// The query is sorted because front doors and clients may reorder parameters without
-/// changing the request's meaning for most APIs. A missing body and an empty body are the
-/// same. A body cut at a capture cap is marked as such in the digest, but only the captured
-/// bytes are covered.
+/// **Most headers are deliberately not covered.** The retry that redeems an approval
+/// necessarily differs in headers from the request that was held: it carries the approval
+/// header, and usually fresh credentials (a renewed token), a new request id, new tracing
+/// headers and a new date. The caller is bound by the principal check in
+/// [`redeem`](ApprovalStore::redeem) instead of by its `Authorization` header. Only the
+/// [`BOUND_HEADERS`] are covered (names compared without case, values trimmed, sorted by
+/// name like the query): a retry that adds, drops or changes one of them is a different request. A policy
+/// whose decision depends on another header should not rely on approval alone for it: the
+/// retry is evaluated again, and only the require-approval decisions are waived.
+///
+/// A missing body and an empty body are the same. A body cut at a capture cap is marked as
+/// such in the digest, but only the captured bytes are covered.
 ///
 /// The scheme and port are not covered: the same host on another port or scheme is, for the
 /// gate, the same upstream API.
@@ -76,9 +91,22 @@ pub fn request_digest(request: &Request) -> String {
     field(&mut hasher, request.host().as_bytes());
     field(&mut hasher, request.path.as_bytes());
     let mut query: Vec<&(String, String)> = request.query.iter().collect();
-    query.sort();
+    // Stable: repeated names keep the order they were sent in.
+    query.sort_by(|a, b| a.0.cmp(&b.0));
     hasher.update((query.len() as u64).to_be_bytes());
     for (name, value) in query {
+        field(&mut hasher, name.as_bytes());
+        field(&mut hasher, value.as_bytes());
+    }
+    let mut bound: Vec<(String, &str)> = request
+        .headers
+        .iter()
+        .filter(|(name, _)| BOUND_HEADERS.iter().any(|b| name.trim().eq_ignore_ascii_case(b)))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim()))
+        .collect();
+    bound.sort_by(|a, b| a.0.cmp(&b.0));
+    hasher.update((bound.len() as u64).to_be_bytes());
+    for (name, value) in &bound {
         field(&mut hasher, name.as_bytes());
         field(&mut hasher, value.as_bytes());
     }
@@ -236,10 +264,21 @@ impl Approval {
             && self.on_behalf_of == principal.on_behalf_of
     }
 
-    /// Whether `new` asks for the same thing as this approval: same request, caller and
-    /// policy. A still-pending match is returned by `create` instead of a new approval.
+    /// Whether `new` asks for the same thing as this approval: same request, caller, group
+    /// and policies. A still-pending match is returned by `create` instead of a new approval.
     fn same_ask(&self, new: &NewApproval) -> bool {
-        self.digest == new.digest && self.policy == new.policy && self.is_for(&new.principal)
+        self.digest == new.digest
+            && self.group == new.group
+            && self.policy == new.policy
+            && self.is_for(&new.principal)
+    }
+
+    /// Whether a store may forget this approval at `now_ms`: its expiry passed more than
+    /// [`RETAIN_AFTER_EXPIRY_MS`] ago. By then it can neither be decided nor redeemed
+    /// whatever its state (a used or rejected one stays refused: an unknown id is refused
+    /// too), and the audit log keeps the record of what happened.
+    pub fn is_purgeable(&self, now_ms: u64) -> bool {
+        self.expires_ms.saturating_add(RETAIN_AFTER_EXPIRY_MS) <= now_ms
     }
 
     /// The check behind `approve` and `reject`: only a pending, unexpired approval can be
@@ -260,9 +299,10 @@ impl Approval {
         }
     }
 
-    /// The check behind `redeem`. The principal is checked first, so a caller holding
-    /// someone else's id learns nothing about that approval (not its state, nor its request).
-    fn check_redeemable(&self, digest: &str, principal: &Principal, now_ms: u64) -> Result<(), RedeemError> {
+    /// The first half of the check behind `redeem`: whether this approval belongs to this
+    /// caller and this request. The principal is checked first, so a caller holding someone
+    /// else's id learns nothing about that approval (not its state, its group nor its request).
+    fn check_owner(&self, digest: &str, principal: &Principal) -> Result<(), RedeemError> {
         let id = self.id.clone();
         if !self.is_for(principal) {
             return Err(RedeemError::DifferentPrincipal { id });
@@ -270,6 +310,12 @@ impl Approval {
         if self.digest != digest {
             return Err(RedeemError::DifferentRequest { id });
         }
+        Ok(())
+    }
+
+    /// The second half: whether it is approved and unused as of `now_ms`.
+    fn check_state(&self, now_ms: u64) -> Result<(), RedeemError> {
+        let id = self.id.clone();
         match self.state_at(now_ms) {
             ApprovalState::Approved => Ok(()),
             ApprovalState::Pending => Err(RedeemError::Pending { id }),
@@ -277,6 +323,12 @@ impl Approval {
             ApprovalState::Used => Err(RedeemError::AlreadyUsed { id }),
             ApprovalState::Expired => Err(RedeemError::Expired { id }),
         }
+    }
+
+    /// Marks it used (after [`check_redemption`] passed).
+    fn mark_used(&mut self, now_ms: u64) {
+        self.state = ApprovalState::Used;
+        self.used_ms = Some(now_ms);
     }
 
     /// Marks an approval approved or rejected.
@@ -335,6 +387,96 @@ impl NewApproval {
             used_ms: None,
         })
     }
+}
+
+/// How long a store keeps an approval after it expired, in ms (an hour): long enough for
+/// an approver to see in `portcullis approvals list` what expired and what was used, short
+/// enough that the store stays bounded by the rate of new requests, not by uptime.
+pub const RETAIN_AFTER_EXPIRY_MS: u64 = 60 * 60 * 1000;
+
+/// How often a store looks for approvals to purge, in ms (a minute). The purge runs inside
+/// `create`, at most this often, so no call pays for a full scan every time.
+pub const PURGE_EVERY_MS: u64 = 60 * 1000;
+
+/// The most approval ids one retry may carry: one per approver group that asked, and no
+/// route has more policies than this asking for approval.
+pub const MAX_IDS: usize = 16;
+
+/// A caller's retry, redeeming the approvals it was given: what
+/// [`ApprovalStore::redeem_all`] checks and, when every check passes, uses up together.
+#[derive(Debug, Clone, Copy)]
+pub struct Redemption<'a> {
+    /// The ids the caller sent, in its order (each at most once).
+    pub ids: &'a [String],
+    /// [`request_digest`] of the retry.
+    pub digest: &'a str,
+    /// The retry's caller.
+    pub principal: &'a Principal,
+    /// The approver groups whose approval the retry needs (every group whose policy said
+    /// require-approval this time). When given, each id must be for one of them, no two ids
+    /// for the same one, and every one must be covered. `None` redeems the ids whatever
+    /// their groups (for embedders running their own approval flow).
+    pub groups: Option<&'a [String]>,
+}
+
+/// The rules behind [`ApprovalStore::redeem_all`], shared by every store: given the records
+/// the ids name (in the same order, `None` for an unknown id), as of `now_ms`, whether they
+/// may all be used now. Stores call it under their lock or transaction and mark every
+/// record used only when it passes, so a retry uses all of its approvals or none.
+///
+/// The order of the checks decides what a caller learns, and which failures leave the
+/// caller's approvals to be used later: ownership (unknown, another caller's, another
+/// request's), then whether each id is for a group that asked and no two for the same, then
+/// hard states (rejected, used, expired), then groups that asked but have no id
+/// ([`RedeemError::Missing`]: the gate asks them), and last approvals still pending.
+pub fn check_redemption(
+    redemption: &Redemption<'_>,
+    found: &[Option<Approval>],
+    now_ms: u64,
+) -> Result<(), RedeemError> {
+    if redemption.ids.is_empty() {
+        return Err(RedeemError::Unknown { id: String::new() });
+    }
+    if redemption.ids.len() > MAX_IDS {
+        return Err(RedeemError::TooMany { count: redemption.ids.len() });
+    }
+    if found.len() != redemption.ids.len() {
+        return Err(RedeemError::Unknown { id: redemption.ids.get(found.len()).cloned().unwrap_or_default() });
+    }
+    let mut approvals = Vec::with_capacity(found.len());
+    for (id, approval) in redemption.ids.iter().zip(found) {
+        let approval = approval.as_ref().ok_or_else(|| RedeemError::Unknown { id: id.clone() })?;
+        approval.check_owner(redemption.digest, redemption.principal)?;
+        approvals.push(approval);
+    }
+    let mut covered: Vec<&str> = Vec::new();
+    for approval in &approvals {
+        if covered.contains(&approval.group.as_str()) {
+            return Err(RedeemError::Duplicate { id: approval.id.clone(), group: approval.group.clone() });
+        }
+        if let Some(groups) = redemption.groups
+            && !groups.contains(&approval.group)
+        {
+            return Err(RedeemError::NotAsked { id: approval.id.clone(), group: approval.group.clone() });
+        }
+        covered.push(&approval.group);
+    }
+    for approval in &approvals {
+        match approval.check_state(now_ms) {
+            Err(RedeemError::Pending { .. }) | Ok(()) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(groups) = redemption.groups {
+        let missing: Vec<String> = groups.iter().filter(|g| !covered.contains(&g.as_str())).cloned().collect();
+        if !missing.is_empty() {
+            return Err(RedeemError::Missing { groups: missing });
+        }
+    }
+    for approval in &approvals {
+        approval.check_state(now_ms)?;
+    }
+    Ok(())
 }
 
 /// A principal kind as written in JSON and in the store.
@@ -396,10 +538,24 @@ pub trait ApprovalStore: Send + Sync {
     /// Rejects a pending, unexpired approval on behalf of `by`, with an optional note.
     fn reject(&self, id: &str, by: &str, note: Option<&str>, now_ms: u64) -> Result<Approval, ApprovalError>;
 
-    /// Uses an approval for the caller's retry: succeeds only when it is approved, for the
-    /// request with this digest, for this caller, unexpired and not used yet, and then marks
-    /// it used, so each approval allows exactly one request. Returns the used approval.
-    fn redeem(&self, id: &str, digest: &str, principal: &Principal, now_ms: u64) -> Result<Approval, RedeemError>;
+    /// Uses the approvals of a caller's retry: succeeds only when [`check_redemption`]
+    /// passes for all of them (each approved, for the request with this digest, for this
+    /// caller, unexpired, not used yet, and together covering exactly the groups that
+    /// asked), and then marks every one used in the same atomic step, so each approval
+    /// allows exactly one request and a refused retry uses none. Returns the used approvals.
+    fn redeem_all(&self, redemption: &Redemption<'_>, now_ms: u64) -> Result<Vec<Approval>, RedeemError>;
+
+    /// Forgets every approval that [`Approval::is_purgeable`] at `now_ms`; returns how many.
+    /// Stores also call this themselves from `create`, at most every [`PURGE_EVERY_MS`].
+    fn purge(&self, now_ms: u64) -> Result<usize, ApprovalError>;
+
+    /// [`redeem_all`](ApprovalStore::redeem_all) for one id, whatever its group.
+    fn redeem(&self, id: &str, digest: &str, principal: &Principal, now_ms: u64) -> Result<Approval, RedeemError> {
+        let ids = [id.to_owned()];
+        let redemption = Redemption { ids: &ids, digest, principal, groups: None };
+        let mut used = self.redeem_all(&redemption, now_ms)?;
+        used.pop().ok_or_else(|| RedeemError::Unknown { id: id.to_owned() })
+    }
 }
 
 /// Whether an approval is being approved or rejected, for error messages.
@@ -561,6 +717,35 @@ pub enum RedeemError {
     DifferentPrincipal {
         /// The id sent.
         id: String,
+    },
+    /// The retry carries an approval for a group that did not ask for one this time.
+    #[error("approval `{id}` is for approver group `{group}`, which this request does not need; send only the ids it asked for")]
+    NotAsked {
+        /// The id sent.
+        id: String,
+        /// Its group.
+        group: String,
+    },
+    /// The retry carries two approvals (or one twice) for the same group.
+    #[error("approval `{id}` is a second approval for approver group `{group}`; send one id per group")]
+    Duplicate {
+        /// The id sent.
+        id: String,
+        /// Its group.
+        group: String,
+    },
+    /// Groups that asked for an approval have none among the ids sent. None of the ids
+    /// sent was used: the gate asks the missing groups and the caller retries with all.
+    #[error("this request also needs an approval from {}", groups.iter().map(|g| format!("`{g}`")).collect::<Vec<_>>().join(", "))]
+    Missing {
+        /// The groups without an approval, in the order their policies asked.
+        groups: Vec<String>,
+    },
+    /// More ids than any request can need.
+    #[error("the retry carries {count} approval ids; at most {MAX_IDS} are accepted")]
+    TooMany {
+        /// How many were sent.
+        count: usize,
     },
     /// The store failed; the caller is told only that. The source says why, for the logs.
     #[error("the approval store is unavailable; try again later")]

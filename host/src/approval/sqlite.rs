@@ -1,14 +1,17 @@
 //! [`SqliteStore`]: approvals in an SQLite file, shared by a running server and the CLI.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
-use super::{Approval, ApprovalError, ApprovalState, ApprovalStore, NewApproval, RedeemError, Verb};
-use crate::exchange::Principal;
+use super::{
+    Approval, ApprovalError, ApprovalState, ApprovalStore, NewApproval, PURGE_EVERY_MS, RETAIN_AFTER_EXPIRY_MS,
+    RedeemError, Redemption, Verb, check_redemption,
+};
 
 /// The schema version this build writes and understands, kept in `PRAGMA user_version`. A
 /// file with a newer version is refused rather than misread.
@@ -41,6 +44,15 @@ CREATE INDEX approvals_by_digest ON approvals (digest);
 CREATE INDEX approvals_by_created ON approvals (created_ms);
 ";
 
+/// Added to every file when it is opened (also to files made before it existed): the purge
+/// finds expired rows through it instead of scanning the table. An index needs no schema
+/// version: older builds read and write the file as before.
+const EXPIRY_INDEX: &str = "CREATE INDEX IF NOT EXISTS approvals_by_expiry ON approvals (expires_ms);";
+
+/// The most rows one purge deletes, so a `create` that purges stays short however many
+/// approvals expired at once; the rest go at the next purge.
+const PURGE_BATCH: i64 = 1000;
+
 const COLUMNS: &str = "id, digest, principal_kind, principal_id, on_behalf_of, policy, reason, approver_group, \
                        request_line, created_ms, expires_ms, state, decided_by, decided_ms, note, used_ms";
 
@@ -60,6 +72,8 @@ const COLUMNS: &str = "id, digest, principal_kind, principal_id, on_behalf_of, p
 pub struct SqliteStore {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// When this handle last purged (ms since the Unix epoch; 0: never).
+    last_purge_ms: AtomicU64,
 }
 
 impl SqliteStore {
@@ -74,7 +88,7 @@ impl SqliteStore {
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
             .map_err(open_error)?;
         migrate(&mut conn, &path)?;
-        Ok(SqliteStore { path, conn: Mutex::new(conn) })
+        Ok(SqliteStore { path, conn: Mutex::new(conn), last_purge_ms: AtomicU64::new(0) })
     }
 
     /// The file this store keeps its approvals in.
@@ -124,7 +138,19 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), ApprovalError> {
         tx.execute_batch(SCHEMA_V1).map_err(err)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(err)?;
     }
+    tx.execute_batch(EXPIRY_INDEX).map_err(err)?;
     tx.commit().map_err(err)
+}
+
+/// Deletes up to [`PURGE_BATCH`] purgeable rows (see [`Approval::is_purgeable`]), through
+/// the expiry index; returns how many.
+fn purge_batch(tx: &Transaction<'_>, now_ms: u64) -> rusqlite::Result<usize> {
+    let before = ms_to_sql(now_ms.saturating_sub(RETAIN_AFTER_EXPIRY_MS));
+    tx.execute(
+        "DELETE FROM approvals WHERE rowid IN \
+         (SELECT rowid FROM approvals WHERE expires_ms <= ?1 ORDER BY expires_ms LIMIT ?2)",
+        params![before, PURGE_BATCH],
+    )
 }
 
 fn select(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<Approval>> {
@@ -172,6 +198,10 @@ impl ApprovalStore for SqliteStore {
         let err = self.error(None);
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
+        if now_ms >= self.last_purge_ms.load(Ordering::Relaxed).saturating_add(PURGE_EVERY_MS) {
+            self.last_purge_ms.store(now_ms, Ordering::Relaxed);
+            purge_batch(&tx, now_ms).map_err(&err)?;
+        }
         // Candidates by digest; which of them count as the same ask is decided by the shared
         // rules, newest first.
         let existing = {
@@ -258,25 +288,53 @@ impl ApprovalStore for SqliteStore {
         self.decide(id, Verb::Reject, by, note, now_ms)
     }
 
-    fn redeem(&self, id: &str, digest: &str, principal: &Principal, now_ms: u64) -> Result<Approval, RedeemError> {
-        let err = |e| RedeemError::Store(self.error(Some(id))(e));
+    fn redeem_all(&self, redemption: &Redemption<'_>, now_ms: u64) -> Result<Vec<Approval>, RedeemError> {
+        let first = redemption.ids.first().map(String::as_str);
+        let err = |e| RedeemError::Store(self.error(first)(e));
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
-        let mut approval = select(&tx, id).map_err(err)?.ok_or_else(|| RedeemError::Unknown { id: id.to_owned() })?;
-        approval.check_redeemable(digest, principal, now_ms)?;
-        approval.state = ApprovalState::Used;
-        approval.used_ms = Some(now_ms);
-        // `state = 'approved'` again, as a guard: under the write lock it always holds.
-        let changed = tx
-            .execute(
-                "UPDATE approvals SET state = 'used', used_ms = ?1 WHERE id = ?2 AND state = 'approved'",
-                params![ms_to_sql(now_ms), id],
-            )
-            .map_err(err)?;
-        if changed != 1 {
-            return Err(RedeemError::AlreadyUsed { id: id.to_owned() });
+        let mut found = Vec::with_capacity(redemption.ids.len());
+        for id in redemption.ids.iter().take(super::MAX_IDS + 1) {
+            found.push(select(&tx, id).map_err(err)?);
+        }
+        if redemption.ids.len() > super::MAX_IDS {
+            return Err(RedeemError::TooMany { count: redemption.ids.len() });
+        }
+        check_redemption(redemption, &found, now_ms)?;
+        let mut used = Vec::with_capacity(found.len());
+        for mut approval in found.into_iter().flatten() {
+            // `state = 'approved'` again, as a guard: under the write lock it always holds.
+            let changed = tx
+                .execute(
+                    "UPDATE approvals SET state = 'used', used_ms = ?1 WHERE id = ?2 AND state = 'approved'",
+                    params![ms_to_sql(now_ms), approval.id],
+                )
+                .map_err(err)?;
+            if changed != 1 {
+                // Dropping the transaction rolls back the others.
+                return Err(RedeemError::AlreadyUsed { id: approval.id });
+            }
+            approval.mark_used(now_ms);
+            used.push(approval);
         }
         tx.commit().map_err(err)?;
-        Ok(approval)
+        Ok(used)
+    }
+
+    fn purge(&self, now_ms: u64) -> Result<usize, ApprovalError> {
+        let err = self.error(None);
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
+        self.last_purge_ms.store(now_ms, Ordering::Relaxed);
+        let mut total = 0;
+        loop {
+            let deleted = purge_batch(&tx, now_ms).map_err(&err)?;
+            total += deleted;
+            if deleted < PURGE_BATCH as usize {
+                break;
+            }
+        }
+        tx.commit().map_err(&err)?;
+        Ok(total)
     }
 }

@@ -29,12 +29,51 @@ fn digest_is_stable_for_the_same_request() {
 }
 
 #[test]
-fn digest_ignores_query_order_headers_case_of_method_and_port() {
+fn digest_ignores_the_order_of_distinct_names_headers_case_of_method_and_port() {
     let a = request("POST", "/p", &[("b", "2"), ("a", "1"), ("a", "0")], "x");
-    let mut b = request("post", "/p", &[("a", "0"), ("b", "2"), ("a", "1")], "x");
+    let mut b = request("post", "/p", &[("a", "1"), ("b", "2"), ("a", "0")], "x");
     b.headers = vec![("authorization".into(), "Bearer fresh".into()), ("portcullis-approval".into(), "apr_x".into())];
     b.authority = "api.example.com".into();
     assert_eq!(request_digest(&a), request_digest(&b));
+}
+
+/// Finding: the approved `POST /x?pay_to=alice&pay_to=mallory` was redeemed by
+/// `?pay_to=mallory&pay_to=alice`, which many backends read as paying mallory.
+#[test]
+fn digest_keeps_the_order_of_a_repeated_name() {
+    let approved = request("POST", "/x", &[("pay_to", "alice"), ("pay_to", "mallory")], "");
+    let swapped = request("POST", "/x", &[("pay_to", "mallory"), ("pay_to", "alice")], "");
+    assert_ne!(request_digest(&approved), request_digest(&swapped));
+    // Other names may move around the repeated ones.
+    let moved = request("POST", "/x", &[("pay_to", "alice"), ("memo", "rent"), ("pay_to", "mallory")], "");
+    let first = request("POST", "/x", &[("memo", "rent"), ("pay_to", "alice"), ("pay_to", "mallory")], "");
+    assert_eq!(request_digest(&moved), request_digest(&first));
+}
+
+/// Finding: `X-HTTP-Method-Override: DELETE` rode along on the retry of an approved POST.
+#[test]
+fn digest_binds_method_override_and_body_meaning_headers() {
+    let approved = request("POST", "/invoices/7", &[], "{}");
+    for (name, value) in [
+        ("X-HTTP-Method-Override", "DELETE"),
+        ("x-http-method", "DELETE"),
+        ("X-Method-Override", "PUT"),
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("content-encoding", "gzip"),
+    ] {
+        let mut retry = approved.clone();
+        retry.headers.push((name.into(), value.into()));
+        assert_ne!(request_digest(&approved), request_digest(&retry), "{name}");
+    }
+    // The same headers on both, in any order and case, match.
+    let mut a = approved.clone();
+    a.headers = vec![("Content-Type".into(), "application/json".into()), ("X-HTTP-Method-Override".into(), "PATCH".into())];
+    let mut b = approved.clone();
+    b.headers = vec![("x-http-method-override".into(), " PATCH ".into()), ("content-type".into(), "application/json".into())];
+    assert_eq!(request_digest(&a), request_digest(&b));
+    // Another value does not.
+    b.headers[0].1 = "DELETE".into();
+    assert_ne!(request_digest(&a), request_digest(&b));
 }
 
 #[test]
@@ -316,6 +355,128 @@ fn concurrent_redeem(stores: &[Arc<dyn ApprovalStore>]) {
     }
 }
 
+fn for_group(digest: &str, principal: &Principal, group: &str, now_ms: u64) -> NewApproval {
+    NewApproval { group: group.into(), policy: format!("{group}-guard"), ..new_approval(digest, principal, now_ms) }
+}
+
+fn groups(names: &[&str]) -> Vec<String> {
+    names.iter().map(|g| (*g).to_owned()).collect()
+}
+
+/// Finding: with two groups asking, one approval let the retry through. Now every group
+/// that asked must be covered, and a retry that fails uses none of its approvals.
+fn every_group_must_approve(store: &dyn ApprovalStore) {
+    let bot = agent("bot", Some("alice"));
+    let finance = store.create(for_group("d1", &bot, "finance", T0)).unwrap();
+    let legal = store.create(for_group("d1", &bot, "legal", T0)).unwrap();
+    assert_ne!(finance.id, legal.id, "one approval per group");
+    store.approve(&finance.id, "fiona", T0 + 1).unwrap();
+    let asked = groups(&["finance", "legal"]);
+    let only_finance = [finance.id.clone()];
+    let redemption = Redemption { ids: &only_finance, digest: "d1", principal: &bot, groups: Some(&asked) };
+    let err = store.redeem_all(&redemption, T0 + 2).unwrap_err();
+    assert!(matches!(&err, RedeemError::Missing { groups } if groups == &["legal"]), "{err}");
+    assert_eq!(store.get(&finance.id, T0 + 2).unwrap().unwrap().state, ApprovalState::Approved, "not used");
+
+    // Both ids, legal still pending: refused, nothing used.
+    let both = [finance.id.clone(), legal.id.clone()];
+    let redemption = Redemption { ids: &both, digest: "d1", principal: &bot, groups: Some(&asked) };
+    let err = store.redeem_all(&redemption, T0 + 3).unwrap_err();
+    assert!(matches!(err, RedeemError::Pending { ref id } if id == &legal.id), "{err}");
+    assert_eq!(store.get(&finance.id, T0 + 3).unwrap().unwrap().state, ApprovalState::Approved);
+
+    // Both approved: both used at once, then never again.
+    store.approve(&legal.id, "lena", T0 + 4).unwrap();
+    let used = store.redeem_all(&redemption, T0 + 5).unwrap();
+    assert_eq!(used.len(), 2);
+    assert!(used.iter().all(|a| a.state == ApprovalState::Used && a.used_ms == Some(T0 + 5)));
+    for id in &both {
+        assert_eq!(store.get(id, T0 + 6).unwrap().unwrap().state, ApprovalState::Used);
+    }
+    let err = store.redeem_all(&redemption, T0 + 6).unwrap_err();
+    assert!(matches!(err, RedeemError::AlreadyUsed { .. }), "{err}");
+}
+
+/// Ids for groups that did not ask, two for one group, a rejected one beside an approved
+/// one: refused, and the approved one is left for a proper retry.
+fn a_bundle_is_refused_whole(store: &dyn ApprovalStore) {
+    let bot = agent("bot", None);
+    let finance = store.create(for_group("d1", &bot, "finance", T0)).unwrap();
+    let legal = store.create(for_group("d1", &bot, "legal", T0)).unwrap();
+    store.approve(&finance.id, "fiona", T0 + 1).unwrap();
+    store.approve(&legal.id, "lena", T0 + 1).unwrap();
+    let only_finance = groups(&["finance"]);
+    let both = [finance.id.clone(), legal.id.clone()];
+    let redemption = Redemption { ids: &both, digest: "d1", principal: &bot, groups: Some(&only_finance) };
+    let err = store.redeem_all(&redemption, T0 + 2).unwrap_err();
+    assert!(matches!(err, RedeemError::NotAsked { ref group, .. } if group == "legal"), "{err}");
+    let twice = [finance.id.clone(), finance.id.clone()];
+    let redemption = Redemption { ids: &twice, digest: "d1", principal: &bot, groups: Some(&only_finance) };
+    let err = store.redeem_all(&redemption, T0 + 2).unwrap_err();
+    assert!(matches!(err, RedeemError::Duplicate { .. }), "{err}");
+    let none: [String; 0] = [];
+    let redemption = Redemption { ids: &none, digest: "d1", principal: &bot, groups: Some(&only_finance) };
+    assert!(store.redeem_all(&redemption, T0 + 2).is_err());
+    let many: Vec<String> = (0..MAX_IDS + 1).map(|i| format!("apr_{i}")).collect();
+    let redemption = Redemption { ids: &many, digest: "d1", principal: &bot, groups: Some(&only_finance) };
+    assert!(matches!(store.redeem_all(&redemption, T0 + 2).unwrap_err(), RedeemError::TooMany { .. }));
+
+    // Another caller's id in the bundle: refused before anything is said about it.
+    let stranger = agent("other-bot", None);
+    let theirs = store.create(for_group("d1", &stranger, "legal", T0)).unwrap();
+    let asked = groups(&["finance", "legal"]);
+    let mixed = [finance.id.clone(), theirs.id.clone()];
+    let redemption = Redemption { ids: &mixed, digest: "d1", principal: &bot, groups: Some(&asked) };
+    let err = store.redeem_all(&redemption, T0 + 2).unwrap_err();
+    assert!(matches!(err, RedeemError::DifferentPrincipal { .. }), "{err}");
+
+    // A rejection among them refuses the whole retry.
+    let dual = store.create(for_group("d2", &bot, "finance", T0)).unwrap();
+    let refused = store.create(for_group("d2", &bot, "legal", T0)).unwrap();
+    store.approve(&dual.id, "fiona", T0 + 1).unwrap();
+    store.reject(&refused.id, "lena", Some("no"), T0 + 1).unwrap();
+    let ids = [dual.id.clone(), refused.id.clone()];
+    let redemption = Redemption { ids: &ids, digest: "d2", principal: &bot, groups: Some(&asked) };
+    assert!(matches!(store.redeem_all(&redemption, T0 + 2).unwrap_err(), RedeemError::Rejected { .. }));
+
+    for id in [&finance.id, &legal.id, &dual.id] {
+        assert_eq!(store.get(id, T0 + 3).unwrap().unwrap().state, ApprovalState::Approved, "{id} not used");
+    }
+    // The right bundle still works.
+    let redemption = Redemption { ids: &both, digest: "d1", principal: &bot, groups: Some(&asked) };
+    assert_eq!(store.redeem_all(&redemption, T0 + 3).unwrap().len(), 2);
+}
+
+/// Expired approvals are forgotten an hour after their expiry, from `create`, at most once
+/// a minute; nothing younger is touched.
+fn purges_expired_approvals(store: &dyn ApprovalStore) {
+    let bot = agent("bot", None);
+    let old = store.create(new_approval("d1", &bot, T0)).unwrap();
+    let used = store.create(new_approval("d2", &bot, T0)).unwrap();
+    store.approve(&used.id, "carol", T0 + 1).unwrap();
+    store.redeem(&used.id, "d2", &bot, T0 + 2).unwrap();
+    let gone_at = T0 + TTL + RETAIN_AFTER_EXPIRY_MS;
+    // Expired, but within the retention: kept, and shown as expired. This create purges
+    // (its minute is up) but finds nothing old enough.
+    let young = store.create(new_approval("d3", &bot, gone_at - 1)).unwrap();
+    assert_eq!(store.get(&old.id, gone_at - 1).unwrap().unwrap().state, ApprovalState::Expired);
+    // Past the retention, but within a minute of the last purge: no scan yet.
+    store.create(new_approval("d4", &bot, gone_at + 1)).unwrap();
+    assert!(store.get(&old.id, gone_at + 1).unwrap().is_some(), "no purge twice in a minute");
+    // The next create after the minute purges.
+    let next = gone_at - 1 + PURGE_EVERY_MS;
+    store.create(new_approval("d5", &bot, next)).unwrap();
+    assert!(store.get(&old.id, next).unwrap().is_none(), "expired pending purged");
+    assert!(store.get(&used.id, next).unwrap().is_none(), "used purged");
+    assert!(store.get(&young.id, next).unwrap().is_some(), "a fresh one stays");
+    let err = store.redeem(&used.id, "d2", &bot, next).unwrap_err();
+    assert!(matches!(err, RedeemError::Unknown { .. }), "a purged id stays refused: {err}");
+    // An explicit purge takes the rest once they are old enough.
+    let end = next + TTL + RETAIN_AFTER_EXPIRY_MS;
+    assert_eq!(store.purge(end).unwrap(), 3);
+    assert!(store.list(None, end).unwrap().is_empty());
+}
+
 /// One `#[test]` per rule, for a store made by `$make`.
 macro_rules! store_tests {
     ($store:ident, $make:expr) => {
@@ -365,6 +526,18 @@ macro_rules! store_tests {
             #[test]
             fn explains_unknown_ids_and_a_missing_decider() {
                 unknown_ids_and_missing_decider(&*store().0);
+            }
+            #[test]
+            fn every_group_that_asked_must_approve() {
+                every_group_must_approve(&*store().0);
+            }
+            #[test]
+            fn a_bundle_is_used_whole_or_not_at_all() {
+                a_bundle_is_refused_whole(&*store().0);
+            }
+            #[test]
+            fn purges_expired_approvals_on_a_schedule() {
+                purges_expired_approvals(&*store().0);
             }
             #[test]
             fn concurrent_redeems_let_exactly_one_through() {

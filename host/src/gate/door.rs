@@ -10,13 +10,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use crate::approval::{NewApproval, request_digest};
+use crate::approval::request_digest;
 use crate::audit::{AuditContext, AuditRecord};
 use crate::decision::Decision;
 use crate::exchange::{Request, Response};
-use crate::verdict::Verdict;
 
-use super::refusal::{APPROVAL_HEADER, ApprovalNotice, REQUEST_ID_HEADER, Refusal};
+use super::approve::Round;
+use super::refusal::{APPROVAL_HEADER, REQUEST_ID_HEADER, Refusal};
 use super::{Gate, Identity, RequestCheck, ResponseCheck};
 
 /// What a front door knows about an arriving request besides the request itself.
@@ -174,65 +174,16 @@ impl Gate {
         let needed_approval = matches!(check.verdict.decision, Decision::RequireApproval(_));
         let mut approval_id = None;
         let mut refusal = None;
-        if let Decision::RequireApproval(approval) = &check.verdict.decision {
-            let policy = check.verdict.decided_by.clone().unwrap_or_default();
-            match (&self.approvals, digest) {
-                (Some(store), Some(digest)) => match &arrival.approval_id {
-                    Some(id) => {
-                        match store.redeem(id, &digest, &request.principal, arrival.now_ms) {
-                            Ok(_) => {
-                                approval_id = Some(id.clone());
-                                check = self.check_approved(request, &check.verdict);
-                            }
-                            Err(e) => {
-                                refusal = Some(self.refusal(request, 403, "approval-invalid", e.to_string(), Some(policy)));
-                            }
-                        }
-                    }
-                    None => {
-                        let new = NewApproval {
-                            digest,
-                            principal: request.principal.clone(),
-                            policy: policy.clone(),
-                            reason: approval.reason.clone(),
-                            group: approval.approver_group.clone(),
-                            request_line: format!("{} {} {}", request.method, request.host(), request.path),
-                            ttl_ms: u64::from(approval.ttl_seconds) * 1000,
-                            now_ms: arrival.now_ms,
-                        };
-                        refusal = Some(match store.create(new) {
-                            Ok(pending) => {
-                                approval_id = Some(pending.id.clone());
-                                let mut refusal =
-                                    self.refusal(request, 403, "approval-required", approval.reason.clone(), Some(policy));
-                                refusal.approval = Some(ApprovalNotice {
-                                    id: pending.id,
-                                    approver_group: pending.group,
-                                    expires_ms: pending.expires_ms,
-                                });
-                                refusal
-                            }
-                            Err(e) => {
-                                tracing::error!(error = %e, "could not store a pending approval; refusing the request");
-                                self.refusal(
-                                    request,
-                                    503,
-                                    "approval-unavailable",
-                                    "this request needs an approval, and the approval store is unavailable".into(),
-                                    Some(policy),
-                                )
-                            }
-                        });
-                    }
-                },
-                _ => {
-                    refusal = Some(self.refusal(
-                        request,
-                        403,
-                        "approval-unavailable",
-                        format!("{} (no approval store is configured, so it cannot be approved here)", approval.reason),
-                        Some(policy),
-                    ));
+        if needed_approval {
+            // Every group that asked must approve; see `approve.rs`.
+            match self.approval_round(request, &check.verdict, digest, &arrival) {
+                Round::Approved { check: approved, ids } => {
+                    check = approved;
+                    approval_id = Some(ids);
+                }
+                Round::Refused { refusal: refused, ids } => {
+                    approval_id = ids;
+                    refusal = Some(refused);
                 }
             }
         } else if let Decision::Deny(denial) = &check.verdict.decision {
@@ -316,21 +267,7 @@ impl Gate {
         }
     }
 
-    /// The request phase again for an approved request: redactions from the other
-    /// policies still apply.
-    fn check_approved(&self, request: &mut Request, verdict: &Verdict) -> RequestCheck {
-        let verdict = verdict.approved();
-        let mut check = RequestCheck { verdict, applied: None, redaction_error: None };
-        if !check.verdict.redactions().is_empty() {
-            match check.verdict.apply_to_request(request) {
-                Ok(applied) => check.applied = Some(applied),
-                Err(e) => check.redaction_error = Some(e.to_string()),
-            }
-        }
-        check
-    }
-
-    fn refusal(&self, request: &Request, status: u16, code: &str, reason: String, policy: Option<String>) -> Refusal {
+    pub(super) fn refusal(&self, request: &Request, status: u16, code: &str, reason: String, policy: Option<String>) -> Refusal {
         Refusal { status, code: code.to_owned(), reason, policy, request_id: request.id.clone(), approval: None }
     }
 
@@ -361,6 +298,6 @@ fn arrival_with(arrival: &Arrival, approval_id: &Option<String>, needed_approval
     Arrival { approval_id: approval_id.clone().or(offered), ..arrival.clone() }
 }
 
-fn redaction_failed(error: &str) -> String {
+pub(super) fn redaction_failed(error: &str) -> String {
     format!("a policy asked for a redaction that could not be guaranteed ({error}); refusing rather than passing it unredacted")
 }

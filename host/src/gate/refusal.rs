@@ -14,15 +14,29 @@ pub const APPROVAL_HEADER: &str = "portcullis-approval";
 /// The header naming the request in the audit log (taken from the caller when sane).
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// A pending approval, as the caller is told about it.
+/// The pending approvals a held request waits for, as the caller is told about them.
+///
+/// Usually one group asks, and this is one approval. When policies asked several approver
+/// groups, each group has its own approval and every one must approve: `id` then holds
+/// their ids separated by commas, and the retry sends that whole value back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ApprovalNotice {
-    /// The approval's id, to send back in [`APPROVAL_HEADER`] once approved.
+    /// What to send back in [`APPROVAL_HEADER`] once approved: the approval's id, or the
+    /// ids of every group's approval separated by commas (`apr_…,apr_…`).
     pub id: String,
-    /// Who may approve.
+    /// Who may approve: the group, or the groups (in the order of the ids) separated by
+    /// `, `.
     pub approver_group: String,
-    /// Until when an approval may be used, in ms since the Unix epoch.
+    /// Until when the approvals may be used (the earliest of them), in ms since the Unix
+    /// epoch.
     pub expires_ms: u64,
+}
+
+impl ApprovalNotice {
+    /// The approval ids, one per group that must approve.
+    pub fn ids(&self) -> Vec<&str> {
+        self.id.split(',').map(str::trim).filter(|id| !id.is_empty()).collect()
+    }
 }
 
 /// Why the gate refused, and how to answer the caller.
@@ -70,6 +84,9 @@ impl Refusal {
                     approval.id
                 ),
             });
+            if approval.ids().len() > 1 {
+                problem["approval"]["ids"] = json!(approval.ids());
+            }
         }
         problem
     }
@@ -123,6 +140,26 @@ mod tests {
         assert_eq!(problem["approval"]["expires_at"], "1970-01-01T00:00:00.000Z");
         assert!(problem["approval"]["retry"].as_str().unwrap().contains("portcullis-approval: apr_1"));
         assert!(refusal.headers().contains(&(APPROVAL_HEADER, "apr_1".to_owned())));
+    }
+
+    #[test]
+    fn several_groups_are_one_header_value_and_a_list_of_ids() {
+        let refusal = Refusal {
+            status: 403,
+            code: "approval-required".into(),
+            reason: "two groups".into(),
+            policy: Some("finance-guard".into()),
+            request_id: "r3".into(),
+            approval: Some(ApprovalNotice {
+                id: "apr_1,apr_2".into(),
+                approver_group: "finance, legal".into(),
+                expires_ms: 0,
+            }),
+        };
+        let problem = refusal.problem();
+        assert_eq!(problem["approval"]["ids"], serde_json::json!(["apr_1", "apr_2"]));
+        assert!(problem["approval"]["retry"].as_str().unwrap().contains("portcullis-approval: apr_1,apr_2"));
+        assert!(refusal.headers().contains(&(APPROVAL_HEADER, "apr_1,apr_2".to_owned())));
     }
 
     #[test]
