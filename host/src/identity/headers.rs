@@ -105,11 +105,11 @@ impl TrustedHeaders {
                 }
             },
         };
+        // One scopes header, like every other: a second one may be a client's, appended
+        // behind the proxy's, and must not widen what the proxy granted.
         let mut scopes = Vec::new();
-        if let Some(name) = &self.scopes {
-            for value in values(headers, name) {
-                scopes.extend(value.split([' ', ',', '\t']).map(|s| s.trim().to_owned()));
-            }
+        if let Some(value) = self.scopes.as_deref().map(one).transpose()?.flatten() {
+            scopes.extend(value.split([' ', ',', '\t']).map(|s| s.trim().to_owned()));
         }
         let text = |name: &Option<String>| -> Result<Option<String>, AuthError> {
             Ok(name.as_deref().map(one).transpose()?.flatten().filter(|v| !v.is_empty()).map(str::to_owned))

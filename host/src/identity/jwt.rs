@@ -117,6 +117,8 @@ struct Issuer {
     kind: PrincipalKind,
     kind_claim: Option<String>,
     claims: Vec<String>,
+    /// In front of `id` and `on_behalf_of` (empty: none).
+    id_prefix: String,
 }
 
 /// All configured issuers, by `iss`.
@@ -451,6 +453,7 @@ impl JwtVerifier {
             if config.issuer.is_empty() {
                 return Err(IdentityConfigError::new(format!("{at}.issuer"), "must not be empty"));
             }
+
             if issuers.contains_key(&config.issuer) {
                 return Err(IdentityConfigError::new(
                     format!("{at}.issuer"),
@@ -530,8 +533,22 @@ impl JwtVerifier {
                     kind: config.kind,
                     kind_claim: config.kind_claim.clone(),
                     claims: config.claims.clone(),
+                    id_prefix: config.id_prefix.clone().unwrap_or_default(),
                 },
             );
+        }
+        // After every entry is known to be sound on its own, so a duplicate issuer is
+        // reported as such rather than as two entries missing a prefix.
+        let mut prefixes: HashMap<&str, &str> = HashMap::new();
+        for (i, config) in configs.iter().enumerate() {
+            let at = format!("identity.jwt[{i}]");
+            let id_prefix = check_id_prefix(config, configs.len(), &at)?;
+            if let Some(other) = prefixes.insert(id_prefix, &config.issuer) {
+                return Err(IdentityConfigError::new(
+                    format!("{at}.id_prefix"),
+                    format!("{id_prefix:?} is also the id_prefix of issuer {other:?}; give each issuer its own"),
+                ));
+            }
         }
         Ok(JwtVerifier { issuers })
     }
@@ -648,6 +665,36 @@ impl JwtVerifier {
     }
 }
 
+/// The issuer's `id_prefix` (empty when none), checked: with several issuers every one
+/// needs a prefix, and every prefix is letters, digits, `.`, `_`, `-` and one final `:`.
+/// Since a prefix holds exactly one `:`, at its end, no id from one issuer can equal an id
+/// from another (`a:` + `b:alice` is not `a:b:` + `alice`, because `a:b:` is refused).
+fn check_id_prefix<'a>(config: &'a JwtIssuerConfig, issuers: usize, at: &str) -> Result<&'a str, IdentityConfigError> {
+    let key = format!("{at}.id_prefix");
+    let Some(prefix) = config.id_prefix.as_deref() else {
+        if issuers > 1 {
+            return Err(IdentityConfigError::new(
+                key,
+                format!(
+                    "{issuers} JWT issuers are configured, and two issuers may use the same `sub` for different \
+                     callers: give each an id_prefix (e.g. \"corp:\") so their principals cannot be confused"
+                ),
+            ));
+        }
+        return Ok("");
+    };
+    let Some(name) = prefix.strip_suffix(':') else {
+        return Err(IdentityConfigError::new(key, format!("{prefix:?} must end with `:` (e.g. \"corp:\")")));
+    };
+    if name.is_empty() || name.len() > 63 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+        return Err(IdentityConfigError::new(
+            key,
+            format!("{prefix:?} must be 1 to 63 letters, digits, `.`, `_` or `-`, then `:`"),
+        ));
+    }
+    Ok(prefix)
+}
+
 impl Issuer {
     /// Maps verified claims to a principal.
     fn principal(&self, claims: &Map<String, Value>) -> Result<Principal, TokenError> {
@@ -710,6 +757,8 @@ impl Issuer {
             _ => format!("jwt:{}", self.name),
         };
 
+        let id = format!("{}{id}", self.id_prefix);
+        let on_behalf_of = on_behalf_of.map(|user| format!("{}{user}", self.id_prefix));
         Ok(Principal { kind, id, scopes, claims: copied, on_behalf_of, credential_id: Some(credential_id) })
     }
 }

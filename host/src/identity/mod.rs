@@ -129,6 +129,13 @@ pub struct JwtIssuerConfig {
     /// copied as they are, other values as their JSON text; absent claims are skipped.
     #[serde(default)]
     pub claims: Vec<String>,
+    /// Put in front of the principal's `id` and `on_behalf_of` from this issuer's tokens,
+    /// e.g. `"corp:"`, so that the same `sub` from two issuers is two principals (two
+    /// issuers' `alice` are usually two people). Letters, digits, `.`, `_`, `-`, then one
+    /// `:` at the end. Required on every entry when two or more issuers are configured;
+    /// optional with one.
+    #[serde(default)]
+    pub id_prefix: Option<String>,
 }
 
 /// `[[identity.jwt.keys]]`: one verification key. Exactly one of `secret_env`,

@@ -616,6 +616,10 @@ fn inconsistent_trusted_headers_are_refused() {
         vec![("x-auth-user", "")],
         vec![("x-auth-user", "bob"), ("x-auth-kind", "root")],
         vec![("x-auth-user", "bob"), ("x-auth-user", "eve")],
+        // Finding: a repeated scopes header was merged (a client's copy appended behind
+        // the proxy's widened the grant), while repeated id and kind headers were refused.
+        vec![("x-auth-user", "bob"), ("x-auth-scopes", "a:read"), ("x-auth-scopes", "admin")],
+        vec![("x-auth-user", "bob"), ("x-auth-kind", "user"), ("x-auth-kind", "agent")],
     ] {
         let err = auth.authenticate(&request(&headers), NOW).unwrap_err();
         assert!(matches!(err, AuthError::TrustedHeaders(_)), "{headers:?}: {err:?}");
@@ -794,4 +798,51 @@ fn the_authenticator_is_send_and_sync() {
 fn debug_output_holds_no_secret() {
     let text = format!("{:?}", hs256_auth());
     assert!(!text.contains(SECRET) && !text.contains("0123456789abcdef"), "{text}");
+}
+
+// -- Several issuers --------------------------------------------------------------------
+
+const ISS2: &str = "https://partner-idp.test/";
+
+fn two_issuers(prefixes: [Option<&str>; 2]) -> Result<Authenticator, IdentityConfigError> {
+    let entry = |iss: &str, prefix: Option<&str>| {
+        let prefix = prefix.map(|p| format!("id_prefix = {p:?}\n")).unwrap_or_default();
+        format!("[[jwt]]\nissuer = {iss:?}\nsecret_env = \"JWT_SECRET\"\n{prefix}")
+    };
+    try_auth(&(entry(ISS, prefixes[0]) + &entry(ISS2, prefixes[1])), &[])
+}
+
+/// Finding: two issuers that issue the same `sub` gave the same principal. Now each needs
+/// its own prefix, which is part of every id (and on-behalf-of user) it vouches for.
+#[test]
+fn two_issuers_never_give_the_same_principal() {
+    for (prefixes, expected) in [
+        ([None, None], "identity.jwt[0].id_prefix: 2 JWT issuers are configured"),
+        ([Some("corp:"), None], "identity.jwt[1].id_prefix: "),
+        ([Some("corp:"), Some("corp:")], "identity.jwt[1].id_prefix: \"corp:\" is also the id_prefix"),
+        ([Some("corp"), Some("partner:")], "must end with `:`"),
+        ([Some("a:b:"), Some("partner:")], "must be 1 to 63 letters"),
+        ([Some(":"), Some("partner:")], "must be 1 to 63 letters"),
+    ] {
+        let err = two_issuers(prefixes).unwrap_err().to_string();
+        assert!(err.contains(expected), "{prefixes:?}: {err}");
+    }
+    let auth = two_issuers([Some("corp:"), Some("partner:")]).unwrap();
+    let ours = auth.authenticate(&bearer(&hs256(json!({"iss": ISS, "sub": "alice", "exp": NOW + 60}))), NOW).unwrap();
+    let theirs = auth.authenticate(&bearer(&hs256(json!({"iss": ISS2, "sub": "alice", "exp": NOW + 60}))), NOW).unwrap();
+    assert_eq!((ours.id.as_str(), theirs.id.as_str()), ("corp:alice", "partner:alice"));
+    assert_ne!(ours, theirs);
+    // An agent acting for a user: both are the issuer's, so both carry its prefix.
+    let agent = hs256(json!({"iss": ISS2, "sub": "alice", "act": {"sub": "bot"}, "exp": NOW + 60}));
+    let agent = auth.authenticate(&bearer(&agent), NOW).unwrap();
+    assert_eq!((agent.id.as_str(), agent.on_behalf_of.as_deref()), ("partner:bot", Some("partner:alice")));
+    // One issuer needs no prefix, and may have one.
+    let one = auth_one(None);
+    assert_eq!(one.authenticate(&bearer(&hs256(claims())), NOW).unwrap().id, "alice");
+    assert_eq!(auth_one(Some("corp:")).authenticate(&bearer(&hs256(claims())), NOW).unwrap().id, "corp:alice");
+}
+
+fn auth_one(prefix: Option<&str>) -> Authenticator {
+    let prefix = prefix.map(|p| format!("id_prefix = {p:?}\n")).unwrap_or_default();
+    auth(&format!("[[jwt]]\nissuer = \"{ISS}\"\nsecret_env = \"JWT_SECRET\"\n{prefix}"), &[])
 }
