@@ -105,6 +105,12 @@ impl Engine {
 
     /// [`Engine::new`] with the builder of the ticker thread (tests make it fail).
     fn build(config: &EngineConfig, ticker: std::thread::Builder) -> Result<Engine, EngineError> {
+        if config.max_memory_bytes < (1 << 20) || config.max_memory_bytes as u64 > 4 << 30 {
+            return Err(EngineError::Config(format!(
+                "max_memory_bytes is {}, but must be between 1 MiB and 4 GiB (what a 32-bit memory can address)",
+                config.max_memory_bytes
+            )));
+        }
         let cache_dir = match &config.cache_dir {
             Some(dir) => trusted_cache_dir(dir)?,
             None => None,
@@ -510,6 +516,15 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, EngineError::Ticker(_)), "{err:?}");
         assert!(err.to_string().contains("time limits are not enforced"), "{err}");
+    }
+
+    #[test]
+    fn memory_caps_a_wasm_memory_cannot_have_are_refused() {
+        for bytes in [0, usize::MAX] {
+            let config = EngineConfig { cache_dir: None, max_memory_bytes: bytes, ..EngineConfig::default() };
+            let err = Engine::new(&config).unwrap_err().to_string();
+            assert!(err.contains("max_memory_bytes"), "{err}");
+        }
     }
 
     #[test]

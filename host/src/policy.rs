@@ -49,6 +49,47 @@ impl Default for Limits {
     }
 }
 
+/// The longest `timeout_ms`: a minute. Calls take microseconds; a longer limit only holds
+/// a worker thread, and every deadline sum stays far from overflow.
+pub const MAX_TIMEOUT_MS: u64 = 60_000;
+
+/// The largest `memory_mb`: 4 GiB, all a 32-bit WebAssembly memory can address.
+pub const MAX_MEMORY_MB: u32 = 4096;
+
+/// The largest `max_return_bytes` and `max_body_bytes`: 4 GiB, since neither can exceed
+/// what a policy's memory holds.
+pub const MAX_LIMIT_BYTES: u64 = 4 << 30;
+
+/// A limit out of its range, named as in config.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("limit `{limit}` {message}")]
+pub struct LimitError {
+    /// The limit's key (`timeout_ms`, `memory_mb`, …).
+    pub limit: &'static str,
+    /// What is wrong and the allowed range.
+    pub message: String,
+}
+
+impl Limits {
+    /// Checks every limit against its range, so that none can overflow where it is used
+    /// (deadlines in ticks, MiB in bytes). The engine's own memory cap is checked at load.
+    pub fn check(&self) -> Result<(), LimitError> {
+        let err = |limit, message: String| Err(LimitError { limit, message });
+        if !(1..=MAX_TIMEOUT_MS).contains(&self.timeout_ms) {
+            return err("timeout_ms", format!("is {}, but must be between 1 and {MAX_TIMEOUT_MS}", self.timeout_ms));
+        }
+        if !(1..=MAX_MEMORY_MB).contains(&self.memory_mb) {
+            return err("memory_mb", format!("is {}, but must be between 1 and {MAX_MEMORY_MB}", self.memory_mb));
+        }
+        for (limit, value) in [("max_return_bytes", self.max_return_bytes), ("max_body_bytes", self.max_body_bytes)] {
+            if value as u64 > MAX_LIMIT_BYTES {
+                return err(limit, format!("is {value}, but must be at most {MAX_LIMIT_BYTES} (4 GiB)"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Where a policy's component comes from.
 #[derive(Debug, Clone)]
 pub enum Source {
@@ -641,7 +682,7 @@ impl Policy {
     fn new_store(&self) -> Store<HostState> {
         let state = HostState {
             context: self.context.clone(),
-            limiter: MemoryLimiter { max_bytes: (self.limits.memory_mb as usize) << 20, hit: false },
+            limiter: MemoryLimiter { max_bytes: (self.limits.memory_mb as usize).saturating_mul(1 << 20), hit: false },
         };
         let mut store = Store::new(self.engine.wasmtime(), state);
         store.limiter(|s| &mut s.limiter);
@@ -689,7 +730,7 @@ impl Policy {
     /// The time limit in epoch ticks; +1 because the current tick may be about to end.
     fn deadline_ticks(&self) -> u64 {
         let tick = EPOCH_TICK.as_millis().max(1) as u64;
-        self.limits.timeout_ms.div_ceil(tick) + 1
+        self.limits.timeout_ms.div_ceil(tick).saturating_add(1)
     }
 
     fn classify(&self, error: wasmtime::Error, store: &Store<HostState>) -> Fault {
@@ -750,11 +791,9 @@ impl Policy {
 /// Checks limits against what the engine can give.
 fn check_limits(policy: &str, limits: &Limits, engine: &Engine) -> Result<(), LoadError> {
     let err = |limit, message: String| LoadError::Limit { policy: policy.to_owned(), limit, message };
-    if limits.timeout_ms == 0 {
-        return Err(err("timeout_ms", "must be at least 1".into()));
-    }
-    let max_mb = (engine.max_memory_bytes() >> 20) as u32;
-    if limits.memory_mb == 0 || limits.memory_mb > max_mb {
+    limits.check().map_err(|e| err(e.limit, e.message))?;
+    let max_mb = u32::try_from(engine.max_memory_bytes() >> 20).unwrap_or(u32::MAX);
+    if limits.memory_mb > max_mb {
         return Err(err("memory_mb", format!("is {}, but must be between 1 and {max_mb} (engine.max_memory_mb)", limits.memory_mb)));
     }
     Ok(())
@@ -838,4 +877,29 @@ fn link(engine: &Engine, imports: &[Capability]) -> wasmtime::Result<Linker<Host
         }?;
     }
     Ok(linker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (issue 16): a `timeout_ms` near `u64::MAX` overflowed the deadline sum.
+    #[test]
+    fn limits_that_would_overflow_are_refused_naming_the_limit() {
+        let with = |f: fn(&mut Limits)| {
+            let mut limits = Limits::default();
+            f(&mut limits);
+            limits.check().map_err(|e| e.limit)
+        };
+        assert_eq!(with(|_| {}), Ok(()));
+        assert_eq!(with(|l| l.timeout_ms = u64::MAX), Err("timeout_ms"));
+        assert_eq!(with(|l| l.timeout_ms = 0), Err("timeout_ms"));
+        assert_eq!(with(|l| l.timeout_ms = MAX_TIMEOUT_MS), Ok(()));
+        assert_eq!(with(|l| l.memory_mb = u32::MAX), Err("memory_mb"));
+        assert_eq!(with(|l| l.memory_mb = 0), Err("memory_mb"));
+        assert_eq!(with(|l| l.max_body_bytes = usize::MAX), Err("max_body_bytes"));
+        assert_eq!(with(|l| l.max_return_bytes = usize::MAX), Err("max_return_bytes"));
+        let message = Limits { timeout_ms: u64::MAX, ..Limits::default() }.check().unwrap_err().to_string();
+        assert!(message.contains("`timeout_ms`") && message.contains("60000"), "{message}");
+    }
 }

@@ -290,7 +290,34 @@ impl Config {
 
     /// Parses config text; `path` is used for errors.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })
+        let config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        config.check_limits().map_err(|message| ConfigError::Invalid { path: path.to_owned(), message })?;
+        Ok(config)
+    }
+
+    /// Refuses limits out of range (e.g. a `timeout_ms` near `u64::MAX`, which would
+    /// overflow the deadline) when the file is read, naming the key.
+    fn check_limits(&self) -> Result<(), String> {
+        let mb = self.engine.max_memory_mb;
+        if !(1..=crate::policy::MAX_MEMORY_MB).contains(&mb) {
+            return Err(format!(
+                "`engine.max_memory_mb` is {mb}, but must be between 1 and {}",
+                crate::policy::MAX_MEMORY_MB
+            ));
+        }
+        self.limits.check().map_err(|e| format!("`limits.{}` {}", e.limit, e.message))?;
+        for (name, policy) in &self.policies {
+            let limits = policy.limits.over(&self.limits);
+            limits.check().map_err(|e| format!("`policies.{name}.limits.{}` {}", e.limit, e.message))?;
+            if limits.memory_mb > mb {
+                return Err(format!(
+                    "`policies.{name}.limits.memory_mb` is {}, above `engine.max_memory_mb` ({mb})",
+                    limits.memory_mb
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The engine settings this config asks for.
@@ -298,7 +325,7 @@ impl Config {
         let defaults = EngineConfig::default();
         EngineConfig {
             max_instances: self.engine.max_instances,
-            max_memory_bytes: (self.engine.max_memory_mb as usize) << 20,
+            max_memory_bytes: (self.engine.max_memory_mb as usize).saturating_mul(1 << 20),
             cache_dir: if self.engine.cache {
                 self.engine.cache_dir.as_ref().map(|d| base_dir.join(d)).or(defaults.cache_dir)
             } else {
@@ -413,6 +440,30 @@ mod tests {
         assert_eq!(limits.timeout_ms, 20);
         assert_eq!(limits.memory_mb, 8);
         assert_eq!(limits.max_body_bytes, Limits::default().max_body_bytes);
+    }
+
+    /// Regression (issue 16): limits that overflow where they are used were accepted.
+    #[test]
+    fn limits_out_of_range_are_refused_when_read_naming_the_key() {
+        let policy = "[policies.a]\nmodule = \"a.wasm\"\n";
+        for (text, named) in [
+            (format!("[limits]\ntimeout_ms = {}\n{policy}", i64::MAX), "`limits.timeout_ms`"),
+            (format!("[limits]\ntimeout_ms = 0\n{policy}"), "`limits.timeout_ms`"),
+            (format!("{policy}limits = {{ timeout_ms = 60001 }}\n"), "`policies.a.limits.timeout_ms`"),
+            (format!("{policy}limits = {{ memory_mb = 4294967295 }}\n"), "`policies.a.limits.memory_mb`"),
+            (format!("{policy}limits = {{ memory_mb = 300 }}\n"), "above `engine.max_memory_mb`"),
+            (format!("[limits]\nmax_body_bytes = {}\n{policy}", i64::MAX), "`limits.max_body_bytes`"),
+            (
+                format!("{policy}limits = {{ max_return_bytes = {} }}\n", 5u64 << 30),
+                "`policies.a.limits.max_return_bytes`",
+            ),
+            (format!("[engine]\nmax_memory_mb = 4294967295\n{policy}"), "`engine.max_memory_mb`"),
+        ] {
+            let err = Config::parse(&text, Path::new("p.toml")).unwrap_err().to_string();
+            assert!(err.contains("p.toml") && err.contains(named), "{text}: {err}");
+        }
+        let ok = format!("[limits]\ntimeout_ms = 60000\n{policy}limits = {{ memory_mb = 256 }}\n");
+        Config::parse(&ok, Path::new("p.toml")).unwrap();
     }
 
     #[test]
