@@ -444,3 +444,102 @@ fn a_streamed_body_past_the_cap_never_reaches_the_upstream_whole() {
     assert!(!whole, "the upstream received the whole over-cap body");
     server.stop();
 }
+
+/// Finding (issue 16): with two policies on a route each asking a different approver group,
+/// one approval was created, and approving it let the retry through without the second
+/// group. Now each group gets its own approval, the caller is told all of them in one
+/// header value, and the retry passes only once every group approved, using them all.
+/// Also the digest finding: a retry that swaps a repeated query name's values is another
+/// request.
+#[test]
+fn every_approver_group_that_asked_must_approve_before_the_retry_passes() {
+    let d = Deployment::new("serve-two-groups");
+    let agent_guard = common::component("agent-guard").display().to_string();
+    let mut text = std::fs::read_to_string(&d.config).unwrap();
+    text += &format!(
+        r#"
+[policies.legal-guard]
+module = "{agent_guard}"
+settings = {{ approver_group = "legal-approvers", ttl_seconds = 600 }}
+
+[[routes]]
+name = "contracts"
+hosts = ["api.test"]
+paths = ["/contracts/**"]
+policies = ["agent-guard", "legal-guard"]
+"#
+    );
+    std::fs::write(&d.config, text).unwrap();
+    let server = d.start();
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let approve = |id: &str, by: &str| {
+        let answer = send(
+            "POST",
+            &d.admin_url(&format!("/approvals/{id}/approve")),
+            &[("authorization", &auth), ("content-type", "application/json")],
+            format!(r#"{{"by": "{by}"}}"#).as_bytes(),
+        );
+        assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+    };
+    let state = |id: &str| send("GET", &d.admin_url(&format!("/approvals/{id}")), &[("authorization", &auth)], b"").json()["state"].clone();
+    let path = "/contracts/9?pay_to=alice&pay_to=mallory";
+    let body = br#"{"amount": 900}"#;
+    let with = |ids: &str| [api(AGENT_KEY), vec![("portcullis-approval", ids.to_owned())]].concat();
+
+    // Held: one approval per group, both named in the one header value.
+    let held = call(&d, "POST", path, &api(AGENT_KEY), body);
+    assert_eq!(held.status, 403);
+    let problem = held.json();
+    assert_eq!(problem["code"], "approval-required", "{problem}");
+    assert_eq!(problem["approval"]["approver_group"], "finance-approvers, legal-approvers");
+    let both = problem["approval"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(held.header("portcullis-approval"), Some(both.as_str()));
+    let ids: Vec<String> = both.split(',').map(str::to_owned).collect();
+    assert_eq!(ids.len(), 2, "{both}");
+    assert_eq!(problem["approval"]["ids"], json!(ids));
+    let (finance, legal) = (&ids[0], &ids[1]);
+
+    // Finance approves. Its id alone does not pass: legal is asked (the same pending
+    // approval), the caller is told both again, and finance's approval is not used.
+    approve(finance, "fiona@finance.test");
+    let alone = call(&d, "POST", path, &with(finance), body);
+    assert_eq!(alone.status, 403);
+    assert_eq!(alone.json()["code"], "approval-required", "{}", alone.json());
+    assert_eq!(alone.header("portcullis-approval"), Some(both.as_str()));
+    assert_eq!(state(finance), "approved");
+    // Both ids while legal is still pending: refused, nothing used.
+    let early = call(&d, "POST", path, &with(&both), body);
+    assert_eq!(early.status, 403);
+    assert_eq!(early.json()["code"], "approval-invalid");
+    assert!(early.json()["detail"].as_str().unwrap().contains(legal.as_str()), "{}", early.json());
+    assert_eq!(state(finance), "approved");
+    assert!(d.upstream.seen_at("/contracts/9").is_empty());
+
+    // Legal approves. The repeated query swapped is another request.
+    approve(legal, "lena@legal.test");
+    let swapped = call(&d, "POST", "/contracts/9?pay_to=mallory&pay_to=alice", &with(&both), body);
+    assert_eq!(swapped.status, 403);
+    assert_eq!(swapped.json()["code"], "approval-invalid");
+    assert!(swapped.json()["detail"].as_str().unwrap().contains("different request"), "{}", swapped.json());
+    assert!(d.upstream.seen_at("/contracts/9").is_empty());
+
+    // The request as approved passes once, using both approvals.
+    let retry = call(&d, "POST", path, &with(&both), body);
+    assert_eq!(retry.status, 200, "{}", String::from_utf8_lossy(&retry.body));
+    let seen = d.upstream.seen_at("/contracts/9");
+    assert_eq!(seen.len(), 1);
+    assert!(!seen[0].headers.contains_key("portcullis-approval"));
+    assert_eq!((state(finance), state(legal)), (json!("used"), json!("used")));
+    let twice = call(&d, "POST", path, &with(&both), body);
+    assert_eq!(twice.status, 403);
+    assert_eq!(d.upstream.seen_at("/contracts/9").len(), 1);
+    server.stop();
+
+    let redeemed = d
+        .audit()
+        .into_iter()
+        .filter(|r| r["path"] == "/contracts/9" && r["method"] == "POST" && r["decision"] == "allow" && r["phase"] == "request")
+        .map(|r| r["approval_id"].clone())
+        .collect::<Vec<_>>();
+    assert_eq!(redeemed, [json!(both)], "the allowed retry is audited with both ids");
+}
