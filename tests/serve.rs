@@ -481,7 +481,9 @@ policies = ["agent-guard", "legal-guard"]
         );
         assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
     };
-    let state = |id: &str| send("GET", &d.admin_url(&format!("/approvals/{id}")), &[("authorization", &auth)], b"").json()["state"].clone();
+    let state = |id: &str| {
+        send("GET", &d.admin_url(&format!("/approvals/{id}")), &[("authorization", &auth)], b"").json()["state"].clone()
+    };
     let path = "/contracts/9?pay_to=alice&pay_to=mallory";
     let body = br#"{"amount": 900}"#;
     let with = |ids: &str| [api(AGENT_KEY), vec![("portcullis-approval", ids.to_owned())]].concat();
@@ -538,7 +540,8 @@ policies = ["agent-guard", "legal-guard"]
     let redeemed = d
         .audit()
         .into_iter()
-        .filter(|r| r["path"] == "/contracts/9" && r["method"] == "POST" && r["decision"] == "allow" && r["phase"] == "request")
+        .filter(|r| r["path"] == "/contracts/9" && r["method"] == "POST")
+        .filter(|r| r["decision"] == "allow" && r["phase"] == "request")
         .map(|r| r["approval_id"].clone())
         .collect::<Vec<_>>();
     assert_eq!(redeemed, [json!(both)], "the allowed retry is audited with both ids");

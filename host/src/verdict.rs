@@ -181,7 +181,12 @@ mod tests {
     use super::*;
     use crate::decision::{Action, Target};
 
-    fn result(policy: &str, decision: DecisionKind, approval: Option<Approval>, redactions: Vec<Redaction>) -> PolicyResult {
+    fn result(
+        policy: &str,
+        decision: DecisionKind,
+        approval: Option<Approval>,
+        redactions: Vec<Redaction>,
+    ) -> PolicyResult {
         PolicyResult {
             policy: policy.into(),
             digest: String::new(),

@@ -4,8 +4,14 @@
 //! it stores a pending [`Approval`] bound to *this* request ([`request_digest`]) and *this*
 //! caller, and answers with the approval's id. An approver (admin API or `portcullis
 //! approvals`) approves or rejects it. The caller then sends the same request again with the
-//! id, and the gate [redeems](ApprovalStore::redeem) it: allowed once, only for the same
+//! id, and the gate [redeems](ApprovalStore::redeem_all) it: allowed once, only for the same
 //! request and caller, and only before the approval expires.
+//!
+//! When several policies ask different approver groups, there is one approval per group
+//! and the retry must carry all of them: [`check_redemption`] lets a retry through only when
+//! its approvals cover exactly the groups that asked, and the store then uses them all in
+//! one atomic step (or none). Stores purge approvals [an hour](RETAIN_AFTER_EXPIRY_MS)
+//! after they expire, at most [once a minute](PURGE_EVERY_MS), so they stay bounded.
 //!
 //! Two stores implement [`ApprovalStore`]: [`MemoryStore`] for embedders and tests (lost on
 //! restart), and `SqliteStore` (cargo feature `sqlite`) for servers, so that pending approvals
@@ -706,7 +712,8 @@ pub enum RedeemError {
     },
     /// The retry is not the request that was approved.
     #[error(
-        "approval `{id}` was given for a different request; the method, host, path, query and body must be exactly those of the approved request"
+        "approval `{id}` was given for a different request; the method, host, path, query (repeated names in their \
+         order), body and the method-override and content headers must be exactly those of the approved request"
     )]
     DifferentRequest {
         /// The id sent.
@@ -719,7 +726,10 @@ pub enum RedeemError {
         id: String,
     },
     /// The retry carries an approval for a group that did not ask for one this time.
-    #[error("approval `{id}` is for approver group `{group}`, which this request does not need; send only the ids it asked for")]
+    #[error(
+        "approval `{id}` is for approver group `{group}`, which this request does not need; send only the ids \
+         it asked for"
+    )]
     NotAsked {
         /// The id sent.
         id: String,
@@ -736,7 +746,7 @@ pub enum RedeemError {
     },
     /// Groups that asked for an approval have none among the ids sent. None of the ids
     /// sent was used: the gate asks the missing groups and the caller retries with all.
-    #[error("this request also needs an approval from {}", groups.iter().map(|g| format!("`{g}`")).collect::<Vec<_>>().join(", "))]
+    #[error("this request also needs an approval from {}", quoted_list(groups))]
     Missing {
         /// The groups without an approval, in the order their policies asked.
         groups: Vec<String>,
@@ -750,6 +760,11 @@ pub enum RedeemError {
     /// The store failed; the caller is told only that. The source says why, for the logs.
     #[error("the approval store is unavailable; try again later")]
     Store(#[source] ApprovalError),
+}
+
+/// `a`, `b` as "`a`, `b`".
+fn quoted_list(groups: &[String]) -> String {
+    groups.iter().map(|g| format!("`{g}`")).collect::<Vec<_>>().join(", ")
 }
 
 /// The caller-sent id for a message: as sent when it looks like an id, otherwise not echoed

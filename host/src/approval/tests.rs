@@ -67,9 +67,15 @@ fn digest_binds_method_override_and_body_meaning_headers() {
     }
     // The same headers on both, in any order and case, match.
     let mut a = approved.clone();
-    a.headers = vec![("Content-Type".into(), "application/json".into()), ("X-HTTP-Method-Override".into(), "PATCH".into())];
+    a.headers = vec![
+        ("Content-Type".into(), "application/json".into()),
+        ("X-HTTP-Method-Override".into(), "PATCH".into()),
+    ];
     let mut b = approved.clone();
-    b.headers = vec![("x-http-method-override".into(), " PATCH ".into()), ("content-type".into(), "application/json".into())];
+    b.headers = vec![
+        ("x-http-method-override".into(), " PATCH ".into()),
+        ("content-type".into(), "application/json".into()),
+    ];
     assert_eq!(request_digest(&a), request_digest(&b));
     // Another value does not.
     b.headers[0].1 = "DELETE".into();

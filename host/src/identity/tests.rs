@@ -828,8 +828,9 @@ fn two_issuers_never_give_the_same_principal() {
         assert!(err.contains(expected), "{prefixes:?}: {err}");
     }
     let auth = two_issuers([Some("corp:"), Some("partner:")]).unwrap();
-    let ours = auth.authenticate(&bearer(&hs256(json!({"iss": ISS, "sub": "alice", "exp": NOW + 60}))), NOW).unwrap();
-    let theirs = auth.authenticate(&bearer(&hs256(json!({"iss": ISS2, "sub": "alice", "exp": NOW + 60}))), NOW).unwrap();
+    let token = |iss: &str| hs256(json!({"iss": iss, "sub": "alice", "exp": NOW + 60}));
+    let ours = auth.authenticate(&bearer(&token(ISS)), NOW).unwrap();
+    let theirs = auth.authenticate(&bearer(&token(ISS2)), NOW).unwrap();
     assert_eq!((ours.id.as_str(), theirs.id.as_str()), ("corp:alice", "partner:alice"));
     assert_ne!(ours, theirs);
     // An agent acting for a user: both are the issuer's, so both carry its prefix.
