@@ -19,6 +19,11 @@ pub fn run(args: &ApprovalsArgs) -> Result<ExitCode> {
     // Approvals and rejections go to the same audit log as the server's decisions.
     let audit = crate::serve::live::open_audit(&config, &args.config)?;
     let now = portcullis_host::capability::now_ms();
+    if let ApprovalsAction::Approve { id, .. } | ApprovalsAction::Reject { id, .. } = &args.action
+        && crate::serve::admin::several(id)
+    {
+        bail!("{}", crate::serve::admin::SEVERAL);
+    }
     let shown: Vec<Approval> = match &args.action {
         ApprovalsAction::List { state } => {
             let state = state

@@ -146,6 +146,9 @@ async fn approvals(store: Arc<dyn ApprovalStore>, audit: Arc<dyn AuditSink>, req
             Err(e) => Err(e),
         },
         (Method::POST, [id, verb @ ("approve" | "reject")]) => {
+            if several(id) {
+                return problem(400, "bad-request", SEVERAL, "");
+            }
             let body = match read_capped(req.into_body(), 64 * 1024).await {
                 Ok(body) => body,
                 Err(_) => return problem(400, "bad-request", "the body must be JSON of at most 64 KiB", ""),
@@ -176,6 +179,17 @@ async fn approvals(store: Arc<dyn ApprovalStore>, audit: Arc<dyn AuditSink>, req
         Ok(value) => json_response(200, &value),
         Err(e) => problem(500, "approval-store", e.to_string(), ""),
     }
+}
+
+/// Why a comma-separated list of ids (what a caller held by several approver groups was
+/// given) is not decided at once: each group's approvers decide their own id.
+pub(crate) const SEVERAL: &str = "decide one approval at a time: a request held for several approver groups has one \
+                                  approval per group (the caller's header lists them separated by commas), and each \
+                                  group's approvers decide their own";
+
+/// Whether a path segment or argument is several ids (`apr_a,apr_b`, also `%2C`-encoded).
+pub(crate) fn several(id: &str) -> bool {
+    id.contains(',') || id.to_ascii_lowercase().contains("%2c")
 }
 
 fn parse_state(text: &str) -> Result<ApprovalState, Response<Body>> {
