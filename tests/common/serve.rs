@@ -81,7 +81,22 @@ impl Upstream {
                             let path = parts.uri.path();
                             let mut response = if path.starts_with("/customers/") {
                                 let body = json!({"id": 42, "name": "Ada", "email": "ada@example.com", "phone": "+44 20 7946 0000"});
-                                let mut r = hyper::Response::new(Full::new(Bytes::from(body.to_string())));
+                                // Honours `Range: bytes=A-B` as file servers and many APIs do.
+                                let range = parts.headers.get("range").and_then(|v| v.to_str().ok()).and_then(|v| {
+                                    let (a, b) = v.strip_prefix("bytes=")?.split_once('-')?;
+                                    Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?))
+                                });
+                                let text = body.to_string();
+                                let mut r = match range {
+                                    Some((a, b)) if a <= b && b < text.len() => {
+                                        let mut r = hyper::Response::new(Full::new(Bytes::from(text[a..=b].to_owned())));
+                                        *r.status_mut() = hyper::StatusCode::PARTIAL_CONTENT;
+                                        let content_range = format!("bytes {a}-{b}/{}", text.len());
+                                        r.headers_mut().insert("content-range", content_range.parse().unwrap());
+                                        r
+                                    }
+                                    _ => hyper::Response::new(Full::new(Bytes::from(text))),
+                                };
                                 r.headers_mut().insert("x-internal-user", "ada-internal".parse().unwrap());
                                 r
                             } else {

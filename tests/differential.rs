@@ -1,0 +1,592 @@
+//! The differential suite: what the policies judged is what the upstream receives, for every
+//! door, against real upstreams.
+//!
+//! One route, `/public/**`, is open; everything else is denied (`unmatched = "deny"`).
+//! Several hundred generated request targets (encodings × dot segments × slashes × case ×
+//! `;` parameters × absolute form) go through each door to a real upstream that records the
+//! target it received. Each must be refused, or reach the upstream at a target that, read
+//! the way backends read targets (dot segments resolved, `%2F` and `\` as separators, `;`
+//! parameters stripped, slashes merged, and combinations), lies under `/public`. A target
+//! that reached the upstream outside `/public` under any reading is a bypass, and the test
+//! fails naming it.
+//!
+//! Doors: the reverse proxy (to a recording hyper upstream); nginx `auth_request` →
+//! forward-auth → nginx as the upstream (logging `$request_uri` and its own normalised
+//! `$uri`); ext_authz through the generated gRPC client (Envoy forwards the path it asked
+//! about, so an allowed path is what the upstream gets). Every security finding about paths
+//! gets its case in [`targets`].
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::Duration;
+
+use common::nginx::Nginx;
+use common::serve::{Server, Upstream, free_port, temp_dir};
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
+
+/// The route the policies open.
+const OPEN: &str = "/public";
+
+/// The generated targets: the attack shapes the security review found and their
+/// combinations, and legitimate targets that must still pass.
+fn targets() -> Vec<String> {
+    let separators = ["/", "//", "\\", "%2f", "%2F", "%5c", "%5C", "/./"];
+    let ups = ["..", "%2e%2e", "%2E%2E", ".%2e", "%2e.", "..;", "..;x=1", "%2e%2e;"];
+    let tails = ["admin/users", "ADMIN/users", "%61dmin/users", "admin;v=1/users"];
+    let mut targets = Vec::new();
+    for separator in separators {
+        for up in ups {
+            for tail in tails {
+                targets.push(format!("{OPEN}{separator}{up}{separator}{tail}"));
+            }
+        }
+    }
+    for extra in [
+        // The review's findings, as written.
+        "/public/../admin/users",
+        "/public/%2e%2e/admin/users",
+        "/public/..%2fadmin/users",
+        "/public/..\\admin/users",
+        "/public/..;/admin/users",
+        "/public/x/../../admin/users",
+        "/public/./../admin",
+        "/public;x/../admin",
+        "/public%2F..%2Fadmin",
+        "/public/%252e%252e/admin",
+        "/PUBLIC/a",
+        "/Public/../public/../admin",
+        "/public/a#/../../admin",
+        "/public/a%00/../../admin",
+        "/public/a%0d%0aX-Injected:%201",
+        "/./public/../admin",
+        "/..%2f..%2fadmin",
+        "//public/../admin",
+        "/public/../../../../etc/passwd",
+        "/public?x=/../admin",
+        // Legitimate: must reach the upstream under /public.
+        "/public",
+        "/public/",
+        "/public/a",
+        "/public/a%20b",
+        "/public/%7Euser",
+        "/public/caf%C3%A9",
+        "/public/a/./b",
+        "/public/a/b/../c",
+        "/public/a?redirect=/admin&x=..%2f",
+        "/public/a.b..c",
+    ] {
+        targets.push(extra.to_owned());
+    }
+    targets
+}
+
+/// Absolute-form targets with the `Host` header each is sent with.
+fn absolute_targets() -> Vec<(String, &'static str)> {
+    vec![
+        ("http://api.test/public/../admin/users".to_owned(), "api.test"),
+        ("http://api.test/public/a".to_owned(), "api.test"),
+        ("http://evil.test/public/a".to_owned(), "api.test"),
+        ("http://api.test/admin/users".to_owned(), "api.test"),
+        ("http://user:pw@api.test/public/a".to_owned(), "api.test"),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading a target the way backends do
+// ---------------------------------------------------------------------------------------
+
+/// The path of `target` as different backends would read it. A bypass is any reading
+/// outside `/public`.
+fn readings(target: &str) -> Vec<String> {
+    let path = target.split(['?', '#']).next().unwrap_or(target);
+    let path = path.split_once("://").map_or(path, |(_, rest)| rest.find('/').map_or("/", |i| &rest[i..]));
+    let decoded = percent_decode(path);
+    let mut out = Vec::new();
+    for base in [path.to_owned(), decoded.clone(), decoded.replace('\\', "/")] {
+        for strip_parameters in [false, true] {
+            for merge in [false, true] {
+                let mut text = base.clone();
+                if strip_parameters {
+                    text = text.split('/').map(|s| s.split(';').next().unwrap_or("")).collect::<Vec<_>>().join("/");
+                }
+                if merge {
+                    while text.contains("//") {
+                        text = text.replace("//", "/");
+                    }
+                }
+                out.push(remove_dots(&text));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |at: usize| bytes.get(at).and_then(|b| (*b as char).to_digit(16));
+        if let (b'%', Some(high), Some(low)) = (bytes[i], hex(i + 1), hex(i + 2)) {
+            out.push((high * 16 + low) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// RFC 3986 §5.2.4 over `/`-separated segments.
+fn remove_dots(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    for (i, segment) in segments.iter().enumerate() {
+        match *segment {
+            "." => {}
+            ".." => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+        if i + 1 == segments.len() && (*segment == "." || *segment == "..") {
+            out.push("");
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
+fn under_open_route(reading: &str) -> bool {
+    reading == OPEN || reading.starts_with(&format!("{OPEN}/"))
+}
+
+/// What one door did with the targets.
+#[derive(Default)]
+struct Tally {
+    refused: usize,
+    forwarded: usize,
+    bypasses: Vec<String>,
+}
+
+impl Tally {
+    fn forwarded(&mut self, sent: &str, received: &[&str]) {
+        self.forwarded += 1;
+        for target in received {
+            for reading in readings(target) {
+                if !under_open_route(&reading) {
+                    self.bypasses.push(format!("{sent:?} reached the upstream as {target:?}, read as {reading:?}"));
+                }
+            }
+        }
+    }
+
+    fn assert_airtight(&self, door: &str, legitimate: usize) {
+        eprintln!("{door}: {} targets refused, {} forwarded, {} bypasses", self.refused, self.forwarded, self.bypasses.len());
+        assert!(self.bypasses.is_empty(), "{door} let requests around the policies:\n{}", self.bypasses.join("\n"));
+        assert!(self.refused + self.forwarded >= 200, "{door}: too few targets ({})", self.refused + self.forwarded);
+        assert!(self.forwarded >= legitimate, "{door} forwarded {} targets, fewer than the {legitimate} legitimate ones", self.forwarded);
+        assert!(self.refused > 100, "{door} refused only {} targets", self.refused);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// A raw HTTP/1.1 client: real clients normalise targets, and the point is to send them raw
+// ---------------------------------------------------------------------------------------
+
+/// Sends `GET target` as written, with `Host: host` and an id header; returns the status
+/// (0 when the connection closed without an answer).
+fn raw_get(port: u16, target: &str, host: &str, id: &str) -> u16 {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let request = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nX-Request-Id: {id}\r\nX-Diff-Id: {id}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+fn config(dir: &Path, proxy: u16, forward_auth: u16, ext_authz: u16, upstream: &str) -> std::path::PathBuf {
+    let scopes = common::component("scopes").display().to_string();
+    let text = format!(
+        r#"
+[routing]
+unmatched = "deny"
+
+[policies.open]
+module = "{scopes}"
+settings = {{ default = "allow" }}
+
+[[routes]]
+name = "public"
+paths = ["/public/**"]
+policies = ["open"]
+
+[server.proxy]
+listen = "127.0.0.1:{proxy}"
+upstream = "http://{upstream}"
+
+[server.forward_auth]
+listen = "127.0.0.1:{forward_auth}"
+proxy = "nginx"
+
+[server.ext_authz]
+listen = "127.0.0.1:{ext_authz}"
+"#
+    );
+    let path = dir.join("portcullis.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+struct Doors {
+    upstream: Upstream,
+    server: Server,
+    proxy: u16,
+    forward_auth: u16,
+    ext_authz: u16,
+}
+
+fn start(name: &str) -> Doors {
+    let dir = temp_dir(name);
+    let upstream = Upstream::start();
+    let (proxy, forward_auth, ext_authz) = (free_port(), free_port(), free_port());
+    let config = config(&dir, proxy, forward_auth, ext_authz, &upstream.addr.to_string());
+    let server = Server::start(&config, &[], &[proxy, forward_auth, ext_authz]);
+    Doors { upstream, server, proxy, forward_auth, ext_authz }
+}
+
+/// How many targets of [`targets`] are legitimate (the last ten).
+const LEGITIMATE: usize = 10;
+
+#[test]
+fn the_reverse_proxy_forwards_only_what_was_judged() {
+    let doors = start("differential-proxy");
+    let mut tally = Tally::default();
+    let all: Vec<(String, &str)> =
+        targets().into_iter().map(|t| (t, "api.test")).chain(absolute_targets()).collect();
+    for (i, (target, host)) in all.iter().enumerate() {
+        let id = format!("diff-{i}");
+        let status = raw_get(doors.proxy, target, host, &id);
+        let received: Vec<String> = doors
+            .upstream
+            .seen()
+            .into_iter()
+            .filter(|s| s.headers.get("x-request-id").map(String::as_str) == Some(id.as_str()))
+            .map(|s| s.target)
+            .collect();
+        if (200..300).contains(&status) {
+            assert!(!received.is_empty(), "{target:?} answered {status} without reaching the upstream");
+            tally.forwarded(target, &received.iter().map(String::as_str).collect::<Vec<_>>());
+        } else {
+            assert!(received.is_empty(), "{target:?} was refused ({status}) yet reached the upstream as {received:?}");
+            assert!(matches!(status, 400 | 403 | 414), "{target:?}: unexpected status {status}\n{}", doors.server.log());
+            tally.refused += 1;
+        }
+    }
+    tally.assert_airtight("proxy", LEGITIMATE);
+}
+
+/// nginx in front: `auth_request` asks forward-auth; allowed requests go to a second nginx
+/// server that logs `$request_uri` (what it received) and `$uri` (how nginx itself read it).
+fn nginx_servers(listen: u16, upstream_listen: u16, forward_auth: u16, log: &Path) -> String {
+    format!(
+        r#"    log_format received '$http_x_diff_id\t$request_uri\t$uri';
+
+    server {{
+        listen 127.0.0.1:{upstream_listen};
+        access_log {log} received;
+        location / {{
+            return 200 "ok\n";
+        }}
+    }}
+
+    server {{
+        listen 127.0.0.1:{listen};
+
+        location / {{
+            auth_request /_portcullis;
+            proxy_set_header Host $host;
+            proxy_pass http://127.0.0.1:{upstream_listen};
+        }}
+
+        location = /_portcullis {{
+            internal;
+            proxy_pass http://127.0.0.1:{forward_auth};
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length    "";
+            proxy_set_header X-Original-URI    $request_uri;
+            proxy_set_header X-Original-Method $request_method;
+            proxy_set_header X-Forwarded-Host  $host;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-For   $remote_addr;
+        }}
+    }}"#,
+        log = log.display()
+    )
+}
+
+#[test]
+fn nginx_with_forward_auth_forwards_only_what_was_judged() {
+    let doors = start("differential-nginx");
+    let dir = temp_dir("differential-nginx-front");
+    let log = dir.join("received.log");
+    let (listen, upstream_listen) = (free_port(), free_port());
+    let nginx = Nginx::start(&dir, listen, &nginx_servers(listen, upstream_listen, doors.forward_auth, &log));
+    let mut statuses = Vec::new();
+    let all: Vec<(String, &str)> =
+        targets().into_iter().map(|t| (t, "api.test")).chain(absolute_targets()).collect();
+    for (i, (target, host)) in all.iter().enumerate() {
+        statuses.push(raw_get(nginx.port, target, host, &format!("diff-{i}")));
+    }
+    // nginx writes its access log line when the request ends, before the answer's last byte
+    // reaches us with `Connection: close`.
+    let received = std::fs::read_to_string(&log).unwrap_or_default();
+    let mut tally = Tally::default();
+    for (i, ((target, _), status)) in all.iter().zip(&statuses).enumerate() {
+        let id = format!("diff-{i}");
+        let lines: Vec<(&str, &str)> = received
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.split('\t');
+                (fields.next() == Some(id.as_str())).then(|| (fields.next().unwrap_or(""), fields.next().unwrap_or("")))
+            })
+            .collect();
+        if (200..300).contains(status) {
+            assert!(!lines.is_empty(), "{target:?} answered {status} without reaching the upstream\n{}", nginx.log());
+            let mut seen: Vec<&str> = lines.iter().map(|(request_uri, _)| *request_uri).collect();
+            // nginx's own reading of what it received must be under the route too.
+            for (_, uri) in &lines {
+                assert!(under_open_route(uri), "{target:?} reached the upstream, which read it as {uri:?}");
+            }
+            seen.dedup();
+            tally.forwarded(target, &seen);
+        } else {
+            assert!(lines.is_empty(), "{target:?} was refused ({status}) yet reached the upstream: {lines:?}");
+            tally.refused += 1;
+        }
+    }
+    drop(nginx);
+    tally.assert_airtight("nginx + forward-auth", LEGITIMATE);
+}
+
+#[test]
+fn ext_authz_allows_only_paths_under_the_route() {
+    let doors = start("differential-ext-authz");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let mut client = runtime
+        .block_on(AuthorizationClient::connect(format!("http://127.0.0.1:{}", doors.ext_authz)))
+        .expect("connect to the ext_authz service");
+    let mut tally = Tally::default();
+    let all: BTreeSet<String> = targets().into_iter().chain(absolute_targets().into_iter().map(|(t, _)| t)).collect();
+    for target in &all {
+        let check = CheckRequest {
+            attributes: Some(AttributeContext {
+                request: Some(Request {
+                    time: None,
+                    http: Some(HttpRequest {
+                        id: "1".into(),
+                        method: "GET".into(),
+                        path: target.clone(),
+                        host: "api.test".into(),
+                        scheme: "http".into(),
+                        protocol: "HTTP/1.1".into(),
+                        ..HttpRequest::default()
+                    }),
+                }),
+                ..AttributeContext::default()
+            }),
+        };
+        let answer = runtime
+            .block_on(client.check(check))
+            .unwrap_or_else(|e| panic!("{target:?}: the check got a gRPC error: {e}"))
+            .into_inner();
+        let code = answer.status.as_ref().map_or(0, |s| s.code);
+        if code == 0 {
+            // Envoy forwards the path it asked about.
+            tally.forwarded(target, &[target.as_str()]);
+        } else {
+            tally.refused += 1;
+        }
+    }
+    drop(doors.server);
+    tally.assert_airtight("ext_authz", LEGITIMATE - 5);
+}
+
+// ---------------------------------------------------------------------------------------
+// Headers: what the client may not choose
+// ---------------------------------------------------------------------------------------
+
+/// Sends `raw` (a whole HTTP/1.1 request, `Connection: close`) and returns the status and
+/// the answer's text.
+fn raw_exchange(port: u16, raw: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    stream.write_all(raw.as_bytes()).expect("send");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    (text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0), text)
+}
+
+/// A proxy in front of the recording upstream with the shared fixture (API keys, the
+/// reference policies): `/customers/**` runs pii-redact on responses.
+fn fixture_proxy(name: &str) -> (Upstream, Server, u16) {
+    let dir = temp_dir(name);
+    let upstream = Upstream::start();
+    let proxy = free_port();
+    let text = common::serve::fixture_config(false, "invoices:read")
+        + &format!(
+            r#"
+[[routes]]
+name = "customers"
+hosts = ["api.test"]
+paths = ["/customers/**"]
+policies = ["scopes", "pii-redact"]
+
+[[routes]]
+name = "invoices"
+hosts = ["api.test"]
+paths = ["/invoices/**"]
+policies = ["scopes", "agent-guard"]
+
+[server.proxy]
+listen = "127.0.0.1:{proxy}"
+upstream = "http://{upstream}"
+"#,
+            upstream = upstream.addr
+        );
+    let config = dir.join("portcullis.toml");
+    std::fs::write(&config, text).expect("write config");
+    let server = Server::start(&config, &[], &[proxy]);
+    (upstream, server, proxy)
+}
+
+/// Findings: a client-sent `X-Portcullis-Principal`, `X-Forwarded-Host` and `Forwarded`
+/// reached the upstream; `Connection: host` dropped `Host` before it was read. Now the
+/// host sets those headers from what was judged, and `Connection` may name only
+/// hop-by-hop headers.
+#[test]
+fn the_client_cannot_choose_the_headers_the_host_sets() {
+    let (upstream, server, proxy) = fixture_proxy("differential-headers");
+    let key = common::serve::READER_KEY;
+    let raw = format!(
+        "GET /customers/42 HTTP/1.1\r\nHost: api.test\r\nX-Api-Key: {key}\r\nX-Request-Id: forged-1\r\n\
+         X-Portcullis-Principal: user:admin\r\nX-Portcullis-On-Behalf-Of: admin\r\nX-Forwarded-Host: evil.test\r\n\
+         X-Forwarded-For: 1.2.3.4\r\nX-Forwarded-Proto: https\r\nForwarded: for=1.2.3.4;host=evil.test\r\n\
+         X-Real-IP: 1.2.3.4\r\nConnection: close\r\n\r\n"
+    );
+    let (status, answer) = raw_exchange(proxy, &raw);
+    assert_eq!(status, 200, "{answer}\n{}", server.log());
+    let seen = upstream.seen().into_iter().find(|s| s.headers.get("x-request-id").map(String::as_str) == Some("forged-1"));
+    let seen = seen.expect("the request reached the upstream");
+    let header = |name: &str| seen.headers.get(name).map(String::as_str);
+    assert_eq!(header("x-portcullis-principal"), Some("user:bob"));
+    assert_eq!(header("x-portcullis-on-behalf-of"), Some(""));
+    assert_eq!(header("x-forwarded-host"), Some("api.test"));
+    assert_eq!(header("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(header("x-forwarded-proto"), Some("http"));
+    assert_eq!(header("forwarded"), None);
+    assert_eq!(header("x-real-ip"), None);
+
+    for (named, case) in [("host", "Host"), ("x-api-key", "the credential"), ("authorization", "a credential")] {
+        let raw = format!(
+            "GET /customers/42 HTTP/1.1\r\nHost: api.test\r\nX-Api-Key: {key}\r\nX-Forwarded-Host: evil.test\r\n\
+             Connection: close, {named}\r\n\r\n"
+        );
+        let (status, answer) = raw_exchange(proxy, &raw);
+        assert_eq!(status, 400, "Connection naming {case}: {answer}");
+        assert!(answer.contains("Connection"), "{answer}");
+    }
+    let before = upstream.seen().len();
+    // `Transfer-Encoding` with `Content-Length`: hyper reads the body as chunked
+    // (Transfer-Encoding wins, RFC 9112 §6.3), drops the length and closes the connection
+    // after answering; what follows the chunked body is never read as a second request.
+    // The request is judged as read (here: refused, no credential), and a forwarded one
+    // would carry the proxy's own framing.
+    let smuggled = "POST /customers/42 HTTP/1.1\r\nHost: api.test\r\nContent-Length: 50\r\n\
+                    Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /admin HTTP/1.1\r\nHost: api.test\r\n\r\n";
+    let (status, answer) = raw_exchange(proxy, smuggled);
+    assert!(matches!(status, 400 | 403), "{answer}");
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "a second request was read: {answer}");
+    for (shape, raw) in [
+        ("two Content-Lengths", "POST /customers/42 HTTP/1.1\r\nHost: api.test\r\nContent-Length: 1\r\nContent-Length: 2\r\nConnection: close\r\n\r\nab"),
+        ("obs-fold", "GET /customers/42 HTTP/1.1\r\nHost: api.test\r\nX-Api-Key: x\r\n  folded\r\nConnection: close\r\n\r\n"),
+        ("two Hosts", "GET /customers/42 HTTP/1.1\r\nHost: api.test\r\nHost: evil.test\r\nConnection: close\r\n\r\n"),
+        ("method override", "POST /customers/42 HTTP/1.1\r\nHost: api.test\r\nX-HTTP-Method-Override: DELETE\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+        ("absolute form naming another host", "GET http://evil.test/customers/42 HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\r\n"),
+    ] {
+        let (status, answer) = raw_exchange(proxy, raw);
+        assert_eq!(status, 400, "{shape}: {answer}");
+    }
+    assert_eq!(upstream.seen().len(), before, "a refused request reached the upstream");
+}
+
+/// Finding: `Range: bytes=36-54` on a JSON response returned 206 with the e-mail address,
+/// and the audit said `json:/email` was redacted. Now `Range` is dropped whenever a response
+/// policy runs, so the whole body comes back, redacted.
+#[test]
+fn range_cannot_slice_past_a_redaction() {
+    let (upstream, server, proxy) = fixture_proxy("differential-range");
+    let key = common::serve::READER_KEY;
+    for range in ["bytes=36-54", "bytes=0-200"] {
+        let raw = format!(
+            "GET /customers/42 HTTP/1.1\r\nHost: api.test\r\nX-Api-Key: {key}\r\nRange: {range}\r\n\
+             If-Range: \"x\"\r\nConnection: close\r\n\r\n"
+        );
+        let (status, answer) = raw_exchange(proxy, &raw);
+        assert_eq!(status, 200, "{answer}\n{}", server.log());
+        assert!(!answer.contains("ada@example.com"), "the e-mail address leaked through {range}: {answer}");
+        assert!(answer.contains("\"email\":\"***\""), "{answer}");
+    }
+    assert!(upstream.seen().iter().all(|s| !s.headers.contains_key("range") && !s.headers.contains_key("if-range")));
+    // Where no response policy runs, `Range` still reaches the upstream.
+    let raw = "GET /invoices/1 HTTP/1.1\r\nHost: api.test\r\nX-Api-Key: KEY\r\nRange: bytes=0-3\r\nConnection: close\r\n\r\n"
+        .replace("KEY", key);
+    let (status, _) = raw_exchange(proxy, &raw);
+    assert_eq!(status, 200);
+    assert!(upstream.seen_at("/invoices/1").iter().any(|s| s.headers.get("range").map(String::as_str) == Some("bytes=0-3")));
+}
+
+/// A partial (206) response that a redaction applies to is refused, even from an upstream
+/// that ignores the missing `Range`: a slice has none of the fields a redaction names.
+#[test]
+fn a_partial_response_with_a_redaction_is_refused() {
+    use portcullis_host::gate::Gate;
+    use portcullis_host::{PolicySet, PolicySpec, Response, RouteSpec, Source};
+    let engine = common::engine();
+    let mut pii = PolicySpec::new("pii", Source::File(common::component("pii-redact")));
+    pii.settings = serde_json::json!({"fields": ["/email"]});
+    let set = PolicySet::builder(&engine)
+        .policy(pii)
+        .unwrap()
+        .route(RouteSpec { name: "all".into(), policies: vec!["pii".into()], ..RouteSpec::default() })
+        .build()
+        .unwrap();
+    let gate = Gate::new(std::sync::Arc::new(set), None);
+    let request = common::request(serde_json::json!({"method": "GET", "url": "https://api.test/customers/42"}));
+    let slice = br#"ail":"ada@example.com""#.to_vec();
+    let mut partial = Response { status: 206, ..Response::default() };
+    partial.body = Some(portcullis_host::Body { content_type: Some("application/json".into()), bytes: slice, truncated: false });
+    let check = gate.check_response(&request, &mut partial);
+    assert!(!check.may_return(), "{check:?}");
+    assert!(check.redaction_error.as_deref().is_some_and(|e| e.contains("206")), "{check:?}");
+}
+
+#[test]
+fn backend_readings_catch_what_a_permissive_door_would_let_through() {
+    assert!(readings("/public/..%2Fadmin").iter().any(|r| r == "/admin"));
+    assert!(readings("/public/..;/admin").iter().any(|r| r == "/admin"));
+    assert!(readings("/public/..\\admin").iter().any(|r| r == "/admin"));
+    assert!(readings("/public//../admin").iter().any(|r| r == "/admin"));
+    assert!(readings("/public/a/b").iter().all(|r| under_open_route(r)));
+}
