@@ -5,7 +5,8 @@
 //! a tiny buffer gives the same items. For every request the door would evaluate, writing
 //! its (unredacted) body back into the message must work and give the same call again (same
 //! method, operation and body, the approval id gone from `_meta`); the normalised request
-//! carries no header a caller could have forged. For every answer, writing its body back
+//! carries no header a caller could have forged (a tool call carries MCP's default
+//! annotations, none being known). For every answer, writing its body back
 //! gives the same message.
 #![no_main]
 
@@ -14,7 +15,8 @@ use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
 use portcullis_host::adapters::mcp::{
-    self, APPROVAL_META_KEY, MCP_METHOD_HEADER, Message, call_of, classify, parse_message, request_for_call,
+    self, APPROVAL_META_KEY, MCP_METHOD_HEADER, Message, PROBE_HEADER, call_of, classify, parse_message,
+    request_for_call,
 };
 use portcullis_host::adapters::traffic::{Format, TrafficItem};
 use portcullis_host::exchange::{Body, Request};
@@ -48,8 +50,18 @@ fuzz_target!(|data: &[u8]| {
                 let Ok(call) = call_of(&method, params.as_ref()) else { continue };
                 let request = request_for_call(&http, &call, None);
                 assert_eq!(request.operation.as_deref(), Some(call.operation.as_str()));
+                // Only the host's own headers: the method, and for a tool call the annotations
+                // with MCP's defaults (none are known here), never the forged ones.
                 let names: Vec<&str> = request.headers.iter().map(|(n, _)| n.as_str()).collect();
-                assert_eq!(names, [MCP_METHOD_HEADER], "forged headers must not survive");
+                assert_eq!(names.first(), Some(&MCP_METHOD_HEADER), "forged headers must not survive");
+                assert_eq!(request.header(PROBE_HEADER), None, "forged headers must not survive");
+                if call.method == "tools/call" {
+                    assert_eq!(names.len(), 6, "{names:?}");
+                    assert_eq!(request.header("mcp-annotation-readonlyhint"), Some("false"));
+                    assert_eq!(request.header("mcp-annotation-destructivehint"), Some("true"));
+                } else {
+                    assert_eq!(names, [MCP_METHOD_HEADER], "forged headers must not survive");
+                }
                 let body = call.body.as_ref().map(Body::json);
                 mcp::with_body(&mut message, &call, body.as_ref()).expect("an unredacted body must go back");
                 let Ok(Message::Request { method: again_method, params: again, .. }) = classify(&message) else {

@@ -22,7 +22,8 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use bytes::{Bytes, BytesMut};
@@ -40,7 +41,7 @@ use portcullis_host::config::McpSection;
 use portcullis_host::decision::{Action, Decision, Target};
 use portcullis_host::exchange::Request as Normal;
 use portcullis_host::gate::{APPROVAL_HEADER, Admission, Arrival, BodyReach, Gate, Identity, Reach, Release, Ticket};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
@@ -50,8 +51,27 @@ use super::live::Live;
 /// The header carrying the MCP session id, passed through both ways.
 const SESSION_HEADER: &str = "mcp-session-id";
 
-/// Sessions whose tool annotations are remembered at once; past this the cache starts over.
-const MAX_SESSIONS: usize = 10_000;
+/// Tool lists remembered at once (one per principal and session); past this the oldest
+/// goes first.
+const MAX_LISTS: usize = 10_000;
+
+/// How long a remembered tool list is believed; after this the door lists the tools again
+/// before a call (a server's tools can change, `notifications/tools/list_changed`).
+const LIST_TTL: Duration = Duration::from_secs(300);
+
+/// A tool missing from a remembered list makes the door list the tools again, at most this
+/// often per list (the tool may have been added since).
+const LIST_REFRESH: Duration = Duration::from_secs(10);
+
+/// Pages of `tools/list` the door follows (`nextCursor`) when it lists the tools itself.
+const MAX_LIST_PAGES: usize = 16;
+
+/// Header prefix of what Portcullis sends upstream (`X-Portcullis-Principal`, …): a
+/// client's copies never reach the policies or the server.
+// TODO(issue 16): use the shared `adapters::forward` functions for the headers only the
+// host sets (X-Forwarded-*, X-Portcullis-*) once they land, instead of this strip and the
+// X-Forwarded-Host set in `outgoing`.
+const HOST_SET_PREFIX: &str = "x-portcullis-";
 
 /// Runs the MCP front door on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, live: Live, section: McpSection, shutdown: watch::Receiver<bool>) -> Result<()> {
@@ -68,7 +88,7 @@ pub async fn serve(listener: TcpListener, live: Live, section: McpSection, shutd
         bail!("[server.mcp] path `{}` must start with /", section.path);
     }
     let client = super::http::upstream_client();
-    let door = Arc::new(Door { live, section, upstream, client, annotations: Cache::default() });
+    let door = Arc::new(Door { live, section, upstream, client, annotations: Arc::new(Cache::default()) });
     super::http::serve(listener, shutdown, move |req, peer| {
         let door = door.clone();
         async move { door.handle(req, peer).await }
@@ -82,23 +102,92 @@ struct Door {
     section: McpSection,
     upstream: Uri,
     client: Client<HttpConnector, Body>,
-    /// Tool annotations from `tools/list` answers, by session.
-    annotations: Cache,
+    /// Tool annotations from `tools/list` answers, by principal and session.
+    annotations: Arc<Cache>,
 }
 
-/// Tool annotations from `tools/list` answers, by session id ("" without a session), then
-/// by tool name.
-type Cache = Arc<Mutex<HashMap<String, HashMap<String, Annotations>>>>;
+/// Whose tool list an entry is: the authenticated principal (never something the client
+/// merely claims) and the MCP session (`""` without one). A server's tool list can differ
+/// per session (tools added or removed during it) and per caller (a server that
+/// authorises by the forwarded credential), so one upstream has many lists; the session
+/// id alone is the client's choice, so the principal is part of the key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ListKey {
+    principal: String,
+    session: String,
+}
 
-/// Remembers the annotations of the tools a `tools/list` answer lists, for the session.
-fn remember(cache: &Cache, session: &str, message: &Value) {
-    let Some(result) = message.get("result") else { return };
-    let tools: HashMap<String, Annotations> = mcp::tools_of(result).into_iter().collect();
-    if let Ok(mut cache) = cache.lock() {
-        if cache.len() >= MAX_SESSIONS && !cache.contains_key(session) {
-            cache.clear();
+impl ListKey {
+    fn of(principal: &portcullis_host::exchange::Principal, session: &str) -> ListKey {
+        let on_behalf_of = principal.on_behalf_of.as_deref().unwrap_or("");
+        ListKey { principal: format!("{}:{}>{on_behalf_of}", principal.kind.as_str(), principal.id), session: session.to_owned() }
+    }
+}
+
+/// One remembered tool list.
+struct Listed {
+    tools: HashMap<String, Annotations>,
+    at: Instant,
+}
+
+/// What the door knows about a tool before a call.
+enum Known {
+    /// A fresh list names it (with these annotations).
+    Listed(Annotations),
+    /// A fresh list does not name it, and was refreshed recently.
+    Unlisted,
+    /// No fresh list, or one that does not name it and may be stale: list the tools again.
+    Unknown,
+}
+
+/// Tool lists from `tools/list` answers (the client's, passing through, and the door's
+/// own), bounded in number ([`MAX_LISTS`]) and age ([`LIST_TTL`]).
+#[derive(Default)]
+struct Cache {
+    lists: Mutex<HashMap<ListKey, Listed>>,
+}
+
+impl Cache {
+    fn lookup(&self, key: &ListKey, tool: &str) -> Known {
+        let Ok(lists) = self.lists.lock() else { return Known::Unknown };
+        match lists.get(key) {
+            Some(listed) if listed.at.elapsed() < LIST_TTL => match listed.tools.get(tool) {
+                Some(annotations) => Known::Listed(annotations.clone()),
+                None if listed.at.elapsed() < LIST_REFRESH => Known::Unlisted,
+                None => Known::Unknown,
+            },
+            _ => Known::Unknown,
         }
-        cache.entry(session.to_owned()).or_default().extend(tools);
+    }
+
+    /// Remembers `tools` for `key`: replacing what was there (a whole list, or a first
+    /// page), or adding to it (a later page).
+    fn remember(&self, key: ListKey, tools: HashMap<String, Annotations>, replace: bool) {
+        let Ok(mut lists) = self.lists.lock() else { return };
+        if lists.len() >= MAX_LISTS && !lists.contains_key(&key) {
+            lists.retain(|_, listed| listed.at.elapsed() < LIST_TTL);
+            if lists.len() >= MAX_LISTS
+                && let Some(oldest) = lists.iter().min_by_key(|(_, listed)| listed.at).map(|(key, _)| key.clone())
+            {
+                lists.remove(&oldest);
+            }
+        }
+        let now = Instant::now();
+        match lists.get_mut(&key) {
+            Some(listed) if !replace && listed.at.elapsed() < LIST_TTL => {
+                listed.tools.extend(tools);
+                listed.at = now;
+            }
+            _ => {
+                lists.insert(key, Listed { tools, at: now });
+            }
+        }
+    }
+
+    fn forget_session(&self, session: &str) {
+        if let Ok(mut lists) = self.lists.lock() {
+            lists.retain(|key, _| key.session != session);
+        }
     }
 }
 
@@ -134,8 +223,16 @@ impl Door {
         }
         let gate = self.live.gate();
         let (mut parts, body) = req.into_parts();
+        // A 2026 client sends the routing headers (`Mcp-Method`, `Mcp-Name`); the door sends
+        // them on, set from the message it judged.
+        let routing = parts.headers.contains_key(mcp::MCP_METHOD_HEADER);
         // The headers only the host may set never come from a caller or reach the server.
-        let reserved: Vec<HeaderName> = parts.headers.keys().filter(|n| is_reserved_header(n.as_str())).cloned().collect();
+        let reserved: Vec<HeaderName> = parts
+            .headers
+            .keys()
+            .filter(|n| is_reserved_header(n.as_str()) || n.as_str().starts_with(HOST_SET_PREFIX))
+            .cloned()
+            .collect();
         for name in reserved {
             parts.headers.remove(name);
         }
@@ -152,7 +249,7 @@ impl Door {
         };
         let (parts, _) = head.into_parts();
         match parts.method {
-            Method::POST => self.post(gate, parts, body, normal).await,
+            Method::POST => self.post(gate, parts, body, normal, routing).await,
             Method::GET | Method::DELETE => self.pass(gate, parts, normal).await,
             _ => rpc_error(405, &Value::Null, ERROR_INVALID_REQUEST, "the MCP endpoint takes POST, GET and DELETE", ""),
         }
@@ -180,9 +277,9 @@ impl Door {
         }
         let session = header_text(&parts.headers, SESSION_HEADER);
         if parts.method == Method::DELETE
-            && let (Some(session), Ok(mut cache)) = (session, self.annotations.lock())
+            && let Some(session) = session
         {
-            cache.remove(&session);
+            self.annotations.forget_session(&session);
         }
         let kept = normal.headers.clone();
         let outgoing = self.outgoing(parts, &kept, &[], Bytes::new());
@@ -226,7 +323,14 @@ impl Door {
         answer
     }
 
-    async fn post(&self, gate: Arc<Gate>, parts: http::request::Parts, body: Incoming, mut normal: Normal) -> Response<Body> {
+    async fn post(
+        &self,
+        gate: Arc<Gate>,
+        parts: http::request::Parts,
+        body: Incoming,
+        mut normal: Normal,
+        routing: bool,
+    ) -> Response<Body> {
         let cap = self.section.max_request_bytes;
         if content_length(&parts.headers).is_some_and(|len| len > cap as u64) {
             return rpc_error(413, &Value::Null, ERROR_INVALID_REQUEST, &format!("the message is larger than {cap} bytes"), "");
@@ -248,12 +352,29 @@ impl Door {
             Message::Request { id, method, params } => (id, method, params),
             Message::Notification { .. } | Message::Response { .. } => {
                 // Lifecycle notifications and the client's answers to the server's own
-                // requests carry no call: authenticated, not evaluated.
+                // requests carry no call: authenticated, not evaluated. A call sent as a
+                // notification (a `tools/call` without an `id`) is refused: it would run
+                // undecided and unaudited on a lenient server.
+                let notified = match &kind {
+                    Message::Notification { method } => Some(method.clone()),
+                    _ => None,
+                };
+                if let Some(method) = &notified
+                    && let Err(e) = mcp::check_notification(method)
+                {
+                    tracing::warn!(method = %e, "refused a call sent as a notification");
+                    return rpc_error(400, &Value::Null, e.code(), &e.to_string(), "");
+                }
                 if let Some(refusal) = Self::authenticate(&gate, &mut normal) {
                     return refusal;
                 }
                 let kept = normal.headers.clone();
-                let outgoing = self.outgoing(parts, &kept, &[], bytes);
+                // The message as parsed, re-serialised: never the client's bytes.
+                let forwarded = Bytes::from(serde_json::to_vec(&message).unwrap_or_default());
+                let mut outgoing = self.outgoing(parts, &kept, &[], forwarded);
+                if routing && let Some(method) = &notified {
+                    set_header(outgoing.headers_mut(), mcp::MCP_METHOD_HEADER, method);
+                }
                 return match self.send(outgoing, &Value::Null).await {
                     Ok(response) => {
                         let (mut rparts, _) = response.into_parts();
@@ -269,9 +390,10 @@ impl Door {
             Err(e) => return rpc_error(200, &id, e.code(), &e.to_string(), ""),
         };
         let session = header_text(&parts.headers, SESSION_HEADER).unwrap_or_default();
-        let annotations = call.tool.as_ref().and_then(|tool| {
-            self.annotations.lock().ok().and_then(|cache| cache.get(&session).and_then(|tools| tools.get(tool)).cloned())
-        });
+        let annotations = match &call.tool {
+            Some(tool) => self.annotations_for(&gate, &normal, &parts, &session, tool, params.as_ref(), routing).await,
+            None => None,
+        };
         let mut request = mcp::request_for_call(&normal, &call, annotations.as_ref());
         if let (Some(approval), None) = (&call.approval_id, request.header(APPROVAL_HEADER)) {
             request.headers.push((APPROVAL_HEADER.into(), approval.clone()));
@@ -303,19 +425,20 @@ impl Door {
             Admission::Forward(ticket) => ticket,
         };
 
-        // The message as the server gets it: redacted arguments, no approval id.
+        // The message as the server gets it: the value the policies judged (never the
+        // client's bytes), with the redacted body written back and no approval id.
         let redactions = ticket.check.verdict.redactions().to_vec();
-        let rewrite = redactions.iter().any(|r| matches!(r.target, Target::JsonPointer(_))) || call.approval_id.is_some();
-        let forwarded = if rewrite {
-            if let Err(e) = mcp::with_body(&mut message, &call, ticket.request.body.as_ref()) {
-                return rpc_error(200, &id, ERROR_DENIED, &format!("redaction-failed: {e}; refusing rather than passing it unredacted"), &request_id);
-            }
-            Bytes::from(serde_json::to_vec(&message).unwrap_or_default())
-        } else {
-            bytes
-        };
+        if let Err(e) = mcp::with_body(&mut message, &call, ticket.request.body.as_ref()) {
+            return rpc_error(200, &id, ERROR_DENIED, &format!("redaction-failed: {e}; refusing rather than passing it unredacted"), &request_id);
+        }
+        let forwarded = Bytes::from(serde_json::to_vec(&message).unwrap_or_default());
         let kept = ticket.request.headers.clone();
         let mut outgoing = self.outgoing(parts, &kept, &redactions, forwarded);
+        if routing {
+            for (name, value) in mcp::routing_headers(&call) {
+                set_header(outgoing.headers_mut(), name, &value);
+            }
+        }
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             outgoing.headers_mut().insert(HeaderName::from_static("x-request-id"), value);
         }
@@ -325,12 +448,13 @@ impl Door {
         };
         let (mut rparts, rbody) = response.into_parts();
         strip_hop_by_hop(&mut rparts.headers);
+        let ticket_principal = ticket.request.principal.clone();
         let answering = Answering {
             gate,
             ticket: Arc::new(*ticket),
             call: Arc::new(call),
             id,
-            session,
+            list_key: ListKey::of(&ticket_principal, &session),
             request_id: request_id.clone(),
             cache: self.annotations.clone(),
             filter_tools: self.section.filter_tools,
@@ -379,7 +503,8 @@ impl Door {
             .keys()
             .filter(|name| {
                 let name = name.as_str();
-                name != "content-type" && name != "content-length" && !kept.iter().any(|(n, _)| n == name)
+                // The length is the forwarded body's, set below; never the client's.
+                name == "content-length" || (name != "content-type" && !kept.iter().any(|(n, _)| n == name))
             })
             .cloned()
             .collect();
@@ -422,6 +547,142 @@ impl Door {
         parts.uri = self.upstream.clone();
         parts.version = http::Version::HTTP_11;
         Request::from_parts(parts, full(body))
+    }
+
+    /// The annotations of `tool` for this caller and session, known before its call: from
+    /// a fresh remembered list, else from a `tools/list` the door sends the server itself
+    /// (in the caller's session, with the headers the caller's call would carry). `None`
+    /// when the tool is not listed or the list cannot be had: the call then carries MCP's
+    /// cautious defaults (destructive). A caller whose credential fails gets no listing
+    /// (the gate refuses the call and audits it).
+    #[expect(clippy::too_many_arguments, reason = "the parts of one arriving call, borrowed")]
+    async fn annotations_for(
+        &self,
+        gate: &Gate,
+        normal: &Normal,
+        parts: &http::request::Parts,
+        session: &str,
+        tool: &str,
+        params: Option<&Value>,
+        routing: bool,
+    ) -> Option<Annotations> {
+        let mut caller = normal.clone();
+        let now = portcullis_host::capability::now_ms() / 1000;
+        gate.identify(&mut caller, &Identity::Credentials { now_unix_s: now }).ok()?;
+        let key = ListKey::of(&caller.principal, session);
+        match self.annotations.lookup(&key, tool) {
+            Known::Listed(annotations) => return Some(annotations),
+            Known::Unlisted => return None,
+            Known::Unknown => {}
+        }
+        // The 2026 protocol's per-request envelope (protocol version, client capabilities)
+        // goes with the door's own request, as the server requires it.
+        let envelope: Option<Map<String, Value>> = params
+            .and_then(|p| p.get("_meta"))
+            .and_then(Value::as_object)
+            .map(|meta| {
+                meta.iter()
+                    .filter(|(key, _)| key.starts_with("io.modelcontextprotocol/"))
+                    .map(|(key, value)| (key.clone(), value.clone()))
+                    .collect::<Map<String, Value>>()
+            })
+            .filter(|meta| !meta.is_empty());
+        let Some(tools) = self.fetch_tools(parts, &caller.headers, envelope, routing).await else {
+            tracing::warn!(tool, "could not list the MCP server's tools; the call carries MCP's default annotations");
+            return None;
+        };
+        let found = tools.get(tool).cloned();
+        self.annotations.remember(key, tools, true);
+        found
+    }
+
+    /// The server's whole tool list (following `nextCursor` for up to [`MAX_LIST_PAGES`]
+    /// pages), asked by the door; `None` when the server cannot be reached, answers an
+    /// error, or answers anything but the answer to this request.
+    async fn fetch_tools(
+        &self,
+        parts: &http::request::Parts,
+        kept: &[(String, String)],
+        envelope: Option<Map<String, Value>>,
+        routing: bool,
+    ) -> Option<HashMap<String, Annotations>> {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let deadline = Instant::now() + Duration::from_millis(self.section.upstream_timeout_ms);
+        let mut tools = HashMap::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_LIST_PAGES {
+            let id = json!(format!("portcullis-tools-list-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
+            let mut params = Map::new();
+            if let Some(cursor) = &cursor {
+                params.insert("cursor".into(), Value::String(cursor.clone()));
+            }
+            if let Some(envelope) = &envelope {
+                params.insert("_meta".into(), Value::Object(envelope.clone()));
+            }
+            let mut message = json!({ "jsonrpc": "2.0", "id": id, "method": "tools/list" });
+            if !params.is_empty() {
+                message["params"] = Value::Object(params);
+            }
+            let (mut head, ()) = Request::new(()).into_parts();
+            head.method = Method::POST;
+            head.headers = parts.headers.clone();
+            let body = Bytes::from(serde_json::to_vec(&message).ok()?);
+            let mut outgoing = self.outgoing(head, kept, &[], body);
+            let headers = outgoing.headers_mut();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            headers.insert(http::header::ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
+            if routing {
+                set_header(headers, mcp::MCP_METHOD_HEADER, "tools/list");
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let response = tokio::time::timeout(left, self.client.request(outgoing)).await.ok()?.ok()?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let answer = tokio::time::timeout(left, self.read_answer(response, &id)).await.ok()??;
+            let result = answer.get("result")?;
+            tools.extend(mcp::tools_of(result));
+            match result.get("nextCursor").and_then(Value::as_str) {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return Some(tools),
+            }
+        }
+        Some(tools)
+    }
+
+    /// The answer to the door's own request `id` in a server response (JSON, or the event
+    /// carrying it in an SSE stream), read up to `max_response_bytes`.
+    async fn read_answer(&self, response: Response<Incoming>, id: &Value) -> Option<Value> {
+        if !response.status().is_success() {
+            return None;
+        }
+        let cap = self.section.max_response_bytes;
+        let answer_to = |bytes: &[u8]| match mcp::parse_message(bytes) {
+            Ok((message, Message::Response { id: answered })) if answered == *id => Some(message),
+            _ => None,
+        };
+        if !is_event_stream(response.headers()) {
+            let bytes = read_capped(response.into_body(), cap).await.ok()?;
+            return answer_to(&bytes);
+        }
+        let mut body = response.into_body();
+        let mut buffer = BytesMut::new();
+        let mut read = 0usize;
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame.ok()?.into_data() else { continue };
+            read += data.len();
+            if read > cap {
+                return None;
+            }
+            buffer.extend_from_slice(&data);
+            while let Some((event, rest)) = split_event(&buffer) {
+                let (_, data) = parse_event(event);
+                let found = answer_to(data.as_bytes());
+                buffer = BytesMut::from(&buffer[rest..]);
+                if found.is_some() {
+                    return found;
+                }
+            }
+        }
+        None
     }
 
     /// Sends to the MCP server; the JSON-RPC error for request `id` when it cannot be reached.
@@ -554,9 +815,9 @@ struct Answering {
     ticket: Arc<Ticket>,
     call: Arc<Call>,
     id: Value,
-    session: String,
+    list_key: ListKey,
     request_id: String,
-    cache: Cache,
+    cache: Arc<Cache>,
     filter_tools: bool,
 }
 
@@ -566,8 +827,13 @@ impl Answering {
         let refuse = |text: String| {
             mcp::error_message(&self.id, ERROR_DENIED, &text, Some(json!({ "request_id": self.request_id })))
         };
-        if self.call.method == "tools/list" {
-            remember(&self.cache, &self.session, &message);
+        if self.call.method == "tools/list"
+            && let Some(result) = message.get("result")
+        {
+            // A first page replaces what was known; a later one (asked with a cursor) adds.
+            let later_page = self.call.body.as_ref().is_some_and(|b| b.get("cursor").is_some());
+            let tools = mcp::tools_of(result).into_iter().collect();
+            self.cache.remember(self.list_key.clone(), tools, !later_page);
         }
         if self.call.method == "tools/list"
             && self.filter_tools
@@ -619,6 +885,19 @@ impl hyper::body::Body for ChannelBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.0.poll_recv(cx).map(|next| next.map(|chunk| chunk.map(Frame::data)))
+    }
+}
+
+/// Sets a header the door derives; a value that cannot be a header value is left out (the
+/// server then refuses the message, as it would any without it).
+fn set_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    match HeaderValue::from_str(value) {
+        Ok(value) => {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+        Err(_) => {
+            headers.remove(name);
+        }
     }
 }
 

@@ -15,9 +15,14 @@
 //! message (so routes, identity and client address work as for HTTP), plus two kinds of
 //! headers the host adds and a caller can never send itself ([`strip_reserved_headers`]):
 //! `mcp-method` (the JSON-RPC method) and, for `tools/call`, the tool's annotations as the
-//! server declared them in `tools/list` (`mcp-annotation-readonlyhint: true`, …). Annotations
-//! are **hints from the server**: a policy may use them to be stricter, never to trust a
-//! tool. The WIT request has no labels, so headers are how they travel.
+//! server declared them in `tools/list` (`mcp-annotation-readonlyhint: true`, …), every hint
+//! the server left out (or all of them, for a tool whose listing is not known) carrying
+//! MCP's cautious default ([`Annotations::effective`]). Annotations are **hints from the
+//! server**: a policy may use them to be stricter, never to trust a tool. The WIT request
+//! has no labels, so headers are how they travel.
+//!
+//! Messages are parsed strictly ([`parse_json_strict`]): an object with a repeated key is
+//! refused, so a door can forward exactly the value it judged, re-serialised.
 //!
 //! The answer's `result` (for a tool: `content`, `structuredContent`, `isError`) is the
 //! response body the response phase sees, with status 200; a JSON-RPC `error` object is the
@@ -47,6 +52,14 @@ pub const METHOD_CALL: &str = "CALL";
 pub const MCP_METHOD_HEADER: &str = "mcp-method";
 /// The prefix of the headers carrying a tool's annotations (`mcp-annotation-readonlyhint`).
 pub const ANNOTATION_HEADER_PREFIX: &str = "mcp-annotation-";
+/// The 2026 protocol's header mirroring a call's name (tool, prompt or resource URI).
+pub const MCP_NAME_HEADER: &str = "mcp-name";
+/// The prefix of the 2026 protocol's headers mirroring arguments (`Mcp-Param-Region`).
+pub const MCP_PARAM_HEADER_PREFIX: &str = "mcp-param-";
+/// Set on a `tools/call` (to `server` or `default`): whether the annotation headers are the
+/// hints the server listed for the tool (with MCP's defaults for the ones it did not
+/// declare), or only MCP's defaults because the tool's listing is not known.
+pub const ANNOTATION_SOURCE_HEADER: &str = "mcp-annotation-source";
 /// Set (to `tools/list`) on the requests the front door evaluates to filter a tool list:
 /// they ask "may this principal call this tool?" and are never forwarded.
 pub const PROBE_HEADER: &str = "mcp-probe";
@@ -80,6 +93,28 @@ pub enum McpError {
     /// A JSON array: a JSON-RPC batch, which MCP 2025-06-18 and later do not allow.
     #[error("JSON-RPC batches are not supported (MCP removed them in 2025-06-18); send one message per request")]
     Batch,
+    /// An object with the same key twice (at any depth, after unescaping). Parsers disagree
+    /// on which one counts (serde_json and Python keep the last, others the first), so the
+    /// policies could judge one meaning while the server acts on the other.
+    #[error(
+        "the message has the key `{key}` twice in one object; parsers disagree on which one counts, so a message \
+         must have exactly one meaning"
+    )]
+    DuplicateKey {
+        /// The repeated key (at most 64 characters of it).
+        key: String,
+    },
+    /// A notification (no `id`) whose method is not a `notifications/…` one, e.g. a
+    /// `tools/call` without an `id`: a call must be a request, so that it is decided,
+    /// audited and answered ([`check_notification`]).
+    #[error(
+        "`{method}` was sent without an `id`: only `notifications/…` methods may be notifications; a call must be \
+         a request, so that it is decided, audited and answered"
+    )]
+    NotificationNotAllowed {
+        /// The JSON-RPC method.
+        method: String,
+    },
     /// JSON, but not a JSON-RPC 2.0 message.
     #[error("not a JSON-RPC 2.0 message: {reason}")]
     NotJsonRpc {
@@ -110,7 +145,10 @@ impl McpError {
     pub fn code(&self) -> i64 {
         match self {
             McpError::NotJson { .. } => ERROR_PARSE,
-            McpError::Batch | McpError::NotJsonRpc { .. } => ERROR_INVALID_REQUEST,
+            McpError::Batch
+            | McpError::NotJsonRpc { .. }
+            | McpError::DuplicateKey { .. }
+            | McpError::NotificationNotAllowed { .. } => ERROR_INVALID_REQUEST,
             McpError::BadParams { .. } => ERROR_INVALID_PARAMS,
             McpError::Rewrite { .. } => ERROR_DENIED,
         }
@@ -142,12 +180,115 @@ pub enum Message {
 }
 
 /// Parses one JSON-RPC message (the body of a Streamable HTTP POST, or one `data:` of an
-/// SSE event) into its JSON value and its kind. A batch (a JSON array) is refused.
+/// SSE event) into its JSON value and its kind. A batch (a JSON array) and an object with a
+/// repeated key ([`parse_json_strict`]) are refused.
 pub fn parse_message(bytes: &[u8]) -> Result<(Value, Message), McpError> {
-    let value: Value =
-        serde_json::from_slice(bytes).map_err(|e| McpError::NotJson { message: e.to_string() })?;
+    let value = parse_json_strict(bytes)?;
     let message = classify(&value)?;
     Ok((value, message))
+}
+
+/// Parses JSON, refusing an object that has the same key twice at any depth (keys compared
+/// after unescaping, so `"name"` and `"n\u0061me"` are the same key). A door forwards the
+/// value parsed here, re-serialised, so what the policies judged and what the server reads
+/// cannot differ by parser.
+pub fn parse_json_strict(bytes: &[u8]) -> Result<Value, McpError> {
+    use serde::de::DeserializeSeed as _;
+    let duplicate = std::cell::RefCell::new(None);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let parsed = strict::Strict { duplicate: &duplicate }.deserialize(&mut de).and_then(|value| de.end().map(|()| value));
+    match (parsed, duplicate.into_inner()) {
+        (_, Some(key)) => Err(McpError::DuplicateKey { key }),
+        (Ok(value), None) => Ok(value),
+        (Err(e), None) => Err(McpError::NotJson { message: e.to_string() }),
+    }
+}
+
+/// A JSON value built by serde, refusing repeated keys in objects.
+mod strict {
+    use std::cell::RefCell;
+    use std::fmt;
+
+    use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
+    use serde_json::{Map, Number, Value};
+
+    /// Deserialises one value; a repeated key is recorded in `duplicate` and fails the parse.
+    #[derive(Clone, Copy)]
+    pub(super) struct Strict<'a> {
+        pub(super) duplicate: &'a RefCell<Option<String>>,
+    }
+
+    impl<'de> DeserializeSeed<'de> for Strict<'_> {
+        type Value = Value;
+
+        fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+            deserializer.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Strict<'_> {
+        type Value = Value;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::Number(v.into()))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::Number(v.into()))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+            Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("a number that is not finite"))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_owned()))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Value, E> {
+            Ok(Value::String(v))
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_none<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element_seed(self)? {
+                items.push(item);
+            }
+            Ok(Value::Array(items))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut object = Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if object.contains_key(&key) {
+                    let shown: String = key.chars().take(64).collect();
+                    *self.duplicate.borrow_mut() = Some(shown);
+                    return Err(A::Error::custom("a repeated key"));
+                }
+                let value = map.next_value_seed(self)?;
+                object.insert(key, value);
+            }
+            Ok(Value::Object(object))
+        }
+    }
+}
+
+/// Accepts a client's notification only when its method is a `notifications/…` one (every
+/// notification MCP defines is): anything else without an `id` (a `tools/call`, a
+/// `resources/read`, any request method) would reach the server undecided and unaudited,
+/// and a lenient server might act on it.
+pub fn check_notification(method: &str) -> Result<(), McpError> {
+    if method.starts_with("notifications/") {
+        Ok(())
+    } else {
+        Err(McpError::NotificationNotAllowed { method: method.chars().take(64).collect() })
+    }
 }
 
 /// The kind of a JSON-RPC message already parsed.
@@ -293,6 +434,22 @@ impl Annotations {
         }
     }
 
+    /// The hints with the MCP defaults filled in for those the server did not declare
+    /// (`annotations` `None`: the tool is not known at all). MCP's defaults are the
+    /// cautious ones: `readOnlyHint` false, `destructiveHint` true, `idempotentHint` false,
+    /// `openWorldHint` true. `destructiveHint` means something only for a tool that is not
+    /// read-only, so an undeclared one is false for a tool declared `readOnlyHint: true`.
+    pub fn effective(annotations: Option<&Annotations>) -> Annotations {
+        let declared = annotations.cloned().unwrap_or_default();
+        let read_only = declared.read_only.unwrap_or(false);
+        Annotations {
+            read_only: Some(read_only),
+            destructive: Some(declared.destructive.unwrap_or(!read_only)),
+            idempotent: Some(declared.idempotent.unwrap_or(false)),
+            open_world: Some(declared.open_world.unwrap_or(true)),
+        }
+    }
+
     /// The headers that carry them to policies, e.g. `("mcp-annotation-readonlyhint", "true")`.
     pub fn headers(&self) -> Vec<(String, String)> {
         [
@@ -329,11 +486,52 @@ pub fn filter_tools(result: &mut Value, mut keep: impl FnMut(&str) -> bool) -> u
     before - tools.len()
 }
 
-/// Whether a header is one only the host may set (`mcp-method`, `mcp-probe`,
-/// `mcp-annotation-*`).
+/// Whether a header is one only the host may set: `mcp-method`, `mcp-probe`,
+/// `mcp-annotation-*`, and the 2026 protocol's routing headers `mcp-name` and
+/// `mcp-param-*`. The routing headers mirror the message's method, name and arguments; a
+/// client's copies could disagree with the message the policies judge (or carry an argument
+/// a redaction removed), so a door drops them and sets `mcp-method`/`mcp-name` itself from
+/// the judged message ([`routing_headers`]).
 pub fn is_reserved_header(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    name == MCP_METHOD_HEADER || name == PROBE_HEADER || name.starts_with(ANNOTATION_HEADER_PREFIX)
+    name == MCP_METHOD_HEADER
+        || name == PROBE_HEADER
+        || name == MCP_NAME_HEADER
+        || name.starts_with(ANNOTATION_HEADER_PREFIX)
+        || name.starts_with(MCP_PARAM_HEADER_PREFIX)
+}
+
+/// The 2026 protocol's routing headers for the judged `call`, as a server expects them:
+/// `mcp-method`, and `mcp-name` (the tool or prompt name, or the resource URI) for
+/// `tools/call`, `prompts/get` and `resources/read`. A value that is not plain printable
+/// ASCII is sent as `=?base64?…?=` (UTF-8), the protocol's encoding.
+pub fn routing_headers(call: &Call) -> Vec<(&'static str, String)> {
+    let mut headers = vec![(MCP_METHOD_HEADER, call.method.clone())];
+    let name = match call.method.as_str() {
+        "tools/call" => call.tool.clone(),
+        "prompts/get" => call.operation.strip_prefix("prompts/get:").map(str::to_owned),
+        "resources/read" => call.operation.strip_prefix("resources/read:").map(str::to_owned),
+        _ => None,
+    };
+    if let Some(name) = name {
+        headers.push((MCP_NAME_HEADER, encode_header_value(&name)));
+    }
+    headers
+}
+
+/// A header value as the MCP protocol writes it: verbatim when it is printable ASCII
+/// without edge whitespace (and does not look encoded), else `=?base64?…?=`.
+fn encode_header_value(value: &str) -> String {
+    use base64::Engine as _;
+    let plain = !value.is_empty()
+        && value.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && value.trim() == value
+        && !(value.starts_with("=?base64?") && value.ends_with("?="));
+    if plain {
+        value.to_owned()
+    } else {
+        format!("=?base64?{}?=", base64::engine::general_purpose::STANDARD.encode(value.as_bytes()))
+    }
 }
 
 /// Removes the headers only the host may set, so a caller cannot forge a tool's annotations.
@@ -350,8 +548,13 @@ pub fn request_for_call(http: &Request, call: &Call, annotations: Option<&Annota
     request.method = METHOD_CALL.into();
     request.operation = Some(call.operation.clone());
     request.headers.push((MCP_METHOD_HEADER.into(), call.method.clone()));
-    if let Some(annotations) = annotations {
-        request.headers.extend(annotations.headers());
+    if call.method == "tools/call" {
+        // Every hint, always: a tool the door knows nothing about gets MCP's cautious
+        // defaults (destructive, not read-only), so a policy that reads only
+        // `destructivehint` cannot mistake "unknown" for "harmless".
+        request.headers.extend(Annotations::effective(annotations).headers());
+        let source = if annotations.is_some() { "server" } else { "default" };
+        request.headers.push((ANNOTATION_SOURCE_HEADER.into(), source.into()));
     }
     request.body = call.body.as_ref().map(Body::json);
     request
@@ -555,10 +758,10 @@ pub fn read_mcp_jsonl<R: Flow>(
         if text.is_empty() || text.starts_with('#') {
             continue;
         }
-        let value: Value = match serde_json::from_str(text) {
+        let value: Value = match parse_json_strict(text.as_bytes()) {
             Ok(value) => value,
             Err(e) => {
-                let message = format!("not valid JSON: {e}");
+                let message = e.to_string();
                 if !sink.emit(Locator::Line(line), Err((String::new(), message))) {
                     break;
                 }
@@ -588,7 +791,10 @@ pub fn read_mcp_jsonl<R: Flow>(
                 }
                 Err(e) => Some((Locator::Line(line), Err(("params".to_owned(), e.to_string())))),
             },
-            Ok(Message::Notification { .. }) => None,
+            // A call sent as a notification is refused by the door; here it is an entry error.
+            Ok(Message::Notification { method }) => {
+                check_notification(&method).err().map(|e| (Locator::Line(line), Err((String::new(), e.to_string()))))
+            }
             Ok(Message::Response { id }) => {
                 match pending.iter().position(|p| p.message.get("id") == Some(&id)) {
                     Some(i) => {
@@ -688,6 +894,80 @@ mod tests {
             assert!(matches!(kind(bad), Err(McpError::NotJsonRpc { .. })), "{bad}");
         }
         assert_eq!(McpError::Batch.code(), ERROR_INVALID_REQUEST);
+    }
+
+    #[test]
+    fn a_message_with_a_repeated_key_is_refused_at_any_depth() {
+        for text in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_customer","name":"get_customer"}}"#,
+            // The same key once escaped: one key to any parser that unescapes.
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_customer","n\u0061me":"get_customer"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"a":[{"x":1,"x":2}]}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#,
+        ] {
+            let error = parse_message(text.as_bytes()).unwrap_err();
+            assert!(matches!(error, McpError::DuplicateKey { .. }), "{text}: {error:?}");
+            assert_eq!(error.code(), ERROR_INVALID_REQUEST);
+        }
+        let error = parse_message(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"name":1,"name":2}}"#).unwrap_err();
+        assert_eq!(error, McpError::DuplicateKey { key: "name".into() });
+        // The same key in different objects is fine, and so is anything serde_json reads.
+        let (value, _) = parse_message(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":{"k":1},"b":{"k":[1.5,null,true,"s"]}}}"#)
+            .unwrap();
+        assert_eq!(value["params"]["b"]["k"], json!([1.5, null, true, "s"]));
+        assert!(matches!(parse_message(br#"{"jsonrpc":"2.0","id":1,"method":"x"} x"#), Err(McpError::NotJson { .. })));
+        assert!(matches!(parse_json_strict(br#"{"a":"\ud800"}"#), Err(McpError::NotJson { .. })), "a lone surrogate");
+    }
+
+    #[test]
+    fn only_notifications_may_be_sent_without_an_id() {
+        for method in ["notifications/initialized", "notifications/cancelled", "notifications/roots/list_changed"] {
+            assert_eq!(check_notification(method), Ok(()), "{method}");
+        }
+        for method in ["tools/call", "resources/read", "prompts/get", "tools/list", "initialize", "Notifications/x"] {
+            let error = check_notification(method).unwrap_err();
+            assert_eq!(error.code(), ERROR_INVALID_REQUEST, "{method}");
+            assert!(error.to_string().contains(method), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_tool_whose_annotations_are_unknown_carries_the_cautious_defaults() {
+        let (_, c) = call(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"delete_customer"}}"#);
+        let http = Request {
+            path: "/mcp".into(),
+            headers: vec![("mcp-annotation-destructivehint".into(), "false".into())],
+            ..Request::default()
+        };
+        let request = request_for_call(&http, &c, None);
+        assert_eq!(request.header("mcp-annotation-destructivehint"), Some("true"), "MCP's default, not the forgery");
+        assert_eq!(request.header("mcp-annotation-readonlyhint"), Some("false"));
+        assert_eq!(request.header("mcp-annotation-idempotenthint"), Some("false"));
+        assert_eq!(request.header("mcp-annotation-openworldhint"), Some("true"));
+        assert_eq!(request.header(ANNOTATION_SOURCE_HEADER), Some("default"));
+        // Listed without hints: the same defaults, from the server.
+        let listed = request_for_call(&http, &c, Some(&Annotations::default()));
+        assert_eq!(listed.header("mcp-annotation-destructivehint"), Some("true"));
+        assert_eq!(listed.header(ANNOTATION_SOURCE_HEADER), Some("server"));
+        // Read-only: an undeclared destructiveHint means nothing, so it is false.
+        let read_only = Annotations { read_only: Some(true), ..Annotations::default() };
+        assert_eq!(Annotations::effective(Some(&read_only)).destructive, Some(false));
+        // A declared hint always wins, even a contradictory one.
+        let both = Annotations { read_only: Some(true), destructive: Some(true), ..Annotations::default() };
+        assert_eq!(Annotations::effective(Some(&both)).destructive, Some(true));
+        // Only tool calls carry annotations.
+        let (_, r) = call(r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"crm://c/4"}}"#);
+        assert_eq!(request_for_call(&http, &r, None).header("mcp-annotation-destructivehint"), None);
+    }
+
+    #[test]
+    fn routing_headers_are_derived_from_the_judged_call() {
+        let (_, c) = call(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"get_customer"}}"#);
+        assert_eq!(routing_headers(&c), [("mcp-method", "tools/call".to_owned()), ("mcp-name", "get_customer".to_owned())]);
+        let (_, c) = call(r#"{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"crm://c/é"}}"#);
+        assert_eq!(routing_headers(&c)[1], ("mcp-name", "=?base64?Y3JtOi8vYy/DqQ==?=".to_owned()));
+        let (_, c) = call(r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#);
+        assert_eq!(routing_headers(&c), [("mcp-method", "tools/list".to_owned())]);
     }
 
     #[test]
@@ -816,7 +1096,7 @@ mod tests {
 
     #[test]
     fn reserved_headers_are_recognised() {
-        for name in ["mcp-method", "MCP-Probe", "mcp-annotation-readonlyhint", "Mcp-Annotation-X"] {
+        for name in ["mcp-method", "MCP-Probe", "mcp-annotation-readonlyhint", "Mcp-Annotation-X", "Mcp-Name", "mcp-param-region"] {
             assert!(is_reserved_header(name), "{name}");
         }
         for name in ["mcp-session-id", "mcp-protocol-version", "authorization"] {
@@ -858,6 +1138,22 @@ mod tests {
         let errors: Vec<String> = items.iter().filter_map(|i| i.result.as_ref().err()).map(|e| e.to_string()).collect();
         assert!(errors[0].contains("line 11: params: `tools/call`: params.name must be a string"), "{}", errors[0]);
         assert!(errors[1].contains("line 12: not valid JSON"), "{}", errors[1]);
+    }
+
+    #[test]
+    fn a_recorded_call_without_an_id_or_with_a_repeated_key_is_an_entry_error() {
+        let text = [
+            r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"del","arguments":{"id":4}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"del","name":"get"}}"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        ]
+        .join("\n");
+        let mut items = Vec::new();
+        let summary = read_mcp_jsonl(text.as_bytes(), Path::new("s.jsonl"), |item| items.push(item)).unwrap();
+        assert_eq!((summary.items, summary.errors), (2, 2));
+        let errors: Vec<String> = items.iter().filter_map(|i| i.result.as_ref().err()).map(|e| e.to_string()).collect();
+        assert!(errors[0].contains("line 1") && errors[0].contains("without an `id`"), "{}", errors[0]);
+        assert!(errors[1].contains("line 2") && errors[1].contains("`name` twice"), "{}", errors[1]);
     }
 
     #[test]

@@ -9,9 +9,11 @@
 //!   `tools.user`, `tools.service`, `tools.anonymous`; `*` for any, `prefix*` for a
 //!   prefix), else deny 403 `tool-not-allowed`;
 //! - an allowed tool listed in `writes` requires approval by `approver_group`; with
-//!   `destructive_needs_approval`, so does one the server annotates `destructiveHint: true`.
-//!   Annotations are the server's hints: they can only make this policy stricter, never
-//!   let a call through;
+//!   `destructive_needs_approval`, so does a `tools/call` of a tool that may be destructive:
+//!   annotated `destructiveHint: true`, or without the hint (MCP's default is true, unless
+//!   the tool is `readOnlyHint: true`), so a call whose annotations the host did not know
+//!   is held too. Annotations are the server's hints: they can only make this policy
+//!   stricter, never let a call through;
 //! - otherwise the pointers in `arguments[operation]` (and `arguments["*"]`) are removed
 //!   (or masked with `mask`) from the arguments before the server sees them, and in the
 //!   response phase the pointers in `results[operation]` (and `results["*"]`) from the
@@ -49,8 +51,9 @@ pub struct Settings {
     /// How long an approval stays valid, in seconds (default 900).
     #[serde(default = "default_ttl_seconds")]
     pub ttl_seconds: u32,
-    /// Also require approval for tools the server annotates `destructiveHint: true`
-    /// (default false).
+    /// Also require approval for tool calls that may be destructive: annotated
+    /// `destructiveHint: true`, or with no `destructiveHint` and no `readOnlyHint: true`
+    /// (MCP's defaults) (default false).
     #[serde(default)]
     pub destructive_needs_approval: bool,
     /// JSON-RPC methods every caller may use (default: the lifecycle and listing methods).
@@ -185,10 +188,7 @@ impl Policy for ToolGuard {
             return allow().label("rule", "listed");
         }
         let write = settings.writes.iter().any(|w| matches(w, operation));
-        let destructive = settings.destructive_needs_approval
-            && req
-                .header("mcp-annotation-destructivehint")
-                .is_some_and(|v| v == "true");
+        let destructive = settings.destructive_needs_approval && method == "tools/call" && destructive(req);
         if write || destructive {
             let acting = match req.principal.acting_for() {
                 Some(user) => format!(" acting for {user}"),
@@ -252,6 +252,19 @@ fn minimise(
                 None => r.json(pointer),
             }),
     )
+}
+
+/// Whether a tool call may be destructive, by the server's hints as the host passed them.
+/// MCP's defaults are the cautious ones: an undeclared `destructiveHint` is true unless the
+/// tool is declared `readOnlyHint: true`. So a call whose hints are missing (a host that
+/// did not know the tool's listing, a recorded session without `tools/list`) counts as
+/// destructive, and so does one whose hint is not `true` or `false`.
+fn destructive(req: &Request) -> bool {
+    match req.header("mcp-annotation-destructivehint") {
+        Some("false") => false,
+        Some(_) => true,
+        None => req.header("mcp-annotation-readonlyhint") != Some("true"),
+    }
 }
 
 /// Whether `operation` matches `pattern`: `*`, a prefix ending in `*`, or the exact name.
@@ -326,13 +339,9 @@ mod tests {
             &tool(Principal::service("etl"), "get_customer"),
         );
         assert!(out.denial().is_some(), "a kind not listed may call nothing");
-        assert!(
-            ToolGuard::on_request(
-                &settings(),
-                &tool(Principal::user("bob"), "delete_customer")
-            )
-            .is_allow()
-        );
+        let harmless = tool(Principal::user("bob"), "delete_customer")
+            .with_header("mcp-annotation-destructivehint", "false");
+        assert!(ToolGuard::on_request(&settings(), &harmless).is_allow());
     }
 
     #[test]
@@ -398,8 +407,50 @@ mod tests {
     }
 
     #[test]
+    fn a_tool_without_annotations_counts_as_destructive() {
+        // No hints at all: the host did not know the tool's listing (MCP's defaults).
+        let unknown = tool(Principal::user("bob"), "delete_customer");
+        let out = ToolGuard::on_request(&settings(), &unknown);
+        assert!(out.approval().is_some(), "a missing destructiveHint is destructive");
+        assert_eq!(out.label_value("rule"), Some("destructive-needs-approval"));
+        // readOnlyHint: false alone, or a hint that is not a boolean: still destructive.
+        for (name, value) in [
+            ("mcp-annotation-readonlyhint", "false"),
+            ("mcp-annotation-destructivehint", "yes"),
+        ] {
+            let req = tool(Principal::user("bob"), "delete_customer").with_header(name, value);
+            assert!(
+                ToolGuard::on_request(&settings(), &req).approval().is_some(),
+                "{name}: {value}"
+            );
+        }
+        // Declared read-only, or declared not destructive: not held.
+        for (name, value) in [
+            ("mcp-annotation-readonlyhint", "true"),
+            ("mcp-annotation-destructivehint", "false"),
+        ] {
+            let req = tool(Principal::user("bob"), "get_customer").with_header(name, value);
+            assert!(
+                ToolGuard::on_request(&settings(), &req).is_allow(),
+                "{name}: {value}"
+            );
+        }
+        // Resources and prompts carry no annotations and are not tools: not held.
+        let read = call(
+            Principal::user("bob"),
+            "resources/read",
+            "resources/read:crm://c/1",
+        );
+        assert!(ToolGuard::on_request(&settings(), &read).is_allow());
+        let prompt = call(Principal::user("bob"), "prompts/get", "prompts/get:summary");
+        assert!(ToolGuard::on_request(&settings(), &prompt).is_allow());
+    }
+
+    #[test]
     fn arguments_and_results_are_minimised_by_pointer() {
-        let out = ToolGuard::on_request(&settings(), &tool(agent(), "search_customers"));
+        let read_only =
+            tool(agent(), "search_customers").with_header("mcp-annotation-readonlyhint", "true");
+        let out = ToolGuard::on_request(&settings(), &read_only);
         assert_eq!(out.redactions().len(), 1);
         assert!(matches!(&out.redactions()[0].target, Target::JsonPointer(p) if p == "/ssn"));
         let out = ToolGuard::on_response(
