@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use super::{
-    Approval, ApprovalError, ApprovalState, ApprovalStore, NewApproval, PURGE_EVERY_MS, RedeemError, Redemption,
-    Verb, check_redemption,
+    Approval, ApprovalError, ApprovalState, ApprovalStore, NewApproval, RedeemError, Redemption, Verb,
+    check_redemption, purge_due,
 };
 
 /// Approvals kept in this process only: lost on restart, invisible to other processes (so
@@ -82,7 +82,7 @@ impl ApprovalStore for MemoryStore {
     fn create(&self, new: NewApproval) -> Result<Approval, ApprovalError> {
         let now_ms = new.now_ms;
         let mut inner = self.lock();
-        if now_ms >= inner.last_purge_ms.saturating_add(PURGE_EVERY_MS) {
+        if purge_due(inner.last_purge_ms, now_ms) {
             inner.purge(now_ms);
         }
         let existing = inner

@@ -404,6 +404,14 @@ pub const RETAIN_AFTER_EXPIRY_MS: u64 = 60 * 60 * 1000;
 /// `create`, at most this often, so no call pays for a full scan every time.
 pub const PURGE_EVERY_MS: u64 = 60 * 1000;
 
+/// Whether a store that last purged at `last_ms` should purge at `now_ms`: once
+/// [`PURGE_EVERY_MS`] has passed, or when the clock went back by more than that (otherwise
+/// a clock set back would stop purging until it caught up). Requests a few ms out of order
+/// do not trigger it.
+pub fn purge_due(last_ms: u64, now_ms: u64) -> bool {
+    now_ms >= last_ms.saturating_add(PURGE_EVERY_MS) || now_ms.saturating_add(PURGE_EVERY_MS) < last_ms
+}
+
 /// The most approval ids one retry may carry: one per approver group that asked, and no
 /// route has more policies than this asking for approval.
 pub const MAX_IDS: usize = 16;

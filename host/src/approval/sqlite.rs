@@ -9,8 +9,8 @@ use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
 use super::{
-    Approval, ApprovalError, ApprovalState, ApprovalStore, NewApproval, PURGE_EVERY_MS, RETAIN_AFTER_EXPIRY_MS,
-    RedeemError, Redemption, Verb, check_redemption,
+    Approval, ApprovalError, ApprovalState, ApprovalStore, NewApproval, RETAIN_AFTER_EXPIRY_MS, RedeemError,
+    Redemption, Verb, check_redemption, purge_due,
 };
 
 /// The schema version this build writes and understands, kept in `PRAGMA user_version`. A
@@ -198,7 +198,7 @@ impl ApprovalStore for SqliteStore {
         let err = self.error(None);
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
-        if now_ms >= self.last_purge_ms.load(Ordering::Relaxed).saturating_add(PURGE_EVERY_MS) {
+        if purge_due(self.last_purge_ms.load(Ordering::Relaxed), now_ms) {
             self.last_purge_ms.store(now_ms, Ordering::Relaxed);
             purge_batch(&tx, now_ms).map_err(&err)?;
         }

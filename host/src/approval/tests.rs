@@ -564,6 +564,15 @@ store_tests!(sqlite, {
 });
 
 #[test]
+fn a_purge_is_due_once_a_minute_or_after_the_clock_went_back() {
+    assert!(purge_due(0, T0));
+    assert!(!purge_due(T0, T0 + PURGE_EVERY_MS - 1));
+    assert!(purge_due(T0, T0 + PURGE_EVERY_MS));
+    assert!(!purge_due(T0, T0 - 5), "requests slightly out of order do not purge");
+    assert!(purge_due(T0, T0 - PURGE_EVERY_MS - 1), "a clock set back does not stop purging");
+}
+
+#[test]
 fn ids_are_unique_and_well_formed() {
     let ids: std::collections::HashSet<String> = (0..1000).map(|_| new_id().unwrap()).collect();
     assert_eq!(ids.len(), 1000);
