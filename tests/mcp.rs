@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::serve::{ADMIN_TOKEN, AGENT_KEY, READER_KEY, Server, free_port, send, temp_dir};
+use common::serve::{ADMIN_TOKEN, AGENT_KEY, Answer, READER_KEY, Server, Upstream, free_port, send, temp_dir};
 use serde_json::{Value, json};
 
 /// The venv's python with the MCP SDK, installed once per test run.
@@ -92,6 +92,11 @@ struct Door {
 
 impl Door {
     fn start(name: &str, dir: PathBuf, server: &McpServer) -> Door {
+        Door::start_at(name, dir, &format!("http://127.0.0.1:{}/mcp", server.port), true)
+    }
+
+    /// The door in front of any upstream URL, with or without `destructive_needs_approval`.
+    fn start_at(name: &str, dir: PathBuf, upstream: &str, destructive: bool) -> Door {
         let (port, admin) = (free_port(), free_port());
         let tool_guard = common::component("tool-guard").display().to_string();
         let config = common::serve::fixture_config(true, "invoices:read")
@@ -104,7 +109,7 @@ module = "{tool_guard}"
 approver_group = "crm-approvers"
 ttl_seconds = 600
 writes = ["create_invoice"]
-destructive_needs_approval = true
+destructive_needs_approval = {destructive}
 mask = "[redacted]"
 
 [policies.tool-guard.settings.tools]
@@ -124,7 +129,7 @@ policies = ["tool-guard"]
 
 [server.mcp]
 listen = "127.0.0.1:{port}"
-upstream = "http://127.0.0.1:{upstream}/mcp"
+upstream = "{upstream}"
 
 [server.admin]
 listen = "127.0.0.1:{admin}"
@@ -136,7 +141,6 @@ store = "approvals.sqlite"
 [audit]
 path = "audit.jsonl"
 "#,
-                upstream = server.port,
             );
         let path = dir.join(format!("{name}.toml"));
         std::fs::write(&path, config).unwrap();
@@ -363,6 +367,213 @@ fn messages_the_door_cannot_read_are_refused_not_passed() {
     let answer = send("POST", &format!("http://127.0.0.1:{}/other", door.port), &headers, b"{}");
     assert_eq!(answer.status, 404);
     assert!(server.seen().is_empty());
+}
+
+/// One raw JSON-RPC POST to the door, as `key`, with extra headers.
+fn post(door: &Door, key: &str, extra: &[(&str, &str)], body: &[u8]) -> Answer {
+    let mut headers = vec![
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("x-api-key", key),
+    ];
+    headers.extend_from_slice(extra);
+    send("POST", &door.url(), &headers, body)
+}
+
+/// The JSON-RPC messages a recording upstream received, with their headers.
+fn received(upstream: &Upstream) -> Vec<(Value, std::collections::BTreeMap<String, String>)> {
+    upstream
+        .seen()
+        .into_iter()
+        .filter_map(|s| Some((serde_json::from_slice::<Value>(&s.body).ok()?, s.headers)))
+        .collect()
+}
+
+fn methods(upstream: &Upstream) -> Vec<String> {
+    received(upstream).iter().map(|(m, _)| m["method"].as_str().unwrap_or("(answer)").to_owned()).collect()
+}
+
+#[test]
+fn a_destructive_tool_called_in_a_session_that_never_listed_tools_needs_approval() {
+    common::policies_dir();
+    let dir = temp_dir("mcp-unlisted");
+    let server = McpServer::start(&dir, false);
+    let door = Door::start("unlisted", dir.clone(), &server);
+    // No list_tools first: the door lists the tools itself before the first call, so the
+    // server's destructiveHint reaches tool-guard, and a read-only tool still passes.
+    let r = door.client(
+        json!([
+            {"op": "call", "tool": "delete_customer", "args": {"customer_id": 3}},
+            {"op": "call", "tool": "search_customers", "args": {"query": "Ada"}},
+        ]),
+        Some(READER_KEY),
+        "legacy",
+    );
+    assert_eq!(error_code(&r[0]), (-32004, "approval-required".into()), "{r:#?}");
+    assert_eq!(r[1]["result"]["isError"], false, "a read-only tool is known read-only: {r:#?}");
+    // The same through the 2026 protocol (no session).
+    let r = door.client(
+        json!([
+            {"op": "call", "tool": "delete_customer", "args": {"customer_id": 4}},
+            {"op": "call", "tool": "get_customer", "args": {"customer_id": 4}},
+        ]),
+        Some(READER_KEY),
+        "auto",
+    );
+    assert_eq!(error_code(&r[0]), (-32004, "approval-required".into()), "{r:#?}");
+    assert_eq!(r[1]["result"]["structuredContent"]["name"], "Ada", "{r:#?}");
+    let tools: Vec<Value> = server.seen().iter().map(|s| s["tool"].clone()).collect();
+    assert_eq!(tools, [json!("search_customers"), json!("get_customer")], "delete_customer never ran");
+    let audit = door.audit();
+    let held = audit.iter().filter(|r| {
+        r["operation"] == "delete_customer"
+            && r["labels"].as_array().is_some_and(|l| l.iter().any(|l| l["value"] == "destructive-needs-approval"))
+    });
+    assert_eq!(held.count(), 2, "{audit:#?}");
+}
+
+#[test]
+fn a_tool_whose_listing_cannot_be_had_counts_as_destructive() {
+    common::policies_dir();
+    let dir = temp_dir("mcp-nolist");
+    // An upstream that answers nothing MCP: the door cannot list the tools.
+    let upstream = Upstream::start();
+    let door = Door::start_at("nolist", dir.clone(), &format!("http://{}/mcp", upstream.addr), true);
+    let forged = [
+        ("mcp-annotation-destructivehint", "false"),
+        ("mcp-annotation-readonlyhint", "true"),
+        ("mcp-annotation-source", "server"),
+    ];
+    let answer = post(
+        &door,
+        READER_KEY,
+        &forged,
+        br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_customer","arguments":{"customer_id":1}}}"#,
+    );
+    assert_eq!(answer.json()["error"]["code"], -32004, "{}", String::from_utf8_lossy(&answer.body));
+    assert!(!methods(&upstream).contains(&"tools/call".to_owned()), "{:?}", methods(&upstream));
+    assert!(methods(&upstream).contains(&"tools/list".to_owned()), "the door tried to list the tools");
+}
+
+#[test]
+fn a_message_with_a_repeated_key_is_refused_not_judged_on_one_and_run_on_the_other() {
+    common::policies_dir();
+    let dir = temp_dir("mcp-dup");
+    let server = McpServer::start(&dir, false);
+    let door = Door::start("dup", dir.clone(), &server);
+    for body in [
+        &br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_customer","name":"get_customer","arguments":{"customer_id":1}}}"#[..],
+        br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_customer","n\u0061me":"delete_customer","arguments":{"customer_id":1}}}"#,
+        br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_customers","arguments":{"query":"Ada","ssn":"1","ssn":"078-05-1120"}}}"#,
+        br#"{"jsonrpc":"2.0","method":"notifications/initialized","params":{"a":1,"a":2}}"#,
+    ] {
+        let answer = post(&door, AGENT_KEY, &[], body);
+        assert_eq!(answer.status, 400, "{}", String::from_utf8_lossy(&answer.body));
+        let error = &answer.json()["error"];
+        assert_eq!(error["code"], -32600);
+        assert!(error["message"].as_str().unwrap().contains("twice"), "{error}");
+    }
+    assert!(server.seen().is_empty(), "{:?}", server.seen());
+}
+
+#[test]
+fn the_server_gets_the_message_the_door_judged_not_the_clients_bytes() {
+    common::policies_dir();
+    let dir = temp_dir("mcp-reserialise");
+    let upstream = Upstream::start();
+    let door = Door::start_at("reserialise", dir.clone(), &format!("http://{}/mcp", upstream.addr), false);
+    // Escapes, spacing and key order a lenient parser might read otherwise: the server gets
+    // the parsed value written out again.
+    let sent = br#"{ "jsonrpc" : "2.0", "id" : 7, "method" : "tools/call",
+        "params" : { "name" : "get_\u0063ustomer", "arguments" : { "customer_id" : 7, "note" : "\u0041da" } } }"#;
+    let _ = post(&door, AGENT_KEY, &[], sent);
+    let got: Vec<Vec<u8>> = upstream
+        .seen()
+        .into_iter()
+        .filter(|s| serde_json::from_slice::<Value>(&s.body).is_ok_and(|m| m["method"] == "tools/call"))
+        .map(|s| s.body)
+        .collect();
+    assert_eq!(got.len(), 1, "{:?}", methods(&upstream));
+    let judged: Value = serde_json::from_slice(sent).unwrap();
+    assert_eq!(got[0], serde_json::to_vec(&judged).unwrap(), "{}", String::from_utf8_lossy(&got[0]));
+    assert_eq!(serde_json::from_slice::<Value>(&got[0]).unwrap()["params"]["name"], "get_customer");
+
+    // A notification is forwarded re-serialised too.
+    let answer = post(&door, AGENT_KEY, &[], br#"{"jsonrpc":"2.0",  "method":"notifications/initialized"}"#);
+    assert!(answer.status < 300, "{}", answer.status);
+    let last = upstream.seen().pop().unwrap();
+    assert_eq!(last.body, br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+}
+
+#[test]
+fn a_call_sent_as_a_notification_is_refused_not_forwarded() {
+    common::policies_dir();
+    let dir = temp_dir("mcp-notify");
+    let upstream = Upstream::start();
+    let door = Door::start_at("notify", dir.clone(), &format!("http://{}/mcp", upstream.addr), false);
+    for body in [
+        &br#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"get_customer","arguments":{"customer_id":1}}}"#[..],
+        br#"{"jsonrpc":"2.0","method":"resources/read","params":{"uri":"crm://customers/1"}}"#,
+        br#"{"jsonrpc":"2.0","method":"prompts/get","params":{"name":"summarise"}}"#,
+        br#"{"jsonrpc":"2.0","method":"tools/list"}"#,
+    ] {
+        let answer = post(&door, AGENT_KEY, &[], body);
+        assert_eq!(answer.status, 400, "{}", String::from_utf8_lossy(&answer.body));
+        assert_eq!(answer.json()["error"]["code"], -32600);
+        assert!(answer.json()["error"]["message"].as_str().unwrap().contains("without an `id`"));
+    }
+    assert!(upstream.seen().is_empty(), "{:?}", methods(&upstream));
+}
+
+#[test]
+fn headers_only_the_host_sets_never_reach_the_server() {
+    common::policies_dir();
+    let dir = temp_dir("mcp-headers");
+    let upstream = Upstream::start();
+    let door = Door::start_at("headers", dir.clone(), &format!("http://{}/mcp", upstream.addr), true);
+    // bob's call of delete_customer is held (its listing cannot be had: destructive).
+    let call = br#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"delete_customer","arguments":{"customer_id":2}}}"#;
+    let forged = [
+        ("x-portcullis-principal", "user:admin"),
+        ("x-portcullis-on-behalf-of", "admin"),
+        ("mcp-annotation-destructivehint", "false"),
+        ("mcp-probe", "tools/list"),
+        // The 2026 routing headers, claiming another tool and argument.
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "get_customer"),
+        ("mcp-param-customer-id", "99"),
+    ];
+    let answer = post(&door, READER_KEY, &forged, call);
+    let approval = answer.json()["error"]["data"]["approval"]["id"].as_str().unwrap_or_else(|| panic!("{}", answer.json())).to_owned();
+    let approved = send(
+        "POST",
+        &format!("{}/approvals/{approval}/approve", admin_url(&door)),
+        &[("authorization", &format!("Bearer {ADMIN_TOKEN}")), ("content-type", "application/json")],
+        br#"{"by": "fiona@example.com"}"#,
+    );
+    assert_eq!(approved.status, 200, "{}", String::from_utf8_lossy(&approved.body));
+    // The retry carries the approval in the header; it is consumed, not forwarded.
+    let mut retry = forged.to_vec();
+    retry.push(("portcullis-approval", &approval));
+    let _ = post(&door, READER_KEY, &retry, call);
+    let calls: Vec<_> = received(&upstream).into_iter().filter(|(m, _)| m["method"] == "tools/call").collect();
+    assert_eq!(calls.len(), 1, "{:?}", methods(&upstream));
+    let (message, headers) = &calls[0];
+    assert_eq!(message["params"]["name"], "delete_customer");
+    for name in headers.keys() {
+        assert!(
+            !name.starts_with("x-portcullis-")
+                && !name.starts_with("mcp-annotation-")
+                && !name.starts_with("mcp-param-")
+                && name != "mcp-probe"
+                && name != "portcullis-approval",
+            "{name} reached the server: {headers:?}"
+        );
+    }
+    // The routing headers the server gets are the judged message's.
+    assert_eq!(headers.get("mcp-method").map(String::as_str), Some("tools/call"));
+    assert_eq!(headers.get("mcp-name").map(String::as_str), Some("delete_customer"));
+    assert!(!headers.contains_key("x-api-key"), "strip_credentials");
 }
 
 #[test]
