@@ -4,9 +4,11 @@
 //!   scripts/build-policies.sh && cargo run --example gateway
 //!   curl -H 'x-api-key: demo-user-key-0001' http://127.0.0.1:8090/customers/42
 //!
-//! The lines an embedder writes are in `guard`: normalise the request, `Gate::admit`,
-//! apply the redactions to your own request, and on the way back `Gate::release` and apply
-//! them to your response. Everything else here is an ordinary hyper service.
+//! The lines an embedder writes are in `guard`: check and normalise the request (its
+//! canonical target), `Gate::admit`, build the request your handler gets from what the
+//! policies judged (`adapters::forward::upstream_request`), and on the way back
+//! `Gate::release` and apply the response's redactions. Everything else here is an
+//! ordinary hyper service.
 
 use std::convert::Infallible;
 use std::path::Path;
@@ -16,13 +18,14 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use portcullis_host::adapters::http::{FromHttp, request_from_http, response_from_http};
+use portcullis_host::adapters::forward::{downstream_response, take_incoming, upstream_request};
+use portcullis_host::adapters::http::{FromHttp, canonical_request_from_http, response_from_http};
 use portcullis_host::approval::MemoryStore;
 use portcullis_host::audit::JsonLinesSink;
 use portcullis_host::config::base_dir;
-use portcullis_host::gate::{Admission, Arrival, Gate, Refusal, Release};
+use portcullis_host::gate::{Admission, Arrival, Gate, Reach, Refusal, Release};
 use portcullis_host::identity::Authenticator;
-use portcullis_host::{Config, PolicySet};
+use portcullis_host::{Config, Phase, PolicySet};
 
 type Response = http::Response<Vec<u8>>;
 
@@ -37,24 +40,32 @@ fn gate(config_path: &Path) -> Result<Gate, Box<dyn std::error::Error>> {
         .with_audit(Arc::new(JsonLinesSink::stdout())))
 }
 
-/// Middleware: runs `handler` only for requests the policies let through, with their
-/// redactions applied both ways.
+/// Middleware: runs `handler` only for requests the policies let through, and gives it
+/// exactly what they judged: the canonical target, the headers as the gate left them
+/// (credentials and the approval header removed, header redactions applied), the body as
+/// redacted, and `X-Portcullis-*` set by the host, never by the caller.
 fn guard(gate: &Gate, mut req: http::Request<Vec<u8>>, handler: impl FnOnce(http::Request<Vec<u8>>) -> Response) -> Response {
-    let opts = FromHttp { default_scheme: "http".into(), ..FromHttp::default() };
-    let Ok(mut request) = request_from_http(&req, &opts) else { return problem(400, "bad request") };
-    let arrival = Arrival::take("gateway-example", &mut request);
+    if take_incoming(req.headers_mut()).is_err() {
+        return problem(400, "bad request");
+    }
+    let opts = FromHttp { default_scheme: "http".into(), target_rules: gate.target_rules(), ..FromHttp::default() };
+    let Ok((mut request, target)) = canonical_request_from_http(&req, &opts) else { return problem(400, "bad request") };
+    let arrival = Arrival::take("gateway-example", Reach::ALL, &mut request);
     let ticket = match gate.admit(&mut request, arrival) {
         Admission::Refuse(refusal) => return refused(&refusal),
         Admission::Forward(ticket) => ticket,
     };
-    if ticket.check.verdict.apply_to_http_request(&mut req).is_err() {
+    let redactions = ticket.check.verdict.redactions();
+    let response_phase = gate.policy_set().runs(Phase::Response, &ticket.request);
+    let Ok(mut judged) = upstream_request(&ticket.request, &target, redactions, response_phase) else {
         return problem(500, "a redaction could not be applied");
-    }
-    let mut res = handler(req);
+    };
+    *judged.body_mut() = ticket.request.body.as_ref().map(|b| b.bytes.clone()).unwrap_or_default();
+    let mut res = handler(judged);
     let Ok(mut response) = response_from_http(&res) else { return problem(502, "bad response") };
     match gate.release(&ticket, &mut response) {
         Release::Refuse(refusal) => refused(&refusal),
-        Release::Return(check) => match check.verdict.apply_to_http_response(&mut res) {
+        Release::Return(check) => match downstream_response(&mut res, check.verdict.redactions()) {
             Ok(_) => res,
             Err(_) => problem(502, "a redaction could not be applied"),
         },
@@ -157,5 +168,27 @@ mod tests {
         assert_eq!(held.status(), 403);
         assert!(held.headers().contains_key("portcullis-approval"));
         assert_eq!(called, 1, "only the allowed request reached the API");
+    }
+
+    /// The handler gets what the policies judged: the canonical target, no approval header,
+    /// and the principal header set by the host, not the caller's.
+    #[test]
+    fn the_handler_gets_exactly_what_was_judged() {
+        let gate = example_gate();
+        let mut req = request("GET", "/public/../customers/42", "demo-user-key-0001");
+        req.headers_mut().insert("portcullis-approval", "apr-forged".parse().unwrap());
+        req.headers_mut().insert("x-portcullis-principal", "user:admin".parse().unwrap());
+        let mut seen = None;
+        let ok = guard(&gate, req, |r| {
+            seen = Some(r.clone());
+            api(r)
+        });
+        assert_eq!(ok.status(), 200);
+        let seen = seen.expect("the handler ran");
+        assert_eq!(seen.uri().to_string(), "/customers/42");
+        assert!(seen.headers().get("portcullis-approval").is_none());
+        assert_eq!(seen.headers()["x-portcullis-principal"], "user:alice");
+        let refused = guard(&gate, request("GET", "/customers/..%2f42", "demo-user-key-0001"), api);
+        assert_eq!(refused.status(), 400);
     }
 }

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::decision::DecisionKind;
 use crate::exchange::{PrincipalKind, Request};
+use crate::redact::Applied;
 use crate::verdict::{Phase, Verdict};
 
 /// The longest fault or authentication-failure text kept in a record, in bytes. Traps can
@@ -84,8 +85,10 @@ pub struct AuditRecord {
     /// Every evaluated policy's result, in route order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<AuditPolicy>,
-    /// What the verdict redacts, as `header:<name>`, `query:<name>` or `json:<pointer>`
-    /// (pointers as the policy wrote them, `*` included). Never the replacement value.
+    /// What was redacted in the message passed on, as `header:<name>`, `query:<name>` or
+    /// `json:<pointer>` (each concrete field changed: `*` resolved to indices). Only what
+    /// was applied: a redaction that matched nothing, or one of a refused message, is not
+    /// listed. Never the replacement value.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redacted: Vec<String>,
     /// The approval this request created or redeemed, if any.
@@ -220,8 +223,14 @@ pub struct AuditContext {
 }
 
 impl AuditRecord {
-    /// The record of a verdict about `request` (either phase).
-    pub fn for_verdict(ctx: &AuditContext, request: &Request, verdict: &Verdict) -> AuditRecord {
+    /// The record of a verdict about `request` (either phase); `applied` is what its
+    /// redactions changed in the message passed on (`None` when nothing was passed on).
+    pub fn for_verdict(
+        ctx: &AuditContext,
+        request: &Request,
+        verdict: &Verdict,
+        applied: Option<&Applied>,
+    ) -> AuditRecord {
         let mut record = AuditRecord::base(ctx, request, verdict.phase, verdict.kind().into());
         record.route = verdict.route.clone();
         record.decided_by = verdict.decided_by.clone();
@@ -241,10 +250,10 @@ impl AuditRecord {
                 value: value.clone(),
             }));
         }
-        for redaction in verdict.redactions() {
+        for change in applied.map_or(&[][..], |applied| &applied.changes) {
             // `Target`'s Display is exactly `header:<name>` / `query:<name>` / `json:<ptr>`;
-            // the action (and so any replacement value) is deliberately not looked at.
-            let field = redaction.target.to_string();
+            // the replacement value is deliberately not looked at.
+            let field = change.field.to_string();
             if !record.redacted.contains(&field) {
                 record.redacted.push(field);
             }
@@ -616,6 +625,7 @@ impl AuditSink for MemorySink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::redact::{Change, Effect};
     use crate::decision::{Action, Decision, Redaction, Target};
     use crate::exchange::{Body, Principal};
     use crate::policy::Fault;
@@ -705,6 +715,14 @@ mod tests {
         }
     }
 
+    /// What the redacting verdict changed in the message passed on.
+    fn email_applied() -> Applied {
+        Applied {
+            changes: vec![Change { field: Target::JsonPointer("/email".into()), effect: Effect::Replaced, redaction: 0 }],
+            ..Applied::default()
+        }
+    }
+
     fn assert_no_secrets(text: &str) {
         for secret in ["SECRET-A", "SECRET-B", "SECRET-C", "SECRET-D", "SECRET-E", "SECRET-F", "SECRET"] {
             assert!(!text.contains(secret), "`{secret}` leaked into the audit record: {text}");
@@ -713,7 +731,7 @@ mod tests {
 
     #[test]
     fn verdict_record_carries_the_decision_and_no_secret() {
-        let record = AuditRecord::for_verdict(&context(), &secret_request(), &redacting_verdict());
+        let record = AuditRecord::for_verdict(&context(), &secret_request(), &redacting_verdict(), Some(&email_applied()));
         let line = String::from_utf8(record.to_json_line().unwrap()).unwrap();
         assert_no_secrets(&line);
         assert!(line.ends_with('\n') && line.matches('\n').count() == 1, "{line}");
@@ -787,7 +805,7 @@ mod tests {
             reason: "policy `pii` trapped".into(),
         });
         verdict.decided_by = Some("pii".into());
-        let record = AuditRecord::for_verdict(&context(), &secret_request(), &verdict);
+        let record = AuditRecord::for_verdict(&context(), &secret_request(), &verdict, None);
         assert_eq!(record.decision, AuditOutcome::Deny);
         assert_eq!(record.decided_by.as_deref(), Some("pii"));
         assert!(record.redacted.is_empty());
@@ -802,24 +820,40 @@ mod tests {
     fn path_never_carries_a_query() {
         let mut request = secret_request();
         request.path = "/invoices?api_key=SECRET-C".into();
-        let record = AuditRecord::for_verdict(&context(), &request, &redacting_verdict());
+        let record = AuditRecord::for_verdict(&context(), &request, &redacting_verdict(), Some(&email_applied()));
         assert_eq!(record.path, "/invoices");
     }
 
     #[test]
-    fn redacted_fields_are_listed_once_each() {
+    fn redacted_fields_are_what_was_applied_listed_once_each() {
         let mut verdict = redacting_verdict();
         verdict.decision = Decision::Redact {
             redactions: vec![
                 Redaction { target: Target::Header("x-api-key".into()), action: Action::Remove },
                 Redaction { target: Target::Query("token".into()), action: Action::Replace("SECRET-F".into()) },
                 Redaction { target: Target::JsonPointer("/items/*/card".into()), action: Action::Remove },
-                Redaction { target: Target::Header("x-api-key".into()), action: Action::Replace("x".into()) },
+                Redaction { target: Target::JsonPointer("/email".into()), action: Action::Remove },
             ],
         };
-        let record = AuditRecord::for_verdict(&context(), &secret_request(), &verdict);
-        assert_eq!(record.redacted, ["header:x-api-key", "query:token", "json:/items/*/card"]);
+        let change = |field: Target| Change { field, effect: Effect::Removed, redaction: 0 };
+        let applied = Applied {
+            changes: vec![
+                change(Target::Header("x-api-key".into())),
+                change(Target::Header("x-api-key".into())),
+                change(Target::Query("token".into())),
+                change(Target::JsonPointer("/items/0/card".into())),
+                change(Target::JsonPointer("/items/1/card".into())),
+            ],
+            ..Applied::default()
+        };
+        let record = AuditRecord::for_verdict(&context(), &secret_request(), &verdict, Some(&applied));
+        assert_eq!(record.redacted, ["header:x-api-key", "query:token", "json:/items/0/card", "json:/items/1/card"]);
         assert_no_secrets(&serde_json::to_string(&record).unwrap());
+        // Asked but not applied (a `Range` slice without the field, a refused message):
+        // not listed.
+        assert!(AuditRecord::for_verdict(&context(), &secret_request(), &verdict, None).redacted.is_empty());
+        let nothing = Applied::default();
+        assert!(AuditRecord::for_verdict(&context(), &secret_request(), &verdict, Some(&nothing)).redacted.is_empty());
     }
 
     #[test]
@@ -842,7 +876,7 @@ mod tests {
     fn file_sink_appends_across_opens_and_lines_parse_back() {
         let dir = temp_dir("append");
         let path = dir.join("audit.jsonl");
-        let record = AuditRecord::for_verdict(&context(), &secret_request(), &redacting_verdict());
+        let record = AuditRecord::for_verdict(&context(), &secret_request(), &redacting_verdict(), Some(&email_applied()));
         {
             let sink = JsonLinesSink::open(&path).unwrap();
             sink.record(&record);
@@ -895,7 +929,7 @@ mod tests {
     fn write_errors_are_counted_not_raised() {
         // Every write to /dev/full fails with "no space left on device".
         let sink = JsonLinesSink::open("/dev/full").unwrap();
-        let record = AuditRecord::for_verdict(&context(), &secret_request(), &redacting_verdict());
+        let record = AuditRecord::for_verdict(&context(), &secret_request(), &redacting_verdict(), Some(&email_applied()));
         for _ in 0..3 {
             sink.record(&record);
         }
@@ -911,7 +945,7 @@ mod tests {
         let dir = temp_dir("concurrent");
         let path = dir.join("audit.jsonl");
         let sink: Arc<dyn AuditSink> = Arc::new(JsonLinesSink::open(&path).unwrap());
-        let mut base = AuditRecord::for_verdict(&context(), &secret_request(), &redacting_verdict());
+        let mut base = AuditRecord::for_verdict(&context(), &secret_request(), &redacting_verdict(), Some(&email_applied()));
         // Long lines (several KiB) make torn writes likely if anything were wrong.
         base.policies[1].reason = "x".repeat(8 * 1024);
         std::thread::scope(|scope| {

@@ -53,11 +53,10 @@ impl ExtAuthz {
                 return bad_request(&check, &e);
             }
         };
-        let mut arrival = Arrival::take(FRONT_DOOR, &mut checked.request);
         // Envoy can change headers and query parameters, never the body; with the whole
         // body in hand a redaction that changes nothing in it can still pass.
         let body = if checked.body.is_complete() { BodyReach::ReadOnly } else { BodyReach::Unseen };
-        arrival.reach = Reach { query: true, body };
+        let arrival = Arrival::take(FRONT_DOOR, Reach { query: true, body }, &mut checked.request);
         let request_id = checked.request.id.clone();
         // Evaluation is synchronous CPU work: keep it off the async workers.
         let admitted = tokio::task::spawn_blocking(move || {

@@ -70,8 +70,7 @@ async fn handle(live: &Live, section: &ForwardAuthSection, req: Request<Incoming
         Ok(request) => request,
         Err(e) => return problem(400, "bad-request", e.to_string(), ""),
     };
-    let mut arrival = Arrival::take("forward-auth", &mut request);
-    arrival.reach = Reach::HEADERS;
+    let arrival = Arrival::take("forward-auth", Reach::HEADERS, &mut request);
     let request_id = request.id.clone();
     let admission = match tokio::task::spawn_blocking(move || gate.admit(&mut request, arrival)).await {
         Ok(admission) => admission,

@@ -398,9 +398,8 @@ impl Door {
         if let (Some(approval), None) = (&call.approval_id, request.header(APPROVAL_HEADER)) {
             request.headers.push((APPROVAL_HEADER.into(), approval.clone()));
         }
-        let mut arrival = Arrival::take("mcp", &mut request);
         // Arguments and results are rewritten here; the endpoint's query is not.
-        arrival.reach = Reach { query: false, body: BodyReach::Rewrite };
+        let arrival = Arrival::take("mcp", Reach { query: false, body: BodyReach::Rewrite }, &mut request);
         let request_id = request.id.clone();
         let (gate, admission) = match tokio::task::spawn_blocking(move || {
             let admission = gate.admit(&mut request, arrival);

@@ -1,10 +1,12 @@
 //! The reverse proxy: every request passes the gate before the upstream sees it, and
 //! every response passes it again before the caller does.
 //!
-//! Bodies are buffered only when a policy on the route reads them or a verdict redacts
-//! JSON in them; otherwise they stream through untouched. Redactions are applied to the
-//! real HTTP message with the library's applier (`Content-Length` fixed); a redaction that
-//! cannot be guaranteed refuses the message rather than passing it unredacted.
+//! What the upstream gets is built by the library from what the policies judged
+//! (`adapters::forward`): the canonical target, the headers as the gate left them, the
+//! headers the host derives. A body is read (up to the cap) when a policy runs in its phase,
+//! so the gate redacts exactly what is passed on, and the audit records exactly what was
+//! redacted; with no policy in a phase, the body streams through untouched. A redaction
+//! that cannot be guaranteed refuses the message rather than passing it unredacted.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,11 +22,10 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use portcullis_host::adapters::forward::{downstream_response, strip_hop_by_hop, take_incoming, upstream_request};
-use portcullis_host::adapters::http::{FromHttp, apply_to_http_request, canonical_request_from_http, response_from_http};
+use portcullis_host::adapters::http::{FromHttp, canonical_request_from_http, response_from_http};
 use portcullis_host::config::ProxySection;
-use portcullis_host::decision::Target;
 use portcullis_host::exchange::Body as ExchangeBody;
-use portcullis_host::gate::{Admission, Arrival, Gate, Release, Ticket};
+use portcullis_host::gate::{Admission, Arrival, Gate, Reach, Release, Ticket};
 use portcullis_host::{CanonicalTarget, Phase};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -148,9 +149,10 @@ impl Proxy {
         };
         let (parts, _) = head.into_parts();
         let mut payload = Payload::Streaming(body);
-        // With approvals on, the body is read too: an approval is bound to the request's
-        // digest, body included, so an approved request cannot be replayed with another.
-        if gate.policy_set().needs_body(Phase::Request, &request) || gate.approvals().is_some() {
+        // When a request policy runs, the gate gets the body, so the redactions it applies
+        // and records are the ones the upstream gets. With approvals on, the body is read
+        // too: an approval is bound to the request's digest, body included.
+        if gate.policy_set().runs(Phase::Request, &request) || gate.approvals().is_some() {
             let bytes = match payload.buffer(cap).await {
                 Ok(bytes) => bytes,
                 Err(e) => return body_error(e, cap, "request", ""),
@@ -158,7 +160,7 @@ impl Proxy {
             request.body = body_of(&bytes, &parts.headers);
             payload = Payload::Buffered(bytes);
         }
-        let arrival = Arrival::take("proxy", &mut request);
+        let arrival = Arrival::take("proxy", Reach::ALL, &mut request);
         let request_id = request.id.clone();
         let (gate, admission) = match tokio::task::spawn_blocking(move || {
             let admission = gate.admit(&mut request, arrival);
@@ -173,11 +175,11 @@ impl Proxy {
             Admission::Refuse(refusal) => return refusal_response(&refusal),
             Admission::Forward(ticket) => ticket,
         };
-        let upstream_request = match self.upstream_request(&gate, &ticket, &target, payload, &parts.headers).await {
+        let upstream_request = match self.upstream_request(&gate, &ticket, &target, payload) {
             Ok(request) => request,
             Err(response) => return *response,
         };
-        let response_policies = gate.policy_set().needs_body(Phase::Response, &ticket.request);
+        let response_policies = gate.policy_set().runs(Phase::Response, &ticket.request);
         let timeout = Duration::from_millis(self.section.upstream_timeout_ms);
         let response = match tokio::time::timeout(timeout, self.client.request(upstream_request)).await {
             Ok(Ok(response)) => response,
@@ -218,28 +220,17 @@ impl Proxy {
             Release::Refuse(refusal) => return refusal_response(&refusal),
             Release::Return(check) => check,
         };
+        // A response policy ran, so the body was read and the gate redacted exactly it;
+        // the same redactions are applied to the response as sent.
         let redactions = check.verdict.redactions();
-        if !redactions.is_empty() {
-            let json = redactions.iter().any(|r| matches!(r.target, Target::JsonPointer(_)));
-            if json {
-                rpayload = match rpayload.buffer(rcap).await {
-                    Ok(bytes) => Payload::Buffered(bytes),
-                    Err(e) => return body_error(e, rcap, "response", &request_id),
-                };
-            }
-            let bytes = match &rpayload {
-                Payload::Buffered(bytes) => bytes.to_vec(),
-                Payload::Streaming(_) => Vec::new(),
-            };
-            let mut redacted = Response::from_parts(rparts, bytes);
+        if let (false, Payload::Buffered(bytes)) = (redactions.is_empty(), &rpayload) {
+            let mut redacted = Response::from_parts(rparts, bytes.to_vec());
             if let Err(e) = downstream_response(&mut redacted, redactions) {
                 return problem(502, "redaction-failed", format!("a redaction could not be guaranteed: {e}"), &request_id);
             }
             let (redacted_parts, bytes) = redacted.into_parts();
             rparts = redacted_parts;
-            if json {
-                rpayload = Payload::Buffered(Bytes::from(bytes));
-            }
+            rpayload = Payload::Buffered(Bytes::from(bytes));
         }
         if let Payload::Buffered(bytes) = &rpayload {
             rparts.headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
@@ -249,42 +240,24 @@ impl Proxy {
 
     /// The request the upstream gets for an admitted one: built by the library from what the
     /// policies judged ([`upstream_request`]), sent to the upstream's address with its
-    /// `Host`, with the body as judged (redacted by the gate when it was read for the
-    /// policies; read and redacted here when only a verdict needs it).
-    async fn upstream_request(
+    /// `Host`, with the body as the gate left it (read whenever a request policy ran, so a
+    /// redacted body is the gate's; streamed untouched otherwise).
+    fn upstream_request(
         &self,
         gate: &Gate,
         ticket: &Ticket,
         target: &CanonicalTarget,
         payload: Payload,
-        sent: &http::HeaderMap,
     ) -> Result<Request<Body>, Box<Response<Body>>> {
         let request_id = &ticket.request.id;
-        let cap = self.section.max_request_bytes;
         let redactions = ticket.check.verdict.redactions();
         let response_phase = gate.policy_set().runs(Phase::Response, &ticket.request);
-        let mut upstream = upstream_request(&ticket.request, target, redactions, response_phase)
-            .map_err(|e| Box::new(problem(500, "redaction-failed", format!("the request cannot be forwarded: {e}"), request_id)))?;
+        let mut upstream = upstream_request(&ticket.request, target, redactions, response_phase).map_err(|e| {
+            Box::new(problem(500, "redaction-failed", format!("the request cannot be forwarded: {e}"), request_id))
+        })?;
         let payload = match payload {
-            // The gate read the body: forward it as the gate left it.
             Payload::Buffered(_) => {
                 Payload::Buffered(ticket.request.body.as_ref().map(|b| Bytes::from(b.bytes.clone())).unwrap_or_default())
-            }
-            Payload::Streaming(body) if redactions.iter().any(|r| matches!(r.target, Target::JsonPointer(_))) => {
-                let bytes = Payload::Streaming(body)
-                    .buffer(cap)
-                    .await
-                    .map_err(|e| Box::new(body_error(e, cap, "request", request_id)))?;
-                let json: Vec<_> =
-                    redactions.iter().filter(|r| matches!(r.target, Target::JsonPointer(_))).cloned().collect();
-                let mut body_only = Request::new(bytes.to_vec());
-                if let Some(content_type) = sent.get(CONTENT_TYPE) {
-                    body_only.headers_mut().insert(CONTENT_TYPE, content_type.clone());
-                }
-                apply_to_http_request(&mut body_only, &json).map_err(|e| {
-                    Box::new(problem(500, "redaction-failed", format!("a redaction could not be guaranteed: {e}"), request_id))
-                })?;
-                Payload::Buffered(Bytes::from(body_only.into_body()))
             }
             streaming => streaming,
         };
@@ -301,7 +274,7 @@ impl Proxy {
             headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
         }
         let (parts, _) = upstream.into_parts();
-        Ok(Request::from_parts(parts, payload.into_capped_body(cap)))
+        Ok(Request::from_parts(parts, payload.into_capped_body(self.section.max_request_bytes)))
     }
 }
 

@@ -90,8 +90,10 @@ impl Arrival {
     /// Takes what the gate needs out of a freshly normalised request: removes the approval
     /// header (neither policies nor the upstream should see it), sets the request id (the
     /// caller's `X-Request-Id` when it is short and printable, otherwise a new one) and the
-    /// receive time.
-    pub fn take(front_door: &'static str, request: &mut Request) -> Arrival {
+    /// receive time. `reach` says what the door can change in the request it passes on:
+    /// there is no default, since a door that claims more than it can enforce would pass
+    /// a redaction unapplied.
+    pub fn take(front_door: &'static str, reach: Reach, request: &mut Request) -> Arrival {
         let now_ms = crate::capability::now_ms();
         let mut approval_id = None;
         request.headers.retain(|(name, value)| {
@@ -114,7 +116,7 @@ impl Arrival {
         if request.received_at_ms == 0 {
             request.received_at_ms = now_ms;
         }
-        Arrival { front_door, approval_id, now_ms, started: Instant::now(), reach: Reach::ALL }
+        Arrival { front_door, approval_id, now_ms, started: Instant::now(), reach }
     }
 }
 
@@ -222,7 +224,13 @@ impl Gate {
             }
         }
         let status = refusal.as_ref().map(|r| r.status);
-        self.audit(|ctx| AuditRecord::for_verdict(ctx, request, &check.verdict), &arrival_with(&arrival, &approval_id, needed_approval), status);
+        // Only a request passed on had its redactions applied.
+        let applied = check.applied.as_ref().filter(|_| refusal.is_none());
+        self.audit(
+            |ctx| AuditRecord::for_verdict(ctx, request, &check.verdict, applied),
+            &arrival_with(&arrival, &approval_id, needed_approval),
+            status,
+        );
         match refusal {
             Some(refusal) => Admission::Refuse(refusal),
             None => Admission::Forward(Box::new(Ticket {
@@ -260,7 +268,8 @@ impl Gate {
             started: ticket.started,
             reach: Reach::ALL,
         };
-        self.audit(|ctx| AuditRecord::for_verdict(ctx, &ticket.request, &check.verdict), &arrival, Some(status));
+        let applied = check.applied.as_ref().filter(|_| refusal.is_none());
+        self.audit(|ctx| AuditRecord::for_verdict(ctx, &ticket.request, &check.verdict, applied), &arrival, Some(status));
         match refusal {
             Some(refusal) => Release::Refuse(refusal),
             None => Release::Return(check),
