@@ -544,7 +544,8 @@ fn headers_only_the_host_sets_never_reach_the_server() {
         ("mcp-param-customer-id", "99"),
     ];
     let answer = post(&door, READER_KEY, &forged, call);
-    let approval = answer.json()["error"]["data"]["approval"]["id"].as_str().unwrap_or_else(|| panic!("{}", answer.json())).to_owned();
+    let approval = answer.json()["error"]["data"]["approval"]["id"].as_str().map(str::to_owned);
+    let approval = approval.unwrap_or_else(|| panic!("{}", answer.json()));
     let approved = send(
         "POST",
         &format!("{}/approvals/{approval}/approve", admin_url(&door)),
@@ -574,6 +575,12 @@ fn headers_only_the_host_sets_never_reach_the_server() {
     assert_eq!(headers.get("mcp-method").map(String::as_str), Some("tools/call"));
     assert_eq!(headers.get("mcp-name").map(String::as_str), Some("delete_customer"));
     assert!(!headers.contains_key("x-api-key"), "strip_credentials");
+
+    // Two session ids: the door would key what it knows by one, the server might read the other.
+    let before = upstream.seen().len();
+    let answer = post(&door, READER_KEY, &[("mcp-session-id", "a"), ("mcp-session-id", "b")], call);
+    assert_eq!(answer.status, 400, "{}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(upstream.seen().len(), before);
 }
 
 #[test]

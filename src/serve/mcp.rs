@@ -1,17 +1,26 @@
 //! The MCP front door: a Streamable HTTP proxy between MCP clients (AI agents) and one MCP
 //! server, enforcing every decision on tool calls, resource reads and prompts.
 //!
+//! - Every message is parsed strictly (a repeated key is refused) and the server gets the
+//!   parsed value written out again, never the client's bytes: what the policies judged is
+//!   what the server reads.
 //! - `POST` with a JSON-RPC request: normalised by `adapters::mcp` (the tool's name is the
 //!   operation, its arguments the body), admitted by the gate, forwarded with redacted
 //!   arguments; the server's answer (a JSON body or an SSE stream) passes the response
 //!   phase with the `result` as its body before the client sees it. A refusal is a JSON-RPC
-//!   error with the same id. `tools/list` answers are filtered to the tools the caller's
-//!   policies would not deny, and their annotations cached per session for later calls.
-//! - `POST` with a notification or with the client's answer to a server request: the
-//!   credential is checked, nothing is evaluated (they carry no call).
+//!   error with the same id. Before a `tools/call`, the door knows the tool's annotations:
+//!   from a recent `tools/list` answer for that caller and session, or by listing the tools
+//!   itself; a tool it cannot find carries MCP's defaults (destructive). `tools/list`
+//!   answers are filtered to the tools the caller's policies would not deny.
+//! - `POST` with a `notifications/…` notification or with the client's answer to a server
+//!   request: the credential is checked, nothing is evaluated (they carry no call). Any
+//!   other method without an `id` (a `tools/call` sent as a notification) is refused.
 //! - `GET` (the server's event stream) and `DELETE` (end of session): the credential is
 //!   checked and they pass; on a `GET` stream, answers to requests are dropped (the door
 //!   cannot evaluate them out of their call), notifications and server requests pass.
+//! - Headers only the host sets (`mcp-method`, `mcp-name`, `mcp-param-*`,
+//!   `mcp-annotation-*`, `mcp-probe`, `X-Portcullis-*`, the approval header) never come
+//!   from a client; the 2026 routing headers the server gets are derived from the message.
 //!
 //! Fail closed: a message that is not JSON-RPC, a batch, an answer that is not the one
 //! expected, an answer larger than the cap, or a redaction that cannot be written back is
@@ -53,7 +62,7 @@ const SESSION_HEADER: &str = "mcp-session-id";
 
 /// Tool lists remembered at once (one per principal and session); past this the oldest
 /// goes first.
-const MAX_LISTS: usize = 10_000;
+const MAX_LISTS: usize = 4_096;
 
 /// How long a remembered tool list is believed; after this the door lists the tools again
 /// before a call (a server's tools can change, `notifications/tools/list_changed`).
@@ -120,7 +129,8 @@ struct ListKey {
 impl ListKey {
     fn of(principal: &portcullis_host::exchange::Principal, session: &str) -> ListKey {
         let on_behalf_of = principal.on_behalf_of.as_deref().unwrap_or("");
-        ListKey { principal: format!("{}:{}>{on_behalf_of}", principal.kind.as_str(), principal.id), session: session.to_owned() }
+        let principal = format!("{}:{}>{on_behalf_of}", principal.kind.as_str(), principal.id);
+        ListKey { principal, session: session.to_owned() }
     }
 }
 
@@ -220,6 +230,14 @@ impl Door {
                 &format!("no MCP endpoint at {}; this door serves {}", req.uri().path(), self.section.path),
                 "",
             );
+        }
+        // One session and one protocol version per message: the door keys what it knows by
+        // the session it reads, and the server must not read another one.
+        for name in [SESSION_HEADER, "mcp-protocol-version"] {
+            if req.headers().get_all(name).iter().count() > 1 {
+                let text = format!("`{name}` appears more than once");
+                return rpc_error(400, &Value::Null, ERROR_INVALID_REQUEST, &text, "");
+            }
         }
         let gate = self.live.gate();
         let (mut parts, body) = req.into_parts();
@@ -428,7 +446,8 @@ impl Door {
         // client's bytes), with the redacted body written back and no approval id.
         let redactions = ticket.check.verdict.redactions().to_vec();
         if let Err(e) = mcp::with_body(&mut message, &call, ticket.request.body.as_ref()) {
-            return rpc_error(200, &id, ERROR_DENIED, &format!("redaction-failed: {e}; refusing rather than passing it unredacted"), &request_id);
+            let text = format!("redaction-failed: {e}; refusing rather than passing it unredacted");
+            return rpc_error(200, &id, ERROR_DENIED, &text, &request_id);
         }
         let forwarded = Bytes::from(serde_json::to_vec(&message).unwrap_or_default());
         let kept = ticket.request.headers.clone();
@@ -531,6 +550,9 @@ impl Door {
         }
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove(ACCEPT_ENCODING);
+        // TODO(issue 16): the client's `Forwarded`/`X-Forwarded-*` still pass and only
+        // `X-Forwarded-Host` is set here; switch to the shared library function that sets
+        // X-Forwarded-*/X-Portcullis-* from what was judged (adapters::forward) when it lands.
         let original_host = parts.headers.get(HOST).cloned();
         if let Some(authority) = self.upstream.authority()
             && let Ok(host) = HeaderValue::from_str(authority.as_str())
@@ -540,7 +562,10 @@ impl Door {
         if let Some(host) = original_host {
             parts.headers.insert(HeaderName::from_static("x-forwarded-host"), host);
         }
+        // The body is always JSON the door wrote itself, never in the client's encoding.
+        parts.headers.remove(http::header::CONTENT_ENCODING);
         if parts.method == Method::POST {
+            parts.headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
         }
         parts.uri = self.upstream.clone();

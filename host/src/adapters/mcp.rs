@@ -196,7 +196,9 @@ pub fn parse_json_strict(bytes: &[u8]) -> Result<Value, McpError> {
     use serde::de::DeserializeSeed as _;
     let duplicate = std::cell::RefCell::new(None);
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let parsed = strict::Strict { duplicate: &duplicate }.deserialize(&mut de).and_then(|value| de.end().map(|()| value));
+    let parsed = strict::Strict { duplicate: &duplicate }
+        .deserialize(&mut de)
+        .and_then(|value| de.end().map(|()| value));
     match (parsed, duplicate.into_inner()) {
         (_, Some(key)) => Err(McpError::DuplicateKey { key }),
         (Ok(value), None) => Ok(value),
@@ -963,7 +965,8 @@ mod tests {
     #[test]
     fn routing_headers_are_derived_from_the_judged_call() {
         let (_, c) = call(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"get_customer"}}"#);
-        assert_eq!(routing_headers(&c), [("mcp-method", "tools/call".to_owned()), ("mcp-name", "get_customer".to_owned())]);
+        let expected = [("mcp-method", "tools/call".to_owned()), ("mcp-name", "get_customer".to_owned())];
+        assert_eq!(routing_headers(&c), expected);
         let (_, c) = call(r#"{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"crm://c/é"}}"#);
         assert_eq!(routing_headers(&c)[1], ("mcp-name", "=?base64?Y3JtOi8vYy/DqQ==?=".to_owned()));
         let (_, c) = call(r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#);
@@ -1096,7 +1099,8 @@ mod tests {
 
     #[test]
     fn reserved_headers_are_recognised() {
-        for name in ["mcp-method", "MCP-Probe", "mcp-annotation-readonlyhint", "Mcp-Annotation-X", "Mcp-Name", "mcp-param-region"] {
+        let names = ["mcp-method", "MCP-Probe", "mcp-annotation-readonlyhint", "Mcp-Annotation-X", "Mcp-Name", "mcp-param-x"];
+        for name in names {
             assert!(is_reserved_header(name), "{name}");
         }
         for name in ["mcp-session-id", "mcp-protocol-version", "authorization"] {
