@@ -7,7 +7,8 @@
 //! method, operation and body, the approval id gone from `_meta`); the normalised request
 //! carries no header a caller could have forged (a tool call carries MCP's default
 //! annotations, none being known). For every answer, writing its body back
-//! gives the same message.
+//! gives the same message. The strict parser the door uses agrees with serde_json except
+//! that it refuses repeated keys, and its value survives being written out and read again.
 #![no_main]
 
 use std::io::{BufReader, Cursor};
@@ -15,8 +16,8 @@ use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
 use portcullis_host::adapters::mcp::{
-    self, APPROVAL_META_KEY, MCP_METHOD_HEADER, Message, PROBE_HEADER, call_of, classify, parse_message,
-    request_for_call,
+    self, APPROVAL_META_KEY, MCP_METHOD_HEADER, McpError, Message, PROBE_HEADER, call_of, classify, parse_json_strict,
+    parse_message, request_for_call,
 };
 use portcullis_host::adapters::traffic::{Format, TrafficItem};
 use portcullis_host::exchange::{Body, Request};
@@ -44,6 +45,17 @@ fuzz_target!(|data: &[u8]| {
         ..Request::default()
     };
     for line in data.split(|b| *b == b'\n') {
+        // The strict parser reads what serde_json reads, refusing only repeated keys; what it
+        // reads, written out and read again, is the same value (the door forwards that).
+        match (parse_json_strict(line), serde_json::from_slice::<Value>(line)) {
+            (Ok(strict), Ok(lenient)) => {
+                assert_eq!(strict, lenient);
+                let again = parse_json_strict(&serde_json::to_vec(&strict).unwrap()).expect("re-serialised JSON reads");
+                assert!(close(&again, &strict), "{strict} became {again}");
+            }
+            (Err(McpError::DuplicateKey { .. }), Ok(_)) | (Err(_), Err(_)) => {}
+            (strict, lenient) => panic!("strict {strict:?} but serde_json {lenient:?}"),
+        }
         let Ok((mut message, kind)) = parse_message(line) else { continue };
         match kind {
             Message::Request { method, params, .. } => {
