@@ -55,6 +55,7 @@ use envoy_types::pb::google::rpc::Status;
 use crate::adapters::http::normalise_authority;
 use crate::decision::Target;
 use crate::exchange::{Body, Request, percent_decode, percent_encode_query};
+use crate::adapters::forward::{HOST_SET_PREFIX, METHOD_OVERRIDES, ON_BEHALF_OF_HEADER, PRINCIPAL_HEADER};
 use crate::target::{TargetError, TargetRules, require_canonical};
 use crate::gate::{Admission, REQUEST_ID_HEADER, Refusal, RequestCheck};
 
@@ -170,6 +171,16 @@ pub enum ExtAuthzError {
     /// The path is refused by a canonicalisation rule, or is not canonical ([`crate::target`]).
     #[error(transparent)]
     Target(#[from] TargetError),
+    /// A method-override header: the upstream could act as another method than the one
+    /// judged.
+    #[error(
+        "the request has `{header}`, which asks the upstream to act as another method than the one the policies \
+         judge; send the real method instead"
+    )]
+    MethodOverride {
+        /// The header's name.
+        header: &'static str,
+    },
 }
 
 /// Normalises a `CheckRequest`: upper-case method; scheme (or `opts.default_scheme`);
@@ -211,6 +222,9 @@ pub fn request_from_check(check: &CheckRequest, opts: &FromCheck) -> Result<Chec
     let canonical = require_canonical(&origin, &opts.target_rules)?;
     let sent_query = parse_raw_query(raw_query);
 
+    if let Some(header) = METHOD_OVERRIDES.into_iter().find(|name| all.iter().any(|(n, _)| n == name)) {
+        return Err(ExtAuthzError::MethodOverride { header });
+    }
     let partial = all.iter().any(|(n, v)| n == PARTIAL_BODY_HEADER && v.trim().eq_ignore_ascii_case("true"));
     let buffered = all.iter().any(|(n, _)| n == PARTIAL_BODY_HEADER);
     let headers: Vec<(String, String)> =
@@ -264,6 +278,10 @@ pub fn request_from_check(check: &CheckRequest, opts: &FromCheck) -> Result<Chec
         received_at_ms: opts.received_at_ms,
         ..Request::default()
     };
+    let mut request = request;
+    // A client's `X-Portcullis-*` is never judged, and never reaches the upstream: the
+    // answer sets those headers from what was judged.
+    request.headers.retain(|(name, _)| !name.starts_with(HOST_SET_PREFIX));
     Ok(Checked { request, body: body_seen, sent_headers: headers, sent_query })
 }
 
@@ -395,6 +413,9 @@ fn ok_response(checked: &Checked, forwarded: &Request) -> CheckResponse {
         }
     }
     for name in names {
+        if name.starts_with(HOST_SET_PREFIX) {
+            continue;
+        }
         let before = values(&checked.sent_headers, name);
         let after = values(&forwarded.headers, name);
         if before == after {
@@ -406,6 +427,22 @@ fn ok_response(checked: &Checked, forwarded: &Request) -> CheckResponse {
         }
         for (i, value) in after.iter().enumerate() {
             ok.headers.push(header_option(name, value, i > 0));
+        }
+    }
+    // Set from what was judged, replacing whatever the caller sent under these names.
+    let principal = &forwarded.principal;
+    let who = format!("{}:{}", principal.kind.as_str(), principal.id);
+    ok.headers.push(header_option(PRINCIPAL_HEADER, &who, false));
+    ok.headers.push(header_option(ON_BEHALF_OF_HEADER, principal.on_behalf_of.as_deref().unwrap_or(""), false));
+    let forged: Vec<&str> = checked
+        .sent_headers
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .filter(|name| name.starts_with(HOST_SET_PREFIX) && *name != PRINCIPAL_HEADER && *name != ON_BEHALF_OF_HEADER)
+        .collect();
+    for name in forged {
+        if !ok.headers_to_remove.iter().any(|n| n == name) {
+            ok.headers_to_remove.push(name.to_owned());
         }
     }
     // The caller's request had no id: give the upstream the one the audit log uses.
@@ -639,10 +676,13 @@ mod tests {
         }
     }
 
+    /// The headers the answer sets, without the `X-Portcullis-*` ones every answer sets
+    /// (checked in `host_set_headers_come_from_the_judgement_and_overrides_are_refused`).
     fn set_headers(ok: &OkHttpResponse) -> Vec<(String, String, bool)> {
         #[allow(deprecated)]
         ok.headers
             .iter()
+            .filter(|o| o.header.as_ref().is_none_or(|h| !h.key.starts_with("x-portcullis-")))
             .map(|o| {
                 let h = o.header.clone().unwrap_or_default();
                 (h.key, h.value, o.append.as_ref().is_some_and(|a| a.value))
@@ -685,6 +725,33 @@ mod tests {
         assert_eq!(checked.request.path, "/");
         let err = request_from_check(&check(http("OPTIONS", "a.test", "*", &[])), &FromCheck::default()).unwrap_err();
         assert_eq!(err, ExtAuthzError::BadPath { path: "*".into() });
+    }
+
+    /// A client's `X-Portcullis-*` is neither judged nor passed on: the answer sets the
+    /// principal headers from what was judged and removes the others; a method override is
+    /// refused.
+    #[test]
+    fn host_set_headers_come_from_the_judgement_and_overrides_are_refused() {
+        let checked = convert(http(
+            "GET",
+            "a.test",
+            "/x",
+            &[("x-portcullis-principal", "user:admin"), ("x-portcullis-extra", "1"), ("x-keep", "1")],
+        ));
+        assert!(checked.request.headers.iter().all(|(n, _)| !n.starts_with("x-portcullis-")));
+        let answer = forward(&checked, Vec::new());
+        let Some(HttpResponse::OkResponse(ok)) = &answer.http_response else { panic!("{answer:?}") };
+        let set: Vec<(&str, &str)> = ok
+            .headers
+            .iter()
+            .filter_map(|h| h.header.as_ref())
+            .map(|h| (h.key.as_str(), h.value.as_str()))
+            .collect();
+        assert!(set.contains(&("x-portcullis-principal", "anonymous:")), "{set:?}");
+        assert!(set.contains(&("x-portcullis-on-behalf-of", "")), "{set:?}");
+        assert_eq!(ok.headers_to_remove, ["x-portcullis-extra"]);
+        let err = request_from_check(&check(http("POST", "a.test", "/x", &[("x-http-method-override", "DELETE")])), &FromCheck::default());
+        assert_eq!(err.unwrap_err(), ExtAuthzError::MethodOverride { header: "x-http-method-override" });
     }
 
     /// Envoy forwards the path it has: a path that is not canonical is refused, not judged
@@ -796,7 +863,7 @@ mod tests {
         let checked = convert(http("GET", "a.test", "/a?x=1", &[("x-request-id", "req-1")]));
         let answer = forward(&checked, vec![]);
         let ok = ok(&answer);
-        assert!(ok.headers.is_empty() && ok.headers_to_remove.is_empty(), "{ok:?}");
+        assert!(set_headers(ok).is_empty() && ok.headers_to_remove.is_empty(), "{ok:?}");
         assert!(ok.query_parameters_to_set.is_empty() && ok.query_parameters_to_remove.is_empty());
         let added: Vec<_> = ok.response_headers_to_add.iter().filter_map(|o| o.header.clone()).collect();
         assert_eq!(added, [HeaderValue { key: "x-request-id".into(), value: "req-1".into(), raw_value: vec![] }]);
@@ -871,7 +938,7 @@ mod tests {
         assert_eq!(ok.query_parameters_to_remove, ["token"]);
         let set: Vec<_> = ok.query_parameters_to_set.iter().map(|q| (q.key.as_str(), q.value.as_str())).collect();
         assert_eq!(set, [("a%20b", "x%26y"), ("card", "%2A%2A%2A%2A")]);
-        assert!(ok.headers.is_empty() && ok.headers_to_remove.is_empty());
+        assert!(set_headers(ok).is_empty() && ok.headers_to_remove.is_empty());
     }
 
     #[test]
