@@ -194,6 +194,12 @@ impl Cache {
         }
     }
 
+    fn forget(&self, key: &ListKey) {
+        if let Ok(mut lists) = self.lists.lock() {
+            lists.remove(key);
+        }
+    }
+
     fn forget_session(&self, session: &str) {
         if let Ok(mut lists) = self.lists.lock() {
             lists.retain(|key, _| key.session != session);
@@ -295,10 +301,11 @@ impl Door {
         }
         let session = header_text(&parts.headers, SESSION_HEADER);
         if parts.method == Method::DELETE
-            && let Some(session) = session
+            && let Some(session) = &session
         {
-            self.annotations.forget_session(&session);
+            self.annotations.forget_session(session);
         }
+        let list_key = ListKey::of(&normal.principal, session.as_deref().unwrap_or_default());
         let kept = normal.headers.clone();
         let outgoing = self.outgoing(parts, &kept, &[], Bytes::new());
         let response = match self.send(outgoing, &Value::Null).await {
@@ -309,7 +316,7 @@ impl Door {
         strip_hop_by_hop(&mut rparts.headers);
         if is_event_stream(&rparts.headers) {
             rparts.headers.remove(CONTENT_LENGTH);
-            let body = self.filter_stream(rbody, None);
+            let body = self.filter_stream(rbody, None, list_key);
             return Response::from_parts(rparts, body);
         }
         // Anything else carries no JSON-RPC answer (202, 204, 405, a 404 for an ended
@@ -380,7 +387,7 @@ impl Door {
                 if let Some(method) = &notified
                     && let Err(e) = mcp::check_notification(method)
                 {
-                    tracing::warn!(method = %e, "refused a call sent as a notification");
+                    tracing::warn!(error = %e, "refused a call sent as a notification");
                     return rpc_error(400, &Value::Null, e.code(), &e.to_string(), "");
                 }
                 if let Some(refusal) = Self::authenticate(&gate, &mut normal) {
@@ -479,7 +486,8 @@ impl Door {
         };
         if is_event_stream(&rparts.headers) {
             rparts.headers.remove(CONTENT_LENGTH);
-            let body = self.filter_stream(rbody, Some(answering));
+            let list_key = answering.list_key.clone();
+            let body = self.filter_stream(rbody, Some(answering), list_key);
             return with_request_id(Response::from_parts(rparts, body), &request_id);
         }
         let json = rparts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(portcullis_host::exchange::is_json_content_type);
@@ -748,10 +756,12 @@ impl Door {
     /// An SSE stream from the server, passed event by event: the answer to `answering`'s
     /// request settled before it goes on; notifications and server requests as they are;
     /// anything else (an answer to another request, an event that is not JSON-RPC, an
-    /// event over the cap) dropped.
-    fn filter_stream(&self, body: Incoming, answering: Option<Answering>) -> Body {
+    /// event over the cap) dropped. A `notifications/tools/list_changed` makes the door
+    /// forget the tool list of `list_key` (the caller and session the stream is for).
+    fn filter_stream(&self, body: Incoming, answering: Option<Answering>, list_key: ListKey) -> Body {
         let (tx, rx) = mpsc::channel::<Result<Bytes, BoxError>>(16);
         let door_cap = self.section.max_response_bytes;
+        let cache = self.annotations.clone();
         tokio::spawn(async move {
             let mut body = body;
             let mut buffer = BytesMut::new();
@@ -770,7 +780,7 @@ impl Door {
                 while let Some((event, rest)) = split_event(&buffer) {
                     let event = event.to_vec();
                     buffer = BytesMut::from(&buffer[rest..]);
-                    let out = match pass_event(&event, &mut answering).await {
+                    let out = match pass_event(&event, &mut answering, &cache, &list_key).await {
                         Some(out) => out,
                         None => continue,
                     };
@@ -798,7 +808,7 @@ impl Door {
 }
 
 /// One event of a stream, passed or settled; `None` drops it.
-async fn pass_event(event: &[u8], answering: &mut Option<Answering>) -> Option<Vec<u8>> {
+async fn pass_event(event: &[u8], answering: &mut Option<Answering>, cache: &Cache, list_key: &ListKey) -> Option<Vec<u8>> {
     let (fields, data) = parse_event(event);
     if data.is_empty() {
         // A priming event (an id for resumption, no data) or a comment.
@@ -812,7 +822,13 @@ async fn pass_event(event: &[u8], answering: &mut Option<Answering>) -> Option<V
         }
     };
     match kind {
-        Message::Notification { .. } | Message::Request { .. } => Some(with_blank_line(event)),
+        Message::Notification { method } => {
+            if method == "notifications/tools/list_changed" {
+                cache.forget(list_key);
+            }
+            Some(with_blank_line(event))
+        }
+        Message::Request { .. } => Some(with_blank_line(event)),
         Message::Response { id } => {
             let Some(waiting) = answering.as_ref() else {
                 tracing::warn!("dropping an answer on the MCP server's event stream: it cannot be evaluated outside its call");
@@ -1003,6 +1019,44 @@ fn with_blank_line(event: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key(principal: &str, session: &str) -> ListKey {
+        ListKey { principal: principal.into(), session: session.into() }
+    }
+
+    fn tools(names: &[&str]) -> HashMap<String, Annotations> {
+        let read_only = Annotations { read_only: Some(true), ..Annotations::default() };
+        names.iter().map(|n| ((*n).to_owned(), read_only.clone())).collect()
+    }
+
+    #[test]
+    fn tool_lists_are_kept_per_caller_and_session_and_bounded() {
+        let cache = Cache::default();
+        assert!(matches!(cache.lookup(&key("user:bob>", "s1"), "get"), Known::Unknown));
+        cache.remember(key("user:bob>", "s1"), tools(&["get"]), true);
+        assert!(matches!(cache.lookup(&key("user:bob>", "s1"), "get"), Known::Listed(_)));
+        assert!(matches!(cache.lookup(&key("user:bob>", "s1"), "del"), Known::Unlisted));
+        // Another caller in the same session id, or another session: not known.
+        assert!(matches!(cache.lookup(&key("user:eve>", "s1"), "get"), Known::Unknown));
+        assert!(matches!(cache.lookup(&key("user:bob>", "s2"), "get"), Known::Unknown));
+        // A later page adds; a first page replaces.
+        cache.remember(key("user:bob>", "s1"), tools(&["del"]), false);
+        assert!(matches!(cache.lookup(&key("user:bob>", "s1"), "get"), Known::Listed(_)));
+        cache.remember(key("user:bob>", "s1"), tools(&["del"]), true);
+        assert!(matches!(cache.lookup(&key("user:bob>", "s1"), "get"), Known::Unlisted));
+        cache.forget(&key("user:bob>", "s1"));
+        assert!(matches!(cache.lookup(&key("user:bob>", "s1"), "del"), Known::Unknown));
+        cache.remember(key("user:bob>", "s3"), tools(&["get"]), true);
+        cache.forget_session("s3");
+        assert!(matches!(cache.lookup(&key("user:bob>", "s3"), "get"), Known::Unknown));
+        // Many sessions: the number of lists stays bounded, the newest is kept.
+        for i in 0..MAX_LISTS + 10 {
+            cache.remember(key("user:bob>", &format!("x{i}")), tools(&["get"]), true);
+        }
+        assert!(cache.lists.lock().unwrap().len() <= MAX_LISTS);
+        let newest = key("user:bob>", &format!("x{}", MAX_LISTS + 9));
+        assert!(matches!(cache.lookup(&newest, "get"), Known::Listed(_)));
+    }
 
     #[test]
     fn events_split_on_blank_lines_of_any_ending() {
