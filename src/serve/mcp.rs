@@ -808,7 +808,12 @@ impl Door {
 }
 
 /// One event of a stream, passed or settled; `None` drops it.
-async fn pass_event(event: &[u8], answering: &mut Option<Answering>, cache: &Cache, list_key: &ListKey) -> Option<Vec<u8>> {
+async fn pass_event(
+    event: &[u8],
+    answering: &mut Option<Answering>,
+    cache: &Cache,
+    list_key: &ListKey,
+) -> Option<Vec<u8>> {
     let (fields, data) = parse_event(event);
     if data.is_empty() {
         // A priming event (an id for resumption, no data) or a comment.
