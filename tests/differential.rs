@@ -13,8 +13,9 @@
 //! Doors: the reverse proxy (to a recording hyper upstream); nginx `auth_request` →
 //! forward-auth → nginx as the upstream (logging `$request_uri` and its own normalised
 //! `$uri`); ext_authz through the generated gRPC client (Envoy forwards the path it asked
-//! about, so an allowed path is what the upstream gets). Every security finding about paths
-//! gets its case in [`targets`].
+//! about, so an allowed path is what the upstream gets); the MCP door (which always sends
+//! to the server's own endpoint: a target must name the door's endpoint once canonical).
+//! Every security finding about paths gets its case in [`targets`].
 
 mod common;
 
@@ -215,7 +216,8 @@ fn raw_get(port: u16, target: &str, host: &str, id: &str) -> u16 {
     text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
-fn config(dir: &Path, proxy: u16, forward_auth: u16, ext_authz: u16, upstream: &str) -> std::path::PathBuf {
+fn config(dir: &Path, ports: &Ports, upstream: &str) -> std::path::PathBuf {
+    let Ports { proxy, forward_auth, ext_authz, mcp } = *ports;
     let scopes = common::component("scopes").display().to_string();
     let text = format!(
         r#"
@@ -230,6 +232,15 @@ settings = {{ default = "allow" }}
 name = "public"
 paths = ["/public/**"]
 policies = ["open"]
+
+[[routes]]
+name = "mcp"
+paths = ["/mcp"]
+policies = ["open"]
+
+[server.mcp]
+listen = "127.0.0.1:{mcp}"
+upstream = "http://{upstream}/mcp"
 
 [server.proxy]
 listen = "127.0.0.1:{proxy}"
@@ -248,21 +259,31 @@ listen = "127.0.0.1:{ext_authz}"
     path
 }
 
+#[derive(Clone, Copy)]
+struct Ports {
+    proxy: u16,
+    forward_auth: u16,
+    ext_authz: u16,
+    mcp: u16,
+}
+
 struct Doors {
     upstream: Upstream,
     server: Server,
     proxy: u16,
     forward_auth: u16,
     ext_authz: u16,
+    mcp: u16,
 }
 
 fn start(name: &str) -> Doors {
     let dir = temp_dir(name);
     let upstream = Upstream::start();
-    let (proxy, forward_auth, ext_authz) = (free_port(), free_port(), free_port());
-    let config = config(&dir, proxy, forward_auth, ext_authz, &upstream.addr.to_string());
-    let server = Server::start(&config, &[], &[proxy, forward_auth, ext_authz]);
-    Doors { upstream, server, proxy, forward_auth, ext_authz }
+    let ports = Ports { proxy: free_port(), forward_auth: free_port(), ext_authz: free_port(), mcp: free_port() };
+    let config = config(&dir, &ports, &upstream.addr.to_string());
+    let server = Server::start(&config, &[], &[ports.proxy, ports.forward_auth, ports.ext_authz, ports.mcp]);
+    let Ports { proxy, forward_auth, ext_authz, mcp } = ports;
+    Doors { upstream, server, proxy, forward_auth, ext_authz, mcp }
 }
 
 /// How many targets of [`targets`] are legitimate (the last ten).
@@ -420,6 +441,41 @@ fn ext_authz_allows_only_paths_under_the_route() {
     }
     drop(doors.server);
     tally.assert_airtight("ext_authz", LEGITIMATE - 5);
+}
+
+/// The MCP door forwards every message to the server's one endpoint URL, whatever the
+/// caller's target; the caller's target must name the door's endpoint once canonical, and
+/// what the canonicalisation refuses is refused here too.
+#[test]
+fn the_mcp_door_serves_only_its_endpoint() {
+    let doors = start("differential-mcp");
+    let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let mut tally = Tally::default();
+    let mut reached = 0;
+    let all: Vec<String> = targets().into_iter().map(|t| t.replacen(OPEN, "/mcp", 1)).collect();
+    for (i, target) in all.iter().enumerate() {
+        let before = doors.upstream.seen().len();
+        let raw = format!(
+            "POST {target} HTTP/1.1\r\nHost: api.test\r\nX-Request-Id: mcp-{i}\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{ping}",
+            ping.len()
+        );
+        let (status, answer) = raw_exchange(doors.mcp, &raw);
+        let seen = doors.upstream.seen();
+        let received: Vec<&str> = seen[before..].iter().map(|s| s.target.as_str()).collect();
+        if received.is_empty() {
+            assert!(matches!(status, 400 | 404), "{target:?}: {answer}");
+            tally.refused += 1;
+        } else {
+            reached += 1;
+            assert!(received.iter().all(|t| *t == "/mcp"), "{target:?} reached the server as {received:?}");
+            let canonical = portcullis_host::target::canonicalize(target, &Default::default()).expect("was accepted");
+            assert_eq!(canonical.path(), "/mcp", "{target:?} was served though it names another endpoint");
+        }
+    }
+    eprintln!("mcp: {} targets refused, {reached} reached the endpoint, 0 elsewhere", tally.refused);
+    assert!(reached >= 2 && tally.refused > 100, "reached {reached}, refused {}", tally.refused);
+    drop(doors.server);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -542,6 +542,10 @@ fn headers_only_the_host_sets_never_reach_the_server() {
         ("mcp-method", "tools/call"),
         ("mcp-name", "get_customer"),
         ("mcp-param-customer-id", "99"),
+        // Headers the door sets from what was judged.
+        ("x-forwarded-host", "evil.test"),
+        ("x-forwarded-for", "1.2.3.4"),
+        ("forwarded", "for=1.2.3.4;host=evil.test"),
     ];
     let answer = post(&door, READER_KEY, &forged, call);
     let approval = answer.json()["error"]["data"]["approval"]["id"].as_str().map(str::to_owned);
@@ -561,9 +565,16 @@ fn headers_only_the_host_sets_never_reach_the_server() {
     assert_eq!(calls.len(), 1, "{:?}", methods(&upstream));
     let (message, headers) = &calls[0];
     assert_eq!(message["params"]["name"], "delete_customer");
+    // Set by the door from the judged call, replacing the caller's copies.
+    let header = |name: &str| headers.get(name).map(String::as_str);
+    assert_eq!(header("x-portcullis-principal"), Some("user:bob"), "{headers:?}");
+    assert_eq!(header("x-portcullis-on-behalf-of"), Some(""));
+    assert_eq!(header("x-forwarded-for"), Some("127.0.0.1"));
+    assert_ne!(header("x-forwarded-host"), Some("evil.test"));
+    assert_eq!(header("forwarded"), None);
     for name in headers.keys() {
         assert!(
-            !name.starts_with("x-portcullis-")
+            !(name.starts_with("x-portcullis-") && name != "x-portcullis-principal" && name != "x-portcullis-on-behalf-of")
                 && !name.starts_with("mcp-annotation-")
                 && !name.starts_with("mcp-param-")
                 && name != "mcp-probe"

@@ -42,11 +42,13 @@ use http_body_util::BodyExt as _;
 use hyper::body::{Frame, Incoming};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use portcullis_host::adapters::forward::{set_derived_headers, take_incoming};
 use portcullis_host::adapters::http::{FromHttp, request_from_http};
 use portcullis_host::adapters::mcp::{
     self, Annotations, Call, ERROR_DENIED, ERROR_INVALID_REQUEST, Message, PROBE_HEADER, is_reserved_header,
 };
 use portcullis_host::config::McpSection;
+use portcullis_host::target::canonicalize;
 use portcullis_host::decision::{Action, Decision, Target};
 use portcullis_host::exchange::Request as Normal;
 use portcullis_host::gate::{APPROVAL_HEADER, Admission, Arrival, BodyReach, Gate, Identity, Reach, Release, Ticket};
@@ -74,13 +76,6 @@ const LIST_REFRESH: Duration = Duration::from_secs(10);
 
 /// Pages of `tools/list` the door follows (`nextCursor`) when it lists the tools itself.
 const MAX_LIST_PAGES: usize = 16;
-
-/// Header prefix of what Portcullis sends upstream (`X-Portcullis-Principal`, …): a
-/// client's copies never reach the policies or the server.
-// TODO(issue 16): use the shared `adapters::forward` functions for the headers only the
-// host sets (X-Forwarded-*, X-Portcullis-*) once they land, instead of this strip and the
-// X-Forwarded-Host set in `outgoing`.
-const HOST_SET_PREFIX: &str = "x-portcullis-";
 
 /// Runs the MCP front door on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, live: Live, section: McpSection, shutdown: watch::Receiver<bool>) -> Result<()> {
@@ -228,14 +223,22 @@ fn rpc_error(status: u16, id: &Value, code: i64, text: &str, request_id: &str) -
 
 impl Door {
     async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-        if req.uri().path() != self.section.path {
-            return rpc_error(
-                404,
-                &Value::Null,
-                ERROR_INVALID_REQUEST,
-                &format!("no MCP endpoint at {}; this door serves {}", req.uri().path(), self.section.path),
-                "",
-            );
+        let gate = self.live.gate();
+        // The endpoint is matched on the canonical target, as every door routes; what is
+        // refused there (encoded slashes, `;`, controls, …) is refused here too. The server
+        // always gets its own endpoint URL, whatever the caller's target.
+        match canonicalize(req.uri().path_and_query().map_or("/", |p| p.as_str()), &gate.target_rules()) {
+            Ok(target) if target.path() == self.section.path => {}
+            Ok(target) => {
+                return rpc_error(
+                    404,
+                    &Value::Null,
+                    ERROR_INVALID_REQUEST,
+                    &format!("no MCP endpoint at {}; this door serves {}", target.path(), self.section.path),
+                    "",
+                );
+            }
+            Err(e) => return rpc_error(400, &Value::Null, ERROR_INVALID_REQUEST, &e.to_string(), ""),
         }
         // One session and one protocol version per message: the door keys what it knows by
         // the session it reads, and the server must not read another one.
@@ -245,18 +248,17 @@ impl Door {
                 return rpc_error(400, &Value::Null, ERROR_INVALID_REQUEST, &text, "");
             }
         }
-        let gate = self.live.gate();
         let (mut parts, body) = req.into_parts();
         // A 2026 client sends the routing headers (`Mcp-Method`, `Mcp-Name`); the door sends
         // them on, set from the message it judged.
         let routing = parts.headers.contains_key(mcp::MCP_METHOD_HEADER);
-        // The headers only the host may set never come from a caller or reach the server.
-        let reserved: Vec<HeaderName> = parts
-            .headers
-            .keys()
-            .filter(|n| is_reserved_header(n.as_str()) || n.as_str().starts_with(HOST_SET_PREFIX))
-            .cloned()
-            .collect();
+        // Framing and the headers only the host sets, as at every door (`X-Forwarded-*`,
+        // `Forwarded`, `X-Portcullis-*`), then the MCP ones: never from a caller.
+        if let Err(e) = take_incoming(&mut parts.headers) {
+            return rpc_error(400, &Value::Null, ERROR_INVALID_REQUEST, &e.to_string(), "");
+        }
+        let reserved: Vec<HeaderName> =
+            parts.headers.keys().filter(|n| is_reserved_header(n.as_str())).cloned().collect();
         for name in reserved {
             parts.headers.remove(name);
         }
@@ -265,6 +267,7 @@ impl Door {
             default_scheme: self.section.scheme.clone(),
             client_address: Some(peer.ip().to_string()),
             received_at_ms: portcullis_host::capability::now_ms(),
+            target_rules: gate.target_rules(),
             ..FromHttp::default()
         };
         let normal = match request_from_http(&head, &opts) {
@@ -306,8 +309,7 @@ impl Door {
             self.annotations.forget_session(session);
         }
         let list_key = ListKey::of(&normal.principal, session.as_deref().unwrap_or_default());
-        let kept = normal.headers.clone();
-        let outgoing = self.outgoing(parts, &kept, &[], Bytes::new());
+        let outgoing = self.outgoing(parts, &normal, &[], Bytes::new());
         let response = match self.send(outgoing, &Value::Null).await {
             Ok(response) => response,
             Err(answer) => return answer,
@@ -393,10 +395,9 @@ impl Door {
                 if let Some(refusal) = Self::authenticate(&gate, &mut normal) {
                     return refusal;
                 }
-                let kept = normal.headers.clone();
                 // The message as parsed, re-serialised: never the client's bytes.
                 let forwarded = Bytes::from(serde_json::to_vec(&message).unwrap_or_default());
-                let mut outgoing = self.outgoing(parts, &kept, &[], forwarded);
+                let mut outgoing = self.outgoing(parts, &normal, &[], forwarded);
                 if routing && let Some(method) = &notified {
                     set_header(outgoing.headers_mut(), mcp::MCP_METHOD_HEADER, method);
                 }
@@ -457,8 +458,7 @@ impl Door {
             return rpc_error(200, &id, ERROR_DENIED, &text, &request_id);
         }
         let forwarded = Bytes::from(serde_json::to_vec(&message).unwrap_or_default());
-        let kept = ticket.request.headers.clone();
-        let mut outgoing = self.outgoing(parts, &kept, &redactions, forwarded);
+        let mut outgoing = self.outgoing(parts, &ticket.request, &redactions, forwarded);
         if routing {
             for (name, value) in mcp::routing_headers(&call) {
                 set_header(outgoing.headers_mut(), name, &value);
@@ -520,10 +520,11 @@ impl Door {
     fn outgoing(
         &self,
         mut parts: http::request::Parts,
-        kept: &[(String, String)],
+        judged: &Normal,
         redactions: &[portcullis_host::Redaction],
         body: Bytes,
     ) -> Request<Body> {
+        let kept = &judged.headers;
         let dropped: Vec<HeaderName> = parts
             .headers
             .keys()
@@ -558,17 +559,16 @@ impl Door {
         }
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove(ACCEPT_ENCODING);
-        // TODO(issue 16): the client's `Forwarded`/`X-Forwarded-*` still pass and only
-        // `X-Forwarded-Host` is set here; switch to the shared library function that sets
-        // X-Forwarded-*/X-Portcullis-* from what was judged (adapters::forward) when it lands.
-        let original_host = parts.headers.get(HOST).cloned();
         if let Some(authority) = self.upstream.authority()
             && let Ok(host) = HeaderValue::from_str(authority.as_str())
         {
             parts.headers.insert(HOST, host);
         }
-        if let Some(host) = original_host {
-            parts.headers.insert(HeaderName::from_static("x-forwarded-host"), host);
+        // `X-Forwarded-*`, `X-Portcullis-*` and `X-Request-Id` from what was judged, as at
+        // the proxy. A value that cannot be a header (it comes from a verified credential)
+        // leaves the header out rather than the caller's copy in.
+        if let Err(e) = set_derived_headers(&mut parts.headers, judged) {
+            tracing::warn!(error = %e, "a header derived from the judged request cannot be sent");
         }
         // The body is always JSON the door wrote itself, never in the client's encoding.
         parts.headers.remove(http::header::CONTENT_ENCODING);
@@ -619,7 +619,7 @@ impl Door {
                     .collect::<Map<String, Value>>()
             })
             .filter(|meta| !meta.is_empty());
-        let Some(tools) = self.fetch_tools(parts, &caller.headers, envelope, routing).await else {
+        let Some(tools) = self.fetch_tools(parts, &caller, envelope, routing).await else {
             tracing::warn!(tool, "could not list the MCP server's tools; the call carries MCP's default annotations");
             return None;
         };
@@ -634,7 +634,7 @@ impl Door {
     async fn fetch_tools(
         &self,
         parts: &http::request::Parts,
-        kept: &[(String, String)],
+        caller: &Normal,
         envelope: Option<Map<String, Value>>,
         routing: bool,
     ) -> Option<HashMap<String, Annotations>> {
@@ -659,7 +659,7 @@ impl Door {
             head.method = Method::POST;
             head.headers = parts.headers.clone();
             let body = Bytes::from(serde_json::to_vec(&message).ok()?);
-            let mut outgoing = self.outgoing(head, kept, &[], body);
+            let mut outgoing = self.outgoing(head, caller, &[], body);
             let headers = outgoing.headers_mut();
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             headers.insert(http::header::ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));

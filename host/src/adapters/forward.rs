@@ -210,6 +210,17 @@ pub fn upstream_request(
             headers.remove(name);
         }
     }
+    set_derived_headers(headers, judged)?;
+    Ok(request)
+}
+
+/// Sets the headers the host derives from what was judged, replacing any copies:
+/// `X-Forwarded-Host` (the authority routed on), `X-Forwarded-Proto`, `X-Forwarded-For` (the
+/// client's address), `X-Portcullis-Principal` (`<kind>:<id>`), `X-Portcullis-On-Behalf-Of`
+/// (empty when nobody) and `X-Request-Id`. `Forwarded` and `X-Real-IP` are removed. For a
+/// door that builds its upstream request itself (the MCP door); [`upstream_request`] calls
+/// it.
+pub fn set_derived_headers(headers: &mut HeaderMap, judged: &Request) -> Result<(), ForwardError> {
     let principal = &judged.principal;
     let derived = [
         ("x-forwarded-host", judged.authority.clone()),
@@ -219,6 +230,9 @@ pub fn upstream_request(
         (ON_BEHALF_OF_HEADER, principal.on_behalf_of.clone().unwrap_or_default()),
         (crate::gate::REQUEST_ID_HEADER, judged.id.clone()),
     ];
+    for name in ["forwarded", "x-real-ip"] {
+        headers.remove(name);
+    }
     for (name, value) in derived {
         let header = HeaderName::from_static(name);
         if value.is_empty() && name != ON_BEHALF_OF_HEADER {
@@ -229,7 +243,7 @@ pub fn upstream_request(
             .map_err(|_| ForwardError::Header { name: name.to_owned(), reason: "not a valid header value" })?;
         headers.insert(header, value);
     }
-    Ok(request)
+    Ok(())
 }
 
 /// What a door that cannot rewrite the request must have its proxy do to one header.
