@@ -646,3 +646,33 @@ fn backend_readings_catch_what_a_permissive_door_would_let_through() {
     assert!(readings("/public//../admin").iter().any(|r| r == "/admin"));
     assert!(readings("/public/a/b").iter().all(|r| under_open_route(r)));
 }
+
+/// Finding: `X-Original-*` won over `X-Forwarded-*`, so behind Traefik or Caddy a client
+/// adding its own `X-Original-Method: GET` turned a forbidden `DELETE` into an allow. The
+/// door reads one configured family and refuses a sub-request carrying the other.
+#[test]
+fn forward_auth_reads_one_header_family() {
+    let doors = start("differential-forward-auth-family");
+    let ask = |headers: &str| {
+        let raw = format!("GET / HTTP/1.1\r\nHost: portcullis.internal\r\n{headers}Connection: close\r\n\r\n");
+        raw_exchange(doors.forward_auth, &raw)
+    };
+    // The door is configured for nginx: Traefik's headers mixed in are refused (400, sent
+    // to nginx as 403 with the real status beside it: auth_request knows only 401 and 403)...
+    let (status, answer) = ask(
+        "X-Original-Method: GET\r\nX-Original-URI: /public/a\r\nX-Forwarded-Method: DELETE\r\nX-Forwarded-Uri: /admin/users\r\n",
+    );
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("x-portcullis-status: 400"), "{answer}");
+    assert!(answer.contains("x-forwarded-method"), "{answer}");
+    // ...and nginx's alone are judged.
+    let (status, _) = ask("X-Original-Method: GET\r\nX-Original-URI: /public/a\r\n");
+    assert_eq!(status, 200);
+    let (status, _) = ask("X-Original-Method: DELETE\r\nX-Original-URI: /admin/users\r\n");
+    assert_eq!(status, 403);
+    // A target the proxy would forward as sent, and that is not canonical, is refused.
+    let (status, answer) = ask("X-Original-Method: GET\r\nX-Original-URI: /public/../admin/users\r\n");
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer.contains("canonical"), "{answer}");
+    drop(doors.server);
+}

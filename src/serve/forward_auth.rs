@@ -45,16 +45,16 @@ async fn handle(live: &Live, section: &ForwardAuthSection, req: Request<Incoming
     let nginx = section.proxy == HeaderFamily::Nginx;
     let original = match original_request(&parts.headers, &section.scheme, section.proxy) {
         Ok(original) => original,
-        Err(e) => return problem(400, "bad-request", e.to_string(), ""),
+        Err(e) => return bad_request(&e, nginx),
     };
     // What the proxy will forward: the original request's own headers, as sent.
     let sent = match request_from_http(&original, &FromHttp { forwards_raw_target: true, ..FromHttp::default() }) {
         Ok(sent) => sent.headers,
-        Err(e) => return problem(400, "bad-request", e.to_string(), ""),
+        Err(e) => return bad_request(&e, nginx),
     };
     let (mut original_parts, body) = original.into_parts();
     if let Err(e) = take_incoming(&mut original_parts.headers) {
-        return problem(400, "bad-request", e.to_string(), "");
+        return bad_request(&e, nginx);
     }
     let gate = live.gate();
     // The proxy forwards the target as the client sent it, so a target that is not
@@ -68,7 +68,7 @@ async fn handle(live: &Live, section: &ForwardAuthSection, req: Request<Incoming
         ..FromHttp::default()
     }) {
         Ok(request) => request,
-        Err(e) => return problem(400, "bad-request", e.to_string(), ""),
+        Err(e) => return bad_request(&e, nginx),
     };
     let arrival = Arrival::take("forward-auth", Reach::HEADERS, &mut request);
     let request_id = request.id.clone();
@@ -121,6 +121,20 @@ fn allowed(judged: &portcullis_host::Request, sent: &[(String, String)], request
         }
     }
     with_request_id(response, request_id)
+}
+
+/// The door's own 400 `bad-request` (the ask does not describe a request the upstream
+/// would get as judged), mapped for nginx like every refusal.
+fn bad_request(error: &dyn std::fmt::Display, nginx: bool) -> Response<Body> {
+    let refusal = Refusal {
+        status: 400,
+        code: "bad-request".into(),
+        reason: error.to_string(),
+        policy: None,
+        request_id: String::new(),
+        approval: None,
+    };
+    refuse(&refusal, nginx)
 }
 
 /// The refusal as the proxy needs it. nginx's `auth_request` understands only 401 and 403

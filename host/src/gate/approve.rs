@@ -206,15 +206,7 @@ impl Gate {
     /// the policies that asked `groups` are waived; redactions from the other policies
     /// still apply.
     pub(super) fn check_approved(&self, request: &mut Request, verdict: &Verdict, groups: &[String]) -> RequestCheck {
-        let verdict = verdict.approved_by(groups);
-        let mut check = RequestCheck { verdict, applied: None, redaction_error: None };
-        if check.verdict.is_allowed() && !check.verdict.redactions().is_empty() {
-            match check.verdict.apply_to_request(request) {
-                Ok(applied) => check.applied = Some(applied),
-                Err(e) => check.redaction_error = Some(e.to_string()),
-            }
-        }
-        check
+        RequestCheck::applying(verdict.approved_by(groups), request)
     }
 }
 

@@ -70,6 +70,18 @@ pub struct RequestCheck {
 }
 
 impl RequestCheck {
+    /// The check for `verdict`, its redactions applied to `request` in place when it allows.
+    pub(crate) fn applying(verdict: Verdict, request: &mut Request) -> RequestCheck {
+        let mut check = RequestCheck { verdict, applied: None, redaction_error: None };
+        if check.verdict.is_allowed() && !check.verdict.redactions().is_empty() {
+            match check.verdict.apply_to_request(request) {
+                Ok(applied) => check.applied = Some(applied),
+                Err(e) => check.redaction_error = Some(e.to_string()),
+            }
+        }
+        check
+    }
+
     /// Whether the request may be forwarded (allowed, and every redaction applied).
     pub fn may_forward(&self) -> bool {
         self.verdict.is_allowed() && self.redaction_error.is_none()
@@ -228,14 +240,7 @@ impl Gate {
     /// the verdict allows with redactions.
     pub fn check_request(&self, request: &mut Request) -> RequestCheck {
         let verdict = self.set.evaluate_request(request);
-        let mut check = RequestCheck { verdict, applied: None, redaction_error: None };
-        if check.verdict.is_allowed() && !check.verdict.redactions().is_empty() {
-            match check.verdict.apply_to_request(request) {
-                Ok(applied) => check.applied = Some(applied),
-                Err(e) => check.redaction_error = Some(e.to_string()),
-            }
-        }
-        check
+        RequestCheck::applying(verdict, request)
     }
 
     /// The response phase for a forwarded `request`: evaluates, then applies redactions to
