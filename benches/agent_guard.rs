@@ -11,9 +11,9 @@ mod common;
 use std::hint::black_box;
 
 use criterion::Criterion;
+use portcullis_host::decision::{Approval, Denial, Outcome};
 use portcullis_host::policy::Shared;
 use portcullis_host::{Decision, Policy, PolicySet, PolicySpec, Request, RouteSpec, Source};
-use portcullis_host::decision::{Approval, Denial, Outcome};
 use serde_json::json;
 
 const GROUP: &str = "agent_guard";
@@ -50,13 +50,21 @@ fn native_agent_guard(req: &Request) -> Outcome {
         return Outcome { decision: Decision::Allow, labels: label("not-an-agent") };
     }
     let Some(user) = &req.principal.on_behalf_of else {
-        let denial = Denial { status: 403, code: "agent-without-user".into(), reason: format!("agent {} must act on behalf of a user", req.principal.id) };
+        let denial = Denial {
+            status: 403,
+            code: "agent-without-user".into(),
+            reason: format!("agent {} must act on behalf of a user", req.principal.id),
+        };
         return Outcome { decision: Decision::Deny(denial), labels: label("agent-without-user") };
     };
     match req.method.as_str() {
         "GET" | "HEAD" | "OPTIONS" => Outcome { decision: Decision::Allow, labels: label("agent-read-only") },
         "DELETE" => {
-            let denial = Denial { status: 403, code: "agent-delete-forbidden".into(), reason: format!("agents may not delete: DELETE {}", req.path) };
+            let denial = Denial {
+                status: 403,
+                code: "agent-delete-forbidden".into(),
+                reason: format!("agents may not delete: DELETE {}", req.path),
+            };
             Outcome { decision: Decision::Deny(denial), labels: label("agent-delete-forbidden") }
         }
         method => Outcome {

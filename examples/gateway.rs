@@ -44,12 +44,18 @@ fn gate(config_path: &Path) -> Result<Gate, Box<dyn std::error::Error>> {
 /// exactly what they judged: the canonical target, the headers as the gate left them
 /// (credentials and the approval header removed, header redactions applied), the body as
 /// redacted, and `X-Portcullis-*` set by the host, never by the caller.
-fn guard(gate: &Gate, mut req: http::Request<Vec<u8>>, handler: impl FnOnce(http::Request<Vec<u8>>) -> Response) -> Response {
+fn guard(
+    gate: &Gate,
+    mut req: http::Request<Vec<u8>>,
+    handler: impl FnOnce(http::Request<Vec<u8>>) -> Response,
+) -> Response {
     if take_incoming(req.headers_mut()).is_err() {
         return problem(400, "bad request");
     }
     let opts = FromHttp { default_scheme: "http".into(), target_rules: gate.target_rules(), ..FromHttp::default() };
-    let Ok((mut request, target)) = canonical_request_from_http(&req, &opts) else { return problem(400, "bad request") };
+    let Ok((mut request, target)) = canonical_request_from_http(&req, &opts) else {
+        return problem(400, "bad request");
+    };
     let arrival = Arrival::take("gateway-example", Reach::ALL, &mut request);
     let ticket = match gate.admit(&mut request, arrival) {
         Admission::Refuse(refusal) => return refused(&refusal),
@@ -74,7 +80,10 @@ fn guard(gate: &Gate, mut req: http::Request<Vec<u8>>, handler: impl FnOnce(http
 
 /// The API being guarded: a customer record with personal data.
 fn api(req: http::Request<Vec<u8>>) -> Response {
-    let body = format!(r#"{{"path": "{}", "name": "Ada", "email": "ada@example.com", "phone": "+44 20 7946 0000"}}"#, req.uri().path());
+    let body = format!(
+        r#"{{"path": "{}", "name": "Ada", "email": "ada@example.com", "phone": "+44 20 7946 0000"}}"#,
+        req.uri().path()
+    );
     http::Response::builder().header("content-type", "application/json").body(body.into_bytes()).unwrap_or_default()
 }
 

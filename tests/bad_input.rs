@@ -21,7 +21,9 @@ fn raw(port: u16, bytes: &[u8]) -> String {
 }
 
 fn get(port: u16, extra_headers: &[u8]) -> String {
-    let mut request = format!("GET /invoices/1 HTTP/1.1\r\nhost: api.test\r\nx-api-key: {USER_KEY}\r\nconnection: close\r\n").into_bytes();
+    let mut request =
+        format!("GET /invoices/1 HTTP/1.1\r\nhost: api.test\r\nx-api-key: {USER_KEY}\r\nconnection: close\r\n")
+            .into_bytes();
     request.extend_from_slice(extra_headers);
     request.extend_from_slice(b"\r\n");
     raw(port, &request)

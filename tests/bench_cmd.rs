@@ -5,7 +5,6 @@ mod common;
 
 use std::process::Output;
 
-
 fn portcullis(args: &[&str]) -> Output {
     common::portcullis_cli(args, &[])
 }
@@ -22,8 +21,21 @@ fn stdout(output: &Output) -> String {
 fn json_report_has_every_policy_and_phase_of_the_config() {
     let files = traffic();
     let mut args = vec![
-        "bench", "--config", "policy-tests/portcullis.toml", "--as", "agent:support-bot", "--on-behalf-of", "alice",
-        "--scope", "pets:read", "--scope", "library:read", "--rounds", "2", "--format", "json",
+        "bench",
+        "--config",
+        "policy-tests/portcullis.toml",
+        "--as",
+        "agent:support-bot",
+        "--on-behalf-of",
+        "alice",
+        "--scope",
+        "pets:read",
+        "--scope",
+        "library:read",
+        "--rounds",
+        "2",
+        "--format",
+        "json",
     ];
     args.extend(files.iter().map(String::as_str));
     let out = portcullis(&args);
@@ -47,7 +59,10 @@ fn json_report_has_every_policy_and_phase_of_the_config() {
     // scopes and agent-guard handle requests; pii-redact handles responses (and requests).
     let policies = report["policies"].as_array().unwrap();
     let has = |name: &str, phase: &str| policies.iter().any(|p| p["policy"] == name && p["phase"] == phase);
-    assert!(has("scopes", "request") && has("agent-guard", "request") && has("pii-redact", "response"), "{policies:#?}");
+    assert!(
+        has("scopes", "request") && has("agent-guard", "request") && has("pii-redact", "response"),
+        "{policies:#?}"
+    );
     for p in policies {
         let calls = p["calls"].as_u64().unwrap();
         assert!(calls > 0 && calls % 2 == 0, "{p}");
@@ -68,7 +83,15 @@ fn text_report_names_the_columns_policies_and_throughput() {
     let text = stdout(&out);
     assert!(text.starts_with("Benchmarked "), "{text}");
     assert!(text.contains(&format!("from {} file(s), 1 round(s) each", files.len())), "{text}");
-    for needle in ["calls", "p50", "p99", "instances", "gate, whole entry", "policy scopes (request)", "Decisions per second through the gate: "] {
+    for needle in [
+        "calls",
+        "p50",
+        "p99",
+        "instances",
+        "gate, whole entry",
+        "policy scopes (request)",
+        "Decisions per second through the gate: ",
+    ] {
         assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
     }
 }

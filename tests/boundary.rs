@@ -17,7 +17,12 @@ fn probe(settings: serde_json::Value, max_body_bytes: usize) -> Policy {
 }
 
 fn label<'a>(outcome: &'a Outcome, key: &str) -> &'a str {
-    outcome.labels.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).unwrap_or_else(|| panic!("no label {key}: {outcome:?}"))
+    outcome
+        .labels
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no label {key}: {outcome:?}"))
 }
 
 fn with_body() -> portcullis_host::Request {

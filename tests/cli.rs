@@ -39,8 +39,11 @@ fn eval_with_config_prints_both_phases_as_json() {
 #[test]
 fn eval_single_policy_with_settings_and_separate_response() {
     let dir = TempDir::new("cli");
-    let request = dir.write("req.json", r#"{"method": "DELETE", "url": "https://a.test/x/1",
-        "principal": {"kind": "agent", "id": "bot", "on_behalf_of": "u"}}"#);
+    let request = dir.write(
+        "req.json",
+        r#"{"method": "DELETE", "url": "https://a.test/x/1",
+        "principal": {"kind": "agent", "id": "bot", "on_behalf_of": "u"}}"#,
+    );
     let response = dir.write("resp.json", r#"{"status": 204}"#);
     let policy = component("agent-guard");
     let out = portcullis(&[
@@ -79,8 +82,17 @@ fn eval_reports_bad_input_with_the_file_and_field() {
 #[test]
 fn eval_reports_a_broken_config_with_its_line() {
     let dir = TempDir::new("cli");
-    let config = dir.write("portcullis.toml", "[policies.a]\nmodule = \"a.wasm\"\n\n[[routes]]\npolicies = [\"a\"]\nmethod = [\"GET\"]\n");
-    let out = portcullis(&["eval", "--config", config.to_str().unwrap(), "--request", "examples/requests/01-user-reads-invoice.json"]);
+    let config = dir.write(
+        "portcullis.toml",
+        "[policies.a]\nmodule = \"a.wasm\"\n\n[[routes]]\npolicies = [\"a\"]\nmethod = [\"GET\"]\n",
+    );
+    let out = portcullis(&[
+        "eval",
+        "--config",
+        config.to_str().unwrap(),
+        "--request",
+        "examples/requests/01-user-reads-invoice.json",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(err.contains("portcullis.toml") && err.contains("line 6") && err.contains("method"), "{err}");

@@ -13,7 +13,9 @@ use std::path::PathBuf;
 
 use common::component;
 use portcullis_host::adapters::traffic::read_traffic;
-use portcullis_host::{DecisionKind, Exchange, PolicySet, PolicySpec, Principal, PrincipalKind, RouteSpec, Source, Verdict};
+use portcullis_host::{
+    DecisionKind, Exchange, PolicySet, PolicySpec, Principal, PrincipalKind, RouteSpec, Source, Verdict,
+};
 use serde_json::{Value, json};
 
 /// A guest language other than Rust, with the component prefix and build script its
@@ -112,13 +114,21 @@ fn conform(lang: Lang, name: &str, settings: Value) -> Vec<DecisionKind> {
             let (a, b) = (rust.evaluate_request(&request), other.evaluate_request(&request));
             other_us.push(b.elapsed_us);
             assert!(a.policies.iter().all(|p| p.fault.is_none()), "{at}: rust faulted: {a:?}");
-            assert_eq!((&a.decision, &a.decided_by), (&b.decision, &b.decided_by), "{lang:?} {name}, request phase, {at}");
+            assert_eq!(
+                (&a.decision, &a.decided_by),
+                (&b.decision, &b.decided_by),
+                "{lang:?} {name}, request phase, {at}"
+            );
             assert_eq!(labels(&a), labels(&b), "{lang:?} {name}, request phase labels, {at}");
             seen.push(a.kind());
             if let Some(response) = &exchange.response {
                 let (a, b) = (rust.evaluate_response(&request, response), other.evaluate_response(&request, response));
                 assert!(a.policies.iter().all(|p| p.fault.is_none()), "{at}: rust faulted: {a:?}");
-                assert_eq!((&a.decision, &a.decided_by), (&b.decision, &b.decided_by), "{lang:?} {name}, response phase, {at}");
+                assert_eq!(
+                    (&a.decision, &a.decided_by),
+                    (&b.decision, &b.decided_by),
+                    "{lang:?} {name}, response phase, {at}"
+                );
                 assert_eq!(labels(&a), labels(&b), "{lang:?} {name}, response phase labels, {at}");
                 seen.push(a.kind());
             }

@@ -128,7 +128,11 @@ fn approval_beats_redaction_and_redactions_are_united() {
     let set = PolicySet::builder(&engine)
         .policy(spec("mask-email", "pii-redact", json!({"fields": ["/email"], "third_party_hosts": ["x.test"]})))
         .unwrap()
-        .policy(spec("drop-phone", "pii-redact", json!({"fields": ["/phone", "/email"], "third_party_hosts": ["x.test"]})))
+        .policy(spec(
+            "drop-phone",
+            "pii-redact",
+            json!({"fields": ["/phone", "/email"], "third_party_hosts": ["x.test"]}),
+        ))
         .unwrap()
         .policy(spec("agent-guard", "agent-guard", json!({"approver_group": "ops"})))
         .unwrap()
@@ -174,9 +178,8 @@ fn first_matching_route_wins() {
         .route(RouteSpec { name: "rest".into(), policies: vec!["open".into()], ..RouteSpec::default() })
         .build()
         .unwrap();
-    let route = |method: &str, url: &str| {
-        set.evaluate_request(&request(json!({"method": method, "url": url}))).route.unwrap()
-    };
+    let route =
+        |method: &str, url: &str| set.evaluate_request(&request(json!({"method": method, "url": url}))).route.unwrap();
     assert_eq!(route("POST", "https://api.example.com/admin/users/1"), "admin");
     assert_eq!(route("GET", "https://api.example.com/admin/users/1"), "rest", "method must match");
     assert_eq!(route("POST", "https://example.com/admin/users"), "rest", "*.example.com excludes the apex");

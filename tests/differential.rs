@@ -191,10 +191,19 @@ impl Tally {
     }
 
     fn assert_airtight(&self, door: &str, legitimate: usize) {
-        eprintln!("{door}: {} targets refused, {} forwarded, {} bypasses", self.refused, self.forwarded, self.bypasses.len());
+        eprintln!(
+            "{door}: {} targets refused, {} forwarded, {} bypasses",
+            self.refused,
+            self.forwarded,
+            self.bypasses.len()
+        );
         assert!(self.bypasses.is_empty(), "{door} let requests around the policies:\n{}", self.bypasses.join("\n"));
         assert!(self.refused + self.forwarded >= 200, "{door}: too few targets ({})", self.refused + self.forwarded);
-        assert!(self.forwarded >= legitimate, "{door} forwarded {} targets, fewer than the {legitimate} legitimate ones", self.forwarded);
+        assert!(
+            self.forwarded >= legitimate,
+            "{door} forwarded {} targets, fewer than the {legitimate} legitimate ones",
+            self.forwarded
+        );
         assert!(self.refused > 100, "{door} refused only {} targets", self.refused);
     }
 }
@@ -208,7 +217,9 @@ impl Tally {
 fn raw_get(port: u16, target: &str, host: &str, id: &str) -> u16 {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
-    let request = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nX-Request-Id: {id}\r\nX-Diff-Id: {id}\r\nConnection: close\r\n\r\n");
+    let request = format!(
+        "GET {target} HTTP/1.1\r\nHost: {host}\r\nX-Request-Id: {id}\r\nX-Diff-Id: {id}\r\nConnection: close\r\n\r\n"
+    );
     stream.write_all(request.as_bytes()).expect("send");
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
@@ -293,8 +304,7 @@ const LEGITIMATE: usize = 10;
 fn the_reverse_proxy_forwards_only_what_was_judged() {
     let doors = start("differential-proxy");
     let mut tally = Tally::default();
-    let all: Vec<(String, &str)> =
-        targets().into_iter().map(|t| (t, "api.test")).chain(absolute_targets()).collect();
+    let all: Vec<(String, &str)> = targets().into_iter().map(|t| (t, "api.test")).chain(absolute_targets()).collect();
     for (i, (target, host)) in all.iter().enumerate() {
         let id = format!("diff-{i}");
         let status = raw_get(doors.proxy, target, host, &id);
@@ -310,7 +320,11 @@ fn the_reverse_proxy_forwards_only_what_was_judged() {
             tally.forwarded(target, &received.iter().map(String::as_str).collect::<Vec<_>>());
         } else {
             assert!(received.is_empty(), "{target:?} was refused ({status}) yet reached the upstream as {received:?}");
-            assert!(matches!(status, 400 | 403 | 414), "{target:?}: unexpected status {status}\n{}", doors.server.log());
+            assert!(
+                matches!(status, 400 | 403 | 414),
+                "{target:?}: unexpected status {status}\n{}",
+                doors.server.log()
+            );
             tally.refused += 1;
         }
     }
@@ -364,8 +378,7 @@ fn nginx_with_forward_auth_forwards_only_what_was_judged() {
     let (listen, upstream_listen) = (free_port(), free_port());
     let nginx = Nginx::start(&dir, listen, &nginx_servers(listen, upstream_listen, doors.forward_auth, &log));
     let mut statuses = Vec::new();
-    let all: Vec<(String, &str)> =
-        targets().into_iter().map(|t| (t, "api.test")).chain(absolute_targets()).collect();
+    let all: Vec<(String, &str)> = targets().into_iter().map(|t| (t, "api.test")).chain(absolute_targets()).collect();
     for (i, (target, host)) in all.iter().enumerate() {
         statuses.push(raw_get(nginx.port, target, host, &format!("diff-{i}")));
     }
@@ -543,7 +556,8 @@ fn the_client_cannot_choose_the_headers_the_host_sets() {
     );
     let (status, answer) = raw_exchange(proxy, &raw);
     assert_eq!(status, 200, "{answer}\n{}", server.log());
-    let seen = upstream.seen().into_iter().find(|s| s.headers.get("x-request-id").map(String::as_str) == Some("forged-1"));
+    let seen =
+        upstream.seen().into_iter().find(|s| s.headers.get("x-request-id").map(String::as_str) == Some("forged-1"));
     let seen = seen.expect("the request reached the upstream");
     let header = |name: &str| seen.headers.get(name).map(String::as_str);
     assert_eq!(header("x-portcullis-principal"), Some("user:bob"));
@@ -575,11 +589,23 @@ fn the_client_cannot_choose_the_headers_the_host_sets() {
     assert!(matches!(status, 400 | 403), "{answer}");
     assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "a second request was read: {answer}");
     for (shape, raw) in [
-        ("two Content-Lengths", "POST /customers/42 HTTP/1.1\r\nHost: api.test\r\nContent-Length: 1\r\nContent-Length: 2\r\nConnection: close\r\n\r\nab"),
-        ("obs-fold", "GET /customers/42 HTTP/1.1\r\nHost: api.test\r\nX-Api-Key: x\r\n  folded\r\nConnection: close\r\n\r\n"),
+        (
+            "two Content-Lengths",
+            "POST /customers/42 HTTP/1.1\r\nHost: api.test\r\nContent-Length: 1\r\nContent-Length: 2\r\nConnection: close\r\n\r\nab",
+        ),
+        (
+            "obs-fold",
+            "GET /customers/42 HTTP/1.1\r\nHost: api.test\r\nX-Api-Key: x\r\n  folded\r\nConnection: close\r\n\r\n",
+        ),
         ("two Hosts", "GET /customers/42 HTTP/1.1\r\nHost: api.test\r\nHost: evil.test\r\nConnection: close\r\n\r\n"),
-        ("method override", "POST /customers/42 HTTP/1.1\r\nHost: api.test\r\nX-HTTP-Method-Override: DELETE\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
-        ("absolute form naming another host", "GET http://evil.test/customers/42 HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\r\n"),
+        (
+            "method override",
+            "POST /customers/42 HTTP/1.1\r\nHost: api.test\r\nX-HTTP-Method-Override: DELETE\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        ),
+        (
+            "absolute form naming another host",
+            "GET http://evil.test/customers/42 HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\r\n",
+        ),
     ] {
         let (status, answer) = raw_exchange(proxy, raw);
         assert_eq!(status, 400, "{shape}: {answer}");
@@ -606,11 +632,14 @@ fn range_cannot_slice_past_a_redaction() {
     }
     assert!(upstream.seen().iter().all(|s| !s.headers.contains_key("range") && !s.headers.contains_key("if-range")));
     // Where no response policy runs, `Range` still reaches the upstream.
-    let raw = "GET /invoices/1 HTTP/1.1\r\nHost: api.test\r\nX-Api-Key: KEY\r\nRange: bytes=0-3\r\nConnection: close\r\n\r\n"
-        .replace("KEY", key);
+    let raw =
+        "GET /invoices/1 HTTP/1.1\r\nHost: api.test\r\nX-Api-Key: KEY\r\nRange: bytes=0-3\r\nConnection: close\r\n\r\n"
+            .replace("KEY", key);
     let (status, _) = raw_exchange(proxy, &raw);
     assert_eq!(status, 200);
-    assert!(upstream.seen_at("/invoices/1").iter().any(|s| s.headers.get("range").map(String::as_str) == Some("bytes=0-3")));
+    assert!(
+        upstream.seen_at("/invoices/1").iter().any(|s| s.headers.get("range").map(String::as_str) == Some("bytes=0-3"))
+    );
 }
 
 /// A partial (206) response that a redaction applies to is refused, even from an upstream
@@ -632,7 +661,8 @@ fn a_partial_response_with_a_redaction_is_refused() {
     let request = common::request(serde_json::json!({"method": "GET", "url": "https://api.test/customers/42"}));
     let slice = br#"ail":"ada@example.com""#.to_vec();
     let mut partial = Response { status: 206, ..Response::default() };
-    partial.body = Some(portcullis_host::Body { content_type: Some("application/json".into()), bytes: slice, truncated: false });
+    partial.body =
+        Some(portcullis_host::Body { content_type: Some("application/json".into()), bytes: slice, truncated: false });
     let check = gate.check_response(&request, &mut partial);
     assert!(!check.may_return(), "{check:?}");
     assert!(check.redaction_error.as_deref().is_some_and(|e| e.contains("206")), "{check:?}");

@@ -21,7 +21,6 @@ use envoy_types::pb::envoy::service::auth::v3::{
 use serde_json::Value;
 use tonic::transport::Channel;
 
-
 /// gRPC status codes Envoy reads.
 const OK: i32 = 0;
 const PERMISSION_DENIED: i32 = 7;

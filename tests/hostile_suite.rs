@@ -57,7 +57,12 @@ fn set() -> PolicySet {
     builder
         .policy(guard)
         .unwrap()
-        .route(RouteSpec { name: "good".into(), paths: vec!["/good".into()], policies: vec!["agent-guard".into()], ..RouteSpec::default() })
+        .route(RouteSpec {
+            name: "good".into(),
+            paths: vec!["/good".into()],
+            policies: vec!["agent-guard".into()],
+            ..RouteSpec::default()
+        })
         .build()
         .unwrap()
 }
@@ -102,7 +107,9 @@ fn the_host_survives_every_hostile_policy_in_one_process() {
         assert!(err.to_string().contains(name), "{name}: {err}");
         assert_good(&set, name);
     }
-    for (export, mode) in [("metadata", "panic"), ("metadata", "loop"), ("init", "panic"), ("init", "loop"), ("init", "reject")] {
+    for (export, mode) in
+        [("metadata", "panic"), ("metadata", "loop"), ("init", "panic"), ("init", "loop"), ("init", "reject")]
+    {
         let mut spec = PolicySpec::new("m", Source::File(component("hostile-misbehave")));
         spec.settings = json!({ export: mode });
         spec.limits.timeout_ms = 50;

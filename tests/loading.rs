@@ -113,7 +113,8 @@ fn limits_beyond_the_engine_are_refused() {
 #[test]
 fn compiled_components_are_cached_by_digest_and_reused() {
     let cache = TempDir::new("cache");
-    let engine = Engine::new(&EngineConfig { cache_dir: Some(cache.path().to_owned()), ..EngineConfig::default() }).unwrap();
+    let engine =
+        Engine::new(&EngineConfig { cache_dir: Some(cache.path().to_owned()), ..EngineConfig::default() }).unwrap();
     let path = component("scopes");
     let digest = portcullis_host::engine::sha256_hex(&std::fs::read(&path).unwrap());
     let mut spec = PolicySpec::new("s", Source::File(path));

@@ -57,7 +57,10 @@ impl McpServer {
         let deadline = Instant::now() + Duration::from_secs(60);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("the MCP server exited with {status}: {}", std::fs::read_to_string(dir.join(format!("mcp-server-{port}.log"))).unwrap_or_default());
+                panic!(
+                    "the MCP server exited with {status}: {}",
+                    std::fs::read_to_string(dir.join(format!("mcp-server-{port}.log"))).unwrap_or_default()
+                );
             }
             assert!(Instant::now() < deadline, "the MCP server never listened on {port}");
             std::thread::sleep(Duration::from_millis(100));
@@ -574,7 +577,9 @@ fn headers_only_the_host_sets_never_reach_the_server() {
     assert_eq!(header("forwarded"), None);
     for name in headers.keys() {
         assert!(
-            !(name.starts_with("x-portcullis-") && name != "x-portcullis-principal" && name != "x-portcullis-on-behalf-of")
+            !(name.starts_with("x-portcullis-")
+                && name != "x-portcullis-principal"
+                && name != "x-portcullis-on-behalf-of")
                 && !name.starts_with("mcp-annotation-")
                 && !name.starts_with("mcp-param-")
                 && name != "mcp-probe"
@@ -600,7 +605,15 @@ fn a_recorded_mcp_session_replays_through_the_policies() {
     let root = common::root();
     let output = Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .current_dir(&root)
-        .args(["replay", "--config", "examples/mcp/portcullis.toml", "--as", "agent:support-bot", "--on-behalf-of", "alice"])
+        .args([
+            "replay",
+            "--config",
+            "examples/mcp/portcullis.toml",
+            "--as",
+            "agent:support-bot",
+            "--on-behalf-of",
+            "alice",
+        ])
         .args(["--format", "json", "examples/mcp/session.jsonl"])
         .env("PORTCULLIS_CACHE_DIR", root.join("target/test-cache"))
         .output()

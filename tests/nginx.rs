@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use common::nginx::{Nginx, nginx_binary};
-use common::serve::{ADMIN_TOKEN, AGENT_KEY, Answer, READER_KEY, Server, USER_KEY, Upstream, free_port, send, temp_dir};
+use common::serve::{
+    ADMIN_TOKEN, AGENT_KEY, Answer, READER_KEY, Server, USER_KEY, Upstream, free_port, send, temp_dir,
+};
 use serde_json::Value;
 
 const UNKNOWN_KEY: &str = "nginx-test-unknown-key-00001";
@@ -144,7 +146,8 @@ fn nginx_auth_request_enforces_every_request_phase_decision_through_forward_auth
     // Every answer's request id, to match the audit records against.
     let mut request_ids: Vec<String> = Vec::new();
     let mut track = |answer: &Answer, what: &str| {
-        let id = answer.header("x-request-id").unwrap_or_else(|| panic!("{what}: no X-Request-Id from nginx: {answer:?}"));
+        let id =
+            answer.header("x-request-id").unwrap_or_else(|| panic!("{what}: no X-Request-Id from nginx: {answer:?}"));
         request_ids.push(id.to_owned());
     };
 
@@ -162,7 +165,8 @@ fn nginx_auth_request_enforces_every_request_phase_decision_through_forward_auth
     assert_eq!(seen[0].headers.get("x-request-id").map(String::as_str), ok.header("x-request-id"));
 
     // Deny: bob may read but not write; the upstream never sees the request.
-    let denied = call(&nginx, "POST", "/invoices/2", READER_KEY, &[("content-type", "application/json")], br#"{"amount": 5}"#);
+    let denied =
+        call(&nginx, "POST", "/invoices/2", READER_KEY, &[("content-type", "application/json")], br#"{"amount": 5}"#);
     assert_eq!(denied.status, 403, "deny: {}\n{}", text(&denied), logs());
     assert_eq!(denied.header("x-portcullis-status"), Some("403"));
     assert!(denied.header("portcullis-approval").is_none());
@@ -255,7 +259,10 @@ fn nginx_auth_request_enforces_every_request_phase_decision_through_forward_auth
     // The approver's decision is recorded too, by the admin listener.
     let (settled, audit): (Vec<Value>, Vec<Value>) = all.into_iter().partition(|r| r["front_door"] == "admin");
     assert_eq!(settled.len(), 1, "{audit_text}");
-    assert_eq!((settled[0]["method"].as_str(), settled[0]["approval_id"].as_str()), (Some("APPROVE"), Some(approval.as_str())));
+    assert_eq!(
+        (settled[0]["method"].as_str(), settled[0]["approval_id"].as_str()),
+        (Some("APPROVE"), Some(approval.as_str()))
+    );
     assert_eq!(audit.len(), request_ids.len(), "one record per decision:\n{audit_text}");
     for id in &request_ids {
         let records: Vec<&Value> = audit.iter().filter(|r| r["request_id"] == id.as_str()).collect();

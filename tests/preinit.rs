@@ -73,7 +73,12 @@ fn snapshots_are_cached_per_component_and_settings() {
     let tmp = TempDir::new("preinit-cache");
     let engine = Engine::new(&EngineConfig { cache_dir: Some(tmp.path().to_path_buf()), ..EngineConfig::default() })
         .expect("engine");
-    let entries = || std::fs::read_dir(tmp.path()).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "cwasm")).count();
+    let entries = || {
+        std::fs::read_dir(tmp.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "cwasm"))
+            .count()
+    };
     let load_with = |settings| Policy::load(&engine, spec("test-probe", settings, None), &Shared::default()).unwrap();
 
     let first = load_with(json!({}));
@@ -118,7 +123,10 @@ fn preinit_is_a_switch_in_the_config_file() {
     assert!(set.policy("snap").unwrap().preinitialised());
     assert!(!set.policy("plain").unwrap().preinitialised());
 
-    let bad = tmp.write("bad.toml", format!("[policies.p]\nmodule = {module:?}\npreinit = \"yes\"\n\n[[routes]]\npolicies = [\"p\"]\n"));
+    let bad = tmp.write(
+        "bad.toml",
+        format!("[policies.p]\nmodule = {module:?}\npreinit = \"yes\"\n\n[[routes]]\npolicies = [\"p\"]\n"),
+    );
     let err = PolicySet::from_config_file(&bad).unwrap_err().to_string();
     assert!(err.contains("preinit") && err.contains("bad.toml"), "{err}");
 }

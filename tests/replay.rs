@@ -31,8 +31,20 @@ fn captures() -> Vec<String> {
 }
 
 const AGENT: [&str; 14] = [
-    "--as", "agent:support-bot", "--on-behalf-of", "alice", "--scope", "pets:read", "--scope", "library:read",
-    "--scope", "fleet:write", "--scope", "pastries:read", "--config", "policy-tests/portcullis.toml",
+    "--as",
+    "agent:support-bot",
+    "--on-behalf-of",
+    "alice",
+    "--scope",
+    "pets:read",
+    "--scope",
+    "library:read",
+    "--scope",
+    "fleet:write",
+    "--scope",
+    "pastries:read",
+    "--config",
+    "policy-tests/portcullis.toml",
 ];
 
 fn replay(extra: &[&str]) -> Output {
@@ -139,7 +151,11 @@ fn a_baseline_lists_what_changed_and_can_fail_the_run() {
     let text = stdout(&out);
     assert!(text.contains("Changed from the baseline (54)"), "{text}");
     assert!(text.contains("require-approval → require-approval (changed)"), "{text}");
-    assert!(text.contains("before: require-approval fleet-managers") && text.contains("after:  require-approval api-owners"), "{text}");
+    assert!(
+        text.contains("before: require-approval fleet-managers")
+            && text.contains("after:  require-approval api-owners"),
+        "{text}"
+    );
 
     let out = replay(&["--baseline", old, "--fail-on-change"]);
     assert_eq!(out.status.code(), Some(1));
@@ -184,7 +200,8 @@ fn recorded_credentials_become_principals_through_the_identity_config() {
     let dir = TempDir::new("identity");
     let secret = "0123456789abcdef0123456789abcdef-test-secret";
     let token = |sub: &str, exp: u64, act: Option<&str>| {
-        let mut claims = serde_json::json!({"iss": "https://idp.test", "sub": sub, "exp": exp, "scope": "library:read fleet:write"});
+        let mut claims =
+            serde_json::json!({"iss": "https://idp.test", "sub": sub, "exp": exp, "scope": "library:read fleet:write"});
         if let Some(agent) = act {
             claims["act"] = serde_json::json!({"sub": agent});
         }
@@ -205,7 +222,12 @@ fn recorded_credentials_become_principals_through_the_identity_config() {
     };
     let traffic = dir.write(
         "calls.jsonl",
-        [entry(token("alice", exp, None)), entry(token("alice", exp, Some("support-bot"))), entry("not.a.token".into())].join("\n"),
+        [
+            entry(token("alice", exp, None)),
+            entry(token("alice", exp, Some("support-bot"))),
+            entry("not.a.token".into()),
+        ]
+        .join("\n"),
     );
     let config = std::fs::read_to_string(root().join("policy-tests/portcullis.toml"))
         .unwrap()
@@ -214,7 +236,16 @@ fn recorded_credentials_become_principals_through_the_identity_config() {
     let config = dir.write("portcullis.toml", config);
     let run = |at: &str| {
         portcullis_env(
-            &["replay", "--config", config.to_str().unwrap(), "--format", "jsonl", "--at", at, traffic.to_str().unwrap()],
+            &[
+                "replay",
+                "--config",
+                config.to_str().unwrap(),
+                "--format",
+                "jsonl",
+                "--at",
+                at,
+                traffic.to_str().unwrap(),
+            ],
             &[("TEST_JWT_SECRET", secret)],
         )
     };
@@ -272,7 +303,10 @@ expect = {{ decision = "allow" }}
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
     assert!(text.contains("FAIL") && text.contains("54 of 54 selected entries differ"), "{text}");
-    assert!(text.contains("akto_restapi_81.har#0 POST /api/cars: expected allow, got require-approval api-owners"), "{text}");
+    assert!(
+        text.contains("akto_restapi_81.har#0 POST /api/cars: expected allow, got require-approval api-owners"),
+        "{text}"
+    );
     assert!(text.contains("selects no entry"), "{text}");
     assert_eq!(text.lines().last(), Some("0 passed, 2 failed"));
 }

@@ -119,7 +119,12 @@ fn reuse_is_set_per_policy_in_the_config_file() {
     };
     assert_eq!(per_policy(3), [(1, 1), (1, 2), (1, 1)]);
 
-    let bad = tmp.write("bad.toml", format!("[policies.warm]\nmodule = {module:?}\nreuse = {{ max_uses = 0 }}\n\n[[routes]]\npolicies = [\"warm\"]\n"));
+    let bad = tmp.write(
+        "bad.toml",
+        format!(
+            "[policies.warm]\nmodule = {module:?}\nreuse = {{ max_uses = 0 }}\n\n[[routes]]\npolicies = [\"warm\"]\n"
+        ),
+    );
     let err = PolicySet::from_config_file(&bad).unwrap_err().to_string();
     assert!(err.contains("reuse.max_uses") && err.contains("at least 1"), "{err}");
 }

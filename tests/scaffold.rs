@@ -50,17 +50,30 @@ fn round_trip(lang: &str, name: &str, file: &str, edit: (&str, &str)) {
     ok(portcullis(&project, &["build"]), "rebuild");
     let broken = portcullis(&project, &["test", "tests/"]);
     let text = String::from_utf8_lossy(&broken.stdout);
-    assert!(!broken.status.success() && text.contains("agents may not write"), "the changed policy still passed:\n{text}");
+    assert!(
+        !broken.status.success() && text.contains("agents may not write"),
+        "the changed policy still passed:\n{text}"
+    );
 }
 
 #[test]
 fn a_new_rust_policy_builds_and_passes_its_test() {
-    round_trip("rust", "note-guard", "src/lib.rs", (r#"["GET", "HEAD", "OPTIONS"]"#, r#"["GET", "HEAD", "OPTIONS", "DELETE"]"#));
+    round_trip(
+        "rust",
+        "note-guard",
+        "src/lib.rs",
+        (r#"["GET", "HEAD", "OPTIONS"]"#, r#"["GET", "HEAD", "OPTIONS", "DELETE"]"#),
+    );
 }
 
 #[test]
 fn a_new_python_policy_builds_and_passes_its_test() {
-    round_trip("python", "ticket-guard", "ticket_guard.py", (r#"["GET", "HEAD", "OPTIONS"]"#, r#"["GET", "HEAD", "OPTIONS", "DELETE"]"#));
+    round_trip(
+        "python",
+        "ticket-guard",
+        "ticket_guard.py",
+        (r#"["GET", "HEAD", "OPTIONS"]"#, r#"["GET", "HEAD", "OPTIONS", "DELETE"]"#),
+    );
 }
 
 #[test]
@@ -69,7 +82,11 @@ fn a_new_javascript_policy_builds_and_passes_its_tests() {
     // Its native unit tests pass out of the box, before and without a build.
     let tmp = TempDir::new("new-js-native");
     ok(portcullis(tmp.path(), &["new", "--lang", "js", "memo-guard"]), "new");
-    let unit = Command::new("node").arg("--test").current_dir(tmp.path().join("memo-guard")).output().expect("run node --test");
+    let unit = Command::new("node")
+        .arg("--test")
+        .current_dir(tmp.path().join("memo-guard"))
+        .output()
+        .expect("run node --test");
     ok(unit, "node --test");
     round_trip("js", "invoice-guard", "policy.js", edit);
 }

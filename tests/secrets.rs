@@ -61,7 +61,11 @@ fn requests() -> Vec<(&'static str, String, Vec<(&'static str, String)>, String)
         (
             "POST",
             format!("/invoices/2?token={QUERY}"),
-            vec![("x-api-key", USER_KEY.into()), ("cookie", format!("session={COOKIE}")), ("content-type", "application/json".into())],
+            vec![
+                ("x-api-key", USER_KEY.into()),
+                ("cookie", format!("session={COOKIE}")),
+                ("content-type", "application/json".into()),
+            ],
             format!(r#"{{"card": "{BODY}"}}"#),
         ),
         (
@@ -81,7 +85,11 @@ fn a_proxy_run_writes_no_secret_to_the_audit_log_or_the_server_log() {
     let proxy = free_port();
     let config = dir.join("portcullis.toml");
     std::fs::write(&config, config_text(proxy, &upstream.addr.to_string())).unwrap();
-    let server = Server::start(&config, &[("PORTCULLIS_TEST_JWT_SECRET", "jwt-secret-for-the-secrets-test-0123456789"), ("PORTCULLIS_LOG", "debug")], &[proxy]);
+    let server = Server::start(
+        &config,
+        &[("PORTCULLIS_TEST_JWT_SECRET", "jwt-secret-for-the-secrets-test-0123456789"), ("PORTCULLIS_LOG", "debug")],
+        &[proxy],
+    );
     let mut answers = String::new();
     for (method, path, headers, body) in requests() {
         let mut all: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -111,7 +119,8 @@ fn a_replay_writes_no_secret_to_its_errors_or_tracing_output() {
     for (method, path, headers, body) in requests() {
         let headers: serde_json::Map<String, serde_json::Value> =
             headers.into_iter().map(|(k, v)| (k.to_owned(), v.into())).collect();
-        let mut request = serde_json::json!({"method": method, "url": format!("https://api.test{path}"), "headers": headers});
+        let mut request =
+            serde_json::json!({"method": method, "url": format!("https://api.test{path}"), "headers": headers});
         if !body.is_empty() {
             request["body"] = serde_json::json!({"text": body});
         }

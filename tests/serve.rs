@@ -6,11 +6,13 @@
 mod common;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::serve::{ADMIN_TOKEN, AGENT_KEY, READER_KEY, Server, USER_KEY, Upstream, free_port, send, temp_dir, try_send};
+use common::serve::{
+    ADMIN_TOKEN, AGENT_KEY, READER_KEY, Server, USER_KEY, Upstream, free_port, send, temp_dir, try_send,
+};
 use serde_json::{Value, json};
 
 const JWT_SECRET: &str = "test-jwt-secret-for-loopback-tests-only";
@@ -217,7 +219,10 @@ fn the_proxy_enforces_every_decision_in_both_phases_and_audits_it() {
     // Metrics count what was decided.
     let metrics = send("GET", &d.admin_url("/metrics"), &[], b"");
     let text = String::from_utf8_lossy(&metrics.body);
-    assert!(text.contains(r#"portcullis_decisions_total{door="proxy",phase="request",route="invoices",decision="deny"}"#), "{text}");
+    assert!(
+        text.contains(r#"portcullis_decisions_total{door="proxy",phase="request",route="invoices",decision="deny"}"#),
+        "{text}"
+    );
     assert!(text.contains("portcullis_policy_seconds_bucket"), "{text}");
     assert_eq!(send("GET", &d.admin_url("/healthz"), &[], b"").status, 200);
     assert_eq!(send("GET", &d.admin_url("/readyz"), &[], b"").json()["generation"], 1);
@@ -226,7 +231,8 @@ fn the_proxy_enforces_every_decision_in_both_phases_and_audits_it() {
     // The audit log: a record per phase decision, in order, without a secret.
     let audit = d.audit();
     let text = std::fs::read_to_string(d.dir.join("audit.jsonl")).unwrap();
-    for secret in [USER_KEY, READER_KEY, AGENT_KEY, &token, &expired, "ada@example.com", "ada-internal", "expand=lines"] {
+    for secret in [USER_KEY, READER_KEY, AGENT_KEY, &token, &expired, "ada@example.com", "ada-internal", "expand=lines"]
+    {
         assert!(!text.contains(secret), "the audit log contains a secret: {secret}");
         assert!(!log.contains(secret), "the server log contains a secret: {secret}");
     }
@@ -268,7 +274,8 @@ fn an_approved_request_passes_once_even_across_a_restart() {
     assert_eq!(wrong.status, 401);
 
     // Retrying before approval is refused and says why.
-    let early = call(&d, "POST", "/invoices/7", &[api(AGENT_KEY), vec![("portcullis-approval", id.clone())]].concat(), body);
+    let early =
+        call(&d, "POST", "/invoices/7", &[api(AGENT_KEY), vec![("portcullis-approval", id.clone())]].concat(), body);
     assert_eq!(early.status, 403);
     assert_eq!(early.json()["code"], "approval-invalid");
 
@@ -282,21 +289,25 @@ fn an_approved_request_passes_once_even_across_a_restart() {
     assert_eq!(approved.json()["state"], "approved");
 
     // Another request or another principal cannot use it.
-    let other_body = call(&d, "POST", "/invoices/7", &[api(AGENT_KEY), vec![("portcullis-approval", id.clone())]].concat(), b"{}");
+    let other_body =
+        call(&d, "POST", "/invoices/7", &[api(AGENT_KEY), vec![("portcullis-approval", id.clone())]].concat(), b"{}");
     assert_eq!(other_body.status, 403);
     assert_eq!(other_body.json()["code"], "approval-invalid");
-    let other_principal = call(&d, "POST", "/invoices/7", &[api(USER_KEY), vec![("portcullis-approval", id.clone())]].concat(), body);
+    let other_principal =
+        call(&d, "POST", "/invoices/7", &[api(USER_KEY), vec![("portcullis-approval", id.clone())]].concat(), body);
     // alice may write anyway: her request is allowed on its own merits, not by the approval.
     assert_eq!(other_principal.status, 200);
 
     // The same request with the id passes once; the upstream never sees the approval header.
     let before = d.upstream.seen_at("/invoices/7").len();
-    let retry = call(&d, "POST", "/invoices/7", &[api(AGENT_KEY), vec![("portcullis-approval", id.clone())]].concat(), body);
+    let retry =
+        call(&d, "POST", "/invoices/7", &[api(AGENT_KEY), vec![("portcullis-approval", id.clone())]].concat(), body);
     assert_eq!(retry.status, 200, "{}", String::from_utf8_lossy(&retry.body));
     let seen = d.upstream.seen_at("/invoices/7");
     assert_eq!(seen.len(), before + 1);
     assert!(!seen.last().unwrap().headers.contains_key("portcullis-approval"));
-    let twice = call(&d, "POST", "/invoices/7", &[api(AGENT_KEY), vec![("portcullis-approval", id.clone())]].concat(), body);
+    let twice =
+        call(&d, "POST", "/invoices/7", &[api(AGENT_KEY), vec![("portcullis-approval", id.clone())]].concat(), body);
     assert_eq!(twice.status, 403);
     assert!(twice.json()["detail"].as_str().unwrap().contains("used"), "{}", twice.json());
     server.stop();
@@ -312,7 +323,16 @@ fn an_approved_request_passes_once_even_across_a_restart() {
     let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed[0]["state"], "used");
     assert_eq!(listed[0]["decided_by"], "fiona@finance.test");
-    let redeemed = d.audit().into_iter().filter(|r| r["approval_id"] == id.as_str() && r["method"] == "POST" && r["decision"] == "allow" && r["phase"] == "request").count();
+    let redeemed = d
+        .audit()
+        .into_iter()
+        .filter(|r| {
+            r["approval_id"] == id.as_str()
+                && r["method"] == "POST"
+                && r["decision"] == "allow"
+                && r["phase"] == "request"
+        })
+        .count();
     assert_eq!(redeemed, 1, "the allowed retry is audited with its approval id");
     let approval_record = d.audit().into_iter().find(|r| r["method"] == "APPROVE").expect("the approval is audited");
     assert_eq!(approval_record["principal"]["id"], "fiona@finance.test");
@@ -325,7 +345,8 @@ fn a_reload_swaps_the_rules_under_traffic_and_a_bad_config_keeps_the_old_ones() 
     let d = Deployment::new("serve-reload");
     let server = d.start();
     let stop = Arc::new(AtomicBool::new(false));
-    let (ok, denied, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (ok, denied, failed) =
+        (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let url = d.url("/invoices/1");
     let traffic = {
         let (stop, ok, denied, failed) = (stop.clone(), ok.clone(), denied.clone(), failed.clone());
@@ -353,7 +374,8 @@ fn a_reload_swaps_the_rules_under_traffic_and_a_bad_config_keeps_the_old_ones() 
     wait_for("the new rules", &|| {
         send("GET", &d.url("/invoices/1"), &[("host", "api.test"), ("x-api-key", READER_KEY)], b"").status == 403
     });
-    let generation = |d: &Deployment| send("GET", &d.admin_url("/readyz"), &[], b"").json()["generation"].as_u64().unwrap();
+    let generation =
+        |d: &Deployment| send("GET", &d.admin_url("/readyz"), &[], b"").json()["generation"].as_u64().unwrap();
     assert_eq!(generation(&d), 2);
 
     // A broken config is refused; the last good rules keep serving.
@@ -407,7 +429,8 @@ fn a_reload_keeps_rate_limit_counters_and_stripped_credentials_stay_stripped() {
     server.stop();
 
     // With strip_credentials the upstream never sees the API key.
-    let text = std::fs::read_to_string(&d.config).unwrap().replace("strip_credentials = false", "strip_credentials = true");
+    let text =
+        std::fs::read_to_string(&d.config).unwrap().replace("strip_credentials = false", "strip_credentials = true");
     std::fs::write(&d.config, text).unwrap();
     let server = d.start();
     assert_eq!(call(&d, "GET", "/invoices/5", &api(USER_KEY), b"").status, 200);

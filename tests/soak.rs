@@ -166,7 +166,12 @@ fn the_proxy_holds_steady_under_load_reloads_and_a_looping_policy() {
         unexpected.len(),
         readyz["generation"],
     );
-    assert!(unexpected.is_empty(), "{} unexpected answers, e.g. {:?}", unexpected.len(), &unexpected[..unexpected.len().min(5)]);
+    assert!(
+        unexpected.is_empty(),
+        "{} unexpected answers, e.g. {:?}",
+        unexpected.len(),
+        &unexpected[..unexpected.len().min(5)]
+    );
     assert!(sent as f64 >= 0.8 * rate as f64 * secs as f64, "the load fell behind: {sent} sent");
     assert_eq!(request_records, sent, "every request's decision is in the audit log");
     assert!(readyz["generation"].as_u64().unwrap() >= generation.min(3), "reloads happened: {readyz}");

@@ -576,7 +576,10 @@ fn fix_for(path: &Path, error: &io::Error) -> String {
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     match error.kind() {
         io::ErrorKind::NotFound => {
-            format!("create the directory `{}` first, or set [audit] path to a file in an existing one", parent.display())
+            format!(
+                "create the directory `{}` first, or set [audit] path to a file in an existing one",
+                parent.display()
+            )
         }
         io::ErrorKind::PermissionDenied => format!(
             "make `{}` (or its directory `{}`) writable by this user, or set [audit] path elsewhere",
@@ -625,10 +628,10 @@ impl AuditSink for MemorySink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::redact::{Change, Effect};
     use crate::decision::{Action, Decision, Redaction, Target};
     use crate::exchange::{Body, Principal};
     use crate::policy::Fault;
+    use crate::redact::{Change, Effect};
     use crate::verdict::PolicyResult;
 
     /// A fresh directory under the system's temp dir, removed by the caller.
@@ -669,7 +672,8 @@ mod tests {
     }
 
     fn redacting_verdict() -> Verdict {
-        let redaction = Redaction { target: Target::JsonPointer("/email".into()), action: Action::Replace("SECRET-F".into()) };
+        let redaction =
+            Redaction { target: Target::JsonPointer("/email".into()), action: Action::Replace("SECRET-F".into()) };
         Verdict {
             phase: Phase::Request,
             route: Some("invoices".into()),
@@ -718,7 +722,11 @@ mod tests {
     /// What the redacting verdict changed in the message passed on.
     fn email_applied() -> Applied {
         Applied {
-            changes: vec![Change { field: Target::JsonPointer("/email".into()), effect: Effect::Replaced, redaction: 0 }],
+            changes: vec![Change {
+                field: Target::JsonPointer("/email".into()),
+                effect: Effect::Replaced,
+                redaction: 0,
+            }],
             ..Applied::default()
         }
     }
@@ -731,7 +739,8 @@ mod tests {
 
     #[test]
     fn verdict_record_carries_the_decision_and_no_secret() {
-        let record = AuditRecord::for_verdict(&context(), &secret_request(), &redacting_verdict(), Some(&email_applied()));
+        let record =
+            AuditRecord::for_verdict(&context(), &secret_request(), &redacting_verdict(), Some(&email_applied()));
         let line = String::from_utf8(record.to_json_line().unwrap()).unwrap();
         assert_no_secrets(&line);
         assert!(line.ends_with('\n') && line.matches('\n').count() == 1, "{line}");
@@ -876,7 +885,8 @@ mod tests {
     fn file_sink_appends_across_opens_and_lines_parse_back() {
         let dir = temp_dir("append");
         let path = dir.join("audit.jsonl");
-        let record = AuditRecord::for_verdict(&context(), &secret_request(), &redacting_verdict(), Some(&email_applied()));
+        let record =
+            AuditRecord::for_verdict(&context(), &secret_request(), &redacting_verdict(), Some(&email_applied()));
         {
             let sink = JsonLinesSink::open(&path).unwrap();
             sink.record(&record);
@@ -929,7 +939,8 @@ mod tests {
     fn write_errors_are_counted_not_raised() {
         // Every write to /dev/full fails with "no space left on device".
         let sink = JsonLinesSink::open("/dev/full").unwrap();
-        let record = AuditRecord::for_verdict(&context(), &secret_request(), &redacting_verdict(), Some(&email_applied()));
+        let record =
+            AuditRecord::for_verdict(&context(), &secret_request(), &redacting_verdict(), Some(&email_applied()));
         for _ in 0..3 {
             sink.record(&record);
         }
@@ -945,7 +956,8 @@ mod tests {
         let dir = temp_dir("concurrent");
         let path = dir.join("audit.jsonl");
         let sink: Arc<dyn AuditSink> = Arc::new(JsonLinesSink::open(&path).unwrap());
-        let mut base = AuditRecord::for_verdict(&context(), &secret_request(), &redacting_verdict(), Some(&email_applied()));
+        let mut base =
+            AuditRecord::for_verdict(&context(), &secret_request(), &redacting_verdict(), Some(&email_applied()));
         // Long lines (several KiB) make torn writes likely if anything were wrong.
         base.policies[1].reason = "x".repeat(8 * 1024);
         std::thread::scope(|scope| {

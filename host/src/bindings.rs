@@ -96,7 +96,11 @@ pub(crate) fn request<'a>(r: &'a exchange::Request, lists: &'a Lists<'a>, body_c
 
 /// The response as a policy sees it, borrowing from `r` and `lists` (built with this
 /// response); the body only when `body_cap` is given.
-pub(crate) fn response<'a>(r: &'a exchange::Response, lists: &'a Lists<'a>, body_cap: Option<usize>) -> wit::Response<'a> {
+pub(crate) fn response<'a>(
+    r: &'a exchange::Response,
+    lists: &'a Lists<'a>,
+    body_cap: Option<usize>,
+) -> wit::Response<'a> {
     wit::Response {
         status: r.status,
         headers: &lists.response_headers,

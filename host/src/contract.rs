@@ -19,7 +19,9 @@ pub const HANDLER: &str = "handler";
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ContractError {
     /// Not WebAssembly at all.
-    #[error("is not a WebAssembly file (it does not start with the `\\0asm` magic bytes); give the path of a built policy component (.wasm)")]
+    #[error(
+        "is not a WebAssembly file (it does not start with the `\\0asm` magic bytes); give the path of a built policy component (.wasm)"
+    )]
     NotWasm,
     /// A core module rather than a component.
     #[error(
@@ -27,7 +29,9 @@ pub enum ContractError {
     )]
     CoreModule,
     /// An unknown binary encoding version.
-    #[error("is WebAssembly with an unsupported encoding (version bytes {0:02x?}); rebuild it with a current toolchain")]
+    #[error(
+        "is WebAssembly with an unsupported encoding (version bytes {0:02x?}); rebuild it with a current toolchain"
+    )]
     UnknownEncoding([u8; 4]),
     /// Exports no `portcullis:policy/handler`.
     #[error(

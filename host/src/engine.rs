@@ -142,12 +142,7 @@ impl Engine {
             .max_wasm_stack(512 << 10);
         let inner = wasmtime::Engine::new(&wasm).map_err(|e| EngineError::Config(format!("{e:#}")))?;
         let ticker = Ticker::start(inner.clone(), ticker).map_err(EngineError::Ticker)?;
-        Ok(Engine {
-            inner,
-            cache_dir,
-            max_memory_bytes: config.max_memory_bytes,
-            _ticker: Arc::new(ticker),
-        })
+        Ok(Engine { inner, cache_dir, max_memory_bytes: config.max_memory_bytes, _ticker: Arc::new(ticker) })
     }
 
     /// The wasmtime engine underneath.
@@ -181,8 +176,7 @@ impl Engine {
         if let Some(component) = self.cached(key) {
             return Ok(component);
         }
-        let component =
-            Component::new(&self.inner, bytes).map_err(|e| EngineError::Compile(format!("{e:#}")))?;
+        let component = Component::new(&self.inner, bytes).map_err(|e| EngineError::Compile(format!("{e:#}")))?;
         if let Some(path) = self.cache_path(key)
             && let Err(e) = write_cache_entry(&path, &component)
         {
@@ -512,8 +506,9 @@ mod tests {
     fn an_epoch_ticker_that_cannot_start_fails_the_engine() {
         // A stack of 2^60 bytes cannot be mapped, so the thread cannot be spawned.
         let builder = std::thread::Builder::new().stack_size(1 << 60);
-        let err = Engine::build(&EngineConfig { cache_dir: None, max_instances: 4, ..EngineConfig::default() }, builder)
-            .unwrap_err();
+        let err =
+            Engine::build(&EngineConfig { cache_dir: None, max_instances: 4, ..EngineConfig::default() }, builder)
+                .unwrap_err();
         assert!(matches!(err, EngineError::Ticker(_)), "{err:?}");
         assert!(err.to_string().contains("time limits are not enforced"), "{err}");
     }

@@ -92,11 +92,7 @@ impl Body {
         if self.bytes.len() <= cap {
             return self.clone();
         }
-        Body {
-            content_type: self.content_type.clone(),
-            bytes: self.bytes[..cap].to_vec(),
-            truncated: true,
-        }
+        Body { content_type: self.content_type.clone(), bytes: self.bytes[..cap].to_vec(), truncated: true }
     }
 }
 
@@ -267,9 +263,7 @@ mod pairs {
                         Ok(OneOrMany::One(v)) => out.push((name, v)),
                         Ok(OneOrMany::Many(vs)) => out.extend(vs.into_iter().map(|v| (name.clone(), v))),
                         Err(_) => {
-                            return Err(D::Error::custom(format!(
-                                "`{name}`: expected a string or a list of strings"
-                            )));
+                            return Err(D::Error::custom(format!("`{name}`: expected a string or a list of strings")));
                         }
                     }
                 }
@@ -296,11 +290,8 @@ struct BodyForm {
 
 impl Serialize for Body {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut form = BodyForm {
-            content_type: self.content_type.clone(),
-            truncated: self.truncated,
-            ..BodyForm::default()
-        };
+        let mut form =
+            BodyForm { content_type: self.content_type.clone(), truncated: self.truncated, ..BodyForm::default() };
         let json = if self.is_json() && !self.truncated {
             serde_json::from_slice::<serde_json::Value>(&self.bytes).ok()
         } else {
@@ -463,8 +454,7 @@ fn default_status() -> u16 {
 
 impl Serialize for Response {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        ResponseForm { status: self.status, headers: self.headers.clone(), body: self.body.clone() }
-            .serialize(s)
+        ResponseForm { status: self.status, headers: self.headers.clone(), body: self.body.clone() }.serialize(s)
     }
 }
 
@@ -610,7 +600,11 @@ mod tests {
             path: "/a".into(),
             query: vec![("q".into(), "1".into())],
             headers: vec![("content-type".into(), "application/json".into())],
-            body: Some(Body { content_type: Some("application/octet-stream".into()), bytes: vec![0, 255], truncated: false }),
+            body: Some(Body {
+                content_type: Some("application/octet-stream".into()),
+                bytes: vec![0, 255],
+                truncated: false,
+            }),
             ..Request::default()
         };
         let text = serde_json::to_string(&req).unwrap();

@@ -17,7 +17,7 @@ use wasmtime::{Store, Trap};
 
 use crate::bindings::portcullis::policy as wit_if;
 use crate::bindings::portcullis::policy::types as wit;
-use crate::bindings::{self, Policy as Bindings, PolicyPre, Lists};
+use crate::bindings::{self, Lists, Policy as Bindings, PolicyPre};
 use crate::capability::{Capability, DataSets, HostState, MemoryLimiter, PolicyContext, RateLimiter};
 use crate::contract::{self, ContractError};
 use crate::decision::{Decision, Outcome, Target};
@@ -402,8 +402,7 @@ impl Policy {
                 .into(),
             Source::Bytes { bytes, .. } => bytes.clone(),
         };
-        let contract_err =
-            |error| LoadError::Contract { policy: name.clone(), source_path: source.clone(), error };
+        let contract_err = |error| LoadError::Contract { policy: name.clone(), source_path: source.clone(), error };
         contract::check_header(&bytes).map_err(contract_err)?;
         let key = ContentDigest::of(&bytes);
         let digest = key.to_string();
@@ -417,9 +416,11 @@ impl Policy {
         if let Some(reuse) = &spec.reuse {
             check_reuse(&name, reuse)?;
         }
-        let component = engine
-            .compile_keyed(&bytes, &key)
-            .map_err(|error| LoadError::Compile { policy: name.clone(), source_path: source.clone(), error })?;
+        let component = engine.compile_keyed(&bytes, &key).map_err(|error| LoadError::Compile {
+            policy: name.clone(),
+            source_path: source.clone(),
+            error,
+        })?;
         let imports =
             contract::check_component(engine.wasmtime(), &component, &spec.capabilities).map_err(contract_err)?;
 
@@ -493,7 +494,9 @@ impl Policy {
         let bindings = Bindings::new(&mut store, &instance).map_err(|e| failed("binding", e))?;
         match bindings.portcullis_policy_handler().call_init(&mut store, &self.context.settings) {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(PreinitError(format!("`init` refused the settings: {}: {}", e.setting, e.message))),
+            Ok(Err(e)) => {
+                return Err(PreinitError(format!("`init` refused the settings: {}: {}", e.setting, e.message)));
+            }
             Err(e) => return Err(PreinitError(format!("`init`: {}", self.classify(e, &store)))),
         }
         // Reading the state back runs the instrumented accessors (copies of the memories),
@@ -608,7 +611,11 @@ impl Policy {
     }
 
     /// Evaluates the response phase of this one policy, as [`Policy::evaluate_request`].
-    pub fn evaluate_response(&self, request: &exchange::Request, response: &exchange::Response) -> Result<Outcome, Fault> {
+    pub fn evaluate_response(
+        &self,
+        request: &exchange::Request,
+        response: &exchange::Response,
+    ) -> Result<Outcome, Fault> {
         self.on_response(&Lists::new(request, Some(response)), request, response)
     }
 
@@ -642,8 +649,11 @@ impl Policy {
         response: &exchange::Response,
     ) -> Result<Outcome, Fault> {
         let req = bindings::request(request, lists, self.request_body_cap());
-        let resp =
-            bindings::response(response, lists, self.metadata.needs_response_body.then_some(self.limits.max_body_bytes));
+        let resp = bindings::response(
+            response,
+            lists,
+            self.metadata.needs_response_body.then_some(self.limits.max_body_bytes),
+        );
         self.call(|store, instance| instance.portcullis_policy_handler().call_on_response(store, req, resp))
     }
 
@@ -794,7 +804,10 @@ fn check_limits(policy: &str, limits: &Limits, engine: &Engine) -> Result<(), Lo
     limits.check().map_err(|e| err(e.limit, e.message))?;
     let max_mb = u32::try_from(engine.max_memory_bytes() >> 20).unwrap_or(u32::MAX);
     if limits.memory_mb > max_mb {
-        return Err(err("memory_mb", format!("is {}, but must be between 1 and {max_mb} (engine.max_memory_mb)", limits.memory_mb)));
+        return Err(err(
+            "memory_mb",
+            format!("is {}, but must be between 1 and {max_mb} (engine.max_memory_mb)", limits.memory_mb),
+        ));
     }
     Ok(())
 }
@@ -806,7 +819,10 @@ fn check_reuse(policy: &str, reuse: &Reuse) -> Result<(), LoadError> {
         return Err(err("reuse.max_uses", "must be at least 1".into()));
     }
     if reuse.max_idle == 0 {
-        return Err(err("reuse.max_idle", "must be at least 1 (leave `reuse` out for a fresh instance per call)".into()));
+        return Err(err(
+            "reuse.max_idle",
+            "must be at least 1 (leave `reuse` out for a fresh instance per call)".into(),
+        ));
     }
     Ok(())
 }

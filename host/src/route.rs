@@ -148,7 +148,9 @@ impl HostPattern {
     pub fn new(pattern: &str) -> Result<HostPattern, String> {
         let p = pattern.trim().to_ascii_lowercase();
         if p.is_empty() || p.contains('/') {
-            return Err(format!("host pattern `{pattern}` must be a host name such as `api.example.com` or `*.example.com`"));
+            return Err(format!(
+                "host pattern `{pattern}` must be a host name such as `api.example.com` or `*.example.com`"
+            ));
         }
         Ok(HostPattern(p))
     }

@@ -10,11 +10,11 @@ use std::time::Instant;
 
 use crate::bindings::Lists;
 use crate::decision::{Decision, DecisionKind, Denial, Outcome, Redaction};
+use crate::engine::Engine;
 use crate::exchange::{Request, Response};
 use crate::policy::{Fault, LoadError, Policy, PolicySpec, Shared};
 use crate::route::{HostPattern, MAX_PATH_SEGMENTS, Matcher, PathGlob, path_too_long};
 use crate::verdict::{Phase, PolicyResult, Verdict};
-use crate::engine::Engine;
 
 /// What happens to a request no route covers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -368,7 +368,11 @@ impl Combiner {
                     Decision::Allow
                 } else {
                     tracing::warn!(policy = policy.name(), %fault, "policy failed; denying (fail-closed)");
-                    Decision::Deny(Denial { status: fault.status(), code: "policy-error".into(), reason: record.reason.clone() })
+                    Decision::Deny(Denial {
+                        status: fault.status(),
+                        code: "policy-error".into(),
+                        reason: record.reason.clone(),
+                    })
                 }
             }
         };

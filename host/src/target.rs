@@ -270,7 +270,6 @@ impl CanonicalTarget {
             None => self.path.clone(),
         }
     }
-
 }
 
 /// One path segment being built: its forwarded form and its decoded bytes.

@@ -4,9 +4,9 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
+use portcullis_host::Config;
 use portcullis_host::approval::{Approval, ApprovalState};
 use portcullis_host::gate::{Settlement, settle};
-use portcullis_host::Config;
 
 use crate::cli::{ApprovalsAction, ApprovalsArgs, Format};
 
@@ -14,7 +14,10 @@ use crate::cli::{ApprovalsAction, ApprovalsArgs, Format};
 pub fn run(args: &ApprovalsArgs) -> Result<ExitCode> {
     let config = Config::read(&args.config)?;
     let Some(store) = crate::serve::live::open_approvals(&config, &args.config)? else {
-        bail!("{} has no [approvals] section, so there is no approval store; add `[approvals] store = \"approvals.sqlite\"`", args.config.display());
+        bail!(
+            "{} has no [approvals] section, so there is no approval store; add `[approvals] store = \"approvals.sqlite\"`",
+            args.config.display()
+        );
     };
     // Approvals and rejections go to the same audit log as the server's decisions.
     let audit = crate::serve::live::open_audit(&config, &args.config)?;
@@ -29,8 +32,9 @@ pub fn run(args: &ApprovalsArgs) -> Result<ExitCode> {
             let state = state
                 .as_deref()
                 .map(|s| {
-                    serde_json::from_value::<ApprovalState>(serde_json::json!(s))
-                        .with_context(|| format!("unknown state `{s}`; use pending, approved, rejected, used or expired"))
+                    serde_json::from_value::<ApprovalState>(serde_json::json!(s)).with_context(|| {
+                        format!("unknown state `{s}`; use pending, approved, rejected, used or expired")
+                    })
                 })
                 .transpose()?;
             store.list(state, now)?

@@ -45,7 +45,8 @@ pub fn run(args: &BuildArgs) -> Result<ExitCode> {
 /// `[package] name` or `[project] name`.
 fn project_name(manifest: &Path, table: &str) -> Result<String> {
     let text = std::fs::read_to_string(manifest).with_context(|| format!("reading {}", manifest.display()))?;
-    let doc: toml::Table = toml::from_str(&text).with_context(|| format!("{} is not valid TOML", manifest.display()))?;
+    let doc: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", manifest.display()))?;
     doc.get(table)
         .and_then(|t| t.get("name"))
         .and_then(|n| n.as_str())
@@ -66,7 +67,8 @@ fn package_name(manifest: &Path) -> Result<String> {
 
 fn build_rust(dir: &Path, name: &str, out: &Path) -> Result<()> {
     if let Ok(installed) = Command::new("rustup").args(["target", "list", "--installed"]).output() {
-        if installed.status.success() && !String::from_utf8_lossy(&installed.stdout).lines().any(|l| l.trim() == TRIPLE) {
+        if installed.status.success() && !String::from_utf8_lossy(&installed.stdout).lines().any(|l| l.trim() == TRIPLE)
+        {
             bail!("the Rust target {TRIPLE} is not installed; run `rustup target add {TRIPLE}`");
         }
     }
@@ -160,7 +162,11 @@ fn build_js(dir: &Path, out: &Path, sdk: Option<&Path>) -> Result<()> {
 fn place(from: &Path, to: &Path) -> Result<()> {
     let parent = to.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    let tmp = parent.join(format!(".{}.{}", to.file_name().and_then(|n| n.to_str()).unwrap_or("policy.wasm"), std::process::id()));
+    let tmp = parent.join(format!(
+        ".{}.{}",
+        to.file_name().and_then(|n| n.to_str()).unwrap_or("policy.wasm"),
+        std::process::id()
+    ));
     std::fs::copy(from, &tmp).with_context(|| format!("copying {} to {}", from.display(), tmp.display()))?;
     std::fs::rename(&tmp, to).with_context(|| format!("renaming into {}", to.display()))?;
     Ok(())

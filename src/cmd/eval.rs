@@ -59,10 +59,9 @@ fn policy_name(path: &Path) -> String {
 
 fn parse_settings(arg: &str) -> Result<serde_json::Value> {
     let (text, origin) = match arg.strip_prefix('@') {
-        Some(file) => (
-            std::fs::read_to_string(file).with_context(|| format!("--settings: cannot read {file}"))?,
-            file.to_owned(),
-        ),
+        Some(file) => {
+            (std::fs::read_to_string(file).with_context(|| format!("--settings: cannot read {file}"))?, file.to_owned())
+        }
         None => (arg.to_owned(), "--settings".to_owned()),
     };
     let value: serde_json::Value =
@@ -79,7 +78,8 @@ fn read_exchange(path: &Path) -> Result<Exchange> {
     let value: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))?;
     if value.get("request").is_some() {
-        serde_json::from_value(value).with_context(|| format!("{}: not a valid exchange (see docs/exchange-format.md)", path.display()))
+        serde_json::from_value(value)
+            .with_context(|| format!("{}: not a valid exchange (see docs/exchange-format.md)", path.display()))
     } else {
         let request: Request = serde_json::from_value(value)
             .with_context(|| format!("{}: not a valid request (see docs/exchange-format.md)", path.display()))?;

@@ -113,7 +113,9 @@ fn check_name(name: &str) -> Result<()> {
         && !name.ends_with('-')
         && !name.contains("--");
     if !valid {
-        bail!("`{name}` is not a policy name: use lower-case letters, digits and single `-`, starting with a letter (e.g. `invoice-guard`)");
+        bail!(
+            "`{name}` is not a policy name: use lower-case letters, digits and single `-`, starting with a letter (e.g. `invoice-guard`)"
+        );
     }
     Ok(())
 }

@@ -7,11 +7,11 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use portcullis_host::engine::Engine;
+use portcullis_host::Config;
 use portcullis_host::config::base_dir;
+use portcullis_host::engine::Engine;
 use portcullis_host::exchange::{Principal, PrincipalKind};
 use portcullis_host::gate::Gate;
-use portcullis_host::Config;
 
 use crate::cli::{PrincipalArgs, ReplayArgs, ReplayFormat};
 use crate::replay::diff::{Change, change_of};
@@ -154,7 +154,13 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode> {
 /// replaced.
 /// With `reuse_instances`, another config gets the same `reuse` default as the one under
 /// test (this config's copy already has it).
-fn baseline_gate(spec: &str, config: &Config, config_path: &Path, engine: &Engine, reuse_instances: bool) -> Result<Gate> {
+fn baseline_gate(
+    spec: &str,
+    config: &Config,
+    config_path: &Path,
+    engine: &Engine,
+    reuse_instances: bool,
+) -> Result<Gate> {
     if let Some((name, module)) = spec.split_once('=') {
         let mut old = config.clone();
         let policy = old.policies.get_mut(name).with_context(|| {

@@ -138,7 +138,10 @@ enum PhaseName {
 pub fn run(args: &TestArgs) -> Result<ExitCode> {
     let files = test_files(&args.paths)?;
     if files.is_empty() {
-        bail!("no test files (*.toml) found in {}", args.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+        bail!(
+            "no test files (*.toml) found in {}",
+            args.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
     }
     let jobs = match args.jobs {
         0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
@@ -201,7 +204,8 @@ type CaseResult = (String, std::result::Result<String, String>);
 
 fn run_file(path: &Path, jobs: usize) -> Result<Vec<CaseResult>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let test: TestFile = toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid test file {}: {e}", path.display()))?;
+    let test: TestFile =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid test file {}: {e}", path.display()))?;
     if test.cases.is_empty() {
         bail!("{} has no [[case]]", path.display());
     }
@@ -223,7 +227,15 @@ fn run_file(path: &Path, jobs: usize) -> Result<Vec<CaseResult>> {
                 Some(p) => IdentityMode::Fixed(p.principal()),
                 None => IdentityMode::Recorded,
             };
-            let replay = Replay { gate: &gate, baseline: None, identity, jobs, progress: false, keep_originals: false, strict: false };
+            let replay = Replay {
+                gate: &gate,
+                baseline: None,
+                identity,
+                jobs,
+                progress: false,
+                keep_originals: false,
+                strict: false,
+            };
             let mut entries = Vec::new();
             let file_errors = replay.run(&traffic, |e| entries.push(e))?;
             if let Some(e) = file_errors.first() {
@@ -245,7 +257,8 @@ fn check_case(case: &Case, entries: &[EntryResult]) -> std::result::Result<Strin
             ps.iter().map(|p| PathGlob::new(p)).collect::<Result<_, _>>().map_err(|e| format!("select.path: {e}"))?
         }
     };
-    let host = case.select.host.as_deref().map(HostPattern::new).transpose().map_err(|e| format!("select.host: {e}"))?;
+    let host =
+        case.select.host.as_deref().map(HostPattern::new).transpose().map_err(|e| format!("select.host: {e}"))?;
     let mut selected = 0;
     let mut failures = Vec::new();
     for entry in entries {
@@ -310,7 +323,9 @@ fn request_of(passage: &portcullis_host::gate::Passage) -> Option<(String, Strin
     let (method, path) = passage.request_line.split_once(' ')?;
     // An MCP call's line is `CALL /path operation`.
     let path = match (&passage.operation, method) {
-        (Some(operation), "CALL") => path.strip_suffix(operation.as_str()).and_then(|p| p.strip_suffix(' ')).unwrap_or(path),
+        (Some(operation), "CALL") => {
+            path.strip_suffix(operation.as_str()).and_then(|p| p.strip_suffix(' ')).unwrap_or(path)
+        }
         _ => path,
     };
     Some((method.to_owned(), path.to_owned(), passage.host.clone(), passage.operation.clone()))

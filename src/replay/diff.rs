@@ -27,11 +27,7 @@ impl Change {
     /// but the code, fields or group changed.
     pub fn kind(&self) -> String {
         let (before, after) = (self.before.overall(), self.after.overall());
-        if before == after {
-            format!("{before} → {after} (changed)")
-        } else {
-            format!("{before} → {after}")
-        }
+        if before == after { format!("{before} → {after} (changed)") } else { format!("{before} → {after}") }
     }
 }
 

@@ -14,8 +14,8 @@ use std::time::Instant;
 
 use anyhow::Result;
 use portcullis_host::Exchange;
-use portcullis_host::gate::{Gate, Identity, Passage};
 use portcullis_host::exchange::Principal;
+use portcullis_host::gate::{Gate, Identity, Passage};
 
 /// How the principal of each entry is established.
 #[derive(Debug, Clone)]

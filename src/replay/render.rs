@@ -214,7 +214,10 @@ pub fn junit(entries: &[EntryResult], files: &[String]) -> String {
     let total = entries.len();
     let errors = entries.iter().filter(|e| entry_error(e).is_some()).count();
     let failures = entries.iter().filter(|e| super::diff::change_of(e).is_some()).count();
-    let _ = writeln!(out, "<testsuites name=\"portcullis replay\" tests=\"{total}\" failures=\"{failures}\" errors=\"{errors}\">");
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"portcullis replay\" tests=\"{total}\" failures=\"{failures}\" errors=\"{errors}\">"
+    );
     for file in files {
         let cases: Vec<&EntryResult> = entries.iter().filter(|e| &*e.source == file.as_str()).collect();
         let errors = cases.iter().filter(|e| entry_error(e).is_some()).count();
@@ -268,7 +271,10 @@ pub fn entry_error(entry: &EntryResult) -> Option<String> {
         EntryOutcome::ReadError(message) => return Some(message.clone()),
         EntryOutcome::Evaluated { passage, .. } => passage,
     };
-    let phases = passage.request.iter().map(|c| (&c.verdict, &c.redaction_error))
+    let phases = passage
+        .request
+        .iter()
+        .map(|c| (&c.verdict, &c.redaction_error))
         .chain(passage.response.iter().map(|c| (&c.verdict, &c.redaction_error)));
     for (verdict, redaction_error) in phases {
         if let Some(e) = redaction_error {

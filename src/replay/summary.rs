@@ -69,7 +69,10 @@ impl Summary {
         let route_counts = self.routes.entry(route).or_default();
         route_counts.add(overall);
         let mut errored = false;
-        let phases = passage.request.iter().map(|c| (&c.verdict, &c.redaction_error))
+        let phases = passage
+            .request
+            .iter()
+            .map(|c| (&c.verdict, &c.redaction_error))
             .chain(passage.response.iter().map(|c| (&c.verdict, &c.redaction_error)));
         for (verdict, redaction_error) in phases {
             errored |= redaction_error.is_some();

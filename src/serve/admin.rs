@@ -33,10 +33,14 @@ impl Token {
     fn from_section(section: &AdminSection) -> anyhow::Result<Token> {
         if let Some(var) = &section.token_env {
             let token = std::env::var(var).map_err(|_| {
-                anyhow::anyhow!("[server.admin] token_env names `{var}`, which is not set; export it or remove token_env")
+                anyhow::anyhow!(
+                    "[server.admin] token_env names `{var}`, which is not set; export it or remove token_env"
+                )
             })?;
             if token.len() < 16 {
-                anyhow::bail!("[server.admin] the admin token in `{var}` is shorter than 16 characters; use a long random one");
+                anyhow::bail!(
+                    "[server.admin] the admin token in `{var}` is shorter than 16 characters; use a long random one"
+                );
             }
             return Ok(Token::Sha256(portcullis_host::engine::sha256_hex(token.as_bytes())));
         }
@@ -66,7 +70,12 @@ impl Token {
             .map(|t| portcullis_host::engine::sha256_hex(t.trim().as_bytes()));
         match given {
             Some(given) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => Ok(()),
-            _ => Err(problem(401, "unauthenticated", "the approvals API needs `Authorization: Bearer <admin token>`", "")),
+            _ => Err(problem(
+                401,
+                "unauthenticated",
+                "the approvals API needs `Authorization: Bearer <admin token>`",
+                "",
+            )),
         }
     }
 }
@@ -76,7 +85,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Runs the admin listener until `shutdown`.
-pub async fn serve(listener: TcpListener, live: Live, section: AdminSection, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    live: Live,
+    section: AdminSection,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let token = Arc::new(Token::from_section(&section)?);
     super::http::serve(listener, shutdown, move |req, peer| {
         let live = live.clone();
@@ -94,12 +108,15 @@ async fn handle(live: &Live, token: &Token, req: Request<Incoming>, _peer: Socke
         (Method::GET, "/readyz") => {
             let state = live.state();
             let gate = live.gate();
-            json_response(200, &json!({
-                "ready": true,
-                "generation": state.generation,
-                "last_reload_error": state.last_error,
-                "policies": gate.policy_set().policies().map(|p| json!({"name": p.name(), "digest": p.digest()})).collect::<Vec<_>>(),
-            }))
+            json_response(
+                200,
+                &json!({
+                    "ready": true,
+                    "generation": state.generation,
+                    "last_reload_error": state.last_error,
+                    "policies": gate.policy_set().policies().map(|p| json!({"name": p.name(), "digest": p.digest()})).collect::<Vec<_>>(),
+                }),
+            )
         }
         (Method::GET, "/metrics") => {
             let mut response = text(200, &live.metrics.encode());
@@ -118,7 +135,12 @@ async fn handle(live: &Live, token: &Token, req: Request<Incoming>, _peer: Socke
             };
             approvals(store, live.keep().audit.clone(), req).await
         }
-        _ => problem(404, "not-found", format!("no admin endpoint {path}; try /healthz, /readyz, /metrics or /approvals"), ""),
+        _ => problem(
+            404,
+            "not-found",
+            format!("no admin endpoint {path}; try /healthz, /readyz, /metrics or /approvals"),
+            "",
+        ),
     }
 }
 
@@ -165,7 +187,8 @@ async fn approvals(store: Arc<dyn ApprovalStore>, audit: Arc<dyn AuditSink>, req
                 return problem(400, "bad-request", "say who decides: {\"by\": \"alice@example.com\"}", "");
             };
             let note = body.get("note").and_then(Value::as_str);
-            let settlement = if *verb == "approve" { Settlement::Approve { by } } else { Settlement::Reject { by, note } };
+            let settlement =
+                if *verb == "approve" { Settlement::Approve { by } } else { Settlement::Reject { by, note } };
             let decided = settle(store.as_ref(), Some(audit.as_ref()), id, settlement, "admin", now);
             tracing::info!(approval = id, by, verb = *verb, ok = decided.is_ok(), "approval decided");
             match decided {
@@ -194,7 +217,12 @@ pub(crate) fn several(id: &str) -> bool {
 
 fn parse_state(text: &str) -> Result<ApprovalState, Response<Body>> {
     serde_json::from_value(json!(text)).map_err(|_| {
-        problem(400, "bad-request", format!("unknown state `{text}`; use pending, approved, rejected, used or expired"), "")
+        problem(
+            400,
+            "bad-request",
+            format!("unknown state `{text}`; use pending, approved, rejected, used or expired"),
+            "",
+        )
     })
 }
 

@@ -59,14 +59,17 @@ async fn handle(live: &Live, section: &ForwardAuthSection, req: Request<Incoming
     let gate = live.gate();
     // The proxy forwards the target as the client sent it, so a target that is not
     // canonical is refused rather than judged in a form the upstream will not get.
-    let mut request = match request_from_http(&Request::from_parts(original_parts, body), &FromHttp {
-        default_scheme: section.scheme.clone(),
-        client_address: client_address(&parts.headers).or_else(|| Some(peer.ip().to_string())),
-        received_at_ms: portcullis_host::capability::now_ms(),
-        target_rules: gate.target_rules(),
-        forwards_raw_target: true,
-        ..FromHttp::default()
-    }) {
+    let mut request = match request_from_http(
+        &Request::from_parts(original_parts, body),
+        &FromHttp {
+            default_scheme: section.scheme.clone(),
+            client_address: client_address(&parts.headers).or_else(|| Some(peer.ip().to_string())),
+            received_at_ms: portcullis_host::capability::now_ms(),
+            target_rules: gate.target_rules(),
+            forwards_raw_target: true,
+            ..FromHttp::default()
+        },
+    ) {
         Ok(request) => request,
         Err(e) => return bad_request(&e, nginx),
     };

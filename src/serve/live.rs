@@ -11,12 +11,12 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
+use portcullis_host::Config;
 use portcullis_host::approval::ApprovalStore;
 use portcullis_host::audit::AuditSink;
 use portcullis_host::config::base_dir;
 use portcullis_host::engine::Engine;
 use portcullis_host::gate::Gate;
-use portcullis_host::Config;
 
 use super::metrics::Metrics;
 

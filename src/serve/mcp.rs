@@ -29,9 +29,9 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
@@ -48,10 +48,10 @@ use portcullis_host::adapters::mcp::{
     self, Annotations, Call, ERROR_DENIED, ERROR_INVALID_REQUEST, Message, PROBE_HEADER, is_reserved_header,
 };
 use portcullis_host::config::McpSection;
-use portcullis_host::target::canonicalize;
 use portcullis_host::decision::{Action, Decision, Target};
 use portcullis_host::exchange::Request as Normal;
 use portcullis_host::gate::{APPROVAL_HEADER, Admission, Arrival, BodyReach, Gate, Identity, Reach, Release, Ticket};
+use portcullis_host::target::canonicalize;
 use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -78,9 +78,16 @@ const LIST_REFRESH: Duration = Duration::from_secs(10);
 const MAX_LIST_PAGES: usize = 16;
 
 /// Runs the MCP front door on `listener` until `shutdown`.
-pub async fn serve(listener: TcpListener, live: Live, section: McpSection, shutdown: watch::Receiver<bool>) -> Result<()> {
-    let upstream: Uri =
-        section.upstream.parse().with_context(|| format!("[server.mcp] upstream `{}` is not a URL", section.upstream))?;
+pub async fn serve(
+    listener: TcpListener,
+    live: Live,
+    section: McpSection,
+    shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let upstream: Uri = section
+        .upstream
+        .parse()
+        .with_context(|| format!("[server.mcp] upstream `{}` is not a URL", section.upstream))?;
     if upstream.scheme_str() != Some("http") || upstream.authority().is_none() {
         bail!(
             "[server.mcp] upstream `{}`: give the MCP server's endpoint as http://host:port/path (TLS upstreams are not \
@@ -210,7 +217,9 @@ fn rpc(status: u16, message: &Value, request_id: &str) -> Response<Body> {
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if status == 401 {
-        response.headers_mut().insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"portcullis\""));
+        response
+            .headers_mut()
+            .insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"portcullis\""));
     }
     with_request_id(response, request_id)
 }
@@ -360,15 +369,33 @@ impl Door {
     ) -> Response<Body> {
         let cap = self.section.max_request_bytes;
         if content_length(&parts.headers).is_some_and(|len| len > cap as u64) {
-            return rpc_error(413, &Value::Null, ERROR_INVALID_REQUEST, &format!("the message is larger than {cap} bytes"), "");
+            return rpc_error(
+                413,
+                &Value::Null,
+                ERROR_INVALID_REQUEST,
+                &format!("the message is larger than {cap} bytes"),
+                "",
+            );
         }
         let bytes = match read_capped(body, cap).await {
             Ok(bytes) => bytes,
             Err(ReadError::TooLarge) => {
-                return rpc_error(413, &Value::Null, ERROR_INVALID_REQUEST, &format!("the message is larger than {cap} bytes"), "");
+                return rpc_error(
+                    413,
+                    &Value::Null,
+                    ERROR_INVALID_REQUEST,
+                    &format!("the message is larger than {cap} bytes"),
+                    "",
+                );
             }
             Err(ReadError::Io(e)) => {
-                return rpc_error(400, &Value::Null, ERROR_INVALID_REQUEST, &format!("reading the message failed: {e}"), "");
+                return rpc_error(
+                    400,
+                    &Value::Null,
+                    ERROR_INVALID_REQUEST,
+                    &format!("reading the message failed: {e}"),
+                    "",
+                );
             }
         };
         let (mut message, kind) = match mcp::parse_message(&bytes) {
@@ -490,7 +517,11 @@ impl Door {
             let body = self.filter_stream(rbody, Some(answering), list_key);
             return with_request_id(Response::from_parts(rparts, body), &request_id);
         }
-        let json = rparts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(portcullis_host::exchange::is_json_content_type);
+        let json = rparts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(portcullis_host::exchange::is_json_content_type);
         if !json {
             return self.status_only(rparts, &request_id);
         }
@@ -741,10 +772,15 @@ impl Door {
     async fn settle(&self, answering: Answering, bytes: &[u8]) -> Value {
         let id = answering.id.clone();
         let request_id = answering.request_id.clone();
-        let refuse = |text: String| mcp::error_message(&id, ERROR_DENIED, &text, Some(json!({ "request_id": request_id })));
+        let refuse =
+            |text: String| mcp::error_message(&id, ERROR_DENIED, &text, Some(json!({ "request_id": request_id })));
         let message = match mcp::parse_message(bytes) {
             Ok((message, Message::Response { id: answered })) if answered == answering.id => message,
-            Ok(_) => return refuse("bad-upstream-response: the MCP server's answer is not the answer to this request".into()),
+            Ok(_) => {
+                return refuse(
+                    "bad-upstream-response: the MCP server's answer is not the answer to this request".into(),
+                );
+            }
             Err(e) => return refuse(format!("bad-upstream-response: {e}")),
         };
         match tokio::task::spawn_blocking(move || answering.release(message)).await {
@@ -789,7 +825,10 @@ impl Door {
                     }
                 }
                 if buffer.len() > door_cap {
-                    tracing::warn!(cap = door_cap, "an SSE event from the MCP server is over the cap; ending the stream");
+                    tracing::warn!(
+                        cap = door_cap,
+                        "an SSE event from the MCP server is over the cap; ending the stream"
+                    );
                     if let Some(answering) = answering.take() {
                         let error = mcp::error_message(
                             &answering.id,
@@ -836,7 +875,9 @@ async fn pass_event(
         Message::Request { .. } => Some(with_blank_line(event)),
         Message::Response { id } => {
             let Some(waiting) = answering.as_ref() else {
-                tracing::warn!("dropping an answer on the MCP server's event stream: it cannot be evaluated outside its call");
+                tracing::warn!(
+                    "dropping an answer on the MCP server's event stream: it cannot be evaluated outside its call"
+                );
                 return None;
             };
             if id != waiting.id {
@@ -847,7 +888,9 @@ async fn pass_event(
             let id = waiting.id.clone();
             let answer = match tokio::task::spawn_blocking(move || waiting.release(message)).await {
                 Ok(answer) => answer,
-                Err(_) => mcp::error_message(&id, ERROR_DENIED, "policy-error: the evaluation stopped unexpectedly", None),
+                Err(_) => {
+                    mcp::error_message(&id, ERROR_DENIED, "policy-error: the evaluation stopped unexpectedly", None)
+                }
             };
             Some(sse_event(&fields, &answer))
         }

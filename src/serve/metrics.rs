@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
+use portcullis_host::audit::{AuditRecord, AuditSink};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use portcullis_host::audit::{AuditRecord, AuditSink};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DecisionLabels {
@@ -70,7 +70,11 @@ impl Metrics {
         let latency = Family::<DoorLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.000_01, 2.0, 21))
         });
-        registry.register("decision_seconds", "Time from arrival to decision, by front door and phase", latency.clone());
+        registry.register(
+            "decision_seconds",
+            "Time from arrival to decision, by front door and phase",
+            latency.clone(),
+        );
         let policy_latency = Family::<PolicyOnly, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.000_001, 2.0, 21))
         });

@@ -18,10 +18,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use portcullis_host::Config;
 use portcullis_host::audit::AuditSink;
 use portcullis_host::config::base_dir;
 use portcullis_host::engine::Engine;
-use portcullis_host::Config;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -49,7 +49,8 @@ pub fn run(config_path: &Path) -> Result<()> {
     let sink = open_audit(&config, config_path)?;
     let audit: Arc<dyn AuditSink> = Arc::new(Observed { inner: sink, metrics: metrics.clone() });
     let approvals = open_approvals(&config, config_path)?;
-    let keep = Keep { engine, approvals, audit: audit.clone(), counters: Default::default(), fixed: fixed_sections(&config) };
+    let keep =
+        Keep { engine, approvals, audit: audit.clone(), counters: Default::default(), fixed: fixed_sections(&config) };
     let gate = build_gate(&config, config_path, &keep)?;
     let live = Live::new(gate, keep, metrics, &config, config_path);
 

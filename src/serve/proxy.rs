@@ -112,7 +112,12 @@ impl Payload {
 }
 
 /// Runs the reverse proxy on `listener` until `shutdown`.
-pub async fn serve(listener: TcpListener, live: Live, section: ProxySection, shutdown: watch::Receiver<bool>) -> Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    live: Live,
+    section: ProxySection,
+    shutdown: watch::Receiver<bool>,
+) -> Result<()> {
     let upstream = Upstream::parse(&section.upstream)?;
     let client = super::http::upstream_client();
     let proxy = Arc::new(Proxy { live, section, upstream, client });
@@ -188,7 +193,12 @@ impl Proxy {
                 return problem(502, "upstream-unavailable", "the upstream could not be reached", &request_id);
             }
             Err(_) => {
-                return problem(504, "upstream-timeout", format!("the upstream did not answer within {timeout:?}"), &request_id);
+                return problem(
+                    504,
+                    "upstream-timeout",
+                    format!("the upstream did not answer within {timeout:?}"),
+                    &request_id,
+                );
             }
         };
 
@@ -226,7 +236,12 @@ impl Proxy {
         if let (false, Payload::Buffered(bytes)) = (redactions.is_empty(), &rpayload) {
             let mut redacted = Response::from_parts(rparts, bytes.to_vec());
             if let Err(e) = downstream_response(&mut redacted, redactions) {
-                return problem(502, "redaction-failed", format!("a redaction could not be guaranteed: {e}"), &request_id);
+                return problem(
+                    502,
+                    "redaction-failed",
+                    format!("a redaction could not be guaranteed: {e}"),
+                    &request_id,
+                );
             }
             let (redacted_parts, bytes) = redacted.into_parts();
             rparts = redacted_parts;
@@ -256,15 +271,14 @@ impl Proxy {
             Box::new(problem(500, "redaction-failed", format!("the request cannot be forwarded: {e}"), request_id))
         })?;
         let payload = match payload {
-            Payload::Buffered(_) => {
-                Payload::Buffered(ticket.request.body.as_ref().map(|b| Bytes::from(b.bytes.clone())).unwrap_or_default())
-            }
+            Payload::Buffered(_) => Payload::Buffered(
+                ticket.request.body.as_ref().map(|b| Bytes::from(b.bytes.clone())).unwrap_or_default(),
+            ),
             streaming => streaming,
         };
-        *upstream.uri_mut() = self
-            .upstream
-            .uri(upstream.uri())
-            .map_err(|e| Box::new(problem(400, "bad-request", format!("cannot build the upstream URL: {e}"), request_id)))?;
+        *upstream.uri_mut() = self.upstream.uri(upstream.uri()).map_err(|e| {
+            Box::new(problem(400, "bad-request", format!("cannot build the upstream URL: {e}"), request_id))
+        })?;
         *upstream.version_mut() = http::Version::HTTP_11;
         let headers = upstream.headers_mut();
         if let Ok(host) = HeaderValue::from_str(self.upstream.authority.as_str()) {
@@ -300,7 +314,9 @@ fn body_error(error: ReadError, cap: usize, which: &str, request_id: &str) -> Re
             format!("the upstream's response body is larger than {cap} bytes, the most a policy may inspect"),
             request_id,
         ),
-        (ReadError::Io(e), "request") => problem(400, "bad-request", format!("reading the request body failed: {e}"), request_id),
+        (ReadError::Io(e), "request") => {
+            problem(400, "bad-request", format!("reading the request body failed: {e}"), request_id)
+        }
         (ReadError::Io(e), _) => {
             problem(502, "bad-upstream-response", format!("reading the upstream's response failed: {e}"), request_id)
         }

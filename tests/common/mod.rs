@@ -138,8 +138,11 @@ pub fn example_sets_with(tmp: &TempDir, line: &str) -> (portcullis_host::PolicyS
 
 /// The decisions and what each policy said, without timings and digests.
 fn gist(verdict: &portcullis_host::Verdict) -> String {
-    let policies: Vec<_> =
-        verdict.policies.iter().map(|p| (p.policy.clone(), p.decision, p.code.clone(), p.reason.clone(), p.labels.clone())).collect();
+    let policies: Vec<_> = verdict
+        .policies
+        .iter()
+        .map(|p| (p.policy.clone(), p.decision, p.code.clone(), p.reason.clone(), p.labels.clone()))
+        .collect();
     format!("{:?} {:?} {policies:?}", verdict.decision, verdict.decided_by)
 }
 
@@ -158,7 +161,8 @@ pub fn assert_examples_decide_alike(a: &portcullis_host::PolicySet, b: &portcull
     let mut kinds = std::collections::BTreeSet::new();
     for round in 0..rounds {
         for file in &examples {
-            let exchange: portcullis_host::Exchange = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+            let exchange: portcullis_host::Exchange =
+                serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
             let request = &exchange.request;
             let (x, y) = (a.evaluate_request(request), b.evaluate_request(request));
             assert_eq!(gist(&x), gist(&y), "{} (round {round}), request phase", file.display());

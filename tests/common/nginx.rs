@@ -29,7 +29,8 @@ pub fn nginx_binary() -> PathBuf {
 
 /// `nginx -V`: the version line and the configure arguments.
 pub fn nginx_build(binary: &Path) -> String {
-    let out = Command::new(binary).arg("-V").output().unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
+    let out =
+        Command::new(binary).arg("-V").output().unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
     // nginx prints its version and build to stderr.
     format!("{}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout))
 }
@@ -132,4 +133,3 @@ impl Drop for Nginx {
         }
     }
 }
-

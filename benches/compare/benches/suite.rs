@@ -116,7 +116,10 @@ fn json_body(size: usize) -> Vec<u8> {
 fn redactions() -> Vec<Redaction> {
     vec![
         Redaction { target: Target::JsonPointer("/customers/*/email".into()), action: Action::Remove },
-        Redaction { target: Target::JsonPointer("/customers/*/phone".into()), action: Action::Replace("[redacted]".into()) },
+        Redaction {
+            target: Target::JsonPointer("/customers/*/phone".into()),
+            action: Action::Replace("[redacted]".into()),
+        },
     ]
 }
 
@@ -190,7 +193,10 @@ fn policy_set(c: &mut Criterion, engine: &Engine) {
             builder = builder.policy(spec(name.clone(), component, settings)).unwrap();
             names.push(name);
         }
-        let set = builder.route(RouteSpec { name: "invoices".into(), policies: names, ..RouteSpec::default() }).build().unwrap();
+        let set = builder
+            .route(RouteSpec { name: "invoices".into(), policies: names, ..RouteSpec::default() })
+            .build()
+            .unwrap();
         let verdict = set.evaluate_request(&request);
         assert!(verdict.is_allowed() && verdict.policies.len() == n, "all {n} policies run and allow: {verdict:?}");
         g.bench_function(format!("{n}"), |b| b.iter(|| set.evaluate_request(black_box(&request))));
@@ -232,7 +238,9 @@ fn replay(c: &mut Criterion, engine: &Engine) {
             BatchSize::LargeInput,
         )
     });
-    g.bench_function("read_and_evaluate", |b| b.iter(|| read_all(&files, |e| drop(black_box(gate.pass(e, &identity))))));
+    g.bench_function("read_and_evaluate", |b| {
+        b.iter(|| read_all(&files, |e| drop(black_box(gate.pass(e, &identity)))))
+    });
     g.bench_function("read_and_evaluate_reused", |b| {
         b.iter(|| read_all(&files, |e| drop(black_box(warm.pass(e, &identity)))))
     });
@@ -341,7 +349,11 @@ fn report(requests: usize, body_sizes: &[usize], replay_entries: usize, memory: 
             println!("  wasm_fresh / cedar     {r:>6.2}×   (target ≤ 0.7×)");
             let mut figure = format!("{:.2} µs vs {:.2} µs = {r:.2}×", fresh / 1e3, cedar / 1e3);
             if let Some(floor) = median_ns("instance_floor", rule) {
-                println!("  instance alone (floor) {:>6.2}×   {:.3} µs: store + instance + reset, no call", floor / cedar, floor / 1e3);
+                println!(
+                    "  instance alone (floor) {:>6.2}×   {:.3} µs: store + instance + reset, no call",
+                    floor / cedar,
+                    floor / 1e3
+                );
                 figure.push_str(&format!("; floor (instance alone) {:.2} µs = {:.2}×", floor / 1e3, floor / cedar));
             }
             targets.push(Goal { what: format!("{rule}: fresh isolated ≤ 0.7× Cedar"), met: r <= 0.7, figure });
@@ -349,7 +361,11 @@ fn report(requests: usize, body_sizes: &[usize], replay_entries: usize, memory: 
         if let (Some(reused), Some(vm)) = (per("wasm_reused"), per("rego_vm")) {
             let r = reused / vm;
             println!("  wasm_reused / rego_vm  {r:>6.2}×   (target ≤ 1.0×)");
-            targets.push(Goal { what: format!("{rule}: reused ≤ 1.0× regorus RVM"), met: r <= 1.0, figure: format!("{:.2} µs vs {:.2} µs = {r:.2}×", reused / 1e3, vm / 1e3) });
+            targets.push(Goal {
+                what: format!("{rule}: reused ≤ 1.0× regorus RVM"),
+                met: r <= 1.0,
+                figure: format!("{:.2} µs vs {:.2} µs = {r:.2}×", reused / 1e3, vm / 1e3),
+            });
         }
     }
     println!("\nJSON redaction (2 pointers with *, remove + replace) vs serde_json Value parse + write");
@@ -360,10 +376,23 @@ fn report(requests: usize, body_sizes: &[usize], replay_entries: usize, memory: 
         println!("  {label:>4} serde parse+write {:>10.1} µs {:>8.0} MB/s   1.0×", base / 1e3, mbps(base));
         for id in ["response", "request"] {
             if let Some(ns) = median_ns(&group, id) {
-                println!("  {label:>4} redact {id:<10} {:>10.1} µs {:>8.0} MB/s {:>5.2}×", ns / 1e3, mbps(ns), ns / base);
+                println!(
+                    "  {label:>4} redact {id:<10} {:>10.1} µs {:>8.0} MB/s {:>5.2}×",
+                    ns / 1e3,
+                    mbps(ns),
+                    ns / base
+                );
                 if *label == "1m" && id == "response" {
-                    targets.push(Goal { what: "1 MiB JSON redaction ≥ 300 MB/s".into(), met: mbps(ns) >= 300.0, figure: format!("{:.0} MB/s", mbps(ns)) });
-                    targets.push(Goal { what: "1 MiB JSON redaction ≤ 2× serde_json parse+write".into(), met: ns / base <= 2.0, figure: format!("{:.2}× ({:.0} MB/s vs {:.0} MB/s)", ns / base, mbps(ns), mbps(base)) });
+                    targets.push(Goal {
+                        what: "1 MiB JSON redaction ≥ 300 MB/s".into(),
+                        met: mbps(ns) >= 300.0,
+                        figure: format!("{:.0} MB/s", mbps(ns)),
+                    });
+                    targets.push(Goal {
+                        what: "1 MiB JSON redaction ≤ 2× serde_json parse+write".into(),
+                        met: ns / base <= 2.0,
+                        figure: format!("{:.2}× ({:.0} MB/s vs {:.0} MB/s)", ns / base, mbps(ns), mbps(base)),
+                    });
                 }
             }
         }
@@ -372,7 +401,12 @@ fn report(requests: usize, body_sizes: &[usize], replay_entries: usize, memory: 
         println!("\nOne route with N policies (fresh instances, all allow), vs 1 policy");
         for n in SET_SIZES {
             if let Some(ns) = median_ns("policy_set", &n.to_string()) {
-                println!("  {n:>2} policies {:>10.2} µs {:>6.1}×   {:.2} µs per policy", ns / 1e3, ns / one, ns / 1e3 / n as f64);
+                println!(
+                    "  {n:>2} policies {:>10.2} µs {:>6.1}×   {:.2} µs per policy",
+                    ns / 1e3,
+                    ns / one,
+                    ns / 1e3 / n as f64
+                );
             }
         }
     }
@@ -390,7 +424,11 @@ fn report(requests: usize, body_sizes: &[usize], replay_entries: usize, memory: 
             if let Some(warm) = median_ns("replay", "read_and_evaluate_reused") {
                 figure.push_str(&format!("; with reuse {:.0}/s", rate(warm)));
             }
-            targets.push(Goal { what: "replay ≥ 50,000 entries/s per core (header-only)".into(), met: rate(ns) >= 50_000.0, figure });
+            targets.push(Goal {
+                what: "replay ≥ 50,000 entries/s per core (header-only)".into(),
+                met: rate(ns) >= 50_000.0,
+                figure,
+            });
         }
     }
     if let Some(base) = median_ns("cold_start", "read_and_hash") {
@@ -402,7 +440,11 @@ fn report(requests: usize, body_sizes: &[usize], replay_entries: usize, memory: 
             }
         }
         if let Some(ns) = median_ns("cold_start", "engine_and_ten_policies") {
-            targets.push(Goal { what: "cold start of 10 cached policies ≤ 20 ms".into(), met: ns <= 20e6, figure: format!("{:.2} ms with the engine", ns / 1e6) });
+            targets.push(Goal {
+                what: "cold start of 10 cached policies ≤ 20 ms".into(),
+                met: ns <= 20e6,
+                figure: format!("{:.2} ms with the engine", ns / 1e6),
+            });
         }
     }
     println!("\nMemory per live instance (after one call each)");
@@ -412,7 +454,11 @@ fn report(requests: usize, body_sizes: &[usize], replay_entries: usize, memory: 
         targets.push(Goal {
             what: format!("memory per live instance ≤ 64 KiB ({name})"),
             met: *private <= 65536.0,
-            figure: format!("{:.1} KiB private ({:.1} KiB resident with shared image pages)", private / 1024.0, resident / 1024.0),
+            figure: format!(
+                "{:.1} KiB private ({:.1} KiB resident with shared image pages)",
+                private / 1024.0,
+                resident / 1024.0
+            ),
         });
     }
     println!("\nTargets of issue 6");
@@ -437,7 +483,10 @@ fn main() {
         return;
     }
     let memory = [
-        ("agent-guard", memory_per_instance(&load_wasm(&engine, "agent-guard", AGENT_GUARD_SETTINGS), &user_request(), 200)),
+        (
+            "agent-guard",
+            memory_per_instance(&load_wasm(&engine, "agent-guard", AGENT_GUARD_SETTINGS), &user_request(), 200),
+        ),
         ("scopes", memory_per_instance(&load_wasm(&engine, "scopes", SCOPES_SETTINGS), &user_request(), 200)),
     ];
     let sizes: Vec<usize> = SIZES.iter().map(|(_, s)| json_body(*s).len()).collect();

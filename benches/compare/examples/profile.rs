@@ -32,8 +32,11 @@ fn main() {
     };
     match what.as_str() {
         "fresh" | "reused" | "scopes-fresh" | "scopes-reused" => {
-            let (name, settings) =
-                if what.starts_with("scopes") { ("scopes", SCOPES_SETTINGS) } else { ("agent-guard", AGENT_GUARD_SETTINGS) };
+            let (name, settings) = if what.starts_with("scopes") {
+                ("scopes", SCOPES_SETTINGS)
+            } else {
+                ("agent-guard", AGENT_GUARD_SETTINGS)
+            };
             let policy = load_wasm(&engine, name, settings);
             eprintln!("{name}: pre-initialised: {}", policy.preinitialised());
             if what.ends_with("reused") {

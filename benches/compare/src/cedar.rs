@@ -34,7 +34,9 @@ impl<M: Clone> Base<M> {
     fn new(text: &str, mut meaning_of: impl FnMut(&cedar_policy::Policy) -> M) -> Self {
         let policies = PolicySet::from_str(text).unwrap_or_else(|e| panic!("Cedar policies: {e:?}\n{text}"));
         let meaning = policies.policies().map(|p| (p.id().clone(), meaning_of(p))).collect();
-        let uid = |ty: &str, id: &str| EntityUid::from_type_name_and_id(EntityTypeName::from_str(ty).unwrap(), EntityId::new(id));
+        let uid = |ty: &str, id: &str| {
+            EntityUid::from_type_name_and_id(EntityTypeName::from_str(ty).unwrap(), EntityId::new(id))
+        };
         Base {
             policies,
             meaning,
@@ -69,7 +71,9 @@ impl<M: Clone> Base<M> {
             ("has_user".to_owned(), RestrictedExpression::new_bool(acting_for(&req.principal).is_some())),
             (
                 "scopes".to_owned(),
-                RestrictedExpression::new_set(req.principal.scopes.iter().map(|s| RestrictedExpression::new_string(s.clone()))),
+                RestrictedExpression::new_set(
+                    req.principal.scopes.iter().map(|s| RestrictedExpression::new_string(s.clone())),
+                ),
             ),
         ])
         .expect("context");
@@ -112,7 +116,9 @@ impl Variant for CedarGuard {
             (false, "agent-without-user") => {
                 deny(&rule, format!("agent {agent} must act on behalf of a user"), &rule, None)
             }
-            (false, "agent-delete-forbidden") => deny(&rule, format!("agents may not delete: DELETE {}", req.path), &rule, None),
+            (false, "agent-delete-forbidden") => {
+                deny(&rule, format!("agents may not delete: DELETE {}", req.path), &rule, None)
+            }
             (false, "agent-write-needs-approval") => approval(
                 format!(
                     "agent {agent} acting for {} wants to {} {}",
@@ -164,7 +170,9 @@ impl Variant for CedarScopes {
                     .collect();
                 missing_scopes(&missing, req, &format!("rules[{i}]"))
             }
-            (false, _) => deny("no-scope-rule", format!("no scope rule covers {} {}", req.method, req.path), "default", None),
+            (false, _) => {
+                deny("no-scope-rule", format!("no scope rule covers {} {}", req.method, req.path), "default", None)
+            }
         }
     }
 }
@@ -196,7 +204,11 @@ pub fn scopes_policies(settings: &ScopeSettings) -> String {
             let prefix = format!("/{}", literal.join("/"));
             let path = match (tail, literal.is_empty()) {
                 (true, true) => "true".to_owned(),
-                (true, false) => format!("(context.path == {} || context.path like {})", quote(&prefix), quote(&format!("{prefix}/*"))),
+                (true, false) => format!(
+                    "(context.path == {} || context.path like {})",
+                    quote(&prefix),
+                    quote(&format!("{prefix}/*"))
+                ),
                 (false, _) => format!("context.path == {}", quote(&prefix)),
             };
             format!("({methods} && {path})")
@@ -210,8 +222,12 @@ pub fn scopes_policies(settings: &ScopeSettings) -> String {
         }
         let scopes: Vec<String> = rule.scopes.iter().map(|s| quote(s)).collect();
         let holds = format!("context.scopes.containsAll([{}])", scopes.join(", "));
-        text.push_str(&format!("@id(\"rules[{i}]\")\npermit (principal, action, resource)\nwhen {{ {when} && {holds} }};\n\n"));
-        text.push_str(&format!("@id(\"rules[{i}]\")\nforbid (principal, action, resource)\nwhen {{ {when} && !{holds} }};\n\n"));
+        text.push_str(&format!(
+            "@id(\"rules[{i}]\")\npermit (principal, action, resource)\nwhen {{ {when} && {holds} }};\n\n"
+        ));
+        text.push_str(&format!(
+            "@id(\"rules[{i}]\")\nforbid (principal, action, resource)\nwhen {{ {when} && !{holds} }};\n\n"
+        ));
     }
     let none: Vec<String> = covers.iter().map(|c| format!("!{c}")).collect();
     let effect = if settings.default == "allow" { "permit" } else { "forbid" };

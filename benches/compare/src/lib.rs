@@ -21,7 +21,9 @@ use portcullis_host::decision::{Approval, Denial};
 use portcullis_host::exchange::{Principal, PrincipalKind};
 use portcullis_host::gate::{Gate, Identity};
 use portcullis_host::policy::Shared;
-use portcullis_host::{Decision, Engine, EngineConfig, Outcome, Policy, PolicySet, PolicySpec, Request, RouteSpec, Source};
+use portcullis_host::{
+    Decision, Engine, EngineConfig, Outcome, Policy, PolicySet, PolicySpec, Request, RouteSpec, Source,
+};
 use serde::Deserialize;
 
 /// `agent-guard`'s settings in every variant (as in `policy-tests/portcullis.toml`).
@@ -151,8 +153,18 @@ pub fn principals() -> Vec<Principal> {
         credential_id: Some("key-7".into()),
     };
     vec![
-        p(PrincipalKind::Agent, "support-bot", &["pets:read", "library:read", "pastries:read", "invoices:read"], Some("alice")),
-        p(PrincipalKind::User, "alice", &["pets:read", "store:write", "library:read", "fleet:write", "invoices:read", "invoices:write"], None),
+        p(
+            PrincipalKind::Agent,
+            "support-bot",
+            &["pets:read", "library:read", "pastries:read", "invoices:read"],
+            Some("alice"),
+        ),
+        p(
+            PrincipalKind::User,
+            "alice",
+            &["pets:read", "store:write", "library:read", "fleet:write", "invoices:read", "invoices:write"],
+            None,
+        ),
         p(PrincipalKind::Service, "crm", &[], None),
         p(PrincipalKind::Agent, "bot", &["pets:read"], Some("")),
         p(PrincipalKind::Anonymous, "", &[], None),
@@ -179,8 +191,16 @@ pub fn synthetic_requests() -> Vec<Request> {
     let mut out = Vec::new();
     let methods = ["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE", "get", "Post", "CALL"];
     let paths = [
-        "/invoices", "/invoices/inv-1001", "/invoices/inv-1001/lines", "/v2/store/order/7", "/v2//pet/",
-        "/api/cars", "/rest/pastry/Tartelette", "/health", "/", "/admin/users",
+        "/invoices",
+        "/invoices/inv-1001",
+        "/invoices/inv-1001/lines",
+        "/v2/store/order/7",
+        "/v2//pet/",
+        "/api/cars",
+        "/rest/pastry/Tartelette",
+        "/health",
+        "/",
+        "/admin/users",
     ];
     for (i, method) in methods.iter().enumerate() {
         for path in paths {
@@ -292,7 +312,10 @@ pub fn allow(rule: &str) -> Outcome {
 
 /// `deny 403 code reason` with a `rule` label and maybe `missing-scopes`.
 pub fn deny(code: &str, reason: String, rule: &str, missing: Option<&str>) -> Outcome {
-    Outcome { decision: Decision::Deny(Denial { status: 403, code: code.into(), reason }), labels: labels(rule, missing) }
+    Outcome {
+        decision: Decision::Deny(Denial { status: 403, code: code.into(), reason }),
+        labels: labels(rule, missing),
+    }
 }
 
 /// `require-approval` with a `rule` label.
@@ -341,7 +364,11 @@ pub fn header_only_gate(engine: &Engine, reuse: bool) -> Gate {
         .unwrap()
         .policy(with_reuse(spec("agent-guard".into(), "agent-guard", AGENT_GUARD_SETTINGS)))
         .unwrap()
-        .route(RouteSpec { name: "all".into(), policies: vec!["scopes".into(), "agent-guard".into()], ..RouteSpec::default() })
+        .route(RouteSpec {
+            name: "all".into(),
+            policies: vec!["scopes".into(), "agent-guard".into()],
+            ..RouteSpec::default()
+        })
         .build()
         .unwrap();
     Gate::new(Arc::new(set), None)
@@ -349,13 +376,17 @@ pub fn header_only_gate(engine: &Engine, reuse: bool) -> Gate {
 
 /// The caller of the replay benchmarks: an agent acting for a user, with read scopes.
 pub fn replay_identity() -> Identity {
-    Identity::Fixed(Principal { scopes: vec!["pets:read".into(), "library:read".into(), "pastries:read".into()], ..principals()[0].clone() })
+    Identity::Fixed(Principal {
+        scopes: vec!["pets:read".into(), "library:read".into(), "pastries:read".into()],
+        ..principals()[0].clone()
+    })
 }
 
 /// A field of `/proc/self/status` in bytes (`VmRSS`, `RssAnon`).
 fn status_bytes(key: &str) -> usize {
     let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib = text.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)?.parse::<usize>().ok());
+    let kib =
+        text.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)?.parse::<usize>().ok());
     kib.unwrap_or(0) * 1024
 }
 

@@ -20,7 +20,12 @@ impl Variant for NativeGuard {
         let user = match acting_for(&req.principal) {
             Some(user) => user,
             None if settings.deny_without_on_behalf_of => {
-                return deny("agent-without-user", format!("agent {agent} must act on behalf of a user"), "agent-without-user", None);
+                return deny(
+                    "agent-without-user",
+                    format!("agent {agent} must act on behalf of a user"),
+                    "agent-without-user",
+                    None,
+                );
             }
             None => "no user",
         };

@@ -60,7 +60,12 @@ impl Rules {
             })
             .collect();
         let data = serde_json::json!({"rules": rules, "default": settings.default});
-        Rules { name: "scopes.rego", text: include_str!("../rules/scopes.rego"), entry: "data.scopes.outcome", data: Value::from(data) }
+        Rules {
+            name: "scopes.rego",
+            text: include_str!("../rules/scopes.rego"),
+            entry: "data.scopes.outcome",
+            data: Value::from(data),
+        }
     }
 
     fn compile(&self) -> CompiledPolicy {
@@ -103,8 +108,8 @@ impl RegoVm {
     /// Compiles the rules to an RVM program and loads it.
     pub fn new(rules: &Rules) -> Self {
         let policy = rules.compile();
-        let program: Arc<Program> =
-            Compiler::compile_from_policy(&policy, &[rules.entry]).unwrap_or_else(|e| panic!("{} to RVM: {e}", rules.name));
+        let program: Arc<Program> = Compiler::compile_from_policy(&policy, &[rules.entry])
+            .unwrap_or_else(|e| panic!("{} to RVM: {e}", rules.name));
         let mut vm = RegoVM::new();
         vm.load_program(program);
         vm.set_data(rules.data.clone()).expect("RVM data");
@@ -162,7 +167,9 @@ fn outcome(result: &Value) -> Outcome {
             }
             o
         }
-        "require-approval" => approval(text("reason"), &text("approver_group"), result["ttl_seconds"].as_u32().unwrap_or(0), &rule),
+        "require-approval" => {
+            approval(text("reason"), &text("approver_group"), result["ttl_seconds"].as_u32().unwrap_or(0), &rule)
+        }
         other => deny("rego-undefined", format!("Rego returned no outcome ({other}): {result:?}"), "none", None),
     }
 }

@@ -63,7 +63,13 @@ fn the_corpus_reaches_every_outcome() {
         kinds.insert(("agent-guard", g.labels[0].1.clone()));
         kinds.insert(("scopes", if s.labels.len() > 1 { "missing".into() } else { s.labels[0].1.clone() }));
     }
-    for rule in ["not-an-agent", "agent-without-user", "agent-read-only", "agent-delete-forbidden", "agent-write-needs-approval"] {
+    for rule in [
+        "not-an-agent",
+        "agent-without-user",
+        "agent-read-only",
+        "agent-delete-forbidden",
+        "agent-write-needs-approval",
+    ] {
         assert!(kinds.contains(&("agent-guard", rule.to_owned())), "no request reaches agent-guard's {rule}");
     }
     for rule in ["default", "missing", "rules[0]", "rules[2]", "rules[8]"] {

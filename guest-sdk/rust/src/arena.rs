@@ -69,11 +69,7 @@ struct Region {
 }
 
 impl Region {
-    const NONE: Region = Region {
-        start: 0,
-        next: 0,
-        end: 0,
-    };
+    const NONE: Region = Region { start: 0, next: 0, end: 0 };
 
     /// Bumps `size` bytes at `align` from the region, or `None` when they do not fit.
     fn bump(&mut self, size: usize, align: usize) -> Option<usize> {
@@ -108,11 +104,7 @@ pub(crate) struct Heap {
 
 impl Heap {
     /// A heap without an arena yet (see [`Heap::has_arena`]).
-    pub(crate) const EMPTY: Heap = Heap {
-        arena: Region::NONE,
-        grown: Region::NONE,
-        call_finished: false,
-    };
+    pub(crate) const EMPTY: Heap = Heap { arena: Region::NONE, grown: Region::NONE, call_finished: false };
 
     pub(crate) fn has_arena(&self) -> bool {
         self.arena.end != 0
@@ -120,11 +112,7 @@ impl Heap {
 
     /// Bumps from `[start, start + len)` before anything else.
     pub(crate) fn set_arena(&mut self, start: usize, len: usize) {
-        self.arena = Region {
-            start,
-            next: start,
-            end: start + len,
-        };
+        self.arena = Region { start, next: start, end: start + len };
     }
 
     /// Notes that a call has finished: the next [`Heap::begin_call`] starts over.
@@ -181,14 +169,11 @@ impl Heap {
         for _ in 0..2 {
             let pages = if self.grown.end == 0 {
                 // Page starts are 64 KiB-aligned: only a larger alignment needs more room.
-                size.checked_add(align.saturating_sub(PAGE_SIZE))?
-                    .div_ceil(PAGE_SIZE)
+                size.checked_add(align.saturating_sub(PAGE_SIZE))?.div_ceil(PAGE_SIZE)
             } else {
                 // Extend the grown region just enough, assuming the new pages follow it.
                 let needed_end = align_up(self.grown.next, align)?.checked_add(size)?;
-                needed_end
-                    .saturating_sub(self.grown.end)
-                    .div_ceil(PAGE_SIZE)
+                needed_end.saturating_sub(self.grown.end).div_ceil(PAGE_SIZE)
             }
             .max(1);
             let base = grow(pages)?;
@@ -198,11 +183,7 @@ impl Heap {
             } else {
                 // The first grown pages, or pages that do not follow the grown region:
                 // bump from these from now on (and start over in them between calls).
-                self.grown = Region {
-                    start: base,
-                    next: base,
-                    end: new_end,
-                };
+                self.grown = Region { start: base, next: base, end: new_end };
             }
             if let Some(ptr) = self.grown.bump(size, align) {
                 return Some(ptr);
@@ -290,10 +271,8 @@ mod wasm {
     unsafe impl Sync for BumpAllocator {}
 
     #[global_allocator]
-    static ALLOCATOR: BumpAllocator = BumpAllocator {
-        arena: UnsafeCell::new(Arena([0; ARENA_SIZE])),
-        heap: UnsafeCell::new(Heap::EMPTY),
-    };
+    static ALLOCATOR: BumpAllocator =
+        BumpAllocator { arena: UnsafeCell::new(Arena([0; ARENA_SIZE])), heap: UnsafeCell::new(Heap::EMPTY) };
 
     /// Runs `f` on the allocator's state as it is (without an arena before the first
     /// allocation, which is fine for starting and finishing calls).
@@ -370,10 +349,7 @@ mod tests {
     impl Memory {
         /// Memory that ends a page after the arena, like a module's initial memory.
         fn new() -> Memory {
-            Memory {
-                pages: (ARENA_START + ARENA_LEN) / PAGE_SIZE + 1,
-                grows: 0,
-            }
+            Memory { pages: (ARENA_START + ARENA_LEN) / PAGE_SIZE + 1, grows: 0 }
         }
 
         fn grow(&mut self, pages: usize) -> Option<usize> {
@@ -391,8 +367,7 @@ mod tests {
     }
 
     fn alloc(heap: &mut Heap, memory: &mut Memory, size: usize, align: usize) -> usize {
-        heap.alloc(size, align, |pages| memory.grow(pages))
-            .expect("allocation")
+        heap.alloc(size, align, |pages| memory.grow(pages)).expect("allocation")
     }
 
     #[test]

@@ -66,11 +66,7 @@ impl Principal {
 }
 
 fn body(content_type: Option<&str>, bytes: &[u8]) -> Body {
-    Body {
-        content_type: content_type.map(String::from),
-        bytes: bytes.to_vec(),
-        truncated: false,
-    }
+    Body { content_type: content_type.map(String::from), bytes: bytes.to_vec(), truncated: false }
 }
 
 impl Request {
@@ -157,11 +153,7 @@ impl Request {
 impl Response {
     /// A response with this status and no headers or body.
     pub fn new(status: u16) -> Self {
-        Response {
-            status,
-            headers: Vec::new(),
-            body: None,
-        }
+        Response { status, headers: Vec::new(), body: None }
     }
 
     /// With this header added (the name lower-cased).

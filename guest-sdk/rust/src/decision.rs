@@ -14,21 +14,14 @@ pub const DEFAULT_APPROVAL_TTL_SECONDS: u32 = 900;
 
 /// Let the message through unchanged.
 pub fn allow() -> Outcome {
-    Outcome {
-        decision: Decision::Allow,
-        labels: Vec::new(),
-    }
+    Outcome { decision: Decision::Allow, labels: Vec::new() }
 }
 
 /// Refuse the message with HTTP `status`, a machine-readable `code` (e.g. `missing-scope`)
 /// and a `reason` for humans. The reason reaches the caller: never put secrets in it.
 pub fn deny(status: u16, code: &str, reason: impl Into<String>) -> Outcome {
     Outcome {
-        decision: Decision::Deny(Denial {
-            status,
-            code: code.into(),
-            reason: reason.into(),
-        }),
+        decision: Decision::Deny(Denial { status, code: code.into(), reason: reason.into() }),
         labels: Vec::new(),
     }
 }
@@ -38,10 +31,7 @@ pub fn deny(status: u16, code: &str, reason: impl Into<String>) -> Outcome {
 ///
 /// A redaction that ends up with no targets becomes [`allow`].
 pub fn redact() -> RedactBuilder {
-    RedactBuilder {
-        redactions: Vec::new(),
-        labels: Vec::new(),
-    }
+    RedactBuilder { redactions: Vec::new(), labels: Vec::new() }
 }
 
 /// Hold the request until a member of `approver_group` confirms it:
@@ -100,10 +90,7 @@ impl Outcome {
 
     /// The value of the first label named `key`.
     pub fn label_value(&self, key: &str) -> Option<&str> {
-        self.labels
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.labels.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 }
 
@@ -129,10 +116,7 @@ impl RedactBuilder {
 
     /// Replaces the body value at this JSON pointer with the JSON string `mask`.
     pub fn json_mask(self, pointer: &str, mask: &str) -> Self {
-        self.push(
-            Target::JsonPointer(pointer.into()),
-            Action::Replace(mask.into()),
-        )
+        self.push(Target::JsonPointer(pointer.into()), Action::Replace(mask.into()))
     }
 
     /// Removes every header with this name (case-insensitive).
@@ -174,15 +158,8 @@ impl RedactBuilder {
 
     /// The outcome: `redact` with the collected redactions, or `allow` when there are none.
     pub fn build(self) -> Outcome {
-        let decision = if self.redactions.is_empty() {
-            Decision::Allow
-        } else {
-            Decision::Redact(self.redactions)
-        };
-        Outcome {
-            decision,
-            labels: self.labels,
-        }
+        let decision = if self.redactions.is_empty() { Decision::Allow } else { Decision::Redact(self.redactions) };
+        Outcome { decision, labels: self.labels }
     }
 }
 
@@ -216,10 +193,7 @@ impl ApprovalBuilder {
 
     /// The `require-approval` outcome.
     pub fn build(self) -> Outcome {
-        Outcome {
-            decision: Decision::RequireApproval(self.approval),
-            labels: self.labels,
-        }
+        Outcome { decision: Decision::RequireApproval(self.approval), labels: self.labels }
     }
 }
 
@@ -237,10 +211,7 @@ mod tests {
     fn deny_carries_status_code_reason_and_labels() {
         let out = deny(403, "missing-scope", "scope a is required").label("rule", "r1");
         let denial = out.denial().unwrap();
-        assert_eq!(
-            (denial.status, denial.code.as_str()),
-            (403, "missing-scope")
-        );
+        assert_eq!((denial.status, denial.code.as_str()), (403, "missing-scope"));
         assert_eq!(out.label_value("rule"), Some("r1"));
         assert!(!out.is_allow());
     }
@@ -257,22 +228,10 @@ mod tests {
         assert_eq!(
             out.redactions(),
             &[
-                Redaction {
-                    target: Target::JsonPointer("/email".into()),
-                    action: Action::Remove
-                },
-                Redaction {
-                    target: Target::JsonPointer("/phone".into()),
-                    action: Action::Replace("***".into())
-                },
-                Redaction {
-                    target: Target::Header("x-api-key".into()),
-                    action: Action::Remove
-                },
-                Redaction {
-                    target: Target::Query("token".into()),
-                    action: Action::Remove
-                },
+                Redaction { target: Target::JsonPointer("/email".into()), action: Action::Remove },
+                Redaction { target: Target::JsonPointer("/phone".into()), action: Action::Replace("***".into()) },
+                Redaction { target: Target::Header("x-api-key".into()), action: Action::Remove },
+                Redaction { target: Target::Query("token".into()), action: Action::Remove },
             ]
         );
         assert_eq!(out.label_value("fields"), Some("4"));
@@ -288,19 +247,10 @@ mod tests {
     #[test]
     fn approval_defaults_and_ttl() {
         let out: Outcome = require_approval("why", "finance").into();
-        assert_eq!(
-            out.approval().unwrap().ttl_seconds,
-            DEFAULT_APPROVAL_TTL_SECONDS
-        );
-        let out: Outcome = require_approval("why", "finance")
-            .ttl(3600)
-            .label("a", "b")
-            .into();
+        assert_eq!(out.approval().unwrap().ttl_seconds, DEFAULT_APPROVAL_TTL_SECONDS);
+        let out: Outcome = require_approval("why", "finance").ttl(3600).label("a", "b").into();
         let approval = out.approval().unwrap();
-        assert_eq!(
-            (approval.approver_group.as_str(), approval.ttl_seconds),
-            ("finance", 3600)
-        );
+        assert_eq!((approval.approver_group.as_str(), approval.ttl_seconds), ("finance", 3600));
         assert_eq!(out.label_value("a"), Some("b"));
     }
 }

@@ -51,10 +51,7 @@ pub fn settings_failure(error: &SettingsError) -> Outcome {
     let reason = if error.setting.is_empty() {
         format!("the policy's settings are invalid: {}", error.message)
     } else {
-        format!(
-            "the policy's setting {} is invalid: {}",
-            error.setting, error.message
-        )
+        format!("the policy's setting {} is invalid: {}", error.setting, error.message)
     };
     deny(500, "policy-settings", reason)
 }

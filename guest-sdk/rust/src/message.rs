@@ -8,14 +8,8 @@ use serde_json::Value;
 use crate::{Body, Principal, PrincipalKind, Request, Response};
 
 /// The value of the first `(name, value)` pair whose name equals `name`, ignoring ASCII case.
-fn find<'a>(
-    pairs: &'a [(alloc::string::String, alloc::string::String)],
-    name: &str,
-) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+fn find<'a>(pairs: &'a [(alloc::string::String, alloc::string::String)], name: &str) -> Option<&'a str> {
+    pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
 
 impl Principal {
@@ -26,10 +20,7 @@ impl Principal {
 
     /// The value of the claim `name`, if the host passed it on.
     pub fn claim(&self, name: &str) -> Option<&str> {
-        self.claims
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.claims.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// Whether no credential was presented.
@@ -90,10 +81,7 @@ impl Body {
     /// Whether the bytes start (after whitespace) like a JSON object or array. Recorded
     /// traffic often labels JSON as `text/plain` or not at all.
     pub fn looks_like_json(&self) -> bool {
-        self.bytes
-            .iter()
-            .find(|b| !b.is_ascii_whitespace())
-            .is_some_and(|b| *b == b'{' || *b == b'[')
+        self.bytes.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| *b == b'{' || *b == b'[')
     }
 
     /// The body parsed as JSON, when its content type is JSON-ish or its bytes look like
@@ -122,18 +110,12 @@ impl Request {
 
     /// Every value of the headers called `name`, ignoring case, in order.
     pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers
-            .iter()
-            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().filter(move |(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// The first query parameter called `name` (exact match: query keys are case-sensitive).
     pub fn query(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// The target host without the port, lower-cased as hosts compare: `api.example.com`
@@ -205,9 +187,7 @@ impl Response {
 /// The host part of an authority: without `userinfo@`, without the port, IPv6 brackets
 /// removed.
 fn host_of(authority: &str) -> &str {
-    let authority = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
     if let Some(rest) = authority.strip_prefix('[') {
         return rest.split_once(']').map_or(rest, |(host, _)| host);
     }
@@ -229,21 +209,15 @@ mod tests {
             .with_header("x-api-key", "k2")
             .with_query("Token", "t");
         assert_eq!(req.header("x-API-key"), Some("k1"));
-        assert_eq!(
-            req.header_values("X-API-KEY").collect::<vec::Vec<_>>(),
-            ["k1", "k2"]
-        );
+        assert_eq!(req.header_values("X-API-KEY").collect::<vec::Vec<_>>(), ["k1", "k2"]);
         assert_eq!(req.query("Token"), Some("t"));
         assert_eq!(req.query("token"), None);
     }
 
     #[test]
     fn principal_checks() {
-        let req = Request::new("GET", "/").with_principal(
-            Principal::agent("bot")
-                .with_scopes(&["a:read"])
-                .acting_for_user("alice"),
-        );
+        let req = Request::new("GET", "/")
+            .with_principal(Principal::agent("bot").with_scopes(&["a:read"]).acting_for_user("alice"));
         assert!(req.is_agent() && !req.is_user() && !req.is_service() && !req.is_anonymous());
         assert!(req.has_scope("a:read") && !req.has_scope("a:write"));
         assert_eq!(req.principal.acting_for(), Some("alice"));
@@ -252,8 +226,7 @@ mod tests {
 
     #[test]
     fn json_body_by_content_type_or_sniffing() {
-        let req = Request::new("POST", "/")
-            .with_body(Some("application/vnd.x+json"), b"{\"a\":{\"b\":[1,2]}}");
+        let req = Request::new("POST", "/").with_body(Some("application/vnd.x+json"), b"{\"a\":{\"b\":[1,2]}}");
         assert_eq!(req.json_pointer("/a/b/1"), Some(Value::from(2)));
         let sniffed = Request::new("POST", "/").with_body(Some("text/plain"), b"  [1]");
         assert_eq!(sniffed.json_body(), Some(Value::from(vec![1])));
@@ -266,9 +239,8 @@ mod tests {
 
     #[test]
     fn response_helpers() {
-        let resp = Response::new(200)
-            .with_header("Content-Type", "application/json")
-            .with_json_body(r#"{"email":"a@b"}"#);
+        let resp =
+            Response::new(200).with_header("Content-Type", "application/json").with_json_body(r#"{"email":"a@b"}"#);
         assert_eq!(resp.header("content-type"), Some("application/json"));
         assert_eq!(resp.json_pointer("/email"), Some(Value::from("a@b")));
     }
@@ -282,10 +254,7 @@ mod tests {
             ("[::1]", "::1"),
             ("user@host:1", "host"),
         ] {
-            assert_eq!(
-                Request::new("GET", "/").with_authority(authority).host(),
-                host
-            );
+            assert_eq!(Request::new("GET", "/").with_authority(authority).host(), host);
         }
     }
 }

@@ -26,12 +26,7 @@ fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
 /// Called by the host per the canonical ABI: `old_ptr`/`old_len`/`align` describe an earlier
 /// allocation from this function (or `old_len` is 0) and `align` is a power of two.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cabi_realloc(
-    old_ptr: *mut u8,
-    old_len: usize,
-    align: usize,
-    new_len: usize,
-) -> *mut u8 {
+pub unsafe extern "C" fn cabi_realloc(old_ptr: *mut u8, old_len: usize, align: usize, new_len: usize) -> *mut u8 {
     crate::arena::begin_call();
     let ptr = unsafe {
         if old_len == 0 {

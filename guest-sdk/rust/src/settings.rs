@@ -19,10 +19,7 @@ impl SettingsError {
     /// A settings error about `setting` (a name or path such as `rules[2].path`; empty for
     /// the document as a whole).
     pub fn new(setting: impl Into<String>, message: impl Into<String>) -> Self {
-        SettingsError {
-            setting: setting.into(),
-            message: message.into(),
-        }
+        SettingsError { setting: setting.into(), message: message.into() }
     }
 }
 
@@ -58,9 +55,7 @@ pub fn parse<S: DeserializeOwned + Default>(json: &str) -> Result<S, SettingsErr
 }
 
 fn is_empty_object(text: &str) -> bool {
-    text.strip_prefix('{')
-        .and_then(|rest| rest.strip_suffix('}'))
-        .is_some_and(|inside| inside.trim().is_empty())
+    text.strip_prefix('{').and_then(|rest| rest.strip_suffix('}')).is_some_and(|inside| inside.trim().is_empty())
 }
 
 /// Turns a `serde_json` error on `json` into a [`SettingsError`] naming the setting.
@@ -78,17 +73,12 @@ fn to_settings_error(json: &str, error: &serde_json::Error) -> SettingsError {
     // For syntax errors keep it: a path alone does not find a stray comma.
     let message = if error.is_data() {
         let suffix = format!(" at line {} column {}", error.line(), error.column());
-        text.strip_suffix(suffix.as_str())
-            .unwrap_or(&text)
-            .to_string()
+        text.strip_suffix(suffix.as_str()).unwrap_or(&text).to_string()
     } else {
         text
     };
 
-    SettingsError {
-        setting: format_path(&path),
-        message,
-    }
+    SettingsError { setting: format_path(&path), message }
 }
 
 /// The text between `prefix` and the next backtick in `text`, if `text` contains `prefix`.
@@ -101,13 +91,8 @@ fn quoted_after<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
 /// The byte offset just past what serde_json had consumed when it failed: `column` counts the
 /// bytes consumed on the 1-based `line`.
 fn byte_offset(json: &str, line: usize, column: usize) -> usize {
-    let line_start = if line <= 1 {
-        0
-    } else {
-        json.match_indices('\n')
-            .nth(line - 2)
-            .map_or(json.len(), |(index, _)| index + 1)
-    };
+    let line_start =
+        if line <= 1 { 0 } else { json.match_indices('\n').nth(line - 2).map_or(json.len(), |(index, _)| index + 1) };
     let mut offset = (line_start + column).min(json.len());
     while !json.is_char_boundary(offset) {
         offset -= 1;
@@ -125,10 +110,7 @@ enum Segment {
 /// One container the scanner is inside.
 enum Frame {
     /// An object, with the last key read and whether a key (rather than a value) comes next.
-    Object {
-        key: Option<String>,
-        expect_key: bool,
-    },
+    Object { key: Option<String>, expect_key: bool },
     /// An array, with the index of the current element.
     Array { index: usize },
 }
@@ -157,18 +139,11 @@ fn path_at(prefix: &str) -> Vec<Segment> {
                         raw.push(c);
                     }
                 }
-                if let Some(Frame::Object {
-                    key,
-                    expect_key: true,
-                }) = stack.last_mut()
-                {
+                if let Some(Frame::Object { key, expect_key: true }) = stack.last_mut() {
                     *key = Some(raw);
                 }
             }
-            '{' => stack.push(Frame::Object {
-                key: None,
-                expect_key: true,
-            }),
+            '{' => stack.push(Frame::Object { key: None, expect_key: true }),
             '[' => stack.push(Frame::Array { index: 0 }),
             '}' | ']' => {
                 stack.pop();
@@ -256,8 +231,7 @@ mod tests {
 
     #[test]
     fn valid_document_parses() {
-        let settings: Settings =
-            parse(r#"{"group": "g", "rules": [{"path": "/a", "mode": "deny"}]}"#).unwrap();
+        let settings: Settings = parse(r#"{"group": "g", "rules": [{"path": "/a", "mode": "deny"}]}"#).unwrap();
         assert_eq!(settings.rules[0].mode, Mode::Deny);
     }
 
@@ -294,32 +268,21 @@ mod tests {
     fn unknown_field_is_named() {
         let e = error(r#"{"group": "g", "limitt": 3}"#);
         assert_eq!(e.setting, "limitt");
-        assert!(
-            e.message.starts_with("unknown field `limitt`"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.starts_with("unknown field `limitt`"), "{}", e.message);
     }
 
     #[test]
     fn wrong_type_names_the_field() {
         let e = error(r#"{"group": "g", "limit": "ten"}"#);
         assert_eq!(e.setting, "limit");
-        assert!(
-            e.message.starts_with("invalid type: string \"ten\""),
-            "{}",
-            e.message
-        );
+        assert!(e.message.starts_with("invalid type: string \"ten\""), "{}", e.message);
         assert!(!e.message.contains("line"), "{}", e.message);
     }
 
     #[test]
     fn wrong_container_type_names_the_field_not_its_element() {
         assert_eq!(error(r#"{"group": ["g"]}"#).setting, "group");
-        assert_eq!(
-            error(r#"{"group": "g", "rules": {"path": "/"}}"#).setting,
-            "rules"
-        );
+        assert_eq!(error(r#"{"group": "g", "rules": {"path": "/"}}"#).setting, "rules");
     }
 
     #[test]
@@ -327,11 +290,7 @@ mod tests {
         let json = r#"{"group": "g", "rules": [{"path": "/a"}, {"path": "/b", "mode": "maybe"}]}"#;
         let e = error(json);
         assert_eq!(e.setting, "rules[1].mode");
-        assert!(
-            e.message.starts_with("unknown variant `maybe`"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.starts_with("unknown variant `maybe`"), "{}", e.message);
 
         let e = error(r#"{"group": "g", "rules": [{"path": "/a"}, {"mode": "deny"}]}"#);
         assert_eq!(e.setting, "rules[1].path");

@@ -38,10 +38,7 @@ pub fn set_now_ms(now_ms: u64) {
 /// Stores `value` under `key` in the data set `set` on this thread.
 pub fn insert_data(set: &str, key: &str, value: &str) {
     with(|host| {
-        host.data
-            .entry(set.into())
-            .or_default()
-            .insert(key.into(), value.into());
+        host.data.entry(set.into()).or_default().insert(key.into(), value.into());
     });
 }
 
@@ -81,11 +78,7 @@ pub(crate) fn take(key: &str, limit: u32, window_ms: u64) -> Taken {
         if allowed {
             counter.1 += 1;
         }
-        Taken {
-            allowed,
-            remaining: limit.saturating_sub(counter.1),
-            reset_after_ms: start + window_ms - now,
-        }
+        Taken { allowed, remaining: limit.saturating_sub(counter.1), reset_after_ms: start + window_ms - now }
     })
 }
 
@@ -102,10 +95,7 @@ mod tests {
     fn rate_limit_counts_within_a_window_and_resets_after_it() {
         set_now_ms(10_500);
         let takes: Vec<_> = (0..3).map(|_| rate_limit::take("k", 2, 1_000)).collect();
-        assert_eq!(
-            takes.iter().map(|t| t.allowed).collect::<Vec<_>>(),
-            [true, true, false]
-        );
+        assert_eq!(takes.iter().map(|t| t.allowed).collect::<Vec<_>>(), [true, true, false]);
         assert_eq!(takes[0].remaining, 1);
         assert_eq!(takes[2].reset_after_ms, 500);
         assert!(rate_limit::take("other", 2, 1_000).allowed);

@@ -52,12 +52,12 @@ use envoy_types::pb::envoy::r#type::v3::HttpStatus;
 use envoy_types::pb::google::protobuf::BoolValue;
 use envoy_types::pb::google::rpc::Status;
 
+use crate::adapters::forward::{HOST_SET_PREFIX, METHOD_OVERRIDES, ON_BEHALF_OF_HEADER, PRINCIPAL_HEADER};
 use crate::adapters::http::normalise_authority;
 use crate::decision::Target;
 use crate::exchange::{Body, Request, percent_decode, percent_encode_query};
-use crate::adapters::forward::{HOST_SET_PREFIX, METHOD_OVERRIDES, ON_BEHALF_OF_HEADER, PRINCIPAL_HEADER};
-use crate::target::{TargetError, TargetRules, require_canonical};
 use crate::gate::{Admission, REQUEST_ID_HEADER, Refusal, RequestCheck};
+use crate::target::{TargetError, TargetRules, require_canonical};
 
 /// gRPC `OK`: Envoy lets the request through.
 pub const GRPC_OK: i32 = 0;
@@ -741,16 +741,15 @@ mod tests {
         assert!(checked.request.headers.iter().all(|(n, _)| !n.starts_with("x-portcullis-")));
         let answer = forward(&checked, Vec::new());
         let Some(HttpResponse::OkResponse(ok)) = &answer.http_response else { panic!("{answer:?}") };
-        let set: Vec<(&str, &str)> = ok
-            .headers
-            .iter()
-            .filter_map(|h| h.header.as_ref())
-            .map(|h| (h.key.as_str(), h.value.as_str()))
-            .collect();
+        let set: Vec<(&str, &str)> =
+            ok.headers.iter().filter_map(|h| h.header.as_ref()).map(|h| (h.key.as_str(), h.value.as_str())).collect();
         assert!(set.contains(&("x-portcullis-principal", "anonymous:")), "{set:?}");
         assert!(set.contains(&("x-portcullis-on-behalf-of", "")), "{set:?}");
         assert_eq!(ok.headers_to_remove, ["x-portcullis-extra"]);
-        let err = request_from_check(&check(http("POST", "a.test", "/x", &[("x-http-method-override", "DELETE")])), &FromCheck::default());
+        let err = request_from_check(
+            &check(http("POST", "a.test", "/x", &[("x-http-method-override", "DELETE")])),
+            &FromCheck::default(),
+        );
         assert_eq!(err.unwrap_err(), ExtAuthzError::MethodOverride { header: "x-http-method-override" });
     }
 

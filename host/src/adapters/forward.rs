@@ -142,7 +142,8 @@ pub fn take_incoming(headers: &mut HeaderMap) -> Result<(), IncomingError> {
     for value in headers.get_all(http::header::CONNECTION) {
         for name in String::from_utf8_lossy(value.as_bytes()).split(',') {
             let name = name.trim().to_ascii_lowercase();
-            let allowed = name.is_empty() || name == "close" || name == "http2-settings" || HOP_BY_HOP.contains(&name.as_str());
+            let allowed =
+                name.is_empty() || name == "close" || name == "http2-settings" || HOP_BY_HOP.contains(&name.as_str());
             if !allowed {
                 return Err(IncomingError::ConnectionNamesEndToEnd { header: shorten(&name) });
             }
@@ -151,7 +152,8 @@ pub fn take_incoming(headers: &mut HeaderMap) -> Result<(), IncomingError> {
     for name in HOP_BY_HOP.into_iter().chain(HOST_SET) {
         headers.remove(name);
     }
-    let ours: Vec<HeaderName> = headers.keys().filter(|name| name.as_str().starts_with(HOST_SET_PREFIX)).cloned().collect();
+    let ours: Vec<HeaderName> =
+        headers.keys().filter(|name| name.as_str().starts_with(HOST_SET_PREFIX)).cloned().collect();
     for name in ours {
         headers.remove(name);
     }

@@ -123,8 +123,10 @@ pub fn original_request(
         .ok_or(ForwardAuthError::Missing { nginx: "X-Original-Method", other: "X-Forwarded-Method" })?;
     let method = Method::from_bytes(method.as_bytes())
         .map_err(|_| ForwardAuthError::Invalid { header: method_name, reason: "not an HTTP method token" })?;
-    let (uri, uri_header) =
-        (header(uri_name).ok_or(ForwardAuthError::Missing { nginx: "X-Original-URI", other: "X-Forwarded-Uri" })?, uri_name);
+    let (uri, uri_header) = (
+        header(uri_name).ok_or(ForwardAuthError::Missing { nginx: "X-Original-URI", other: "X-Forwarded-Uri" })?,
+        uri_name,
+    );
     if !uri.starts_with('/') {
         return Err(ForwardAuthError::Invalid { header: uri_header, reason: "the original URI must start with `/`" });
     }
@@ -155,7 +157,9 @@ pub fn original_request(
     let scheme = match header("x-forwarded-proto") {
         Some(proto) if proto.eq_ignore_ascii_case("http") => Scheme::HTTP,
         Some(proto) if proto.eq_ignore_ascii_case("https") => Scheme::HTTPS,
-        Some(_) => return Err(ForwardAuthError::Invalid { header: "x-forwarded-proto", reason: "must be `http` or `https`" }),
+        Some(_) => {
+            return Err(ForwardAuthError::Invalid { header: "x-forwarded-proto", reason: "must be `http` or `https`" });
+        }
         None if default_scheme.eq_ignore_ascii_case("http") => Scheme::HTTP,
         None => Scheme::HTTPS,
     };
@@ -245,16 +249,26 @@ mod tests {
     fn missing_or_bad_parts_name_the_header() {
         let err = original_request(&headers(&[("x-original-uri", "/x")]), "https", HeaderFamily::Nginx).unwrap_err();
         assert!(err.to_string().contains("X-Original-Method"), "{err}");
-        let err = original_request(&headers(&[("x-original-method", "GET")]), "https", HeaderFamily::Nginx).unwrap_err();
+        let err =
+            original_request(&headers(&[("x-original-method", "GET")]), "https", HeaderFamily::Nginx).unwrap_err();
         assert!(err.to_string().contains("X-Original-URI"), "{err}");
         for uri in ["x", "/a#/admin", "/a b"] {
-            let err = original_request(&headers(&[("x-original-method", "GET"), ("x-original-uri", uri)]), "https", HeaderFamily::Nginx).unwrap_err();
+            let err = original_request(
+                &headers(&[("x-original-method", "GET"), ("x-original-uri", uri)]),
+                "https",
+                HeaderFamily::Nginx,
+            )
+            .unwrap_err();
             assert!(err.to_string().contains("x-original-uri"), "{uri}: {err}");
         }
         let h = headers(&[("x-original-method", "GET"), ("x-original-uri", "/x"), ("x-forwarded-proto", "gopher")]);
-        assert!(original_request(&h, "https", HeaderFamily::Nginx).unwrap_err().to_string().contains("x-forwarded-proto"));
+        assert!(
+            original_request(&h, "https", HeaderFamily::Nginx).unwrap_err().to_string().contains("x-forwarded-proto")
+        );
         let h = headers(&[("x-original-method", "G(T"), ("x-original-uri", "/x")]);
-        assert!(original_request(&h, "https", HeaderFamily::Nginx).unwrap_err().to_string().contains("x-original-method"));
+        assert!(
+            original_request(&h, "https", HeaderFamily::Nginx).unwrap_err().to_string().contains("x-original-method")
+        );
     }
 
     /// Behind Traefik a client adding `X-Original-*` must not choose what is judged, and
@@ -267,13 +281,16 @@ mod tests {
             ("x-original-method", "GET"),
             ("x-original-uri", "/invoices/1"),
         ]);
-        for (family, other) in
-            [(HeaderFamily::Traefik, "x-original-method"), (HeaderFamily::Caddy, "x-original-method"), (HeaderFamily::Nginx, "x-forwarded-method")]
-        {
+        for (family, other) in [
+            (HeaderFamily::Traefik, "x-original-method"),
+            (HeaderFamily::Caddy, "x-original-method"),
+            (HeaderFamily::Nginx, "x-forwarded-method"),
+        ] {
             let err = original_request(&h, "https", family).unwrap_err();
             assert_eq!(err, ForwardAuthError::OtherFamily { header: other, family: family.as_str() }, "{family:?}");
         }
-        let only_uri = headers(&[("x-forwarded-method", "DELETE"), ("x-forwarded-uri", "/x"), ("x-original-uri", "/y")]);
+        let only_uri =
+            headers(&[("x-forwarded-method", "DELETE"), ("x-forwarded-uri", "/x"), ("x-original-uri", "/y")]);
         assert!(matches!(
             original_request(&only_uri, "https", HeaderFamily::Traefik),
             Err(ForwardAuthError::OtherFamily { header: "x-original-uri", .. })

@@ -1267,7 +1267,8 @@ mod tests {
         // Short documents, with and without the mark, still end in the same errors.
         for text in ["", "\u{feff}", "{", "\u{feff}{", "\u{ef}"] {
             let slice = read_har_slice(text.as_bytes(), source, |_| ()).map_err(|e| e.to_string());
-            let streamed = read_har(BufReader::with_capacity(1, text.as_bytes()), source, |_| ()).map_err(|e| e.to_string());
+            let streamed =
+                read_har(BufReader::with_capacity(1, text.as_bytes()), source, |_| ()).map_err(|e| e.to_string());
             assert_eq!(slice, streamed, "{text:?}");
         }
     }

@@ -110,7 +110,8 @@ pub fn canonical_request_from_http<B: AsRef<[u8]>>(
             // An absolute-form target routes on its authority while the upstream gets the
             // `Host` header: they must name the same host.
             let agrees = host_header.is_none_or(|host| {
-                normalise_authority(host, &scheme).eq_ignore_ascii_case(&normalise_authority(authority.as_str(), &scheme))
+                normalise_authority(host, &scheme)
+                    .eq_ignore_ascii_case(&normalise_authority(authority.as_str(), &scheme))
             });
             if authority.as_str().contains('@') || !agrees {
                 return Err(TargetError::AuthorityMismatch.into());
@@ -446,7 +447,9 @@ mod tests {
             assert_eq!(err, AdaptError::Target(TargetError::AuthorityMismatch), "{uri} {host:?}");
             assert!(!err.to_string().contains("secret"));
         }
-        let req = http::Request::get("http://API.test:80/public/../admin?x").header("host", "api.test").body(Vec::<u8>::new());
+        let req = http::Request::get("http://API.test:80/public/../admin?x")
+            .header("host", "api.test")
+            .body(Vec::<u8>::new());
         let (req, target) = canonical_request_from_http(&req.unwrap(), &FromHttp::default()).unwrap();
         assert_eq!((req.authority.as_str(), req.path.as_str()), ("API.test", "/admin"));
         assert_eq!(target.origin_form(), "/admin?x");
@@ -455,7 +458,8 @@ mod tests {
     #[test]
     fn the_target_is_canonical_and_raw_forwarding_doors_refuse_others() {
         let get = |uri: &str| http::Request::get(uri).body(Vec::<u8>::new()).unwrap();
-        let (req, target) = canonical_request_from_http(&get("/public/%2e%2e/admin/users"), &FromHttp::default()).unwrap();
+        let (req, target) =
+            canonical_request_from_http(&get("/public/%2e%2e/admin/users"), &FromHttp::default()).unwrap();
         assert_eq!((req.path.as_str(), target.origin_form()), ("/admin/users", "/admin/users".to_owned()));
         let err = request_from_http(&get("/public/..%2fadmin"), &FromHttp::default()).unwrap_err();
         assert_eq!(err, AdaptError::Target(TargetError::EncodedSlash));

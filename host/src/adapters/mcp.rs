@@ -196,9 +196,8 @@ pub fn parse_json_strict(bytes: &[u8]) -> Result<Value, McpError> {
     use serde::de::DeserializeSeed as _;
     let duplicate = std::cell::RefCell::new(None);
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let parsed = strict::Strict { duplicate: &duplicate }
-        .deserialize(&mut de)
-        .and_then(|value| de.end().map(|()| value));
+    let parsed =
+        strict::Strict { duplicate: &duplicate }.deserialize(&mut de).and_then(|value| de.end().map(|()| value));
     match (parsed, duplicate.into_inner()) {
         (_, Some(key)) => Err(McpError::DuplicateKey { key }),
         (Ok(value), None) => Ok(value),
@@ -570,11 +569,7 @@ pub fn response_of(message: &Value) -> Response {
         (None, Some(error)) => (500, error),
         (None, None) => (500, &Value::Null),
     };
-    Response {
-        status,
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: Some(Body::json(body)),
-    }
+    Response { status, headers: vec![("content-type".into(), "application/json".into())], body: Some(Body::json(body)) }
 }
 
 /// Parses a (possibly redacted) JSON body back into a value.
@@ -606,7 +601,8 @@ pub fn with_body(message: &mut Value, call: &Call, body: Option<&Body>) -> Resul
             params.remove("_meta");
         }
     }
-    let not_object = || McpError::Rewrite { what: "arguments".into(), reason: "a redaction replaced the whole object".into() };
+    let not_object =
+        || McpError::Rewrite { what: "arguments".into(), reason: "a redaction replaced the whole object".into() };
     match call.method.as_str() {
         "tools/call" | "prompts/get" => match body {
             Some(Value::Object(arguments)) if !arguments.is_empty() || params.contains_key("arguments") => {
@@ -739,9 +735,11 @@ pub fn read_mcp_jsonl<R: Flow>(
     let mut line = 0;
     loop {
         buf.clear();
-        let read = reader
-            .read_until(b'\n', &mut buf)
-            .map_err(|err| TrafficError::Read { file: source.into(), items: sink.items, source: err })?;
+        let read = reader.read_until(b'\n', &mut buf).map_err(|err| TrafficError::Read {
+            file: source.into(),
+            items: sink.items,
+            source: err,
+        })?;
         if read == 0 {
             break;
         }
@@ -879,7 +877,10 @@ mod tests {
     fn messages_are_classified_and_batches_refused() {
         let kind = |text: &str| parse_message(text.as_bytes()).map(|(_, m)| m);
         assert!(matches!(kind(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), Ok(Message::Request { .. })));
-        assert!(matches!(kind(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#), Ok(Message::Notification { .. })));
+        assert!(matches!(
+            kind(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#),
+            Ok(Message::Notification { .. })
+        ));
         assert!(matches!(kind(r#"{"jsonrpc":"2.0","id":"a","result":{}}"#), Ok(Message::Response { .. })));
         assert!(matches!(kind(r#"{"jsonrpc":"2.0","id":null,"error":{"code":1}}"#), Ok(Message::Response { .. })));
         assert_eq!(kind(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#), Err(McpError::Batch));
@@ -911,11 +912,14 @@ mod tests {
             assert!(matches!(error, McpError::DuplicateKey { .. }), "{text}: {error:?}");
             assert_eq!(error.code(), ERROR_INVALID_REQUEST);
         }
-        let error = parse_message(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"name":1,"name":2}}"#).unwrap_err();
+        let error =
+            parse_message(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"name":1,"name":2}}"#).unwrap_err();
         assert_eq!(error, McpError::DuplicateKey { key: "name".into() });
         // The same key in different objects is fine, and so is anything serde_json reads.
-        let (value, _) = parse_message(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":{"k":1},"b":{"k":[1.5,null,true,"s"]}}}"#)
-            .unwrap();
+        let (value, _) = parse_message(
+            br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":{"k":1},"b":{"k":[1.5,null,true,"s"]}}}"#,
+        )
+        .unwrap();
         assert_eq!(value["params"]["b"]["k"], json!([1.5, null, true, "s"]));
         assert!(matches!(parse_message(br#"{"jsonrpc":"2.0","id":1,"method":"x"} x"#), Err(McpError::NotJson { .. })));
         assert!(matches!(parse_json_strict(br#"{"a":"\ud800"}"#), Err(McpError::NotJson { .. })), "a lone surrogate");
@@ -1015,7 +1019,8 @@ mod tests {
         assert_eq!((c.operation.as_str(), c.body), ("prompts/get:s", Some(json!({}))));
         let (_, c) = call(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"x":1}}}"#);
         assert_eq!((c.operation.as_str(), c.body), ("tools/list", None));
-        let (_, c) = call(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25"}}"#);
+        let (_, c) =
+            call(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25"}}"#);
         assert_eq!(c.body, Some(json!({"protocolVersion": "2025-11-25"})));
         for (method, params) in [
             ("tools/call", json!({"arguments": {}})),
@@ -1069,7 +1074,10 @@ mod tests {
         let tools = tools_of(&result);
         assert_eq!(tools.len(), 3);
         assert_eq!(tools[0].1.headers(), [("mcp-annotation-readonlyhint".to_owned(), "true".to_owned())]);
-        assert_eq!(tools[1].1, Annotations { read_only: Some(false), destructive: Some(true), ..Annotations::default() });
+        assert_eq!(
+            tools[1].1,
+            Annotations { read_only: Some(false), destructive: Some(true), ..Annotations::default() }
+        );
         assert!(tools[2].1.headers().is_empty());
         assert_eq!(filter_tools(&mut result, |name| name != "b"), 2, "b and the nameless entry");
         assert_eq!(tools_of(&result).iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["a", "c"]);
@@ -1099,7 +1107,8 @@ mod tests {
 
     #[test]
     fn reserved_headers_are_recognised() {
-        let names = ["mcp-method", "MCP-Probe", "mcp-annotation-readonlyhint", "Mcp-Annotation-X", "Mcp-Name", "mcp-param-x"];
+        let names =
+            ["mcp-method", "MCP-Probe", "mcp-annotation-readonlyhint", "Mcp-Annotation-X", "Mcp-Name", "mcp-param-x"];
         for name in names {
             assert!(is_reserved_header(name), "{name}");
         }
@@ -1133,7 +1142,10 @@ mod tests {
         let ops: Vec<&str> = ok.iter().map(|e| e.request.operation.as_deref().unwrap()).collect();
         assert_eq!(ops, ["initialize", "tools/list", "del", "never-answered"]);
         let del = ok[2];
-        assert_eq!((del.request.method.as_str(), del.request.authority.as_str(), del.request.path.as_str()), ("CALL", "crm.test", "/mcp"));
+        assert_eq!(
+            (del.request.method.as_str(), del.request.authority.as_str(), del.request.path.as_str()),
+            ("CALL", "crm.test", "/mcp")
+        );
         assert_eq!(del.request.id, "session:8");
         assert_eq!(del.request.header("x-api-key"), Some("k"));
         assert_eq!(del.request.header("mcp-annotation-destructivehint"), Some("true"));

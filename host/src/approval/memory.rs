@@ -68,10 +68,16 @@ impl MemoryStore {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn decide(&self, id: &str, verb: Verb, by: &str, note: Option<&str>, now_ms: u64) -> Result<Approval, ApprovalError> {
+    fn decide(
+        &self,
+        id: &str,
+        verb: Verb,
+        by: &str,
+        note: Option<&str>,
+        now_ms: u64,
+    ) -> Result<Approval, ApprovalError> {
         let mut inner = self.lock();
-        let (_, approval) =
-            inner.approvals.get_mut(id).ok_or_else(|| ApprovalError::Unknown { id: id.to_owned() })?;
+        let (_, approval) = inner.approvals.get_mut(id).ok_or_else(|| ApprovalError::Unknown { id: id.to_owned() })?;
         approval.check_decidable(by, verb, now_ms)?;
         approval.decide(verb, by, note, now_ms);
         Ok(approval.clone().as_of(now_ms))
@@ -110,11 +116,8 @@ impl ApprovalStore for MemoryStore {
 
     fn list(&self, state: Option<ApprovalState>, now_ms: u64) -> Result<Vec<Approval>, ApprovalError> {
         let inner = self.lock();
-        let mut found: Vec<&(u64, Approval)> = inner
-            .approvals
-            .values()
-            .filter(|(_, a)| state.is_none_or(|s| a.state_at(now_ms) == s))
-            .collect();
+        let mut found: Vec<&(u64, Approval)> =
+            inner.approvals.values().filter(|(_, a)| state.is_none_or(|s| a.state_at(now_ms) == s)).collect();
         found.sort_by_key(|(seq, a)| std::cmp::Reverse((a.created_ms, *seq)));
         Ok(found.into_iter().map(|(_, a)| a.clone().as_of(now_ms)).collect())
     }

@@ -273,10 +273,7 @@ impl Approval {
     /// Whether `new` asks for the same thing as this approval: same request, caller, group
     /// and policies. A still-pending match is returned by `create` instead of a new approval.
     fn same_ask(&self, new: &NewApproval) -> bool {
-        self.digest == new.digest
-            && self.group == new.group
-            && self.policy == new.policy
-            && self.is_for(&new.principal)
+        self.digest == new.digest && self.group == new.group && self.policy == new.policy && self.is_for(&new.principal)
     }
 
     /// Whether a store may forget this approval at `now_ms`: its expiry passed more than

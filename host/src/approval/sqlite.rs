@@ -85,8 +85,7 @@ impl SqliteStore {
         let mut conn = Connection::open(&path).map_err(open_error)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
         // The first read of the file: a file that is not a database fails here.
-        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
-            .map_err(open_error)?;
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0)).map_err(open_error)?;
         migrate(&mut conn, &path)?;
         Ok(SqliteStore { path, conn: Mutex::new(conn), last_purge_ms: AtomicU64::new(0) })
     }
@@ -108,16 +107,30 @@ impl SqliteStore {
         move |e| ApprovalError::Storage { path: self.path.clone(), id: id.clone(), source: Box::new(e) }
     }
 
-    fn decide(&self, id: &str, verb: Verb, by: &str, note: Option<&str>, now_ms: u64) -> Result<Approval, ApprovalError> {
+    fn decide(
+        &self,
+        id: &str,
+        verb: Verb,
+        by: &str,
+        note: Option<&str>,
+        now_ms: u64,
+    ) -> Result<Approval, ApprovalError> {
         let err = self.error(Some(id));
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
-        let mut approval = select(&tx, id).map_err(&err)?.ok_or_else(|| ApprovalError::Unknown { id: id.to_owned() })?;
+        let mut approval =
+            select(&tx, id).map_err(&err)?.ok_or_else(|| ApprovalError::Unknown { id: id.to_owned() })?;
         approval.check_decidable(by, verb, now_ms)?;
         approval.decide(verb, by, note, now_ms);
         tx.execute(
             "UPDATE approvals SET state = ?1, decided_by = ?2, decided_ms = ?3, note = ?4 WHERE id = ?5",
-            params![approval.state.as_str(), approval.decided_by, approval.decided_ms.map(ms_to_sql), approval.note, id],
+            params![
+                approval.state.as_str(),
+                approval.decided_by,
+                approval.decided_ms.map(ms_to_sql),
+                approval.note,
+                id
+            ],
         )
         .map_err(&err)?;
         tx.commit().map_err(&err)?;

@@ -15,7 +15,11 @@ fn request(method: &str, path: &str, query: &[(&str, &str)], body: &str) -> Requ
         authority: "API.Example.com:443".into(),
         path: path.into(),
         query: query.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
-        body: (!body.is_empty()).then(|| Body { content_type: None, bytes: body.as_bytes().to_vec(), truncated: false }),
+        body: (!body.is_empty()).then(|| Body {
+            content_type: None,
+            bytes: body.as_bytes().to_vec(),
+            truncated: false,
+        }),
         ..Request::default()
     }
 }
@@ -67,15 +71,11 @@ fn digest_binds_method_override_and_body_meaning_headers() {
     }
     // The same headers on both, in any order and case, match.
     let mut a = approved.clone();
-    a.headers = vec![
-        ("Content-Type".into(), "application/json".into()),
-        ("X-HTTP-Method-Override".into(), "PATCH".into()),
-    ];
+    a.headers =
+        vec![("Content-Type".into(), "application/json".into()), ("X-HTTP-Method-Override".into(), "PATCH".into())];
     let mut b = approved.clone();
-    b.headers = vec![
-        ("x-http-method-override".into(), " PATCH ".into()),
-        ("content-type".into(), "application/json".into()),
-    ];
+    b.headers =
+        vec![("x-http-method-override".into(), " PATCH ".into()), ("content-type".into(), "application/json".into())];
     assert_eq!(request_digest(&a), request_digest(&b));
     // Another value does not.
     b.headers[0].1 = "DELETE".into();
@@ -114,14 +114,20 @@ fn digest_differs_for_a_different_body_method_path_query_or_host() {
 #[test]
 fn digest_has_no_prefix_ambiguity() {
     // Path "/a" with query "b" against path "/ab".
-    assert_ne!(request_digest(&request("GET", "/a", &[("b", "")], "")), request_digest(&request("GET", "/ab", &[], "")));
+    assert_ne!(
+        request_digest(&request("GET", "/a", &[("b", "")], "")),
+        request_digest(&request("GET", "/ab", &[], ""))
+    );
     // A name/value boundary moved.
     assert_ne!(
         request_digest(&request("GET", "/", &[("a", "bc")], "")),
         request_digest(&request("GET", "/", &[("ab", "c")], ""))
     );
     // A query value against the body.
-    assert_ne!(request_digest(&request("GET", "/", &[("a", "b")], "")), request_digest(&request("GET", "/", &[("a", "")], "b")));
+    assert_ne!(
+        request_digest(&request("GET", "/", &[("a", "b")], "")),
+        request_digest(&request("GET", "/", &[("a", "")], "b"))
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -245,7 +251,8 @@ fn expiry(store: &dyn ApprovalStore) {
     assert!(matches!(err, RedeemError::Expired { .. }), "{err}");
     assert!(err.to_string().contains("expired"), "{err}");
     // Listing by state sees the state as of now.
-    let expired: Vec<String> = store.list(Some(ApprovalState::Expired), late).unwrap().into_iter().map(|a| a.id).collect();
+    let expired: Vec<String> =
+        store.list(Some(ApprovalState::Expired), late).unwrap().into_iter().map(|a| a.id).collect();
     assert_eq!(expired.len(), 2);
     assert!(expired.contains(&a.id) && expired.contains(&b.id));
     assert!(store.list(Some(ApprovalState::Pending), late).unwrap().is_empty());
@@ -275,7 +282,10 @@ fn reject(store: &dyn ApprovalStore) {
     assert!(matches!(err, RedeemError::Rejected { .. }), "{err}");
     assert!(!err.to_string().contains("not this month"), "the approver's note stays with the approvers: {err}");
     let err = store.approve(&a.id, "dave", T0 + 3).unwrap_err();
-    assert_eq!(err.to_string(), format!("approval `{}` is already rejected (by carol), so it cannot be approved", a.id));
+    assert_eq!(
+        err.to_string(),
+        format!("approval `{}` is already rejected (by carol), so it cannot be approved", a.id)
+    );
     // After a rejection the same ask makes a new pending approval.
     let again = store.create(new_approval("d1", &bot, T0 + 4)).unwrap();
     assert_ne!(again.id, a.id);
@@ -313,7 +323,8 @@ fn list_is_newest_first(store: &dyn ApprovalStore) {
     let listed: Vec<String> = store.list(None, T0 + 6).unwrap().into_iter().map(|a| a.id).collect();
     let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
     assert_eq!(listed, newest_first);
-    let pending: Vec<String> = store.list(Some(ApprovalState::Pending), T0 + 6).unwrap().into_iter().map(|a| a.id).collect();
+    let pending: Vec<String> =
+        store.list(Some(ApprovalState::Pending), T0 + 6).unwrap().into_iter().map(|a| a.id).collect();
     assert_eq!(pending, vec![ids[3].clone(), ids[2].clone(), ids[0].clone()]);
     let approved = store.list(Some(ApprovalState::Approved), T0 + 6).unwrap();
     assert_eq!(approved.len(), 1);

@@ -20,7 +20,8 @@ use crate::set::{PolicySet, RouteSpec, SetError, Unmatched};
 use crate::warm::Reuse;
 
 pub use front::{
-    AdminSection, ApprovalsSection, AuditSection, ForwardAuthSection, ListenSection, McpSection, ProxySection, ServerSection,
+    AdminSection, ApprovalsSection, AuditSection, ForwardAuthSection, ListenSection, McpSection, ProxySection,
+    ServerSection,
 };
 
 /// The parsed file.
@@ -284,7 +285,8 @@ impl Config {
 
     /// Reads and parses a config file (without loading any policy).
     pub fn read(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Config::parse(&text, path)
     }
 
@@ -487,14 +489,18 @@ mod tests {
 
     #[test]
     fn reuse_is_a_switch_or_a_table_and_names_bad_keys() {
-        let parse = |value: &str| Config::parse(&format!("[policies.a]\nmodule = \"a.wasm\"\nreuse = {value}\n"), Path::new("p.toml"));
+        let parse = |value: &str| {
+            Config::parse(&format!("[policies.a]\nmodule = \"a.wasm\"\nreuse = {value}\n"), Path::new("p.toml"))
+        };
         let reuse = |value: &str| parse(value).unwrap().policies["a"].reuse.as_ref().and_then(ReuseConfig::reuse);
         assert_eq!(reuse("true"), Some(Reuse::default()));
         assert_eq!(reuse("false"), None);
         assert_eq!(reuse("{ max_uses = 5 }"), Some(Reuse { max_uses: 5, ..Reuse::default() }));
         let none = Config::parse("[policies.a]\nmodule = \"a.wasm\"\n", Path::new("p.toml")).unwrap();
         assert!(none.policies["a"].reuse.is_none());
-        for (bad, named) in [("{ max_use = 5 }", "max_use"), ("\"yes\"", "true, false or a table"), ("{ max_idle = -1 }", "max_idle")] {
+        for (bad, named) in
+            [("{ max_use = 5 }", "max_use"), ("\"yes\"", "true, false or a table"), ("{ max_idle = -1 }", "max_idle")]
+        {
             let err = parse(bad).unwrap_err().to_string();
             assert!(err.contains(named) && err.contains("line 3"), "{bad}: {err}");
         }

@@ -67,9 +67,8 @@ impl Reach {
     /// The first redaction in `check` this door cannot carry out, if any.
     fn unenforceable(&self, check: &RequestCheck) -> Option<String> {
         let redactions = check.verdict.redactions();
-        let changed = |prefix: &str| {
-            check.applied.as_ref().and_then(|a| a.fields().into_iter().find(|f| f.starts_with(prefix)))
-        };
+        let changed =
+            |prefix: &str| check.applied.as_ref().and_then(|a| a.fields().into_iter().find(|f| f.starts_with(prefix)));
         if !self.query {
             if let Some(field) = changed("query:") {
                 return Some(field);
@@ -210,7 +209,8 @@ impl Gate {
                         p.redactions.iter().any(|r| {
                             matches!(
                                 (&r.target, json),
-                                (crate::decision::Target::JsonPointer(_), true) | (crate::decision::Target::Query(_), false)
+                                (crate::decision::Target::JsonPointer(_), true)
+                                    | (crate::decision::Target::Query(_), false)
                             )
                         })
                     })
@@ -269,24 +269,30 @@ impl Gate {
             reach: Reach::ALL,
         };
         let applied = check.applied.as_ref().filter(|_| refusal.is_none());
-        self.audit(|ctx| AuditRecord::for_verdict(ctx, &ticket.request, &check.verdict, applied), &arrival, Some(status));
+        self.audit(
+            |ctx| AuditRecord::for_verdict(ctx, &ticket.request, &check.verdict, applied),
+            &arrival,
+            Some(status),
+        );
         match refusal {
             Some(refusal) => Release::Refuse(refusal),
             None => Release::Return(check),
         }
     }
 
-    pub(super) fn refusal(&self, request: &Request, status: u16, code: &str, reason: String, policy: Option<String>) -> Refusal {
+    pub(super) fn refusal(
+        &self,
+        request: &Request,
+        status: u16,
+        code: &str,
+        reason: String,
+        policy: Option<String>,
+    ) -> Refusal {
         Refusal { status, code: code.to_owned(), reason, policy, request_id: request.id.clone(), approval: None }
     }
 
     /// Writes one audit record, when an audit sink is configured.
-    fn audit(
-        &self,
-        record: impl FnOnce(&AuditContext) -> AuditRecord,
-        arrival: &Arrival,
-        status: Option<u16>,
-    ) {
+    fn audit(&self, record: impl FnOnce(&AuditContext) -> AuditRecord, arrival: &Arrival, status: Option<u16>) {
         let Some(sink) = &self.audit else { return };
         let ctx = AuditContext {
             front_door: arrival.front_door.to_owned(),
@@ -308,5 +314,7 @@ fn arrival_with(arrival: &Arrival, approval_id: &Option<String>, needed_approval
 }
 
 pub(super) fn redaction_failed(error: &str) -> String {
-    format!("a policy asked for a redaction that could not be guaranteed ({error}); refusing rather than passing it unredacted")
+    format!(
+        "a policy asked for a redaction that could not be guaranteed ({error}); refusing rather than passing it unredacted"
+    )
 }

@@ -26,8 +26,8 @@ use crate::target::TargetRules;
 use crate::verdict::Verdict;
 
 pub use door::{Admission, Arrival, BodyReach, Reach, Release, Ticket};
-pub use settle::{Settlement, settle};
 pub use refusal::{APPROVAL_HEADER, ApprovalNotice, REQUEST_ID_HEADER, Refusal};
+pub use settle::{Settlement, settle};
 
 /// Where the principal of a request comes from.
 #[derive(Debug, Clone)]

@@ -45,7 +45,14 @@ pub fn settle(
     Ok(approval)
 }
 
-fn record(approval: &Approval, by: &str, verb: &str, decision: AuditOutcome, front_door: &str, now_ms: u64) -> AuditRecord {
+fn record(
+    approval: &Approval,
+    by: &str,
+    verb: &str,
+    decision: AuditOutcome,
+    front_door: &str,
+    now_ms: u64,
+) -> AuditRecord {
     // `request_line` is `METHOD host path`.
     let mut parts = approval.request_line.splitn(3, ' ');
     let (method, host, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
@@ -93,7 +100,12 @@ mod tests {
     #[test]
     fn approving_is_recorded_with_the_approver_and_the_held_request() {
         let store = MemoryStore::new();
-        let principal = Principal { kind: PrincipalKind::Agent, id: "bot".into(), on_behalf_of: Some("alice".into()), ..Principal::default() };
+        let principal = Principal {
+            kind: PrincipalKind::Agent,
+            id: "bot".into(),
+            on_behalf_of: Some("alice".into()),
+            ..Principal::default()
+        };
         let pending = store
             .create(NewApproval {
                 digest: "d".into(),
@@ -107,7 +119,8 @@ mod tests {
             })
             .unwrap();
         let sink = MemorySink::new();
-        let approved = settle(&store, Some(&sink), &pending.id, Settlement::Approve { by: "fiona" }, "admin", 2_000).unwrap();
+        let approved =
+            settle(&store, Some(&sink), &pending.id, Settlement::Approve { by: "fiona" }, "admin", 2_000).unwrap();
         assert_eq!(approved.decided_by.as_deref(), Some("fiona"));
         let records = sink.records();
         assert_eq!(records.len(), 1);
@@ -117,7 +130,10 @@ mod tests {
         assert_eq!(r.approval_id.as_deref(), Some(pending.id.as_str()));
         assert!(r.labels.iter().any(|l| l.key == "requested_by" && l.value == "agent:bot for alice"));
         // A second decision fails and records nothing.
-        assert!(settle(&store, Some(&sink), &pending.id, Settlement::Reject { by: "x", note: None }, "admin", 3_000).is_err());
+        assert!(
+            settle(&store, Some(&sink), &pending.id, Settlement::Reject { by: "x", note: None }, "admin", 3_000)
+                .is_err()
+        );
         assert_eq!(sink.records().len(), 1);
     }
 }

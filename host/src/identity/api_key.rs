@@ -38,8 +38,7 @@ impl ApiKeys {
                 return Err(IdentityConfigError::new(format!("{at}.id"), "must not be empty"));
             }
             check_kind(config.kind, &format!("{at}.kind"))?;
-            let hash = parse_sha256(&config.sha256)
-                .map_err(|m| IdentityConfigError::new(format!("{at}.sha256"), m))?;
+            let hash = parse_sha256(&config.sha256).map_err(|m| IdentityConfigError::new(format!("{at}.sha256"), m))?;
             let principal = Principal {
                 kind: config.kind,
                 id: config.id.clone(),
@@ -49,10 +48,7 @@ impl ApiKeys {
                 credential_id: Some(config.name.clone()),
             };
             if by_hash.insert(hash, principal).is_some() {
-                return Err(IdentityConfigError::new(
-                    format!("{at}.sha256"),
-                    "the same key hash is configured twice",
-                ));
+                return Err(IdentityConfigError::new(format!("{at}.sha256"), "the same key hash is configured twice"));
             }
         }
         Ok(ApiKeys { by_hash })

@@ -3,8 +3,7 @@
 //! the same headers from what clients send.
 
 use super::{
-    AuthError, IdentityConfigError, TrustedHeadersConfig, check_kind, dedup_scopes, is_header_name, quoted,
-    values,
+    AuthError, IdentityConfigError, TrustedHeadersConfig, check_kind, dedup_scopes, is_header_name, quoted, values,
 };
 use crate::exchange::{Principal, PrincipalKind};
 
@@ -59,8 +58,7 @@ impl TrustedHeaders {
     /// Every configured header name.
     pub(crate) fn names(&self) -> Vec<&str> {
         let mut names = vec![self.id.as_str()];
-        for name in [&self.kind, &self.scopes, &self.on_behalf_of, &self.credential_id].into_iter().flatten()
-        {
+        for name in [&self.kind, &self.scopes, &self.on_behalf_of, &self.credential_id].into_iter().flatten() {
             names.push(name.as_str());
         }
         names
@@ -84,10 +82,7 @@ impl TrustedHeaders {
             Some(id) if !id.is_empty() => id.to_owned(),
             Some(_) => return Err(AuthError::TrustedHeaders(format!("empty {} header", self.id))),
             None => {
-                return Err(AuthError::TrustedHeaders(format!(
-                    "identity headers were sent without {}",
-                    self.id
-                )));
+                return Err(AuthError::TrustedHeaders(format!("identity headers were sent without {}", self.id)));
             }
         };
         let kind = match self.kind.as_deref().map(one).transpose()?.flatten() {
@@ -120,9 +115,7 @@ impl TrustedHeaders {
             scopes: dedup_scopes(scopes),
             claims: Vec::new(),
             on_behalf_of: text(&self.on_behalf_of)?,
-            credential_id: Some(
-                text(&self.credential_id)?.unwrap_or_else(|| DEFAULT_CREDENTIAL_ID.to_owned()),
-            ),
+            credential_id: Some(text(&self.credential_id)?.unwrap_or_else(|| DEFAULT_CREDENTIAL_ID.to_owned())),
         })
     }
 }

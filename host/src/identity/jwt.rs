@@ -17,9 +17,7 @@ use jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value};
 
-use super::{
-    IdentityConfigError, JwtAlgorithm, JwtIssuerConfig, JwtKeyConfig, check_kind, dedup_scopes, quoted,
-};
+use super::{IdentityConfigError, JwtAlgorithm, JwtIssuerConfig, JwtKeyConfig, check_kind, dedup_scopes, quoted};
 use crate::exchange::{Principal, PrincipalKind};
 
 /// Tokens longer than this are refused before any parsing.
@@ -231,30 +229,23 @@ impl<'a> KeySpec<'a> {
             .count()
     }
 
-    fn load(
-        &self,
-        base_dir: &Path,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Key, IdentityConfigError> {
-        let err =
-            |field: &str, message: String| IdentityConfigError::new(format!("{}{field}", self.path), message);
+    fn load(&self, base_dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Key, IdentityConfigError> {
+        let err = |field: &str, message: String| IdentityConfigError::new(format!("{}{field}", self.path), message);
         let (algorithm, key) = if let Some(var) = self.secret_env {
-            let secret = env(var).ok_or_else(|| {
-                err("secret_env", format!("environment variable {var} is not set (or not UTF-8)"))
-            })?;
+            let secret = env(var)
+                .ok_or_else(|| err("secret_env", format!("environment variable {var} is not set (or not UTF-8)")))?;
             hmac_key(secret.as_bytes(), self.algorithm).map_err(|m| err("secret_env", m))?
         } else if let Some(file) = self.secret_file {
             let full = base_dir.join(file);
-            let bytes = std::fs::read(&full)
-                .map_err(|e| err("secret_file", format!("cannot read {}: {e}", full.display())))?;
+            let bytes =
+                std::fs::read(&full).map_err(|e| err("secret_file", format!("cannot read {}: {e}", full.display())))?;
             let bytes = strip_newline(&bytes);
             hmac_key(bytes, self.algorithm).map_err(|m| err("secret_file", m))?
         } else if let Some(file) = self.public_key_file {
             let full = base_dir.join(file);
             let pem = std::fs::read(&full)
                 .map_err(|e| err("public_key_file", format!("cannot read {}: {e}", full.display())))?;
-            public_key(&pem, self.algorithm)
-                .map_err(|m| err("public_key_file", format!("{}: {m}", full.display())))?
+            public_key(&pem, self.algorithm).map_err(|m| err("public_key_file", format!("{}: {m}", full.display())))?
         } else {
             return Err(IdentityConfigError::new(
                 self.path.trim_end_matches('.'),
@@ -277,10 +268,7 @@ fn strip_newline(bytes: &[u8]) -> &[u8] {
 fn hmac_key(secret: &[u8], algorithm: Option<JwtAlgorithm>) -> Result<(JwtAlgorithm, DecodingKey), String> {
     let algorithm = algorithm.unwrap_or(JwtAlgorithm::HS256);
     if !algorithm.is_hmac() {
-        return Err(format!(
-            "a secret is an HMAC key; algorithm {} needs `public_key_file`",
-            algorithm.name()
-        ));
+        return Err(format!("a secret is an HMAC key; algorithm {} needs `public_key_file`", algorithm.name()));
     }
     if secret.len() < MIN_SECRET_BYTES {
         return Err(format!(
@@ -382,9 +370,9 @@ fn jwk_key(jwk: &Value) -> Result<Option<Key>, String> {
         return Ok(None);
     }
     let named = match field("alg") {
-        Some(alg) => Some(
-            JwtAlgorithm::from_name(alg).ok_or_else(|| format!("algorithm {} not supported", quoted(alg)))?,
-        ),
+        Some(alg) => {
+            Some(JwtAlgorithm::from_name(alg).ok_or_else(|| format!("algorithm {} not supported", quoted(alg)))?)
+        }
         None => None,
     };
     let b64 = |name: &str| -> Result<Vec<u8>, String> {
@@ -430,10 +418,7 @@ fn jwk_key(jwk: &Value) -> Result<Option<Key>, String> {
             (JwtAlgorithm::EdDSA, DecodingKey::from_ed_der(&x))
         }
         Some("oct") => {
-            return Err(
-                "symmetric (oct) keys are not read from a JWKS file; use `secret_env` or `secret_file`"
-                    .into(),
-            );
+            return Err("symmetric (oct) keys are not read from a JWKS file; use `secret_env` or `secret_file`".into());
         }
         other => return Err(format!("key type {} not supported", quoted(other.unwrap_or("")))),
     };
@@ -499,10 +484,7 @@ impl JwtVerifier {
             if let Some(file) = &config.jwks_file {
                 let full = base_dir.join(file);
                 let text = std::fs::read_to_string(&full).map_err(|e| {
-                    IdentityConfigError::new(
-                        format!("{at}.jwks_file"),
-                        format!("cannot read {}: {e}", full.display()),
-                    )
+                    IdentityConfigError::new(format!("{at}.jwks_file"), format!("cannot read {}: {e}", full.display()))
                 })?;
                 keys.extend(jwks_keys(&text).map_err(|m| {
                     IdentityConfigError::new(format!("{at}.jwks_file"), format!("{}: {m}", full.display()))
@@ -574,8 +556,7 @@ impl JwtVerifier {
         }
         let header = json_object(parts[0], "header")?;
         let payload = json_object(parts[1], "payload")?;
-        let signature =
-            b64url(parts[2]).map_err(|_| TokenError::Malformed("the signature is not base64url".into()))?;
+        let signature = b64url(parts[2]).map_err(|_| TokenError::Malformed("the signature is not base64url".into()))?;
 
         // Header.
         let alg = match header.get("alg") {
@@ -583,8 +564,7 @@ impl JwtVerifier {
             Some(_) => return Err(TokenError::Malformed("header `alg` is not a string".into())),
             None => return Err(TokenError::Malformed("header has no `alg`".into())),
         };
-        let algorithm =
-            JwtAlgorithm::from_name(alg).ok_or_else(|| TokenError::UnsupportedAlgorithm(quoted(alg)))?;
+        let algorithm = JwtAlgorithm::from_name(alg).ok_or_else(|| TokenError::UnsupportedAlgorithm(quoted(alg)))?;
         if header.contains_key("crit") {
             return Err(TokenError::Malformed("header `crit` extensions are not supported".into()));
         }

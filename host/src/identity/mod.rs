@@ -439,11 +439,7 @@ impl Authenticator {
     /// credential verified, removes the headers that carried it (`Authorization`, the API
     /// key header, or every configured trusted header) from `request`. On failure the
     /// request is left as it was. The principal is returned, not stored in the request.
-    pub fn authenticate_and_strip(
-        &self,
-        request: &mut Request,
-        now_unix_s: u64,
-    ) -> Result<Principal, AuthError> {
+    pub fn authenticate_and_strip(&self, request: &mut Request, now_unix_s: u64) -> Result<Principal, AuthError> {
         let (principal, consumed) = self.authenticate_headers(&request.headers, now_unix_s)?;
         if self.strip_credentials
             && let Some(consumed) = consumed
@@ -480,9 +476,7 @@ impl Authenticator {
             let api_key = scheme.eq_ignore_ascii_case("apikey") && !self.api_keys.is_empty();
             if bearer || api_key {
                 if rest.is_empty() {
-                    return Err(AuthError::Malformed(format!(
-                        "Authorization: {scheme} without a credential"
-                    )));
+                    return Err(AuthError::Malformed(format!("Authorization: {scheme} without a credential")));
                 }
                 let presented = if bearer { Presented::Bearer(rest) } else { Presented::ApiKey(rest) };
                 found.push((presented, Consumed::Authorization));

@@ -148,30 +148,15 @@ fn sign(alg: jsonwebtoken::Algorithm, key: &EncodingKey, header: Value, claims: 
 }
 
 fn hs256(claims: Value) -> String {
-    sign(
-        jsonwebtoken::Algorithm::HS256,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-        json!({"typ": "JWT"}),
-        claims,
-    )
+    sign(jsonwebtoken::Algorithm::HS256, &EncodingKey::from_secret(SECRET.as_bytes()), json!({"typ": "JWT"}), claims)
 }
 
 fn rs256(header: Value, claims: Value) -> String {
-    sign(
-        jsonwebtoken::Algorithm::RS256,
-        &EncodingKey::from_rsa_pem(RSA_KEY.as_bytes()).unwrap(),
-        header,
-        claims,
-    )
+    sign(jsonwebtoken::Algorithm::RS256, &EncodingKey::from_rsa_pem(RSA_KEY.as_bytes()).unwrap(), header, claims)
 }
 
 fn es256(claims: Value) -> String {
-    sign(
-        jsonwebtoken::Algorithm::ES256,
-        &EncodingKey::from_ec_pem(EC_KEY.as_bytes()).unwrap(),
-        json!({}),
-        claims,
-    )
+    sign(jsonwebtoken::Algorithm::ES256, &EncodingKey::from_ec_pem(EC_KEY.as_bytes()).unwrap(), json!({}), claims)
 }
 
 /// Claims valid at `NOW` for the HS256 issuer.
@@ -187,10 +172,7 @@ fn with(mut base: Value, extra: Value) -> Value {
 }
 
 fn request(headers: &[(&str, &str)]) -> Request {
-    Request {
-        headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
-        ..Request::default()
-    }
+    Request { headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(), ..Request::default() }
 }
 
 fn bearer(token: &str) -> Request {
@@ -216,10 +198,7 @@ fn hs256_valid_token_gives_a_user_principal() {
     assert_eq!(principal.kind, PrincipalKind::User);
     assert_eq!(principal.id, "alice");
     assert_eq!(principal.scopes, ["invoices:read", "invoices:write"]);
-    assert_eq!(
-        principal.claims,
-        [("tenant".into(), "acme".into()), ("email_verified".into(), "true".into())]
-    );
+    assert_eq!(principal.claims, [("tenant".into(), "acme".into()), ("email_verified".into(), "true".into())]);
     assert_eq!(principal.on_behalf_of, None);
     assert_eq!(principal.credential_id.as_deref(), Some("tok-1"));
 }
@@ -247,10 +226,7 @@ fn replay_verifies_at_the_recorded_time() {
     let auth = hs256_auth();
     let token = hs256(claims());
     assert!(auth.authenticate(&bearer(&token), NOW).is_ok());
-    assert!(matches!(
-        token_error(auth.authenticate(&bearer(&token), NOW + 3600)),
-        TokenError::Expired { .. }
-    ));
+    assert!(matches!(token_error(auth.authenticate(&bearer(&token), NOW + 3600)), TokenError::Expired { .. }));
 }
 
 #[test]
@@ -258,12 +234,8 @@ fn exp_is_required_unless_configured_otherwise() {
     let mut c = claims();
     c.as_object_mut().unwrap().remove("exp");
     let token = hs256(c);
-    assert_eq!(
-        token_error(hs256_auth().authenticate(&bearer(&token), NOW)),
-        TokenError::MissingClaim("exp".into())
-    );
-    let lenient =
-        auth(&format!("[[jwt]]\nissuer = \"{ISS}\"\nsecret_env = \"JWT_SECRET\"\nrequire_exp = false"), &[]);
+    assert_eq!(token_error(hs256_auth().authenticate(&bearer(&token), NOW)), TokenError::MissingClaim("exp".into()));
+    let lenient = auth(&format!("[[jwt]]\nissuer = \"{ISS}\"\nsecret_env = \"JWT_SECRET\"\nrequire_exp = false"), &[]);
     assert!(lenient.authenticate(&bearer(&token), NOW).is_ok());
 }
 
@@ -285,10 +257,7 @@ fn audience_must_match_when_configured() {
     assert!(auth.authenticate(&bearer(&listed), NOW).is_ok());
     let mut c = claims();
     c.as_object_mut().unwrap().remove("aud");
-    assert_eq!(
-        token_error(auth.authenticate(&bearer(&hs256(c)), NOW)),
-        TokenError::MissingClaim("aud".into())
-    );
+    assert_eq!(token_error(auth.authenticate(&bearer(&hs256(c)), NOW)), TokenError::MissingClaim("aud".into()));
 }
 
 #[test]
@@ -330,10 +299,7 @@ fn unsigned_and_malformed_tokens_are_refused() {
         TokenError::UnsupportedAlgorithm("\"none\"".into())
     );
     for bad in ["opaque-token", "a.b", "a.b.c", "a.b.c.d.e"] {
-        assert!(
-            matches!(token_error(auth.authenticate(&bearer(bad), NOW)), TokenError::Malformed(_)),
-            "{bad}"
-        );
+        assert!(matches!(token_error(auth.authenticate(&bearer(bad), NOW)), TokenError::Malformed(_)), "{bad}");
     }
     let crit = sign(
         jsonwebtoken::Algorithm::HS256,
@@ -413,8 +379,7 @@ fn hs256_token_against_an_rs256_key_is_refused() {
 
 #[test]
 fn es256_tokens_verify() {
-    let auth =
-        auth(&format!("[[jwt]]\nissuer = \"{ISS}\"\npublic_key_file = \"ec.pub\""), &[("ec.pub", EC_PUB)]);
+    let auth = auth(&format!("[[jwt]]\nissuer = \"{ISS}\"\npublic_key_file = \"ec.pub\""), &[("ec.pub", EC_PUB)]);
     let principal = auth.authenticate(&bearer(&es256(claims())), NOW).unwrap();
     assert_eq!(principal.id, "alice");
     let wrong = auth.authenticate(&bearer(&es256(with(claims(), json!({"exp": NOW - 100})))), NOW);
@@ -425,8 +390,7 @@ fn es256_tokens_verify() {
 fn jwks_files_provide_rsa_and_ec_keys() {
     let rsa = jsonwebtoken::DecodingKey::from_rsa_pem(RSA_PUB.as_bytes()).unwrap();
     let (n, e) =
-        (DEFAULT_PROVIDER.key_utils.rsa_pub_components_from_public_key)(rsa.try_get_as_bytes().unwrap())
-            .unwrap();
+        (DEFAULT_PROVIDER.key_utils.rsa_pub_components_from_public_key)(rsa.try_get_as_bytes().unwrap()).unwrap();
     let ec = jsonwebtoken::DecodingKey::from_ec_pem(EC_PUB.as_bytes()).unwrap();
     let point = ec.try_get_as_bytes().unwrap();
     let jwks = json!({"keys": [
@@ -435,10 +399,8 @@ fn jwks_files_provide_rsa_and_ec_keys() {
         {"kty": "RSA", "kid": "enc", "use": "enc", "n": b64(&n), "e": b64(&e)},
         {"kty": "EC", "kid": "p521", "crv": "P-521", "x": "AA", "y": "AA"}
     ]});
-    let auth = auth(
-        &format!("[[jwt]]\nissuer = \"{ISS}\"\njwks_file = \"jwks.json\""),
-        &[("jwks.json", &jwks.to_string())],
-    );
+    let auth =
+        auth(&format!("[[jwt]]\nissuer = \"{ISS}\"\njwks_file = \"jwks.json\""), &[("jwks.json", &jwks.to_string())]);
     assert!(auth.authenticate(&bearer(&rs256(json!({"kid": "r1"}), claims())), NOW).is_ok());
     assert!(auth.authenticate(&bearer(&es256(claims())), NOW).is_ok());
     assert!(matches!(
@@ -499,10 +461,7 @@ fn kind_comes_from_the_issuer_or_a_claim() {
 fn sub_is_required() {
     let mut c = claims();
     c.as_object_mut().unwrap().remove("sub");
-    assert_eq!(
-        token_error(hs256_auth().authenticate(&bearer(&hs256(c)), NOW)),
-        TokenError::MissingClaim("sub".into())
-    );
+    assert_eq!(token_error(hs256_auth().authenticate(&bearer(&hs256(c)), NOW)), TokenError::MissingClaim("sub".into()));
 }
 
 // -- API keys -------------------------------------------------------------------------
@@ -532,9 +491,7 @@ use sha2::Digest as _;
 #[test]
 fn api_keys_are_found_by_hash_in_either_header() {
     let auth = api_key_auth();
-    for req in
-        [request(&[("x-api-key", API_KEY)]), request(&[("authorization", &format!("ApiKey {API_KEY}"))])]
-    {
+    for req in [request(&[("x-api-key", API_KEY)]), request(&[("authorization", &format!("ApiKey {API_KEY}"))])] {
         let principal = auth.authenticate(&req, NOW).unwrap();
         assert_eq!(principal.kind, PrincipalKind::Service);
         assert_eq!(principal.id, "crm-sync");
@@ -553,8 +510,7 @@ fn unknown_api_keys_are_refused_without_echoing_them() {
     assert!(!err.to_string().contains("pk_live"), "{err}");
     let err = auth.authenticate(&request(&[("x-api-key", "  ")]), NOW).unwrap_err();
     assert!(matches!(err, AuthError::Malformed(_)), "{err:?}");
-    let err =
-        auth.authenticate(&request(&[("x-api-key", API_KEY), ("x-api-key", API_KEY)]), NOW).unwrap_err();
+    let err = auth.authenticate(&request(&[("x-api-key", API_KEY), ("x-api-key", API_KEY)]), NOW).unwrap_err();
     assert!(matches!(err, AuthError::Malformed(_)), "{err:?}");
 }
 
@@ -652,9 +608,7 @@ fn everything_auth() -> Authenticator {
 #[test]
 fn no_credential_is_anonymous() {
     let auth = everything_auth();
-    for req in
-        [request(&[]), request(&[("authorization", "Basic dXNlcjpwYXNz")]), request(&[("cookie", "a=b")])]
-    {
+    for req in [request(&[]), request(&[("authorization", "Basic dXNlcjpwYXNz")]), request(&[("cookie", "a=b")])] {
         let principal = auth.authenticate(&req, NOW).unwrap();
         assert_eq!(principal, Principal::default());
         assert_eq!(principal.kind, PrincipalKind::Anonymous);
@@ -721,40 +675,25 @@ fn authenticate_and_strip_removes_the_consumed_headers() {
 // -- Configuration errors -------------------------------------------------------------
 
 fn config_error(toml_text: &str) -> String {
-    try_auth(
-        toml_text,
-        &[("short.txt", "too short\n"), ("ec.pub", EC_PUB), ("secret.txt", &format!("{SECRET}\n"))],
-    )
-    .unwrap_err()
-    .to_string()
+    try_auth(toml_text, &[("short.txt", "too short\n"), ("ec.pub", EC_PUB), ("secret.txt", &format!("{SECRET}\n"))])
+        .unwrap_err()
+        .to_string()
 }
 
 #[test]
 fn config_errors_name_the_key() {
     let cases = [
-        (
-            "[[jwt]]\nissuer = \"i\"\npublic_key_file = \"missing.pem\"",
-            "identity.jwt[0].public_key_file: cannot read ",
-        ),
+        ("[[jwt]]\nissuer = \"i\"\npublic_key_file = \"missing.pem\"", "identity.jwt[0].public_key_file: cannot read "),
         (
             "[[jwt]]\nissuer = \"i\"\nsecret_env = \"NOPE\"",
             "identity.jwt[0].secret_env: environment variable NOPE is not set",
         ),
-        (
-            "[[jwt]]\nissuer = \"i\"\nsecret_file = \"short.txt\"",
-            "identity.jwt[0].secret_file: the secret is 9 bytes",
-        ),
+        ("[[jwt]]\nissuer = \"i\"\nsecret_file = \"short.txt\"", "identity.jwt[0].secret_file: the secret is 9 bytes"),
         ("[[jwt]]\nissuer = \"i\"\npublic_key_file = \"secret.txt\"", "identity.jwt[0].public_key_file: "),
-        (
-            "[[jwt]]\nissuer = \"i\"\npublic_key_file = \"ec.pub\"\nalgorithm = \"RS256\"",
-            "cannot verify RS256",
-        ),
+        ("[[jwt]]\nissuer = \"i\"\npublic_key_file = \"ec.pub\"\nalgorithm = \"RS256\"", "cannot verify RS256"),
         ("[[jwt]]\nissuer = \"i\"", "identity.jwt[0]: has no key"),
         ("[[jwt]]\nissuer = \"i\"\n[[jwt.keys]]\nkid = \"a\"", "identity.jwt[0].keys[0]: needs one of"),
-        (
-            "[[jwt]]\nissuer = \"i\"\nsecret_env = \"JWT_SECRET\"\nkind = \"anonymous\"",
-            "identity.jwt[0].kind",
-        ),
+        ("[[jwt]]\nissuer = \"i\"\nsecret_env = \"JWT_SECRET\"\nkind = \"anonymous\"", "identity.jwt[0].kind"),
         (
             "[[jwt]]\nissuer = \"i\"\nsecret_env = \"JWT_SECRET\"\n[[jwt]]\nissuer = \"i\"\nsecret_env = \"JWT_SECRET\"",
             "identity.jwt[1].issuer: ",
@@ -772,11 +711,8 @@ fn config_errors_name_the_key() {
     }
     // A secret file with its trailing newline is fine.
     assert!(
-        try_auth(
-            "[[jwt]]\nissuer = \"i\"\nsecret_file = \"secret.txt\"",
-            &[("secret.txt", &format!("{SECRET}\n"))]
-        )
-        .is_ok()
+        try_auth("[[jwt]]\nissuer = \"i\"\nsecret_file = \"secret.txt\"", &[("secret.txt", &format!("{SECRET}\n"))])
+            .is_ok()
     );
 }
 

@@ -25,9 +25,7 @@ wit_bindgen::generate!({
 });
 
 use exports::portcullis::policy::handler::Guest;
-use portcullis::policy::types::{
-    Decision, Outcome, Phases, PolicyMetadata, Request, Response, SettingsError,
-};
+use portcullis::policy::types::{Decision, Outcome, Phases, PolicyMetadata, Request, Response, SettingsError};
 
 struct FutureContract;
 

@@ -45,8 +45,7 @@ use core::hint::black_box;
 use portcullis_guest::bindings::exports::portcullis::policy::handler::Guest;
 use portcullis_guest::bindings::portcullis::policy::types::PolicyMetadata;
 use portcullis_guest::{
-    Action, Approval, Decision, Denial, Outcome, Phases, Redaction, Request, Response,
-    SettingsError, Target,
+    Action, Approval, Decision, Denial, Outcome, Phases, Redaction, Request, Response, SettingsError, Target,
 };
 use serde_json::Value;
 
@@ -89,8 +88,8 @@ fn check(json: &str) -> Result<(), SettingsError> {
     if json.trim().is_empty() {
         return Ok(());
     }
-    let value: Value = serde_json::from_str(json)
-        .map_err(|e| settings_error("", format!("the settings are not JSON: {e}")))?;
+    let value: Value =
+        serde_json::from_str(json).map_err(|e| settings_error("", format!("the settings are not JSON: {e}")))?;
     let object = match value {
         Value::Null => return Ok(()),
         Value::Object(object) => object,
@@ -214,10 +213,7 @@ fn call(phase: &str, mode: &str) -> Outcome {
         "many-redactions" => {
             let mut redactions = Vec::with_capacity(MANY_REDACTIONS);
             for _ in 0..MANY_REDACTIONS {
-                redactions.push(Redaction {
-                    target: Target::Header("x".to_string()),
-                    action: Action::Remove,
-                });
+                redactions.push(Redaction { target: Target::Header("x".to_string()), action: Action::Remove });
             }
             outcome(Decision::Redact(redactions))
         }

@@ -20,9 +20,7 @@ wit_bindgen::generate!({
 });
 
 use exports::portcullis::policy::handler::Guest;
-use portcullis::policy::types::{
-    Decision, Denial, Outcome, Phases, PolicyMetadata, Request, Response, SettingsError,
-};
+use portcullis::policy::types::{Decision, Denial, Outcome, Phases, PolicyMetadata, Request, Response, SettingsError};
 
 struct WasiUser;
 

@@ -38,11 +38,7 @@ fn default_true() -> bool {
 impl Default for Settings {
     /// Only used for a blank document, which `validate` then refuses (no approver group).
     fn default() -> Self {
-        Settings {
-            approver_group: String::new(),
-            ttl_seconds: default_ttl_seconds(),
-            deny_without_on_behalf_of: true,
-        }
+        Settings { approver_group: String::new(), ttl_seconds: default_ttl_seconds(), deny_without_on_behalf_of: true }
     }
 }
 
@@ -58,16 +54,10 @@ impl Policy for AgentGuard {
 
     fn validate(settings: &Settings) -> Result<(), SettingsError> {
         if settings.approver_group.trim().is_empty() {
-            return Err(SettingsError::new(
-                "approver_group",
-                "must name the group that approves agents' writes",
-            ));
+            return Err(SettingsError::new("approver_group", "must name the group that approves agents' writes"));
         }
         if settings.ttl_seconds == 0 {
-            return Err(SettingsError::new(
-                "ttl_seconds",
-                "must be at least 1 second",
-            ));
+            return Err(SettingsError::new("ttl_seconds", "must be at least 1 second"));
         }
         Ok(())
     }
@@ -79,12 +69,8 @@ impl Policy for AgentGuard {
         let agent = &req.principal.id;
         let Some(user) = req.principal.acting_for() else {
             if settings.deny_without_on_behalf_of {
-                return deny(
-                    403,
-                    "agent-without-user",
-                    format!("agent {agent} must act on behalf of a user"),
-                )
-                .label("rule", "agent-without-user");
+                return deny(403, "agent-without-user", format!("agent {agent} must act on behalf of a user"))
+                    .label("rule", "agent-without-user");
             }
             return decide(settings, req, agent, "no user");
         };
@@ -97,17 +83,10 @@ fn decide(settings: &Settings, req: &Request, agent: &str, user: &str) -> Outcom
     let method = req.method.to_ascii_uppercase();
     match method.as_str() {
         "GET" | "HEAD" | "OPTIONS" => allow().label("rule", "agent-read-only"),
-        "DELETE" => deny(
-            403,
-            "agent-delete-forbidden",
-            format!("agents may not delete: DELETE {}", req.path),
-        )
-        .label("rule", "agent-delete-forbidden"),
+        "DELETE" => deny(403, "agent-delete-forbidden", format!("agents may not delete: DELETE {}", req.path))
+            .label("rule", "agent-delete-forbidden"),
         _ => require_approval(
-            format!(
-                "agent {agent} acting for {user} wants to {method} {}",
-                req.path
-            ),
+            format!("agent {agent} acting for {user} wants to {method} {}", req.path),
             &settings.approver_group,
         )
         .ttl(settings.ttl_seconds)
@@ -128,8 +107,7 @@ mod tests {
     }
 
     fn agent_request(method: &str) -> Request {
-        Request::new(method, "/invoices/7")
-            .with_principal(Principal::agent("copilot").acting_for_user("alice"))
+        Request::new(method, "/invoices/7").with_principal(Principal::agent("copilot").acting_for_user("alice"))
     }
 
     #[test]
@@ -140,26 +118,14 @@ mod tests {
 
     #[test]
     fn settings_errors_name_the_setting() {
+        assert_eq!(check_settings::<AgentGuard>("{}").unwrap_err().setting, "approver_group");
+        assert_eq!(check_settings::<AgentGuard>(r#"{"approver_group": " "}"#).unwrap_err().setting, "approver_group");
         assert_eq!(
-            check_settings::<AgentGuard>("{}").unwrap_err().setting,
-            "approver_group"
-        );
-        assert_eq!(
-            check_settings::<AgentGuard>(r#"{"approver_group": " "}"#)
-                .unwrap_err()
-                .setting,
-            "approver_group"
-        );
-        assert_eq!(
-            check_settings::<AgentGuard>(r#"{"approver_group": "ops", "ttl_seconds": 0}"#)
-                .unwrap_err()
-                .setting,
+            check_settings::<AgentGuard>(r#"{"approver_group": "ops", "ttl_seconds": 0}"#).unwrap_err().setting,
             "ttl_seconds"
         );
         assert_eq!(
-            check_settings::<AgentGuard>(r#"{"approver_group": "ops", "approvers": "x"}"#)
-                .unwrap_err()
-                .setting,
+            check_settings::<AgentGuard>(r#"{"approver_group": "ops", "approvers": "x"}"#).unwrap_err().setting,
             "approvers"
         );
     }
@@ -177,23 +143,10 @@ mod tests {
     fn agent_writes_need_approval() {
         for method in ["POST", "PUT", "PATCH", "CALL"] {
             let out = AgentGuard::on_request(&settings(), &agent_request(method));
-            let approval = out
-                .approval()
-                .unwrap_or_else(|| panic!("{method}: {out:?}"));
-            assert_eq!(
-                (approval.approver_group.as_str(), approval.ttl_seconds),
-                ("ops", 900)
-            );
-            assert!(
-                approval.reason.contains("copilot") && approval.reason.contains("alice"),
-                "{}",
-                approval.reason
-            );
-            assert!(
-                approval.reason.contains(&format!("{method} /invoices/7")),
-                "{}",
-                approval.reason
-            );
+            let approval = out.approval().unwrap_or_else(|| panic!("{method}: {out:?}"));
+            assert_eq!((approval.approver_group.as_str(), approval.ttl_seconds), ("ops", 900));
+            assert!(approval.reason.contains("copilot") && approval.reason.contains("alice"), "{}", approval.reason);
+            assert!(approval.reason.contains(&format!("{method} /invoices/7")), "{}", approval.reason);
         }
     }
 
@@ -201,10 +154,7 @@ mod tests {
     fn agent_delete_is_denied() {
         let out = AgentGuard::on_request(&settings(), &agent_request("DELETE"));
         let denial = out.denial().unwrap();
-        assert_eq!(
-            (denial.status, denial.code.as_str()),
-            (403, "agent-delete-forbidden")
-        );
+        assert_eq!((denial.status, denial.code.as_str()), (403, "agent-delete-forbidden"));
     }
 
     #[test]
@@ -213,32 +163,20 @@ mod tests {
         let out = AgentGuard::on_request(&settings(), &req);
         assert_eq!(out.denial().unwrap().code, "agent-without-user");
 
-        let lenient = check_settings::<AgentGuard>(
-            r#"{"approver_group": "ops", "deny_without_on_behalf_of": false}"#,
-        )
-        .unwrap();
+        let lenient =
+            check_settings::<AgentGuard>(r#"{"approver_group": "ops", "deny_without_on_behalf_of": false}"#).unwrap();
         assert!(AgentGuard::on_request(&lenient, &req).is_allow());
         assert!(
-            AgentGuard::on_request(
-                &lenient,
-                &Request::new("POST", "/").with_principal(Principal::agent("bot"))
-            )
-            .approval()
-            .is_some()
+            AgentGuard::on_request(&lenient, &Request::new("POST", "/").with_principal(Principal::agent("bot")))
+                .approval()
+                .is_some()
         );
     }
 
     #[test]
     fn other_principals_pass() {
-        for principal in [
-            Principal::user("alice"),
-            Principal::service("crm"),
-            Principal::anonymous(),
-        ] {
-            let out = AgentGuard::on_request(
-                &settings(),
-                &Request::new("DELETE", "/x").with_principal(principal),
-            );
+        for principal in [Principal::user("alice"), Principal::service("crm"), Principal::anonymous()] {
+            let out = AgentGuard::on_request(&settings(), &Request::new("DELETE", "/x").with_principal(principal));
             assert!(out.is_allow());
         }
     }

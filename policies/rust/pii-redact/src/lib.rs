@@ -47,10 +47,7 @@ impl Policy for PiiRedact {
 
     fn validate(settings: &Settings) -> Result<(), SettingsError> {
         if settings.fields.is_empty() && settings.headers.is_empty() {
-            return Err(SettingsError::new(
-                "fields",
-                "name at least one field (or a header) to redact",
-            ));
+            return Err(SettingsError::new("fields", "name at least one field (or a header) to redact"));
         }
         for (i, pointer) in settings.fields.iter().enumerate() {
             if let Err(message) = check_pointer(pointer) {
@@ -65,34 +62,22 @@ impl Policy for PiiRedact {
             if name.is_empty() || name.contains(['/', ':', '*', ' ']) {
                 return Err(SettingsError::new(
                     format!("third_party_hosts[{i}]"),
-                    format!(
-                        "`{host}` must be a host name such as api.example.com or *.example.com"
-                    ),
+                    format!("`{host}` must be a host name such as api.example.com or *.example.com"),
                 ));
             }
         }
         if let Some(i) = settings.headers.iter().position(|h| h.trim().is_empty()) {
-            return Err(SettingsError::new(
-                format!("headers[{i}]"),
-                "must not be empty",
-            ));
+            return Err(SettingsError::new(format!("headers[{i}]"), "must not be empty"));
         }
         Ok(())
     }
 
     fn on_request(settings: &Settings, req: &Request) -> Outcome {
         let host = req.host();
-        if !settings
-            .third_party_hosts
-            .iter()
-            .any(|pattern| host_matches(pattern, &host))
-        {
+        if !settings.third_party_hosts.iter().any(|pattern| host_matches(pattern, &host)) {
             return allow();
         }
-        body_fields(settings)
-            .label("rule", "third-party-request")
-            .label("host", host)
-            .into()
+        body_fields(settings).label("rule", "third-party-request").label("host", host).into()
     }
 
     fn on_response(settings: &Settings, _req: &Request, _resp: &Response) -> Outcome {
@@ -106,29 +91,22 @@ impl Policy for PiiRedact {
 
 /// One redaction per configured pointer: masked when a mask is set, else removed.
 fn body_fields(settings: &Settings) -> RedactBuilder {
-    settings
-        .fields
-        .iter()
-        .fold(redact(), |redaction, pointer| match &settings.mask {
-            Some(mask) => redaction.json_mask(pointer, mask),
-            None => redaction.json(pointer),
-        })
+    settings.fields.iter().fold(redact(), |redaction, pointer| match &settings.mask {
+        Some(mask) => redaction.json_mask(pointer, mask),
+        None => redaction.json(pointer),
+    })
 }
 
 /// Why `pointer` is not a JSON pointer to a field, if it is not.
 fn check_pointer(pointer: &str) -> Result<(), String> {
     if !pointer.starts_with('/') {
-        return Err(format!(
-            "`{pointer}` must be a JSON pointer starting with /, e.g. /customer/email"
-        ));
+        return Err(format!("`{pointer}` must be a JSON pointer starting with /, e.g. /customer/email"));
     }
     // RFC 6901: `~` only as `~0` (for `~`) or `~1` (for `/`).
     let mut chars = pointer.chars();
     while let Some(c) = chars.next() {
         if c == '~' && !matches!(chars.next(), Some('0' | '1')) {
-            return Err(format!(
-                "`{pointer}`: `~` must be escaped as ~0 (and `/` inside a name as ~1)"
-            ));
+            return Err(format!("`{pointer}`: `~` must be escaped as ~0 (and `/` inside a name as ~1)"));
         }
     }
     Ok(())
@@ -182,17 +160,11 @@ mod tests {
 
     #[test]
     fn response_fields_are_removed_and_headers_stripped() {
-        let s = settings(
-            r#"{"fields": ["/email", "/customers/*/phone"], "headers": ["X-User-Email"]}"#,
-        );
+        let s = settings(r#"{"fields": ["/email", "/customers/*/phone"], "headers": ["X-User-Email"]}"#);
         let out = PiiRedact::on_response(&s, &Request::new("GET", "/c"), &Response::new(200));
         assert_eq!(
             pointers(&out),
-            [
-                ("/email".into(), None),
-                ("/customers/*/phone".into(), None),
-                ("header:X-User-Email".into(), None)
-            ]
+            [("/email".into(), None), ("/customers/*/phone".into(), None), ("header:X-User-Email".into(), None)]
         );
         assert_eq!(out.label_value("rule"), Some("response"));
     }
@@ -206,27 +178,14 @@ mod tests {
 
     #[test]
     fn requests_to_third_parties_are_redacted_others_pass() {
-        let s = settings(
-            r#"{"fields": ["/email"], "third_party_hosts": ["crm.partner.io", "*.analytics.example"]}"#,
-        );
-        for authority in [
-            "crm.partner.io",
-            "CRM.Partner.io:8443",
-            "eu.analytics.example",
-        ] {
-            let out =
-                PiiRedact::on_request(&s, &Request::new("POST", "/x").with_authority(authority));
+        let s = settings(r#"{"fields": ["/email"], "third_party_hosts": ["crm.partner.io", "*.analytics.example"]}"#);
+        for authority in ["crm.partner.io", "CRM.Partner.io:8443", "eu.analytics.example"] {
+            let out = PiiRedact::on_request(&s, &Request::new("POST", "/x").with_authority(authority));
             assert_eq!(pointers(&out), [("/email".into(), None)], "{authority}");
             assert_eq!(out.label_value("rule"), Some("third-party-request"));
         }
-        for authority in [
-            "api.example.com",
-            "analytics.example",
-            "evilcrm.partner.io",
-            "xanalytics.example",
-        ] {
-            let out =
-                PiiRedact::on_request(&s, &Request::new("POST", "/x").with_authority(authority));
+        for authority in ["api.example.com", "analytics.example", "evilcrm.partner.io", "xanalytics.example"] {
+            let out = PiiRedact::on_request(&s, &Request::new("POST", "/x").with_authority(authority));
             assert!(out.is_allow(), "{authority}");
         }
     }
@@ -241,9 +200,7 @@ mod tests {
     #[test]
     fn headers_only_settings_allow_requests_to_third_parties_unchanged() {
         let s = settings(r#"{"headers": ["x-email"], "third_party_hosts": ["p.io"]}"#);
-        assert!(
-            PiiRedact::on_request(&s, &Request::new("POST", "/").with_authority("p.io")).is_allow()
-        );
+        assert!(PiiRedact::on_request(&s, &Request::new("POST", "/").with_authority("p.io")).is_allow());
     }
 
     #[test]
@@ -252,19 +209,12 @@ mod tests {
             ("{}", "fields"),
             (r#"{"fields": ["/ok", "email"]}"#, "fields[1]"),
             (r#"{"fields": ["/a~2b"]}"#, "fields[0]"),
-            (
-                r#"{"fields": ["/a"], "third_party_hosts": ["https://x.io"]}"#,
-                "third_party_hosts[0]",
-            ),
+            (r#"{"fields": ["/a"], "third_party_hosts": ["https://x.io"]}"#, "third_party_hosts[0]"),
             (r#"{"fields": ["/a"], "headers": [""]}"#, "headers[0]"),
             (r#"{"fields": ["/a"], "mask": 3}"#, "mask"),
             (r#"{"field": ["/a"]}"#, "field"),
         ] {
-            assert_eq!(
-                check_settings::<PiiRedact>(json).unwrap_err().setting,
-                setting,
-                "{json}"
-            );
+            assert_eq!(check_settings::<PiiRedact>(json).unwrap_err().setting, setting, "{json}");
         }
     }
 }

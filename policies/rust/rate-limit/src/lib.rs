@@ -49,26 +49,17 @@ impl Policy for RateLimit {
 
     fn validate(settings: &Settings) -> Result<(), SettingsError> {
         if settings.limit == 0 {
-            return Err(SettingsError::new(
-                "limit",
-                "must be at least 1 request per window",
-            ));
+            return Err(SettingsError::new("limit", "must be at least 1 request per window"));
         }
         if settings.window_seconds == 0 || settings.window_seconds > u64::MAX / 1000 {
-            return Err(SettingsError::new(
-                "window_seconds",
-                "must be at least 1 second",
-            ));
+            return Err(SettingsError::new("window_seconds", "must be at least 1 second"));
         }
         Ok(())
     }
 
     fn on_request(settings: &Settings, req: &Request) -> Outcome {
-        let taken = rate_limit::take(
-            &counter_key(settings, req),
-            settings.limit,
-            settings.window_seconds.saturating_mul(1000),
-        );
+        let taken =
+            rate_limit::take(&counter_key(settings, req), settings.limit, settings.window_seconds.saturating_mul(1000));
         decide(settings, &taken)
     }
 }
@@ -155,29 +146,12 @@ mod tests {
     #[test]
     fn over_the_limit_is_denied_429_with_limit_and_window() {
         let s = settings(r#"{"limit": 100, "window_seconds": 60}"#);
-        let out = decide(
-            &s,
-            &Taken {
-                allowed: false,
-                remaining: 0,
-                reset_after_ms: 12_001,
-            },
-        );
+        let out = decide(&s, &Taken { allowed: false, remaining: 0, reset_after_ms: 12_001 });
         let denial = out.denial().unwrap();
         assert_eq!((denial.status, denial.code.as_str()), (429, "rate-limited"));
-        assert_eq!(
-            denial.reason,
-            "rate limit of 100 requests per 60 s exceeded; retry in 13 s"
-        );
+        assert_eq!(denial.reason, "rate limit of 100 requests per 60 s exceeded; retry in 13 s");
         assert_eq!(out.label_value("remaining"), Some("0"));
-        let out = decide(
-            &s,
-            &Taken {
-                allowed: true,
-                remaining: 99,
-                reset_after_ms: 1,
-            },
-        );
+        let out = decide(&s, &Taken { allowed: true, remaining: 99, reset_after_ms: 1 });
         assert!(out.is_allow());
         assert_eq!(out.label_value("remaining"), Some("99"));
     }
@@ -190,10 +164,7 @@ mod tests {
         let bob = Request::new("GET", "/").with_principal(Principal::user("bob"));
         assert!(RateLimit::on_request(&s, &alice).is_allow());
         assert!(RateLimit::on_request(&s, &alice).is_allow());
-        assert_eq!(
-            RateLimit::on_request(&s, &alice).denial().unwrap().status,
-            429
-        );
+        assert_eq!(RateLimit::on_request(&s, &alice).denial().unwrap().status, 429);
         assert!(RateLimit::on_request(&s, &bob).is_allow());
         testing::set_now_ms(1_001_000);
         assert!(RateLimit::on_request(&s, &alice).is_allow());
@@ -206,16 +177,9 @@ mod tests {
             (r#"{"limit": 0, "window_seconds": 60}"#, "limit"),
             (r#"{"limit": -1, "window_seconds": 60}"#, "limit"),
             (r#"{"limit": 1, "window_seconds": 0}"#, "window_seconds"),
-            (
-                r#"{"limit": 1, "window_seconds": 60, "key": "path"}"#,
-                "key",
-            ),
+            (r#"{"limit": 1, "window_seconds": 60, "key": "path"}"#, "key"),
         ] {
-            assert_eq!(
-                check_settings::<RateLimit>(json).unwrap_err().setting,
-                setting,
-                "{json}"
-            );
+            assert_eq!(check_settings::<RateLimit>(json).unwrap_err().setting, setting, "{json}");
         }
     }
 }

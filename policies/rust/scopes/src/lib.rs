@@ -70,60 +70,42 @@ impl Policy for Scopes {
                 ));
             }
             if let Some(j) = rule.scopes.iter().position(|s| s.trim().is_empty()) {
-                return Err(SettingsError::new(
-                    format!("rules[{i}].scopes[{j}]"),
-                    "must not be empty",
-                ));
+                return Err(SettingsError::new(format!("rules[{i}].scopes[{j}]"), "must not be empty"));
             }
         }
         Ok(())
     }
 
     fn on_request(settings: &Settings, req: &Request) -> Outcome {
-        let Some((index, rule)) = settings.rules.iter().enumerate().find(|(_, rule)| {
-            covers_method(rule, &req.method) && glob_matches(&rule.path, &req.path)
-        }) else {
+        let Some((index, rule)) = settings
+            .rules
+            .iter()
+            .enumerate()
+            .find(|(_, rule)| covers_method(rule, &req.method) && glob_matches(&rule.path, &req.path))
+        else {
             return match settings.default {
                 Fallback::Allow => allow().label("rule", "default"),
-                Fallback::Deny => deny(
-                    403,
-                    "no-scope-rule",
-                    format!("no scope rule covers {} {}", req.method, req.path),
-                )
-                .label("rule", "default"),
+                Fallback::Deny => {
+                    deny(403, "no-scope-rule", format!("no scope rule covers {} {}", req.method, req.path))
+                        .label("rule", "default")
+                }
             };
         };
         let rule_label = format!("rules[{index}]");
-        let missing: Vec<&str> = rule
-            .scopes
-            .iter()
-            .map(String::as_str)
-            .filter(|scope| !req.has_scope(scope))
-            .collect();
+        let missing: Vec<&str> = rule.scopes.iter().map(String::as_str).filter(|scope| !req.has_scope(scope)).collect();
         if missing.is_empty() {
             return allow().label("rule", rule_label);
         }
         let reason = match missing.as_slice() {
             [one] => format!("scope {one} is required for {} {}", req.method, req.path),
-            many => format!(
-                "scopes {} are required for {} {}",
-                many.join(", "),
-                req.method,
-                req.path
-            ),
+            many => format!("scopes {} are required for {} {}", many.join(", "), req.method, req.path),
         };
-        deny(403, "missing-scope", reason)
-            .label("rule", rule_label)
-            .label("missing-scopes", missing.join(" "))
+        deny(403, "missing-scope", reason).label("rule", rule_label).label("missing-scopes", missing.join(" "))
     }
 }
 
 fn covers_method(rule: &Rule, method: &str) -> bool {
-    rule.methods.is_empty()
-        || rule
-            .methods
-            .iter()
-            .any(|m| m == "*" || m.eq_ignore_ascii_case(method))
+    rule.methods.is_empty() || rule.methods.iter().any(|m| m == "*" || m.eq_ignore_ascii_case(method))
 }
 
 /// An HTTP method token (or `*`): letters only, as methods in practice are.
@@ -136,13 +118,8 @@ fn check_glob(glob: &str) -> Result<(), String> {
     if !glob.starts_with('/') {
         return Err(format!("`{glob}` must start with /"));
     }
-    match glob
-        .split('/')
-        .find(|segment| segment.contains('*') && *segment != "*" && *segment != "**")
-    {
-        Some(segment) => Err(format!(
-            "`{glob}`: `{segment}` mixes * with text; * and ** must be whole segments"
-        )),
+    match glob.split('/').find(|segment| segment.contains('*') && *segment != "*" && *segment != "**") {
+        Some(segment) => Err(format!("`{glob}`: `{segment}` mixes * with text; * and ** must be whole segments")),
         None => Ok(()),
     }
 }
@@ -164,9 +141,7 @@ fn matches_from(glob: &[&str], path: &[&str]) -> bool {
         // `**` takes none, one, or more segments: try each split (globs are short).
         Some((&"**", rest)) => (0..=path.len()).any(|skip| matches_from(rest, &path[skip..])),
         Some((segment, rest)) => match path.split_first() {
-            Some((first, path_rest)) => {
-                (*segment == "*" || segment == first) && matches_from(rest, path_rest)
-            }
+            Some((first, path_rest)) => (*segment == "*" || segment == first) && matches_from(rest, path_rest),
             None => false,
         },
     }
@@ -192,8 +167,7 @@ mod tests {
     }
 
     fn call(method: &str, path: &str, scopes: &[&str]) -> Outcome {
-        let req =
-            Request::new(method, path).with_principal(Principal::user("alice").with_scopes(scopes));
+        let req = Request::new(method, path).with_principal(Principal::user("alice").with_scopes(scopes));
         Scopes::on_request(&settings(), &req)
     }
 
@@ -227,14 +201,8 @@ mod tests {
     fn missing_scope_is_denied_naming_scope_method_and_path() {
         let out = call("POST", "/invoices/7", &["invoices:read"]);
         let denial = out.denial().unwrap();
-        assert_eq!(
-            (denial.status, denial.code.as_str()),
-            (403, "missing-scope")
-        );
-        assert_eq!(
-            denial.reason,
-            "scope invoices:write is required for POST /invoices/7"
-        );
+        assert_eq!((denial.status, denial.code.as_str()), (403, "missing-scope"));
+        assert_eq!(denial.reason, "scope invoices:write is required for POST /invoices/7");
         assert_eq!(out.label_value("rule"), Some("rules[1]"));
 
         let out = call("PUT", "/invoices/7", &[]);
@@ -248,11 +216,7 @@ mod tests {
     fn first_matching_rule_decides_and_methods_are_case_insensitive() {
         assert!(call("put", "/invoices/7", &["invoices:write", "invoices:read"]).is_allow());
         // DELETE matches no rule: the default denies.
-        let out = call(
-            "DELETE",
-            "/invoices/7",
-            &["invoices:write", "invoices:read"],
-        );
+        let out = call("DELETE", "/invoices/7", &["invoices:write", "invoices:read"]);
         assert_eq!(out.denial().unwrap().code, "no-scope-rule");
         assert_eq!(out.label_value("rule"), Some("default"));
     }
@@ -268,46 +232,21 @@ mod tests {
         let settings = check_settings::<Scopes>(r#"{"default": "allow"}"#).unwrap();
         assert!(Scopes::on_request(&settings, &Request::new("GET", "/anything")).is_allow());
         let empty = check_settings::<Scopes>("{}").unwrap();
-        assert_eq!(
-            Scopes::on_request(&empty, &Request::new("GET", "/"))
-                .denial()
-                .unwrap()
-                .status,
-            403
-        );
+        assert_eq!(Scopes::on_request(&empty, &Request::new("GET", "/")).denial().unwrap().status, 403);
     }
 
     #[test]
     fn bad_settings_name_the_setting() {
         for (json, setting) in [
-            (
-                r#"{"rules": [{"path": "/a", "scopes": []}, {"path": "b", "scopes": []}]}"#,
-                "rules[1].path",
-            ),
-            (
-                r#"{"rules": [{"path": "/a*", "scopes": []}]}"#,
-                "rules[0].path",
-            ),
-            (
-                r#"{"rules": [{"path": "/a", "scopes": ["x", " "]}]}"#,
-                "rules[0].scopes[1]",
-            ),
-            (
-                r#"{"rules": [{"path": "/a", "methods": ["GET", ""], "scopes": []}]}"#,
-                "rules[0].methods[1]",
-            ),
+            (r#"{"rules": [{"path": "/a", "scopes": []}, {"path": "b", "scopes": []}]}"#, "rules[1].path"),
+            (r#"{"rules": [{"path": "/a*", "scopes": []}]}"#, "rules[0].path"),
+            (r#"{"rules": [{"path": "/a", "scopes": ["x", " "]}]}"#, "rules[0].scopes[1]"),
+            (r#"{"rules": [{"path": "/a", "methods": ["GET", ""], "scopes": []}]}"#, "rules[0].methods[1]"),
             (r#"{"rules": [{"path": "/a"}]}"#, "rules[0].scopes"),
-            (
-                r#"{"rules": [{"path": "/a", "scope": []}]}"#,
-                "rules[0].scope",
-            ),
+            (r#"{"rules": [{"path": "/a", "scope": []}]}"#, "rules[0].scope"),
             (r#"{"default": "maybe"}"#, "default"),
         ] {
-            assert_eq!(
-                check_settings::<Scopes>(json).unwrap_err().setting,
-                setting,
-                "{json}"
-            );
+            assert_eq!(check_settings::<Scopes>(json).unwrap_err().setting, setting, "{json}");
         }
     }
 }

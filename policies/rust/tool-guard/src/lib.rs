@@ -128,21 +128,12 @@ impl Policy for ToolGuard {
         }
         let needs_group = !settings.writes.is_empty() || settings.destructive_needs_approval;
         if needs_group && settings.approver_group.trim().is_empty() {
-            return Err(SettingsError::new(
-                "approver_group",
-                "must name the group that approves writes",
-            ));
+            return Err(SettingsError::new("approver_group", "must name the group that approves writes"));
         }
         if settings.ttl_seconds == 0 {
-            return Err(SettingsError::new(
-                "ttl_seconds",
-                "must be at least 1 second",
-            ));
+            return Err(SettingsError::new("ttl_seconds", "must be at least 1 second"));
         }
-        for (name, map) in [
-            ("arguments", &settings.arguments),
-            ("results", &settings.results),
-        ] {
+        for (name, map) in [("arguments", &settings.arguments), ("results", &settings.results)] {
             for (operation, pointers) in map {
                 for (i, pointer) in pointers.iter().enumerate() {
                     if !pointer.starts_with('/') {
@@ -159,22 +150,16 @@ impl Policy for ToolGuard {
 
     fn on_request(settings: &Settings, req: &Request) -> Outcome {
         let Some(method) = req.header("mcp-method") else {
-            return deny(
-                403,
-                "not-an-mcp-call",
-                "tool-guard decides MCP calls only; route other requests elsewhere",
-            )
-            .label("rule", "not-an-mcp-call");
+            return deny(403, "not-an-mcp-call", "tool-guard decides MCP calls only; route other requests elsewhere")
+                .label("rule", "not-an-mcp-call");
         };
         if settings.protocol.iter().any(|m| m == method) {
             return allow().label("rule", "protocol");
         }
         let operation = req.operation.as_deref().unwrap_or(method);
         let kind = req.principal.kind.as_str();
-        let allowed = settings
-            .tools
-            .get(kind)
-            .is_some_and(|list| list.iter().any(|pattern| matches(pattern, operation)));
+        let allowed =
+            settings.tools.get(kind).is_some_and(|list| list.iter().any(|pattern| matches(pattern, operation)));
         if !allowed {
             return deny(
                 403,
@@ -195,21 +180,11 @@ impl Policy for ToolGuard {
                 None => String::new(),
             };
             return require_approval(
-                format!(
-                    "{kind} {}{acting} wants to call {operation}",
-                    who(&req.principal.id)
-                ),
+                format!("{kind} {}{acting} wants to call {operation}", who(&req.principal.id)),
                 &settings.approver_group,
             )
             .ttl(settings.ttl_seconds)
-            .label(
-                "rule",
-                if write {
-                    "write-needs-approval"
-                } else {
-                    "destructive-needs-approval"
-                },
-            )
+            .label("rule", if write { "write-needs-approval" } else { "destructive-needs-approval" })
             .label("operation", operation)
             .into();
         }
@@ -231,27 +206,15 @@ impl Policy for ToolGuard {
 }
 
 /// The redactions for `operation` in `map` (its own pointers and those under `*`).
-fn minimise(
-    settings: &Settings,
-    map: &BTreeMap<String, Vec<String>>,
-    operation: &str,
-) -> Option<RedactBuilder> {
-    let pointers: Vec<&String> = [map.get(operation), map.get("*")]
-        .into_iter()
-        .flatten()
-        .flatten()
-        .collect();
+fn minimise(settings: &Settings, map: &BTreeMap<String, Vec<String>>, operation: &str) -> Option<RedactBuilder> {
+    let pointers: Vec<&String> = [map.get(operation), map.get("*")].into_iter().flatten().flatten().collect();
     if pointers.is_empty() {
         return None;
     }
-    Some(
-        pointers
-            .into_iter()
-            .fold(redact(), |r, pointer| match &settings.mask {
-                Some(mask) => r.json_mask(pointer, mask),
-                None => r.json(pointer),
-            }),
-    )
+    Some(pointers.into_iter().fold(redact(), |r, pointer| match &settings.mask {
+        Some(mask) => r.json_mask(pointer, mask),
+        None => r.json(pointer),
+    }))
 }
 
 /// Whether a tool call may be destructive, by the server's hints as the host passed them.
@@ -301,10 +264,7 @@ mod tests {
     }
 
     fn call(kind: Principal, method: &str, operation: &str) -> Request {
-        Request::new("CALL", "/mcp")
-            .with_principal(kind)
-            .with_header("mcp-method", method)
-            .with_operation(operation)
+        Request::new("CALL", "/mcp").with_principal(kind).with_header("mcp-method", method).with_operation(operation)
     }
 
     fn tool(kind: Principal, name: &str) -> Request {
@@ -318,8 +278,7 @@ mod tests {
     #[test]
     fn protocol_methods_pass_for_everyone() {
         for method in ["initialize", "tools/list", "ping"] {
-            let out =
-                ToolGuard::on_request(&settings(), &call(Principal::anonymous(), method, method));
+            let out = ToolGuard::on_request(&settings(), &call(Principal::anonymous(), method, method));
             assert!(out.is_allow(), "{method}");
             assert_eq!(out.label_value("rule"), Some("protocol"));
         }
@@ -329,18 +288,12 @@ mod tests {
     fn tools_off_the_kinds_list_are_denied() {
         let out = ToolGuard::on_request(&settings(), &tool(agent(), "delete_customer"));
         let denial = out.denial().unwrap();
-        assert_eq!(
-            (denial.status, denial.code.as_str()),
-            (403, "tool-not-allowed")
-        );
+        assert_eq!((denial.status, denial.code.as_str()), (403, "tool-not-allowed"));
         assert_eq!(denial.reason, "agent crm-bot may not call delete_customer");
-        let out = ToolGuard::on_request(
-            &settings(),
-            &tool(Principal::service("etl"), "get_customer"),
-        );
+        let out = ToolGuard::on_request(&settings(), &tool(Principal::service("etl"), "get_customer"));
         assert!(out.denial().is_some(), "a kind not listed may call nothing");
-        let harmless = tool(Principal::user("bob"), "delete_customer")
-            .with_header("mcp-annotation-destructivehint", "false");
+        let harmless =
+            tool(Principal::user("bob"), "delete_customer").with_header("mcp-annotation-destructivehint", "false");
         assert!(ToolGuard::on_request(&settings(), &harmless).is_allow());
     }
 
@@ -348,27 +301,12 @@ mod tests {
     fn prefixes_cover_resources() {
         let s = settings();
         assert!(
-            ToolGuard::on_request(
-                &s,
-                &call(
-                    agent(),
-                    "resources/read",
-                    "resources/read:crm://customers/4"
-                )
-            )
-            .is_allow()
+            ToolGuard::on_request(&s, &call(agent(), "resources/read", "resources/read:crm://customers/4")).is_allow()
         );
         assert!(
-            ToolGuard::on_request(
-                &s,
-                &call(
-                    agent(),
-                    "resources/read",
-                    "resources/read:file:///etc/passwd"
-                )
-            )
-            .denial()
-            .is_some()
+            ToolGuard::on_request(&s, &call(agent(), "resources/read", "resources/read:file:///etc/passwd"))
+                .denial()
+                .is_some()
         );
     }
 
@@ -377,10 +315,7 @@ mod tests {
         let out = ToolGuard::on_request(&settings(), &tool(agent(), "create_invoice"));
         let approval = out.approval().unwrap();
         assert_eq!(approval.approver_group, "ops");
-        assert_eq!(
-            approval.reason,
-            "agent crm-bot acting for alice wants to call create_invoice"
-        );
+        assert_eq!(approval.reason, "agent crm-bot acting for alice wants to call create_invoice");
         assert_eq!(out.label_value("rule"), Some("write-needs-approval"));
         let probe = tool(agent(), "create_invoice").with_header("mcp-probe", "tools/list");
         assert!(ToolGuard::on_request(&settings(), &probe).is_allow());
@@ -388,22 +323,14 @@ mod tests {
 
     #[test]
     fn a_destructive_annotation_only_tightens() {
-        let marked = tool(Principal::user("bob"), "delete_customer")
-            .with_header("mcp-annotation-destructivehint", "true");
-        assert!(
-            ToolGuard::on_request(&settings(), &marked)
-                .approval()
-                .is_some()
-        );
+        let marked =
+            tool(Principal::user("bob"), "delete_customer").with_header("mcp-annotation-destructivehint", "true");
+        assert!(ToolGuard::on_request(&settings(), &marked).approval().is_some());
         // A "harmless" annotation on a tool off the list lets nothing through.
         let lying = tool(agent(), "delete_customer")
             .with_header("mcp-annotation-readonlyhint", "true")
             .with_header("mcp-annotation-destructivehint", "false");
-        assert!(
-            ToolGuard::on_request(&settings(), &lying)
-                .denial()
-                .is_some()
-        );
+        assert!(ToolGuard::on_request(&settings(), &lying).denial().is_some());
     }
 
     #[test]
@@ -414,33 +341,17 @@ mod tests {
         assert!(out.approval().is_some(), "a missing destructiveHint is destructive");
         assert_eq!(out.label_value("rule"), Some("destructive-needs-approval"));
         // readOnlyHint: false alone, or a hint that is not a boolean: still destructive.
-        for (name, value) in [
-            ("mcp-annotation-readonlyhint", "false"),
-            ("mcp-annotation-destructivehint", "yes"),
-        ] {
+        for (name, value) in [("mcp-annotation-readonlyhint", "false"), ("mcp-annotation-destructivehint", "yes")] {
             let req = tool(Principal::user("bob"), "delete_customer").with_header(name, value);
-            assert!(
-                ToolGuard::on_request(&settings(), &req).approval().is_some(),
-                "{name}: {value}"
-            );
+            assert!(ToolGuard::on_request(&settings(), &req).approval().is_some(), "{name}: {value}");
         }
         // Declared read-only, or declared not destructive: not held.
-        for (name, value) in [
-            ("mcp-annotation-readonlyhint", "true"),
-            ("mcp-annotation-destructivehint", "false"),
-        ] {
+        for (name, value) in [("mcp-annotation-readonlyhint", "true"), ("mcp-annotation-destructivehint", "false")] {
             let req = tool(Principal::user("bob"), "get_customer").with_header(name, value);
-            assert!(
-                ToolGuard::on_request(&settings(), &req).is_allow(),
-                "{name}: {value}"
-            );
+            assert!(ToolGuard::on_request(&settings(), &req).is_allow(), "{name}: {value}");
         }
         // Resources and prompts carry no annotations and are not tools: not held.
-        let read = call(
-            Principal::user("bob"),
-            "resources/read",
-            "resources/read:crm://c/1",
-        );
+        let read = call(Principal::user("bob"), "resources/read", "resources/read:crm://c/1");
         assert!(ToolGuard::on_request(&settings(), &read).is_allow());
         let prompt = call(Principal::user("bob"), "prompts/get", "prompts/get:summary");
         assert!(ToolGuard::on_request(&settings(), &prompt).is_allow());
@@ -448,16 +359,11 @@ mod tests {
 
     #[test]
     fn arguments_and_results_are_minimised_by_pointer() {
-        let read_only =
-            tool(agent(), "search_customers").with_header("mcp-annotation-readonlyhint", "true");
+        let read_only = tool(agent(), "search_customers").with_header("mcp-annotation-readonlyhint", "true");
         let out = ToolGuard::on_request(&settings(), &read_only);
         assert_eq!(out.redactions().len(), 1);
         assert!(matches!(&out.redactions()[0].target, Target::JsonPointer(p) if p == "/ssn"));
-        let out = ToolGuard::on_response(
-            &settings(),
-            &tool(agent(), "get_customer"),
-            &Response::new(200),
-        );
+        let out = ToolGuard::on_response(&settings(), &tool(agent(), "get_customer"), &Response::new(200));
         let pointers: Vec<&str> = out
             .redactions()
             .iter()
@@ -468,12 +374,7 @@ mod tests {
             .collect();
         assert_eq!(pointers, ["/structuredContent/email", "/content"]);
         assert!(
-            ToolGuard::on_response(
-                &settings(),
-                &tool(agent(), "search_customers"),
-                &Response::new(200)
-            )
-            .is_allow()
+            ToolGuard::on_response(&settings(), &tool(agent(), "search_customers"), &Response::new(200)).is_allow()
         );
     }
 
@@ -492,11 +393,7 @@ mod tests {
             (r#"{"ttl_seconds": 0}"#, "ttl_seconds"),
             (r#"{"tool": {}}"#, "tool"),
         ] {
-            assert_eq!(
-                check_settings::<ToolGuard>(json).unwrap_err().setting,
-                setting,
-                "{json}"
-            );
+            assert_eq!(check_settings::<ToolGuard>(json).unwrap_err().setting, setting, "{json}");
         }
     }
 }

@@ -29,10 +29,7 @@ use serde_json::Value;
 
 fn flag(name: &str) -> bool {
     let settings = portcullis_guest::bindings::portcullis::policy::settings::get();
-    serde_json::from_str::<Value>(&settings)
-        .ok()
-        .and_then(|v| v.get(name).and_then(Value::as_bool))
-        .unwrap_or(false)
+    serde_json::from_str::<Value>(&settings).ok().and_then(|v| v.get(name).and_then(Value::as_bool)).unwrap_or(false)
 }
 
 fn body_labels(prefix: &str, body: &Option<Body>, labels: &mut Vec<(String, String)>) {
