@@ -25,7 +25,15 @@ need() {
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@"
 }
-need nginx "for tests/nginx.rs" nginx-light
+# Format and lints first: they take seconds and refuse a change before the long tests run.
+# One rustfmt.toml for the whole tree; clippy with the workspace lints (Cargo.toml), every
+# warning an error.
+for manifest in Cargo.toml policies/Cargo.toml benches/compare/Cargo.toml; do
+    cargo fmt --all --check --manifest-path "$manifest"
+done
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+need nginx "for tests/differential.rs and tests/nginx.rs" nginx-light
 need node "for componentize-js, the JavaScript policies' build" nodejs npm
 
 # Builds the components once; the tests reuse them (and would build them themselves).

@@ -21,8 +21,7 @@ fn label<'a>(outcome: &'a Outcome, key: &str) -> &'a str {
         .labels
         .iter()
         .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-        .unwrap_or_else(|| panic!("no label {key}: {outcome:?}"))
+        .map_or_else(|| panic!("no label {key}: {outcome:?}"), |(_, v)| v.as_str())
 }
 
 fn with_body() -> portcullis_host::Request {

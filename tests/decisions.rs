@@ -223,7 +223,7 @@ fn rate_limit_counts_across_fresh_instances() {
 #[test]
 fn settings_errors_name_the_policy_and_the_setting() {
     let engine = common::engine();
-    let shared = Default::default();
+    let shared = portcullis_host::policy::Shared::default();
     let err = portcullis_host::Policy::load(&engine, spec("guard", "agent-guard", json!({})), &shared).unwrap_err();
     match &err {
         LoadError::Settings { policy, setting, .. } => {

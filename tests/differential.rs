@@ -482,7 +482,8 @@ fn the_mcp_door_serves_only_its_endpoint() {
         } else {
             reached += 1;
             assert!(received.iter().all(|t| *t == "/mcp"), "{target:?} reached the server as {received:?}");
-            let canonical = portcullis_host::target::canonicalize(target, &Default::default()).expect("was accepted");
+            let canonical = portcullis_host::target::canonicalize(target, &portcullis_host::TargetRules::default())
+                .expect("was accepted");
             assert_eq!(canonical.path(), "/mcp", "{target:?} was served though it names another endpoint");
         }
     }

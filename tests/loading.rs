@@ -155,9 +155,8 @@ fn a_component_missing_the_contracts_functions_is_refused() {
             (export "portcullis:policy/handler@0.1.0" (instance $h)))"#,
     )
     .unwrap();
-    let err = match load(bytes_spec("partial.wasm", partial)) {
-        Err(err) => err,
-        Ok(_) => panic!("a component without the contract's functions loaded"),
+    let Err(err) = load(bytes_spec("partial.wasm", partial)) else {
+        panic!("a component without the contract's functions loaded");
     };
     let text = err.to_string();
     assert!(matches!(err, LoadError::Link { .. }), "{text}");

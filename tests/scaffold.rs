@@ -78,7 +78,7 @@ fn a_new_python_policy_builds_and_passes_its_test() {
 
 #[test]
 fn a_new_javascript_policy_builds_and_passes_its_tests() {
-    let edit = (r#"['GET', 'HEAD', 'OPTIONS']"#, r#"['GET', 'HEAD', 'OPTIONS', 'DELETE']"#);
+    let edit = (r"['GET', 'HEAD', 'OPTIONS']", r"['GET', 'HEAD', 'OPTIONS', 'DELETE']");
     // Its native unit tests pass out of the box, before and without a build.
     let tmp = TempDir::new("new-js-native");
     ok(portcullis(tmp.path(), &["new", "--lang", "js", "memo-guard"]), "new");

@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::fmt::Write as _;
+
 use std::process::Command;
 
 use common::serve::{Server, USER_KEY, Upstream, fixture_config, free_port, send, temp_dir};
@@ -52,9 +54,12 @@ path = "audit.jsonl"
         )
 }
 
+/// One request to send: method, path, headers, body.
+type Sent = (&'static str, String, Vec<(&'static str, String)>, String);
+
 /// Requests carrying every kind of secret: a bearer token that does not verify, an
 /// unknown API key, a valid key with a cookie, a secret query parameter and a body.
-fn requests() -> Vec<(&'static str, String, Vec<(&'static str, String)>, String)> {
+fn requests() -> Vec<Sent> {
     vec![
         ("GET", "/invoices/1".into(), vec![("authorization", format!("Bearer {BEARER}"))], String::new()),
         ("GET", "/invoices/1".into(), vec![("x-api-key", UNKNOWN_KEY.into())], String::new()),
@@ -128,7 +133,7 @@ fn a_replay_writes_no_secret_to_its_errors_or_tracing_output() {
         lines.push('\n');
     }
     // A malformed line whose text holds a secret: the read error must not quote it.
-    lines.push_str(&format!("{{\"request\": {{\"method\": \"GET\", \"url\": \"{QUERY}\"\n"));
+    writeln!(lines, "{{\"request\": {{\"method\": \"GET\", \"url\": \"{QUERY}\"").unwrap();
     let traffic = dir.join("traffic.jsonl");
     std::fs::write(&traffic, lines).unwrap();
     for format in ["table", "junit"] {

@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::fmt::Write as _;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -479,7 +481,8 @@ fn every_approver_group_that_asked_must_approve_before_the_retry_passes() {
     let d = Deployment::new("serve-two-groups");
     let agent_guard = common::component("agent-guard").display().to_string();
     let mut text = std::fs::read_to_string(&d.config).unwrap();
-    text += &format!(
+    write!(
+        text,
         r#"
 [policies.legal-guard]
 module = "{agent_guard}"
@@ -491,7 +494,8 @@ hosts = ["api.test"]
 paths = ["/contracts/**"]
 policies = ["agent-guard", "legal-guard"]
 "#
-    );
+    )
+    .unwrap();
     std::fs::write(&d.config, text).unwrap();
     let server = d.start();
     let auth = format!("Bearer {ADMIN_TOKEN}");

@@ -232,8 +232,8 @@ impl AuditRecord {
         applied: Option<&Applied>,
     ) -> AuditRecord {
         let mut record = AuditRecord::base(ctx, request, verdict.phase, verdict.kind().into());
-        record.route = verdict.route.clone();
-        record.decided_by = verdict.decided_by.clone();
+        record.route.clone_from(&verdict.route);
+        record.decided_by.clone_from(&verdict.decided_by);
         for result in &verdict.policies {
             record.policies.push(AuditPolicy {
                 policy: result.policy.clone(),

@@ -159,7 +159,7 @@ impl RateLimiter {
         }
         // A poisoned lock only means another thread panicked mid-update; the counters are
         // still usable.
-        let mut tables = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        let mut tables = self.tables.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let table = tables.entry(policy.clone()).or_default();
         table.evict_ended(now_ms);
         let window = match table.windows.get(key).copied() {
@@ -197,7 +197,7 @@ impl RateLimiter {
 
     /// How many counters a policy holds now (for tests and metrics).
     pub fn counters(&self, policy: &str) -> usize {
-        let tables = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        let tables = self.tables.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         tables.get(policy).map_or(0, |t| t.windows.len())
     }
 }
@@ -299,7 +299,7 @@ impl DataSets {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// What one policy's host functions need, shared by all its evaluations.
@@ -349,6 +349,7 @@ impl wit::settings::Host for HostState {
 
 impl wit::log::Host for HostState {
     fn write(&mut self, level: wit::log::Level, message: String) {
+        use wit::log::Level;
         let mut message = message;
         if message.len() > MAX_LOG_MESSAGE {
             let mut cut = MAX_LOG_MESSAGE;
@@ -359,7 +360,6 @@ impl wit::log::Host for HostState {
             message.push_str(" […]");
         }
         let policy = &*self.context.name;
-        use wit::log::Level;
         match level {
             Level::Trace => tracing::trace!(target: "portcullis::policy", policy, "{message}"),
             Level::Debug => tracing::debug!(target: "portcullis::policy", policy, "{message}"),
@@ -406,8 +406,8 @@ mod tests {
         let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
         assert_eq!(limiter.take(&a, "k", 2, 1000, 0), (true, 1, 1000));
         assert_eq!(limiter.take(&a, "k", 2, 1000, 10), (true, 0, 990));
-        assert_eq!(limiter.take(&a, "k", 2, 1000, 20).0, false);
-        assert_eq!(limiter.take(&b, "k", 2, 1000, 20).0, true, "another policy's counter is separate");
+        assert!(!limiter.take(&a, "k", 2, 1000, 20).0);
+        assert!(limiter.take(&b, "k", 2, 1000, 20).0, "another policy's counter is separate");
         assert_eq!(limiter.take(&a, "k", 2, 1000, 1000), (true, 1, 1000), "a new window starts");
     }
 
@@ -482,7 +482,7 @@ mod tests {
         assert_eq!(sets.get("owners", "n").map(String::as_str), Some("3"));
         assert!(sets.get("hosts", "api.partner.test").is_some());
         assert!(sets.get("hosts", "# partners").is_none());
-        std::fs::write(dir.join("bad.json"), r#"[1]"#).unwrap();
+        std::fs::write(dir.join("bad.json"), r"[1]").unwrap();
         let err = DataSets::load(&dir).unwrap_err().to_string();
         assert!(err.contains("bad.json"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();

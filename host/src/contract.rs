@@ -99,10 +99,10 @@ pub fn check_component(
     let mut export_names = Vec::new();
     for (name, _) in ty.exports(engine) {
         export_names.push(name.to_owned());
-        if let Some((iface, version)) = split_ours(name) {
-            if iface == HANDLER {
-                handler = Some(version.unwrap_or("").to_owned());
-            }
+        if let Some((iface, version)) = split_ours(name)
+            && iface == HANDLER
+        {
+            handler = Some(version.unwrap_or("").to_owned());
         }
     }
     let Some(version) = handler else {

@@ -208,7 +208,9 @@ impl Engine {
         // writable only by this user (or root); the entry is a regular file (no symlink)
         // owned by this user or root and writable by no one else. wasmtime still checks the
         // header and engine compatibility.
-        match unsafe { Component::deserialize_file(&self.inner, &path) } {
+        #[expect(unsafe_code, reason = "loading a compiled component is unsafe; the checks above are why it is sound")]
+        let loaded = unsafe { Component::deserialize_file(&self.inner, &path) };
+        match loaded {
             Ok(component) => Some(component),
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable compile cache entry");
@@ -311,8 +313,7 @@ fn trusted_cache_dir(dir: &Path) -> Result<Option<PathBuf>, EngineError> {
 #[cfg(unix)]
 fn check_cache_folders(dir: &Path) -> Result<(), EngineError> {
     use std::os::unix::fs::MetadataExt;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
+    let me = rustix::process::geteuid().as_raw();
     let untrusted =
         |at: &Path, problem: String, fix: String| EngineError::UntrustedCache { dir: at.to_owned(), problem, fix };
     let stat = |at: &Path| {
@@ -367,8 +368,7 @@ fn private_file(metadata: &std::fs::Metadata) -> Result<(), String> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let me = unsafe { libc::geteuid() };
+        let me = rustix::process::geteuid().as_raw();
         if metadata.uid() != me && metadata.uid() != 0 {
             return Err(format!("owned by user id {}, not by this user", metadata.uid()));
         }
@@ -491,8 +491,7 @@ mod tests {
         with_cache(&inner).unwrap();
 
         // Owned by another user (only root can arrange that here).
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
+        if rustix::process::geteuid().is_root() {
             std::os::unix::fs::chown(&inner, Some(4242), None).unwrap();
             let message = with_cache(&inner).unwrap_err().to_string();
             assert!(message.contains("owned by user id 4242"), "{message}");

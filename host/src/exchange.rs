@@ -428,10 +428,10 @@ impl<'de> Deserialize<'de> for Request {
         }
         request.query.extend(form.query);
         normalise_headers(&mut request.headers);
-        if request.authority.is_empty() {
-            if let Some(host) = request.header("host") {
-                request.authority = host.to_owned();
-            }
+        if request.authority.is_empty()
+            && let Some(host) = request.header("host")
+        {
+            request.authority = host.to_owned();
         }
         Ok(request)
     }
@@ -560,7 +560,12 @@ pub fn percent_encode_query(input: &str) -> String {
     for b in input.bytes() {
         match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                out.push('%');
+                out.push(HEX[usize::from(b >> 4)] as char);
+                out.push(HEX[usize::from(b & 0xf)] as char);
+            }
         }
     }
     out

@@ -147,7 +147,7 @@ impl PolicySpec {
             name: name.into(),
             source,
             sha256: None,
-            settings: serde_json::Value::Object(Default::default()),
+            settings: serde_json::Value::Object(serde_json::Map::default()),
             limits: Limits::default(),
             capabilities: Vec::new(),
             fail_open: false,
@@ -471,12 +471,11 @@ impl Policy {
             format!("{}\n{}\n{}", crate::preinit::SNAPSHOT_FORMAT, self.digest, self.context.settings).as_bytes(),
         );
         let linker = link(&self.engine, &self.imports).map_err(|e| PreinitError(format!("linking: {e:#}")))?;
-        let component = match self.engine.cached(&key) {
-            Some(component) => component,
-            None => {
-                let snapshot = self.take_snapshot(&linker, bytes)?;
-                self.engine.compile_keyed(&snapshot, &key).map_err(|e| PreinitError(format!("the snapshot: {e}")))?
-            }
+        let component = if let Some(component) = self.engine.cached(&key) {
+            component
+        } else {
+            let snapshot = self.take_snapshot(&linker, bytes)?;
+            self.engine.compile_keyed(&snapshot, &key).map_err(|e| PreinitError(format!("the snapshot: {e}")))?
         };
         let pre = linker.instantiate_pre(&component).map_err(|e| PreinitError(format!("the snapshot: {e:#}")))?;
         PolicyPre::new(pre).map_err(|e| PreinitError(format!("the snapshot: {e:#}")))
@@ -669,15 +668,12 @@ impl Policy {
             let outcome = export(&mut store, &instance).map_err(|e| self.classify(e, &store))?;
             return self.check_outcome(outcome);
         };
-        let mut warm = match pool.take() {
-            Some(mut warm) => {
-                warm.store.set_epoch_deadline(self.deadline_ticks());
-                warm
-            }
-            None => {
-                let (store, bindings) = self.instantiate_for_reuse()?;
-                Warm { store, bindings, uses: 0 }
-            }
+        let mut warm = if let Some(mut warm) = pool.take() {
+            warm.store.set_epoch_deadline(self.deadline_ticks());
+            warm
+        } else {
+            let (store, bindings) = self.instantiate_for_reuse()?;
+            Warm { store, bindings, uses: 0 }
         };
         let outcome = export(&mut warm.store, &warm.bindings)
             .map_err(|e| self.classify(e, &warm.store))

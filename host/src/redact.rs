@@ -510,7 +510,7 @@ impl Fields for Pairs<'_> {
         let mut hit = false;
         for i in 0..self.pairs.len() {
             if self.is(&self.pairs[i].0, name) {
-                self.pairs[i].1 = value.to_owned();
+                value.clone_into(&mut self.pairs[i].1);
                 hit = true;
             }
         }
@@ -624,13 +624,12 @@ impl Node {
             node = match segment {
                 Segment::Any => node.wildcard.get_or_insert_with(Box::default),
                 Segment::Key(key) => {
-                    let at = match node.literals.iter().position(|l| l.key == *key) {
-                        Some(at) => at,
-                        None => {
-                            let index = array_index(key);
-                            node.literals.push(Literal { key: key.clone(), index, node: Node::default() });
-                            node.literals.len() - 1
-                        }
+                    let at = if let Some(at) = node.literals.iter().position(|l| l.key == *key) {
+                        at
+                    } else {
+                        let index = array_index(key);
+                        node.literals.push(Literal { key: key.clone(), index, node: Node::default() });
+                        node.literals.len() - 1
                     };
                     &mut node.literals[at].node
                 }
@@ -1107,7 +1106,7 @@ impl<'b, 'n, 't> Walker<'b, 'n, 't> {
                     match b.get(i + 1) {
                         Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
                         Some(b'u') if b.get(i + 2..i + 6).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) => {
-                            i += 6
+                            i += 6;
                         }
                         _ => return Err(Bad { at: i, what: "invalid escape in a string" }),
                     }
@@ -1769,13 +1768,6 @@ mod tests {
     fn generated_documents_match_a_value_based_reference() {
         // A small deterministic generator: random documents, redacted with a wildcard
         // pointer, compared with the same removal done on a serde_json::Value.
-        let mut seed = 0x2545F4914F6CDD1Du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
         fn generate(next: &mut dyn FnMut() -> u64, depth: u32) -> Value {
             match next() % if depth > 3 { 3 } else { 6 } {
                 0 => json!(next() % 100),
@@ -1794,7 +1786,7 @@ mod tests {
                 Value::Object(map) => {
                     if last {
                         if *first == "*" {
-                            map.clear()
+                            map.clear();
                         } else {
                             map.remove(*first);
                         }
@@ -1829,6 +1821,13 @@ mod tests {
                 _ => {}
             }
         }
+        let mut seed = 0x2545F4914F6CDD1Du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
         let pointers = ["/k1", "/*/k0", "/*/*", "/k2/*/k1", "/0", "/*/1", "/k3/*/*/k2"];
         for round in 0..2000 {
             let doc = generate(&mut next, 0);

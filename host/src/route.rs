@@ -262,8 +262,8 @@ mod tests {
         let path_segments = ["a", "b", "ab", "ba", "aab", "", "abab", "x"];
         let mut matched = 0;
         for _ in 0..20_000 {
-            let glob: Vec<&str> = (0..1 + rng.below(5)).map(|_| rng.pick(&glob_segments)).collect();
-            let path: Vec<&str> = (0..1 + rng.below(7)).map(|_| rng.pick(&path_segments)).collect();
+            let glob: Vec<&str> = (0..=rng.below(5)).map(|_| rng.pick(&glob_segments)).collect();
+            let path: Vec<&str> = (0..=rng.below(7)).map(|_| rng.pick(&path_segments)).collect();
             let (glob, path) = (format!("/{}", glob.join("/")), format!("/{}", path.join("/")));
             let compiled = PathGlob::new(&glob).unwrap();
             let parts: Vec<&str> = path[1..].split('/').collect();

@@ -160,15 +160,14 @@ impl PolicySetBuilder {
             }
             let mut policies = Vec::with_capacity(spec.policies.len());
             for policy in &spec.policies {
-                match self.policies.get(policy) {
-                    Some(p) => policies.push(p.clone()),
-                    None => {
-                        let known: Vec<&str> = self.policies.keys().map(String::as_str).collect();
-                        return Err(err(format!(
-                            "names policy `{policy}`, which is not defined (defined: {})",
-                            if known.is_empty() { "none".into() } else { known.join(", ") }
-                        )));
-                    }
+                if let Some(p) = self.policies.get(policy) {
+                    policies.push(p.clone());
+                } else {
+                    let known: Vec<&str> = self.policies.keys().map(String::as_str).collect();
+                    return Err(err(format!(
+                        "names policy `{policy}`, which is not defined (defined: {})",
+                        if known.is_empty() { "none".into() } else { known.join(", ") }
+                    )));
                 }
             }
             routes.push(Route {
@@ -381,7 +380,7 @@ impl Combiner {
             Decision::Allow => false,
             Decision::Deny(denial) => {
                 record.code = Some(denial.code.clone());
-                record.reason = denial.reason.clone();
+                record.reason.clone_from(&denial.reason);
                 self.deny = Some((policy.name().to_owned(), denial));
                 true
             }
@@ -396,7 +395,7 @@ impl Combiner {
                 false
             }
             Decision::RequireApproval(approval) => {
-                record.reason = approval.reason.clone();
+                record.reason.clone_from(&approval.reason);
                 record.approval = Some(approval.clone());
                 if self.approval.is_none() {
                     self.approval = Some((policy.name().to_owned(), approval));

@@ -473,10 +473,10 @@ fn split_segments(path: &[u8], rules: &TargetRules) -> Result<Vec<Segment>, Targ
     }
     segments.push(current);
     for segment in &segments {
-        if let Some(at) = segment.parameters_at {
-            if dots_of(&segment.decoded[..at]).is_some() {
-                return Err(TargetError::DotSegmentWithParameters);
-            }
+        if let Some(at) = segment.parameters_at
+            && dots_of(&segment.decoded[..at]).is_some()
+        {
+            return Err(TargetError::DotSegmentWithParameters);
         }
     }
     Ok(segments)

@@ -72,7 +72,7 @@ impl WarmPool {
 
     /// An idle instance, if there is one.
     pub fn take(&self) -> Option<Warm> {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()
+        self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop()
     }
 
     /// Keeps an instance that has just served a call without fault, unless it has served
@@ -82,7 +82,7 @@ impl WarmPool {
         if warm.uses >= self.reuse.max_uses {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if idle.len() < self.reuse.max_idle as usize {
             idle.push(warm);
         }
@@ -90,6 +90,6 @@ impl WarmPool {
 
     /// Instances waiting now (for tests and inspection).
     pub fn idle(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
     }
 }

@@ -67,7 +67,7 @@ pub fn run(args: &ApprovalsArgs) -> Result<ExitCode> {
 
 /// One approval on one line: id, state, who asked, what, why, for whom to approve.
 fn line(a: &Approval) -> String {
-    let state = serde_json::to_value(&a.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let state = serde_json::to_value(a.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
     let who = match &a.on_behalf_of {
         Some(user) => format!("{}:{} for {user}", a.principal_kind, a.principal_id),
         None => format!("{}:{}", a.principal_kind, a.principal_id),

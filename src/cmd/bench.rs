@@ -4,6 +4,7 @@
 //! Traffic is read (and principals established) exactly as `replay` does it, but held in
 //! memory first so reading is never timed. Everything runs on the calling thread.
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -223,10 +224,10 @@ fn render(r: &Report) -> String {
         r.rounds,
         if r.unreadable > 0 { format!(" ({} unreadable entries left out)", r.unreadable) } else { String::new() }
     );
-    out.push_str(&format!("Loaded the config and its policies in {:.1} ms\n\n", r.load_ms));
+    let _ = write!(out, "Loaded the config and its policies in {:.1} ms\n\n", r.load_ms);
     let names: Vec<String> = r.policies.iter().map(|p| format!("policy {} ({})", p.policy, p.phase)).collect();
     let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0).max(34);
-    out.push_str(&format!("  {:<width$} {:>8} {:>10} {:>10} {:>10}  instances\n", "", "calls", "p50", "p99", "mean"));
+    let _ = writeln!(out, "  {:<width$} {:>8} {:>10} {:>10} {:>10}  instances", "", "calls", "p50", "p99", "mean");
     let row = |name: &str, s: &Stats| {
         format!(
             "  {name:<width$} {:>8} {:>10} {:>10} {:>10}\n",
@@ -245,9 +246,10 @@ fn render(r: &Report) -> String {
         }
         out.push_str(&line);
     }
-    out.push_str(&format!(
-        "\nDecisions per second through the gate: {:.0} (one core; an entry is both phases of one exchange)\n",
+    let _ = writeln!(
+        out,
+        "\nDecisions per second through the gate: {:.0} (one core; an entry is both phases of one exchange)",
         r.gate.per_second
-    ));
+    );
     out
 }

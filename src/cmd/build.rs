@@ -37,7 +37,7 @@ pub fn run(args: &BuildArgs) -> Result<ExitCode> {
             dir.display()
         );
     };
-    let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+    let size = std::fs::metadata(&out).map_or(0, |m| m.len());
     println!("built `{name}`: {} ({size} bytes, {:.1} s)", out.display(), started.elapsed().as_secs_f64());
     Ok(ExitCode::SUCCESS)
 }
@@ -66,13 +66,13 @@ fn package_name(manifest: &Path) -> Result<String> {
 }
 
 fn build_rust(dir: &Path, name: &str, out: &Path) -> Result<()> {
-    if let Ok(installed) = Command::new("rustup").args(["target", "list", "--installed"]).output() {
-        if installed.status.success() && !String::from_utf8_lossy(&installed.stdout).lines().any(|l| l.trim() == TRIPLE)
-        {
-            bail!("the Rust target {TRIPLE} is not installed; run `rustup target add {TRIPLE}`");
-        }
+    if let Ok(installed) = Command::new("rustup").args(["target", "list", "--installed"]).output()
+        && installed.status.success()
+        && !String::from_utf8_lossy(&installed.stdout).lines().any(|l| l.trim() == TRIPLE)
+    {
+        bail!("the Rust target {TRIPLE} is not installed; run `rustup target add {TRIPLE}`");
     }
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| dir.join("target"));
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| dir.join("target"), PathBuf::from);
     let status = Command::new("cargo")
         .args(["build", "--release", "--target", TRIPLE, "--manifest-path"])
         .arg(dir.join("Cargo.toml"))

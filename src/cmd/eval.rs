@@ -54,7 +54,7 @@ fn load_gate(args: &EvalArgs) -> Result<Gate> {
 
 /// `agent_guard.wasm` → `agent-guard`.
 fn policy_name(path: &Path) -> String {
-    path.file_stem().map(|s| s.to_string_lossy().replace('_', "-")).unwrap_or_else(|| "policy".into())
+    path.file_stem().map_or_else(|| "policy".into(), |s| s.to_string_lossy().replace('_', "-"))
 }
 
 fn parse_settings(arg: &str) -> Result<serde_json::Value> {

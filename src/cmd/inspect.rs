@@ -48,7 +48,7 @@ pub fn run(args: &InspectArgs) -> Result<ExitCode> {
         needs_response_body: meta.needs_response_body,
         imports: policy.imports().iter().map(|c| c.as_str()).collect(),
         sha256: policy.digest(),
-        size_bytes: std::fs::metadata(&args.component).map(|m| m.len()).unwrap_or(0),
+        size_bytes: std::fs::metadata(&args.component).map_or(0, |m| m.len()),
     };
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&inspection)?),

@@ -42,7 +42,7 @@ const JS: &[(&str, &str)] = &[
 pub fn run(args: &NewArgs) -> Result<ExitCode> {
     check_name(&args.name)?;
     let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from(&args.name));
-    if dir.exists() && fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
+    if dir.exists() && fs::read_dir(&dir).map_or(true, |mut d| d.next().is_some()) {
         bail!("{} already exists and is not empty; choose another NAME or --dir", dir.display());
     }
     let sdk = sdk_dir(args.sdk.as_deref())?;

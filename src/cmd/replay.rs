@@ -33,7 +33,7 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode> {
     };
     let identity = principal_flags(&args.principal)?;
     let jobs = match args.jobs {
-        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         n => n,
     };
     for file in &args.traffic {
@@ -72,10 +72,10 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode> {
         if let Some(change) = change_of(&entry) {
             changes.push(change);
         }
-        if args.show_redactions {
-            if let Some(diff) = entry.original.as_deref().and_then(|o| render::redaction_diff(&entry, o)) {
-                diffs.push_str(&diff);
-            }
+        if args.show_redactions
+            && let Some(diff) = entry.original.as_deref().and_then(|o| render::redaction_diff(&entry, o))
+        {
+            diffs.push_str(&diff);
         }
         match args.format {
             ReplayFormat::Jsonl => {
@@ -129,11 +129,11 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode> {
     for e in &file_errors {
         eprintln!("error: {}: {}", e.source, e.message);
     }
-    if args.strict {
-        if let Some(first) = &first_read_error {
-            eprintln!("error: stopped at the first unreadable entry (--strict): {first}");
-            return Ok(ExitCode::from(1));
-        }
+    if args.strict
+        && let Some(first) = &first_read_error
+    {
+        eprintln!("error: stopped at the first unreadable entry (--strict): {first}");
+        return Ok(ExitCode::from(1));
     }
     if summary.entries.errors > 0 || !file_errors.is_empty() {
         eprintln!(
@@ -198,7 +198,7 @@ pub(crate) fn principal_flags(flags: &PrincipalArgs) -> Result<IdentityMode> {
         return Ok(IdentityMode::Fixed(Principal {
             kind,
             id: id.to_owned(),
-            scopes: scopes.to_vec(),
+            scopes: scopes.clone(),
             claims: Vec::new(),
             on_behalf_of: on_behalf_of.map(str::to_owned),
             credential_id: Some("replay-override".into()),

@@ -144,7 +144,7 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
         );
     }
     let jobs = match args.jobs {
-        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         n => n,
     };
     let (mut passed, mut failed) = (0usize, 0usize);
@@ -294,10 +294,10 @@ fn check_case(case: &Case, entries: &[EntryResult]) -> std::result::Result<Strin
 }
 
 fn selects(s: &Selector, paths: &[PathGlob], host: Option<&HostPattern>, entry: &EntryResult) -> bool {
-    if let Some(index) = &s.index {
-        if !index.contains(&entry.index) {
-            return false;
-        }
+    if let Some(index) = &s.index
+        && !index.contains(&entry.index)
+    {
+        return false;
     }
     if let Some(file) = &s.file {
         let name = Path::new(&*entry.source).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
@@ -349,20 +349,20 @@ fn expectation_met(expect: &Expectation, sig: &Signature) -> std::result::Result
         return Err(format!("expected {}, {}", expect.decision, got()));
     }
     let deciding = phases.iter().find(|p| p.decision == decision);
-    if let Some(code) = &expect.code {
-        if deciding.and_then(|p| p.code.as_ref()) != Some(code) {
-            return Err(format!("expected code {code}, {}", got()));
-        }
+    if let Some(code) = &expect.code
+        && deciding.and_then(|p| p.code.as_ref()) != Some(code)
+    {
+        return Err(format!("expected code {code}, {}", got()));
     }
-    if let Some(status) = expect.status {
-        if deciding.and_then(|p| p.status) != Some(status) {
-            return Err(format!("expected status {status}, {}", got()));
-        }
+    if let Some(status) = expect.status
+        && deciding.and_then(|p| p.status) != Some(status)
+    {
+        return Err(format!("expected status {status}, {}", got()));
     }
-    if let Some(group) = &expect.approver_group {
-        if deciding.and_then(|p| p.approver_group.as_ref()) != Some(group) {
-            return Err(format!("expected approver group {group}, {}", got()));
-        }
+    if let Some(group) = &expect.approver_group
+        && deciding.and_then(|p| p.approver_group.as_ref()) != Some(group)
+    {
+        return Err(format!("expected approver group {group}, {}", got()));
     }
     let redacted: Vec<&String> = phases.iter().flat_map(|p| p.redacted.iter()).collect();
     for target in &expect.redacted {

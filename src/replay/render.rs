@@ -16,8 +16,7 @@ use super::{EntryOutcome, EntryResult, FileError};
 pub fn entry_id(entry: &EntryResult) -> String {
     let file = std::path::Path::new(&*entry.source)
         .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_else(|| entry.source.to_string());
+        .map_or_else(|| entry.source.to_string(), |f| f.to_string_lossy().into_owned());
     format!("{file}#{}", entry.index)
 }
 
@@ -153,7 +152,7 @@ fn reason_suffix(sig: &Signature) -> String {
 }
 
 fn file_name(source: &str) -> String {
-    std::path::Path::new(source).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| source.into())
+    std::path::Path::new(source).file_name().map_or_else(|| source.into(), |f| f.to_string_lossy().into_owned())
 }
 
 /// The line for a denied, held or failed entry, if it is one.

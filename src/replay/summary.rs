@@ -89,10 +89,10 @@ impl Summary {
             self.entries.errors += 1;
             route_counts.errors += 1;
         }
-        if let Some(baseline) = baseline {
-            if !Signature::of(baseline).same_as(&signature) {
-                self.changed += 1;
-            }
+        if let Some(baseline) = baseline
+            && !Signature::of(baseline).same_as(&signature)
+        {
+            self.changed += 1;
         }
     }
 }

@@ -54,14 +54,14 @@ impl Token {
         Ok(Token::None)
     }
 
-    fn admits(&self, headers: &http::HeaderMap) -> Result<(), Response<Body>> {
+    fn admits(&self, headers: &http::HeaderMap) -> Result<(), Box<Response<Body>>> {
         let Token::Sha256(expected) = self else {
-            return Err(problem(
+            return Err(Box::new(problem(
                 403,
                 "admin-closed",
                 "no admin token is configured; set [server.admin] token_env or token_sha256",
                 "",
-            ));
+            )));
         };
         let given = headers
             .get(AUTHORIZATION)
@@ -70,12 +70,12 @@ impl Token {
             .map(|t| portcullis_host::engine::sha256_hex(t.trim().as_bytes()));
         match given {
             Some(given) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => Ok(()),
-            _ => Err(problem(
+            _ => Err(Box::new(problem(
                 401,
                 "unauthenticated",
                 "the approvals API needs `Authorization: Bearer <admin token>`",
                 "",
-            )),
+            ))),
         }
     }
 }
@@ -128,7 +128,7 @@ async fn handle(live: &Live, token: &Token, req: Request<Incoming>, _peer: Socke
         }
         (_, p) if p == "/approvals" || p.starts_with("/approvals/") => {
             if let Err(answer) = token.admits(req.headers()) {
-                return answer;
+                return *answer;
             }
             let Some(store) = live.keep().approvals.clone() else {
                 return problem(404, "approvals-off", "no [approvals] store is configured", "");
@@ -158,7 +158,7 @@ async fn approvals(store: Arc<dyn ApprovalStore>, audit: Arc<dyn AuditSink>, req
             let state = query.split('&').find_map(|pair| pair.strip_prefix("state="));
             let state = match state.map(parse_state).transpose() {
                 Ok(state) => state,
-                Err(answer) => return answer,
+                Err(answer) => return *answer,
             };
             store.list(state, now).map(|list| json!(list))
         }
@@ -171,9 +171,8 @@ async fn approvals(store: Arc<dyn ApprovalStore>, audit: Arc<dyn AuditSink>, req
             if several(id) {
                 return problem(400, "bad-request", SEVERAL, "");
             }
-            let body = match read_capped(req.into_body(), 64 * 1024).await {
-                Ok(body) => body,
-                Err(_) => return problem(400, "bad-request", "the body must be JSON of at most 64 KiB", ""),
+            let Ok(body) = read_capped(req.into_body(), 64 * 1024).await else {
+                return problem(400, "bad-request", "the body must be JSON of at most 64 KiB", "");
             };
             let body: Value = if body.is_empty() {
                 json!({})
@@ -215,14 +214,14 @@ pub(crate) fn several(id: &str) -> bool {
     id.contains(',') || id.to_ascii_lowercase().contains("%2c")
 }
 
-fn parse_state(text: &str) -> Result<ApprovalState, Response<Body>> {
+fn parse_state(text: &str) -> Result<ApprovalState, Box<Response<Body>>> {
     serde_json::from_value(json!(text)).map_err(|_| {
-        problem(
+        Box::new(problem(
             400,
             "bad-request",
             format!("unknown state `{text}`; use pending, approved, rejected, used or expired"),
             "",
-        )
+        ))
     })
 }
 

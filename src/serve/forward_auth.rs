@@ -75,9 +75,8 @@ async fn handle(live: &Live, section: &ForwardAuthSection, req: Request<Incoming
     };
     let arrival = Arrival::take("forward-auth", Reach::HEADERS, &mut request);
     let request_id = request.id.clone();
-    let admission = match tokio::task::spawn_blocking(move || gate.admit(&mut request, arrival)).await {
-        Ok(admission) => admission,
-        Err(_) => return problem(500, "policy-error", "the evaluation stopped unexpectedly", &request_id),
+    let Ok(admission) = tokio::task::spawn_blocking(move || gate.admit(&mut request, arrival)).await else {
+        return problem(500, "policy-error", "the evaluation stopped unexpectedly", &request_id);
     };
     match admission {
         Admission::Refuse(refusal) => refuse(&refusal, nginx),
@@ -118,10 +117,10 @@ fn allowed(judged: &portcullis_host::Request, sent: &[(String, String)], request
             removed.push(name);
         }
     }
-    if !removed.is_empty() {
-        if let Ok(value) = HeaderValue::from_str(&removed.join(", ")) {
-            headers.insert(HeaderName::from_static(REMOVE_HEADERS), value);
-        }
+    if !removed.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&removed.join(", "))
+    {
+        headers.insert(HeaderName::from_static(REMOVE_HEADERS), value);
     }
     with_request_id(response, request_id)
 }

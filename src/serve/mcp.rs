@@ -346,7 +346,7 @@ impl Door {
         }
         let error = mcp::error_message(
             &Value::Null,
-            mcp::ERROR_INVALID_REQUEST,
+            ERROR_INVALID_REQUEST,
             &format!("the MCP server answered HTTP {}", status.as_u16()),
             None,
         );
@@ -454,14 +454,12 @@ impl Door {
         // Arguments and results are rewritten here; the endpoint's query is not.
         let arrival = Arrival::take("mcp", Reach { query: false, body: BodyReach::Rewrite }, &mut request);
         let request_id = request.id.clone();
-        let (gate, admission) = match tokio::task::spawn_blocking(move || {
+        let admitted = tokio::task::spawn_blocking(move || {
             let admission = gate.admit(&mut request, arrival);
             (gate, admission)
-        })
-        .await
-        {
-            Ok(done) => done,
-            Err(_) => return rpc_error(500, &id, ERROR_DENIED, "the evaluation stopped unexpectedly", &request_id),
+        });
+        let Ok((gate, admission)) = admitted.await else {
+            return rpc_error(500, &id, ERROR_DENIED, "the evaluation stopped unexpectedly", &request_id);
         };
         let ticket = match admission {
             Admission::Refuse(refusal) => {
@@ -526,17 +524,14 @@ impl Door {
             return self.status_only(rparts, &request_id);
         }
         let rcap = self.section.max_response_bytes;
-        let bytes = match read_capped(rbody, rcap).await {
-            Ok(bytes) => bytes,
-            Err(_) => {
-                return rpc_error(
-                    502,
-                    &answering.id,
-                    ERROR_DENIED,
-                    &format!("the MCP server's answer could not be read whole (at most {rcap} bytes are)"),
-                    &request_id,
-                );
-            }
+        let Ok(bytes) = read_capped(rbody, rcap).await else {
+            return rpc_error(
+                502,
+                &answering.id,
+                ERROR_DENIED,
+                &format!("the MCP server's answer could not be read whole (at most {rcap} bytes are)"),
+                &request_id,
+            );
         };
         let answer = self.settle(answering, &bytes).await;
         let mut out = serde_json::to_vec(&answer).unwrap_or_default();
@@ -816,9 +811,8 @@ impl Door {
                 while let Some((event, rest)) = split_event(&buffer) {
                     let event = event.to_vec();
                     buffer = BytesMut::from(&buffer[rest..]);
-                    let out = match pass_event(&event, &mut answering, &cache, &list_key).await {
-                        Some(out) => out,
-                        None => continue,
+                    let Some(out) = pass_event(&event, &mut answering, &cache, &list_key).await else {
+                        continue;
                     };
                     if tx.send(Ok(Bytes::from(out))).await.is_err() {
                         return;

@@ -49,8 +49,13 @@ pub fn run(config_path: &Path) -> Result<()> {
     let sink = open_audit(&config, config_path)?;
     let audit: Arc<dyn AuditSink> = Arc::new(Observed { inner: sink, metrics: metrics.clone() });
     let approvals = open_approvals(&config, config_path)?;
-    let keep =
-        Keep { engine, approvals, audit: audit.clone(), counters: Default::default(), fixed: fixed_sections(&config) };
+    let keep = Keep {
+        engine,
+        approvals,
+        audit: audit.clone(),
+        counters: portcullis_host::capability::RateLimiter::default(),
+        fixed: fixed_sections(&config),
+    };
     let gate = build_gate(&config, config_path, &keep)?;
     let live = Live::new(gate, keep, metrics, &config, config_path);
 
@@ -100,7 +105,7 @@ async fn serve_doors(config: &Config, live: Live) -> Result<()> {
     tasks.spawn(watch_for_reloads(live.clone(), stopped.clone()));
 
     let outcome = tokio::select! {
-        _ = shutdown_signal() => Ok(()),
+        () = shutdown_signal() => Ok(()),
         Some(done) = tasks.join_next() => match done {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e),
@@ -156,12 +161,9 @@ async fn watch_for_reloads(live: Live, mut stopped: watch::Receiver<bool>) -> Re
 }
 
 async fn shutdown_signal() {
-    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(signal) => signal,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
+    let Ok(mut terminate) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
     };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

@@ -167,14 +167,12 @@ impl Proxy {
         }
         let arrival = Arrival::take("proxy", Reach::ALL, &mut request);
         let request_id = request.id.clone();
-        let (gate, admission) = match tokio::task::spawn_blocking(move || {
+        let admitted = tokio::task::spawn_blocking(move || {
             let admission = gate.admit(&mut request, arrival);
             (gate, admission)
-        })
-        .await
-        {
-            Ok(done) => done,
-            Err(_) => return problem(500, "policy-error", "the evaluation stopped unexpectedly", &request_id),
+        });
+        let Ok((gate, admission)) = admitted.await else {
+            return problem(500, "policy-error", "the evaluation stopped unexpectedly", &request_id);
         };
         let ticket = match admission {
             Admission::Refuse(refusal) => return refusal_response(&refusal),
@@ -222,9 +220,8 @@ impl Proxy {
             normal.body = body_of(&bytes, &rparts.headers);
             rpayload = Payload::Buffered(bytes);
         }
-        let release = match tokio::task::spawn_blocking(move || gate.release(&ticket, &mut normal)).await {
-            Ok(release) => release,
-            Err(_) => return problem(500, "policy-error", "the evaluation stopped unexpectedly", &request_id),
+        let Ok(release) = tokio::task::spawn_blocking(move || gate.release(&ticket, &mut normal)).await else {
+            return problem(500, "policy-error", "the evaluation stopped unexpectedly", &request_id);
         };
         let check = match release {
             Release::Refuse(refusal) => return refusal_response(&refusal),
@@ -274,7 +271,7 @@ impl Proxy {
             Payload::Buffered(_) => Payload::Buffered(
                 ticket.request.body.as_ref().map(|b| Bytes::from(b.bytes.clone())).unwrap_or_default(),
             ),
-            streaming => streaming,
+            streaming @ Payload::Streaming(_) => streaming,
         };
         *upstream.uri_mut() = self.upstream.uri(upstream.uri()).map_err(|e| {
             Box::new(problem(400, "bad-request", format!("cannot build the upstream URL: {e}"), request_id))

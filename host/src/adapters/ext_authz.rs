@@ -195,7 +195,7 @@ pub fn request_from_check(check: &CheckRequest, opts: &FromCheck) -> Result<Chec
     let http =
         attributes.and_then(|a| a.request.as_ref()).and_then(|r| r.http.as_ref()).ok_or(ExtAuthzError::NotHttp)?;
     let all = headers_of(http)?;
-    let pseudo = |name: &str| all.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str()).unwrap_or("");
+    let pseudo = |name: &str| all.iter().find(|(n, _)| n == name).map_or("", |(_, v)| v.as_str());
     let or_pseudo = |field: &str, name: &str| if field.is_empty() { pseudo(name).to_owned() } else { field.to_owned() };
 
     let method = or_pseudo(&http.method, ":method").to_ascii_uppercase();
@@ -208,7 +208,7 @@ pub fn request_from_check(check: &CheckRequest, opts: &FromCheck) -> Result<Chec
     }
     let mut authority = or_pseudo(&http.host, ":authority");
     if authority.is_empty() {
-        authority = pseudo("host").to_owned();
+        pseudo("host").clone_into(&mut authority);
     }
     let target = or_pseudo(&http.path, ":path");
     if target.is_empty() {

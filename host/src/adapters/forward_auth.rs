@@ -187,7 +187,7 @@ pub fn original_request(
 /// appended itself. Earlier entries come from the caller and could be forged (a caller
 /// could otherwise pick its own rate-limit key).
 pub fn client_address(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).last()?;
+    let value = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).next_back()?;
     value.rsplit(',').next().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty())
 }
 

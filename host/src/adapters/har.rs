@@ -40,7 +40,7 @@ pub const IN_MEMORY_MAX_BYTES: u64 = 64 * 1024 * 1024;
 pub fn read_har_file<R: Flow>(path: &Path, mut each: impl FnMut(TrafficItem) -> R) -> Result<Summary, TrafficError> {
     let open = |source| TrafficError::Open { file: path.into(), source };
     let file = std::fs::File::open(path).map_err(open)?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+    let size = file.metadata().map_or(u64::MAX, |m| m.len());
     if size <= IN_MEMORY_MAX_BYTES {
         let mut bytes = Vec::with_capacity(size as usize);
         io::Read::read_to_end(&mut &file, &mut bytes).map_err(|source| TrafficError::Read {
@@ -925,8 +925,8 @@ mod tests {
         exchanges.iter().filter(|e| e.request.method == method).count()
     }
 
-    fn json_of(body: &Option<Body>) -> serde_json::Value {
-        serde_json::from_slice(&body.as_ref().expect("a body").bytes).expect("JSON")
+    fn json_of(body: Option<&Body>) -> serde_json::Value {
+        serde_json::from_slice(&body.expect("a body").bytes).expect("JSON")
     }
 
     #[test]
@@ -948,18 +948,18 @@ mod tests {
         assert_eq!(post.request.path, "/v2/store/order");
         let body = post.request.body.as_ref().unwrap();
         assert_eq!(body.content_type.as_deref(), Some("application/json"));
-        assert!(json_of(&post.request.body).get("petId").is_some());
+        assert!(json_of(post.request.body.as_ref()).get("petId").is_some());
 
         let not_found: Vec<_> = all.iter().filter(|e| e.response.as_ref().unwrap().status == 404).collect();
         assert_eq!(not_found.len(), 2);
         assert_eq!(not_found[0].request.path, "/v2/user/user1");
-        assert!(json_of(&not_found[0].response.as_ref().unwrap().body).is_object());
+        assert!(json_of(not_found[0].response.as_ref().unwrap().body.as_ref()).is_object());
 
         let biggest = all.iter().filter_map(|e| e.response.as_ref()?.body.as_ref()).map(|b| b.bytes.len()).max();
         assert_eq!(biggest, Some(74_285), "the 74 KB list, in bytes (`content.size`)");
         let list =
             all.iter().find(|e| e.response.as_ref().unwrap().body.as_ref().unwrap().bytes.len() == 74_285).unwrap();
-        assert!(json_of(&list.response.as_ref().unwrap().body).is_array());
+        assert!(json_of(list.response.as_ref().unwrap().body.as_ref()).is_array());
         assert!(list.request.query.iter().any(|(k, v)| k == "status" && v == "available"), "{:?}", list.request);
     }
 
@@ -987,7 +987,7 @@ mod tests {
                 assert!(exchange.request.body.as_ref().unwrap().is_json(), "{:?}", exchange.request);
             }
         }
-        let book = json_of(&all[1].response.as_ref().unwrap().body);
+        let book = json_of(all[1].response.as_ref().unwrap().body.as_ref());
         assert_eq!(book["author"]["firstname"], "Avneesh");
     }
 
@@ -1000,10 +1000,10 @@ mod tests {
         assert_eq!(first.query, [("size".into(), "L".into())]);
         let patch = all.iter().find(|e| e.request.method == "PATCH").unwrap();
         assert_eq!(patch.request.path, "/rest/API+Pastries/0.0.1/pastries/Eclair+Cafe");
-        assert_eq!(json_of(&patch.request.body), serde_json::json!({"price": 2.6}), "text wins over params");
+        assert_eq!(json_of(patch.request.body.as_ref()), serde_json::json!({"price": 2.6}), "text wins over params");
         // Its response is recorded in base64.
         let res = patch.response.as_ref().unwrap();
-        let body = json_of(&res.body);
+        let body = json_of(res.body.as_ref());
         assert_eq!(body["price"], serde_json::json!(2.6), "{body}");
         assert_eq!(res.body.as_ref().unwrap().content_type.as_deref(), Some("application/json;charset=UTF-8"));
         assert_eq!(patch.request.received_at_ms, 1_692_263_153_434, "2023-08-17T11:05:53.434+02:00");

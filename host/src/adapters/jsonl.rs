@@ -234,7 +234,7 @@ mod tests {
             r#"{"request": {"url": "/a"}, "response": {"status": "x"}}"#,
             r#"{"url": "/a", "heders": {}}"#,
             r#"{"request": {"url": "/a"}"#,
-            r#"[1, 2]"#,
+            r"[1, 2]",
             r#"{"request": {"url": "/a"}} {"x": 1}"#,
             r#"{"response": {"status": 200}}"#,
             r#"{"request": {"url": "ftp://a"}}"#,

@@ -676,7 +676,7 @@ pub fn refusal_error(id: &Value, refusal: &Refusal) -> Value {
         approval["retry"] = json!(format!(
             "once approved, send the same call again with `_meta: {{\"{APPROVAL_META_KEY}\": \"{id}\"}}` in its params \
              or the header `portcullis-approval: {id}`",
-            id = refusal.approval.as_ref().map(|a| a.id.as_str()).unwrap_or("")
+            id = refusal.approval.as_ref().map_or("", |a| a.id.as_str())
         ));
     }
     let message = format!("{}: {}", refusal.code, refusal.reason);
@@ -1151,7 +1151,8 @@ mod tests {
         assert_eq!(del.request.header("mcp-annotation-destructivehint"), Some("true"));
         assert_eq!(del.response.as_ref().unwrap().status, 200);
         assert!(ok[3].response.is_none());
-        let errors: Vec<String> = items.iter().filter_map(|i| i.result.as_ref().err()).map(|e| e.to_string()).collect();
+        let errors: Vec<String> =
+            items.iter().filter_map(|i| i.result.as_ref().err()).map(ToString::to_string).collect();
         assert!(errors[0].contains("line 11: params: `tools/call`: params.name must be a string"), "{}", errors[0]);
         assert!(errors[1].contains("line 12: not valid JSON"), "{}", errors[1]);
     }
@@ -1167,7 +1168,8 @@ mod tests {
         let mut items = Vec::new();
         let summary = read_mcp_jsonl(text.as_bytes(), Path::new("s.jsonl"), |item| items.push(item)).unwrap();
         assert_eq!((summary.items, summary.errors), (2, 2));
-        let errors: Vec<String> = items.iter().filter_map(|i| i.result.as_ref().err()).map(|e| e.to_string()).collect();
+        let errors: Vec<String> =
+            items.iter().filter_map(|i| i.result.as_ref().err()).map(ToString::to_string).collect();
         assert!(errors[0].contains("line 1") && errors[0].contains("without an `id`"), "{}", errors[0]);
         assert!(errors[1].contains("line 2") && errors[1].contains("`name` twice"), "{}", errors[1]);
     }

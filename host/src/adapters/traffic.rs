@@ -143,7 +143,7 @@ impl Format {
 fn first_line_is_mcp(prefix: &[u8]) -> bool {
     let text = prefix.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(prefix);
     text.split(|b| *b == b'\n')
-        .map(|line| line.trim_ascii())
+        .map(<[u8]>::trim_ascii)
         .find(|line| !line.is_empty() && !line.starts_with(b"#"))
         .is_some_and(crate::adapters::mcp::is_session_line)
 }

@@ -65,7 +65,7 @@ impl MemoryStore {
     /// is a few assignments after its check), so a poisoned lock is taken over rather than
     /// failing every later request.
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn decide(

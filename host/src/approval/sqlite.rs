@@ -98,7 +98,7 @@ impl SqliteStore {
     /// The connection. A panic while it was held cannot leave a half-written approval (an
     /// unfinished transaction rolls back when dropped), so a poisoned lock is taken over.
     fn lock(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Turns an SQLite error into one naming the file and the approval.

@@ -434,7 +434,7 @@ fn a_bundle_is_refused_whole(store: &dyn ApprovalStore) {
     let none: [String; 0] = [];
     let redemption = Redemption { ids: &none, digest: "d1", principal: &bot, groups: Some(&only_finance) };
     assert!(store.redeem_all(&redemption, T0 + 2).is_err());
-    let many: Vec<String> = (0..MAX_IDS + 1).map(|i| format!("apr_{i}")).collect();
+    let many: Vec<String> = (0..=MAX_IDS).map(|i| format!("apr_{i}")).collect();
     let redemption = Redemption { ids: &many, digest: "d1", principal: &bot, groups: Some(&only_finance) };
     assert!(matches!(store.redeem_all(&redemption, T0 + 2).unwrap_err(), RedeemError::TooMany { .. }));
 

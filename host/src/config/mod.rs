@@ -261,16 +261,16 @@ pub enum ConfigError {
     Engine {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: EngineError,
+        /// Why (boxed: it is large, and a config error is rare).
+        source: Box<EngineError>,
     },
     /// A policy or route failed.
     #[error("config {path}: {source}")]
     Set {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: SetError,
+        /// Why (boxed: it is large, and a config error is rare).
+        source: Box<SetError>,
     },
 }
 
@@ -350,7 +350,7 @@ impl PolicySet {
     pub fn from_config_file(path: &Path) -> Result<PolicySet, ConfigError> {
         let config = Config::read(path)?;
         let engine = Engine::new(&config.engine_config(&base_dir(path)))
-            .map_err(|source| ConfigError::Engine { path: path.to_owned(), source })?;
+            .map_err(|source| ConfigError::Engine { path: path.to_owned(), source: Box::new(source) })?;
         PolicySet::from_config(&config, path, &engine)
     }
 
@@ -370,7 +370,7 @@ impl PolicySet {
     ) -> Result<PolicySet, ConfigError> {
         let dir = base_dir(path);
         let invalid = |message: String| ConfigError::Invalid { path: path.to_owned(), message };
-        let set_err = |source: SetError| ConfigError::Set { path: path.to_owned(), source };
+        let set_err = |source: SetError| ConfigError::Set { path: path.to_owned(), source: Box::new(source) };
         let data = match &config.data {
             Some(section) => {
                 DataSets::load(&dir.join(&section.dir)).map_err(|e| invalid(format!("[data] dir: {e}")))?
@@ -387,7 +387,7 @@ impl PolicySet {
             let settings = match &policy.settings {
                 Some(value) => serde_json::to_value(value)
                     .map_err(|e| invalid(format!("policies.{name}.settings cannot be turned into JSON: {e}")))?,
-                None => serde_json::Value::Object(Default::default()),
+                None => serde_json::Value::Object(serde_json::Map::default()),
             };
             let spec = PolicySpec {
                 name: name.clone(),

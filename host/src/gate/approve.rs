@@ -127,12 +127,11 @@ impl Gate {
                 // asked (checked before `Missing`): keep them in the list it is told.
                 let mut kept = Vec::with_capacity(ids.len());
                 for id in &ids {
-                    match store.get(id, arrival.now_ms) {
-                        Ok(Some(approval)) => kept.push(approval),
-                        Ok(None) | Err(_) => {
-                            let e = RedeemError::Unknown { id: id.clone() };
-                            return refused(self.refusal(request, 403, "approval-invalid", e.to_string(), policy));
-                        }
+                    if let Ok(Some(approval)) = store.get(id, arrival.now_ms) {
+                        kept.push(approval);
+                    } else {
+                        let e = RedeemError::Unknown { id: id.clone() };
+                        return refused(self.refusal(request, 403, "approval-invalid", e.to_string(), policy));
                     }
                 }
                 let missing: Vec<Ask<'_>> = asks.into_iter().filter(|a| missing.iter().any(|m| m == a.group)).collect();

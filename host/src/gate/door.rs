@@ -69,10 +69,10 @@ impl Reach {
         let redactions = check.verdict.redactions();
         let changed =
             |prefix: &str| check.applied.as_ref().and_then(|a| a.fields().into_iter().find(|f| f.starts_with(prefix)));
-        if !self.query {
-            if let Some(field) = changed("query:") {
-                return Some(field);
-            }
+        if !self.query
+            && let Some(field) = changed("query:")
+        {
+            return Some(field);
         }
         match self.body {
             BodyReach::Rewrite => None,
@@ -198,37 +198,37 @@ impl Gate {
         } else if let Some(error) = &check.redaction_error {
             refusal = Some(self.refusal(request, 500, "redaction-failed", redaction_failed(error), None));
         }
-        if refusal.is_none() {
-            if let Some(field) = arrival.reach.unenforceable(&check) {
-                let json = field.starts_with("json:");
-                let policy = check
-                    .verdict
-                    .policies
-                    .iter()
-                    .find(|p| {
-                        p.redactions.iter().any(|r| {
-                            matches!(
-                                (&r.target, json),
-                                (crate::decision::Target::JsonPointer(_), true)
-                                    | (crate::decision::Target::Query(_), false)
-                            )
-                        })
+        if refusal.is_none()
+            && let Some(field) = arrival.reach.unenforceable(&check)
+        {
+            let json = field.starts_with("json:");
+            let policy = check
+                .verdict
+                .policies
+                .iter()
+                .find(|p| {
+                    p.redactions.iter().any(|r| {
+                        matches!(
+                            (&r.target, json),
+                            (crate::decision::Target::JsonPointer(_), true)
+                                | (crate::decision::Target::Query(_), false)
+                        )
                     })
-                    .map(|p| p.policy.clone());
-                let reason = format!(
-                    "a policy asked to redact {field}, which the {} front door cannot change; refusing rather than \
+                })
+                .map(|p| p.policy.clone());
+            let reason = format!(
+                "a policy asked to redact {field}, which the {} front door cannot change; refusing rather than \
                      passing it unredacted (the reverse proxy can enforce it)",
-                    arrival.front_door
-                );
-                refusal = Some(self.refusal(request, 403, "redaction-unenforceable", reason, policy));
-            }
+                arrival.front_door
+            );
+            refusal = Some(self.refusal(request, 403, "redaction-unenforceable", reason, policy));
         }
         let status = refusal.as_ref().map(|r| r.status);
         // Only a request passed on had its redactions applied.
         let applied = check.applied.as_ref().filter(|_| refusal.is_none());
         self.audit(
             |ctx| AuditRecord::for_verdict(ctx, request, &check.verdict, applied),
-            &arrival_with(&arrival, &approval_id, needed_approval),
+            &arrival_with(&arrival, approval_id.as_ref(), needed_approval),
             status,
         );
         match refusal {
@@ -255,10 +255,11 @@ impl Gate {
                 denial.reason.clone(),
                 check.verdict.decided_by.clone(),
             ))
-        } else if let Some(error) = &check.redaction_error {
-            Some(self.refusal(&ticket.request, 502, "redaction-failed", redaction_failed(error), None))
         } else {
-            None
+            check
+                .redaction_error
+                .as_ref()
+                .map(|error| self.refusal(&ticket.request, 502, "redaction-failed", redaction_failed(error), None))
         };
         let status = refusal.as_ref().map_or(response.status, |r| r.status);
         let arrival = Arrival {
@@ -308,9 +309,9 @@ impl Gate {
 /// The arrival with the approval id the gate settled on (redeemed or newly created), or
 /// the one the caller offered when it was refused. An id sent with a request that needed
 /// no approval is not recorded: nothing was redeemed.
-fn arrival_with(arrival: &Arrival, approval_id: &Option<String>, needed_approval: bool) -> Arrival {
+fn arrival_with(arrival: &Arrival, approval_id: Option<&String>, needed_approval: bool) -> Arrival {
     let offered = arrival.approval_id.clone().filter(|_| needed_approval);
-    Arrival { approval_id: approval_id.clone().or(offered), ..arrival.clone() }
+    Arrival { approval_id: approval_id.cloned().or(offered), ..arrival.clone() }
 }
 
 pub(super) fn redaction_failed(error: &str) -> String {

@@ -221,18 +221,17 @@ impl Gate {
             }
             Identity::Credentials { now_unix_s } => *now_unix_s,
         };
-        match &self.authenticator {
-            Some(authenticator) => match authenticator.authenticate_and_strip(request, now) {
+        if let Some(authenticator) = &self.authenticator {
+            match authenticator.authenticate_and_strip(request, now) {
                 Ok(principal) => {
                     request.principal = principal;
                     Ok(())
                 }
                 Err(e) => Err(AuthFailure { reason: e.to_string() }),
-            },
-            None => {
-                request.principal = Principal::default();
-                Ok(())
             }
+        } else {
+            request.principal = Principal::default();
+            Ok(())
         }
     }
 
@@ -295,14 +294,12 @@ impl Gate {
             passage.forwarded_request = Some(request.clone());
         }
         passage.request = Some(check);
-        if forward {
-            if let Some(mut response) = response {
-                let check = self.check_response(&request, &mut response);
-                if check.applied.as_ref().is_some_and(|a| !a.is_empty()) {
-                    passage.returned_response = Some(response);
-                }
-                passage.response = Some(check);
+        if forward && let Some(mut response) = response {
+            let check = self.check_response(&request, &mut response);
+            if check.applied.as_ref().is_some_and(|a| !a.is_empty()) {
+                passage.returned_response = Some(response);
             }
+            passage.response = Some(check);
         }
         passage
     }

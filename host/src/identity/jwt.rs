@@ -310,7 +310,7 @@ fn public_key(pem: &[u8], algorithm: Option<JwtAlgorithm>) -> Result<(JwtAlgorit
         if algorithm != JwtAlgorithm::EdDSA {
             return Err(format!("an Ed25519 key cannot verify {}", algorithm.name()));
         }
-        if ed.try_get_as_bytes().map(<[u8]>::len).unwrap_or(0) != 32 {
+        if ed.try_get_as_bytes().map_or(0, <[u8]>::len) != 32 {
             return Err("not a usable Ed25519 public key".into());
         }
         return Ok((algorithm, ed));
@@ -325,7 +325,7 @@ fn curve_name(algorithm: JwtAlgorithm) -> &'static str {
 fn rsa_key(n: &[u8], e: &[u8]) -> Result<DecodingKey, String> {
     let first = n.iter().position(|b| *b != 0).unwrap_or(n.len());
     let n = &n[first..];
-    let bits = n.len() * 8 - n.first().map(|b| b.leading_zeros() as usize).unwrap_or(0);
+    let bits = n.len() * 8 - n.first().map_or(0, |b| b.leading_zeros() as usize);
     if bits < MIN_RSA_BITS {
         return Err(format!("the RSA key has {bits} bits; at least {MIN_RSA_BITS} are required"));
     }
@@ -709,18 +709,17 @@ impl Issuer {
             Some(_) => return Err(invalid("act", "not an object")),
         };
 
-        let scopes = match &self.scope_claim {
-            Some(name) => scopes_from(claims, name)?.unwrap_or_default(),
-            None => {
-                let mut found = None;
-                for name in ["scope", "scp", "scopes"] {
-                    if let Some(scopes) = scopes_from(claims, name)? {
-                        found = Some(scopes);
-                        break;
-                    }
+        let scopes = if let Some(name) = &self.scope_claim {
+            scopes_from(claims, name)?.unwrap_or_default()
+        } else {
+            let mut found = None;
+            for name in ["scope", "scp", "scopes"] {
+                if let Some(scopes) = scopes_from(claims, name)? {
+                    found = Some(scopes);
+                    break;
                 }
-                found.unwrap_or_default()
             }
+            found.unwrap_or_default()
         };
 
         let mut copied = Vec::new();
