@@ -4,8 +4,12 @@
 //!
 //! The bytes are one control byte and `name: value` lines; lines the `http` crate refuses
 //! are skipped. Checks, beyond "never panics":
+//! - the configured header family is the one read: a sub-request carrying the other
+//!   family's method or URI header is refused;
 //! - the path and query the policies see are exactly those of the URI header (nothing the
-//!   caller put in `X-Forwarded-Host` or `-Proto` can move them);
+//!   caller put in `X-Forwarded-Host` or `-Proto` can move them), and the URI header was
+//!   already canonical: the proxy forwards it as sent, so a target the canonicalisation
+//!   would change is refused, never judged in another form;
 //! - the host the policies see is the forwarded host (or the sub-request's `Host`), as
 //!   a whole, and the scheme is `http` or `https`;
 //! - no forwarding header reaches the policies, and `Host` appears at most once;
@@ -14,9 +18,10 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use portcullis_host::adapters::forward_auth::{FORWARDING, client_address, original_request};
+use portcullis_host::adapters::forward_auth::{FORWARDING, HeaderFamily, client_address, original_request};
 use portcullis_host::adapters::http::{FromHttp, request_from_http};
-use portcullis_host::exchange::{parse_query, percent_decode};
+use portcullis_host::exchange::parse_query;
+use portcullis_host::target::{TargetRules, canonicalize};
 
 fuzz_target!(|data: &[u8]| {
     let Some((control, lines)) = data.split_first() else { return };
@@ -39,22 +44,30 @@ fuzz_target!(|data: &[u8]| {
         assert!(!address.contains(','));
     }
 
-    let Ok(original) = original_request(&headers, default_scheme) else { return };
+    let family = if control & 2 == 0 { HeaderFamily::Nginx } else { HeaderFamily::Traefik };
+    let (own, other) = match family {
+        HeaderFamily::Nginx => ("x-original-uri", ["x-forwarded-method", "x-forwarded-uri"]),
+        _ => ("x-forwarded-uri", ["x-original-method", "x-original-uri"]),
+    };
+    let Ok(original) = original_request(&headers, default_scheme, family) else { return };
+    assert!(other.iter().all(|name| !headers.contains_key(*name)), "the other family's header was read past");
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
-    let uri = text("x-original-uri").or_else(|| text("x-forwarded-uri")).expect("a URI header was there");
+    let uri = text(own).expect("the family's URI header was there");
     assert!(original.headers().get_all("host").iter().count() <= 1);
     for name in FORWARDING {
         assert!(original.headers().get(name).is_none(), "{name} reached the request");
     }
-    let Ok(request) = request_from_http(&original, &FromHttp { default_scheme: default_scheme.into(), ..FromHttp::default() })
-    else {
+    let opts = FromHttp { default_scheme: default_scheme.into(), forwards_raw_target: true, ..FromHttp::default() };
+    let Ok(request) = request_from_http(&original, &opts) else {
         return;
     };
-    let (path, query) = match uri.split_once('?') {
+    let (_, query) = match uri.split_once('?') {
         Some((path, query)) => (path, Some(query)),
         None => (uri, None),
     };
-    assert_eq!(request.path, percent_decode(path, false), "the path moved");
+    let canonical = canonicalize(uri, &TargetRules::default()).expect("an accepted target is canonical");
+    assert_eq!(canonical.origin_form(), uri.strip_suffix('?').unwrap_or(uri), "a target that is not canonical was judged");
+    assert_eq!(request.path, canonical.decoded_path(), "the path moved");
     assert_eq!(request.query, query.map(parse_query).unwrap_or_default(), "the query moved");
     assert!(request.scheme == "http" || request.scheme == "https", "scheme {:?}", request.scheme);
     if let Some(host) = text("x-forwarded-host").or_else(|| text("host")) {

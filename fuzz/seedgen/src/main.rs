@@ -121,10 +121,47 @@ fn main() {
         seeds.write("forward_auth", &format!("request-{i}"), &[&[i as u8], &forwarded(request, i % 2 == 0)]);
     }
 
+    // Request targets for `target` (a control byte choosing the rules, then the target):
+    // the captured ones, and the path-confusion shapes under every rule set below.
+    for (i, exchange) in exchanges.iter().enumerate().step_by(4) {
+        let control = TARGET_RULES[i % TARGET_RULES.len()];
+        seeds.write("target", &format!("request-{i}"), &[&[control], target_of(&exchange.request).as_bytes()]);
+    }
+    for (i, target) in CONFUSING_TARGETS.iter().enumerate() {
+        for control in TARGET_RULES {
+            seeds.write("target", &format!("confusing-{i}-{control}"), &[&[control], target.as_bytes()]);
+        }
+    }
+
     for (target, count) in &seeds.count {
         println!("{target}: {count} seeds");
     }
 }
+
+/// Control bytes of the `target` fuzz target: the strict defaults (0), dot segments refused
+/// (1), escaped slashes kept encoded (2) or decoded (4), and `;` kept with `//` merged, with
+/// escaped slashes kept encoded (26) or decoded (28).
+const TARGET_RULES: [u8; 6] = [0, 1, 2, 4, 26, 28];
+
+/// Targets that backends read differently (issue 16's findings and their relatives).
+const CONFUSING_TARGETS: [&str; 16] = [
+    "/public/../admin/users",
+    "/public/%2e%2e/admin/users",
+    "/public/.%2E/admin/users?x=1",
+    "/public/..%2fadmin/users",
+    "/public/..%5Cadmin/users",
+    "/public/..\\admin/users",
+    "/public/..;/admin/users",
+    "/public;jsessionid=1/./a/",
+    "//public//a///b",
+    "/a/b/c/../../../../x",
+    "/%7Euser/caf%c3%a9/%41%2d%5f",
+    "/files/caf\u{e9} menu.pdf?download=1&q=%zz",
+    "/a%00b",
+    "/a%2Fb?c=%2F",
+    "/v1/customers/cus_8f3a9b2c/invoices/inv-1001/lines?expand=tax&limit=50&starting_after=li_42",
+    "/?",
+];
 
 /// A forward-auth sub-request's header lines (the `forward_auth` target's layout after its
 /// control byte): nginx's `X-Original-*` or Traefik's `X-Forwarded-*`, then the original
