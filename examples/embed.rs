@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use portcullis_host::adapters::http::{FromHttp, request_from_http};
+use portcullis_host::adapters::http::{FromHttp, apply_to_http_request, request_from_http};
 use portcullis_host::{Decision, PolicySet, Principal, PrincipalKind};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,7 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Decision::Allow | Decision::Redact { .. } => {
             // …and enforce: redactions rewrite headers, query and JSON body in place. An
             // error means a redaction could not be guaranteed: do not forward.
-            let applied = verdict.apply_to_http_request(&mut incoming)?;
+            let applied = apply_to_http_request(&mut incoming, verdict.redactions())?;
             println!("forward, redacted {:?}", applied.fields());
             println!("body now {}", String::from_utf8_lossy(incoming.body()));
         }

@@ -155,7 +155,9 @@ impl Verdict {
 
     /// Applies this verdict's redactions to a normalised request. An error means the
     /// redaction could not be guaranteed (e.g. the body is not JSON): the caller must not
-    /// forward the request.
+    /// forward the request. A caller holding its protocol's own message applies
+    /// [`Verdict::redactions`] with its adapter instead (`adapters::http::apply_to_http_request`):
+    /// deciding knows no protocol.
     pub fn apply_to_request(&self, request: &mut Request) -> Result<Applied, RedactError> {
         redact::apply_to_request(request, self.redactions())
     }
@@ -163,16 +165,6 @@ impl Verdict {
     /// Applies this verdict's redactions to a normalised response.
     pub fn apply_to_response(&self, response: &mut Response) -> Result<Applied, RedactError> {
         redact::apply_to_response(response, self.redactions())
-    }
-
-    /// Applies this verdict's redactions to an `http::Request` with a buffered body.
-    pub fn apply_to_http_request(&self, request: &mut http::Request<Vec<u8>>) -> Result<Applied, RedactError> {
-        crate::adapters::http::apply_to_http_request(request, self.redactions())
-    }
-
-    /// Applies this verdict's redactions to an `http::Response` with a buffered body.
-    pub fn apply_to_http_response(&self, response: &mut http::Response<Vec<u8>>) -> Result<Applied, RedactError> {
-        crate::adapters::http::apply_to_http_response(response, self.redactions())
     }
 }
 

@@ -321,12 +321,10 @@ fn selects(s: &Selector, paths: &[PathGlob], host: Option<&HostPattern>, entry: 
 /// (method, path, host, operation) of the evaluated request.
 fn request_of(passage: &portcullis_host::gate::Passage) -> Option<(String, String, String, Option<String>)> {
     let (method, path) = passage.request_line.split_once(' ')?;
-    // An MCP call's line is `CALL /path operation`.
-    let path = match (&passage.operation, method) {
-        (Some(operation), "CALL") => {
-            path.strip_suffix(operation.as_str()).and_then(|p| p.strip_suffix(' ')).unwrap_or(path)
-        }
-        _ => path,
+    // With an operation (an MCP tool, an OpenAPI operationId) the line is `METHOD path operation`.
+    let path = match &passage.operation {
+        Some(operation) => path.strip_suffix(operation.as_str()).and_then(|p| p.strip_suffix(' ')).unwrap_or(path),
+        None => path,
     };
     Some((method.to_owned(), path.to_owned(), passage.host.clone(), passage.operation.clone()))
 }

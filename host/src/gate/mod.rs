@@ -111,7 +111,7 @@ impl ResponseCheck {
 /// Both phases of one exchange, as replay and `eval` report them.
 #[derive(Debug, Clone, Serialize)]
 pub struct Passage {
-    /// `METHOD path`.
+    /// `METHOD path`, then the operation when one is known (`CALL /mcp get_customer`).
     pub request_line: String,
     /// The request's host (no port).
     pub host: String,
@@ -267,11 +267,7 @@ impl Gate {
     /// have been forwarded and a response was recorded, check the response.
     pub fn pass(&self, exchange: Exchange, identity: &Identity) -> Passage {
         let Exchange { mut request, response } = exchange;
-        // An MCP call's path is the endpoint's, the same for every tool: name the operation.
-        let request_line = match (&request.operation, request.method.as_str()) {
-            (Some(operation), crate::adapters::mcp::METHOD_CALL) => format!("CALL {} {operation}", request.path),
-            _ => format!("{} {}", request.method, request.path),
-        };
+        let request_line = request_line(&request);
         let mut passage = Passage {
             request_line,
             host: request.host(),
@@ -302,5 +298,15 @@ impl Gate {
             passage.response = Some(check);
         }
         passage
+    }
+}
+
+/// `METHOD path`, then the operation when the request names one: the path alone does not
+/// say what was called when many operations share an endpoint (every MCP tool is called at
+/// the MCP endpoint). Built from the normalised request only; no protocol is named here.
+fn request_line(request: &Request) -> String {
+    match &request.operation {
+        Some(operation) => format!("{} {} {operation}", request.method, request.path),
+        None => format!("{} {}", request.method, request.path),
     }
 }
