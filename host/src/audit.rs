@@ -425,6 +425,7 @@ pub enum AuditError {
         /// The file.
         path: PathBuf,
         /// What the operating system said.
+        #[source]
         error: io::Error,
         /// What to do about it.
         fix: String,

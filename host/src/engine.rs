@@ -52,15 +52,43 @@ pub fn default_cache_dir() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache").join("portcullis"))
 }
 
+/// Shows an error and the chain of its causes on one line, `outer: inner: …`, as wasmtime's
+/// `{:#}` does. For the messages of errors whose source is a wasmtime error: this crate keeps
+/// those as `Box<dyn Error + Send + Sync>` (wasmtime's own type stays out of the API, and the
+/// box keeps wasmtime's chain of causes), whose message is only the outermost context, while
+/// the message should stay as informative as the whole chain.
+pub(crate) struct Causes<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Causes<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(e) = cause {
+            write!(f, ": {e}")?;
+            cause = e.source();
+        }
+        Ok(())
+    }
+}
+
 /// Failures creating the engine or compiling a component.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    /// wasmtime refused the configuration.
+    /// The configuration is out of range (checked here, before wasmtime sees it).
     #[error("cannot configure the WebAssembly engine: {0}")]
     Config(String),
+    /// wasmtime refused the configuration.
+    #[error("cannot configure the WebAssembly engine: {}", Causes(source.as_ref()))]
+    Wasmtime {
+        /// wasmtime's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The component did not compile.
-    #[error("cannot compile the component: {0}")]
-    Compile(String),
+    #[error("cannot compile the component: {}", Causes(source.as_ref()))]
+    Compile {
+        /// wasmtime's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The epoch ticker thread could not start. Without it no call would ever reach its
     /// deadline, so the engine refuses to start rather than run without time limits.
     #[error("cannot start the epoch ticker thread, without which policy time limits are not enforced: {0}")]
@@ -140,7 +168,7 @@ impl Engine {
             .wasm_component_model(true)
             .cranelift_opt_level(wasmtime::OptLevel::Speed)
             .max_wasm_stack(512 << 10);
-        let inner = wasmtime::Engine::new(&wasm).map_err(|e| EngineError::Config(format!("{e:#}")))?;
+        let inner = wasmtime::Engine::new(&wasm).map_err(|e| EngineError::Wasmtime { source: e.into() })?;
         let ticker = Ticker::start(inner.clone(), ticker).map_err(EngineError::Ticker)?;
         Ok(Engine { inner, cache_dir, max_memory_bytes: config.max_memory_bytes, _ticker: Arc::new(ticker) })
     }
@@ -176,11 +204,11 @@ impl Engine {
         if let Some(component) = self.cached(key) {
             return Ok(component);
         }
-        let component = Component::new(&self.inner, bytes).map_err(|e| EngineError::Compile(format!("{e:#}")))?;
+        let component = Component::new(&self.inner, bytes).map_err(|e| EngineError::Compile { source: e.into() })?;
         if let Some(path) = self.cache_path(key)
             && let Err(e) = write_cache_entry(&path, &component)
         {
-            tracing::warn!(path = %path.display(), error = %e, "cannot write compile cache entry");
+            tracing::warn!(path = %path.display(), error = %Causes(&e), "cannot write compile cache entry");
         }
         Ok(component)
     }
@@ -258,7 +286,7 @@ static TMP_SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 
 fn write_cache_entry(path: &Path, component: &Component) -> std::io::Result<()> {
     use std::io::Write;
-    let bytes = component.serialize().map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+    let bytes = component.serialize().map_err(std::io::Error::other)?;
     // Write then rename, so a concurrent loader never sees half a file. The temporary file is
     // new (never an existing file or symlink) and private to this user.
     let serial = TMP_SERIAL.fetch_add(1, Ordering::Relaxed);

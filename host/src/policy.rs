@@ -21,7 +21,7 @@ use crate::bindings::{self, Lists, Policy as Bindings, PolicyPre};
 use crate::capability::{Capability, DataSets, HostState, MemoryLimiter, PolicyContext, RateLimiter};
 use crate::contract::{self, ContractError};
 use crate::decision::{Decision, Outcome, Target};
-use crate::engine::{ContentDigest, EPOCH_TICK, Engine, EngineError};
+use crate::engine::{Causes, ContentDigest, EPOCH_TICK, Engine, EngineError};
 use crate::exchange;
 use crate::preinit::PreinitError;
 use crate::warm::{Reuse, Warm, WarmPool};
@@ -177,6 +177,7 @@ pub enum LoadError {
         /// The file.
         source_path: String,
         /// Why.
+        #[source]
         error: std::io::Error,
     },
     /// The file is not a compatible component.
@@ -187,6 +188,7 @@ pub enum LoadError {
         /// The file.
         source_path: String,
         /// What is wrong.
+        #[source]
         error: ContractError,
     },
     /// The pinned digest does not match.
@@ -211,17 +213,18 @@ pub enum LoadError {
         /// The file.
         source_path: String,
         /// Why.
+        #[source]
         error: EngineError,
     },
     /// The component compiled but could not be linked or pre-instantiated.
-    #[error("policy `{policy}`: {source_path} cannot be linked: {message}")]
+    #[error("policy `{policy}`: {source_path} cannot be linked: {}", Causes(source.as_ref()))]
     Link {
         /// The policy.
         policy: String,
         /// The file.
         source_path: String,
-        /// Why.
-        message: String,
+        /// wasmtime's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// `preinit = true` and no snapshot could be taken after `init`.
     #[error(
@@ -233,6 +236,7 @@ pub enum LoadError {
         /// The file.
         source_path: String,
         /// Why.
+        #[source]
         error: PreinitError,
     },
     /// `metadata` or `init` failed.
@@ -243,6 +247,7 @@ pub enum LoadError {
         /// Which export.
         export: &'static str,
         /// What happened.
+        #[source]
         fault: Fault,
     },
     /// The metadata makes no sense.
@@ -277,6 +282,10 @@ pub enum LoadError {
 
 /// What went wrong inside one call. Turned into a deny (or, with `fail_open`, an allow)
 /// by the policy set.
+///
+/// A value, not only an error: verdicts carry it, audit records and replay reports
+/// serialise it and compare it. So it keeps wasmtime's message as text (a trap's, an
+/// instantiation's) rather than wasmtime's error as a source.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "fault", content = "detail")]
 pub enum Fault {
@@ -427,7 +436,7 @@ impl Policy {
         let link_err = |e: wasmtime::Error| LoadError::Link {
             policy: name.clone(),
             source_path: source.clone(),
-            message: format!("{e:#}"),
+            source: e.into(),
         };
         let linker = link(engine, &imports).map_err(link_err)?;
         let pre = linker.instantiate_pre(&component).map_err(link_err)?;
@@ -470,22 +479,22 @@ impl Policy {
         let key = ContentDigest::of(
             format!("{}\n{}\n{}", crate::preinit::SNAPSHOT_FORMAT, self.digest, self.context.settings).as_bytes(),
         );
-        let linker = link(&self.engine, &self.imports).map_err(|e| PreinitError(format!("linking: {e:#}")))?;
+        let linker = link(&self.engine, &self.imports).map_err(|e| PreinitError::step("linking", e))?;
         let component = if let Some(component) = self.engine.cached(&key) {
             component
         } else {
             let snapshot = self.take_snapshot(&linker, bytes)?;
-            self.engine.compile_keyed(&snapshot, &key).map_err(|e| PreinitError(format!("the snapshot: {e}")))?
+            self.engine.compile_keyed(&snapshot, &key).map_err(|e| PreinitError::Snapshot { source: Box::new(e) })?
         };
-        let pre = linker.instantiate_pre(&component).map_err(|e| PreinitError(format!("the snapshot: {e:#}")))?;
-        PolicyPre::new(pre).map_err(|e| PreinitError(format!("the snapshot: {e:#}")))
+        let pre = linker.instantiate_pre(&component).map_err(|e| PreinitError::step("the snapshot", e))?;
+        PolicyPre::new(pre).map_err(|e| PreinitError::step("the snapshot", e))
     }
 
     /// Runs `init` in an instrumented instance and returns the component rewritten to start
     /// in the state `init` left.
     fn take_snapshot(&self, linker: &Linker<HostState>, bytes: &[u8]) -> Result<Vec<u8>, PreinitError> {
         let (cx, instrumented) = crate::preinit::instrument(bytes)?;
-        let failed = |what: &str, e: wasmtime::Error| PreinitError(format!("{what}: {e:#}"));
+        let failed = |what: &str, e| PreinitError::step(what, e);
         let component = Component::new(self.engine.wasmtime(), &instrumented)
             .map_err(|e| failed("compiling the instrumented component", e))?;
         let mut store = self.new_store();
@@ -494,9 +503,9 @@ impl Policy {
         match bindings.portcullis_policy_handler().call_init(&mut store, &self.context.settings) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                return Err(PreinitError(format!("`init` refused the settings: {}: {}", e.setting, e.message)));
+                return Err(PreinitError::Settings { setting: e.setting, message: e.message });
             }
-            Err(e) => return Err(PreinitError(format!("`init`: {}", self.classify(e, &store)))),
+            Err(e) => return Err(PreinitError::Init(self.classify(e, &store))),
         }
         // Reading the state back runs the instrumented accessors (copies of the memories),
         // not policy code: give them their own, generous, deadline.
@@ -894,6 +903,7 @@ fn link(engine: &Engine, imports: &[Capability]) -> wasmtime::Result<Linker<Host
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::EngineConfig;
 
     /// Regression (issue 16): a `timeout_ms` near `u64::MAX` overflowed the deadline sum.
     #[test]
@@ -913,5 +923,36 @@ mod tests {
         assert_eq!(with(|l| l.max_return_bytes = usize::MAX), Err("max_return_bytes"));
         let message = Limits { timeout_ms: u64::MAX, ..Limits::default() }.check().unwrap_err().to_string();
         assert!(message.contains("`timeout_ms`") && message.contains("60000"), "{message}");
+    }
+
+    /// The errors of `source()`, from `err` inwards.
+    fn causes<'a>(err: &'a (dyn std::error::Error + 'static)) -> Vec<&'a (dyn std::error::Error + 'static)> {
+        std::iter::successors(err.source(), |e| e.source()).collect()
+    }
+
+    /// Issue 17: callers can walk `source()` from a load error to the io or wasmtime error,
+    /// and the message still says everything the chain says.
+    #[test]
+    fn load_errors_lead_to_their_io_and_wasmtime_causes() {
+        let engine =
+            Engine::new(&EngineConfig { cache_dir: None, max_instances: 4, ..EngineConfig::default() }).unwrap();
+        let missing = std::env::temp_dir().join(format!("portcullis-missing-{}.wasm", std::process::id()));
+        let err =
+            Policy::load(&engine, PolicySpec::new("gone", Source::File(missing)), &Shared::default()).unwrap_err();
+        assert!(matches!(err, LoadError::Read { .. }), "{err:?}");
+        let io = causes(&err).into_iter().find_map(|e| e.downcast_ref::<std::io::Error>()).expect("an io::Error");
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+
+        // A component preamble followed by bytes that are no section: compiling fails.
+        let bytes: Arc<[u8]> = b"\0asm\x0d\0\x01\0\xff\xff\xff".as_slice().into();
+        let spec = PolicySpec::new("broken", Source::Bytes { label: "broken.wasm".into(), bytes });
+        let err = Policy::load(&engine, spec, &Shared::default()).unwrap_err();
+        assert!(matches!(err, LoadError::Compile { .. }), "{err:?}");
+        let chain = causes(&err);
+        assert!(matches!(chain.first().and_then(|e| e.downcast_ref()), Some(EngineError::Compile { .. })), "{err:?}");
+        let wasmtime = chain.get(1).expect("wasmtime's error under the engine's");
+        let message = err.to_string();
+        assert!(message.contains(&wasmtime.to_string()), "the message keeps wasmtime's: {message}");
+        assert!(message.starts_with("policy `broken`: broken.wasm: cannot compile the component: "), "{message}");
     }
 }

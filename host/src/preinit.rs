@@ -23,6 +23,9 @@ use wasmtime::Store;
 use wasmtime::component::{Instance, Lift, WasmList};
 use wasmtime_wizer::{ComponentContext, ComponentInstanceState, Wizer};
 
+use crate::engine::{Causes, EngineError};
+use crate::policy::Fault;
+
 /// `preinit` unset snapshots components up to this size. Larger ones are guests with a
 /// language runtime (Python, JavaScript: 12–19 MB) that their build tools already
 /// snapshotted after start-up; a second snapshot saves them little and costs a compile of
@@ -32,18 +35,58 @@ pub const AUTO_MAX_BYTES: usize = 4 << 20;
 /// Part of the cache key of a snapshot: a new snapshot format must never reuse old entries.
 pub(crate) const SNAPSHOT_FORMAT: &str = "portcullis-preinit-1 wasmtime-wizer-48";
 
-/// Why a component could not be snapshotted.
+/// Why a component could not be snapshotted. The step that failed is in the message; the
+/// error from wasmtime, wasmtime-wizer, the compile cache or the policy is the `source`.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct PreinitError(pub String);
+#[non_exhaustive]
+pub enum PreinitError {
+    /// A step failed in wasmtime or wasmtime-wizer.
+    #[error("{step}: {}", Causes(source.as_ref()))]
+    Step {
+        /// What was being done: `instrumenting`, `linking`, ``reading `memory#0` ``.
+        step: String,
+        /// wasmtime's or wasmtime-wizer's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The snapshot did not compile or link.
+    #[error("the snapshot: {source}")]
+    Snapshot {
+        /// The engine's error (boxed: it is large, and this error is rare).
+        source: Box<EngineError>,
+    },
+    /// `init`, run in the instrumented instance, refused the settings.
+    #[error("`init` refused the settings: {setting}: {message}")]
+    Settings {
+        /// The setting the policy named.
+        setting: String,
+        /// What the policy said.
+        message: String,
+    },
+    /// `init`, run in the instrumented instance, failed.
+    #[error("`init`: {0}")]
+    Init(#[source] Fault),
+    /// wasmtime-wizer panicked (caught: a component it cannot handle must not abort a load).
+    #[error("the snapshot tool panicked while {0}")]
+    Panicked(&'static str),
+    /// The snapshot waited on something: every accessor completes at once, so it never should.
+    #[error("the snapshot did not complete")]
+    Incomplete,
+}
+
+impl PreinitError {
+    /// A failed step, with wasmtime's error as the source.
+    pub(crate) fn step(step: impl Into<String>, e: wasmtime::Error) -> PreinitError {
+        PreinitError::Step { step: step.into(), source: e.into() }
+    }
+}
 
 /// Instruments `bytes` for a snapshot: the returned component exports accessors for every
 /// memory and global, which [`snapshot`] reads after `init` has run in an instance of it.
 pub(crate) fn instrument(bytes: &[u8]) -> Result<(ComponentContext<'_>, Vec<u8>), PreinitError> {
     let wizer = Wizer::new();
     catch_unwind(AssertUnwindSafe(|| wizer.instrument_component(bytes)))
-        .map_err(|_| PreinitError("the snapshot tool panicked while instrumenting".into()))?
-        .map_err(|e| PreinitError(format!("{e:#}")))
+        .map_err(|_| PreinitError::Panicked("instrumenting"))?
+        .map_err(|e| PreinitError::step("instrumenting", e))
 }
 
 /// The component rewritten so that its memories and globals start as they are now in
@@ -64,12 +107,12 @@ pub(crate) fn snapshot<T: Send>(
         }
     }));
     if let Some(failure) = access.failure {
-        return Err(PreinitError(failure));
+        return Err(failure);
     }
     match outcome {
-        Ok(Some(result)) => result.map_err(|e| PreinitError(format!("{e:#}"))),
-        Ok(None) => Err(PreinitError("the snapshot did not complete".into())),
-        Err(_) => Err(PreinitError("the snapshot tool panicked while reading the instance".into())),
+        Ok(Some(result)) => result.map_err(|e| PreinitError::step("snapshotting", e)),
+        Ok(None) => Err(PreinitError::Incomplete),
+        Err(_) => Err(PreinitError::Panicked("reading the instance")),
     }
 }
 
@@ -78,7 +121,7 @@ struct Access<'a, T: 'static> {
     store: &'a mut Store<T>,
     instance: Instance,
     /// The first accessor that failed; the snapshot is then discarded.
-    failure: Option<String>,
+    failure: Option<PreinitError>,
 }
 
 impl<T: Send> Access<'_, T> {
@@ -89,15 +132,15 @@ impl<T: Send> Access<'_, T> {
         match self.try_call::<R>(instance, func) {
             Ok(value) => value,
             Err(e) => {
-                self.fail(instance, func, &e);
+                self.fail(instance, func, e);
                 R::default()
             }
         }
     }
 
     /// Keeps the first failure; the snapshot is discarded when there is one.
-    fn fail(&mut self, instance: &str, func: &str, e: &wasmtime::Error) {
-        self.failure.get_or_insert_with(|| format!("reading `{instance}#{func}`: {e:#}"));
+    fn fail(&mut self, instance: &str, func: &str, e: wasmtime::Error) {
+        self.failure.get_or_insert_with(|| PreinitError::step(format!("reading `{instance}#{func}`"), e));
     }
 
     fn try_call<R: Lift + Send + Sync + 'static>(&mut self, instance: &str, func: &str) -> wasmtime::Result<R>
@@ -127,7 +170,7 @@ impl<T: Send> ComponentInstanceState for Access<'_, T> {
         match self.try_call::<WasmList<u8>>(instance, func) {
             Ok(list) => contents(list.as_le_slice(&*self.store)),
             Err(e) => {
-                self.fail(instance, func, &e);
+                self.fail(instance, func, e);
                 contents(&[]);
             }
         }
@@ -159,7 +202,9 @@ mod tests {
     fn what_cannot_be_instrumented_is_an_error_not_a_panic() {
         let core_module = b"\0asm\x01\0\0\0";
         let err = instrument(core_module).err().expect("a core module is not a component");
-        assert!(err.0.contains("component"), "{err}");
+        assert!(err.to_string().contains("component"), "{err}");
+        let PreinitError::Step { source, .. } = &err else { panic!("{err:?}") };
+        assert!(source.to_string().contains("component"), "wasmtime-wizer's error is the source: {err}");
         assert!(instrument(b"not wasm at all").is_err());
     }
 }
