@@ -181,6 +181,11 @@ pub struct ServeArgs {
     /// The config (portcullis.toml) with policies, routes and [server] front doors.
     #[arg(long)]
     pub config: PathBuf,
+    /// Once every door listens, write each door's bound address here as JSON, e.g.
+    /// {"admin":"127.0.0.1:9090","proxy":"127.0.0.1:41234"}. With `listen = "127.0.0.1:0"`
+    /// the system picks a free port and this file says which. Removed on exit.
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
 }
 
 /// Arguments of `approvals`.

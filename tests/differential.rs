@@ -26,7 +26,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::nginx::Nginx;
-use common::serve::{Server, Upstream, free_port, temp_dir};
+use common::serve::{Server, Upstream, temp_dir};
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
@@ -227,8 +227,7 @@ fn raw_get(port: u16, target: &str, host: &str, id: &str) -> u16 {
     text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
-fn config(dir: &Path, ports: &Ports, upstream: &str) -> std::path::PathBuf {
-    let Ports { proxy, forward_auth, ext_authz, mcp } = *ports;
+fn config(dir: &Path, upstream: &str) -> std::path::PathBuf {
     let scopes = common::component("scopes").display().to_string();
     let text = format!(
         r#"
@@ -250,32 +249,24 @@ paths = ["/mcp"]
 policies = ["open"]
 
 [server.mcp]
-listen = "127.0.0.1:{mcp}"
+listen = "127.0.0.1:0"
 upstream = "http://{upstream}/mcp"
 
 [server.proxy]
-listen = "127.0.0.1:{proxy}"
+listen = "127.0.0.1:0"
 upstream = "http://{upstream}"
 
 [server.forward_auth]
-listen = "127.0.0.1:{forward_auth}"
+listen = "127.0.0.1:0"
 proxy = "nginx"
 
 [server.ext_authz]
-listen = "127.0.0.1:{ext_authz}"
+listen = "127.0.0.1:0"
 "#
     );
     let path = dir.join("portcullis.toml");
     std::fs::write(&path, text).expect("write config");
     path
-}
-
-#[derive(Clone, Copy)]
-struct Ports {
-    proxy: u16,
-    forward_auth: u16,
-    ext_authz: u16,
-    mcp: u16,
 }
 
 struct Doors {
@@ -290,10 +281,10 @@ struct Doors {
 fn start(name: &str) -> Doors {
     let dir = temp_dir(name);
     let upstream = Upstream::start();
-    let ports = Ports { proxy: free_port(), forward_auth: free_port(), ext_authz: free_port(), mcp: free_port() };
-    let config = config(&dir, &ports, &upstream.addr.to_string());
-    let server = Server::start(&config, &[], &[ports.proxy, ports.forward_auth, ports.ext_authz, ports.mcp]);
-    let Ports { proxy, forward_auth, ext_authz, mcp } = ports;
+    let config = config(&dir, &upstream.addr.to_string());
+    let server = Server::start(&config, &[]);
+    let (proxy, forward_auth) = (server.port("proxy"), server.port("forward_auth"));
+    let (ext_authz, mcp) = (server.port("ext_authz"), server.port("mcp"));
     Doors { upstream, server, proxy, forward_auth, ext_authz, mcp }
 }
 
@@ -375,8 +366,7 @@ fn nginx_with_forward_auth_forwards_only_what_was_judged() {
     let doors = start("differential-nginx");
     let dir = temp_dir("differential-nginx-front");
     let log = dir.join("received.log");
-    let (listen, upstream_listen) = (free_port(), free_port());
-    let nginx = Nginx::start(&dir, listen, &nginx_servers(listen, upstream_listen, doors.forward_auth, &log));
+    let nginx = Nginx::start(&dir, 2, |ports| nginx_servers(ports[0], ports[1], doors.forward_auth, &log));
     let mut statuses = Vec::new();
     let all: Vec<(String, &str)> = targets().into_iter().map(|t| (t, "api.test")).chain(absolute_targets()).collect();
     for (i, (target, host)) in all.iter().enumerate() {
@@ -513,7 +503,6 @@ fn raw_exchange(port: u16, raw: &str) -> (u16, String) {
 fn fixture_proxy(name: &str) -> (Upstream, Server, u16) {
     let dir = temp_dir(name);
     let upstream = Upstream::start();
-    let proxy = free_port();
     let text = common::serve::fixture_config(false, "invoices:read")
         + &format!(
             r#"
@@ -530,14 +519,15 @@ paths = ["/invoices/**"]
 policies = ["scopes", "agent-guard"]
 
 [server.proxy]
-listen = "127.0.0.1:{proxy}"
+listen = "127.0.0.1:0"
 upstream = "http://{upstream}"
 "#,
             upstream = upstream.addr
         );
     let config = dir.join("portcullis.toml");
     std::fs::write(&config, text).expect("write config");
-    let server = Server::start(&config, &[], &[proxy]);
+    let server = Server::start(&config, &[]);
+    let proxy = server.port("proxy");
     (upstream, server, proxy)
 }
 

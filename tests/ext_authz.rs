@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::serve::{AGENT_KEY, READER_KEY, Server, USER_KEY, free_port, temp_dir};
+use common::serve::{AGENT_KEY, READER_KEY, Server, USER_KEY, temp_dir};
 use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress, address};
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Peer, Request};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
@@ -28,10 +28,9 @@ const UNAUTHENTICATED: i32 = 16;
 
 /// A config with API-key identity (credentials stripped once verified), the reference
 /// policies, approvals, an audit log and only the ext_authz door.
-fn write_config(dir: &Path, port: u16) -> PathBuf {
+fn write_config(dir: &Path) -> PathBuf {
     let text = common::serve::fixture_config(true, "invoices:read")
-        + &format!(
-            r#"
+        + r#"
 [[routes]]
 name = "invoices"
 hosts = ["api.test"]
@@ -44,15 +43,14 @@ hosts = ["*.partner.example"]
 policies = ["pii-redact"]
 
 [server.ext_authz]
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
 
 [approvals]
 store = "approvals.sqlite"
 
 [audit]
 path = "audit.jsonl"
-"#
-        );
+"#;
     let path = dir.join("portcullis.toml");
     std::fs::write(&path, text).expect("write config");
     path
@@ -165,10 +163,9 @@ fn denied(response: &CheckResponse) -> Denied {
 fn ext_authz_answers_every_decision_as_envoy_expects() {
     common::policies_dir();
     let dir = temp_dir("ext-authz");
-    let port = free_port();
-    let config = write_config(&dir, port);
-    let server = Server::start(&config, &[], &[port]);
-    let mut client = Client::connect(port);
+    let config = write_config(&dir);
+    let server = Server::start(&config, &[]);
+    let mut client = Client::connect(server.port("ext_authz"));
 
     // Allow: the verified API key is stripped before the upstream sees it, and the caller
     // gets the request id.

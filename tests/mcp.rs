@@ -10,13 +10,13 @@
 
 mod common;
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::serve::{ADMIN_TOKEN, AGENT_KEY, Answer, READER_KEY, Server, Upstream, free_port, send, temp_dir};
+use common::serve::{ADMIN_TOKEN, AGENT_KEY, Answer, READER_KEY, Server, Upstream, send, temp_dir};
 use serde_json::{Value, json};
 
 /// The venv's python with the MCP SDK, installed once per test run.
@@ -43,29 +43,42 @@ struct McpServer {
 }
 
 impl McpServer {
+    /// Starts the server on a port the system picks (it binds port 0 and writes the port
+    /// it got to a file), waiting until it listens.
     fn start(dir: &Path, json_answers: bool) -> McpServer {
-        let port = free_port();
-        let seen = dir.join(format!("seen-{port}.jsonl"));
-        let log = std::fs::File::create(dir.join(format!("mcp-server-{port}.log"))).expect("log");
+        // Several servers may share a test's folder: each gets its own files.
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, Ordering::Relaxed);
+        let seen = dir.join(format!("seen-{n}.jsonl"));
+        let port_file = dir.join(format!("mcp-server-{n}.port"));
+        let log_path = dir.join(format!("mcp-server-{n}.log"));
+        let _ = std::fs::remove_file(&port_file);
+        let log = std::fs::File::create(&log_path).expect("log");
         let mut command = Command::new(python());
-        command.arg(common::root().join("tests/mcp/server.py")).arg(port.to_string()).arg(&seen);
+        command.arg(common::root().join("tests/mcp/server.py")).arg(&port_file).arg(&seen);
         if json_answers {
             command.arg("--json");
         }
-        let child = command.stdout(Stdio::null()).stderr(log).spawn().expect("start the MCP server");
-        let mut server = McpServer { child, port, seen };
+        let mut child = command.stdout(Stdio::null()).stderr(log).spawn().expect("start the MCP server");
         let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = server.child.try_wait() {
+        // The script writes the file aside and renames it, once its socket listens.
+        let port = loop {
+            if let Ok(text) = std::fs::read_to_string(&port_file) {
+                break text.trim().parse::<u16>().unwrap_or_else(|e| panic!("port file {text:?}: {e}"));
+            }
+            if let Ok(Some(status)) = child.try_wait() {
                 panic!(
                     "the MCP server exited with {status}: {}",
-                    std::fs::read_to_string(dir.join(format!("mcp-server-{port}.log"))).unwrap_or_default()
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
                 );
             }
-            assert!(Instant::now() < deadline, "the MCP server never listened on {port}");
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                panic!("the MCP server never listened: {}", std::fs::read_to_string(&log_path).unwrap_or_default());
+            }
             std::thread::sleep(Duration::from_millis(100));
-        }
-        server
+        };
+        McpServer { child, port, seen }
     }
 
     /// Every tool call the server received: `{"tool": …, "arguments": {…}}`.
@@ -100,7 +113,6 @@ impl Door {
 
     /// The door in front of any upstream URL, with or without `destructive_needs_approval`.
     fn start_at(name: &str, dir: PathBuf, upstream: &str, destructive: bool) -> Door {
-        let (port, admin) = (free_port(), free_port());
         let tool_guard = common::component("tool-guard").display().to_string();
         let config = common::serve::fixture_config(true, "invoices:read")
             + &format!(
@@ -131,11 +143,11 @@ paths = ["/mcp"]
 policies = ["tool-guard"]
 
 [server.mcp]
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
 upstream = "{upstream}"
 
 [server.admin]
-listen = "127.0.0.1:{admin}"
+listen = "127.0.0.1:0"
 token_env = "PORTCULLIS_TEST_ADMIN_TOKEN"
 
 [approvals]
@@ -147,8 +159,8 @@ path = "audit.jsonl"
             );
         let path = dir.join(format!("{name}.toml"));
         std::fs::write(&path, config).unwrap();
-        let server = Server::start(&path, &[("PORTCULLIS_TEST_ADMIN_TOKEN", ADMIN_TOKEN)], &[port, admin]);
-        Door { dir, port, admin, _server: server }
+        let server = Server::start(&path, &[("PORTCULLIS_TEST_ADMIN_TOKEN", ADMIN_TOKEN)]);
+        Door { dir, port: server.port("mcp"), admin: server.port("admin"), _server: server }
     }
 
     fn url(&self) -> String {

@@ -16,9 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use common::nginx::{Nginx, nginx_binary};
-use common::serve::{
-    ADMIN_TOKEN, AGENT_KEY, Answer, READER_KEY, Server, USER_KEY, Upstream, free_port, send, temp_dir,
-};
+use common::serve::{ADMIN_TOKEN, AGENT_KEY, Answer, READER_KEY, Server, USER_KEY, Upstream, send, temp_dir};
 use serde_json::Value;
 
 const UNKNOWN_KEY: &str = "nginx-test-unknown-key-00001";
@@ -81,10 +79,9 @@ fn nginx_server(listen: u16, forward_auth: u16, upstream: &str) -> String {
 
 /// The Portcullis config: the reference policies, API-key identity, forward-auth, the
 /// admin listener, approvals and the audit log, all inside `dir`.
-fn portcullis_config(dir: &Path, forward_auth: u16, admin: u16) -> PathBuf {
+fn portcullis_config(dir: &Path) -> PathBuf {
     let text = common::serve::fixture_config(false, "invoices:read")
-        + &format!(
-            r#"
+        + r#"
 [[routes]]
 name = "invoices"
 paths = ["/invoices/**"]
@@ -101,10 +98,10 @@ hosts = ["*.partner.example"]
 policies = ["pii-redact"]
 
 [server.forward_auth]
-listen = "127.0.0.1:{forward_auth}"
+listen = "127.0.0.1:0"
 
 [server.admin]
-listen = "127.0.0.1:{admin}"
+listen = "127.0.0.1:0"
 token_env = "PORTCULLIS_TEST_ADMIN_TOKEN"
 
 [approvals]
@@ -112,8 +109,7 @@ store = "approvals.sqlite"
 
 [audit]
 path = "audit.jsonl"
-"#
-        );
+"#;
     let path = dir.join("portcullis.toml");
     std::fs::write(&path, text).expect("write portcullis.toml");
     path
@@ -138,10 +134,10 @@ fn nginx_auth_request_enforces_every_request_phase_decision_through_forward_auth
     common::policies_dir();
     let dir = temp_dir("nginx-forward-auth");
     let upstream = Upstream::start();
-    let (forward_auth, admin, listen) = (free_port(), free_port(), free_port());
-    let config = portcullis_config(&dir, forward_auth, admin);
-    let server = Server::start(&config, &[("PORTCULLIS_TEST_ADMIN_TOKEN", ADMIN_TOKEN)], &[forward_auth, admin]);
-    let nginx = Nginx::start(&dir, listen, &nginx_server(listen, forward_auth, &upstream.addr.to_string()));
+    let config = portcullis_config(&dir);
+    let server = Server::start(&config, &[("PORTCULLIS_TEST_ADMIN_TOKEN", ADMIN_TOKEN)]);
+    let (forward_auth, admin) = (server.port("forward_auth"), server.port("admin"));
+    let nginx = Nginx::start(&dir, 1, |ports| nginx_server(ports[0], forward_auth, &upstream.addr.to_string()));
     let logs = || format!("--- portcullis:\n{}\n--- nginx:\n{}", server.log(), nginx.log());
     // Every answer's request id, to match the audit records against.
     let mut request_ids: Vec<String> = Vec::new();

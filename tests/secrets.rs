@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use std::process::Command;
 
-use common::serve::{Server, USER_KEY, Upstream, fixture_config, free_port, send, temp_dir};
+use common::serve::{Server, USER_KEY, Upstream, fixture_config, send, temp_dir};
 
 const BEARER: &str = "SECRET-bearer-eyJhbGciOiJIUzI1NiJ9.e30.c2ln";
 const UNKNOWN_KEY: &str = "SECRET-api-key-nobody-knows";
@@ -26,7 +26,7 @@ fn assert_clean(what: &str, text: &str) {
     }
 }
 
-fn config_text(proxy: u16, upstream: &str) -> String {
+fn config_text(upstream: &str) -> String {
     fixture_config(false, "invoices:read")
         + &format!(
             r#"
@@ -45,7 +45,7 @@ paths = ["/customers/**"]
 policies = ["scopes", "pii-redact"]
 
 [server.proxy]
-listen = "127.0.0.1:{proxy}"
+listen = "127.0.0.1:0"
 upstream = "http://{upstream}"
 
 [audit]
@@ -87,19 +87,17 @@ fn a_proxy_run_writes_no_secret_to_the_audit_log_or_the_server_log() {
     common::policies_dir();
     let dir = temp_dir("secrets-proxy");
     let upstream = Upstream::start();
-    let proxy = free_port();
     let config = dir.join("portcullis.toml");
-    std::fs::write(&config, config_text(proxy, &upstream.addr.to_string())).unwrap();
+    std::fs::write(&config, config_text(&upstream.addr.to_string())).unwrap();
     let server = Server::start(
         &config,
         &[("PORTCULLIS_TEST_JWT_SECRET", "jwt-secret-for-the-secrets-test-0123456789"), ("PORTCULLIS_LOG", "debug")],
-        &[proxy],
     );
     let mut answers = String::new();
     for (method, path, headers, body) in requests() {
         let mut all: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         all.push(("host", "api.test"));
-        let answer = send(method, &format!("http://127.0.0.1:{proxy}{path}"), &all, body.as_bytes());
+        let answer = send(method, &server.url("proxy", &path), &all, body.as_bytes());
         // Refusals (401 for the bad credentials) are error messages too.
         if answer.status >= 400 {
             answers.push_str(&String::from_utf8_lossy(&answer.body));
@@ -119,7 +117,7 @@ fn a_replay_writes_no_secret_to_its_errors_or_tracing_output() {
     common::policies_dir();
     let dir = temp_dir("secrets-replay");
     let config = dir.join("portcullis.toml");
-    std::fs::write(&config, config_text(free_port(), "127.0.0.1:9")).unwrap();
+    std::fs::write(&config, config_text("127.0.0.1:9")).unwrap();
     let mut lines = String::new();
     for (method, path, headers, body) in requests() {
         let headers: serde_json::Map<String, serde_json::Value> =

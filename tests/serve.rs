@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::cell::Cell;
 use std::fmt::Write as _;
 
 use std::path::PathBuf;
@@ -12,19 +13,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::serve::{
-    ADMIN_TOKEN, AGENT_KEY, READER_KEY, Server, USER_KEY, Upstream, free_port, send, temp_dir, try_send,
-};
+use common::serve::{ADMIN_TOKEN, AGENT_KEY, READER_KEY, Server, USER_KEY, Upstream, send, temp_dir, try_send};
 use serde_json::{Value, json};
 
 const JWT_SECRET: &str = "test-jwt-secret-for-loopback-tests-only";
 
-/// Ports and paths of one test's deployment.
+/// Ports and paths of one test's deployment. The doors listen on port 0; the ports are
+/// those of the server started last.
 struct Deployment {
     dir: PathBuf,
     config: PathBuf,
-    proxy: u16,
-    admin: u16,
+    proxy: Cell<u16>,
+    admin: Cell<u16>,
     upstream: Upstream,
 }
 
@@ -34,7 +34,7 @@ impl Deployment {
         let dir = temp_dir(name);
         let upstream = Upstream::start();
         let deployment =
-            Deployment { config: dir.join("portcullis.toml"), dir, proxy: free_port(), admin: free_port(), upstream };
+            Deployment { config: dir.join("portcullis.toml"), dir, proxy: Cell::new(0), admin: Cell::new(0), upstream };
         deployment.write_config("invoices:read");
         deployment
     }
@@ -75,12 +75,12 @@ paths = ["/reports/**"]
 policies = ["rate-limit"]
 
 [server.proxy]
-listen = "127.0.0.1:{proxy}"
+listen = "127.0.0.1:0"
 upstream = "http://{upstream}"
 max_request_bytes = 65536
 
 [server.admin]
-listen = "127.0.0.1:{admin}"
+listen = "127.0.0.1:0"
 token_env = "PORTCULLIS_TEST_ADMIN_TOKEN"
 
 [approvals]
@@ -89,8 +89,6 @@ store = "approvals.sqlite"
 [audit]
 path = "audit.jsonl"
 "#,
-                proxy = self.proxy,
-                admin = self.admin,
                 upstream = self.upstream.addr,
             );
         // Written aside and renamed, as a deployment tool would, so the server never
@@ -101,19 +99,21 @@ path = "audit.jsonl"
     }
 
     fn start(&self) -> Server {
-        Server::start(
+        let server = Server::start(
             &self.config,
             &[("PORTCULLIS_TEST_JWT_SECRET", JWT_SECRET), ("PORTCULLIS_TEST_ADMIN_TOKEN", ADMIN_TOKEN)],
-            &[self.proxy, self.admin],
-        )
+        );
+        self.proxy.set(server.port("proxy"));
+        self.admin.set(server.port("admin"));
+        server
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.proxy)
+        format!("http://127.0.0.1:{}{path}", self.proxy.get())
     }
 
     fn admin_url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.admin)
+        format!("http://127.0.0.1:{}{path}", self.admin.get())
     }
 
     fn audit(&self) -> Vec<Value> {
@@ -450,7 +450,7 @@ fn a_streamed_body_past_the_cap_never_reaches_the_upstream_whole() {
     let text = std::fs::read_to_string(&d.config).unwrap().replace("[approvals]\nstore = \"approvals.sqlite\"\n", "");
     std::fs::write(&d.config, text).unwrap();
     let server = d.start();
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", d.proxy)).unwrap();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", d.proxy.get())).unwrap();
     write!(
         stream,
         "POST /reports/upload HTTP/1.1\r\nhost: api.test\r\nx-api-key: {USER_KEY}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"

@@ -8,6 +8,6 @@ use crate::cli::ServeArgs;
 
 /// Serves until SIGINT or SIGTERM.
 pub fn run(args: &ServeArgs) -> Result<ExitCode> {
-    crate::serve::run(&args.config)?;
+    crate::serve::run(&args.config, args.ready_file.as_deref())?;
     Ok(ExitCode::SUCCESS)
 }

@@ -13,7 +13,9 @@ pub mod mcp;
 pub mod metrics;
 pub mod proxy;
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +31,16 @@ use live::{Keep, Live, build_gate, fixed_sections, open_approvals, open_audit};
 use metrics::{Metrics, Observed};
 
 /// Loads the config, opens every configured door and serves until SIGINT or SIGTERM.
-pub fn run(config_path: &Path) -> Result<()> {
+///
+/// With `ready_file`, once every door listens, writes the address each door is bound to
+/// there as JSON (`{"proxy": "127.0.0.1:41234", …}`): with `listen = "127.0.0.1:0"` the
+/// system picks a free port, and this is how a supervisor or a test learns it without
+/// racing another process for a port. The file is removed when the server stops.
+pub fn run(config_path: &Path, ready_file: Option<&Path>) -> Result<()> {
+    if let Some(path) = ready_file {
+        // A file left by an earlier run must not be taken for this one's.
+        remove_ready_file(path)?;
+    }
     let config = Config::read(config_path)?;
     let server = &config.server;
     if server.proxy.is_none()
@@ -60,24 +71,31 @@ pub fn run(config_path: &Path) -> Result<()> {
     let live = Live::new(gate, keep, metrics, &config, config_path);
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let result = runtime.block_on(serve_doors(&config, live));
+    let result = runtime.block_on(serve_doors(&config, live, ready_file));
+    if let Some(path) = ready_file
+        && let Err(e) = remove_ready_file(path)
+    {
+        tracing::warn!(error = %format!("{e:#}"), "removing the ready file failed");
+    }
     if let Err(e) = audit.flush() {
         tracing::error!(error = %e, "flushing the audit log failed");
     }
     result
 }
 
-async fn serve_doors(config: &Config, live: Live) -> Result<()> {
+async fn serve_doors(config: &Config, live: Live, ready_file: Option<&Path>) -> Result<()> {
     let (stop, stopped) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
+    // Each door's bound address by its config section's name, for the ready file.
+    let mut bound = BTreeMap::new();
     if let Some(section) = config.server.proxy.clone() {
         let listener = bind(section.listen, "[server.proxy] listen").await?;
-        announce("proxy", &listener, &format!(" -> {}", section.upstream));
+        bound.insert("proxy", announce("proxy", &listener, &format!(" -> {}", section.upstream))?);
         tasks.spawn(proxy::serve(listener, live.clone(), section, stopped.clone()));
     }
     if let Some(section) = config.server.forward_auth.clone() {
         let listener = bind(section.listen, "[server.forward_auth] listen").await?;
-        announce("forward-auth", &listener, "");
+        bound.insert("forward_auth", announce("forward-auth", &listener, "")?);
         let (live, stopped) = (live.clone(), stopped.clone());
         tasks.spawn(async move {
             forward_auth::serve(listener, live, section, stopped).await;
@@ -86,7 +104,7 @@ async fn serve_doors(config: &Config, live: Live) -> Result<()> {
     }
     if let Some(section) = config.server.ext_authz.clone() {
         let listener = bind(section.listen, "[server.ext_authz] listen").await?;
-        announce("ext-authz", &listener, " (gRPC envoy.service.auth.v3.Authorization)");
+        bound.insert("ext_authz", announce("ext-authz", &listener, " (gRPC envoy.service.auth.v3.Authorization)")?);
         let mut stopped = stopped.clone();
         tasks.spawn(ext_authz::serve(listener, live.clone(), async move {
             let _ = stopped.changed().await;
@@ -94,15 +112,18 @@ async fn serve_doors(config: &Config, live: Live) -> Result<()> {
     }
     if let Some(section) = config.server.mcp.clone() {
         let listener = bind(section.listen, "[server.mcp] listen").await?;
-        announce("mcp", &listener, &format!(" -> {}", section.upstream));
+        bound.insert("mcp", announce("mcp", &listener, &format!(" -> {}", section.upstream))?);
         tasks.spawn(mcp::serve(listener, live.clone(), section, stopped.clone()));
     }
     if let Some(section) = config.server.admin.clone() {
         let listener = bind(section.listen, "[server.admin] listen").await?;
-        announce("admin", &listener, "");
+        bound.insert("admin", announce("admin", &listener, "")?);
         tasks.spawn(admin::serve(listener, live.clone(), section, stopped.clone()));
     }
     tasks.spawn(watch_for_reloads(live.clone(), stopped.clone()));
+    if let Some(path) = ready_file {
+        write_ready_file(path, &bound)?;
+    }
 
     let outcome = tokio::select! {
         () = shutdown_signal() => Ok(()),
@@ -131,13 +152,35 @@ async fn serve_doors(config: &Config, live: Live) -> Result<()> {
     outcome
 }
 
-async fn bind(addr: std::net::SocketAddr, key: &str) -> Result<TcpListener> {
+async fn bind(addr: SocketAddr, key: &str) -> Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("{key}: cannot listen on {addr}"))
 }
 
-fn announce(door: &str, listener: &TcpListener, extra: &str) {
-    if let Ok(addr) = listener.local_addr() {
-        eprintln!("portcullis: {door} listening on {addr}{extra}");
+/// Logs the address a door is bound to (the port the system picked for port 0) and
+/// returns it.
+fn announce(door: &str, listener: &TcpListener, extra: &str) -> Result<SocketAddr> {
+    let addr = listener.local_addr().with_context(|| format!("{door}: cannot read the address it listens on"))?;
+    eprintln!("portcullis: {door} listening on {addr}{extra}");
+    Ok(addr)
+}
+
+/// Writes the doors' bound addresses as one JSON object, aside and renamed into place so a
+/// reader never sees half a file.
+fn write_ready_file(path: &Path, bound: &BTreeMap<&str, SocketAddr>) -> Result<()> {
+    // A `SocketAddr` serialises as its text, "127.0.0.1:41234".
+    let text = serde_json::to_string(bound)?;
+    let mut aside = PathBuf::from(path);
+    aside.as_mut_os_string().push(".new");
+    std::fs::write(&aside, text + "\n").with_context(|| format!("--ready-file: cannot write {}", aside.display()))?;
+    std::fs::rename(&aside, path).with_context(|| format!("--ready-file: cannot rename {} into place", aside.display()))
+}
+
+fn remove_ready_file(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("--ready-file: cannot remove {}", path.display()))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -15,11 +15,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
-
-/// A free loopback port (bound, read, released; the tiny race is acceptable in tests).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
-}
 
 /// A request as the upstream received it.
 #[derive(Debug, Clone)]
@@ -127,23 +122,33 @@ impl Upstream {
 }
 
 /// `portcullis serve` running as a child process; stopped (SIGTERM, then kill) on drop.
+///
+/// Its config's doors listen on `127.0.0.1:0`: the system gives each a free port, and the
+/// server says which in its `--ready-file`. No port is picked in advance, so parallel
+/// tests never race for one.
 pub struct Server {
     child: Option<Child>,
     pub config: PathBuf,
     stderr_log: PathBuf,
+    /// Each door's bound address, by its config section (`proxy`, `forward_auth`,
+    /// `ext_authz`, `mcp`, `admin`).
+    doors: BTreeMap<String, SocketAddr>,
 }
 
 impl Server {
-    /// Starts `portcullis serve --config CONFIG` with `env` and waits until every address
-    /// in `wait_for` accepts connections (up to 60 s: the first start may compile the
-    /// components).
-    pub fn start(config: &Path, env: &[(&str, &str)], wait_for: &[u16]) -> Server {
+    /// Starts `portcullis serve --config CONFIG --ready-file …` with `env` and waits until
+    /// every door listens: the server writes the ready file then (up to 60 s: the first
+    /// start may compile the components).
+    pub fn start(config: &Path, env: &[(&str, &str)]) -> Server {
         let stderr_log = config.with_extension("stderr.log");
+        let ready_file = config.with_extension("ready.json");
         let log = std::fs::File::create(&stderr_log).expect("stderr log");
         let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis"));
         command
             .args(["serve", "--config"])
             .arg(config)
+            .arg("--ready-file")
+            .arg(&ready_file)
             .env("PORTCULLIS_CACHE_DIR", super::root().join("target/test-cache"))
             .env("PORTCULLIS_LOG", "info")
             .stdout(Stdio::null())
@@ -151,19 +156,46 @@ impl Server {
         for (k, v) in env {
             command.env(k, v);
         }
+        // The server removes a stale ready file before it starts; removing it here too means
+        // the loop below can only read this run's.
+        let _ = std::fs::remove_file(&ready_file);
         let child = command.spawn().expect("start portcullis serve");
-        let mut server = Server { child: Some(child), config: config.to_owned(), stderr_log };
+        let mut server = Server { child: Some(child), config: config.to_owned(), stderr_log, doors: BTreeMap::new() };
         let deadline = Instant::now() + Duration::from_secs(60);
-        for port in wait_for {
-            while TcpStream::connect(("127.0.0.1", *port)).is_err() {
-                if let Some(status) = server.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                    panic!("portcullis serve exited with {status}:\n{}", server.log());
-                }
-                assert!(Instant::now() < deadline, "port {port} never opened:\n{}", server.log());
-                std::thread::sleep(Duration::from_millis(50));
+        server.doors = loop {
+            // Written aside and renamed by the server: a file that exists is whole.
+            if let Ok(text) = std::fs::read_to_string(&ready_file) {
+                break serde_json::from_str(&text)
+                    .unwrap_or_else(|e| panic!("ready file {} ({e}): {text}", ready_file.display()));
             }
-        }
+            if let Some(status) = server.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("portcullis serve exited with {status}:\n{}", server.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "portcullis serve never wrote {}:\n{}",
+                ready_file.display(),
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
         server
+    }
+
+    /// The address a door is bound to (`proxy`, `forward_auth`, `ext_authz`, `mcp`,
+    /// `admin`); fails the test when the config opens no such door.
+    pub fn addr(&self, door: &str) -> SocketAddr {
+        *self.doors.get(door).unwrap_or_else(|| panic!("no `{door}` door is open: {:?}", self.doors))
+    }
+
+    /// The port a door is bound to.
+    pub fn port(&self, door: &str) -> u16 {
+        self.addr(door).port()
+    }
+
+    /// `http://ADDR{path}` on a door.
+    pub fn url(&self, door: &str, path: &str) -> String {
+        format!("http://{}{path}", self.addr(door))
     }
 
     /// The server's process id.

@@ -1,7 +1,10 @@
 """A real MCP server for tests/mcp.rs: the official Python SDK's MCPServer (formerly
 FastMCP) over Streamable HTTP on loopback.
 
-    python server.py PORT SEEN.jsonl [--json]
+    python server.py PORT_FILE SEEN.jsonl [--json]
+
+It listens on a port the system picks (port 0) and, once listening, writes that port to
+PORT_FILE (aside, then renamed), so parallel tests never race for a port.
 
 Every tool call appends {"tool": NAME, "arguments": {...}} to SEEN.jsonl, so a test can
 prove what reached the server (e.g. that a redacted argument never did). `--json` answers
@@ -9,13 +12,17 @@ POSTs with application/json instead of an SSE stream.
 """
 
 import json
+import os
+import socket
 import sys
+
+import uvicorn
 
 from mcp.server import MCPServer
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel
 
-port = int(sys.argv[1])
+port_file = sys.argv[1]
 seen_path = sys.argv[2]
 json_response = "--json" in sys.argv[3:]
 
@@ -74,10 +81,13 @@ def summarise(customer_id: str) -> str:
     return f"Summarise customer {customer_id}."
 
 
-server.run(
-    "streamable-http",
-    host="127.0.0.1",
-    port=port,
-    streamable_http_path="/mcp",
-    json_response=json_response,
-)
+listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+listener.bind(("127.0.0.1", 0))
+listener.listen(128)
+with open(port_file + ".new", "w", encoding="utf-8") as f:
+    f.write(f"{listener.getsockname()[1]}\n")
+os.replace(port_file + ".new", port_file)
+
+# What `server.run("streamable-http", ...)` does, on the socket already bound.
+app = server.streamable_http_app(streamable_http_path="/mcp", json_response=json_response, host="127.0.0.1")
+uvicorn.Server(uvicorn.Config(app, log_level=server.settings.log_level.lower())).run(sockets=[listener])
