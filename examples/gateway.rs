@@ -62,7 +62,8 @@ fn guard(
         Admission::Forward(ticket) => ticket,
     };
     let redactions = ticket.check.verdict.redactions();
-    let response_phase = gate.policy_set().runs(Phase::Response, &ticket.request);
+    // The route was found once, when the request was admitted, and travels in the ticket.
+    let response_phase = ticket.route().runs(Phase::Response);
     let Ok(mut judged) = upstream_request(&ticket.request, &target, redactions, response_phase) else {
         return problem(500, "a redaction could not be applied");
     };

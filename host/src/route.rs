@@ -1,8 +1,11 @@
 //! Which requests a route covers: host patterns, path globs, methods and operations.
 //!
-//! Patterns are compiled once when the set is built; matching a request allocates nothing
+//! Patterns are compiled once when the set is built. Matching a request allocates nothing
+//! but the lower-cased host, at most once per request and only when a route names hosts,
 //! and takes time linear in the path for each pattern segment (at worst path segments ×
 //! pattern segments comparisons), so no glob and no path can make matching expensive.
+
+use std::cell::OnceCell;
 
 use crate::exchange::Request;
 
@@ -13,7 +16,7 @@ use crate::exchange::Request;
 pub const MAX_PATH_SEGMENTS: usize = 256;
 
 /// Whether a path has more than [`MAX_PATH_SEGMENTS`] segments.
-pub fn path_too_long(path: &str) -> bool {
+pub(crate) fn path_too_long(path: &str) -> bool {
     let path = path.strip_prefix('/').unwrap_or(path);
     // Stop counting at the cap: a path of a million segments costs no more than one of 257.
     path.bytes().filter(|&b| b == b'/').take(MAX_PATH_SEGMENTS).count() >= MAX_PATH_SEGMENTS
@@ -163,7 +166,7 @@ impl HostPattern {
 
 /// What a route covers. Every list that is empty matches everything.
 #[derive(Debug, Clone, Default)]
-pub struct Matcher {
+pub(crate) struct Matcher {
     /// Hosts.
     pub hosts: Vec<HostPattern>,
     /// Path globs.
@@ -177,11 +180,17 @@ pub struct Matcher {
 impl Matcher {
     /// Whether the request is covered.
     pub fn matches(&self, request: &Request) -> bool {
+        self.covers(request, &OnceCell::new())
+    }
+
+    /// Whether the request is covered, with its lower-cased host made at most once in
+    /// `host` and shared by every route a request is matched against.
+    pub(crate) fn covers(&self, request: &Request, host: &OnceCell<String>) -> bool {
         (self.methods.is_empty() || self.methods.iter().any(|m| m == "*" || m.eq_ignore_ascii_case(&request.method)))
             && (self.paths.is_empty() || self.paths.iter().any(|g| g.matches(&request.path)))
             && (self.hosts.is_empty() || {
-                let host = request.host();
-                self.hosts.iter().any(|h| h.matches(&host))
+                let host = host.get_or_init(|| request.host());
+                self.hosts.iter().any(|h| h.matches(host))
             })
             && (self.operations.is_empty()
                 || request.operation.as_deref().is_some_and(|op| self.operations.iter().any(|p| wildcard(p, op))))

@@ -4,6 +4,7 @@
 //! This is the one place decisions are combined; the CLI, replay and every front door
 //! call it, so a rule change here changes them all alike.
 
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -67,10 +68,73 @@ impl Route {
     pub fn matches(&self, request: &Request) -> bool {
         self.matcher.matches(request)
     }
+
+    /// Whether any of its policies takes part in `phase`.
+    fn runs(&self, phase: Phase) -> bool {
+        self.policies.iter().any(|p| match phase {
+            Phase::Request => p.metadata().request_phase,
+            Phase::Response => p.metadata().response_phase,
+        })
+    }
+
+    /// Whether any of its policies reads bodies in `phase`.
+    fn needs_body(&self, phase: Phase) -> bool {
+        self.policies.iter().any(|p| {
+            let meta = p.metadata();
+            match phase {
+                Phase::Request => meta.request_phase && meta.needs_request_body,
+                Phase::Response => meta.response_phase && meta.needs_response_body,
+            }
+        })
+    }
+}
+
+/// The route a request resolved to ([`PolicySet::route`]), found once per request and
+/// carried with it through both phases (the gate keeps it in its `Ticket`): a door asking
+/// whether policies run, and both evaluations, use it instead of matching the routes again.
+///
+/// It holds the route itself (shared), not an index, so it stays right even when handed to
+/// another generation of the set.
+#[derive(Debug, Clone)]
+pub struct RouteMatch(Resolved);
+
+#[derive(Debug, Clone)]
+enum Resolved {
+    /// The first route covering the request.
+    Route(Arc<Route>),
+    /// No route covers it.
+    Unmatched,
+    /// Its path has more than [`MAX_PATH_SEGMENTS`] segments: refused before routing.
+    PathTooLong,
+}
+
+impl RouteMatch {
+    /// The route, when one covers the request.
+    pub fn route(&self) -> Option<&Route> {
+        match &self.0 {
+            Resolved::Route(route) => Some(route),
+            Resolved::Unmatched | Resolved::PathTooLong => None,
+        }
+    }
+
+    /// Whether any policy bound to the route takes part in `phase`. A proxy asks an
+    /// upstream for uncompressed responses when one does, since a compressed body cannot be
+    /// redacted.
+    pub fn runs(&self, phase: Phase) -> bool {
+        self.route().is_some_and(|route| route.runs(phase))
+    }
+
+    /// Whether a policy bound to the route reads bodies in `phase`. A front door buffers the
+    /// body before evaluating only when this is true; otherwise the body can stream (it is
+    /// buffered later only if a verdict redacts JSON in it).
+    pub fn needs_body(&self, phase: Phase) -> bool {
+        self.route().is_some_and(|route| route.needs_body(phase))
+    }
 }
 
 /// An error building a policy set in code or from config.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SetError {
     /// A policy failed to load.
     #[error(transparent)]
@@ -91,7 +155,7 @@ pub enum SetError {
 /// Builds a [`PolicySet`] in code.
 ///
 /// ```no_run
-/// use portcullis_host::{engine::{Engine, EngineConfig}, policy::{PolicySpec, Source}, set::{PolicySet, RouteSpec}};
+/// use portcullis_host::{Engine, EngineConfig, PolicySet, PolicySpec, RouteSpec, Source};
 /// let engine = Engine::new(&EngineConfig::default())?;
 /// let set = PolicySet::builder(&engine)
 ///     .policy(PolicySpec::new("agent-guard", Source::File("agent-guard.wasm".into())))?
@@ -110,7 +174,7 @@ pub struct PolicySetBuilder {
 impl PolicySetBuilder {
     /// Replaces the shared state (rate-limit counters, data sets) given to policies loaded
     /// after this call.
-    pub fn shared(mut self, shared: Shared) -> Self {
+    pub(crate) fn shared(mut self, shared: Shared) -> Self {
         self.shared = shared;
         self
     }
@@ -170,11 +234,11 @@ impl PolicySetBuilder {
                     )));
                 }
             }
-            routes.push(Route {
+            routes.push(Arc::new(Route {
                 name,
                 matcher: Matcher { hosts, paths, methods, operations: spec.operations.clone() },
                 policies,
-            });
+            }));
         }
         Ok(PolicySet { engine: self.engine, policies: self.policies, routes, unmatched: self.unmatched })
     }
@@ -185,7 +249,7 @@ impl PolicySetBuilder {
 pub struct PolicySet {
     engine: Engine,
     policies: BTreeMap<String, Arc<Policy>>,
-    routes: Vec<Route>,
+    routes: Vec<Arc<Route>>,
     unmatched: Unmatched,
 }
 
@@ -193,7 +257,7 @@ impl std::fmt::Debug for PolicySet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PolicySet")
             .field("policies", &self.policies.keys().collect::<Vec<_>>())
-            .field("routes", &self.routes.iter().map(Route::name).collect::<Vec<_>>())
+            .field("routes", &self.routes.iter().map(|r| r.name()).collect::<Vec<_>>())
             .finish()
     }
 }
@@ -226,81 +290,55 @@ impl PolicySet {
     }
 
     /// The routes in match order.
-    pub fn routes(&self) -> &[Route] {
+    pub fn routes(&self) -> &[Arc<Route>] {
         &self.routes
     }
 
-    /// The first route covering the request. A path over [`MAX_PATH_SEGMENTS`] segments is
-    /// covered by none, whatever the routes say (evaluation refuses it).
-    pub fn route_for(&self, request: &Request) -> Option<&Route> {
+    /// Finds the request's route: the first that covers it. Resolve it once per request and
+    /// pass it to [`PolicySet::evaluate_request_on`] and [`PolicySet::evaluate_response_on`]
+    /// (the gate does). A path over [`MAX_PATH_SEGMENTS`] segments is covered by none,
+    /// whatever the routes say (evaluation refuses it).
+    pub fn route(&self, request: &Request) -> RouteMatch {
         if path_too_long(&request.path) {
-            return None;
+            return RouteMatch(Resolved::PathTooLong);
         }
-        self.routes.iter().find(|r| r.matches(request))
+        // The lower-cased host, made at most once however many routes name hosts.
+        let host = OnceCell::new();
+        match self.routes.iter().find(|r| r.matcher.covers(request, &host)) {
+            Some(route) => RouteMatch(Resolved::Route(route.clone())),
+            None => RouteMatch(Resolved::Unmatched),
+        }
     }
 
-    /// Whether any policy bound to the request's route takes part in `phase`. A proxy asks
-    /// an upstream for uncompressed responses when one does, since a compressed body
-    /// cannot be redacted.
-    pub fn runs(&self, phase: Phase, request: &Request) -> bool {
-        let Some(route) = self.route_for(request) else { return false };
-        route.policies.iter().any(|p| match phase {
-            Phase::Request => p.metadata().request_phase,
-            Phase::Response => p.metadata().response_phase,
-        })
-    }
-
-    /// Whether a policy bound to the request's route reads bodies in `phase`. A front door
-    /// buffers the body before evaluating only when this is true; otherwise the body can
-    /// stream (it is buffered later only if a verdict redacts JSON in it).
-    pub fn needs_body(&self, phase: Phase, request: &Request) -> bool {
-        let Some(route) = self.route_for(request) else { return false };
-        route.policies.iter().any(|p| {
-            let meta = p.metadata();
-            match phase {
-                Phase::Request => meta.request_phase && meta.needs_request_body,
-                Phase::Response => meta.response_phase && meta.needs_response_body,
-            }
-        })
-    }
-
-    /// Decides about a request (the request phase).
+    /// Decides about a request (the request phase), finding its route first. A caller that
+    /// also evaluates the response, or asks what runs, resolves the route once with
+    /// [`PolicySet::route`] and uses [`PolicySet::evaluate_request_on`].
     pub fn evaluate_request(&self, request: &Request) -> Verdict {
-        self.evaluate(Phase::Request, request, None)
+        self.evaluate_request_on(&self.route(request), request)
     }
 
-    /// Decides about a response (the response phase). `request` is the request as it was
-    /// forwarded (after request-phase redactions).
+    /// Decides about a response (the response phase), finding the request's route first.
+    /// `request` is the request as it was forwarded (after request-phase redactions).
     pub fn evaluate_response(&self, request: &Request, response: &Response) -> Verdict {
-        self.evaluate(Phase::Response, request, Some(response))
+        self.evaluate_response_on(&self.route(request), request, response)
     }
 
-    fn evaluate(&self, phase: Phase, request: &Request, response: Option<&Response>) -> Verdict {
+    /// Decides about a request whose route was resolved with [`PolicySet::route`].
+    pub fn evaluate_request_on(&self, route: &RouteMatch, request: &Request) -> Verdict {
+        self.evaluate(Phase::Request, route, request, None)
+    }
+
+    /// Decides about a response to a request whose route was resolved with
+    /// [`PolicySet::route`]; `request` is the request as it was forwarded.
+    pub fn evaluate_response_on(&self, route: &RouteMatch, request: &Request, response: &Response) -> Verdict {
+        self.evaluate(Phase::Response, route, request, Some(response))
+    }
+
+    fn evaluate(&self, phase: Phase, route: &RouteMatch, request: &Request, response: Option<&Response>) -> Verdict {
         let start = Instant::now();
-        let Some(route) = self.route_for(request) else {
-            let decision = match self.unmatched {
-                // Refused before routing: an over-long path must not fall through to a later
-                // route, or to `unmatched = "allow"`, because a glob could not cover it.
-                _ if path_too_long(&request.path) => Decision::Deny(Denial {
-                    status: 414,
-                    code: "path-too-long".into(),
-                    reason: format!("the path has more than {MAX_PATH_SEGMENTS} segments"),
-                }),
-                Unmatched::Allow => Decision::Allow,
-                Unmatched::Deny => Decision::Deny(Denial {
-                    status: 403,
-                    code: "no-route".into(),
-                    reason: format!("no route covers {} {}", request.method, request.path),
-                }),
-            };
-            return Verdict {
-                phase,
-                route: None,
-                decision,
-                decided_by: None,
-                policies: Vec::new(),
-                elapsed_us: start.elapsed().as_micros() as u64,
-            };
+        let route = match &route.0 {
+            Resolved::Route(route) => route,
+            unrouted => return self.unrouted(phase, unrouted, request, start),
         };
         let mut combiner = Combiner::default();
         // The exchange's lists as policies see them, built once and shared by every policy.
@@ -326,6 +364,33 @@ impl PolicySet {
             }
         }
         combiner.finish(phase, route.name.clone(), start.elapsed().as_micros() as u64)
+    }
+
+    /// The verdict for a request no route covers: no policy runs.
+    fn unrouted(&self, phase: Phase, resolved: &Resolved, request: &Request, start: Instant) -> Verdict {
+        let decision = match (resolved, self.unmatched) {
+            // Refused before routing: an over-long path must not fall through to a later
+            // route, or to `unmatched = "allow"`, because a glob could not cover it.
+            (Resolved::PathTooLong, _) => Decision::Deny(Denial {
+                status: 414,
+                code: "path-too-long".into(),
+                reason: format!("the path has more than {MAX_PATH_SEGMENTS} segments"),
+            }),
+            (_, Unmatched::Allow) => Decision::Allow,
+            (_, Unmatched::Deny) => Decision::Deny(Denial {
+                status: 403,
+                code: "no-route".into(),
+                reason: format!("no route covers {} {}", request.method, request.path),
+            }),
+        };
+        Verdict {
+            phase,
+            route: None,
+            decision,
+            decided_by: None,
+            policies: Vec::new(),
+            elapsed_us: start.elapsed().as_micros() as u64,
+        }
     }
 }
 

@@ -7,14 +7,15 @@
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Result, bail};
+use portcullis_host::Engine;
 use portcullis_host::config::base_dir;
-use portcullis_host::engine::Engine;
 use portcullis_host::exchange::{Exchange, Request};
 use portcullis_host::gate::Identity;
-use portcullis_host::{Config, Policy};
+use portcullis_host::{Config, Policy, PolicySet};
 use serde::Serialize;
 
 use crate::cli::{BenchArgs, Format};
@@ -106,19 +107,8 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         })
         .collect();
 
-    // Every policy, in the order routes list them, measured per phase.
-    let mut order: Vec<&std::sync::Arc<Policy>> = Vec::new();
-    for route in gate.policy_set().routes() {
-        for p in route.policies() {
-            if !order.iter().any(|q| q.name() == p.name()) {
-                order.push(p);
-            }
-        }
-    }
-    let mut request_samples: Vec<(Vec<u64>, usize)> = vec![(Vec::new(), 0); order.len()];
-    let mut response_samples: Vec<(Vec<u64>, usize)> = vec![(Vec::new(), 0); order.len()];
+    let mut samples = PolicySamples::new(gate.policy_set());
     let mut gate_samples = Vec::with_capacity(prepared.len() * args.rounds as usize);
-
     for round in 0..=args.rounds {
         let timed = round > 0; // round 0 warms caches and the pool
         for (entry, identity) in &prepared {
@@ -130,47 +120,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
             if timed {
                 gate_samples.push(ns);
             }
-            let Some(request) = &entry.identified else { continue };
-            let Some(route) = gate.policy_set().route_for(request) else { continue };
-            for policy in route.policies() {
-                let index = order.iter().position(|p| p.name() == policy.name()).unwrap_or(0);
-                if policy.metadata().request_phase {
-                    let t = Instant::now();
-                    let outcome = policy.evaluate_request(request);
-                    let ns = t.elapsed().as_nanos() as u64;
-                    if timed {
-                        request_samples[index].0.push(ns);
-                        request_samples[index].1 += usize::from(outcome.is_err());
-                    }
-                }
-                if let (true, Some(response)) = (policy.metadata().response_phase, &entry.exchange.response) {
-                    let t = Instant::now();
-                    let outcome = policy.evaluate_response(request, response);
-                    let ns = t.elapsed().as_nanos() as u64;
-                    if timed {
-                        response_samples[index].0.push(ns);
-                        response_samples[index].1 += usize::from(outcome.is_err());
-                    }
-                }
-            }
-        }
-    }
-
-    let mut policies = Vec::new();
-    for (i, policy) in order.iter().enumerate() {
-        for (phase, (samples, faults)) in [
-            ("request", std::mem::take(&mut request_samples[i])),
-            ("response", std::mem::take(&mut response_samples[i])),
-        ] {
-            if !samples.is_empty() {
-                policies.push(PolicyStats {
-                    policy: policy.name().to_owned(),
-                    phase,
-                    instances: instance_mode(policy),
-                    faults,
-                    stats: Stats::of(samples),
-                });
-            }
+            samples.measure(gate.policy_set(), entry, timed);
         }
     }
     let report = Report {
@@ -180,13 +130,86 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         rounds: args.rounds,
         load_ms,
         gate: Stats::of(gate_samples),
-        policies,
+        policies: samples.into_stats(),
     };
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Text => print!("{}", render(&report)),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each policy's own timings, per phase: `(samples in ns, faults)` by policy, in the order
+/// routes list them.
+struct PolicySamples<'a> {
+    order: Vec<&'a Arc<Policy>>,
+    request: Vec<(Vec<u64>, usize)>,
+    response: Vec<(Vec<u64>, usize)>,
+}
+
+impl<'a> PolicySamples<'a> {
+    /// Every policy of the set, once, in the order routes list them.
+    fn new(set: &'a PolicySet) -> Self {
+        let mut order: Vec<&Arc<Policy>> = Vec::new();
+        for route in set.routes() {
+            for p in route.policies() {
+                if !order.iter().any(|q| q.name() == p.name()) {
+                    order.push(p);
+                }
+            }
+        }
+        let empty = vec![(Vec::new(), 0); order.len()];
+        PolicySamples { order, request: empty.clone(), response: empty }
+    }
+
+    /// Calls each policy on the entry's route directly, in each phase it takes part in;
+    /// records the times when `timed`.
+    fn measure(&mut self, set: &PolicySet, entry: &Prepared, timed: bool) {
+        let Some(request) = &entry.identified else { return };
+        let route = set.route(request);
+        let Some(route) = route.route() else { return };
+        for policy in route.policies() {
+            let index = self.order.iter().position(|p| p.name() == policy.name()).unwrap_or(0);
+            if policy.metadata().request_phase {
+                let t = Instant::now();
+                let outcome = policy.evaluate_request(request);
+                let ns = t.elapsed().as_nanos() as u64;
+                if timed {
+                    self.request[index].0.push(ns);
+                    self.request[index].1 += usize::from(outcome.is_err());
+                }
+            }
+            if let (true, Some(response)) = (policy.metadata().response_phase, &entry.exchange.response) {
+                let t = Instant::now();
+                let outcome = policy.evaluate_response(request, response);
+                let ns = t.elapsed().as_nanos() as u64;
+                if timed {
+                    self.response[index].0.push(ns);
+                    self.response[index].1 += usize::from(outcome.is_err());
+                }
+            }
+        }
+    }
+
+    /// The figures of every policy and phase that was called.
+    fn into_stats(self) -> Vec<PolicyStats> {
+        let mut policies = Vec::new();
+        let phases = self.request.into_iter().zip(self.response);
+        for (policy, (request, response)) in self.order.into_iter().zip(phases) {
+            for (phase, (samples, faults)) in [("request", request), ("response", response)] {
+                if !samples.is_empty() {
+                    policies.push(PolicyStats {
+                        policy: policy.name().to_owned(),
+                        phase,
+                        instances: instance_mode(policy),
+                        faults,
+                        stats: Stats::of(samples),
+                    });
+                }
+            }
+        }
+        policies
+    }
 }
 
 /// Reads every entry of every file; unreadable entries are counted and left out.

@@ -359,84 +359,27 @@ impl Door {
         answer
     }
 
+    /// A POSTed message, phase by phase: read and parse it; a notification or an answer to
+    /// the server passes authenticated; a request is admitted as a call, forwarded, and its
+    /// answer released.
     async fn post(
         &self,
         gate: Arc<Gate>,
         parts: http::request::Parts,
         body: Incoming,
-        mut normal: Normal,
+        normal: Normal,
         routing: bool,
     ) -> Response<Body> {
-        let cap = self.section.max_request_bytes;
-        if content_length(&parts.headers).is_some_and(|len| len > cap as u64) {
-            return rpc_error(
-                413,
-                &Value::Null,
-                ERROR_INVALID_REQUEST,
-                &format!("the message is larger than {cap} bytes"),
-                "",
-            );
-        }
-        let bytes = match read_capped(body, cap).await {
-            Ok(bytes) => bytes,
-            Err(ReadError::TooLarge) => {
-                return rpc_error(
-                    413,
-                    &Value::Null,
-                    ERROR_INVALID_REQUEST,
-                    &format!("the message is larger than {cap} bytes"),
-                    "",
-                );
-            }
-            Err(ReadError::Io(e)) => {
-                return rpc_error(
-                    400,
-                    &Value::Null,
-                    ERROR_INVALID_REQUEST,
-                    &format!("reading the message failed: {e}"),
-                    "",
-                );
-            }
-        };
-        let (mut message, kind) = match mcp::parse_message(&bytes) {
+        let (message, kind) = match self.read_message(&parts, body).await {
             Ok(parsed) => parsed,
-            Err(e) => return rpc_error(400, &Value::Null, e.code(), &e.to_string(), ""),
+            Err(answer) => return *answer,
         };
         let (id, method, params) = match kind {
             Message::Request { id, method, params } => (id, method, params),
-            Message::Notification { .. } | Message::Response { .. } => {
-                // Lifecycle notifications and the client's answers to the server's own
-                // requests carry no call: authenticated, not evaluated. A call sent as a
-                // notification (a `tools/call` without an `id`) is refused: it would run
-                // undecided and unaudited on a lenient server.
-                let notified = match &kind {
-                    Message::Notification { method } => Some(method.clone()),
-                    _ => None,
-                };
-                if let Some(method) = &notified
-                    && let Err(e) = mcp::check_notification(method)
-                {
-                    tracing::warn!(error = %e, "refused a call sent as a notification");
-                    return rpc_error(400, &Value::Null, e.code(), &e.to_string(), "");
-                }
-                if let Some(refusal) = Self::authenticate(&gate, &mut normal) {
-                    return refusal;
-                }
-                // The message as parsed, re-serialised: never the client's bytes.
-                let forwarded = Bytes::from(serde_json::to_vec(&message).unwrap_or_default());
-                let mut outgoing = self.outgoing(parts, &normal, &[], forwarded);
-                if routing && let Some(method) = &notified {
-                    set_header(outgoing.headers_mut(), mcp::MCP_METHOD_HEADER, method);
-                }
-                return match self.send(outgoing, &Value::Null).await {
-                    Ok(response) => {
-                        let (mut rparts, _) = response.into_parts();
-                        strip_hop_by_hop(&mut rparts.headers);
-                        self.status_only(rparts, "")
-                    }
-                    Err(answer) => answer,
-                };
+            Message::Notification { method } => {
+                return self.pass_uncalled(&gate, parts, normal, &message, Some(method), routing).await;
             }
+            Message::Response { .. } => return self.pass_uncalled(&gate, parts, normal, &message, None, routing).await,
         };
         let call = match mcp::call_of(&method, params.as_ref()) {
             Ok(call) => call,
@@ -447,7 +390,98 @@ impl Door {
             Some(tool) => self.annotations_for(&gate, &normal, &parts, &session, tool, params.as_ref(), routing).await,
             None => None,
         };
-        let mut request = mcp::request_for_call(&normal, &call, annotations.as_ref());
+        let (gate, ticket) = match Self::admit_call(gate, &normal, &call, annotations.as_ref(), &id).await {
+            Ok(admitted) => admitted,
+            Err(answer) => return *answer,
+        };
+        let response = match self.forward_call(parts, message, &call, &ticket, &id, routing).await {
+            Ok(response) => response,
+            Err(answer) => return *answer,
+        };
+        let answering = Answering {
+            gate,
+            list_key: ListKey::of(&ticket.request.principal, &session),
+            request_id: ticket.request.id.clone(),
+            ticket: Arc::new(*ticket),
+            call: Arc::new(call),
+            id,
+            cache: self.annotations.clone(),
+            filter_tools: self.section.filter_tools,
+        };
+        self.answer(answering, response).await
+    }
+
+    /// Reads a POSTed message whole (up to the cap) and parses it strictly.
+    async fn read_message(
+        &self,
+        parts: &http::request::Parts,
+        body: Incoming,
+    ) -> Result<(Value, Message), Box<Response<Body>>> {
+        let cap = self.section.max_request_bytes;
+        let refuse = |status: u16, code: i64, text: &str| Box::new(rpc_error(status, &Value::Null, code, text, ""));
+        let too_large = format!("the message is larger than {cap} bytes");
+        if content_length(&parts.headers).is_some_and(|len| len > cap as u64) {
+            return Err(refuse(413, ERROR_INVALID_REQUEST, &too_large));
+        }
+        let bytes = match read_capped(body, cap).await {
+            Ok(bytes) => bytes,
+            Err(ReadError::TooLarge) => return Err(refuse(413, ERROR_INVALID_REQUEST, &too_large)),
+            Err(ReadError::Io(e)) => {
+                return Err(refuse(400, ERROR_INVALID_REQUEST, &format!("reading the message failed: {e}")));
+            }
+        };
+        mcp::parse_message(&bytes).map_err(|e| refuse(400, e.code(), &e.to_string()))
+    }
+
+    /// A message that carries no call: a lifecycle notification (`notified`, its method) or
+    /// the client's answer to one of the server's requests. Authenticated, not evaluated. A
+    /// call sent as a notification (a `tools/call` without an `id`) is refused: it would
+    /// run undecided and unaudited on a lenient server.
+    async fn pass_uncalled(
+        &self,
+        gate: &Gate,
+        parts: http::request::Parts,
+        mut normal: Normal,
+        message: &Value,
+        notified: Option<String>,
+        routing: bool,
+    ) -> Response<Body> {
+        if let Some(method) = &notified
+            && let Err(e) = mcp::check_notification(method)
+        {
+            tracing::warn!(error = %e, "refused a call sent as a notification");
+            return rpc_error(400, &Value::Null, e.code(), &e.to_string(), "");
+        }
+        if let Some(refusal) = Self::authenticate(gate, &mut normal) {
+            return refusal;
+        }
+        // The message as parsed, re-serialised: never the client's bytes.
+        let forwarded = Bytes::from(serde_json::to_vec(message).unwrap_or_default());
+        let mut outgoing = self.outgoing(parts, &normal, &[], forwarded);
+        if routing && let Some(method) = &notified {
+            set_header(outgoing.headers_mut(), mcp::MCP_METHOD_HEADER, method);
+        }
+        match self.send(outgoing, &Value::Null).await {
+            Ok(response) => {
+                let (mut rparts, _) = response.into_parts();
+                strip_hop_by_hop(&mut rparts.headers);
+                self.status_only(rparts, "")
+            }
+            Err(answer) => answer,
+        }
+    }
+
+    /// The request phase for `call`: its normalised request (with the approval id the
+    /// call's `_meta` carries, when the header does not) through the gate; the JSON-RPC
+    /// answer for request `id` when it is refused.
+    async fn admit_call(
+        gate: Arc<Gate>,
+        normal: &Normal,
+        call: &Call,
+        annotations: Option<&Annotations>,
+        id: &Value,
+    ) -> Result<(Arc<Gate>, Box<Ticket>), Box<Response<Body>>> {
+        let mut request = mcp::request_for_call(normal, call, annotations);
         if let (Some(approval), None) = (&call.approval_id, request.header(APPROVAL_HEADER)) {
             request.headers.push((APPROVAL_HEADER.into(), approval.clone()));
         }
@@ -459,56 +493,60 @@ impl Door {
             (gate, admission)
         });
         let Ok((gate, admission)) = admitted.await else {
-            return rpc_error(500, &id, ERROR_DENIED, "the evaluation stopped unexpectedly", &request_id);
+            let text = "the evaluation stopped unexpectedly";
+            return Err(Box::new(rpc_error(500, id, ERROR_DENIED, text, &request_id)));
         };
-        let ticket = match admission {
+        match admission {
+            Admission::Forward(ticket) => Ok((gate, ticket)),
             Admission::Refuse(refusal) => {
                 let status = if refusal.status == 401 { 401 } else { 200 };
-                let mut answer = rpc(status, &mcp::refusal_error(&id, &refusal), &request_id);
+                let mut answer = rpc(status, &mcp::refusal_error(id, &refusal), &request_id);
                 if let Some(approval) = &refusal.approval
                     && let Ok(value) = HeaderValue::from_str(&approval.id)
                 {
                     answer.headers_mut().insert(HeaderName::from_static(APPROVAL_HEADER), value);
                 }
-                return answer;
+                Err(Box::new(answer))
             }
-            Admission::Forward(ticket) => ticket,
-        };
+        }
+    }
 
-        // The message as the server gets it: the value the policies judged (never the
-        // client's bytes), with the redacted body written back and no approval id.
-        let redactions = ticket.check.verdict.redactions().to_vec();
-        if let Err(e) = mcp::with_body(&mut message, &call, ticket.request.body.as_ref()) {
+    /// Sends an admitted call to the server: the value the policies judged (never the
+    /// client's bytes), with the redacted body written back and no approval id.
+    async fn forward_call(
+        &self,
+        parts: http::request::Parts,
+        mut message: Value,
+        call: &Call,
+        ticket: &Ticket,
+        id: &Value,
+        routing: bool,
+    ) -> Result<Response<Incoming>, Box<Response<Body>>> {
+        let request_id = &ticket.request.id;
+        if let Err(e) = mcp::with_body(&mut message, call, ticket.request.body.as_ref()) {
             let text = format!("redaction-failed: {e}; refusing rather than passing it unredacted");
-            return rpc_error(200, &id, ERROR_DENIED, &text, &request_id);
+            return Err(Box::new(rpc_error(200, id, ERROR_DENIED, &text, request_id)));
         }
         let forwarded = Bytes::from(serde_json::to_vec(&message).unwrap_or_default());
-        let mut outgoing = self.outgoing(parts, &ticket.request, &redactions, forwarded);
+        let mut outgoing = self.outgoing(parts, &ticket.request, ticket.check.verdict.redactions(), forwarded);
         if routing {
-            for (name, value) in mcp::routing_headers(&call) {
+            for (name, value) in mcp::routing_headers(call) {
                 set_header(outgoing.headers_mut(), name, &value);
             }
         }
-        if let Ok(value) = HeaderValue::from_str(&request_id) {
+        if let Ok(value) = HeaderValue::from_str(request_id) {
             outgoing.headers_mut().insert(HeaderName::from_static("x-request-id"), value);
         }
-        let response = match self.send(outgoing, &id).await {
-            Ok(response) => response,
-            Err(answer) => return with_request_id(answer, &request_id),
-        };
+        self.send(outgoing, id).await.map_err(|answer| Box::new(with_request_id(answer, request_id)))
+    }
+
+    /// The server's answer to an admitted call, as the client gets it: an SSE stream
+    /// filtered event by event, a JSON answer settled whole, anything else reduced to its
+    /// status.
+    async fn answer(&self, answering: Answering, response: Response<Incoming>) -> Response<Body> {
+        let request_id = answering.request_id.clone();
         let (mut rparts, rbody) = response.into_parts();
         strip_hop_by_hop(&mut rparts.headers);
-        let ticket_principal = ticket.request.principal.clone();
-        let answering = Answering {
-            gate,
-            ticket: Arc::new(*ticket),
-            call: Arc::new(call),
-            id,
-            list_key: ListKey::of(&ticket_principal, &session),
-            request_id: request_id.clone(),
-            cache: self.annotations.clone(),
-            filter_tools: self.section.filter_tools,
-        };
         if is_event_stream(&rparts.headers) {
             rparts.headers.remove(CONTENT_LENGTH);
             let list_key = answering.list_key.clone();

@@ -26,7 +26,7 @@ use portcullis_host::adapters::http::{FromHttp, canonical_request_from_http, res
 use portcullis_host::config::ProxySection;
 use portcullis_host::exchange::Body as ExchangeBody;
 use portcullis_host::gate::{Admission, Arrival, Gate, Reach, Release, Ticket};
-use portcullis_host::{CanonicalTarget, Phase};
+use portcullis_host::{CanonicalTarget, Phase, Redaction};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -129,43 +129,24 @@ pub async fn serve(
     Ok(())
 }
 
+/// A request read and normalised at the proxy, ready for the gate: its arrival carries the
+/// route found for it, so the gate does not look it up again.
+struct Arrived {
+    request: portcullis_host::exchange::Request,
+    target: CanonicalTarget,
+    arrival: Arrival,
+    payload: Payload,
+}
+
 impl Proxy {
+    /// One request, phase by phase: read and normalise it, admit it, forward it, and
+    /// release the upstream's response to the caller.
     async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let gate = self.live.gate();
-        let cap = self.section.max_request_bytes;
-        let (mut parts, body) = req.into_parts();
-        if content_length(&parts.headers).is_some_and(|len| len > cap as u64) {
-            return problem(413, "request-too-large", format!("the request body is larger than {cap} bytes"), "");
-        }
-        if let Err(e) = take_incoming(&mut parts.headers) {
-            return problem(400, "bad-request", e.to_string(), "");
-        }
-        let head = Request::from_parts(parts, Vec::new());
-        let opts = FromHttp {
-            default_scheme: self.section.scheme.clone(),
-            client_address: Some(peer.ip().to_string()),
-            received_at_ms: portcullis_host::capability::now_ms(),
-            target_rules: gate.target_rules(),
-            ..FromHttp::default()
+        let Arrived { mut request, target, arrival, payload } = match self.arrive(&gate, req, peer).await {
+            Ok(arrived) => arrived,
+            Err(answer) => return *answer,
         };
-        let (mut request, target) = match canonical_request_from_http(&head, &opts) {
-            Ok(normalised) => normalised,
-            Err(e) => return problem(400, "bad-request", e.to_string(), ""),
-        };
-        let (parts, _) = head.into_parts();
-        let mut payload = Payload::Streaming(body);
-        // When a request policy runs, the gate gets the body, so the redactions it applies
-        // and records are the ones the upstream gets. With approvals on, the body is read
-        // too: an approval is bound to the request's digest, body included.
-        if gate.policy_set().runs(Phase::Request, &request) || gate.approvals().is_some() {
-            let bytes = match payload.buffer(cap).await {
-                Ok(bytes) => bytes,
-                Err(e) => return body_error(e, cap, "request", ""),
-            };
-            request.body = body_of(&bytes, &parts.headers);
-            payload = Payload::Buffered(bytes);
-        }
-        let arrival = Arrival::take("proxy", Reach::ALL, &mut request);
         let request_id = request.id.clone();
         let admitted = tokio::task::spawn_blocking(move || {
             let admission = gate.admit(&mut request, arrival);
@@ -178,29 +159,84 @@ impl Proxy {
             Admission::Refuse(refusal) => return refusal_response(&refusal),
             Admission::Forward(ticket) => ticket,
         };
-        let upstream_request = match self.upstream_request(&gate, &ticket, &target, payload) {
-            Ok(request) => request,
-            Err(response) => return *response,
+        let response = match self.forward(&ticket, &target, payload).await {
+            Ok(response) => response,
+            Err(answer) => return *answer,
         };
-        let response_policies = gate.policy_set().runs(Phase::Response, &ticket.request);
+        self.release(gate, ticket, response).await
+    }
+
+    /// Reads and normalises an arriving request (the canonical target, the caller's
+    /// framing and host-set headers refused or dropped), finds its route, and takes what the
+    /// gate needs from it ([`Arrival::take`]). When a request
+    /// policy runs, the gate gets the body, so the redactions it applies and records are the
+    /// ones the upstream gets. With approvals on, the body is read too: an approval is bound
+    /// to the request's digest, body included.
+    async fn arrive(
+        &self,
+        gate: &Gate,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<Arrived, Box<Response<Body>>> {
+        let cap = self.section.max_request_bytes;
+        let (mut parts, body) = req.into_parts();
+        if content_length(&parts.headers).is_some_and(|len| len > cap as u64) {
+            let text = format!("the request body is larger than {cap} bytes");
+            return Err(Box::new(problem(413, "request-too-large", text, "")));
+        }
+        if let Err(e) = take_incoming(&mut parts.headers) {
+            return Err(Box::new(problem(400, "bad-request", e.to_string(), "")));
+        }
+        let head = Request::from_parts(parts, Vec::new());
+        let opts = FromHttp {
+            default_scheme: self.section.scheme.clone(),
+            client_address: Some(peer.ip().to_string()),
+            received_at_ms: portcullis_host::capability::now_ms(),
+            target_rules: gate.target_rules(),
+            ..FromHttp::default()
+        };
+        let (mut request, target) = canonical_request_from_http(&head, &opts)
+            .map_err(|e| Box::new(problem(400, "bad-request", e.to_string(), "")))?;
+        let (parts, _) = head.into_parts();
+        let route = gate.route(&request);
+        let mut payload = Payload::Streaming(body);
+        if route.runs(Phase::Request) || gate.approvals().is_some() {
+            let bytes = payload.buffer(cap).await.map_err(|e| Box::new(body_error(e, cap, Which::Request, "")))?;
+            request.body = body_of(&bytes, &parts.headers);
+            payload = Payload::Buffered(bytes);
+        }
+        let arrival = Arrival::take("proxy", Reach::ALL, &mut request).with_route(route);
+        Ok(Arrived { request, target, arrival, payload })
+    }
+
+    /// Sends an admitted request to the upstream; the door's answer when it cannot be
+    /// reached or does not answer in time.
+    async fn forward(
+        &self,
+        ticket: &Ticket,
+        target: &CanonicalTarget,
+        payload: Payload,
+    ) -> Result<Response<Incoming>, Box<Response<Body>>> {
+        let request_id = &ticket.request.id;
+        let upstream_request = self.upstream_request(ticket, target, payload)?;
         let timeout = Duration::from_millis(self.section.upstream_timeout_ms);
-        let response = match tokio::time::timeout(timeout, self.client.request(upstream_request)).await {
-            Ok(Ok(response)) => response,
+        match tokio::time::timeout(timeout, self.client.request(upstream_request)).await {
+            Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, upstream = %self.section.upstream, "upstream request failed");
-                return problem(502, "upstream-unavailable", "the upstream could not be reached", &request_id);
+                Err(Box::new(problem(502, "upstream-unavailable", "the upstream could not be reached", request_id)))
             }
             Err(_) => {
-                return problem(
-                    504,
-                    "upstream-timeout",
-                    format!("the upstream did not answer within {timeout:?}"),
-                    &request_id,
-                );
+                let text = format!("the upstream did not answer within {timeout:?}");
+                Err(Box::new(problem(504, "upstream-timeout", text, request_id)))
             }
-        };
+        }
+    }
 
-        // The response as the caller gets it.
+    /// The response phase: the upstream's response normalised (its body read when a
+    /// response policy runs), released by the gate, and redacted as the gate redacted it.
+    async fn release(&self, gate: Arc<Gate>, ticket: Box<Ticket>, response: Response<Incoming>) -> Response<Body> {
+        let request_id = ticket.request.id.clone();
         let (mut rparts, rbody) = response.into_parts();
         strip_hop_by_hop(&mut rparts.headers);
         rparts.version = http::Version::HTTP_11;
@@ -209,13 +245,13 @@ impl Proxy {
             Ok(normal) => normal,
             Err(e) => return problem(502, "bad-upstream-response", e.to_string(), &request_id),
         };
-        let (mut rparts, _) = head.into_parts();
+        let (rparts, _) = head.into_parts();
         let rcap = self.section.max_response_bytes;
         let mut rpayload = Payload::Streaming(rbody);
-        if response_policies {
+        if ticket.route().runs(Phase::Response) {
             let bytes = match rpayload.buffer(rcap).await {
                 Ok(bytes) => bytes,
-                Err(e) => return body_error(e, rcap, "response", &request_id),
+                Err(e) => return body_error(e, rcap, Which::Response, &request_id),
             };
             normal.body = body_of(&bytes, &rparts.headers);
             rpayload = Payload::Buffered(bytes);
@@ -223,31 +259,10 @@ impl Proxy {
         let Ok(release) = tokio::task::spawn_blocking(move || gate.release(&ticket, &mut normal)).await else {
             return problem(500, "policy-error", "the evaluation stopped unexpectedly", &request_id);
         };
-        let check = match release {
-            Release::Refuse(refusal) => return refusal_response(&refusal),
-            Release::Return(check) => check,
-        };
-        // A response policy ran, so the body was read and the gate redacted exactly it;
-        // the same redactions are applied to the response as sent.
-        let redactions = check.verdict.redactions();
-        if let (false, Payload::Buffered(bytes)) = (redactions.is_empty(), &rpayload) {
-            let mut redacted = Response::from_parts(rparts, bytes.to_vec());
-            if let Err(e) = downstream_response(&mut redacted, redactions) {
-                return problem(
-                    502,
-                    "redaction-failed",
-                    format!("a redaction could not be guaranteed: {e}"),
-                    &request_id,
-                );
-            }
-            let (redacted_parts, bytes) = redacted.into_parts();
-            rparts = redacted_parts;
-            rpayload = Payload::Buffered(Bytes::from(bytes));
+        match release {
+            Release::Refuse(refusal) => refusal_response(&refusal),
+            Release::Return(check) => downstream(rparts, rpayload, check.verdict.redactions(), &request_id),
         }
-        if let Payload::Buffered(bytes) = &rpayload {
-            rparts.headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-        }
-        with_request_id(Response::from_parts(rparts, rpayload.into_body()), &request_id)
     }
 
     /// The request the upstream gets for an admitted one: built by the library from what the
@@ -256,14 +271,13 @@ impl Proxy {
     /// redacted body is the gate's; streamed untouched otherwise).
     fn upstream_request(
         &self,
-        gate: &Gate,
         ticket: &Ticket,
         target: &CanonicalTarget,
         payload: Payload,
     ) -> Result<Request<Body>, Box<Response<Body>>> {
         let request_id = &ticket.request.id;
         let redactions = ticket.check.verdict.redactions();
-        let response_phase = gate.policy_set().runs(Phase::Response, &ticket.request);
+        let response_phase = ticket.route().runs(Phase::Response);
         let mut upstream = upstream_request(&ticket.request, target, redactions, response_phase).map_err(|e| {
             Box::new(problem(500, "redaction-failed", format!("the request cannot be forwarded: {e}"), request_id))
         })?;
@@ -298,23 +312,55 @@ fn body_of(bytes: &Bytes, headers: &http::HeaderMap) -> Option<ExchangeBody> {
     })
 }
 
+/// The response as the caller gets it. A response policy ran when the body was read, so
+/// the gate redacted exactly it; the same redactions are applied to the response as sent.
+fn downstream(
+    mut rparts: http::response::Parts,
+    mut rpayload: Payload,
+    redactions: &[Redaction],
+    request_id: &str,
+) -> Response<Body> {
+    if let (false, Payload::Buffered(bytes)) = (redactions.is_empty(), &rpayload) {
+        let mut redacted = Response::from_parts(rparts, bytes.to_vec());
+        if let Err(e) = downstream_response(&mut redacted, redactions) {
+            let text = format!("a redaction could not be guaranteed: {e}");
+            return problem(502, "redaction-failed", text, request_id);
+        }
+        let (redacted_parts, bytes) = redacted.into_parts();
+        rparts = redacted_parts;
+        rpayload = Payload::Buffered(Bytes::from(bytes));
+    }
+    if let Payload::Buffered(bytes) = &rpayload {
+        rparts.headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    }
+    with_request_id(Response::from_parts(rparts, rpayload.into_body()), request_id)
+}
+
+/// Which message a body belongs to: the door's answer when it cannot be read differs (the
+/// caller's fault for a request, the upstream's for a response).
+#[derive(Debug, Clone, Copy)]
+enum Which {
+    Request,
+    Response,
+}
+
 /// The answer when a body cannot be read: 413 for a request over the cap, 502 for a
 /// response over it, 400/502 when the connection failed.
-fn body_error(error: ReadError, cap: usize, which: &str, request_id: &str) -> Response<Body> {
+fn body_error(error: ReadError, cap: usize, which: Which, request_id: &str) -> Response<Body> {
     match (error, which) {
-        (ReadError::TooLarge, "request") => {
+        (ReadError::TooLarge, Which::Request) => {
             problem(413, "request-too-large", format!("the request body is larger than {cap} bytes"), request_id)
         }
-        (ReadError::TooLarge, _) => problem(
+        (ReadError::TooLarge, Which::Response) => problem(
             502,
             "response-too-large",
             format!("the upstream's response body is larger than {cap} bytes, the most a policy may inspect"),
             request_id,
         ),
-        (ReadError::Io(e), "request") => {
+        (ReadError::Io(e), Which::Request) => {
             problem(400, "bad-request", format!("reading the request body failed: {e}"), request_id)
         }
-        (ReadError::Io(e), _) => {
+        (ReadError::Io(e), Which::Response) => {
             problem(502, "bad-upstream-response", format!("reading the upstream's response failed: {e}"), request_id)
         }
     }

@@ -14,6 +14,7 @@ use crate::approval::request_digest;
 use crate::audit::{AuditContext, AuditRecord};
 use crate::decision::Decision;
 use crate::exchange::{Request, Response};
+use crate::set::RouteMatch;
 
 use super::approve::Round;
 use super::refusal::{APPROVAL_HEADER, REQUEST_ID_HEADER, Refusal};
@@ -21,6 +22,7 @@ use super::{Gate, Identity, RequestCheck, ResponseCheck};
 
 /// What a front door knows about an arriving request besides the request itself.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Arrival {
     /// The front door's name in the audit log (`proxy`, `forward-auth`, `ext-authz`, …).
     pub front_door: &'static str,
@@ -32,6 +34,8 @@ pub struct Arrival {
     pub started: Instant,
     /// What this door can change in the request it passes on.
     pub reach: Reach,
+    /// The request's route, when the door resolved it already ([`Arrival::with_route`]).
+    route: Option<RouteMatch>,
 }
 
 /// What a front door can change in a request it lets through. A redaction the door cannot
@@ -115,7 +119,16 @@ impl Arrival {
         if request.received_at_ms == 0 {
             request.received_at_ms = now_ms;
         }
-        Arrival { front_door, approval_id, now_ms, started: Instant::now(), reach }
+        Arrival { front_door, approval_id, now_ms, started: Instant::now(), reach, route: None }
+    }
+
+    /// Hands the gate the request's route, resolved by the door with [`Gate::route`] (to
+    /// ask what runs before reading a body), so it is not looked up again. It must be the
+    /// route of the request given to [`Gate::admit`].
+    #[must_use]
+    pub fn with_route(mut self, route: RouteMatch) -> Arrival {
+        self.route = Some(route);
+        self
     }
 }
 
@@ -145,8 +158,29 @@ pub struct Ticket {
     pub check: RequestCheck,
     /// The approval redeemed for this request, if any.
     pub approval_id: Option<String>,
+    route: RouteMatch,
     front_door: &'static str,
     started: Instant,
+}
+
+impl Ticket {
+    /// The request's route, resolved once when it arrived: ask it what runs in the response
+    /// phase ([`RouteMatch::runs`]) rather than routing the request again.
+    pub fn route(&self) -> &RouteMatch {
+        &self.route
+    }
+}
+
+/// What the request phase decided at a front door, before the audit record is written.
+struct Decided {
+    /// The request phase's result (with approvals waived when they were redeemed).
+    check: RequestCheck,
+    /// The approval ids redeemed, or named in the answer.
+    approval_id: Option<String>,
+    /// Whether the verdict asked for an approval.
+    needed_approval: bool,
+    /// The answer instead of forwarding, if the request is not forwarded.
+    refusal: Option<Refusal>,
 }
 
 /// The gate's answer to a response.
@@ -162,66 +196,17 @@ pub enum Release {
 impl Gate {
     /// The request phase at a front door: authenticate (401 on failure), evaluate, settle
     /// approvals, apply redactions to `request`, and audit the decision.
-    pub fn admit(&self, request: &mut Request, arrival: Arrival) -> Admission {
+    pub fn admit(&self, request: &mut Request, mut arrival: Arrival) -> Admission {
         let identity = Identity::Credentials { now_unix_s: arrival.now_ms / 1000 };
         if let Err(failure) = self.identify(request, &identity) {
             let refusal = self.refusal(request, 401, "unauthenticated", failure.reason.clone(), None);
             self.audit(|ctx| AuditRecord::for_auth_failure(ctx, request, &failure.reason), &arrival, Some(401));
             return Admission::Refuse(refusal);
         }
-        // The approval binds to the request as the caller sent it, before redactions.
-        let digest = self.approvals.as_ref().map(|_| request_digest(request));
-        let mut check = self.check_request(request);
-        let needed_approval = matches!(check.verdict.decision, Decision::RequireApproval(_));
-        let mut approval_id = None;
-        let mut refusal = None;
-        if needed_approval {
-            // Every group that asked must approve; see `approve.rs`.
-            match self.approval_round(request, &check.verdict, digest, &arrival) {
-                Round::Approved { check: approved, ids } => {
-                    check = approved;
-                    approval_id = Some(ids);
-                }
-                Round::Refused { refusal: refused, ids } => {
-                    approval_id = ids;
-                    refusal = Some(refused);
-                }
-            }
-        } else if let Decision::Deny(denial) = &check.verdict.decision {
-            refusal = Some(self.refusal(
-                request,
-                denial.status,
-                &denial.code,
-                denial.reason.clone(),
-                check.verdict.decided_by.clone(),
-            ));
-        } else if let Some(error) = &check.redaction_error {
-            refusal = Some(self.refusal(request, 500, "redaction-failed", redaction_failed(error), None));
-        }
-        if refusal.is_none()
-            && let Some(field) = arrival.reach.unenforceable(&check)
-        {
-            let json = field.starts_with("json:");
-            let policy = check
-                .verdict
-                .policies
-                .iter()
-                .find(|p| {
-                    p.redactions.iter().any(|r| {
-                        matches!(
-                            (&r.target, json),
-                            (crate::decision::Target::JsonPointer(_), true)
-                                | (crate::decision::Target::Query(_), false)
-                        )
-                    })
-                })
-                .map(|p| p.policy.clone());
-            let reason = format!(
-                "a policy asked to redact {field}, which the {} front door cannot change; refusing rather than \
-                     passing it unredacted (the reverse proxy can enforce it)",
-                arrival.front_door
-            );
-            refusal = Some(self.refusal(request, 403, "redaction-unenforceable", reason, policy));
+        let route = arrival.route.take().unwrap_or_else(|| self.set.route(request));
+        let Decided { check, approval_id, needed_approval, mut refusal } = self.decide(&route, request, &arrival);
+        if refusal.is_none() {
+            refusal = self.unenforceable(request, &check, &arrival);
         }
         let status = refusal.as_ref().map(|r| r.status);
         // Only a request passed on had its redactions applied.
@@ -237,16 +222,81 @@ impl Gate {
                 request: request.clone(),
                 check,
                 approval_id,
+                route,
                 front_door: arrival.front_door,
                 started: arrival.started,
             })),
         }
     }
 
+    /// Evaluates an authenticated request on its route and settles what the verdict asks:
+    /// the approval round for require-approval, the refusal for a deny or a redaction that
+    /// failed.
+    fn decide(&self, route: &RouteMatch, request: &mut Request, arrival: &Arrival) -> Decided {
+        // The approval binds to the request as the caller sent it, before redactions.
+        let digest = self.approvals.as_ref().map(|_| request_digest(request));
+        let check = self.check_request_on(route, request);
+        let mut decided = Decided { check, approval_id: None, needed_approval: false, refusal: None };
+        match &decided.check.verdict.decision {
+            Decision::RequireApproval(_) => {
+                decided.needed_approval = true;
+                // Every group that asked must approve; see `approve.rs`.
+                match self.approval_round(request, &decided.check.verdict, digest, arrival) {
+                    Round::Approved { check, ids } => {
+                        decided.check = check;
+                        decided.approval_id = Some(ids);
+                    }
+                    Round::Refused { refusal, ids } => {
+                        decided.approval_id = ids;
+                        decided.refusal = Some(refusal);
+                    }
+                }
+            }
+            Decision::Deny(denial) => {
+                let policy = decided.check.verdict.decided_by.clone();
+                decided.refusal =
+                    Some(self.refusal(request, denial.status, &denial.code, denial.reason.clone(), policy));
+            }
+            Decision::Allow | Decision::Redact { .. } => {
+                if let Some(error) = &decided.check.redaction_error {
+                    decided.refusal =
+                        Some(self.refusal(request, 500, "redaction-failed", redaction_failed(error), None));
+                }
+            }
+        }
+        decided
+    }
+
+    /// The refusal (403 `redaction-unenforceable`) when `check` redacts something the
+    /// arriving door cannot change, naming the policy that asked for it.
+    fn unenforceable(&self, request: &Request, check: &RequestCheck, arrival: &Arrival) -> Option<Refusal> {
+        let field = arrival.reach.unenforceable(check)?;
+        let json = field.starts_with("json:");
+        let policy = check
+            .verdict
+            .policies
+            .iter()
+            .find(|p| {
+                p.redactions.iter().any(|r| {
+                    matches!(
+                        (&r.target, json),
+                        (crate::decision::Target::JsonPointer(_), true) | (crate::decision::Target::Query(_), false)
+                    )
+                })
+            })
+            .map(|p| p.policy.clone());
+        let reason = format!(
+            "a policy asked to redact {field}, which the {} front door cannot change; refusing rather than passing it \
+             unredacted (the reverse proxy can enforce it)",
+            arrival.front_door
+        );
+        Some(self.refusal(request, 403, "redaction-unenforceable", reason, policy))
+    }
+
     /// The response phase at a front door: evaluate, apply redactions to `response`, and
     /// audit the decision. A deny or an unenforceable redaction replaces the response.
     pub fn release(&self, ticket: &Ticket, response: &mut Response) -> Release {
-        let check = self.check_response(&ticket.request, response);
+        let check = self.check_response_on(&ticket.route, &ticket.request, response);
         let refusal = if let Decision::Deny(denial) = &check.verdict.decision {
             Some(self.refusal(
                 &ticket.request,
@@ -268,6 +318,7 @@ impl Gate {
             now_ms: crate::capability::now_ms(),
             started: ticket.started,
             reach: Reach::ALL,
+            route: None,
         };
         let applied = check.applied.as_ref().filter(|_| refusal.is_none());
         self.audit(
@@ -311,7 +362,7 @@ impl Gate {
 /// no approval is not recorded: nothing was redeemed.
 fn arrival_with(arrival: &Arrival, approval_id: Option<&String>, needed_approval: bool) -> Arrival {
     let offered = arrival.approval_id.clone().filter(|_| needed_approval);
-    Arrival { approval_id: approval_id.cloned().or(offered), ..arrival.clone() }
+    Arrival { approval_id: approval_id.cloned().or(offered), route: None, ..arrival.clone() }
 }
 
 pub(super) fn redaction_failed(error: &str) -> String {

@@ -21,7 +21,7 @@ use crate::audit::AuditSink;
 use crate::exchange::{Exchange, Principal, Request, Response};
 use crate::identity::Authenticator;
 use crate::redact::Applied;
-use crate::set::PolicySet;
+use crate::set::{PolicySet, RouteMatch};
 use crate::target::TargetRules;
 use crate::verdict::Verdict;
 
@@ -51,6 +51,7 @@ pub enum Identity {
 
 /// A request that failed authentication: answer 401 before any policy runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct AuthFailure {
     /// Why, without the secret.
     pub reason: String,
@@ -110,6 +111,7 @@ impl ResponseCheck {
 
 /// Both phases of one exchange, as replay and `eval` report them.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Passage {
     /// `METHOD path`, then the operation when one is known (`CALL /mcp get_customer`).
     pub request_line: String,
@@ -235,17 +237,34 @@ impl Gate {
         }
     }
 
+    /// The request's route in this gate's policy set, found once per request: a door that
+    /// asks what runs for it ([`RouteMatch::runs`]) before [`Gate::admit`] hands it on with
+    /// [`Arrival::with_route`], and the gate carries it in the [`Ticket`] to the response.
+    pub fn route(&self, request: &Request) -> RouteMatch {
+        self.set.route(request)
+    }
+
     /// The request phase: evaluates, then applies redactions to `request` in place when
     /// the verdict allows with redactions.
     pub fn check_request(&self, request: &mut Request) -> RequestCheck {
-        let verdict = self.set.evaluate_request(request);
-        RequestCheck::applying(verdict, request)
+        self.check_request_on(&self.set.route(request), request)
     }
 
     /// The response phase for a forwarded `request`: evaluates, then applies redactions to
     /// `response` in place.
     pub fn check_response(&self, request: &Request, response: &mut Response) -> ResponseCheck {
-        let verdict = self.set.evaluate_response(request, response);
+        self.check_response_on(&self.set.route(request), request, response)
+    }
+
+    /// [`Gate::check_request`] on the request's route, already resolved.
+    fn check_request_on(&self, route: &RouteMatch, request: &mut Request) -> RequestCheck {
+        let verdict = self.set.evaluate_request_on(route, request);
+        RequestCheck::applying(verdict, request)
+    }
+
+    /// [`Gate::check_response`] on the request's route, already resolved.
+    fn check_response_on(&self, route: &RouteMatch, request: &Request, response: &mut Response) -> ResponseCheck {
+        let verdict = self.set.evaluate_response_on(route, request, response);
         let mut check = ResponseCheck { verdict, applied: None, redaction_error: None };
         if check.verdict.is_allowed() && !check.verdict.redactions().is_empty() && response.status == 206 {
             // A slice of a body (`Range`) has none of the fields a redaction names, yet it
@@ -284,14 +303,15 @@ impl Gate {
             return passage;
         }
         passage.principal = request.principal.clone();
-        let check = self.check_request(&mut request);
+        let route = self.set.route(&request);
+        let check = self.check_request_on(&route, &mut request);
         let forward = check.may_forward();
         if check.applied.as_ref().is_some_and(|a| !a.is_empty()) {
             passage.forwarded_request = Some(request.clone());
         }
         passage.request = Some(check);
         if forward && let Some(mut response) = response {
-            let check = self.check_response(&request, &mut response);
+            let check = self.check_response_on(&route, &request, &mut response);
             if check.applied.as_ref().is_some_and(|a| !a.is_empty()) {
                 passage.returned_response = Some(response);
             }
