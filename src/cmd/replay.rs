@@ -1,15 +1,15 @@
 //! `portcullis replay`: recorded traffic through a policy set (and optionally a baseline),
 //! summarised for people or written for machines.
 
-use std::io::Write as _;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use portcullis_host::Config;
+use portcullis_host::Engine;
 use portcullis_host::config::base_dir;
-use portcullis_host::engine::Engine;
 use portcullis_host::exchange::{Principal, PrincipalKind};
 use portcullis_host::gate::Gate;
 
@@ -17,7 +17,7 @@ use crate::cli::{PrincipalArgs, ReplayArgs, ReplayFormat};
 use crate::replay::diff::{Change, change_of};
 use crate::replay::render::{self, Table, entry_json};
 use crate::replay::summary::Summary;
-use crate::replay::{EntryOutcome, IdentityMode, Replay};
+use crate::replay::{EntryOutcome, EntryResult, FileError, IdentityMode, Replay};
 use crate::setup;
 
 pub fn run(args: &ReplayArgs) -> Result<ExitCode> {
@@ -53,101 +53,133 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode> {
     };
 
     let started = Instant::now();
-    let mut summary = Summary::default();
-    let mut notable = Vec::new();
-    let mut changes: Vec<Change> = Vec::new();
-    let mut kept = Vec::new();
-    let mut diffs = String::new();
-    let mut first_read_error = None;
+    let mut collected = Collected::default();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let file_errors = replay.run(&args.traffic, |entry| {
-        summary.add(&entry);
-        if let (EntryOutcome::ReadError(message), None) = (&entry.outcome, &first_read_error) {
-            first_read_error = Some(format!("{}: {message}", render::entry_id(&entry)));
+    let file_errors = replay.run(&args.traffic, |entry| collected.add(entry, args, &mut out))?;
+    let run = Run { file_errors, seconds: started.elapsed().as_secs_f64(), jobs, has_baseline: baseline.is_some() };
+    collected.write(args, &run, &mut out)?;
+    out.flush()?;
+    drop(out);
+    Ok(collected.exit_code(args, &run.file_errors))
+}
+
+/// What a replay keeps of its entries as they come in, for the report at the end.
+#[derive(Default)]
+struct Collected {
+    summary: Summary,
+    notable: Vec<(String, String, String)>,
+    changes: Vec<Change>,
+    /// The entries themselves, for the formats written at the end (JSON, JUnit).
+    kept: Vec<EntryResult>,
+    diffs: String,
+    first_read_error: Option<String>,
+}
+
+/// How the run went, besides its entries.
+struct Run {
+    file_errors: Vec<FileError>,
+    seconds: f64,
+    jobs: usize,
+    has_baseline: bool,
+}
+
+impl Collected {
+    /// Takes one entry: counted, noted when notable or changed, its redaction diff kept
+    /// for `--show-redactions`, and written at once for `--format jsonl`.
+    fn add(&mut self, entry: EntryResult, args: &ReplayArgs, out: &mut impl Write) {
+        self.summary.add(&entry);
+        if let (EntryOutcome::ReadError(message), None) = (&entry.outcome, &self.first_read_error) {
+            self.first_read_error = Some(format!("{}: {message}", render::entry_id(&entry)));
         }
         if let Some(line) = render::notable(&entry) {
-            notable.push(line);
+            self.notable.push(line);
         }
         if let Some(change) = change_of(&entry) {
-            changes.push(change);
+            self.changes.push(change);
         }
         if args.show_redactions
             && let Some(diff) = entry.original.as_deref().and_then(|o| render::redaction_diff(&entry, o))
         {
-            diffs.push_str(&diff);
+            self.diffs.push_str(&diff);
         }
         match args.format {
             ReplayFormat::Jsonl => {
                 let _ = writeln!(out, "{}", entry_json(&entry));
             }
-            ReplayFormat::Json | ReplayFormat::Junit => kept.push(entry),
+            ReplayFormat::Json | ReplayFormat::Junit => self.kept.push(entry),
             ReplayFormat::Table => {}
         }
-    })?;
-    let seconds = started.elapsed().as_secs_f64();
+    }
 
-    match args.format {
-        ReplayFormat::Table => {
-            if !diffs.is_empty() {
-                writeln!(out, "{diffs}")?;
+    /// The report in the format asked for (JSONL entries were written as they came).
+    fn write(&self, args: &ReplayArgs, run: &Run, out: &mut impl Write) -> Result<()> {
+        match args.format {
+            ReplayFormat::Table => {
+                if !self.diffs.is_empty() {
+                    writeln!(out, "{}", self.diffs)?;
+                }
+                let table = Table {
+                    summary: &self.summary,
+                    notable: &self.notable,
+                    changes: &self.changes,
+                    file_errors: &run.file_errors,
+                    files: args.traffic.len(),
+                    seconds: run.seconds,
+                    jobs: run.jobs,
+                    has_baseline: run.has_baseline,
+                };
+                write!(out, "{}", table.render())?;
             }
-            let table = Table {
-                summary: &summary,
-                notable: &notable,
-                changes: &changes,
-                file_errors: &file_errors,
-                files: args.traffic.len(),
-                seconds,
-                jobs,
-                has_baseline: baseline.is_some(),
-            };
-            write!(out, "{}", table.render())?;
+            ReplayFormat::Json => {
+                let entries: Vec<serde_json::Value> = self.kept.iter().map(entry_json).collect();
+                let document = serde_json::json!({
+                    "summary": self.summary,
+                    "entries": entries,
+                    "changes": self.changes,
+                    "file_errors": run.file_errors.iter().map(|e| serde_json::json!({"source": &*e.source, "error": e.message})).collect::<Vec<_>>(),
+                    "seconds": run.seconds,
+                    "jobs": run.jobs,
+                });
+                serde_json::to_writer_pretty(&mut *out, &document)?;
+                writeln!(out)?;
+            }
+            ReplayFormat::Junit => {
+                let files: Vec<String> = args.traffic.iter().map(|f| f.display().to_string()).collect();
+                write!(out, "{}", render::junit(&self.kept, &files))?;
+            }
+            ReplayFormat::Jsonl => {}
         }
-        ReplayFormat::Json => {
-            let entries: Vec<serde_json::Value> = kept.iter().map(entry_json).collect();
-            let document = serde_json::json!({
-                "summary": summary,
-                "entries": entries,
-                "changes": changes,
-                "file_errors": file_errors.iter().map(|e| serde_json::json!({"source": &*e.source, "error": e.message})).collect::<Vec<_>>(),
-                "seconds": seconds,
-                "jobs": jobs,
-            });
-            serde_json::to_writer_pretty(&mut out, &document)?;
-            writeln!(out)?;
-        }
-        ReplayFormat::Junit => {
-            let files: Vec<String> = args.traffic.iter().map(|f| f.display().to_string()).collect();
-            write!(out, "{}", render::junit(&kept, &files))?;
-        }
-        ReplayFormat::Jsonl => {}
+        Ok(())
     }
-    out.flush()?;
-    drop(out);
 
-    for e in &file_errors {
-        eprintln!("error: {}: {}", e.source, e.message);
+    /// The exit status, with why on stderr: 1 for unreadable files or entries, entries
+    /// that could not be evaluated, or (with `--fail-on-change`) changed decisions.
+    fn exit_code(&self, args: &ReplayArgs, file_errors: &[FileError]) -> ExitCode {
+        for e in file_errors {
+            eprintln!("error: {}: {}", e.source, e.message);
+        }
+        if args.strict
+            && let Some(first) = &self.first_read_error
+        {
+            eprintln!("error: stopped at the first unreadable entry (--strict): {first}");
+            return ExitCode::from(1);
+        }
+        let errors = self.summary.entries.errors;
+        if errors > 0 || !file_errors.is_empty() {
+            eprintln!(
+                "error: {errors} entr{} could not be evaluated (unreadable, a policy failed, or a redaction could not be \
+                 applied)",
+                if errors == 1 { "y" } else { "ies" }
+            );
+            return ExitCode::from(1);
+        }
+        if args.fail_on_change && !self.changes.is_empty() {
+            eprintln!("error: {} decision(s) changed from the baseline (--fail-on-change)", self.changes.len());
+            return ExitCode::from(1);
+        }
+        ExitCode::SUCCESS
     }
-    if args.strict
-        && let Some(first) = &first_read_error
-    {
-        eprintln!("error: stopped at the first unreadable entry (--strict): {first}");
-        return Ok(ExitCode::from(1));
-    }
-    if summary.entries.errors > 0 || !file_errors.is_empty() {
-        eprintln!(
-            "error: {} entr{} could not be evaluated (unreadable, a policy failed, or a redaction could not be applied)",
-            summary.entries.errors,
-            if summary.entries.errors == 1 { "y" } else { "ies" }
-        );
-        return Ok(ExitCode::from(1));
-    }
-    if args.fail_on_change && !changes.is_empty() {
-        eprintln!("error: {} decision(s) changed from the baseline (--fail-on-change)", changes.len());
-        return Ok(ExitCode::from(1));
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `OLD.toml`: another config. `NAME=OLD.wasm`: this config with policy NAME's component
