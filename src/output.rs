@@ -11,7 +11,10 @@ pub fn decision_line(decision: &Decision) -> String {
     match decision {
         Decision::Allow => "allow".into(),
         Decision::Deny(d) => format!("deny {} {}: {}", d.status, d.code, d.reason),
-        Decision::Redact { .. } => format!("redact ({})", decision.reason().trim_start_matches("redacts ")),
+        Decision::Redact { redactions } => {
+            let targets: Vec<String> = redactions.iter().map(|r| r.target.to_string()).collect();
+            format!("redact ({})", targets.join(", "))
+        }
         Decision::RequireApproval(a) => {
             format!("require-approval by {} (ttl {}s): {}", a.approver_group, a.ttl_seconds, a.reason)
         }
@@ -35,8 +38,8 @@ pub fn text(passage: &Passage) -> String {
     let mut out = String::new();
     let route = passage.request.as_ref().and_then(|c| c.verdict.route.as_deref()).unwrap_or("(no route)");
     let who = match passage.principal.id.as_str() {
-        "" => format!("{:?}", passage.principal.kind).to_lowercase(),
-        id => format!("{:?} {id}", passage.principal.kind).to_lowercase(),
+        "" => passage.principal.kind.as_str().to_owned(),
+        id => format!("{} {id}", passage.principal.kind.as_str()),
     };
     let _ = writeln!(out, "{}  [route {route}; as {who}]", passage.request_line);
     if let Some(failure) = &passage.auth_failure {

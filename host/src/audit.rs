@@ -18,6 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+use time::{OffsetDateTime, PrimitiveDateTime};
 
 use crate::decision::DecisionKind;
 use crate::exchange::{PrincipalKind, Request};
@@ -333,37 +336,15 @@ fn shorten(text: &str) -> String {
 }
 
 /// Formats ms since the Unix epoch as RFC 3339 in UTC with milliseconds:
-/// `2026-11-28T11:30:00.123Z`.
-///
-/// A few lines of calendar arithmetic rather than a date crate: the log only ever needs
-/// this one format, in UTC.
+/// `2026-11-28T11:30:00.123Z`. Times past the year 9999 (no clock reads them; an expiry
+/// computed from a huge time-to-live might) are shown as the last millisecond of 9999.
 pub fn rfc3339_ms(unix_ms: u64) -> String {
-    let ms = unix_ms % 1000;
-    let secs = unix_ms / 1000;
-    let (days, day_secs) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        day_secs / 3600,
-        day_secs % 3600 / 60,
-        day_secs % 60
-    )
-}
-
-/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`, for non-negative days).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    // Shift the epoch to 0000-03-01 so leap days fall at the end of each year.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097; // day of era, [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // March = 0
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
+    const FORMAT: &[BorrowedFormatItem<'_>] =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
+        .unwrap_or_else(|_| PrimitiveDateTime::MAX.assume_utc());
+    // Formatting a complete UTC date and time with this description cannot fail.
+    at.format(FORMAT).unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------------

@@ -271,7 +271,8 @@ impl ContentDigest {
 impl std::fmt::Display for ContentDigest {
     /// Lower-case hex, 64 digits.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+        let mut hex = [0u8; 64];
+        f.write_str(base16ct::lower::encode_str(&self.0, &mut hex).map_err(|_| std::fmt::Error)?)
     }
 }
 

@@ -140,15 +140,16 @@ impl Table<'_> {
 }
 
 fn reason_suffix(sig: &Signature) -> String {
-    let reason = if sig.request.decision != DecisionKind::Allow {
-        &sig.request.reason
-    } else if let Some(r) = &sig.response {
-        &r.reason
-    } else {
-        &sig.request.reason
+    let phase = match &sig.response {
+        Some(response) if sig.request.decision == DecisionKind::Allow => response,
+        _ => &sig.request,
     };
     // A redaction's reason only repeats the targets `short()` already lists.
-    if reason.is_empty() || reason.starts_with("redacts ") { String::new() } else { format!(" ({reason})") }
+    if phase.reason.is_empty() || phase.decision == DecisionKind::Redact {
+        String::new()
+    } else {
+        format!(" ({})", phase.reason)
+    }
 }
 
 fn file_name(source: &str) -> String {

@@ -14,6 +14,7 @@ use portcullis_host::audit::AuditSink;
 use portcullis_host::config::AdminSection;
 use portcullis_host::gate::{Settlement, settle};
 use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -69,7 +70,7 @@ impl Token {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(|t| portcullis_host::engine::sha256_hex(t.trim().as_bytes()));
         match given {
-            Some(given) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => Ok(()),
+            Some(given) if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) => Ok(()),
             _ => Err(Box::new(problem(
                 401,
                 "unauthenticated",
@@ -78,10 +79,6 @@ impl Token {
             ))),
         }
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Runs the admin listener until `shutdown`.

@@ -26,6 +26,8 @@ use std::path::Path;
 
 use base64::Engine as _;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::adapters::http::normalise_authority;
 use crate::adapters::traffic::{Flow, Format, Locator, Sink, Summary, TrafficError, TrafficItem};
@@ -799,82 +801,70 @@ fn decode_base64(text: &str) -> Result<Vec<u8>, String> {
 /// millisecond are cut). Also accepts what recording tools write beside the RFC: a
 /// lower-case `t`/`z`, a space for the `T`, and an offset without its colon (`+0530`) or
 /// minutes (`+05`). Times before 1970 are refused.
+///
+/// The shape is checked here, so that an error says what was expected, and the offset
+/// written as the RFC wants it; the `time` crate checks the values and does the calendar.
 pub fn parse_timestamp_ms(text: &str) -> Result<u64, String> {
     let bad = |why: &str| format!("`{text}` is not an RFC 3339 timestamp ({why})");
-    let b = text.trim().as_bytes();
-    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
-        let part = b.get(range)?;
-        part.iter().all(u8::is_ascii_digit).then(|| part.iter().fold(0, |n, d| n * 10 + i64::from(d - b'0')))
+    let trimmed = text.trim();
+    let b = trimmed.as_bytes();
+    let shaped = |range: std::ops::Range<usize>, pattern: &[u8]| {
+        b.get(range).is_some_and(|part| {
+            part.iter().zip(pattern).all(|(c, p)| if *p == b'd' { c.is_ascii_digit() } else { c == p })
+        })
     };
-    let sep = |i: usize, allowed: &[u8]| b.get(i).is_some_and(|c| allowed.contains(c));
-    let (Some(year), Some(month), Some(day)) = (digits(0..4), digits(5..7), digits(8..10)) else {
+    if !shaped(0..10, b"dddd-dd-dd") {
         return Err(bad("expected YYYY-MM-DD"));
-    };
-    if !sep(4, b"-") || !sep(7, b"-") || !sep(10, b"Tt ") {
+    }
+    if !(b.get(10).is_some_and(|c| b"Tt ".contains(c)) && shaped(11..19, b"dd:dd:dd")) {
         return Err(bad("expected YYYY-MM-DDTHH:MM:SS"));
     }
-    let (Some(hour), Some(minute), Some(second)) = (digits(11..13), digits(14..16), digits(17..19)) else {
-        return Err(bad("expected HH:MM:SS after the date"));
-    };
-    if !sep(13, b":") || !sep(16, b":") {
-        return Err(bad("expected HH:MM:SS after the date"));
-    }
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    if !(1..=12).contains(&month) || day < 1 || day > month_days[(month - 1) as usize] {
-        return Err(bad("no such date"));
-    }
-    if hour > 23 || minute > 59 || second > 60 {
-        return Err(bad("no such time"));
-    }
     let mut i = 19;
-    let mut millis = 0;
-    if sep(i, b".") {
+    if b.get(i) == Some(&b'.') {
         i += 1;
         let start = i;
         while b.get(i).is_some_and(u8::is_ascii_digit) {
-            if i - start < 3 {
-                millis = millis * 10 + i64::from(b[i] - b'0');
-            }
             i += 1;
         }
         if i == start {
             return Err(bad("no digits after the decimal point"));
         }
-        for _ in (i - start)..3 {
-            millis *= 10;
-        }
     }
-    let offset_minutes = match b.get(i) {
-        Some(b'Z' | b'z') if i + 1 == b.len() => 0,
-        Some(sign @ (b'+' | b'-')) => {
-            let rest = &b[i + 1..];
-            let (h, m) = match rest.len() {
-                5 if rest[2] == b':' => (digits(i + 1..i + 3), digits(i + 4..i + 6)),
-                4 => (digits(i + 1..i + 3), digits(i + 3..i + 5)),
-                2 => (digits(i + 1..i + 3), Some(0)),
-                _ => (None, None),
-            };
-            let (Some(h), Some(m)) = (h, m) else {
-                return Err(bad("expected an offset such as +02:00"));
-            };
-            if h > 23 || m > 59 {
-                return Err(bad("no such offset"));
-            }
-            if *sign == b'-' { -(h * 60 + m) } else { h * 60 + m }
+    let (date_time, offset) = trimmed.split_at(i);
+    let digits = |part: &[u8]| part.iter().all(u8::is_ascii_digit);
+    let offset = match offset.as_bytes() {
+        [] => return Err(bad("no time zone offset (`Z` or `+HH:MM`)")),
+        [b'Z' | b'z'] => offset.to_owned(),
+        [b'+' | b'-', h @ .., b':', m1, m2] if h.len() == 2 && digits(h) && digits(&[*m1, *m2]) => offset.to_owned(),
+        [sign @ (b'+' | b'-'), hm @ ..] if hm.len() == 4 && digits(hm) => {
+            format!("{}{}:{}", char::from(*sign), &offset[1..3], &offset[3..5])
         }
-        None => return Err(bad("no time zone offset (`Z` or `+HH:MM`)")),
-        Some(_) => return Err(bad("unexpected text after the time")),
+        [sign @ (b'+' | b'-'), h @ ..] if h.len() == 2 && digits(h) => {
+            format!("{}{}:00", char::from(*sign), &offset[1..])
+        }
+        [b'+' | b'-', ..] => return Err(bad("expected an offset such as +02:00")),
+        _ => return Err(bad("unexpected text after the time")),
     };
-    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-    let (y, m) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
-    let era = y.div_euclid(400);
-    let year_of_era = y - era * 400;
-    let day_of_year = (153 * m + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    let days = era * 146_097 + day_of_era - 719_468;
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
-    u64::try_from(seconds * 1000 + millis).map_err(|_| bad("before 1970"))
+    let at = OffsetDateTime::parse(&format!("{date_time}{offset}"), &Rfc3339).map_err(|e| bad(out_of_range(&e)))?;
+    let ms = at.unix_timestamp_nanos().div_euclid(1_000_000);
+    u64::try_from(ms).map_err(|_| bad("before 1970"))
+}
+
+/// What a value `time` refused is, for [`parse_timestamp_ms`]'s errors (the shape was
+/// checked before, so only values are left).
+fn out_of_range(error: &time::error::Parse) -> &'static str {
+    use time::error::{Parse, ParseFromDescription, TryFromParsed};
+    let component = match error {
+        Parse::ParseFromDescription(ParseFromDescription::InvalidComponent(name)) => *name,
+        Parse::TryFromParsed(TryFromParsed::ComponentRange(range)) => range.name(),
+        _ => "",
+    };
+    match component {
+        "year" | "month" | "day" => "no such date",
+        "hour" | "minute" | "second" | "subsecond" => "no such time",
+        name if name.starts_with("offset") => "no such offset",
+        _ => "no such date or time",
+    }
 }
 
 #[cfg(test)]

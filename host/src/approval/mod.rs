@@ -34,7 +34,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::exchange::{Principal, PrincipalKind, Request};
+use crate::exchange::{Principal, Request};
 
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
@@ -122,16 +122,7 @@ pub fn request_digest(request: &Request) -> String {
     };
     hasher.update([u8::from(truncated)]);
     field(&mut hasher, bytes);
-    hex(&hasher.finalize())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
+    base16ct::lower::encode_string(&hasher.finalize())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -265,7 +256,7 @@ impl Approval {
     /// The on-behalf-of user counts because the approver judged "agent X acting for alice",
     /// not agent X acting for anyone.
     pub fn is_for(&self, principal: &Principal) -> bool {
-        self.principal_kind == kind_name(principal.kind)
+        self.principal_kind == principal.kind.as_str()
             && self.principal_id == principal.id
             && self.on_behalf_of == principal.on_behalf_of
     }
@@ -373,7 +364,7 @@ impl NewApproval {
     fn into_pending(self) -> Result<Approval, ApprovalError> {
         Ok(Approval {
             id: new_id()?,
-            principal_kind: kind_name(self.principal.kind).to_owned(),
+            principal_kind: self.principal.kind.as_str().to_owned(),
             principal_id: self.principal.id,
             on_behalf_of: self.principal.on_behalf_of,
             digest: self.digest,
@@ -488,16 +479,6 @@ pub fn check_redemption(
         approval.check_state(now_ms)?;
     }
     Ok(())
-}
-
-/// A principal kind as written in JSON and in the store.
-fn kind_name(kind: PrincipalKind) -> &'static str {
-    match kind {
-        PrincipalKind::Anonymous => "anonymous",
-        PrincipalKind::User => "user",
-        PrincipalKind::Service => "service",
-        PrincipalKind::Agent => "agent",
-    }
 }
 
 /// Lower-case Crockford base32: no `i`, `l`, `o` or `u`, so ids read aloud or retyped by an

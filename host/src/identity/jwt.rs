@@ -3,7 +3,9 @@
 //!
 //! Signatures are checked with `jsonwebtoken`'s RustCrypto provider (pure Rust); the
 //! compact serialisation, the header and every claim are checked here, against a time the
-//! caller gives (replay verifies tokens at the recorded time).
+//! caller gives (replay verifies tokens at the recorded time). That is why the claims are
+//! not checked with `jsonwebtoken::Validation`: it reads the system clock for `exp` and
+//! `nbf`, so a captured request could not be judged as of when it was recorded.
 //!
 //! Algorithm confusion is ruled out by construction: every key has exactly one algorithm,
 //! fixed by the configuration, and a token is only tried against keys whose algorithm is

@@ -469,7 +469,7 @@ fn sub_is_required() {
 const API_KEY: &str = "pk_live_7Hq2mZr9VbX4";
 
 fn api_key_auth() -> Authenticator {
-    let hash: String = sha2::Sha256::digest(API_KEY.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let hash = crate::sha256_hex(API_KEY.as_bytes());
     auth(
         &format!(
             r#"
@@ -485,8 +485,6 @@ fn api_key_auth() -> Authenticator {
         &[],
     )
 }
-
-use sha2::Digest as _;
 
 #[test]
 fn api_keys_are_found_by_hash_in_either_header() {
@@ -516,7 +514,7 @@ fn unknown_api_keys_are_refused_without_echoing_them() {
 
 #[test]
 fn the_api_key_header_is_configurable() {
-    let hash: String = sha2::Sha256::digest(API_KEY.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let hash = crate::sha256_hex(API_KEY.as_bytes());
     let auth = auth(
         &format!(
             "api_key_header = \"X-Partner-Key\"\n[[api_keys]]\nname = \"k\"\nsha256 = \"sha256:{hash}\"\nid = \"p\"\nkind = \"user\""
@@ -585,7 +583,7 @@ fn inconsistent_trusted_headers_are_refused() {
 // -- Presence, precedence, stripping --------------------------------------------------
 
 fn everything_auth() -> Authenticator {
-    let hash: String = sha2::Sha256::digest(API_KEY.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let hash = crate::sha256_hex(API_KEY.as_bytes());
     auth(
         &format!(
             r#"
