@@ -212,8 +212,8 @@ impl Tally {
 // A raw HTTP/1.1 client: real clients normalise targets, and the point is to send them raw
 // ---------------------------------------------------------------------------------------
 
-/// Sends `GET target` as written, with `Host: host` and an id header; returns the status
-/// (0 when the connection closed without an answer).
+/// Sends `GET target` as written, with `Host: host` and an id header; returns the status.
+/// Fails the test when no answer comes (a closed connection or a hang is no refusal).
 fn raw_get(port: u16, target: &str, host: &str, id: &str) -> u16 {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
@@ -222,9 +222,12 @@ fn raw_get(port: u16, target: &str, host: &str, id: &str) -> u16 {
     );
     stream.write_all(request.as_bytes()).expect("send");
     let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
+    let read = stream.read_to_end(&mut answer);
     let text = String::from_utf8_lossy(&answer);
-    text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    text.strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("GET {target:?}: no HTTP answer ({read:?}): {text:?}"))
 }
 
 fn config(dir: &Path, upstream: &str) -> std::path::PathBuf {
@@ -396,6 +399,8 @@ fn nginx_with_forward_auth_forwards_only_what_was_judged() {
             tally.forwarded(target, &seen);
         } else {
             assert!(lines.is_empty(), "{target:?} was refused ({status}) yet reached the upstream: {lines:?}");
+            // A refusal is nginx's own 4xx or forward-auth's 403, never a failure (5xx).
+            assert!((400..500).contains(status), "{target:?}: unexpected status {status}\n{}", nginx.log());
             tally.refused += 1;
         }
     }

@@ -501,7 +501,9 @@ fn the_server_gets_the_message_the_door_judged_not_the_clients_bytes() {
     // the parsed value written out again.
     let sent = br#"{ "jsonrpc" : "2.0", "id" : 7, "method" : "tools/call",
         "params" : { "name" : "get_\u0063ustomer", "arguments" : { "customer_id" : 7, "note" : "\u0041da" } } }"#;
-    let _ = post(&door, AGENT_KEY, &[], sent);
+    let answer = post(&door, AGENT_KEY, &[], sent);
+    // The recording upstream answers 200 with a non-MCP body; the door passes it on.
+    assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
     let got: Vec<Vec<u8>> = upstream
         .seen()
         .into_iter()
@@ -575,7 +577,8 @@ fn headers_only_the_host_sets_never_reach_the_server() {
     // The retry carries the approval in the header; it is consumed, not forwarded.
     let mut retry = forged.to_vec();
     retry.push(("portcullis-approval", &approval));
-    let _ = post(&door, READER_KEY, &retry, call);
+    let answer = post(&door, READER_KEY, &retry, call);
+    assert_eq!(answer.status, 200, "the approved retry: {}", String::from_utf8_lossy(&answer.body));
     let calls: Vec<_> = received(&upstream).into_iter().filter(|(m, _)| m["method"] == "tools/call").collect();
     assert_eq!(calls.len(), 1, "{:?}", methods(&upstream));
     let (message, headers) = &calls[0];
