@@ -182,18 +182,7 @@ fn nginx_auth_request_enforces_every_request_phase_decision_through_forward_auth
 
     // An approver approves it on the admin listener; the same request with the id passes
     // once, and the upstream never sees the approval header.
-    let auth = format!("Bearer {ADMIN_TOKEN}");
-    let admin_url = |path: &str| format!("http://127.0.0.1:{admin}{path}");
-    let pending = send("GET", &admin_url("/approvals?state=pending"), &[("authorization", &auth)], b"");
-    assert_eq!(pending.status, 200, "{}", text(&pending));
-    assert_eq!(pending.json()[0]["id"], approval.as_str(), "{}", text(&pending));
-    let approved = send(
-        "POST",
-        &admin_url(&format!("/approvals/{approval}/approve")),
-        &[("authorization", &auth), ("content-type", "application/json")],
-        br#"{"by": "fiona@finance.test"}"#,
-    );
-    assert_eq!(approved.status, 200, "{}", text(&approved));
+    approve_on_admin(admin, &approval);
     let with_id = [json[0], ("portcullis-approval", approval.as_str())];
     let retried = call(&nginx, "POST", "/invoices/3", AGENT_KEY, &with_id, body);
     assert_eq!(retried.status, 200, "approved retry: {}\n{}", text(&retried), logs());
@@ -247,20 +236,38 @@ fn nginx_auth_request_enforces_every_request_phase_decision_through_forward_auth
     drop(nginx);
     let log = server.stop();
 
-    // The audit log: one record per decision (forward-auth has only the request phase),
-    // each matching the request id the client saw, and no secret anywhere.
+    check_audit(&dir, &log, &approval, &request_ids);
+    eprintln!("nginx end-to-end test took {:?}", started.elapsed());
+}
+
+/// An approver finds the pending approval on the admin listener and approves it.
+fn approve_on_admin(admin: u16, approval: &str) {
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let admin_url = |path: &str| format!("http://127.0.0.1:{admin}{path}");
+    let pending = send("GET", &admin_url("/approvals?state=pending"), &[("authorization", &auth)], b"");
+    assert_eq!(pending.status, 200, "{}", text(&pending));
+    assert_eq!(pending.json()[0]["id"], approval, "{}", text(&pending));
+    let approved = send(
+        "POST",
+        &admin_url(&format!("/approvals/{approval}/approve")),
+        &[("authorization", &auth), ("content-type", "application/json")],
+        br#"{"by": "fiona@finance.test"}"#,
+    );
+    assert_eq!(approved.status, 200, "{}", text(&approved));
+}
+
+/// The audit log after the nginx run: one record per decision (forward-auth has only the
+/// request phase), each matching the request id the client saw, and no secret anywhere.
+fn check_audit(dir: &Path, log: &str, approval: &str, request_ids: &[String]) {
     let audit_text = std::fs::read_to_string(dir.join("audit.jsonl")).expect("audit log");
     let all: Vec<Value> =
         audit_text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line {l}: {e}"))).collect();
     // The approver's decision is recorded too, by the admin listener.
     let (settled, audit): (Vec<Value>, Vec<Value>) = all.into_iter().partition(|r| r["front_door"] == "admin");
     assert_eq!(settled.len(), 1, "{audit_text}");
-    assert_eq!(
-        (settled[0]["method"].as_str(), settled[0]["approval_id"].as_str()),
-        (Some("APPROVE"), Some(approval.as_str()))
-    );
+    assert_eq!((settled[0]["method"].as_str(), settled[0]["approval_id"].as_str()), (Some("APPROVE"), Some(approval)));
     assert_eq!(audit.len(), request_ids.len(), "one record per decision:\n{audit_text}");
-    for id in &request_ids {
+    for id in request_ids {
         let records: Vec<&Value> = audit.iter().filter(|r| r["request_id"] == id.as_str()).collect();
         assert_eq!(records.len(), 1, "request {id}: {records:?}\n{audit_text}");
         assert_eq!(records[0]["front_door"], "forward-auth");
@@ -273,10 +280,10 @@ fn nginx_auth_request_enforces_every_request_phase_decision_through_forward_auth
     assert_eq!(record(&request_ids[1])["decision"], "deny");
     assert_eq!(record(&request_ids[1])["status"], 403);
     assert_eq!(record(&request_ids[2])["decision"], "require-approval");
-    assert_eq!(record(&request_ids[2])["approval_id"], approval.as_str());
+    assert_eq!(record(&request_ids[2])["approval_id"], approval);
     assert_eq!(record(&request_ids[2])["on_behalf_of"], "alice");
     assert_eq!(record(&request_ids[3])["decision"], "allow");
-    assert_eq!(record(&request_ids[3])["approval_id"], approval.as_str());
+    assert_eq!(record(&request_ids[3])["approval_id"], approval);
     assert_eq!(record(&request_ids[5])["decision"], "unauthenticated");
     assert_eq!(record(&request_ids[5])["status"], 401);
     assert_eq!(record(&request_ids[8])["decision"], "deny");
@@ -285,5 +292,4 @@ fn nginx_auth_request_enforces_every_request_phase_decision_through_forward_auth
         assert!(!audit_text.contains(secret), "the audit log contains a secret: {secret}");
         assert!(!log.contains(secret), "the server log contains a secret: {secret}");
     }
-    eprintln!("nginx end-to-end test took {:?}", started.elapsed());
 }
