@@ -12,8 +12,7 @@ use std::hint::black_box;
 
 use criterion::Criterion;
 use portcullis_host::decision::{Approval, Denial, Outcome};
-use portcullis_host::policy::Shared;
-use portcullis_host::{Decision, Policy, PolicySet, PolicySpec, Request, RouteSpec, Source};
+use portcullis_host::{Decision, Policy, PolicySet, PolicySpec, Request, RouteSpec, Shared, Source};
 use serde_json::json;
 
 const GROUP: &str = "agent_guard";

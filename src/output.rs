@@ -2,9 +2,8 @@
 
 use std::fmt::Write as _;
 
-use portcullis_host::Decision;
 use portcullis_host::gate::Passage;
-use portcullis_host::verdict::Verdict;
+use portcullis_host::{Decision, Verdict};
 
 /// `deny 403 missing-scope: …` and friends.
 pub fn decision_line(decision: &Decision) -> String {

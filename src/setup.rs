@@ -4,12 +4,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use portcullis_host::capability::RateLimiter;
 use portcullis_host::config::base_dir;
-use portcullis_host::engine::Engine;
 use portcullis_host::gate::Gate;
 use portcullis_host::identity::Authenticator;
-use portcullis_host::{Config, PolicySet};
+use portcullis_host::{Config, Engine, PolicySet, RateLimiter};
 
 /// Reads `portcullis.toml`, loads every policy and the identity configuration.
 pub fn gate_from_config(path: &Path) -> Result<Gate> {

@@ -5,8 +5,7 @@
 mod common;
 
 use common::{component, request};
-use portcullis_host::policy::Shared;
-use portcullis_host::{Outcome, Policy, PolicySpec, Response, Source};
+use portcullis_host::{Outcome, Policy, PolicySpec, Response, Shared, Source};
 use serde_json::json;
 
 fn probe(settings: serde_json::Value, max_body_bytes: usize) -> Policy {

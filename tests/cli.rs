@@ -108,7 +108,7 @@ fn inspect_prints_what_the_component_says() {
     assert_eq!(info["contract"], "portcullis:policy@0.1.0");
     assert_eq!(info["phases"], serde_json::json!(["request", "response"]));
     assert_eq!(info["needs_response_body"], false);
-    let digest = portcullis_host::engine::sha256_hex(&std::fs::read(&path).unwrap());
+    let digest = portcullis_host::sha256_hex(&std::fs::read(&path).unwrap());
     assert_eq!(info["sha256"], digest);
 
     let out = portcullis(&["inspect", component("rate-limit").to_str().unwrap()]);

@@ -203,7 +203,7 @@ fn routes_naming_unknown_policies_are_refused() {
 fn rate_limit_counts_across_fresh_instances() {
     let engine = common::engine();
     let mut limited = spec("rl", "rate-limit", json!({"limit": 3, "window_seconds": 60}));
-    limited.capabilities = vec![portcullis_host::capability::Capability::RateLimit];
+    limited.capabilities = vec![portcullis_host::Capability::RateLimit];
     let set = PolicySet::builder(&engine)
         .policy(limited)
         .unwrap()
@@ -223,7 +223,7 @@ fn rate_limit_counts_across_fresh_instances() {
 #[test]
 fn settings_errors_name_the_policy_and_the_setting() {
     let engine = common::engine();
-    let shared = portcullis_host::policy::Shared::default();
+    let shared = portcullis_host::Shared::default();
     let err = portcullis_host::Policy::load(&engine, spec("guard", "agent-guard", json!({})), &shared).unwrap_err();
     match &err {
         LoadError::Settings { policy, setting, .. } => {

@@ -4,8 +4,9 @@
 mod common;
 
 use common::{component, request};
-use portcullis_host::policy::{Fault, Shared};
-use portcullis_host::{Decision, DecisionKind, LoadError, Policy, PolicySet, PolicySpec, RouteSpec, Source};
+use portcullis_host::{
+    Decision, DecisionKind, Fault, LoadError, Policy, PolicySet, PolicySpec, RouteSpec, Shared, Source,
+};
 use serde_json::json;
 
 /// The time limit of the hostile policies: short where the timeout is what is tested

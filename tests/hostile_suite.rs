@@ -6,8 +6,7 @@
 mod common;
 
 use common::{component, request};
-use portcullis_host::policy::{Fault, Shared};
-use portcullis_host::{Decision, Policy, PolicySet, PolicySpec, Response, RouteSpec, Source};
+use portcullis_host::{Decision, Fault, Policy, PolicySet, PolicySpec, Response, RouteSpec, Shared, Source};
 use serde_json::json;
 
 /// Every fault mode the hostile component has, with the fault it must produce.
@@ -32,6 +31,7 @@ fn fault_kind(fault: &Fault) -> &'static str {
         Fault::MemoryExhausted(_) => "memory_exhausted",
         Fault::InvalidReturn(_) => "invalid_return",
         Fault::Instantiate(_) => "instantiate",
+        other => panic!("a fault kind this suite does not know: {other:?}"),
     }
 }
 

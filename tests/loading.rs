@@ -5,10 +5,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{TempDir, component};
-use portcullis_host::capability::Capability;
-use portcullis_host::contract::ContractError;
-use portcullis_host::policy::Shared;
-use portcullis_host::{Engine, EngineConfig, LoadError, Policy, PolicySpec, Source};
+use portcullis_host::{Capability, ContractError, Engine, EngineConfig, LoadError, Policy, PolicySpec, Shared, Source};
 use serde_json::json;
 
 fn load(spec: PolicySpec) -> Result<Policy, LoadError> {
@@ -85,7 +82,7 @@ fn an_ungranted_capability_is_refused_and_granting_it_loads() {
 #[test]
 fn a_pin_must_match_the_digest() {
     let path = component("agent-guard");
-    let digest = portcullis_host::engine::sha256_hex(&std::fs::read(&path).unwrap());
+    let digest = portcullis_host::sha256_hex(&std::fs::read(&path).unwrap());
     let mut spec = PolicySpec::new("g", Source::File(path));
     spec.settings = json!({"approver_group": "ops"});
     spec.sha256 = Some("0".repeat(64));
@@ -113,10 +110,9 @@ fn limits_beyond_the_engine_are_refused() {
 #[test]
 fn compiled_components_are_cached_by_digest_and_reused() {
     let cache = TempDir::new("cache");
-    let engine =
-        Engine::new(&EngineConfig { cache_dir: Some(cache.path().to_owned()), ..EngineConfig::default() }).unwrap();
+    let engine = Engine::new(&EngineConfig::default().with_cache_dir(Some(cache.path().to_owned()))).unwrap();
     let path = component("scopes");
-    let digest = portcullis_host::engine::sha256_hex(&std::fs::read(&path).unwrap());
+    let digest = portcullis_host::sha256_hex(&std::fs::read(&path).unwrap());
     let mut spec = PolicySpec::new("s", Source::File(path));
     spec.preinit = Some(false); // the snapshot's own cache entry is tested in tests/preinit.rs
     Policy::load(&engine, spec.clone(), &Shared::default()).unwrap();

@@ -7,8 +7,7 @@
 mod common;
 
 use common::{TempDir, component, request};
-use portcullis_host::policy::Shared;
-use portcullis_host::{Engine, EngineConfig, LoadError, Policy, PolicySet, PolicySpec, Reuse, Source};
+use portcullis_host::{Engine, EngineConfig, LoadError, Policy, PolicySet, PolicySpec, Reuse, Shared, Source};
 use serde_json::json;
 
 fn spec(name: &str, settings: serde_json::Value, preinit: Option<bool>) -> PolicySpec {
@@ -71,8 +70,7 @@ fn a_reused_snapshot_instance_is_not_initialised_twice() {
 #[test]
 fn snapshots_are_cached_per_component_and_settings() {
     let tmp = TempDir::new("preinit-cache");
-    let engine = Engine::new(&EngineConfig { cache_dir: Some(tmp.path().to_path_buf()), ..EngineConfig::default() })
-        .expect("engine");
+    let engine = Engine::new(&EngineConfig::default().with_cache_dir(Some(tmp.path().to_path_buf()))).expect("engine");
     let entries = || {
         std::fs::read_dir(tmp.path())
             .unwrap()

@@ -8,8 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{component, request};
-use portcullis_host::policy::{Fault, Shared};
-use portcullis_host::{Policy, PolicySet, PolicySpec, Reuse, Source};
+use portcullis_host::{Fault, Policy, PolicySet, PolicySpec, Reuse, Shared, Source};
 use serde_json::json;
 
 fn load(name: &str, settings: serde_json::Value, reuse: Option<Reuse>) -> Policy {

@@ -22,8 +22,7 @@ use portcullis_host::adapters::ext_authz::{
 use portcullis_host::decision::{Action, Decision, DecisionKind, Redaction, Target};
 use portcullis_host::exchange::percent_decode;
 use portcullis_host::gate::RequestCheck;
-use portcullis_host::verdict::{Phase, PolicyResult, Verdict};
-use portcullis_host::redact;
+use portcullis_host::{Phase, PolicyResult, Verdict, redact};
 use prost::Message;
 
 fuzz_target!(|data: &[u8]| {

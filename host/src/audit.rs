@@ -399,6 +399,7 @@ impl<S: AuditSink + ?Sized> AuditSink for Box<S> {
 
 /// Why an audit log could not be opened.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AuditError {
     /// The file could not be opened for appending.
     #[error("audit log `{}`: cannot open it for appending: {error} ({fix})", path.display())]

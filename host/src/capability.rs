@@ -53,13 +53,17 @@ impl std::fmt::Display for Capability {
     }
 }
 
-/// Fixed-window counters shared by every evaluation of every policy in a process.
+/// Fixed-window counters shared by every evaluation of every policy in a process. Opaque to
+/// embedders: hand the same one to [`PolicySet::from_config_with_counters`] on every reload
+/// so that counts survive it.
+///
+/// [`PolicySet::from_config_with_counters`]: crate::PolicySet::from_config_with_counters
 /// Counters are keyed by policy name and the policy's key, so policies cannot read or
 /// exhaust each other's counters.
 ///
 /// Memory is bounded whatever keys a policy makes from what callers send: each policy holds
-/// at most [`MAX_COUNTERS_PER_POLICY`] counters (or what [`RateLimiter::with_max_counters`]
-/// says), each key at most [`MAX_KEY_BYTES`]. Every call removes a few counters whose
+/// at most 100 000 counters (`MAX_COUNTERS_PER_POLICY`), each key at most 256 bytes
+/// (`MAX_KEY_BYTES`). Every call removes a few counters whose
 /// window has ended, oldest first (bounded work, never a scan of the table). When a policy's
 /// table is still full, a new key is denied (fail closed) until windows end; keys already
 /// counted go on counting. A key over the length cap is always denied, never truncated (two
@@ -140,14 +144,21 @@ impl Table {
 
 impl RateLimiter {
     /// Counters with another cap per policy than [`MAX_COUNTERS_PER_POLICY`] (at least 1).
-    pub fn with_max_counters(max_counters: usize) -> RateLimiter {
+    pub(crate) fn with_max_counters(max_counters: usize) -> RateLimiter {
         RateLimiter { tables: Arc::default(), max_counters: max_counters.max(1) }
     }
 
     /// Takes one unit from `(policy, key)`, allowing `limit` per `window_ms`, at time `now_ms`.
     /// Returns whether it was allowed, what remains, and the milliseconds until the window
     /// (or, when the table is full, the oldest window) ends.
-    pub fn take(&self, policy: &Arc<str>, key: &str, limit: u32, window_ms: u64, now_ms: u64) -> (bool, u32, u64) {
+    pub(crate) fn take(
+        &self,
+        policy: &Arc<str>,
+        key: &str,
+        limit: u32,
+        window_ms: u64,
+        now_ms: u64,
+    ) -> (bool, u32, u64) {
         let window_ms = window_ms.max(1);
         if limit == 0 {
             // Nothing to count: no counter is kept for it.
@@ -212,6 +223,7 @@ pub struct DataSets {
 
 /// A data set file that could not be loaded.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DataError {
     /// The folder or a file could not be read.
     #[error("cannot read data set {path}: {source}")]
@@ -282,22 +294,13 @@ impl DataSets {
         Ok(DataSets { sets })
     }
 
-    /// A data set built in code (for embedders and tests).
-    pub fn insert(&mut self, name: &str, entries: impl IntoIterator<Item = (String, String)>) {
-        self.sets.insert(name.to_owned(), entries.into_iter().collect());
-    }
-
-    /// The names of the loaded sets.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.sets.keys().map(String::as_str)
-    }
-
     fn get(&self, set: &str, key: &str) -> Option<&String> {
         self.sets.get(set)?.get(key)
     }
 }
 
-/// Milliseconds since the Unix epoch.
+/// Milliseconds since the Unix epoch: the clock policies read, and what a front door stamps
+/// [`Request::received_at_ms`](crate::Request::received_at_ms) with.
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

@@ -17,6 +17,7 @@ pub const HANDLER: &str = "handler";
 
 /// Why a file cannot be loaded as a policy. The caller adds the policy's name and path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ContractError {
     /// Not WebAssembly at all.
     #[error(

@@ -19,8 +19,10 @@ use wasmtime::component::Component;
 /// ticks, so a time limit is honoured to within about one tick.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
-/// Settings for the shared [`Engine`].
+/// Settings for the shared [`Engine`]. Start from [`EngineConfig::default`] and change what
+/// you need with the `with_*` setters: new settings will be added.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct EngineConfig {
     /// How many policy instances may be alive at once across all threads. Each costs
     /// address space (not memory) while idle. When all are busy, an evaluation fails
@@ -37,6 +39,29 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig { max_instances: 1000, max_memory_bytes: 256 << 20, cache_dir: default_cache_dir() }
+    }
+}
+
+impl EngineConfig {
+    /// With another [`max_instances`](EngineConfig::max_instances).
+    #[must_use]
+    pub fn with_max_instances(mut self, max_instances: u32) -> EngineConfig {
+        self.max_instances = max_instances;
+        self
+    }
+
+    /// With another [`max_memory_bytes`](EngineConfig::max_memory_bytes).
+    #[must_use]
+    pub fn with_max_memory_bytes(mut self, max_memory_bytes: usize) -> EngineConfig {
+        self.max_memory_bytes = max_memory_bytes;
+        self
+    }
+
+    /// With another [`cache_dir`](EngineConfig::cache_dir) (`None`: no disk cache).
+    #[must_use]
+    pub fn with_cache_dir(mut self, cache_dir: Option<PathBuf>) -> EngineConfig {
+        self.cache_dir = cache_dir;
+        self
     }
 }
 
@@ -73,6 +98,7 @@ impl std::fmt::Display for Causes<'_> {
 
 /// Failures creating the engine or compiling a component.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EngineError {
     /// The configuration is out of range (checked here, before wasmtime sees it).
     #[error("cannot configure the WebAssembly engine: {0}")]
@@ -173,8 +199,17 @@ impl Engine {
         Ok(Engine { inner, cache_dir, max_memory_bytes: config.max_memory_bytes, _ticker: Arc::new(ticker) })
     }
 
-    /// The wasmtime engine underneath.
+    /// The wasmtime engine underneath. Public only with the `wasmtime-internals` feature (for
+    /// benchmarks that measure a bare wasmtime instance beside a policy): wasmtime's types
+    /// are not part of this crate's stable API.
+    #[cfg(feature = "wasmtime-internals")]
     pub fn wasmtime(&self) -> &wasmtime::Engine {
+        &self.inner
+    }
+
+    /// The wasmtime engine underneath.
+    #[cfg(not(feature = "wasmtime-internals"))]
+    pub(crate) fn wasmtime(&self) -> &wasmtime::Engine {
         &self.inner
     }
 
@@ -193,6 +228,10 @@ impl Engine {
     /// computed here, so no caller can make the cache load an entry for other bytes. Cache
     /// problems never fail a load: an entry that cannot be read or written is ignored (and
     /// logged).
+    ///
+    /// Public only with the `wasmtime-internals` feature (it returns a wasmtime type);
+    /// policies are compiled by [`Policy::load`](crate::Policy::load).
+    #[cfg(any(test, feature = "wasmtime-internals"))]
     pub fn compile(&self, bytes: &[u8]) -> Result<Component, EngineError> {
         self.compile_keyed(bytes, &ContentDigest::of(bytes))
     }

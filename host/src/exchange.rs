@@ -203,7 +203,7 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 /// The host of an authority (`api.example.com:8443` → `api.example.com`), lower-case.
 /// Bracketed IPv6 literals keep their brackets.
-pub fn host_of(authority: &str) -> String {
+pub(crate) fn host_of(authority: &str) -> String {
     let without_userinfo = authority.rsplit('@').next().unwrap_or(authority);
     let host = if without_userinfo.starts_with('[') {
         match without_userinfo.find(']') {
@@ -217,7 +217,7 @@ pub fn host_of(authority: &str) -> String {
 }
 
 /// Lower-cases header names, which HTTP treats case-insensitively; values are kept.
-pub fn normalise_headers(headers: &mut [(String, String)]) {
+pub(crate) fn normalise_headers(headers: &mut [(String, String)]) {
     for (name, _) in headers.iter_mut() {
         if name.bytes().any(|b| b.is_ascii_uppercase()) {
             *name = name.to_ascii_lowercase();
@@ -469,7 +469,7 @@ impl<'de> Deserialize<'de> for Response {
 
 /// A URL split into the request's fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UrlParts {
+pub(crate) struct UrlParts {
     /// `http` or `https`.
     pub scheme: String,
     /// Host and port as written.
@@ -483,7 +483,7 @@ pub struct UrlParts {
 /// Splits an absolute URL (`https://host/path?q=1`) or an origin-form target (`/path?q=1`)
 /// into scheme, authority, the canonical target's decoded path ([`crate::target`], default
 /// rules) and decoded query pairs. Fragments are dropped.
-pub fn split_url(url: &str) -> Result<UrlParts, String> {
+pub(crate) fn split_url(url: &str) -> Result<UrlParts, String> {
     let url = url.split('#').next().unwrap_or(url);
     let (scheme, rest) = match url.split_once("://") {
         Some((scheme, rest)) => {

@@ -29,6 +29,7 @@ use crate::warm::{Reuse, Warm, WarmPool};
 /// Resource limits for one policy. Every limit applies to each call separately.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Limits {
     /// Wall-clock time per call, including instantiation (default 100 ms). Past it the
     /// call is interrupted and the policy fails (closed, unless `fail_open`).
@@ -49,6 +50,38 @@ impl Default for Limits {
     }
 }
 
+/// Setters from [`Limits::default`], since new limits will be added. Ranges are checked at
+/// load ([`Limits::check`]).
+impl Limits {
+    /// With another [`timeout_ms`](Limits::timeout_ms).
+    #[must_use]
+    pub fn with_timeout_ms(mut self, timeout_ms: u64) -> Limits {
+        self.timeout_ms = timeout_ms;
+        self
+    }
+
+    /// With another [`memory_mb`](Limits::memory_mb).
+    #[must_use]
+    pub fn with_memory_mb(mut self, memory_mb: u32) -> Limits {
+        self.memory_mb = memory_mb;
+        self
+    }
+
+    /// With another [`max_return_bytes`](Limits::max_return_bytes).
+    #[must_use]
+    pub fn with_max_return_bytes(mut self, max_return_bytes: usize) -> Limits {
+        self.max_return_bytes = max_return_bytes;
+        self
+    }
+
+    /// With another [`max_body_bytes`](Limits::max_body_bytes).
+    #[must_use]
+    pub fn with_max_body_bytes(mut self, max_body_bytes: usize) -> Limits {
+        self.max_body_bytes = max_body_bytes;
+        self
+    }
+}
+
 /// The longest `timeout_ms`: a minute. Calls take microseconds; a longer limit only holds
 /// a worker thread, and every deadline sum stays far from overflow.
 pub const MAX_TIMEOUT_MS: u64 = 60_000;
@@ -63,6 +96,7 @@ pub const MAX_LIMIT_BYTES: u64 = 4 << 30;
 /// A limit out of its range, named as in config.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("limit `{limit}` {message}")]
+#[non_exhaustive]
 pub struct LimitError {
     /// The limit's key (`timeout_ms`, `memory_mb`, …).
     pub limit: &'static str,
@@ -92,6 +126,7 @@ impl Limits {
 
 /// Where a policy's component comes from.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum Source {
     /// A `.wasm` file.
     File(PathBuf),
@@ -113,8 +148,10 @@ impl std::fmt::Display for Source {
     }
 }
 
-/// Everything needed to load one policy.
+/// Everything needed to load one policy. Made with [`PolicySpec::new`], then its fields set
+/// (new fields will be added, each with a default).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct PolicySpec {
     /// The name it is known by in config, routes and verdicts.
     pub name: String,
@@ -134,8 +171,8 @@ pub struct PolicySpec {
     /// for guests with a language runtime, but state survives between calls and callers.
     pub reuse: Option<Reuse>,
     /// Start every fresh instance from a snapshot taken after `init` (see
-    /// [`crate::preinit`]): `Some(true)` always, `Some(false)` never, `None` (the default)
-    /// for components up to [`crate::preinit::AUTO_MAX_BYTES`].
+    /// [`Policy::load`]): `Some(true)` always, `Some(false)` never, `None` (the default)
+    /// for components up to 4 MiB (`preinit::AUTO_MAX_BYTES`).
     pub preinit: Option<bool>,
 }
 
@@ -157,17 +194,21 @@ impl PolicySpec {
     }
 }
 
-/// State shared by all policies of one host: rate-limit counters and data sets.
+/// State shared by all policies of one host: rate-limit counters and data sets. Opaque: a
+/// policy loaded alone with [`Policy::load`] takes `&Shared::default()` (counters of its
+/// own, no data sets); a [`PolicySet`](crate::PolicySet) built from config shares one among
+/// its policies.
 #[derive(Debug, Clone, Default)]
 pub struct Shared {
     /// Rate-limit counters.
-    pub rate_limiter: RateLimiter,
+    pub(crate) rate_limiter: RateLimiter,
     /// Named data sets.
-    pub data: Arc<DataSets>,
+    pub(crate) data: Arc<DataSets>,
 }
 
 /// Why a policy could not be loaded. Every variant names the policy.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LoadError {
     /// The file could not be read.
     #[error("policy `{policy}`: cannot read {source_path}: {error}")]
@@ -288,6 +329,7 @@ pub enum LoadError {
 /// instantiation's) rather than wasmtime's error as a source.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "fault", content = "detail")]
+#[non_exhaustive]
 pub enum Fault {
     /// The guest trapped (a panic, an unreachable, an out-of-bounds access).
     #[error("trapped: {0}")]
@@ -319,6 +361,7 @@ impl Fault {
 
 /// What a policy says about itself (its `metadata` export).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Metadata {
     /// The policy's own name.
     pub name: String,
@@ -368,7 +411,7 @@ impl Policy {
     /// and initialises a policy with its settings.
     ///
     /// Then, with `preinit = true`, or when `preinit` is unset and the component is at most
-    /// [`crate::preinit::AUTO_MAX_BYTES`], the policy is pre-initialised: fresh instances
+    /// 4 MiB (`preinit::AUTO_MAX_BYTES`), the policy is pre-initialised: fresh instances
     /// start from a snapshot of the instance `init` left behind. A component that cannot be
     /// snapshotted is used as shipped (and logged); only `preinit = true` makes that a load
     /// error.
@@ -556,7 +599,7 @@ impl Policy {
     }
 
     /// Whether fresh instances start from the snapshot taken after `init` (see
-    /// [`crate::preinit`]).
+    /// [`Policy::load`]).
     pub fn preinitialised(&self) -> bool {
         self.preinitialised
     }

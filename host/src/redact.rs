@@ -67,6 +67,7 @@ pub const MAX_POINTER_SEGMENTS: usize = 128;
 /// Why redactions could not be applied. Any of these must make the host deny: the fields
 /// may still be there.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RedactError {
     /// A JSON pointer is malformed.
     #[error("JSON pointer `{pointer}` is invalid: {reason}")]

@@ -21,7 +21,7 @@ pub fn run(args: &ApprovalsArgs) -> Result<ExitCode> {
     };
     // Approvals and rejections go to the same audit log as the server's decisions.
     let audit = crate::serve::live::open_audit(&config, &args.config)?;
-    let now = portcullis_host::capability::now_ms();
+    let now = portcullis_host::now_ms();
     if let ApprovalsAction::Approve { id, .. } | ApprovalsAction::Reject { id, .. } = &args.action
         && crate::serve::admin::several(id)
     {

@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use portcullis_host::capability::Capability;
 use portcullis_host::gate::{Gate, Identity};
-use portcullis_host::{Engine, EngineConfig, Exchange, PolicySet, PolicySpec, Request, Response, RouteSpec, Source};
+use portcullis_host::{
+    Capability, Engine, EngineConfig, Exchange, PolicySet, PolicySpec, Request, Response, RouteSpec, Source,
+};
 
 use crate::cli::{EvalArgs, Format};
 use crate::output;
@@ -22,7 +23,7 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode> {
     }
     // A principal written in the request file is used as it is; otherwise the request's
     // credentials are authenticated with the config's [identity] settings, now.
-    let identity = Identity::Recorded { now_unix_s: portcullis_host::capability::now_ms() / 1000 };
+    let identity = Identity::Recorded { now_unix_s: portcullis_host::now_ms() / 1000 };
     let passage = gate.pass(exchange, &identity);
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&passage)?),

@@ -3,9 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use portcullis_host::capability::Capability;
-use portcullis_host::policy::Shared;
-use portcullis_host::{Engine, EngineConfig, Policy, PolicySpec, Source};
+use portcullis_host::{Capability, Engine, EngineConfig, Policy, PolicySpec, Shared, Source};
 use serde::Serialize;
 
 use crate::cli::{Format, InspectArgs};
@@ -42,7 +40,7 @@ pub fn run(args: &InspectArgs) -> Result<ExitCode> {
         file: args.component.display().to_string(),
         name: &meta.name,
         version: &meta.version,
-        contract: format!("{}@{}", portcullis_host::contract::PACKAGE, policy.contract_version()),
+        contract: format!("{}@{}", portcullis_host::WIT_PACKAGE, policy.contract_version()),
         phases,
         needs_request_body: meta.needs_request_body,
         needs_response_body: meta.needs_response_body,

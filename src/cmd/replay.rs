@@ -7,11 +7,10 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use portcullis_host::Config;
-use portcullis_host::Engine;
 use portcullis_host::config::base_dir;
 use portcullis_host::exchange::{Principal, PrincipalKind};
 use portcullis_host::gate::Gate;
+use portcullis_host::{Config, Engine};
 
 use crate::cli::{PrincipalArgs, ReplayArgs, ReplayFormat};
 use crate::replay::diff::{Change, change_of};
@@ -241,7 +240,7 @@ pub(crate) fn principal_flags(flags: &PrincipalArgs) -> Result<IdentityMode> {
     }
     match at {
         None | Some("recorded") => Ok(IdentityMode::Recorded),
-        Some("now") => Ok(IdentityMode::At(portcullis_host::capability::now_ms() / 1000)),
+        Some("now") => Ok(IdentityMode::At(portcullis_host::now_ms() / 1000)),
         Some(seconds) => seconds
             .parse()
             .map(IdentityMode::At)

@@ -37,7 +37,7 @@ impl IdentityMode {
             IdentityMode::At(t) => Identity::Credentials { now_unix_s: *t },
             IdentityMode::Recorded => {
                 let recorded = exchange.request.received_at_ms / 1000;
-                let now = if recorded > 0 { recorded } else { portcullis_host::capability::now_ms() / 1000 };
+                let now = if recorded > 0 { recorded } else { portcullis_host::now_ms() / 1000 };
                 Identity::Recorded { now_unix_s: now }
             }
         }

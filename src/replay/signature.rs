@@ -2,9 +2,9 @@
 //! test expectations: the decision kind, the deny code, the redacted fields and the
 //! approver group, per phase. Reasons and timings are shown but not compared.
 
+use portcullis_host::Verdict;
 use portcullis_host::decision::{Decision, DecisionKind};
 use portcullis_host::gate::Passage;
-use portcullis_host::verdict::Verdict;
 use serde::Serialize;
 
 /// One phase's decision, reduced to what is compared.

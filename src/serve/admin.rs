@@ -43,7 +43,7 @@ impl Token {
                     "[server.admin] the admin token in `{var}` is shorter than 16 characters; use a long random one"
                 );
             }
-            return Ok(Token::Sha256(portcullis_host::engine::sha256_hex(token.as_bytes())));
+            return Ok(Token::Sha256(portcullis_host::sha256_hex(token.as_bytes())));
         }
         if let Some(hash) = &section.token_sha256 {
             let hash = hash.trim().to_ascii_lowercase();
@@ -68,7 +68,7 @@ impl Token {
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|t| portcullis_host::engine::sha256_hex(t.trim().as_bytes()));
+            .map(|t| portcullis_host::sha256_hex(t.trim().as_bytes()));
         match given {
             Some(given) if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) => Ok(()),
             _ => Err(Box::new(problem(
@@ -145,7 +145,7 @@ async fn handle(live: &Live, token: &Token, req: Request<Incoming>, _peer: Socke
 /// `POST /approvals/ID/reject` with `{"by": "...", "note": "..."}`. Decisions are
 /// written to the audit log.
 async fn approvals(store: Arc<dyn ApprovalStore>, audit: Arc<dyn AuditSink>, req: Request<Incoming>) -> Response<Body> {
-    let now = portcullis_host::capability::now_ms();
+    let now = portcullis_host::now_ms();
     let method = req.method().clone();
     let path = req.uri().path().trim_end_matches('/').to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();

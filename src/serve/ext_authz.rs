@@ -42,7 +42,7 @@ impl ExtAuthz {
         // Keep this gate for the whole check, even if a reload swaps in another.
         let gate = self.live.gate();
         let opts = FromCheck {
-            received_at_ms: portcullis_host::capability::now_ms(),
+            received_at_ms: portcullis_host::now_ms(),
             target_rules: gate.target_rules(),
             ..FromCheck::default()
         };

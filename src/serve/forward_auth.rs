@@ -64,7 +64,7 @@ async fn handle(live: &Live, section: &ForwardAuthSection, req: Request<Incoming
         &FromHttp {
             default_scheme: section.scheme.clone(),
             client_address: client_address(&parts.headers).or_else(|| Some(peer.ip().to_string())),
-            received_at_ms: portcullis_host::capability::now_ms(),
+            received_at_ms: portcullis_host::now_ms(),
             target_rules: gate.target_rules(),
             forwards_raw_target: true,
             ..FromHttp::default()

@@ -11,12 +11,11 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
-use portcullis_host::Config;
 use portcullis_host::approval::ApprovalStore;
 use portcullis_host::audit::AuditSink;
 use portcullis_host::config::base_dir;
-use portcullis_host::engine::Engine;
 use portcullis_host::gate::Gate;
+use portcullis_host::{Config, Engine};
 
 use super::metrics::Metrics;
 
@@ -30,7 +29,7 @@ pub struct Keep {
     /// Where decisions are recorded (the metrics see every record too).
     pub audit: Arc<dyn AuditSink>,
     /// Rate-limit counters, so a reload does not reset every caller's allowance.
-    pub counters: portcullis_host::capability::RateLimiter,
+    pub counters: portcullis_host::RateLimiter,
     /// The `[engine]`, `[server]`, `[audit]` and `[approvals]` sections at start, to warn
     /// when a reload changes what only a restart applies.
     pub fixed: String,

@@ -275,7 +275,7 @@ impl Door {
         let opts = FromHttp {
             default_scheme: self.section.scheme.clone(),
             client_address: Some(peer.ip().to_string()),
-            received_at_ms: portcullis_host::capability::now_ms(),
+            received_at_ms: portcullis_host::now_ms(),
             target_rules: gate.target_rules(),
             ..FromHttp::default()
         };
@@ -293,7 +293,7 @@ impl Door {
 
     /// Checks the credential of a message that is not evaluated; the refusal when it fails.
     fn authenticate(gate: &Gate, normal: &mut Normal) -> Option<Response<Body>> {
-        let now = portcullis_host::capability::now_ms() / 1000;
+        let now = portcullis_host::now_ms() / 1000;
         match gate.identify(normal, &Identity::Credentials { now_unix_s: now }) {
             Ok(()) => None,
             Err(failure) => Some(rpc_error(
@@ -663,7 +663,7 @@ impl Door {
         routing: bool,
     ) -> Option<Annotations> {
         let mut caller = normal.clone();
-        let now = portcullis_host::capability::now_ms() / 1000;
+        let now = portcullis_host::now_ms() / 1000;
         gate.identify(&mut caller, &Identity::Credentials { now_unix_s: now }).ok()?;
         let key = ListKey::of(&caller.principal, session);
         match self.annotations.lookup(&key, tool) {

@@ -20,10 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use portcullis_host::Config;
 use portcullis_host::audit::AuditSink;
 use portcullis_host::config::base_dir;
-use portcullis_host::engine::Engine;
+use portcullis_host::{Config, Engine};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -64,7 +63,7 @@ pub fn run(config_path: &Path, ready_file: Option<&Path>) -> Result<()> {
         engine,
         approvals,
         audit: audit.clone(),
-        counters: portcullis_host::capability::RateLimiter::default(),
+        counters: portcullis_host::RateLimiter::default(),
         fixed: fixed_sections(&config),
     };
     let gate = build_gate(&config, config_path, &keep)?;

@@ -191,7 +191,7 @@ impl Proxy {
         let opts = FromHttp {
             default_scheme: self.section.scheme.clone(),
             client_address: Some(peer.ip().to_string()),
-            received_at_ms: portcullis_host::capability::now_ms(),
+            received_at_ms: portcullis_host::now_ms(),
             target_rules: gate.target_rules(),
             ..FromHttp::default()
         };

@@ -48,7 +48,7 @@ pub fn component(name: &str) -> PathBuf {
 /// process (entries are written atomically), so each component compiles once per run.
 pub fn engine() -> Engine {
     let cache = root().join("target/test-cache");
-    Engine::new(&EngineConfig { cache_dir: Some(cache), ..EngineConfig::default() }).expect("engine")
+    Engine::new(&EngineConfig::default().with_cache_dir(Some(cache))).expect("engine")
 }
 
 /// The shared recorded traffic folder (`../shared/traffic`).

@@ -327,7 +327,7 @@ pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 /// its routes and doors after it; more `[[identity.…]]` entries may follow too.
 pub fn fixture_config(strip_credentials: bool, read_scope: &str) -> String {
     let module = |name: &str| super::component(name).display().to_string();
-    let sha256 = |key: &str| portcullis_host::engine::sha256_hex(key.as_bytes());
+    let sha256 = |key: &str| portcullis_host::sha256_hex(key.as_bytes());
     format!(
         r#"
 [limits]

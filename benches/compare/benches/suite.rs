@@ -26,10 +26,9 @@ use portcullis_compare::cedar::{CedarGuard, CedarScopes};
 use portcullis_compare::native::{NativeGuard, NativeScopes};
 use portcullis_compare::rego::{RegoInterpreter, RegoVm, Rules};
 use portcullis_compare::*;
-use portcullis_host::capability::Capability;
 use portcullis_host::decision::{Action, Redaction, Target};
 use portcullis_host::exchange::{Body, Exchange};
-use portcullis_host::{Engine, PolicySet, PolicySpec, Request, Response, RouteSpec};
+use portcullis_host::{Capability, Engine, PolicySet, PolicySpec, Request, Response, RouteSpec};
 
 const VARIANTS: [&str; 6] = ["native", "cedar", "rego_interpreter", "rego_vm", "wasm_reused", "wasm_fresh"];
 const SIZES: [(&str, usize); 3] = [("1k", 1 << 10), ("64k", 64 << 10), ("1m", 1 << 20)];
@@ -305,7 +304,7 @@ fn cold_start(c: &mut Criterion, engine: &Engine) {
     g.bench_function("read_and_hash", |b| {
         b.iter(|| {
             for f in &files {
-                black_box(portcullis_host::engine::sha256_hex(&std::fs::read(f).unwrap()));
+                black_box(portcullis_host::sha256_hex(&std::fs::read(f).unwrap()));
             }
         })
     });

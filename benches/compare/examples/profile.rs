@@ -81,7 +81,7 @@ fn main() {
             });
         }
         "memory" => {
-            use portcullis_host::policy::Shared;
+            use portcullis_host::Shared;
             for (name, settings) in [("agent-guard", AGENT_GUARD_SETTINGS), ("scopes", SCOPES_SETTINGS)] {
                 for preinit in [Some(false), None] {
                     let mut s = spec(name.into(), name, settings);

@@ -17,10 +17,10 @@ pub mod rego;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use portcullis_host::Shared;
 use portcullis_host::decision::{Approval, Denial};
 use portcullis_host::exchange::{Principal, PrincipalKind};
 use portcullis_host::gate::{Gate, Identity};
-use portcullis_host::policy::Shared;
 use portcullis_host::{
     Decision, Engine, EngineConfig, Outcome, Policy, PolicySet, PolicySpec, Request, RouteSpec, Source,
 };
@@ -130,8 +130,7 @@ pub fn traffic_files() -> Vec<PathBuf> {
 
 /// An engine whose compile cache is `target/bench-cache`.
 pub fn engine() -> Engine {
-    Engine::new(&EngineConfig { cache_dir: Some(root().join("target/bench-cache")), ..EngineConfig::default() })
-        .expect("engine")
+    Engine::new(&EngineConfig::default().with_cache_dir(Some(root().join("target/bench-cache")))).expect("engine")
 }
 
 /// Loads one of the reference components with its settings.
@@ -284,7 +283,7 @@ impl Variant for WasmFresh<'_> {
 }
 
 /// The Wasm component in one instance kept for every call.
-pub struct WasmReused<'p>(pub portcullis_host::policy::ReusableInstance<'p>);
+pub struct WasmReused<'p>(pub portcullis_host::ReusableInstance<'p>);
 
 impl Variant for WasmReused<'_> {
     fn name(&self) -> &'static str {

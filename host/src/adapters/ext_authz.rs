@@ -62,9 +62,9 @@ use crate::target::{TargetError, TargetRules, require_canonical};
 /// gRPC `OK`: Envoy lets the request through.
 pub const GRPC_OK: i32 = 0;
 /// gRPC `PERMISSION_DENIED`: every refusal but a failed authentication.
-pub const GRPC_PERMISSION_DENIED: i32 = 7;
+pub(crate) const GRPC_PERMISSION_DENIED: i32 = 7;
 /// gRPC `UNAUTHENTICATED`: a refusal with HTTP status 401.
-pub const GRPC_UNAUTHENTICATED: i32 = 16;
+pub(crate) const GRPC_UNAUTHENTICATED: i32 = 16;
 
 /// The header Envoy adds to a check request when it buffered the body: `true` when it cut
 /// the body at `max_request_bytes`.

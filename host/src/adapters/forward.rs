@@ -32,7 +32,7 @@ use super::http::{apply_to_http_request, apply_to_http_response};
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus the
 /// non-standard `Proxy-Connection`.
-pub const HOP_BY_HOP: [&str; 9] = [
+pub(crate) const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -45,7 +45,7 @@ pub const HOP_BY_HOP: [&str; 9] = [
 ];
 
 /// Headers only the host sets, from what it judged; a client's copies are dropped.
-pub const HOST_SET: [&str; 9] = [
+pub(crate) const HOST_SET: [&str; 9] = [
     "forwarded",
     "x-forwarded-for",
     "x-forwarded-host",
@@ -59,10 +59,10 @@ pub const HOST_SET: [&str; 9] = [
 
 /// The prefix of the headers Portcullis itself sends upstream (`X-Portcullis-Principal`,
 /// …); a client's copies are dropped.
-pub const HOST_SET_PREFIX: &str = "x-portcullis-";
+pub(crate) const HOST_SET_PREFIX: &str = "x-portcullis-";
 
 /// Headers that ask a backend to act as another method than the request line's.
-pub const METHOD_OVERRIDES: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
+pub(crate) const METHOD_OVERRIDES: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
 
 /// The principal header the host sets: `<kind>:<id>`.
 pub const PRINCIPAL_HEADER: &str = "x-portcullis-principal";

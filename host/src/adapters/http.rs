@@ -58,6 +58,7 @@ impl Default for FromHttp {
 
 /// Why an `http` message could not be normalised. The front door answers 400.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AdaptError {
     /// A header value is not valid UTF-8 (the value itself is not repeated: it may be a
     /// secret).

@@ -47,19 +47,19 @@ use crate::exchange::{Body, Exchange, Request, Response, split_url};
 use crate::gate::Refusal;
 
 /// The normalised method of every MCP message.
-pub const METHOD_CALL: &str = "CALL";
+pub(crate) const METHOD_CALL: &str = "CALL";
 /// The header carrying the JSON-RPC method (`tools/call`, `resources/read`, …).
 pub const MCP_METHOD_HEADER: &str = "mcp-method";
 /// The prefix of the headers carrying a tool's annotations (`mcp-annotation-readonlyhint`).
-pub const ANNOTATION_HEADER_PREFIX: &str = "mcp-annotation-";
+pub(crate) const ANNOTATION_HEADER_PREFIX: &str = "mcp-annotation-";
 /// The 2026 protocol's header mirroring a call's name (tool, prompt or resource URI).
-pub const MCP_NAME_HEADER: &str = "mcp-name";
+pub(crate) const MCP_NAME_HEADER: &str = "mcp-name";
 /// The prefix of the 2026 protocol's headers mirroring arguments (`Mcp-Param-Region`).
-pub const MCP_PARAM_HEADER_PREFIX: &str = "mcp-param-";
+pub(crate) const MCP_PARAM_HEADER_PREFIX: &str = "mcp-param-";
 /// Set on a `tools/call` (to `server` or `default`): whether the annotation headers are the
 /// hints the server listed for the tool (with MCP's defaults for the ones it did not
 /// declare), or only MCP's defaults because the tool's listing is not known.
-pub const ANNOTATION_SOURCE_HEADER: &str = "mcp-annotation-source";
+pub(crate) const ANNOTATION_SOURCE_HEADER: &str = "mcp-annotation-source";
 /// Set (to `tools/list`) on the requests the front door evaluates to filter a tool list:
 /// they ask "may this principal call this tool?" and are never forwarded.
 pub const PROBE_HEADER: &str = "mcp-probe";
@@ -72,13 +72,13 @@ pub const ERROR_UNAUTHENTICATED: i64 = -32001;
 /// JSON-RPC error code: a policy (or the gate, failing closed) refused.
 pub const ERROR_DENIED: i64 = -32003;
 /// JSON-RPC error code: a human must approve first; the id is in `data.approval.id`.
-pub const ERROR_APPROVAL_REQUIRED: i64 = -32004;
+pub(crate) const ERROR_APPROVAL_REQUIRED: i64 = -32004;
 /// JSON-RPC error code: the message is not valid JSON.
-pub const ERROR_PARSE: i64 = -32700;
+pub(crate) const ERROR_PARSE: i64 = -32700;
 /// JSON-RPC error code: the message is not a valid JSON-RPC request.
 pub const ERROR_INVALID_REQUEST: i64 = -32600;
 /// JSON-RPC error code: the parameters are invalid.
-pub const ERROR_INVALID_PARAMS: i64 = -32602;
+pub(crate) const ERROR_INVALID_PARAMS: i64 = -32602;
 
 /// Why a message could not be converted. A front door answers with a JSON-RPC error and
 /// forwards nothing.
@@ -693,7 +693,7 @@ pub const DEFAULT_ENDPOINT: &str = "http://localhost/mcp";
 
 /// Whether one line (a JSONL file's first object) is an MCP session line: a JSON-RPC
 /// message (`"jsonrpc"` key) or the endpoint line (`{"mcp_endpoint": …}`).
-pub fn is_session_line(line: &[u8]) -> bool {
+pub(crate) fn is_session_line(line: &[u8]) -> bool {
     match serde_json::from_slice::<Value>(line) {
         Ok(Value::Object(object)) => object.contains_key("jsonrpc") || object.contains_key("mcp_endpoint"),
         _ => false,
@@ -708,7 +708,10 @@ struct Pending {
 }
 
 /// Reads a recorded MCP session at `path` (see [`read_mcp_jsonl`]).
-pub fn read_mcp_jsonl_file<R: Flow>(path: &Path, each: impl FnMut(TrafficItem) -> R) -> Result<Summary, TrafficError> {
+pub(crate) fn read_mcp_jsonl_file<R: Flow>(
+    path: &Path,
+    each: impl FnMut(TrafficItem) -> R,
+) -> Result<Summary, TrafficError> {
     let file = std::fs::File::open(path).map_err(|source| TrafficError::Open { file: path.into(), source })?;
     read_mcp_jsonl(BufReader::new(file), path, each)
 }

@@ -332,7 +332,7 @@ pub fn read_traffic<R: Flow>(path: &Path, each: impl FnMut(TrafficItem) -> R) ->
 }
 
 /// [`read_traffic`] with the format given.
-pub fn read_traffic_as<R: Flow>(
+pub(crate) fn read_traffic_as<R: Flow>(
     path: &Path,
     format: Format,
     each: impl FnMut(TrafficItem) -> R,

@@ -571,6 +571,7 @@ impl Verb {
 /// Why a store operation failed. These messages are for operators and approvers (CLI,
 /// admin API, logs), so they name the file, the id and the fix.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ApprovalError {
     /// No approval has this id.
     #[error("no approval `{id}` in the store; `portcullis approvals list` shows the ids there are")]
@@ -665,6 +666,7 @@ fn open_hint(path: &std::path::Path) -> &'static str {
 /// caller, so it says only what that caller may know: never another caller's principal,
 /// request or approval state, and never store internals.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RedeemError {
     /// No approval has this id.
     #[error("approval {} is not known; send the request without it to ask for an approval", shown(id))]

@@ -13,6 +13,7 @@ use serde::Deserialize;
 /// closed.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ServerSection {
     /// `[server.proxy]`: the reverse proxy.
     pub proxy: Option<ProxySection>,
@@ -29,6 +30,7 @@ pub struct ServerSection {
 /// `[server.mcp]`: a Streamable HTTP proxy between MCP clients and one MCP server.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct McpSection {
     /// Address to listen on, e.g. `127.0.0.1:8090`.
     pub listen: SocketAddr,
@@ -59,6 +61,7 @@ pub struct McpSection {
 /// `[server.proxy]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ProxySection {
     /// Address to listen on, e.g. `127.0.0.1:8080`.
     pub listen: SocketAddr,
@@ -84,6 +87,7 @@ pub struct ProxySection {
 /// `[server.forward_auth]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ForwardAuthSection {
     /// Address to listen on.
     pub listen: SocketAddr,
@@ -100,6 +104,7 @@ pub struct ForwardAuthSection {
 /// A front door that only needs an address.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ListenSection {
     /// Address to listen on.
     pub listen: SocketAddr,
@@ -108,6 +113,7 @@ pub struct ListenSection {
 /// `[server.admin]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct AdminSection {
     /// Address to listen on; keep it private (loopback or an internal network).
     pub listen: SocketAddr,
@@ -124,6 +130,7 @@ pub struct AdminSection {
 /// `[audit]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct AuditSection {
     /// Where decision records go: a file (appended, created with mode 0600), or `-` for
     /// standard output.
@@ -133,6 +140,7 @@ pub struct AuditSection {
 /// `[approvals]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ApprovalsSection {
     /// The SQLite file pending approvals are kept in (created if missing).
     pub store: PathBuf,

@@ -27,6 +27,7 @@ pub use front::{
 /// The parsed file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Config {
     /// Engine-wide settings.
     #[serde(default)]
@@ -68,6 +69,7 @@ pub struct Config {
 /// `[engine]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct EngineSection {
     /// Live instances at once (default 1000).
     pub max_instances: u32,
@@ -94,6 +96,7 @@ impl Default for EngineSection {
 /// `[data]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct DataSection {
     /// The folder holding `NAME.json` / `NAME.txt` data sets.
     pub dir: PathBuf,
@@ -102,6 +105,7 @@ pub struct DataSection {
 /// `[routing]`
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RoutingSection {
     /// What happens to requests no route covers (default `deny`).
     pub unmatched: Unmatched,
@@ -110,6 +114,7 @@ pub struct RoutingSection {
 /// `[policies.NAME]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct PolicyConfig {
     /// Path of the component (`.wasm`).
     pub module: PathBuf,
@@ -129,14 +134,14 @@ pub struct PolicyConfig {
     #[serde(default)]
     pub fail_open: bool,
     /// Serve calls from warm instances: `reuse = true`, or `reuse = { max_uses = 1000,
-    /// max_idle = 8 }`. Off by default (a fresh instance per call); see [`crate::warm`] for
-    /// the isolation it gives up.
+    /// max_idle = 8 }`. Off by default (a fresh instance per call); see [`Reuse`]
+    /// for the isolation it gives up.
     #[serde(default)]
     pub reuse: Option<ReuseConfig>,
     /// Start every fresh instance from a snapshot taken after `init`, so settings are parsed
     /// once at load: `true` (a load error when the component cannot be snapshotted),
     /// `false`, or unset (snapshot components up to 4 MiB, when possible); see
-    /// [`crate::preinit`].
+    /// [`Policy::load`](crate::Policy::load).
     #[serde(default)]
     pub preinit: Option<bool>,
 }
@@ -183,6 +188,7 @@ impl ReuseConfig {
 /// Per-policy limit overrides; absent keys take the `[limits]` defaults.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct PartialLimits {
     /// See [`Limits::timeout_ms`].
     pub timeout_ms: Option<u64>,
@@ -208,6 +214,7 @@ impl PartialLimits {
 /// `[[routes]]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RouteConfig {
     /// The route's name (default `routes[N]`).
     #[serde(default)]
@@ -230,6 +237,7 @@ pub struct RouteConfig {
 
 /// Why a config could not be used. Always names the file.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
     #[error("cannot read config {path}: {source}")]

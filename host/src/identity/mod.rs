@@ -44,6 +44,7 @@ pub use jwt::TokenError;
 /// With nothing configured every request is anonymous.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct IdentityConfig {
     /// Remove the headers that carried the credential from the request once it has been
     /// verified, so neither policies nor the upstream see them (default false). Applies to
@@ -82,6 +83,7 @@ impl Default for IdentityConfig {
 /// `jwks_file`, or any mix of these.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct JwtIssuerConfig {
     /// The `iss` value this entry verifies, compared exactly. Tokens must carry `iss`.
     pub issuer: String,
@@ -142,6 +144,7 @@ pub struct JwtIssuerConfig {
 /// `secret_file`, `public_key_file`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct JwtKeyConfig {
     /// The key id, matched against the token header's `kid`.
     #[serde(default)]
@@ -193,6 +196,7 @@ pub enum JwtAlgorithm {
 /// `[[identity.api_keys]]`: one API key, stored only as its SHA-256.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ApiKeyConfig {
     /// The key's name; becomes the principal's `credential_id` (e.g. `crm-key-2`).
     pub name: String,
@@ -221,6 +225,7 @@ pub struct ApiKeyConfig {
 /// identity.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct TrustedHeadersConfig {
     /// The header carrying the principal's id (e.g. `x-auth-user`). Its presence is what
     /// makes a request use trusted headers.
