@@ -233,6 +233,14 @@ pub enum DataError {
         /// Why.
         source: std::io::Error,
     },
+    /// A `.json` file is not JSON.
+    #[error("data set {path} must hold a JSON object or an array of strings: {source}")]
+    Json {
+        /// The path.
+        path: PathBuf,
+        /// serde_json's error, with line and column.
+        source: serde_json::Error,
+    },
     /// A `.json` file was not an object or an array of strings.
     #[error("data set {path} must hold a JSON object or an array of strings: {message}")]
     Shape {
@@ -269,7 +277,9 @@ impl DataSets {
                     .collect()
             } else if ext == "json" {
                 let shape = |message: String| DataError::Shape { path: path.clone(), message };
-                match serde_json::from_str::<serde_json::Value>(&text()?).map_err(|e| shape(e.to_string()))? {
+                match serde_json::from_str::<serde_json::Value>(&text()?)
+                    .map_err(|source| DataError::Json { path: path.clone(), source })?
+                {
                     serde_json::Value::Object(map) => map
                         .into_iter()
                         .map(|(k, v)| match v {

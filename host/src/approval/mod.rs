@@ -489,7 +489,7 @@ const ID_ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 /// id is a bearer token for its one request, so it must be unguessable.
 fn new_id() -> Result<String, ApprovalError> {
     let mut bytes = [0u8; 16];
-    getrandom::getrandom(&mut bytes).map_err(|e| ApprovalError::Random(e.to_string()))?;
+    getrandom::getrandom(&mut bytes).map_err(ApprovalError::Random)?;
     let mut bits = u128::from_be_bytes(bytes);
     let mut id = String::with_capacity(30);
     id.push_str("apr_");
@@ -635,7 +635,7 @@ pub enum ApprovalError {
     },
     /// The operating system's random number generator failed, so no id could be made.
     #[error("could not make an approval id: the operating system's random number generator failed: {0}")]
-    Random(String),
+    Random(#[source] getrandom::Error),
 }
 
 fn not_pending(id: &str, state: ApprovalState, verb: Verb, decided_by: Option<&str>, expires_ms: u64) -> String {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::capability::{Capability, DataSets, RateLimiter};
+use crate::capability::{Capability, DataError, DataSets, RateLimiter};
 use crate::engine::{Engine, EngineConfig, EngineError};
 use crate::policy::{Limits, PolicySpec, Shared, Source};
 use crate::set::{PolicySet, RouteSpec, SetError, Unmatched};
@@ -249,12 +249,20 @@ pub enum ConfigError {
     },
     /// The TOML is malformed or has an unknown / mistyped key (the message quotes the
     /// line and the key).
-    #[error("invalid config {path}: {message}")]
+    #[error("invalid config {path}: {source}")]
     Parse {
         /// The file.
         path: PathBuf,
-        /// toml's message, with line, column and key.
-        message: String,
+        /// toml's error; its message has the line, column and key.
+        source: toml::de::Error,
+    },
+    /// The `[data]` folder could not be loaded.
+    #[error("invalid config {path}: [data] dir: {source}")]
+    Data {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: DataError,
     },
     /// Something is wrong beyond syntax.
     #[error("invalid config {path}: {message}")]
@@ -301,7 +309,7 @@ impl Config {
     /// Parses config text; `path` is used for errors.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let config: Config =
-            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+            toml::from_str(text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
         config.check_limits().map_err(|message| ConfigError::Invalid { path: path.to_owned(), message })?;
         Ok(config)
     }
@@ -380,9 +388,8 @@ impl PolicySet {
         let invalid = |message: String| ConfigError::Invalid { path: path.to_owned(), message };
         let set_err = |source: SetError| ConfigError::Set { path: path.to_owned(), source: Box::new(source) };
         let data = match &config.data {
-            Some(section) => {
-                DataSets::load(&dir.join(&section.dir)).map_err(|e| invalid(format!("[data] dir: {e}")))?
-            }
+            Some(section) => DataSets::load(&dir.join(&section.dir))
+                .map_err(|source| ConfigError::Data { path: path.to_owned(), source })?,
             None => DataSets::default(),
         };
         let mut builder = PolicySet::builder(engine)

@@ -233,20 +233,20 @@ impl<'a> KeySpec<'a> {
 
     fn load(&self, base_dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Key, IdentityConfigError> {
         let err = |field: &str, message: String| IdentityConfigError::new(format!("{}{field}", self.path), message);
+        let unreadable =
+            |field: &str, file: &Path, e| IdentityConfigError::unreadable(format!("{}{field}", self.path), file, e);
         let (algorithm, key) = if let Some(var) = self.secret_env {
             let secret = env(var)
                 .ok_or_else(|| err("secret_env", format!("environment variable {var} is not set (or not UTF-8)")))?;
             hmac_key(secret.as_bytes(), self.algorithm).map_err(|m| err("secret_env", m))?
         } else if let Some(file) = self.secret_file {
             let full = base_dir.join(file);
-            let bytes =
-                std::fs::read(&full).map_err(|e| err("secret_file", format!("cannot read {}: {e}", full.display())))?;
+            let bytes = std::fs::read(&full).map_err(|e| unreadable("secret_file", &full, e))?;
             let bytes = strip_newline(&bytes);
             hmac_key(bytes, self.algorithm).map_err(|m| err("secret_file", m))?
         } else if let Some(file) = self.public_key_file {
             let full = base_dir.join(file);
-            let pem = std::fs::read(&full)
-                .map_err(|e| err("public_key_file", format!("cannot read {}: {e}", full.display())))?;
+            let pem = std::fs::read(&full).map_err(|e| unreadable("public_key_file", &full, e))?;
             public_key(&pem, self.algorithm).map_err(|m| err("public_key_file", format!("{}: {m}", full.display())))?
         } else {
             return Err(IdentityConfigError::new(
@@ -485,9 +485,8 @@ impl JwtVerifier {
             }
             if let Some(file) = &config.jwks_file {
                 let full = base_dir.join(file);
-                let text = std::fs::read_to_string(&full).map_err(|e| {
-                    IdentityConfigError::new(format!("{at}.jwks_file"), format!("cannot read {}: {e}", full.display()))
-                })?;
+                let text = std::fs::read_to_string(&full)
+                    .map_err(|e| IdentityConfigError::unreadable(format!("{at}.jwks_file"), &full, e))?;
                 keys.extend(jwks_keys(&text).map_err(|m| {
                     IdentityConfigError::new(format!("{at}.jwks_file"), format!("{}: {m}", full.display()))
                 })?);

@@ -266,18 +266,31 @@ fn default_service() -> PrincipalKind {
 
 /// Why an `[identity]` configuration cannot be used. Names the key, e.g.
 /// `identity.jwt[0].public_key_file: cannot read keys/auth.pem: No such file or directory`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{key}: {message}")]
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {message}{}", source.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
+#[non_exhaustive]
 pub struct IdentityConfigError {
     /// The offending key, as a path from `identity`.
     pub key: String,
     /// What is wrong.
     pub message: String,
+    /// The error underneath, when the operating system refused (a file that cannot be read).
+    #[source]
+    pub source: Option<std::io::Error>,
 }
 
 impl IdentityConfigError {
     pub(crate) fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        IdentityConfigError { key: key.into(), message: message.into() }
+        IdentityConfigError { key: key.into(), message: message.into(), source: None }
+    }
+
+    /// A file named by `key` could not be read.
+    pub(crate) fn unreadable(key: impl Into<String>, path: &Path, source: std::io::Error) -> Self {
+        IdentityConfigError {
+            key: key.into(),
+            message: format!("cannot read {}", path.display()),
+            source: Some(source),
+        }
     }
 }
 

@@ -707,6 +707,11 @@ fn config_errors_name_the_key() {
         let message = config_error(text);
         assert!(message.contains(expected), "{text}\n→ {message}");
     }
+    // A file that cannot be read: the io error is the source (issue 17).
+    let err = try_auth("[[jwt]]\nissuer = \"i\"\njwks_file = \"missing.json\"", &[]).unwrap_err();
+    let io = std::error::Error::source(&err).and_then(|e| e.downcast_ref::<std::io::Error>()).expect("an io error");
+    assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+    assert!(err.to_string().starts_with("identity.jwt[0].jwks_file: cannot read "), "{err}");
     // A secret file with its trailing newline is fine.
     assert!(
         try_auth("[[jwt]]\nissuer = \"i\"\nsecret_file = \"secret.txt\"", &[("secret.txt", &format!("{SECRET}\n"))])
