@@ -48,4 +48,8 @@ bash scripts/build-python-policies.sh --test
 bash scripts/build-js-policies.sh --test
 bash scripts/install-mcp.sh >/dev/null  # the MCP Python SDK (target/mcp-venv) for tests/mcp.rs
 cargo test --workspace --all-targets
+# `--all-targets` leaves out doctests: the library's (the crate-root example embeds a policy
+# set) run here, and its documentation must build without a warning (`missing_docs` on).
+cargo test --doc -p portcullis-host --all-features --quiet
+RUSTDOCFLAGS="-D warnings" cargo doc -p portcullis-host --no-deps --all-features --quiet
 cargo test --manifest-path policies/Cargo.toml
