@@ -66,7 +66,10 @@ fuzz_target!(|data: &[u8]| {
         None => (uri, None),
     };
     let canonical = canonicalize(uri, &TargetRules::default()).expect("an accepted target is canonical");
-    assert_eq!(canonical.origin_form(), uri.strip_suffix('?').unwrap_or(uri), "a target that is not canonical was judged");
+    // `/a?` is forwarded as `/a`: an empty query is none (but `/a??` has the query `?`).
+    let form = canonical.origin_form();
+    let unchanged = form == uri || (canonical.query().is_none() && uri.strip_suffix('?') == Some(form.as_str()));
+    assert!(unchanged, "a target that is not canonical was judged: {uri:?}, canonical {form:?}");
     assert_eq!(request.path, canonical.decoded_path(), "the path moved");
     assert_eq!(request.query, query.map(parse_query).unwrap_or_default(), "the query moved");
     assert!(request.scheme == "http" || request.scheme == "https", "scheme {:?}", request.scheme);
