@@ -17,7 +17,7 @@ use portcullis_host::target::{TargetRules, canonicalize};
 
 const GROUP: &str = "target";
 
-/// A typical API target: 97 bytes, a few segments, an id, a query of four parameters.
+/// A typical API target: 95 bytes, a few segments, an id, a query of four parameters.
 const TYPICAL: &str = "/v1/customers/cus_8f3a9b2c/invoices/inv-1001/lines?expand=tax&limit=50&starting_after=li_42&x=1";
 
 /// One with work in it: dot segments, escapes to normalise, a non-ASCII name.
