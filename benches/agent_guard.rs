@@ -109,12 +109,9 @@ fn benches(c: &mut Criterion) {
     group.finish();
 }
 
-/// Reads criterion's median estimate (ns) for one benchmark of this run.
+/// Criterion's median estimate (ns) for one benchmark of this run.
 fn median_ns(id: &str) -> Option<f64> {
-    let path = common::root().join("target/criterion").join(GROUP).join(id).join("new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
-    value["median"]["point_estimate"].as_f64()
+    common::criterion_median_ns(GROUP, id)
 }
 
 fn print_ratios() {

@@ -174,3 +174,12 @@ pub fn assert_examples_decide_alike(a: &portcullis_host::PolicySet, b: &portcull
     }
     assert!(kinds.len() >= 4, "the examples should reach allow, deny, redact and approval: {kinds:?}");
 }
+
+/// Criterion's median estimate (ns) for one benchmark of the current run, for the benches
+/// that print ratios to a baseline measured in the same run.
+pub fn criterion_median_ns(group: &str, id: &str) -> Option<f64> {
+    let path = root().join("target/criterion").join(group).join(id).join("new/estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    value["median"]["point_estimate"].as_f64()
+}
