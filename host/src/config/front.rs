@@ -9,6 +9,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::tls::{ListenerTls, UpstreamTls};
+
 /// `[server]`: which front doors `portcullis serve` opens. A door without its table stays
 /// closed.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -56,6 +58,21 @@ pub struct McpSection {
     /// (default true).
     #[serde(default = "default_true")]
     pub filter_tools: bool,
+    /// `[server.mcp.tls]`: listen with TLS (default: plaintext).
+    #[serde(default)]
+    pub tls: Option<ListenerTls>,
+    /// Accept HTTP/2 without TLS ("h2c", prior knowledge) beside HTTP/1.1 on a plaintext
+    /// listener (default false). Over TLS, HTTP/2 is always offered by ALPN.
+    #[serde(default)]
+    pub h2c: bool,
+    /// `[server.mcp.upstream_tls]`: how an `https://` upstream's certificate is checked
+    /// and what this door presents to it (default: the system's roots, full verification).
+    #[serde(default)]
+    pub upstream_tls: UpstreamTls,
+    /// Speak HTTP/2 to an `http://` upstream with prior knowledge ("h2c"; default false,
+    /// HTTP/1.1). An `https://` upstream is offered HTTP/2 and HTTP/1.1 by ALPN.
+    #[serde(default)]
+    pub upstream_h2c: bool,
 }
 
 /// `[server.proxy]`
@@ -82,6 +99,21 @@ pub struct ProxySection {
     /// TLS terminator sits in front).
     #[serde(default = "default_scheme")]
     pub scheme: String,
+    /// `[server.proxy.tls]`: listen with TLS (default: plaintext).
+    #[serde(default)]
+    pub tls: Option<ListenerTls>,
+    /// Accept HTTP/2 without TLS ("h2c", prior knowledge) beside HTTP/1.1 on a plaintext
+    /// listener (default false). Over TLS, HTTP/2 is always offered by ALPN.
+    #[serde(default)]
+    pub h2c: bool,
+    /// `[server.proxy.upstream_tls]`: how an `https://` upstream's certificate is checked
+    /// and what this door presents to it (default: the system's roots, full verification).
+    #[serde(default)]
+    pub upstream_tls: UpstreamTls,
+    /// Speak HTTP/2 to an `http://` upstream with prior knowledge ("h2c"; default false,
+    /// HTTP/1.1). An `https://` upstream is offered HTTP/2 and HTTP/1.1 by ALPN.
+    #[serde(default)]
+    pub upstream_h2c: bool,
 }
 
 /// `[server.forward_auth]`
@@ -99,6 +131,9 @@ pub struct ForwardAuthSection {
     /// Scheme assumed when the proxy sends no `X-Forwarded-Proto` (default `http`).
     #[serde(default = "default_scheme")]
     pub scheme: String,
+    /// `[server.forward_auth.tls]`: listen with TLS (default: plaintext).
+    #[serde(default)]
+    pub tls: Option<ListenerTls>,
 }
 
 /// A front door that only needs an address.
@@ -108,6 +143,9 @@ pub struct ForwardAuthSection {
 pub struct ListenSection {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// `[server.ext_authz.tls]`: listen with TLS (default: plaintext).
+    #[serde(default)]
+    pub tls: Option<ListenerTls>,
 }
 
 /// `[server.admin]`
@@ -125,6 +163,9 @@ pub struct AdminSection {
     /// environment.
     #[serde(default)]
     pub token_sha256: Option<String>,
+    /// `[server.admin.tls]`: listen with TLS (default: plaintext).
+    #[serde(default)]
+    pub tls: Option<ListenerTls>,
 }
 
 /// `[audit]`

@@ -6,6 +6,7 @@
 //! documented in `docs/configuration.md`.
 
 mod front;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ pub use front::{
     AdminSection, ApprovalsSection, AuditSection, ForwardAuthSection, ListenSection, McpSection, ProxySection,
     ServerSection,
 };
+pub use tls::{ClientAuth, ListenerTls, UpstreamTls};
 
 /// The parsed file.
 #[derive(Debug, Clone, Deserialize)]
