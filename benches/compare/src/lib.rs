@@ -194,7 +194,7 @@ pub fn synthetic_requests() -> Vec<Request> {
         "/invoices/inv-1001",
         "/invoices/inv-1001/lines",
         "/v2/store/order/7",
-        "/v2//pet/",
+        "/v2/pet/",
         "/api/cars",
         "/rest/pastry/Tartelette",
         "/health",
