@@ -12,6 +12,7 @@ pub mod live;
 pub mod mcp;
 pub mod metrics;
 pub mod proxy;
+pub mod upstream;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
