@@ -94,6 +94,22 @@ pub enum Command {
     /// Set-up for each proxy: docs/front-doors.md.
     #[command(verbatim_doc_comment)]
     Serve(ServeArgs),
+    /// Check a config as `serve` would load it, without listening: for CI and before a reload.
+    ///
+    /// Loads, links and initialises every policy with its settings; builds the routes and
+    /// [identity]; checks each door's upstream URL and TLS files, and where [audit] and
+    /// [approvals] go. Prints what `serve` would run (policies, routes -> policies, doors ->
+    /// listen addresses) and exits 0, or prints the error `serve` would give and exits 2.
+    /// It binds no port and writes no file, so it can run beside the live server.
+    ///
+    /// Examples:
+    ///
+    ///   portcullis check --config /etc/portcullis/portcullis.toml
+    ///
+    ///   # reload only a config that loads (systemd ExecReload, a deploy hook):
+    ///   portcullis check --quiet --config portcullis.toml && kill -HUP "$(pidof portcullis)"
+    #[command(verbatim_doc_comment)]
+    Check(CheckArgs),
     /// Approve or reject pending approvals (the SQLite store named by [approvals]).
     ///
     /// A require-approval decision at a front door stores a pending approval and answers
@@ -186,6 +202,17 @@ pub struct ServeArgs {
     /// the system picks a free port and this file says which. Removed on exit.
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
+}
+
+/// Arguments of `check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The config (portcullis.toml) to check.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Print nothing when the config is good (errors are still printed).
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// Arguments of `approvals`.

@@ -29,6 +29,7 @@ fn main() -> ExitCode {
         cli::Command::Replay(args) => cmd::replay::run(&args),
         cli::Command::Test(args) => cmd::test::run(&args),
         cli::Command::Serve(args) => cmd::serve::run(&args),
+        cli::Command::Check(args) => cmd::check::run(&args),
         cli::Command::Approvals(args) => cmd::approvals::run(&args),
         cli::Command::New(args) => cmd::new::run(&args),
         cli::Command::Build(args) => cmd::build::run(&args),

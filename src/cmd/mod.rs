@@ -3,6 +3,7 @@
 pub mod approvals;
 pub mod bench;
 pub mod build;
+pub mod check;
 pub mod eval;
 pub mod inspect;
 pub mod new;

@@ -11,6 +11,7 @@ pub mod http;
 pub mod live;
 pub mod mcp;
 pub mod metrics;
+pub mod preflight;
 pub mod proxy;
 pub mod upstream;
 
@@ -71,7 +72,7 @@ pub fn run(config_path: &Path, ready_file: Option<&Path>) -> Result<()> {
     let live = Live::new(gate, keep, metrics, &config, config_path);
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let result = runtime.block_on(serve_doors(&config, live, ready_file));
+    let result = runtime.block_on(serve_doors(&config, live, &base_dir(config_path), ready_file));
     if let Some(path) = ready_file
         && let Err(e) = remove_ready_file(path)
     {
@@ -83,15 +84,19 @@ pub fn run(config_path: &Path, ready_file: Option<&Path>) -> Result<()> {
     result
 }
 
-async fn serve_doors(config: &Config, live: Live, ready_file: Option<&Path>) -> Result<()> {
+async fn serve_doors(config: &Config, live: Live, base: &Path, ready_file: Option<&Path>) -> Result<()> {
+    // Upstream URLs and their TLS files are checked before any door listens.
+    let proxy_upstream =
+        config.server.proxy.as_ref().map(|s| upstream::DoorUpstream::for_proxy(s, base)).transpose()?;
+    let mcp_upstream = config.server.mcp.as_ref().map(|s| upstream::DoorUpstream::for_mcp(s, base)).transpose()?;
     let (stop, stopped) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     // Each door's bound address by its config section's name, for the ready file.
     let mut bound = BTreeMap::new();
-    if let Some(section) = config.server.proxy.clone() {
+    if let (Some(section), Some(upstream)) = (config.server.proxy.clone(), proxy_upstream) {
         let listener = bind(section.listen, "[server.proxy] listen").await?;
         bound.insert("proxy", announce("proxy", &listener, &format!(" -> {}", section.upstream))?);
-        tasks.spawn(proxy::serve(listener, live.clone(), section, stopped.clone()));
+        tasks.spawn(proxy::serve(listener, live.clone(), section, upstream, stopped.clone()));
     }
     if let Some(section) = config.server.forward_auth.clone() {
         let listener = bind(section.listen, "[server.forward_auth] listen").await?;
@@ -110,10 +115,10 @@ async fn serve_doors(config: &Config, live: Live, ready_file: Option<&Path>) -> 
             let _ = stopped.changed().await;
         }));
     }
-    if let Some(section) = config.server.mcp.clone() {
+    if let (Some(section), Some(upstream)) = (config.server.mcp.clone(), mcp_upstream) {
         let listener = bind(section.listen, "[server.mcp] listen").await?;
         bound.insert("mcp", announce("mcp", &listener, &format!(" -> {}", section.upstream))?);
-        tasks.spawn(mcp::serve(listener, live.clone(), section, stopped.clone()));
+        tasks.spawn(mcp::serve(listener, live.clone(), section, upstream, stopped.clone()));
     }
     if let Some(section) = config.server.admin.clone() {
         let listener = bind(section.listen, "[server.admin] listen").await?;

@@ -1,0 +1,113 @@
+//! `portcullis check`: the `nginx -t` of Portcullis. Loads a config exactly as `serve`
+//! would (every policy loaded, linked and initialised with its settings; routes, identity,
+//! doors, TLS files, audit and approvals checked), prints what `serve` would run, and exits
+//! non-zero with `serve`'s own error when something is wrong. It binds no port and writes
+//! nothing, so it can run beside the server before a reload.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use portcullis_host::Config;
+use portcullis_host::gate::Gate;
+
+use crate::cli::CheckArgs;
+use crate::serve::preflight::{self, Preflight};
+
+/// Checks the config; prints the plan unless `--quiet`.
+pub fn run(args: &CheckArgs) -> Result<ExitCode> {
+    let checked = preflight::run(&args.config)?;
+    if !args.quiet {
+        print!("{}", plan(&args.config.display().to_string(), &checked));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `serve` would run, as text: policies, routes, identity, doors, audit, approvals.
+fn plan(name: &str, checked: &Preflight) -> String {
+    let mut out = format!("{name}: ok\n");
+    policies(&mut out, &checked.gate);
+    routes(&mut out, &checked.config);
+    identity(&mut out, &checked.config);
+    doors(&mut out, &checked.config);
+    let config = &checked.config;
+    let audit = config.audit.as_ref().map_or_else(|| "off".to_owned(), |a| a.path.display().to_string());
+    let approvals = config.approvals.as_ref().map_or_else(
+        || "off (require-approval decisions are refused)".to_owned(),
+        |a| format!("sqlite {}", a.store.display()),
+    );
+    let _ = writeln!(out, "\naudit: {audit}\napprovals: {approvals}");
+    out
+}
+
+fn policies(out: &mut String, gate: &Gate) {
+    let set = gate.policy_set();
+    let _ = writeln!(out, "\npolicies (loaded, linked, initialised):");
+    let width = set.policies().map(|p| p.name().len()).max().unwrap_or(0);
+    for policy in set.policies() {
+        let mut notes = vec![format!("contract {}", policy.contract_version())];
+        if policy.preinitialised() {
+            notes.push("pre-initialised".into());
+        }
+        if policy.reuse().is_some() {
+            notes.push("reused instances".into());
+        }
+        if policy.fail_open() {
+            notes.push("FAIL-OPEN".into());
+        }
+        let digest = policy.digest().get(..12).unwrap_or(policy.digest());
+        let _ =
+            writeln!(out, "  {:width$}  {}  sha256:{digest}…  ({})", policy.name(), policy.source(), notes.join(", "));
+    }
+}
+
+fn routes(out: &mut String, config: &Config) {
+    let _ = writeln!(out, "\nroutes (first match wins):");
+    for (i, route) in config.routes.iter().enumerate() {
+        let name = route.name.clone().unwrap_or_else(|| format!("routes[{i}]"));
+        let any = |list: &[String]| if list.is_empty() { "*".to_owned() } else { list.join(",") };
+        let mut what = format!("{} {}{}", any(&route.methods), any(&route.hosts), any(&route.paths));
+        if !route.operations.is_empty() {
+            let _ = write!(what, " operations {}", route.operations.join(","));
+        }
+        let _ = writeln!(out, "  {name}: {what} -> {}", route.policies.join(", "));
+    }
+    let _ = writeln!(out, "  unmatched: {:?}", config.routing.unmatched);
+}
+
+fn identity(out: &mut String, config: &Config) {
+    let identity = &config.identity;
+    let mut kinds = Vec::new();
+    for jwt in &identity.jwt {
+        kinds.push(format!("JWT issuer {}", jwt.issuer));
+    }
+    if !identity.api_keys.is_empty() {
+        kinds.push(format!("{} API key(s)", identity.api_keys.len()));
+    }
+    if let Some(headers) = &identity.trusted_headers {
+        kinds.push(format!("trusted headers ({})", headers.id));
+    }
+    let text = if kinds.is_empty() { "none: every caller is anonymous".to_owned() } else { kinds.join("; ") };
+    let _ = writeln!(out, "\nidentity: {text}");
+}
+
+fn doors(out: &mut String, config: &Config) {
+    let server = &config.server;
+    let _ = writeln!(out, "\ndoors:");
+    let scheme = |tls: bool| if tls { "https" } else { "http" };
+    if let Some(s) = &server.proxy {
+        let _ = writeln!(out, "  proxy         {}://{} -> {}", scheme(s.tls.is_some()), s.listen, s.upstream);
+    }
+    if let Some(s) = &server.forward_auth {
+        let _ = writeln!(out, "  forward-auth  {}://{} (asked by {:?})", scheme(s.tls.is_some()), s.listen, s.proxy);
+    }
+    if let Some(s) = &server.ext_authz {
+        let _ = writeln!(out, "  ext-authz     {}://{} (gRPC)", scheme(s.tls.is_some()), s.listen);
+    }
+    if let Some(s) = &server.mcp {
+        let _ = writeln!(out, "  mcp           {}://{}{} -> {}", scheme(s.tls.is_some()), s.listen, s.path, s.upstream);
+    }
+    if let Some(s) = &server.admin {
+        let _ = writeln!(out, "  admin         {}://{}", scheme(s.tls.is_some()), s.listen);
+    }
+}

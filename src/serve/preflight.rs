@@ -1,0 +1,91 @@
+//! Everything `serve` checks before it listens, in one place: `portcullis check` runs it
+//! alone (a config is checked in CI and before a reload exactly as `serve` would load it),
+//! and `serve` runs it first.
+//!
+//! It reads the config, loads, links and initialises every policy with its settings,
+//! builds the routes and the identity configuration, and checks each door's settings: its
+//! upstream URL, its TLS files, and where the audit log and the approval store go. It binds
+//! no port and writes no file, so it can run beside the server it is checking.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use portcullis_host::config::base_dir;
+use portcullis_host::gate::Gate;
+use portcullis_host::{Config, Engine};
+
+/// A config checked as `serve` would load it.
+pub struct Preflight {
+    /// The parsed config.
+    pub config: Config,
+    /// The gate built from it: every policy loaded and initialised, routes and identity
+    /// built.
+    pub gate: Gate,
+}
+
+/// Checks the config at `config_path` without listening or writing anything.
+pub fn run(config_path: &Path) -> Result<Preflight> {
+    let config = Config::read(config_path)?;
+    require_a_door(&config, config_path)?;
+    let base = base_dir(config_path);
+    let engine = Engine::new(&config.engine_config(&base))?;
+    let gate = crate::setup::gate_on_engine(&config, config_path, &engine)?;
+    check_audit(&config, config_path, &base)?;
+    check_approvals(&config, config_path, &base)?;
+    Ok(Preflight { config, gate })
+}
+
+/// `serve` with no door would start and do nothing: refused, naming the sections to add.
+pub fn require_a_door(config: &Config, config_path: &Path) -> Result<()> {
+    let server = &config.server;
+    if server.proxy.is_none()
+        && server.forward_auth.is_none()
+        && server.ext_authz.is_none()
+        && server.admin.is_none()
+        && server.mcp.is_none()
+    {
+        bail!(
+            "{} opens no front door: add [server.proxy], [server.forward_auth], [server.ext_authz], [server.mcp] or \
+             [server.admin] (see docs/front-doors.md)",
+            config_path.display()
+        );
+    }
+    Ok(())
+}
+
+/// The audit log's folder must exist; an existing log must be a file this user can append
+/// to. Checked without opening it for writing.
+fn check_audit(config: &Config, config_path: &Path, base: &Path) -> Result<()> {
+    let Some(section) = &config.audit else { return Ok(()) };
+    if section.path.as_os_str() == "-" {
+        return Ok(());
+    }
+    let path = base.join(&section.path);
+    let key = || format!("{}: [audit] path {}", config_path.display(), path.display());
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.is_dir() => bail!("{}: is a folder, not a file", key()),
+        Ok(meta) if meta.permissions().readonly() => bail!("{}: is read-only", key()),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => folder_exists(&path).with_context(key),
+        Err(e) => Err(e).with_context(key),
+    }
+}
+
+/// An existing approval store is opened (its schema checked); a missing one needs its
+/// folder, where `serve` will create it.
+fn check_approvals(config: &Config, config_path: &Path, base: &Path) -> Result<()> {
+    let Some(section) = &config.approvals else { return Ok(()) };
+    let path = base.join(&section.store);
+    let key = || format!("{}: [approvals] store {}", config_path.display(), path.display());
+    if path.exists() {
+        portcullis_host::approval::SqliteStore::open(&path).with_context(key)?;
+        Ok(())
+    } else {
+        folder_exists(&path).with_context(key)
+    }
+}
+
+fn folder_exists(path: &Path) -> Result<()> {
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if folder.is_dir() { Ok(()) } else { bail!("its folder {} does not exist", folder.display()) }
+}
