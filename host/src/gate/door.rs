@@ -14,6 +14,7 @@ use crate::approval::request_digest;
 use crate::audit::{AuditContext, AuditRecord};
 use crate::decision::Decision;
 use crate::exchange::{Request, Response};
+use crate::identity::ClientCertificate;
 use crate::set::RouteMatch;
 
 use super::approve::Round;
@@ -36,6 +37,9 @@ pub struct Arrival {
     pub reach: Reach,
     /// The request's route, when the door resolved it already ([`Arrival::with_route`]).
     route: Option<RouteMatch>,
+    /// The client certificate the connection's TLS handshake verified, if any
+    /// ([`Arrival::with_client_certificate`]).
+    client_certificate: Option<ClientCertificate>,
 }
 
 /// What a front door can change in a request it lets through. A redaction the door cannot
@@ -119,7 +123,15 @@ impl Arrival {
         if request.received_at_ms == 0 {
             request.received_at_ms = now_ms;
         }
-        Arrival { front_door, approval_id, now_ms, started: Instant::now(), reach, route: None }
+        Arrival {
+            front_door,
+            approval_id,
+            now_ms,
+            started: Instant::now(),
+            reach,
+            route: None,
+            client_certificate: None,
+        }
     }
 
     /// Hands the gate the request's route, resolved by the door with [`Gate::route`] (to
@@ -128,6 +140,18 @@ impl Arrival {
     #[must_use]
     pub fn with_route(mut self, route: RouteMatch) -> Arrival {
         self.route = Some(route);
+        self
+    }
+
+    /// The client certificate the request's connection presented and the door's TLS
+    /// listener verified against its client CA. With `[[identity.client_certs]]` configured
+    /// it is a credential ([`crate::identity::Authenticator::authenticate_connection`]).
+    /// Only a door that verified the chain itself may pass one: its names are taken as
+    /// proven. `None`: no certificate (a plaintext connection, or a TLS one without a
+    /// client certificate).
+    #[must_use]
+    pub fn with_client_certificate(mut self, certificate: Option<ClientCertificate>) -> Arrival {
+        self.client_certificate = certificate;
         self
     }
 }
@@ -198,7 +222,7 @@ impl Gate {
     /// approvals, apply redactions to `request`, and audit the decision.
     pub fn admit(&self, request: &mut Request, mut arrival: Arrival) -> Admission {
         let identity = Identity::Credentials { now_unix_s: arrival.now_ms / 1000 };
-        if let Err(failure) = self.identify(request, &identity) {
+        if let Err(failure) = self.identify_connection(request, &identity, arrival.client_certificate.as_ref()) {
             let refusal = self.refusal(request, 401, "unauthenticated", failure.reason.clone(), None);
             self.audit(|ctx| AuditRecord::for_auth_failure(ctx, request, &failure.reason), &arrival, Some(401));
             return Admission::Refuse(refusal);
@@ -319,6 +343,7 @@ impl Gate {
             started: ticket.started,
             reach: Reach::ALL,
             route: None,
+            client_certificate: None,
         };
         let applied = check.applied.as_ref().filter(|_| refusal.is_none());
         self.audit(
@@ -362,7 +387,7 @@ impl Gate {
 /// no approval is not recorded: nothing was redeemed.
 fn arrival_with(arrival: &Arrival, approval_id: Option<&String>, needed_approval: bool) -> Arrival {
     let offered = arrival.approval_id.clone().filter(|_| needed_approval);
-    Arrival { approval_id: approval_id.cloned().or(offered), route: None, ..arrival.clone() }
+    Arrival { approval_id: approval_id.cloned().or(offered), route: None, client_certificate: None, ..arrival.clone() }
 }
 
 pub(super) fn redaction_failed(error: &str) -> String {

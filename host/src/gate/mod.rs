@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::approval::ApprovalStore;
 use crate::audit::AuditSink;
 use crate::exchange::{Exchange, Principal, Request, Response};
-use crate::identity::Authenticator;
+use crate::identity::{Authenticator, ClientCertificate};
 use crate::redact::Applied;
 use crate::set::{PolicySet, RouteMatch};
 use crate::target::TargetRules;
@@ -210,6 +210,19 @@ impl Gate {
 
     /// Establishes the principal of `request` (setting it on the request).
     pub fn identify(&self, request: &mut Request, identity: &Identity) -> Result<(), AuthFailure> {
+        self.identify_connection(request, identity, None)
+    }
+
+    /// [`Gate::identify`] for a request whose connection presented a verified client
+    /// certificate (mutual TLS): with `[[identity.client_certs]]` configured it is one of the
+    /// request's credentials ([`Authenticator::authenticate_connection`]). A door that
+    /// answers without [`Gate::admit`] (an MCP notification, say) identifies with this.
+    pub fn identify_connection(
+        &self,
+        request: &mut Request,
+        identity: &Identity,
+        certificate: Option<&ClientCertificate>,
+    ) -> Result<(), AuthFailure> {
         let now = match identity {
             Identity::Fixed(principal) => {
                 request.principal = principal.clone();
@@ -224,7 +237,7 @@ impl Gate {
             Identity::Credentials { now_unix_s } => *now_unix_s,
         };
         if let Some(authenticator) = &self.authenticator {
-            match authenticator.authenticate_and_strip(request, now) {
+            match authenticator.authenticate_connection(request, certificate, now) {
                 Ok(principal) => {
                     request.principal = principal;
                     Ok(())

@@ -3,13 +3,15 @@
 //! *Authentication is the host's job, authorisation the policy's.* The [`Authenticator`]
 //! looks at a request's headers, verifies the one credential it finds and returns the
 //! principal; policies only ever see that principal (and the credential's id, never the
-//! secret). Three kinds of credential are understood, each only when configured:
+//! secret). Four kinds of credential are understood, each only when configured:
 //!
 //! - a **JWT** in `Authorization: Bearer …`, verified against the keys of the issuer named
 //!   by its `iss` claim ([`JwtIssuerConfig`]);
 //! - an **API key** in `x-api-key` (or the configured header) or `Authorization: ApiKey …`,
 //!   looked up by its SHA-256 hash ([`ApiKeyConfig`]);
-//! - **trusted headers** set by an authenticating proxy in front ([`TrustedHeadersConfig`]).
+//! - **trusted headers** set by an authenticating proxy in front ([`TrustedHeadersConfig`]);
+//! - a **client certificate** verified by the TLS listener (mutual TLS) and handed over as a
+//!   [`ClientCertificate`], matched by one of its names ([`ClientCertConfig`]).
 //!
 //! No credential gives the anonymous principal (policies may allow anonymous callers); a
 //! credential that is presented but does not verify gives an [`AuthError`], which a front
@@ -28,11 +30,13 @@ use serde::Deserialize;
 use crate::exchange::{Principal, PrincipalKind, Request};
 
 mod api_key;
+mod client_cert;
 mod headers;
 mod jwt;
 #[cfg(test)]
 mod tests;
 
+pub use client_cert::ClientCertificate;
 pub use jwt::TokenError;
 
 // ---------------------------------------------------------------------------------------
@@ -61,6 +65,8 @@ pub struct IdentityConfig {
     pub api_keys: Vec<ApiKeyConfig>,
     /// `[identity.trusted_headers]`: identity asserted by an authenticating proxy in front.
     pub trusted_headers: Option<TrustedHeadersConfig>,
+    /// `[[identity.client_certs]]`: verified TLS client certificates, by one of their names.
+    pub client_certs: Vec<ClientCertConfig>,
 }
 
 impl Default for IdentityConfig {
@@ -72,6 +78,7 @@ impl Default for IdentityConfig {
             jwt: Vec::new(),
             api_keys: Vec::new(),
             trusted_headers: None,
+            client_certs: Vec::new(),
         }
     }
 }
@@ -218,6 +225,47 @@ pub struct ApiKeyConfig {
     pub claims: BTreeMap<String, String>,
 }
 
+/// `[[identity.client_certs]]`: a verified TLS client certificate, matched by exactly one
+/// of `subject_cn`, `san_dns`, `san_uri`, `san_email` (compared exactly; DNS names without
+/// regard to case), and the principal it stands for.
+///
+/// A listener with a client CA verifies the chain; this entry only names which verified
+/// certificates are whom. With entries configured, a verified certificate matching none is
+/// refused (401); with none, a client certificate only admits the connection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ClientCertConfig {
+    /// The entry's name; becomes the principal's `credential_id` (e.g. `billing-svc-cert`).
+    pub name: String,
+    /// Matches the certificate's subject common name.
+    #[serde(default)]
+    pub subject_cn: Option<String>,
+    /// Matches one of the DNS names among its subject alternative names.
+    #[serde(default)]
+    pub san_dns: Option<String>,
+    /// Matches one of the URIs among its subject alternative names (e.g. a SPIFFE id).
+    #[serde(default)]
+    pub san_uri: Option<String>,
+    /// Matches one of the e-mail addresses among its subject alternative names.
+    #[serde(default)]
+    pub san_email: Option<String>,
+    /// The principal's id.
+    pub id: String,
+    /// The principal's kind (default `service`).
+    #[serde(default = "default_service")]
+    pub kind: PrincipalKind,
+    /// Granted scopes.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// The user the certificate's holder acts for.
+    #[serde(default)]
+    pub on_behalf_of: Option<String>,
+    /// Further claims for the principal.
+    #[serde(default)]
+    pub claims: BTreeMap<String, String>,
+}
+
 /// `[identity.trusted_headers]`: identity asserted by an authenticating proxy in front.
 ///
 /// Only safe when that proxy removes these headers from what clients send: anyone who can
@@ -317,6 +365,10 @@ pub enum AuthError {
     /// The trusted headers are inconsistent (e.g. scopes without an id, an unknown kind).
     #[error("invalid trusted headers: {0}")]
     TrustedHeaders(String),
+    /// A verified client certificate that no `[[identity.client_certs]]` entry names (its
+    /// names, quoted).
+    #[error("unknown client certificate: {0} matches no identity.client_certs entry")]
+    UnknownClientCertificate(String),
 }
 
 /// Quotes an attacker-supplied value for an error message: escaped, at most 64 chars.
@@ -344,6 +396,7 @@ pub struct Authenticator {
     jwt: jwt::JwtVerifier,
     api_keys: api_key::ApiKeys,
     trusted: Option<headers::TrustedHeaders>,
+    client_certs: client_cert::ClientCerts,
 }
 
 impl Default for Authenticator {
@@ -358,6 +411,7 @@ enum Presented<'a> {
     Bearer(&'a str),
     ApiKey(&'a str),
     Trusted,
+    ClientCertificate(&'a ClientCertificate),
 }
 
 impl Presented<'_> {
@@ -367,6 +421,7 @@ impl Presented<'_> {
             Presented::ApiKey(_) if from_authorization => "an API key (Authorization: ApiKey)".into(),
             Presented::ApiKey(_) => format!("an API key ({api_key_header})"),
             Presented::Trusted => "trusted identity headers".into(),
+            Presented::ClientCertificate(_) => "a client certificate".into(),
         }
     }
 }
@@ -415,6 +470,7 @@ impl Authenticator {
             }
             None => None,
         };
+        let client_certs = client_cert::ClientCerts::new(&config.client_certs)?;
         Ok(Authenticator {
             strip_credentials: config.strip_credentials,
             leeway_s: config.leeway_s,
@@ -422,12 +478,13 @@ impl Authenticator {
             jwt,
             api_keys,
             trusted,
+            client_certs,
         })
     }
 
     /// Whether any kind of credential is configured. When not, every request is anonymous.
     pub fn is_configured(&self) -> bool {
-        !self.jwt.is_empty() || !self.api_keys.is_empty() || self.trusted.is_some()
+        !self.jwt.is_empty() || !self.api_keys.is_empty() || self.trusted.is_some() || !self.client_certs.is_empty()
     }
 
     /// Whether [`Authenticator::authenticate_and_strip`] removes credential headers
@@ -450,7 +507,7 @@ impl Authenticator {
     ///
     /// The request's own `principal` field is neither read nor written.
     pub fn authenticate(&self, request: &Request, now_unix_s: u64) -> Result<Principal, AuthError> {
-        self.authenticate_headers(&request.headers, now_unix_s).map(|(principal, _)| principal)
+        self.authenticate_headers(&request.headers, None, now_unix_s).map(|(principal, _)| principal)
     }
 
     /// [`Authenticator::authenticate`], then, when `strip_credentials` is on and a
@@ -458,7 +515,22 @@ impl Authenticator {
     /// key header, or every configured trusted header) from `request`. On failure the
     /// request is left as it was. The principal is returned, not stored in the request.
     pub fn authenticate_and_strip(&self, request: &mut Request, now_unix_s: u64) -> Result<Principal, AuthError> {
-        let (principal, consumed) = self.authenticate_headers(&request.headers, now_unix_s)?;
+        self.authenticate_connection(request, None, now_unix_s)
+    }
+
+    /// [`Authenticator::authenticate_and_strip`] for a request that arrived on a connection
+    /// whose TLS client certificate the listener verified (`certificate`). With
+    /// `[[identity.client_certs]]` configured, the certificate is a credential like the
+    /// others: the principal of the entry it matches, 401 when it matches none, and
+    /// ambiguous beside a token, an API key or trusted headers. With none configured, the
+    /// certificate is not looked at (it only admitted the connection).
+    pub fn authenticate_connection(
+        &self,
+        request: &mut Request,
+        certificate: Option<&ClientCertificate>,
+        now_unix_s: u64,
+    ) -> Result<Principal, AuthError> {
+        let (principal, consumed) = self.authenticate_headers(&request.headers, certificate, now_unix_s)?;
         if self.strip_credentials
             && let Some(consumed) = consumed
         {
@@ -466,18 +538,27 @@ impl Authenticator {
                 Consumed::Authorization => vec!["authorization"],
                 Consumed::ApiKeyHeader => vec![self.api_key_header.as_str()],
                 Consumed::Trusted => self.trusted.as_ref().map(|t| t.names()).unwrap_or_default(),
+                Consumed::Connection => Vec::new(),
             };
             request.headers.retain(|(n, _)| !names.iter().any(|c| n.eq_ignore_ascii_case(c)));
         }
         Ok(principal)
     }
 
-    fn authenticate_headers(
+    fn authenticate_headers<'a>(
         &self,
-        headers: &[(String, String)],
+        headers: &'a [(String, String)],
+        certificate: Option<&'a ClientCertificate>,
         now_unix_s: u64,
     ) -> Result<(Principal, Option<Consumed>), AuthError> {
-        let mut found: Vec<(Presented<'_>, Consumed)> = Vec::new();
+        let mut found: Vec<(Presented<'a>, Consumed)> = Vec::new();
+
+        // The connection's verified client certificate.
+        if !self.client_certs.is_empty()
+            && let Some(certificate) = certificate
+        {
+            found.push((Presented::ClientCertificate(certificate), Consumed::Connection));
+        }
 
         // Authorization: Bearer / ApiKey.
         let authorization = values(headers, "authorization");
@@ -531,6 +612,7 @@ impl Authenticator {
                     Presented::Bearer(token) => self.jwt.verify(token, now_unix_s, self.leeway_s)?,
                     Presented::ApiKey(key) => self.api_keys.lookup(key)?,
                     Presented::Trusted => self.trusted.as_ref().expect("configured").principal(headers)?,
+                    Presented::ClientCertificate(certificate) => self.client_certs.lookup(certificate)?,
                 };
                 Ok((principal, Some(consumed)))
             }
@@ -560,6 +642,8 @@ enum Consumed {
     Authorization,
     ApiKeyHeader,
     Trusted,
+    /// The connection's client certificate: no header to remove.
+    Connection,
 }
 
 /// Every value of header `name` (case-insensitive).
