@@ -13,9 +13,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use portcullis_host::gate::{REQUEST_ID_HEADER, Refusal};
 use tokio::net::TcpListener;
@@ -37,14 +35,7 @@ pub fn streamed(body: Incoming) -> Body {
     body.map_err(|e| Box::new(e) as BoxError).boxed()
 }
 
-/// The HTTP client doors forward to upstreams with: plain HTTP, no Nagle delay, and a
-/// 5-second connect timeout so a dead upstream fails fast.
-pub fn upstream_client() -> Client<HttpConnector, Body> {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    Client::builder(TokioExecutor::new()).build(connector)
-}
+// The client doors forward to upstreams with is `super::upstream::UpstreamClient`.
 
 /// The HTTP answer for a refusal: its status, an RFC 9457 problem body and its headers.
 pub fn refusal_response(refusal: &Refusal) -> Response<Body> {

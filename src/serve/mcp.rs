@@ -34,14 +34,12 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 use bytes::{Bytes, BytesMut};
 use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt as _;
 use hyper::body::{Frame, Incoming};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use portcullis_host::adapters::forward::{set_derived_headers, take_incoming};
 use portcullis_host::adapters::http::{FromHttp, request_from_http};
 use portcullis_host::adapters::mcp::{
@@ -58,6 +56,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::http::{Body, BoxError, ReadError, content_length, full, read_capped, strip_hop_by_hop, with_request_id};
 use super::live::Live;
+use super::upstream::{DoorUpstream, UpstreamClient};
 
 /// The header carrying the MCP session id, passed through both ways.
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -82,23 +81,13 @@ pub async fn serve(
     listener: TcpListener,
     live: Live,
     section: McpSection,
+    upstream: DoorUpstream,
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
-    let upstream: Uri = section
-        .upstream
-        .parse()
-        .with_context(|| format!("[server.mcp] upstream `{}` is not a URL", section.upstream))?;
-    if upstream.scheme_str() != Some("http") || upstream.authority().is_none() {
-        bail!(
-            "[server.mcp] upstream `{}`: give the MCP server's endpoint as http://host:port/path (TLS upstreams are not \
-             supported)",
-            section.upstream
-        );
-    }
     if !section.path.starts_with('/') {
         bail!("[server.mcp] path `{}` must start with /", section.path);
     }
-    let client = super::http::upstream_client();
+    let DoorUpstream { uri: upstream, client } = upstream;
     let door = Arc::new(Door { live, section, upstream, client, annotations: Arc::new(Cache::default()) });
     super::http::serve(listener, shutdown, move |req, peer| {
         let door = door.clone();
@@ -112,7 +101,7 @@ struct Door {
     live: Live,
     section: McpSection,
     upstream: Uri,
-    client: Client<HttpConnector, Body>,
+    client: UpstreamClient,
     /// Tool annotations from `tools/list` answers, by principal and session.
     annotations: Arc<Cache>,
 }
@@ -623,11 +612,9 @@ impl Door {
         }
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove(ACCEPT_ENCODING);
-        if let Some(authority) = self.upstream.authority()
-            && let Ok(host) = HeaderValue::from_str(authority.as_str())
-        {
-            parts.headers.insert(HOST, host);
-        }
+        // The client names the server from the URI: `Host` over HTTP/1.1, `:authority` over
+        // HTTP/2, SNI from its host (or `server_name`).
+        parts.headers.remove(HOST);
         // `X-Forwarded-*`, `X-Portcullis-*` and `X-Request-Id` from what was judged, as at
         // the proxy. A value that cannot be a header (it comes from a verified credential)
         // leaves the header out rather than the caller's copy in.
@@ -787,6 +774,7 @@ impl Door {
         match tokio::time::timeout(timeout, self.client.request(request)).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) => {
+                // The cause (refused, TLS: unknown issuer, wrong name…) is in the log only.
                 tracing::warn!(error = %e, upstream = %self.section.upstream, "MCP server request failed");
                 Err(rpc_error(502, id, ERROR_DENIED, "upstream-unavailable: the MCP server could not be reached", ""))
             }

@@ -12,15 +12,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use portcullis_host::adapters::forward::{downstream_response, strip_hop_by_hop, take_incoming, upstream_request};
 use portcullis_host::adapters::http::{FromHttp, canonical_request_from_http, response_from_http};
 use portcullis_host::config::ProxySection;
@@ -34,8 +32,9 @@ use super::http::{
     Body, ReadError, content_length, full, problem, read_capped, refusal_response, streamed, with_request_id,
 };
 use super::live::Live;
+use super::upstream::{DoorUpstream, UpstreamClient, UpstreamError};
 
-/// Where allowed requests go.
+/// Where allowed requests go: `http://` or `https://` (checked by [`DoorUpstream::new`]).
 #[derive(Debug, Clone)]
 struct Upstream {
     scheme: Scheme,
@@ -45,18 +44,12 @@ struct Upstream {
 }
 
 impl Upstream {
-    fn parse(text: &str) -> Result<Upstream> {
-        let uri: Uri = text.parse().with_context(|| format!("[server.proxy] upstream `{text}` is not a URL"))?;
-        let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned()) else {
-            bail!("[server.proxy] upstream `{text}` needs a scheme and a host, e.g. `http://127.0.0.1:9000`");
-        };
-        if scheme != Scheme::HTTP {
-            bail!(
-                "[server.proxy] upstream `{text}`: only http:// upstreams are supported; put the TLS client in a \
-                 sidecar or terminate TLS at the upstream's own proxy"
-            );
+    fn of(uri: &Uri) -> Upstream {
+        Upstream {
+            scheme: uri.scheme().cloned().unwrap_or(Scheme::HTTP),
+            authority: uri.authority().cloned().unwrap_or_else(|| Authority::from_static("localhost")),
+            base_path: uri.path().trim_end_matches('/').to_owned(),
         }
-        Ok(Upstream { scheme, authority, base_path: uri.path().trim_end_matches('/').to_owned() })
     }
 
     /// The upstream URI for a request's path and query.
@@ -75,7 +68,7 @@ struct Proxy {
     live: Live,
     section: ProxySection,
     upstream: Upstream,
-    client: Client<HttpConnector, Body>,
+    client: UpstreamClient,
 }
 
 /// A request or response body: still streaming, or read whole.
@@ -111,15 +104,17 @@ impl Payload {
     }
 }
 
-/// Runs the reverse proxy on `listener` until `shutdown`.
+/// Runs the reverse proxy on `listener` until `shutdown`, forwarding to `upstream` (built
+/// from the section before the door listens).
 pub async fn serve(
     listener: TcpListener,
     live: Live,
     section: ProxySection,
+    upstream: DoorUpstream,
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
-    let upstream = Upstream::parse(&section.upstream)?;
-    let client = super::http::upstream_client();
+    let client = upstream.client;
+    let upstream = Upstream::of(&upstream.uri);
     let proxy = Arc::new(Proxy { live, section, upstream, client });
     super::http::serve(listener, shutdown, move |req, peer| {
         let proxy = proxy.clone();
@@ -223,7 +218,9 @@ impl Proxy {
         match tokio::time::timeout(timeout, self.client.request(upstream_request)).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, upstream = %self.section.upstream, "upstream request failed");
+                // The cause (refused, TLS: unknown issuer, wrong name, expired…) is in the log;
+                // the caller learns only that the upstream could not be reached.
+                log_unreachable(&e, &self.section.upstream, request_id);
                 Err(Box::new(problem(502, "upstream-unavailable", "the upstream could not be reached", request_id)))
             }
             Err(_) => {
@@ -266,9 +263,9 @@ impl Proxy {
     }
 
     /// The request the upstream gets for an admitted one: built by the library from what the
-    /// policies judged ([`upstream_request`]), sent to the upstream's address with its
-    /// `Host`, with the body as the gate left it (read whenever a request policy ran, so a
-    /// redacted body is the gate's; streamed untouched otherwise).
+    /// policies judged ([`upstream_request`]), sent to the upstream's address, with the body
+    /// as the gate left it (read whenever a request policy ran, so a redacted body is the
+    /// gate's; streamed untouched otherwise).
     fn upstream_request(
         &self,
         ticket: &Ticket,
@@ -290,17 +287,23 @@ impl Proxy {
         *upstream.uri_mut() = self.upstream.uri(upstream.uri()).map_err(|e| {
             Box::new(problem(400, "bad-request", format!("cannot build the upstream URL: {e}"), request_id))
         })?;
+        // The connection decides the version (ALPN or h2c), whatever the caller spoke; the
+        // client names the upstream from the URI: `Host` over HTTP/1.1, `:authority` over
+        // HTTP/2 (no `Host` beside it to disagree), and SNI from the host or `server_name`.
         *upstream.version_mut() = http::Version::HTTP_11;
         let headers = upstream.headers_mut();
-        if let Ok(host) = HeaderValue::from_str(self.upstream.authority.as_str()) {
-            headers.insert(HOST, host);
-        }
+        headers.remove(HOST);
         if let Payload::Buffered(bytes) = &payload {
             headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
         }
         let (parts, _) = upstream.into_parts();
         Ok(Request::from_parts(parts, payload.into_capped_body(self.section.max_request_bytes)))
     }
+}
+
+/// The log line for an upstream that could not be reached, with its cause.
+fn log_unreachable(error: &UpstreamError, upstream: &str, request_id: &str) {
+    tracing::warn!(error = %error, upstream, request_id, "upstream request failed");
 }
 
 /// The normalised body for buffered bytes (none when empty).

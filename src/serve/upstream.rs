@@ -52,7 +52,7 @@ use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilde
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use portcullis_host::config::UpstreamTls;
+use portcullis_host::config::{McpSection, ProxySection, UpstreamTls};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
@@ -83,6 +83,7 @@ impl fmt::Debug for UpstreamClient {
 /// Why an upstream request failed.
 #[derive(Debug)]
 #[non_exhaustive]
+#[allow(dead_code, reason = "Timeout, TooLarge and Body come from `get_bytes`, for the JWKS fetcher")]
 pub enum UpstreamError {
     /// The request could not be sent or no response came: connect refused, TLS handshake
     /// failed (unknown issuer, wrong name, expired, no client certificate), connection reset.
@@ -178,6 +179,7 @@ impl UpstreamClient {
     /// GETs `uri` whole: its status, headers and body, within `timeout` from connect to the
     /// last byte, refusing a body over `cap` bytes. For documents (JWKS, OIDC discovery); the
     /// status is the caller's to judge.
+    #[allow(dead_code, reason = "for the JWKS and OIDC discovery fetcher")]
     pub async fn get_bytes(
         &self,
         uri: &Uri,
@@ -222,16 +224,28 @@ impl DoorUpstream {
         let https = uri.scheme() == Some(&Scheme::HTTPS);
         if !https && *tls != UpstreamTls::default() {
             bail!(
-                "[server.{door}.upstream_tls] is set but upstream `{url}` is http://: TLS settings apply to an                  https:// upstream"
+                "[server.{door}.upstream_tls] is set but upstream `{url}` is http://: TLS settings apply to an \
+                 https:// upstream"
             );
         }
         if https && h2c {
             bail!(
-                "[server.{door}] upstream_h2c is for an http:// upstream; an https:// upstream `{url}` is offered                  HTTP/2 by ALPN"
+                "[server.{door}] upstream_h2c is for an http:// upstream; an https:// upstream `{url}` is offered \
+                 HTTP/2 by ALPN"
             );
         }
         let client = UpstreamClient::new(tls, base_dir, h2c, &format!("[server.{door}.upstream_tls]"))?;
         Ok(DoorUpstream { uri, client })
+    }
+
+    /// `[server.proxy]`'s upstream.
+    pub fn for_proxy(section: &ProxySection, base_dir: &Path) -> Result<DoorUpstream> {
+        DoorUpstream::new("proxy", &section.upstream, &section.upstream_tls, section.upstream_h2c, base_dir)
+    }
+
+    /// `[server.mcp]`'s upstream.
+    pub fn for_mcp(section: &McpSection, base_dir: &Path) -> Result<DoorUpstream> {
+        DoorUpstream::new("mcp", &section.upstream, &section.upstream_tls, section.upstream_h2c, base_dir)
     }
 }
 
@@ -280,7 +294,9 @@ fn tls_config(tls: &UpstreamTls, base_dir: &Path, key: &str) -> Result<ClientCon
         if let Some(ca_file) = &tls.ca_file {
             let path = base_dir.join(ca_file);
             for cert in read_certs(&path, &format!("{key} ca_file"))? {
-                roots.add(cert).with_context(|| format!("{key} ca_file: {}: a certificate is not a CA", path.display()))?;
+                roots
+                    .add(cert)
+                    .with_context(|| format!("{key} ca_file: {}: a certificate is not a CA", path.display()))?;
             }
         }
         if roots.is_empty() {
