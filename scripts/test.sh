@@ -34,6 +34,12 @@ done
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 need nginx "for tests/differential.rs and tests/nginx.rs" nginx-light
+# Shared state for replicas (docs/replicas.md): the tests start their own servers, in
+# temporary folders on free ports; the packages' own services are not used.
+need redis-server "for tests/state_redis.rs and tests/replicas.rs" redis-server
+if ! compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; then
+    need postgres "for the PostgreSQL approval store's tests" postgresql
+fi
 need node "for componentize-js, the JavaScript policies' build" nodejs npm
 
 # Builds the components once; the tests reuse them (and would build them themselves).

@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::bindings::portcullis::policy as wit;
+use crate::state::{CounterBackend, Health, OnError};
 
 /// A host capability that configuration can grant to a policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -68,11 +69,20 @@ impl std::fmt::Display for Capability {
 /// table is still full, a new key is denied (fail closed) until windows end; keys already
 /// counted go on counting. A key over the length cap is always denied, never truncated (two
 /// long keys with a common prefix must not share a counter).
+///
+/// With [`RateLimiter::shared`], counters live in a [`CounterBackend`] that several
+/// replicas share (Redis, see [`crate::state`]); this process's own table then only serves
+/// `on_error = "local"` while the backend is away.
 #[derive(Debug, Clone)]
 pub struct RateLimiter {
     tables: Arc<Mutex<HashMap<Arc<str>, Table>>>,
     max_counters: usize,
+    shared: Option<(Arc<dyn CounterBackend>, OnError)>,
 }
+
+/// A take that the shared backend could not answer, under `on_error = "deny"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Unavailable;
 
 impl Default for RateLimiter {
     fn default() -> Self {
@@ -145,7 +155,67 @@ impl Table {
 impl RateLimiter {
     /// Counters with another cap per policy than [`MAX_COUNTERS_PER_POLICY`] (at least 1).
     pub(crate) fn with_max_counters(max_counters: usize) -> RateLimiter {
-        RateLimiter { tables: Arc::default(), max_counters: max_counters.max(1) }
+        RateLimiter { tables: Arc::default(), max_counters: max_counters.max(1), shared: None }
+    }
+
+    /// Counters kept in `backend`, shared with every replica that uses the same one; when
+    /// it fails, takes are refused (`deny`: the request is answered 503
+    /// `state-unavailable`), allowed (`allow`) or counted in this process (`local`).
+    pub fn shared(backend: Arc<dyn CounterBackend>, on_error: OnError) -> RateLimiter {
+        RateLimiter { shared: Some((backend, on_error)), ..RateLimiter::default() }
+    }
+
+    /// How the counters' backend is doing (memory is always up).
+    pub fn health(&self) -> Health {
+        match &self.shared {
+            Some((backend, _)) => backend.health(),
+            None => Health {
+                role: "rate_limit",
+                backend: "memory",
+                up: true,
+                on_error: OnError::Deny,
+                errors: 0,
+                fallbacks: 0,
+                last_error: None,
+            },
+        }
+    }
+
+    /// [`take`](RateLimiter::take) through the shared backend when there is one, applying
+    /// its `on_error` when it fails; `Err` when the take must fail the request.
+    pub(crate) fn take_shared(
+        &self,
+        policy: &Arc<str>,
+        key: &str,
+        limit: u32,
+        window_ms: u64,
+        now_ms: u64,
+    ) -> Result<(bool, u32, u64), Unavailable> {
+        let Some((backend, on_error)) = &self.shared else {
+            return Ok(self.take(policy, key, limit, window_ms, now_ms));
+        };
+        let window_ms = window_ms.max(1);
+        if limit == 0 || key.len() > MAX_KEY_BYTES {
+            return Ok(self.take(policy, key, limit, window_ms, now_ms));
+        }
+        match backend.take(policy, key, limit, window_ms) {
+            Ok(taken) => Ok((taken.allowed, taken.remaining, taken.reset_after_ms)),
+            Err(_) => match on_error {
+                OnError::Deny => Err(Unavailable),
+                OnError::Allow => {
+                    backend.fell_back();
+                    tracing::debug!(
+                        policy = &**policy,
+                        "rate-limit backend unavailable: take allowed (on_error = allow)"
+                    );
+                    Ok((true, limit.saturating_sub(1), window_ms))
+                }
+                OnError::Local => {
+                    backend.fell_back();
+                    Ok(self.take(policy, key, limit, window_ms, now_ms))
+                }
+            },
+        }
     }
 
     /// Takes one unit from `(policy, key)`, allowing `limit` per `window_ms`, at time `now_ms`.
@@ -328,6 +398,19 @@ pub(crate) struct PolicyContext {
 pub(crate) struct HostState {
     pub context: Arc<PolicyContext>,
     pub limiter: MemoryLimiter,
+    /// Set when a rate-limit take could not reach the shared counters under
+    /// `on_error = "deny"`: the evaluation's outcome becomes [`state_unavailable`].
+    pub state_unavailable: bool,
+}
+
+/// What an evaluation that met unavailable shared counters decides, whatever the policy
+/// said: 503 `state-unavailable`, naming no internals.
+pub(crate) fn state_unavailable() -> crate::decision::Outcome {
+    crate::decision::Outcome::new(crate::decision::Decision::Deny(crate::decision::Denial {
+        status: 503,
+        code: crate::state::STATE_UNAVAILABLE.into(),
+        reason: "rate-limit counters are unavailable; try again shortly".into(),
+    }))
 }
 
 /// Enforces a policy's memory limit and remembers whether it was hit, so that the trap
@@ -391,9 +474,14 @@ impl wit::clock::Host for HostState {
 
 impl wit::rate_limit::Host for HostState {
     fn take(&mut self, key: String, limit: u32, window_ms: u64) -> wit::rate_limit::Taken {
-        let (allowed, remaining, reset_after_ms) =
-            self.context.rate_limiter.take(&self.context.name, &key, limit, window_ms, now_ms());
-        wit::rate_limit::Taken { allowed, remaining, reset_after_ms }
+        if let Ok((allowed, remaining, reset_after_ms)) =
+            self.context.rate_limiter.take_shared(&self.context.name, &key, limit, window_ms, now_ms())
+        {
+            wit::rate_limit::Taken { allowed, remaining, reset_after_ms }
+        } else {
+            self.state_unavailable = true;
+            wit::rate_limit::Taken { allowed: false, remaining: 0, reset_after_ms: window_ms.max(1) }
+        }
     }
 }
 

@@ -54,6 +54,7 @@ mod preinit;
 pub mod redact;
 pub mod route;
 mod set;
+pub mod state;
 pub mod target;
 mod verdict;
 mod warm;

@@ -718,6 +718,9 @@ impl Policy {
         let Some(pool) = &self.warm else {
             let (mut store, instance) = self.instantiate()?;
             let outcome = export(&mut store, &instance).map_err(|e| self.classify(e, &store))?;
+            if store.data().state_unavailable {
+                return Ok(crate::capability::state_unavailable());
+            }
             return self.check_outcome(outcome);
         };
         let mut warm = if let Some(mut warm) = pool.take() {
@@ -727,11 +730,16 @@ impl Policy {
             let (store, bindings) = self.instantiate_for_reuse()?;
             Warm { store, bindings, uses: 0 }
         };
+        warm.store.data_mut().state_unavailable = false;
         let outcome = export(&mut warm.store, &warm.bindings)
             .map_err(|e| self.classify(e, &warm.store))
             .and_then(|outcome| self.check_outcome(outcome));
         if outcome.is_ok() {
+            let unavailable = warm.store.data().state_unavailable;
             pool.give_back(warm);
+            if unavailable {
+                return Ok(crate::capability::state_unavailable());
+            }
         }
         outcome
     }
@@ -741,6 +749,7 @@ impl Policy {
         let state = HostState {
             context: self.context.clone(),
             limiter: MemoryLimiter { max_bytes: (self.limits.memory_mb as usize).saturating_mul(1 << 20), hit: false },
+            state_unavailable: false,
         };
         let mut store = Store::new(self.engine.wasmtime(), state);
         store.limiter(|s| &mut s.limiter);

@@ -1,5 +1,6 @@
 //! `portcullis approvals`: list, show, approve and reject pending approvals in the store
-//! the config names. Works beside a running server (the store is shared safely).
+//! the config names (the SQLite file, or the PostgreSQL database replicas share). Works
+//! beside running servers (the store is shared safely).
 
 use std::process::ExitCode;
 
@@ -15,7 +16,8 @@ pub fn run(args: &ApprovalsArgs) -> Result<ExitCode> {
     let config = Config::read(&args.config)?;
     let Some(store) = crate::serve::live::open_approvals(&config, &args.config)? else {
         bail!(
-            "{} has no [approvals] section, so there is no approval store; add `[approvals] store = \"approvals.sqlite\"`",
+            "{} has no [approvals] section, so there is no approval store; add `[approvals] store = \"approvals.sqlite\"` \
+             (or `backend = \"postgres\"` with `url_env`, see docs/replicas.md)",
             args.config.display()
         );
     };

@@ -34,7 +34,13 @@ fn plan(name: &str, checked: &Preflight) -> String {
     let audit = config.audit.as_ref().map_or_else(|| "off".to_owned(), |a| a.path.display().to_string());
     let approvals = config.approvals.as_ref().map_or_else(
         || "off (require-approval decisions are refused)".to_owned(),
-        |a| format!("sqlite {}", a.store.display()),
+        |a| match &a.store {
+            Some(store) => format!("sqlite {}", store.display()),
+            None => match &a.url_env {
+                Some(var) => format!("postgres (url from ${var})"),
+                None => "postgres (url in the file)".to_owned(),
+            },
+        },
     );
     let _ = writeln!(out, "\naudit: {audit}\napprovals: {approvals}");
     out

@@ -179,8 +179,29 @@ pub fn open_audit(config: &Config, config_path: &Path) -> Result<Option<Arc<dyn 
 /// Opens the approval store `[approvals]` asks for.
 pub fn open_approvals(config: &Config, config_path: &Path) -> Result<Option<Arc<dyn ApprovalStore>>> {
     let Some(section) = &config.approvals else { return Ok(None) };
-    let path = base_dir(config_path).join(&section.store);
+    let Some(path) = section.sqlite_path(&base_dir(config_path)) else {
+        return open_postgres(section, config_path).map(Some);
+    };
     let store = portcullis_host::approval::SqliteStore::open(&path)
         .with_context(|| format!("{}: [approvals] store", config_path.display()))?;
     Ok(Some(Arc::new(store)))
+}
+
+/// Opens the PostgreSQL approval store (`[approvals] backend = "postgres"`): connects,
+/// creates or migrates the schema, and fails with the reason when the database is away.
+fn open_postgres(
+    section: &portcullis_host::config::ApprovalsSection,
+    config_path: &Path,
+) -> Result<Arc<dyn ApprovalStore>> {
+    use portcullis_host::config::{DEFAULT_POSTGRES_POOL, DEFAULT_POSTGRES_TIMEOUT_MS};
+    let url = section.postgres_url().map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
+    let settings = portcullis_host::approval::PostgresSettings {
+        url,
+        pool_size: section.pool_size.unwrap_or(DEFAULT_POSTGRES_POOL),
+        timeout: std::time::Duration::from_millis(section.timeout_ms.unwrap_or(DEFAULT_POSTGRES_TIMEOUT_MS)),
+        on_error: section.on_error,
+    };
+    let store = portcullis_host::approval::PostgresStore::open(&settings)
+        .with_context(|| format!("{}: [approvals] backend = \"postgres\"", config_path.display()))?;
+    Ok(Arc::new(store))
 }

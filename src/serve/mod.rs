@@ -65,7 +65,7 @@ pub fn run(config_path: &Path, ready_file: Option<&Path>) -> Result<()> {
         engine,
         approvals,
         audit: audit.clone(),
-        counters: portcullis_host::RateLimiter::default(),
+        counters: config.rate_limiter(config_path)?,
         fixed: fixed_sections(&config),
     };
     let gate = build_gate(&config, config_path, &keep)?;

@@ -75,7 +75,7 @@ fn check_audit(config: &Config, config_path: &Path, base: &Path) -> Result<()> {
 /// folder, where `serve` will create it.
 fn check_approvals(config: &Config, config_path: &Path, base: &Path) -> Result<()> {
     let Some(section) = &config.approvals else { return Ok(()) };
-    let path = base.join(&section.store);
+    let Some(path) = section.sqlite_path(base) else { return Ok(()) };
     let key = || format!("{}: [approvals] store {}", config_path.display(), path.display());
     if path.exists() {
         portcullis_host::approval::SqliteStore::open(&path).with_context(key)?;

@@ -24,6 +24,8 @@
 //! so callers decide one "now" per request and tests can move time forward.
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -37,6 +39,8 @@ use sha2::{Digest as _, Sha256};
 use crate::exchange::{Principal, Request};
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{POSTGRES_SCHEMA_VERSION, PostgresSettings, PostgresStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SCHEMA_VERSION, SqliteStore};
 
@@ -540,6 +544,18 @@ pub trait ApprovalStore: Send + Sync {
     /// Forgets every approval that [`Approval::is_purgeable`] at `now_ms`; returns how many.
     /// Stores also call this themselves from `create`, at most every [`PURGE_EVERY_MS`].
     fn purge(&self, now_ms: u64) -> Result<usize, ApprovalError>;
+
+    /// What a request that needs an approval meets when this store fails: refused 503
+    /// `state-unavailable` (the default), or let through (`on_error = "allow"`, PostgreSQL).
+    fn on_error(&self) -> crate::state::OnError {
+        crate::state::OnError::Deny
+    }
+
+    /// How a networked store is doing, for `/readyz` and `/metrics` (`None`: a local file
+    /// or memory, with nothing to report).
+    fn health(&self) -> Option<crate::state::Health> {
+        None
+    }
 
     /// [`redeem_all`](ApprovalStore::redeem_all) for one id, whatever its group.
     fn redeem(&self, id: &str, digest: &str, principal: &Principal, now_ms: u64) -> Result<Approval, RedeemError> {

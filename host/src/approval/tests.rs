@@ -574,6 +574,134 @@ store_tests!(sqlite, {
     (Arc::new(store) as Arc<dyn ApprovalStore>, dir)
 });
 
+/// Every shared rule against PostgreSQL, on one server of our own (a fresh database per
+/// rule), plus what only a shared database shows: several handles (replicas) on one
+/// database, a restart, and a newer schema refused.
+#[cfg(feature = "postgres")]
+mod postgres {
+    use super::*;
+    use crate::state::testing::PgServer;
+    use std::time::Duration;
+
+    type Rule = fn(&dyn ApprovalStore);
+
+    fn open(url: &str) -> Arc<dyn ApprovalStore> {
+        let settings = PostgresSettings {
+            url: url.to_owned(),
+            pool_size: 8,
+            timeout: Duration::from_secs(2),
+            on_error: crate::state::OnError::Deny,
+        };
+        Arc::new(PostgresStore::open(&settings).unwrap())
+    }
+
+    #[test]
+    fn postgres_store_follows_every_rule_across_handles_and_restarts() {
+        let mut server = PgServer::start();
+        let rules: [(&str, Rule); 13] = [
+            ("lifecycle", lifecycle),
+            ("redeem_once_only", redeem_once_only),
+            ("wrong_digest", wrong_digest),
+            ("wrong_principal", wrong_principal),
+            ("expiry", expiry),
+            ("approve_after_expiry_refused", approve_after_expiry_refused),
+            ("reject", reject),
+            ("duplicate_create", duplicate_create_returns_the_same_pending_one),
+            ("list_is_newest_first", list_is_newest_first),
+            ("unknown_ids_and_missing_decider", unknown_ids_and_missing_decider),
+            ("every_group_must_approve", every_group_must_approve),
+            ("a_bundle_is_refused_whole", a_bundle_is_refused_whole),
+            ("purges_expired_approvals", purges_expired_approvals),
+        ];
+        for (name, rule) in rules {
+            let url = server.new_database();
+            eprintln!("postgres: {name}");
+            rule(&*open(&url));
+        }
+
+        // Four handles on one database, like four replicas: exactly one redeem wins.
+        let url = server.new_database();
+        let stores: Vec<Arc<dyn ApprovalStore>> = (0..4).map(|_| open(&url)).collect();
+        concurrent_redeem(&stores);
+
+        // Created through one, approved through another, redeemed through a third; a
+        // restart of the database in between loses nothing.
+        let bot = agent("bot", Some("alice"));
+        let created = stores[0].create(new_approval("r1", &bot, T0)).unwrap();
+        stores[1].approve(&created.id, "carol", T0 + 1).unwrap();
+        server.restart();
+        // The pool notices its connections died; the first call may fail, then it reconnects.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let seen = loop {
+            match stores[2].get(&created.id, T0 + 2) {
+                Ok(found) => break found,
+                Err(_) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+                Err(e) => panic!("no reconnect after a restart: {e}"),
+            }
+        };
+        assert_eq!(seen.unwrap().state, ApprovalState::Approved, "the approval survived the restart");
+        let used = stores[2].redeem(&created.id, "r1", &bot, T0 + 3).unwrap();
+        assert_eq!(used.decided_by.as_deref(), Some("carol"));
+        let again = stores[0].redeem(&created.id, "r1", &bot, T0 + 4).unwrap_err();
+        assert!(matches!(again, RedeemError::AlreadyUsed { .. }), "{again}");
+
+        // A database migrated by a newer portcullis is refused, naming the database and not
+        // its credentials.
+        let url = server.new_database();
+        drop(open(&url));
+        let database = url.rsplit('/').next().unwrap();
+        let newer = POSTGRES_SCHEMA_VERSION + 1;
+        let output = std::process::Command::new("psql")
+            .args([&url, "-v", "ON_ERROR_STOP=1", "-c"])
+            .arg(format!("UPDATE portcullis_schema_version SET version = {newer}"))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let settings = PostgresSettings {
+            url: url.clone(),
+            pool_size: 1,
+            timeout: Duration::from_secs(2),
+            on_error: crate::state::OnError::Deny,
+        };
+        let err = PostgresStore::open(&settings).unwrap_err();
+        assert!(matches!(err, ApprovalError::NewerSchema { .. }), "{err}");
+        assert!(err.to_string().contains(database), "{err}");
+    }
+
+    #[test]
+    fn a_dead_database_fails_within_the_budget_and_recovers() {
+        let mut server = PgServer::start();
+        let url = server.new_database();
+        let settings = PostgresSettings {
+            url,
+            pool_size: 4,
+            timeout: Duration::from_millis(100),
+            on_error: crate::state::OnError::Deny,
+        };
+        let store = PostgresStore::open(&settings).unwrap();
+        let bot = agent("bot", None);
+        let a = store.create(new_approval("d1", &bot, T0)).unwrap();
+        server.stop();
+        for _ in 0..20 {
+            let started = std::time::Instant::now();
+            let err = store.get(&a.id, T0 + 1).unwrap_err();
+            assert!(started.elapsed() < Duration::from_millis(150), "waited {:?}: {err}", started.elapsed());
+        }
+        let health = store.health().unwrap();
+        assert!(!health.up && health.errors >= 20, "{health:?}");
+        let redeem = store.redeem(&a.id, "d1", &bot, T0 + 1).unwrap_err();
+        assert!(matches!(redeem, RedeemError::Store(_)), "{redeem}");
+        assert!(!redeem.to_string().contains("127.0.0.1"), "no internals for callers: {redeem}");
+        server.start_again();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while store.get(&a.id, T0 + 2).is_err() {
+            assert!(std::time::Instant::now() < deadline, "no recovery");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(store.health().unwrap().up);
+    }
+}
+
 #[test]
 fn a_purge_is_due_once_a_minute_or_after_the_clock_went_back() {
     assert!(purge_due(0, T0));

@@ -183,8 +183,29 @@ pub struct AuditSection {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ApprovalsSection {
-    /// The SQLite file pending approvals are kept in (created if missing).
-    pub store: PathBuf,
+    /// The SQLite file pending approvals are kept in (created if missing); for the default
+    /// `backend = "sqlite"`.
+    #[serde(default)]
+    pub store: Option<PathBuf>,
+    /// `sqlite` (default) or `postgres` (docs/replicas.md).
+    #[serde(default)]
+    pub backend: super::state::ApprovalBackend,
+    /// PostgreSQL: the URL, without a password.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// PostgreSQL: the environment variable holding the URL (which may carry a password).
+    #[serde(default)]
+    pub url_env: Option<String>,
+    /// PostgreSQL: connections in the pool (default 8).
+    #[serde(default)]
+    pub pool_size: Option<usize>,
+    /// PostgreSQL: how long one operation may take, in ms (default 250).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// PostgreSQL: `deny` (default: 503 `state-unavailable`) or `allow` (a request that needs
+    /// an approval goes through while the database is away).
+    #[serde(default)]
+    pub on_error: crate::state::OnError,
 }
 
 fn default_body_cap() -> usize {

@@ -6,6 +6,7 @@
 //! documented in `docs/configuration.md`.
 
 mod front;
+mod state;
 mod tls;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,9 @@ use crate::warm::Reuse;
 pub use front::{
     AdminSection, ApprovalsSection, AuditSection, ForwardAuthSection, ListenSection, McpSection, ProxySection,
     ServerSection,
+};
+pub use state::{
+    ApprovalBackend, CounterStore, DEFAULT_POSTGRES_POOL, DEFAULT_POSTGRES_TIMEOUT_MS, RateLimitState, StateSection,
 };
 pub use tls::{ClientAuth, ListenerTls, UpstreamTls};
 
@@ -66,6 +70,9 @@ pub struct Config {
     /// Where pending approvals are kept (require-approval refuses without it).
     #[serde(default)]
     pub approvals: Option<ApprovalsSection>,
+    /// Where state shared by replicas lives (rate-limit counters); memory without it.
+    #[serde(default)]
+    pub state: StateSection,
 }
 
 /// `[engine]`
@@ -313,7 +320,30 @@ impl Config {
         let config: Config =
             toml::from_str(text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
         config.check_limits().map_err(|message| ConfigError::Invalid { path: path.to_owned(), message })?;
+        config.check_state().map_err(|message| ConfigError::Invalid { path: path.to_owned(), message })?;
         Ok(config)
+    }
+
+    /// Refuses `[state]` and `[approvals]` backend keys that contradict each other.
+    fn check_state(&self) -> Result<(), String> {
+        if let Some(rate_limit) = &self.state.rate_limit {
+            rate_limit.check()?;
+        }
+        if let Some(approvals) = &self.approvals {
+            approvals.check()?;
+        }
+        Ok(())
+    }
+
+    /// The rate-limit counters `[state.rate_limit]` asks for (memory without it). Shared
+    /// counters are opened once per process and kept across reloads.
+    pub fn rate_limiter(&self, path: &Path) -> Result<RateLimiter, ConfigError> {
+        match &self.state.rate_limit {
+            None => Ok(RateLimiter::default()),
+            Some(section) => {
+                section.counters().map_err(|message| ConfigError::Invalid { path: path.to_owned(), message })
+            }
+        }
     }
 
     /// Refuses limits out of range (e.g. a `timeout_ms` near `u64::MAX`, which would

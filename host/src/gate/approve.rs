@@ -22,6 +22,9 @@ use super::door::Arrival;
 use super::refusal::{ApprovalNotice, Refusal};
 use super::{Gate, RequestCheck};
 
+/// What a caller is told when the approval store cannot answer (no internals).
+const UNAVAILABLE: &str = "this request needs an approval, and the approval store is unavailable; try again shortly";
+
 /// How a held request's approval round ended.
 pub(super) enum Round {
     /// Every group that asked approved and the approvals were used: forward with this
@@ -89,7 +92,19 @@ impl Gate {
         let groups: Vec<String> = asks.iter().map(|a| a.group.to_owned()).collect();
 
         let Some(offered) = &arrival.approval_id else {
-            return self.ask(store.as_ref(), request, &digest, &asks, Vec::new(), &reason, policy, arrival.now_ms);
+            return match self.ask(
+                store.as_ref(),
+                request,
+                &digest,
+                &asks,
+                Vec::new(),
+                &reason,
+                policy.clone(),
+                arrival.now_ms,
+            ) {
+                Ok(round) => round,
+                Err(e) => self.store_failed(store.as_ref(), request, verdict, &groups, &e, policy),
+            };
         };
         let ids: Vec<String> =
             offered.split(',').map(str::trim).filter(|id| !id.is_empty()).map(str::to_owned).collect();
@@ -135,14 +150,24 @@ impl Gate {
                     }
                 }
                 let missing: Vec<Ask<'_>> = asks.into_iter().filter(|a| missing.iter().any(|m| m == a.group)).collect();
-                self.ask(store.as_ref(), request, &digest, &missing, kept, &reason, policy, arrival.now_ms)
-            }
-            Err(e) => {
-                if let RedeemError::Store(source) = &e {
-                    tracing::error!(error = %source, "approval store failed while redeeming; refusing the request");
+                match self.ask(
+                    store.as_ref(),
+                    request,
+                    &digest,
+                    &missing,
+                    kept,
+                    &reason,
+                    policy.clone(),
+                    arrival.now_ms,
+                ) {
+                    Ok(round) => round,
+                    Err(e) => self.store_failed(store.as_ref(), request, verdict, &groups, &e, policy),
                 }
-                refused(self.refusal(request, 403, "approval-invalid", e.to_string(), policy))
             }
+            Err(RedeemError::Store(source)) => {
+                self.store_failed(store.as_ref(), request, verdict, &groups, &source, policy)
+            }
+            Err(e) => refused(self.refusal(request, 403, "approval-invalid", e.to_string(), policy)),
         }
     }
 
@@ -159,7 +184,7 @@ impl Gate {
         reason: &str,
         policy: Option<String>,
         now_ms: u64,
-    ) -> Round {
+    ) -> Result<Round, crate::approval::ApprovalError> {
         let mut approvals = kept;
         for ask in asks {
             let new = NewApproval {
@@ -172,22 +197,7 @@ impl Gate {
                 ttl_ms: u64::from(ask.ttl_seconds) * 1000,
                 now_ms,
             };
-            match store.create(new) {
-                Ok(pending) => approvals.push(pending),
-                Err(e) => {
-                    tracing::error!(error = %e, "could not store a pending approval; refusing the request");
-                    return Round::Refused {
-                        refusal: self.refusal(
-                            request,
-                            503,
-                            "approval-unavailable",
-                            "this request needs an approval, and the approval store is unavailable".into(),
-                            policy,
-                        ),
-                        ids: None,
-                    };
-                }
-            }
+            approvals.push(store.create(new)?);
         }
         let notice = notice(&approvals);
         let reason = if approvals.len() > 1 {
@@ -198,7 +208,33 @@ impl Gate {
         let mut refusal = self.refusal(request, 403, "approval-required", reason, policy);
         let ids = notice.id.clone();
         refusal.approval = Some(notice);
-        Round::Refused { refusal, ids: Some(ids) }
+        Ok(Round::Refused { refusal, ids: Some(ids) })
+    }
+
+    /// The store failed while a request needed an approval: refused 503
+    /// `state-unavailable`, or, under `on_error = "allow"`, let through as if `groups` had
+    /// approved (logged).
+    fn store_failed(
+        &self,
+        store: &dyn ApprovalStore,
+        request: &mut Request,
+        verdict: &Verdict,
+        groups: &[String],
+        error: &dyn std::fmt::Display,
+        policy: Option<String>,
+    ) -> Round {
+        if store.on_error() == crate::state::OnError::Allow {
+            let mut approved_request = request.clone();
+            let check = self.check_approved(&mut approved_request, verdict, groups);
+            if check.verdict.is_allowed() && check.redaction_error.is_none() {
+                tracing::warn!(error = %error, "approval store unavailable; letting the request through (on_error = allow)");
+                *request = approved_request;
+                return Round::Approved { check, ids: String::new() };
+            }
+        }
+        tracing::error!(error = %error, "approval store unavailable; refusing the request");
+        let refusal = self.refusal(request, 503, crate::state::STATE_UNAVAILABLE, UNAVAILABLE.into(), policy);
+        Round::Refused { refusal, ids: None }
     }
 
     /// The request phase again for an approved request: the require-approval decisions of
