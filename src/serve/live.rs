@@ -17,6 +17,7 @@ use portcullis_host::config::base_dir;
 use portcullis_host::gate::Gate;
 use portcullis_host::{Config, Engine};
 
+use super::jwks::Jwks;
 use super::metrics::Metrics;
 
 /// What survives a reload: the engine (and its compile cache), the approval store, the
@@ -44,6 +45,8 @@ pub struct Live {
     pub metrics: Arc<Metrics>,
     state: Arc<Mutex<ReloadState>>,
     config_path: Arc<PathBuf>,
+    /// JWT keys fetched from issuers, kept across reloads for issuers whose source stays.
+    jwks: Arc<Jwks>,
 }
 
 /// What `/readyz` reports about reloads.
@@ -65,10 +68,33 @@ impl Live {
         Live {
             gate: Arc::new(ArcSwap::from_pointee(gate)),
             keep: Arc::new(keep),
+            jwks: Arc::new(Jwks::new(metrics.clone())),
             metrics,
             state: Arc::new(Mutex::new(state)),
             config_path: Arc::new(config_path.to_owned()),
         }
+    }
+
+    /// At start, inside the runtime: builds the TLS client of every issuer whose keys are
+    /// fetched (a bad `[identity.jwt.tls]` file stops the start), fetches their keys and
+    /// starts their background refresh. Waits up to 10 s for the first fetches; an issuer
+    /// that is down does not stop the start (its tokens get 401 and `/readyz` names it).
+    pub async fn start_jwks(&self) -> Result<()> {
+        let prepared = self.jwks.prepare(&self.gate())?;
+        self.jwks.use_prepared(prepared);
+        self.jwks.start().await;
+        Ok(())
+    }
+
+    /// Before the gate admits `request`: refreshes the keys of its bearer token's issuer
+    /// when the token's `kid` is unknown (at most once per cooldown; see [`Jwks`]).
+    pub async fn refresh_keys(&self, gate: &Gate, request: &portcullis_host::Request) {
+        self.jwks.before_admission(gate, request).await;
+    }
+
+    /// JWT keys fetched from issuers.
+    pub fn jwks(&self) -> &Jwks {
+        &self.jwks
     }
 
     /// The gate to use for one request (keep it for the whole request).
@@ -96,20 +122,23 @@ impl Live {
     /// keeps serving and the error is returned (and kept for `/readyz`).
     pub fn reload(&self) -> Result<u64> {
         let path = self.config_path.as_path();
-        let attempt = (|| -> Result<(Gate, Config)> {
+        let attempt = (|| -> Result<(Gate, Config, _)> {
             let config = Config::read(path)?;
             let gate = build_gate(&config, path, &self.keep)?;
-            Ok((gate, config))
+            let keys = self.jwks.prepare(&gate)?;
+            Ok((gate, config, keys))
         })();
         let mut state = self.state.lock().map_err(|_| anyhow::anyhow!("reload state poisoned"))?;
         match attempt {
-            Ok((gate, config)) => {
+            Ok((gate, config, keys)) => {
                 if fixed_sections(&config) != self.keep.fixed {
                     tracing::warn!(
                         config = %path.display(),
                         "[engine], [server], [audit] or [approvals] changed; those apply only after a restart"
                     );
                 }
+                // The new gate's key rings take over the keys held before it serves.
+                self.jwks.use_prepared(keys);
                 self.gate.store(Arc::new(gate));
                 state.generation += 1;
                 state.last_error = None;

@@ -7,6 +7,7 @@ use portcullis_host::audit::{AuditRecord, AuditSink};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -41,6 +42,17 @@ struct ResultLabels {
     result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IssuerResult {
+    issuer: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IssuerLabels {
+    issuer: String,
+}
+
 /// The service's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -50,6 +62,9 @@ pub struct Metrics {
     latency: Family<DoorLabels, Histogram>,
     policy_latency: Family<PolicyOnly, Histogram>,
     reloads: Family<ResultLabels, Counter>,
+    jwks_fetches: Family<IssuerResult, Counter>,
+    jwks_age: Family<IssuerLabels, Gauge>,
+    jwks_keys: Family<IssuerLabels, Gauge>,
 }
 
 impl Metrics {
@@ -81,7 +96,45 @@ impl Metrics {
         registry.register("policy_seconds", "Time of one policy call, instantiation included", policy_latency.clone());
         let reloads = Family::<ResultLabels, Counter>::default();
         registry.register("reloads", "Config reloads by result (ok or error)", reloads.clone());
-        Metrics { registry, decisions, policy_decisions, policy_errors, latency, policy_latency, reloads }
+        let jwks_fetches = Family::<IssuerResult, Counter>::default();
+        registry.register(
+            "jwks_fetch",
+            "Fetches of JWT keys from issuers (jwks_url, discovery) by issuer and result (ok or error)",
+            jwks_fetches.clone(),
+        );
+        let jwks_age = Family::<IssuerLabels, Gauge>::default();
+        registry.register(
+            "jwks_age_seconds",
+            "Age of the JWT keys held for each issuer that publishes them (-1: none loaded yet)",
+            jwks_age.clone(),
+        );
+        let jwks_keys = Family::<IssuerLabels, Gauge>::default();
+        registry.register("jwks_keys", "JWT keys held for each issuer that publishes them", jwks_keys.clone());
+        Metrics {
+            registry,
+            decisions,
+            policy_decisions,
+            policy_errors,
+            latency,
+            policy_latency,
+            reloads,
+            jwks_fetches,
+            jwks_age,
+            jwks_keys,
+        }
+    }
+
+    /// Counts a fetch of an issuer's keys.
+    pub fn jwks_fetched(&self, issuer: &str, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.jwks_fetches.get_or_create(&IssuerResult { issuer: issuer.to_owned(), result: result.into() }).inc();
+    }
+
+    /// Sets an issuer's key-set gauges: the age of the keys held (none: -1) and their count.
+    pub fn jwks_state(&self, issuer: &str, age_s: Option<u64>, keys: usize) {
+        let labels = IssuerLabels { issuer: issuer.to_owned() };
+        self.jwks_age.get_or_create(&labels).set(age_s.map_or(-1, |a| i64::try_from(a).unwrap_or(i64::MAX)));
+        self.jwks_keys.get_or_create(&labels).set(i64::try_from(keys).unwrap_or(i64::MAX));
     }
 
     /// The Prometheus text exposition.

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod ext_authz;
 pub mod forward_auth;
 pub mod http;
+pub mod jwks;
 pub mod live;
 pub mod mcp;
 pub mod metrics;
@@ -89,6 +90,9 @@ async fn serve_doors(config: &Config, live: Live, base: &Path, ready_file: Optio
     let proxy_upstream =
         config.server.proxy.as_ref().map(|s| upstream::DoorUpstream::for_proxy(s, base)).transpose()?;
     let mcp_upstream = config.server.mcp.as_ref().map(|s| upstream::DoorUpstream::for_mcp(s, base)).transpose()?;
+    // JWT keys fetched from issuers: loaded before the doors open (an issuer that is down
+    // does not stop the start).
+    live.start_jwks().await?;
     let (stop, stopped) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     // Each door's bound address by its config section's name, for the ready file.

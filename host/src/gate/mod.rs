@@ -208,6 +208,11 @@ impl Gate {
         &self.set
     }
 
+    /// The authenticator, if any (a server keeps its fetched JWT keys fresh through it).
+    pub fn authenticator(&self) -> Option<&Arc<Authenticator>> {
+        self.authenticator.as_ref()
+    }
+
     /// Establishes the principal of `request` (setting it on the request).
     pub fn identify(&self, request: &mut Request, identity: &Identity) -> Result<(), AuthFailure> {
         self.identify_connection(request, identity, None)

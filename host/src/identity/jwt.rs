@@ -13,12 +13,15 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine as _;
 use jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value};
 
+use super::jwks::{JwksLocation, JwksSource, KeyRing, check_fetch_url, discovery_url};
 use super::{IdentityConfigError, JwtAlgorithm, JwtIssuerConfig, JwtKeyConfig, check_kind, dedup_scopes, quoted};
 use crate::exchange::{Principal, PrincipalKind};
 
@@ -29,6 +32,12 @@ const MAX_TOKEN_BYTES: usize = 16 * 1024;
 const MIN_SECRET_BYTES: usize = 32;
 /// RSA moduli shorter than this are refused.
 const MIN_RSA_BITS: usize = 2048;
+/// `refresh_interval_s`: its default and bounds.
+const DEFAULT_REFRESH_S: u64 = 300;
+const MIN_REFRESH_S: u64 = 10;
+const MAX_REFRESH_S: u64 = 86_400;
+/// `refetch_cooldown_s`'s default.
+const DEFAULT_COOLDOWN_S: u64 = 10;
 
 /// Why a bearer token was refused. Never contains the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,6 +64,15 @@ pub enum TokenError {
         algorithm: String,
         /// The token's `kid`, quoted.
         kid: Option<String>,
+    },
+    /// The issuer's keys are fetched from it (`jwks_url`, `discovery`) and no fetch has
+    /// succeeded yet, and no configured key fits the token.
+    #[error("keys for issuer {issuer} are not loaded yet (fetched from {url}; see /readyz)")]
+    KeysNotLoaded {
+        /// The issuer, quoted.
+        issuer: String,
+        /// Where its keys are fetched from.
+        url: String,
     },
     /// The signature does not verify with any candidate key.
     #[error("bad signature")]
@@ -100,8 +118,8 @@ pub enum TokenError {
 
 /// One verification key.
 #[derive(Debug, Clone)]
-struct Key {
-    kid: Option<String>,
+pub(crate) struct Key {
+    pub(crate) kid: Option<String>,
     algorithm: JwtAlgorithm,
     key: DecodingKey,
 }
@@ -112,6 +130,8 @@ struct Issuer {
     name: String,
     audiences: HashSet<String>,
     keys: Vec<Key>,
+    /// Keys fetched from the issuer (`jwks_url` or `discovery`), beside `keys`.
+    remote: Option<Arc<KeyRing>>,
     require_exp: bool,
     scope_claim: Option<String>,
     kind: PrincipalKind,
@@ -342,28 +362,31 @@ fn check_verifier(algorithm: JwtAlgorithm, key: &DecodingKey) -> Result<(), Stri
 }
 
 /// Loads the usable signing keys of a JWKS document. Keys for encryption (`use = "enc"`)
-/// and of unsupported types or algorithms are skipped with a warning.
-fn jwks_keys(text: &str) -> Result<Vec<Key>, String> {
+/// are left out; keys of unsupported types or algorithms, or too weak, are skipped, each
+/// with a reason (the second list) for the caller to log.
+pub(crate) fn jwks_keys(text: &str) -> Result<(Vec<Key>, Vec<String>), String> {
     let doc: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     let keys = doc
         .get("keys")
         .and_then(Value::as_array)
         .ok_or_else(|| "expected a JSON Web Key Set: an object with a `keys` array".to_owned())?;
     let mut out = Vec::new();
+    let mut skipped = Vec::new();
     for (i, jwk) in keys.iter().enumerate() {
         match jwk_key(jwk) {
             Ok(Some(key)) => out.push(key),
             Ok(None) => {}
             Err(message) => {
                 let kid = jwk.get("kid").and_then(Value::as_str).map(|k| format!(" (kid {})", quoted(k)));
-                tracing::warn!("JWKS key {i}{}: skipped: {message}", kid.unwrap_or_default());
+                skipped.push(format!("key {i}{}: {message}", kid.unwrap_or_default()));
             }
         }
     }
     if out.is_empty() {
-        return Err("no usable signing key in the set".into());
+        let why = if skipped.is_empty() { String::new() } else { format!(" ({})", skipped.join("; ")) };
+        return Err(format!("no usable signing key in the set{why}"));
     }
-    Ok(out)
+    Ok((out, skipped))
 }
 
 fn jwk_key(jwk: &Value) -> Result<Option<Key>, String> {
@@ -484,17 +507,14 @@ impl JwtVerifier {
                 keys.push(spec.load(base_dir, env)?);
             }
             if let Some(file) = &config.jwks_file {
-                let full = base_dir.join(file);
-                let text = std::fs::read_to_string(&full)
-                    .map_err(|e| IdentityConfigError::unreadable(format!("{at}.jwks_file"), &full, e))?;
-                keys.extend(jwks_keys(&text).map_err(|m| {
-                    IdentityConfigError::new(format!("{at}.jwks_file"), format!("{}: {m}", full.display()))
-                })?);
+                keys.extend(jwks_file_keys(&base_dir.join(file), &at)?);
             }
-            if keys.is_empty() {
+            let remote = remote_source(config, base_dir, &at)?.map(|source| Arc::new(KeyRing::new(source)));
+            if keys.is_empty() && remote.is_none() {
                 return Err(IdentityConfigError::new(
                     at,
-                    "has no key: give `secret_env`, `secret_file`, `public_key_file`, `jwks_file` or `[[identity.jwt.keys]]`",
+                    "has no key: give `secret_env`, `secret_file`, `public_key_file`, `jwks_file`, `jwks_url`, \
+                     `discovery = true` or `[[identity.jwt.keys]]`",
                 ));
             }
             let mut kids = HashSet::new();
@@ -511,6 +531,7 @@ impl JwtVerifier {
                     name: config.issuer.clone(),
                     audiences: config.audiences.iter().cloned().collect(),
                     keys,
+                    remote,
                     require_exp: config.require_exp,
                     scope_claim: config.scope_claim.clone(),
                     kind: config.kind,
@@ -538,6 +559,34 @@ impl JwtVerifier {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.issuers.is_empty()
+    }
+
+    /// The rings of keys fetched from issuers, one per entry with `jwks_url` or `discovery`.
+    pub(crate) fn key_rings(&self) -> Vec<Arc<KeyRing>> {
+        self.issuers.values().filter_map(|i| i.remote.clone()).collect()
+    }
+
+    /// The ring to refresh before verifying `token`, if any: the token's issuer (`iss`,
+    /// read without verifying anything) fetches its keys, and either none are loaded yet
+    /// or the token's `kid` is neither a configured nor a fetched key's. What the token
+    /// says is trusted for nothing but choosing which ring to refresh; the refresh is
+    /// rate-limited by the ring's cooldown.
+    pub(crate) fn key_ring_for(&self, token: &str) -> Option<Arc<KeyRing>> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return None;
+        }
+        let mut parts = token.split('.');
+        let (header, payload) = (parts.next()?, parts.next()?);
+        let payload = json_object(payload, "payload").ok()?;
+        let issuer = self.issuers.get(payload.get("iss")?.as_str()?)?;
+        let ring = issuer.remote.as_ref()?;
+        if !ring.is_loaded() {
+            return Some(ring.clone());
+        }
+        let header = json_object(header, "header").ok()?;
+        let kid = header.get("kid")?.as_str()?;
+        let known = issuer.keys.iter().any(|k| k.kid.as_deref() == Some(kid)) || ring.has_kid(kid);
+        (!known).then(|| ring.clone())
     }
 
     // -----------------------------------------------------------------------------------
@@ -582,9 +631,13 @@ impl JwtVerifier {
             Some(_) => return Err(invalid("iss", "not a string")),
         };
         let issuer = self.issuers.get(iss).ok_or_else(|| TokenError::UnknownIssuer(quoted(iss)))?;
-        let same_alg = issuer.keys.iter().filter(|k| k.algorithm == algorithm);
+        // The configured keys, then those fetched from the issuer (a snapshot: a refresh
+        // replaces the set whole, never under this request).
+        let fetched = issuer.remote.as_ref().and_then(|ring| ring.current());
+        let all: Vec<&Key> = issuer.keys.iter().chain(fetched.iter().flat_map(|set| set.keys.iter())).collect();
+        let same_alg = all.iter().copied().filter(|k| k.algorithm == algorithm);
         let candidates: Vec<&Key> = match kid {
-            Some(kid) if issuer.keys.iter().any(|k| k.kid.as_deref() == Some(kid)) => {
+            Some(kid) if all.iter().any(|k| k.kid.as_deref() == Some(kid)) => {
                 same_alg.filter(|k| k.kid.as_deref() == Some(kid)).collect()
             }
             // A kid no key claims: only keys without a kid may match.
@@ -592,6 +645,14 @@ impl JwtVerifier {
             None => same_alg.collect(),
         };
         if candidates.is_empty() {
+            if let Some(ring) = &issuer.remote
+                && fetched.is_none()
+            {
+                return Err(TokenError::KeysNotLoaded {
+                    issuer: quoted(&issuer.name),
+                    url: ring.source().location.url().to_owned(),
+                });
+            }
             return Err(TokenError::NoKey {
                 issuer: quoted(&issuer.name),
                 algorithm: algorithm.name().to_owned(),
@@ -644,6 +705,97 @@ impl JwtVerifier {
 
         issuer.principal(&payload)
     }
+}
+
+/// The keys of a `jwks_file`; keys skipped are logged.
+fn jwks_file_keys(full: &Path, at: &str) -> Result<Vec<Key>, IdentityConfigError> {
+    let text = std::fs::read_to_string(full)
+        .map_err(|e| IdentityConfigError::unreadable(format!("{at}.jwks_file"), full, e))?;
+    let (found, skipped) = jwks_keys(&text)
+        .map_err(|m| IdentityConfigError::new(format!("{at}.jwks_file"), format!("{}: {m}", full.display())))?;
+    for reason in skipped {
+        tracing::warn!("{at}.jwks_file: {}: JWKS {reason}: skipped", full.display());
+    }
+    Ok(found)
+}
+
+/// The source of an entry's fetched keys (`jwks_url`, or `discovery = true`), checked;
+/// `None` when it fetches nothing.
+fn remote_source(
+    config: &JwtIssuerConfig,
+    base_dir: &Path,
+    at: &str,
+) -> Result<Option<JwksSource>, IdentityConfigError> {
+    let location = match (&config.jwks_url, config.discovery) {
+        (Some(_), true) => {
+            return Err(IdentityConfigError::new(
+                format!("{at}.discovery"),
+                "give either `jwks_url` or `discovery = true`, not both (discovery finds the JWKS URL itself)",
+            ));
+        }
+        (Some(url), false) => {
+            check_fetch_url(url)
+                .map_err(|m| IdentityConfigError::new(format!("{at}.jwks_url"), format!("{url:?} {m}")))?;
+            JwksLocation::Url(url.clone())
+        }
+        (None, true) => {
+            let url = discovery_url(&config.issuer);
+            check_fetch_url(&url).map_err(|m| {
+                IdentityConfigError::new(
+                    format!("{at}.discovery"),
+                    format!("the issuer is where discovery looks ({url:?}), and it {m}"),
+                )
+            })?;
+            JwksLocation::Discovery(url)
+        }
+        (None, false) => {
+            for (set, key) in [
+                (config.tls.is_some(), "tls"),
+                (config.refresh_interval_s.is_some(), "refresh_interval_s"),
+                (config.refetch_cooldown_s.is_some(), "refetch_cooldown_s"),
+            ] {
+                if set {
+                    return Err(IdentityConfigError::new(
+                        format!("{at}.{key}"),
+                        "applies to keys fetched from the issuer: set `jwks_url` or `discovery = true`",
+                    ));
+                }
+            }
+            return Ok(None);
+        }
+    };
+    let interval = config.refresh_interval_s.unwrap_or(DEFAULT_REFRESH_S);
+    if !(MIN_REFRESH_S..=MAX_REFRESH_S).contains(&interval) {
+        return Err(IdentityConfigError::new(
+            format!("{at}.refresh_interval_s"),
+            format!("{interval} is out of range: {MIN_REFRESH_S} to {MAX_REFRESH_S} seconds"),
+        ));
+    }
+    let cooldown = config.refetch_cooldown_s.unwrap_or(DEFAULT_COOLDOWN_S);
+    if !(1..=interval).contains(&cooldown) {
+        return Err(IdentityConfigError::new(
+            format!("{at}.refetch_cooldown_s"),
+            format!(
+                "{cooldown} is out of range: 1 second to refresh_interval_s ({interval}); without a cooldown, tokens \
+                 with made-up `kid`s could make Portcullis fetch the keys on every request"
+            ),
+        ));
+    }
+    let tls = config.tls.clone().unwrap_or_default();
+    if tls.client_cert_file.is_some() != tls.client_key_file.is_some() {
+        return Err(IdentityConfigError::new(
+            format!("{at}.tls"),
+            "`client_cert_file` and `client_key_file` go together",
+        ));
+    }
+    Ok(Some(JwksSource {
+        issuer: config.issuer.clone(),
+        location,
+        tls,
+        base_dir: base_dir.to_owned(),
+        refresh_interval: Duration::from_secs(interval),
+        refetch_cooldown: Duration::from_secs(cooldown),
+    }))
 }
 
 /// The issuer's `id_prefix` (empty when none), checked: with several issuers every one

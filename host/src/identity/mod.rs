@@ -32,11 +32,16 @@ use crate::exchange::{Principal, PrincipalKind, Request};
 mod api_key;
 mod client_cert;
 mod headers;
+mod jwks;
 mod jwt;
 #[cfg(test)]
 mod tests;
 
 pub use client_cert::ClientCertificate;
+pub use jwks::{
+    Claim, Installed, JwksLocation, JwksSource, KeyRing, KeyRingStatus, check_fetch_url, discovered_jwks_uri,
+    discovery_url,
+};
 pub use jwt::TokenError;
 
 // ---------------------------------------------------------------------------------------
@@ -117,6 +122,27 @@ pub struct JwtIssuerConfig {
     /// A JSON Web Key Set file (`{"keys": [...]}`) with public keys.
     #[serde(default)]
     pub jwks_file: Option<PathBuf>,
+    /// Fetch the issuer's keys from this JWKS URL (`https://`; plain `http://` only to a
+    /// loopback host), cached and refreshed by the server (`portcullis serve`).
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Find the JWKS URL through OpenID Connect discovery:
+    /// `{issuer}/.well-known/openid-configuration`, whose `issuer` must be this entry's and
+    /// whose `jwks_uri` is fetched (default false).
+    #[serde(default)]
+    pub discovery: bool,
+    /// The longest time between refreshes of fetched keys, in seconds (default 300, 10 to
+    /// 86400). A shorter `Cache-Control: max-age` from the issuer is honoured, down to 30.
+    #[serde(default)]
+    pub refresh_interval_s: Option<u64>,
+    /// The shortest time between two fetches caused by tokens with an unknown `kid`, in
+    /// seconds (default 10, at least 1).
+    #[serde(default)]
+    pub refetch_cooldown_s: Option<u64>,
+    /// How the issuer's TLS certificate is checked when fetching (`[identity.jwt.tls]`):
+    /// a private CA, a client certificate, a server name.
+    #[serde(default)]
+    pub tls: Option<crate::config::UpstreamTls>,
     /// Further keys.
     #[serde(default)]
     pub keys: Vec<JwtKeyConfig>,
@@ -480,6 +506,31 @@ impl Authenticator {
             trusted,
             client_certs,
         })
+    }
+
+    /// The rings of keys fetched from issuers (`jwks_url`, `discovery`), one per such
+    /// `[[identity.jwt]]` entry. A server fills them ([`KeyRing::install`]) and keeps them
+    /// fresh; until a ring is filled, that issuer's tokens verify only with its configured
+    /// keys (and are otherwise refused: `keys for issuer … are not loaded yet`).
+    pub fn key_rings(&self) -> Vec<std::sync::Arc<KeyRing>> {
+        self.jwt.key_rings()
+    }
+
+    /// The ring to refresh before authenticating a request with these headers, if any: its
+    /// bearer token's issuer fetches its keys, and either none are loaded yet or the
+    /// token's `kid` is not among them (the issuer may have rotated its keys). Nothing in
+    /// the token is verified or trusted here beyond choosing the ring; the server refreshes
+    /// it at most once per [`JwksSource::refetch_cooldown`] ([`KeyRing::claim_refetch`]).
+    pub fn remote_keys_wanted(&self, headers: &[(String, String)]) -> Option<std::sync::Arc<KeyRing>> {
+        if self.jwt.is_empty() {
+            return None;
+        }
+        let value = values(headers, "authorization").into_iter().next()?.trim();
+        let (scheme, token) = value.split_once(|c: char| c.is_ascii_whitespace())?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        self.jwt.key_ring_for(token.trim())
     }
 
     /// Whether any kind of credential is configured. When not, every request is anonymous.

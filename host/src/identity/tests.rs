@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
 use jsonwebtoken::EncodingKey;
@@ -785,4 +786,216 @@ fn two_issuers_never_give_the_same_principal() {
 fn auth_one(prefix: Option<&str>) -> Authenticator {
     let prefix = prefix.map(|p| format!("id_prefix = {p:?}\n")).unwrap_or_default();
     auth(&format!("[[jwt]]\nissuer = \"{ISS}\"\nsecret_env = \"JWT_SECRET\"\n{prefix}"), &[])
+}
+
+// -- JWT: keys fetched from the issuer (jwks_url, discovery) ---------------------------
+
+/// The RSA (`r1`) and P-256 (`e1`) test keys as a JWKS document.
+fn test_jwks(kids: &[&str]) -> String {
+    let rsa = jsonwebtoken::DecodingKey::from_rsa_pem(RSA_PUB.as_bytes()).unwrap();
+    let (n, e) =
+        (DEFAULT_PROVIDER.key_utils.rsa_pub_components_from_public_key)(rsa.try_get_as_bytes().unwrap()).unwrap();
+    let ec = jsonwebtoken::DecodingKey::from_ec_pem(EC_PUB.as_bytes()).unwrap();
+    let point = ec.try_get_as_bytes().unwrap();
+    let mut keys = Vec::new();
+    for kid in kids {
+        match *kid {
+            "r1" => keys.push(json!({"kty": "RSA", "kid": "r1", "alg": "RS256", "n": b64(&n), "e": b64(&e)})),
+            "e1" => keys.push(
+                json!({"kty": "EC", "kid": "e1", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..65])}),
+            ),
+            other => panic!("no test key {other}"),
+        }
+    }
+    json!({ "keys": keys }).to_string()
+}
+
+fn remote_auth(extra: &str) -> Authenticator {
+    auth(&format!("[[jwt]]\nissuer = \"{ISS}\"\njwks_url = \"https://idp.example/jwks.json\"\n{extra}"), &[])
+}
+
+fn es256_kid(kid: &str) -> String {
+    sign(
+        jsonwebtoken::Algorithm::ES256,
+        &EncodingKey::from_ec_pem(EC_KEY.as_bytes()).unwrap(),
+        json!({"kid": kid}),
+        claims(),
+    )
+}
+
+#[test]
+fn fetched_keys_verify_once_installed_and_not_before() {
+    let auth = remote_auth("");
+    let rings = auth.key_rings();
+    assert_eq!(rings.len(), 1);
+    let ring = &rings[0];
+    assert_eq!(ring.issuer(), ISS);
+    let token = rs256(json!({"kid": "r1"}), claims());
+    let err = token_error(auth.authenticate(&bearer(&token), NOW));
+    assert!(matches!(err, TokenError::KeysNotLoaded { .. }), "{err:?}");
+    assert!(err.to_string().contains("not loaded yet"), "{err}");
+    // Not loaded: every token of the issuer asks for the ring.
+    assert!(auth.remote_keys_wanted(&bearer(&token).headers).is_some());
+
+    let installed = ring.install(test_jwks(&["r1"]).as_bytes(), "https://idp.example/jwks.json", SystemTime::now());
+    assert_eq!(installed.unwrap().keys, 1);
+    assert!(auth.authenticate(&bearer(&token), NOW).is_ok());
+    assert!(auth.remote_keys_wanted(&bearer(&token).headers).is_none(), "a known kid needs no fetch");
+    // A kid the ring does not hold (a rotation, or a forgery) asks for a refresh; until one
+    // brings the key, the token is refused.
+    let rotated = es256_kid("e1");
+    assert!(auth.remote_keys_wanted(&bearer(&rotated).headers).is_some());
+    assert!(matches!(token_error(auth.authenticate(&bearer(&rotated), NOW)), TokenError::NoKey { .. }));
+    ring.install(test_jwks(&["r1", "e1"]).as_bytes(), "https://idp.example/jwks.json", SystemTime::now()).unwrap();
+    assert!(auth.authenticate(&bearer(&rotated), NOW).is_ok());
+    assert!(auth.authenticate(&bearer(&token), NOW).is_ok());
+    // Other issuers' tokens and other credentials never ask for a fetch.
+    let other = rs256(json!({"kid": "zz"}), with(claims(), json!({"iss": "https://other.example/"})));
+    assert!(auth.remote_keys_wanted(&bearer(&other).headers).is_none());
+    assert!(auth.remote_keys_wanted(&request(&[("authorization", "Basic abc")]).headers).is_none());
+    assert!(auth.remote_keys_wanted(&bearer("not.a-token").headers).is_none());
+}
+
+#[test]
+fn a_failed_fetch_keeps_the_last_good_keys() {
+    let auth = remote_auth("");
+    let ring = &auth.key_rings()[0];
+    ring.install(test_jwks(&["r1"]).as_bytes(), "u", SystemTime::now()).unwrap();
+    assert!(ring.install(b"{\"keys\": []}", "u", SystemTime::now()).is_err());
+    assert!(ring.install(b"<html>", "u", SystemTime::now()).is_err());
+    ring.fail("connection refused".into());
+    assert!(auth.authenticate(&bearer(&rs256(json!({"kid": "r1"}), claims())), NOW).is_ok());
+    let status = ring.status(SystemTime::now());
+    assert!(status.loaded);
+    assert_eq!(status.keys, 1);
+    assert_eq!(status.last_error.as_deref(), Some("connection refused"));
+}
+
+#[test]
+fn weak_symmetric_and_unknown_fetched_keys_are_skipped_with_a_reason() {
+    let auth = remote_auth("");
+    let ring = &auth.key_rings()[0];
+    let mut doc: Value = serde_json::from_str(&test_jwks(&["e1"])).unwrap();
+    let keys = doc["keys"].as_array_mut().unwrap();
+    keys.push(json!({"kty": "oct", "kid": "h", "k": b64(SECRET.as_bytes())}));
+    keys.push(json!({"kty": "RSA", "kid": "small", "n": b64(&[0xc1; 128]), "e": "AQAB"}));
+    keys.push(json!({"kty": "EC", "kid": "es512", "crv": "P-521", "x": "AA", "y": "AA"}));
+    keys.push(json!({"kty": "RSA", "kid": "hs", "alg": "HS256", "n": "AA", "e": "AQAB"}));
+    let installed = ring.install(doc.to_string().as_bytes(), "u", SystemTime::now()).unwrap();
+    assert_eq!(installed.keys, 1);
+    assert_eq!(installed.skipped.len(), 4, "{:?}", installed.skipped);
+    assert!(
+        installed.skipped.iter().any(|s| s.contains("\"small\"") && s.contains("1024 bits")),
+        "{:?}",
+        installed.skipped
+    );
+    // An HS256 token cannot use a fetched RSA key as an HMAC secret.
+    let hs = hs256(claims());
+    assert!(matches!(token_error(auth.authenticate(&bearer(&hs), NOW)), TokenError::NoKey { .. }));
+}
+
+#[test]
+fn unknown_kid_fetches_are_limited_by_the_cooldown() {
+    let auth = remote_auth("refetch_cooldown_s = 10");
+    let ring = &auth.key_rings()[0];
+    let t0 = Instant::now();
+    assert_eq!(ring.claim_refetch(t0), Claim::Lead);
+    // While it is in flight, others join it instead of fetching again.
+    assert_eq!(ring.claim_refetch(t0), Claim::Join);
+    assert_eq!(ring.claim_refresh(t0), Claim::Join);
+    ring.fail("down".into());
+    assert_eq!(ring.completed(), 1);
+    for s in [0, 1, 9] {
+        assert_eq!(ring.claim_refetch(t0 + Duration::from_secs(s)), Claim::Skip, "at {s}s");
+    }
+    assert_eq!(ring.claim_refetch(t0 + Duration::from_secs(10)), Claim::Lead);
+    ring.install(test_jwks(&["r1"]).as_bytes(), "u", SystemTime::now()).unwrap();
+    // A scheduled refresh is not held back by the cooldown, and does not start one.
+    assert_eq!(ring.claim_refresh(t0 + Duration::from_secs(11)), Claim::Lead);
+    ring.install(test_jwks(&["r1"]).as_bytes(), "u", SystemTime::now()).unwrap();
+    assert_eq!(ring.claim_refetch(t0 + Duration::from_secs(19)), Claim::Skip);
+    assert_eq!(ring.claim_refetch(t0 + Duration::from_secs(20)), Claim::Lead);
+}
+
+#[test]
+fn cache_control_is_honoured_within_bounds() {
+    let auth = remote_auth("refresh_interval_s = 600");
+    let source = auth.key_rings()[0].source().clone();
+    let s = Duration::from_secs;
+    assert_eq!(source.next_refresh(None), s(600));
+    assert_eq!(source.next_refresh(Some("public, max-age=120")), s(120));
+    assert_eq!(source.next_refresh(Some("max-age=5")), s(30));
+    assert_eq!(source.next_refresh(Some("no-store")), s(30));
+    assert_eq!(source.next_refresh(Some("max-age=86400")), s(600));
+    assert_eq!(source.next_refresh(Some("private")), s(600));
+    assert_eq!(source.retry_after_failure(), s(30));
+}
+
+#[test]
+fn a_reload_keeps_the_keys_of_an_unchanged_source() {
+    // Two generations of one config file: same folder, same source.
+    let dir = dir_with(&[]);
+    let build = |url: &str| {
+        let text = format!("[[jwt]]\nissuer = \"{ISS}\"\njwks_url = \"{url}\"");
+        Authenticator::build(&toml::from_str(&text).unwrap(), &dir, &|_| None).unwrap()
+    };
+    let old = build("https://idp.example/jwks.json");
+    old.key_rings()[0].install(test_jwks(&["r1"]).as_bytes(), "u", SystemTime::now()).unwrap();
+    let new = build("https://idp.example/jwks.json");
+    new.key_rings()[0].adopt(&old.key_rings()[0]);
+    assert!(new.authenticate(&bearer(&rs256(json!({"kid": "r1"}), claims())), NOW).is_ok());
+    let moved = build("https://idp.example/v2/jwks.json");
+    moved.key_rings()[0].adopt(&old.key_rings()[0]);
+    assert!(!moved.key_rings()[0].is_loaded(), "another URL's keys are not taken over");
+}
+
+#[test]
+fn discovery_documents_are_checked() {
+    let auth = auth(&format!("[[jwt]]\nissuer = \"{ISS}\"\ndiscovery = true"), &[]);
+    let source = auth.key_rings()[0].source().clone();
+    assert_eq!(
+        source.location,
+        JwksLocation::Discovery("https://auth.example.com/.well-known/openid-configuration".into())
+    );
+    let doc = |iss: &str, uri: &str| json!({"issuer": iss, "jwks_uri": uri}).to_string();
+    assert_eq!(
+        discovered_jwks_uri(doc(ISS, "https://auth.example.com/keys").as_bytes(), ISS).unwrap(),
+        "https://auth.example.com/keys"
+    );
+    let err = discovered_jwks_uri(doc("https://evil.example/", "https://evil.example/k").as_bytes(), ISS).unwrap_err();
+    assert!(err.contains("names issuer \"https://evil.example/\""), "{err}");
+    let err = discovered_jwks_uri(doc(ISS, "http://auth.example.com/keys").as_bytes(), ISS).unwrap_err();
+    assert!(err.contains("must be https://"), "{err}");
+    assert!(discovered_jwks_uri(b"{}", ISS).is_err());
+    assert!(discovered_jwks_uri(doc(ISS, "http://127.0.0.1:8080/keys").as_bytes(), ISS).is_ok());
+}
+
+#[test]
+fn remote_key_config_errors_name_the_key() {
+    let cases = [
+        (
+            "jwks_url = \"http://idp.example/jwks.json\"",
+            "identity.jwt[0].jwks_url: \"http://idp.example/jwks.json\" must be https://",
+        ),
+        ("jwks_url = \"ftp://idp.example/\"", "identity.jwt[0].jwks_url"),
+        ("jwks_url = \"https://a/\"\ndiscovery = true", "identity.jwt[0].discovery: give either"),
+        ("jwks_url = \"https://a/\"\nrefetch_cooldown_s = 0", "identity.jwt[0].refetch_cooldown_s: 0 is out of range"),
+        ("jwks_url = \"https://a/\"\nrefresh_interval_s = 1", "identity.jwt[0].refresh_interval_s: 1 is out of range"),
+        (
+            "refresh_interval_s = 60\nsecret_env = \"JWT_SECRET\"",
+            "identity.jwt[0].refresh_interval_s: applies to keys fetched",
+        ),
+        (
+            "jwks_url = \"https://a/\"\n[jwt.tls]\nclient_cert_file = \"c.pem\"",
+            "identity.jwt[0].tls: `client_cert_file` and",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let err = try_auth(&format!("[[jwt]]\nissuer = \"{ISS}\"\n{extra}"), &[]).unwrap_err().to_string();
+        assert!(err.starts_with(expected), "{extra}: {err}");
+    }
+    let err = try_auth("[[jwt]]\nissuer = \"http://idp.example\"\ndiscovery = true", &[]).unwrap_err().to_string();
+    assert!(err.starts_with("identity.jwt[0].discovery: the issuer is where discovery looks"), "{err}");
+    // Plain http to a loopback host is allowed (a local identity provider, a test).
+    assert!(try_auth(&format!("[[jwt]]\nissuer = \"{ISS}\"\njwks_url = \"http://127.0.0.1:9/jwks\""), &[]).is_ok());
 }
