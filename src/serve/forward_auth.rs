@@ -21,17 +21,16 @@ use portcullis_host::adapters::forward_auth::{HeaderFamily, client_address, orig
 use portcullis_host::adapters::http::{FromHttp, request_from_http};
 use portcullis_host::config::ForwardAuthSection;
 use portcullis_host::gate::{Admission, Arrival, Reach, Refusal};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::http::{Body, full, problem, refusal_response, with_request_id};
+use super::http::{Body, Listener, full, problem, refusal_response, with_request_id};
 use super::live::Live;
 
 /// The header listing the header names the proxy must blank before passing the request on.
 pub const REMOVE_HEADERS: &str = "x-portcullis-remove-headers";
 
 /// Runs the forward-auth endpoint on `listener` until `shutdown`.
-pub async fn serve(listener: TcpListener, live: Live, section: ForwardAuthSection, shutdown: watch::Receiver<bool>) {
+pub async fn serve(listener: Listener, live: Live, section: ForwardAuthSection, shutdown: watch::Receiver<bool>) {
     super::http::serve(listener, shutdown, move |req, peer| {
         let live = live.clone();
         let section = section.clone();
@@ -74,8 +73,6 @@ async fn handle(live: &Live, section: &ForwardAuthSection, req: Request<Incoming
         Err(e) => return bad_request(&e, nginx),
     };
     let arrival = Arrival::take("forward-auth", Reach::HEADERS, &mut request);
-    // A token with an unknown `kid` may be signed by the issuer's new key.
-    live.refresh_keys(&gate, &request).await;
     let request_id = request.id.clone();
     let Ok(admission) = tokio::task::spawn_blocking(move || gate.admit(&mut request, arrival)).await else {
         return problem(500, "policy-error", "the evaluation stopped unexpectedly", &request_id);

@@ -1,9 +1,11 @@
 //! What the HTTP front doors share: the body type, answers built from a refusal, capped
-//! body reading, hop-by-hop header removal and the accept loop with graceful shutdown.
+//! body reading, hop-by-hop header removal and the accept loop (TLS, HTTP/1.1 and HTTP/2)
+//! with graceful shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,11 +15,15 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use portcullis_host::gate::{REQUEST_ID_HEADER, Refusal};
+use portcullis_host::identity::ClientCertificate;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+use super::tls::Acceptor;
 
 /// Errors a streamed body can carry.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -103,18 +109,61 @@ pub fn with_request_id(mut response: Response<Body>, request_id: &str) -> Respon
     response
 }
 
-/// Accepts HTTP/1.1 connections on `listener` and answers each request with `handle`,
-/// until `shutdown` turns true; then stops accepting and waits (up to 10 s) for the
-/// requests in flight to finish.
-pub async fn serve<F, Fut>(listener: TcpListener, mut shutdown: watch::Receiver<bool>, handle: F)
+/// A door's listening socket and how it speaks there.
+pub struct Listener {
+    /// The bound socket.
+    pub tcp: TcpListener,
+    /// TLS, when the door's section has `[server.<door>.tls]`: HTTP/2 then when the client
+    /// picks `h2` among the protocols the acceptor offers (ALPN), HTTP/1.1 otherwise.
+    pub tls: Option<Arc<Acceptor>>,
+    /// On a plaintext listener, also accept HTTP/2 with prior knowledge (h2c) beside
+    /// HTTP/1.1.
+    pub h2c: bool,
+}
+
+/// What a request's connection established, put in every request's extensions by
+/// [`serve`] for the door to read.
+#[derive(Debug, Clone, Default)]
+pub struct Connection {
+    /// Whether the connection is TLS.
+    pub tls: bool,
+    /// The client certificate the TLS handshake verified against the listener's client CA.
+    pub client_certificate: Option<ClientCertificate>,
+}
+
+/// The verified client certificate of the connection `extensions` came with (a request's
+/// parts), for [`portcullis_host::gate::Arrival::with_client_certificate`].
+pub fn client_certificate(extensions: &http::Extensions) -> Option<ClientCertificate> {
+    extensions.get::<Connection>().and_then(|c| c.client_certificate.clone())
+}
+
+/// Which HTTP a connection speaks.
+#[derive(Debug, Clone, Copy)]
+enum Speaks {
+    Http1,
+    Http2,
+    /// Either, told apart by the HTTP/2 preface (h2c with prior knowledge).
+    Either,
+}
+
+/// Accepts connections on `listener` (TLS handshakes on their own tasks, within a deadline)
+/// and answers each request with `handle`, until `shutdown` turns true; then stops
+/// accepting and waits (up to 10 s) for the requests in flight to finish.
+///
+/// Each request carries its [`Connection`] in its extensions. On a TLS connection its
+/// scheme is `https`: a URI that names another one (an HTTP/2 `:scheme`, an HTTP/1.1
+/// absolute-form target) is given `https` before the door sees it, so policies judge the
+/// scheme the caller really used.
+pub async fn serve<F, Fut>(listener: Listener, mut shutdown: watch::Receiver<bool>, handle: F)
 where
     F: Fn(hyper::Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
+    let Listener { tcp, tls, h2c } = listener;
     let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
+            accepted = tcp.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(accepted) => accepted,
                     Err(e) => {
@@ -124,27 +173,69 @@ where
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let handle = handle.clone();
-                let service = service_fn(move |req| {
-                    let handle = handle.clone();
-                    async move { Ok::<_, Infallible>(handle(req, peer).await) }
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(30))
-                    .serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn);
+                let (handle, tls, watcher) = (handle.clone(), tls.clone(), graceful.watcher());
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    let Some(acceptor) = tls else {
+                        let speaks = if h2c { Speaks::Either } else { Speaks::Http1 };
+                        return connection(TokioIo::new(stream), Connection::default(), speaks, peer, handle, watcher).await;
+                    };
+                    match acceptor.accept(stream).await {
+                        Ok((stream, client_certificate)) => {
+                            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+                            let speaks = if h2 { Speaks::Http2 } else { Speaks::Http1 };
+                            let conn = Connection { tls: true, client_certificate };
+                            connection(TokioIo::new(stream), conn, speaks, peer, handle, watcher).await;
+                        }
+                        Err(e) => tracing::debug!(error = %format!("{e:#}"), %peer, door = acceptor.section(), "TLS connection refused"),
                     }
                 });
             }
             _ = shutdown.changed() => break,
         }
     }
-    drop(listener);
+    drop(tcp);
     if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
         tracing::warn!("requests still in flight after 10 s; closing them");
+    }
+}
+
+/// Serves one connection until it closes (or, on shutdown, until its requests in flight
+/// are answered).
+async fn connection<I, F, Fut>(io: I, conn: Connection, speaks: Speaks, peer: SocketAddr, handle: F, watcher: Watcher)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    F: Fn(hyper::Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    let service = service_fn(move |mut req: hyper::Request<Incoming>| {
+        let handle = handle.clone();
+        if conn.tls {
+            force_https(&mut req);
+        }
+        req.extensions_mut().insert(conn.clone());
+        async move { Ok::<_, Infallible>(handle(req, peer).await) }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
+    builder.http2().timer(TokioTimer::new());
+    let builder = match speaks {
+        Speaks::Http1 => builder.http1_only(),
+        Speaks::Http2 => builder.http2_only(),
+        Speaks::Either => builder,
+    };
+    if let Err(e) = watcher.watch(builder.serve_connection(io, service)).await {
+        tracing::debug!(error = %e, %peer, "connection ended with an error");
+    }
+}
+
+/// Gives a URI that names a scheme the scheme `https` (a request on a TLS connection).
+fn force_https(req: &mut hyper::Request<Incoming>) {
+    if req.uri().scheme().is_none_or(|scheme| *scheme == http::uri::Scheme::HTTPS) {
+        return;
+    }
+    let mut parts = req.uri().clone().into_parts();
+    parts.scheme = Some(http::uri::Scheme::HTTPS);
+    if let Ok(uri) = http::Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
     }
 }

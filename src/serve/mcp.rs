@@ -51,10 +51,12 @@ use portcullis_host::exchange::Request as Normal;
 use portcullis_host::gate::{APPROVAL_HEADER, Admission, Arrival, BodyReach, Gate, Identity, Reach, Release, Ticket};
 use portcullis_host::target::canonicalize;
 use serde_json::{Map, Value, json};
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use super::http::{Body, BoxError, ReadError, content_length, full, read_capped, strip_hop_by_hop, with_request_id};
+use super::http::{
+    Body, BoxError, Listener, ReadError, client_certificate, content_length, full, read_capped, strip_hop_by_hop,
+    with_request_id,
+};
 use super::live::Live;
 use super::upstream::{DoorUpstream, UpstreamClient};
 
@@ -78,7 +80,7 @@ const MAX_LIST_PAGES: usize = 16;
 
 /// Runs the MCP front door on `listener` until `shutdown`.
 pub async fn serve(
-    listener: TcpListener,
+    listener: Listener,
     live: Live,
     section: McpSection,
     upstream: DoorUpstream,
@@ -273,8 +275,6 @@ impl Door {
             Err(e) => return rpc_error(400, &Value::Null, ERROR_INVALID_REQUEST, &e.to_string(), ""),
         };
         let (parts, _) = head.into_parts();
-        // A token with an unknown `kid` may be signed by the issuer's new key.
-        self.live.refresh_keys(&gate, &normal).await;
         match parts.method {
             Method::POST => self.post(gate, parts, body, normal, routing).await,
             Method::GET | Method::DELETE => self.pass(gate, parts, normal).await,
@@ -283,9 +283,10 @@ impl Door {
     }
 
     /// Checks the credential of a message that is not evaluated; the refusal when it fails.
-    fn authenticate(gate: &Gate, normal: &mut Normal) -> Option<Response<Body>> {
+    fn authenticate(gate: &Gate, normal: &mut Normal, parts: &http::request::Parts) -> Option<Response<Body>> {
         let now = portcullis_host::now_ms() / 1000;
-        match gate.identify(normal, &Identity::Credentials { now_unix_s: now }) {
+        let certificate = client_certificate(&parts.extensions);
+        match gate.identify_connection(normal, &Identity::Credentials { now_unix_s: now }, certificate.as_ref()) {
             Ok(()) => None,
             Err(failure) => Some(rpc_error(
                 401,
@@ -299,7 +300,7 @@ impl Door {
 
     /// GET and DELETE: authenticated, then passed (a GET stream filtered).
     async fn pass(&self, gate: Arc<Gate>, parts: http::request::Parts, mut normal: Normal) -> Response<Body> {
-        if let Some(refusal) = Self::authenticate(&gate, &mut normal) {
+        if let Some(refusal) = Self::authenticate(&gate, &mut normal, &parts) {
             return refusal;
         }
         let session = header_text(&parts.headers, SESSION_HEADER);
@@ -381,7 +382,9 @@ impl Door {
             Some(tool) => self.annotations_for(&gate, &normal, &parts, &session, tool, params.as_ref(), routing).await,
             None => None,
         };
-        let (gate, ticket) = match Self::admit_call(gate, &normal, &call, annotations.as_ref(), &id).await {
+        let certificate = client_certificate(&parts.extensions);
+        let admitted = Self::admit_call(gate, &normal, &call, annotations.as_ref(), &id, certificate).await;
+        let (gate, ticket) = match admitted {
             Ok(admitted) => admitted,
             Err(answer) => return *answer,
         };
@@ -443,7 +446,7 @@ impl Door {
             tracing::warn!(error = %e, "refused a call sent as a notification");
             return rpc_error(400, &Value::Null, e.code(), &e.to_string(), "");
         }
-        if let Some(refusal) = Self::authenticate(gate, &mut normal) {
+        if let Some(refusal) = Self::authenticate(gate, &mut normal, &parts) {
             return refusal;
         }
         // The message as parsed, re-serialised: never the client's bytes.
@@ -471,13 +474,15 @@ impl Door {
         call: &Call,
         annotations: Option<&Annotations>,
         id: &Value,
+        certificate: Option<portcullis_host::identity::ClientCertificate>,
     ) -> Result<(Arc<Gate>, Box<Ticket>), Box<Response<Body>>> {
         let mut request = mcp::request_for_call(normal, call, annotations);
         if let (Some(approval), None) = (&call.approval_id, request.header(APPROVAL_HEADER)) {
             request.headers.push((APPROVAL_HEADER.into(), approval.clone()));
         }
         // Arguments and results are rewritten here; the endpoint's query is not.
-        let arrival = Arrival::take("mcp", Reach { query: false, body: BodyReach::Rewrite }, &mut request);
+        let arrival = Arrival::take("mcp", Reach { query: false, body: BodyReach::Rewrite }, &mut request)
+            .with_client_certificate(certificate);
         let request_id = request.id.clone();
         let admitted = tokio::task::spawn_blocking(move || {
             let admission = gate.admit(&mut request, arrival);
@@ -653,7 +658,8 @@ impl Door {
     ) -> Option<Annotations> {
         let mut caller = normal.clone();
         let now = portcullis_host::now_ms() / 1000;
-        gate.identify(&mut caller, &Identity::Credentials { now_unix_s: now }).ok()?;
+        let certificate = client_certificate(&parts.extensions);
+        gate.identify_connection(&mut caller, &Identity::Credentials { now_unix_s: now }, certificate.as_ref()).ok()?;
         let key = ListKey::of(&caller.principal, session);
         match self.annotations.lookup(&key, tool) {
             Known::Listed(annotations) => return Some(annotations),

@@ -8,12 +8,12 @@ pub mod admin;
 pub mod ext_authz;
 pub mod forward_auth;
 pub mod http;
-pub mod jwks;
 pub mod live;
 pub mod mcp;
 pub mod metrics;
 pub mod preflight;
 pub mod proxy;
+pub mod tls;
 pub mod upstream;
 
 use std::collections::BTreeMap;
@@ -66,7 +66,7 @@ pub fn run(config_path: &Path, ready_file: Option<&Path>) -> Result<()> {
         engine,
         approvals,
         audit: audit.clone(),
-        counters: config.rate_limiter(config_path)?,
+        counters: portcullis_host::RateLimiter::default(),
         fixed: fixed_sections(&config),
     };
     let gate = build_gate(&config, config_path, &keep)?;
@@ -90,21 +90,26 @@ async fn serve_doors(config: &Config, live: Live, base: &Path, ready_file: Optio
     let proxy_upstream =
         config.server.proxy.as_ref().map(|s| upstream::DoorUpstream::for_proxy(s, base)).transpose()?;
     let mcp_upstream = config.server.mcp.as_ref().map(|s| upstream::DoorUpstream::for_mcp(s, base)).transpose()?;
-    // JWT keys fetched from issuers: loaded before the doors open (an issuer that is down
-    // does not stop the start).
-    live.start_jwks().await?;
+    // So are the listeners' certificates and keys.
+    let tls = tls::Doors::load(&config.server, base)?;
     let (stop, stopped) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     // Each door's bound address by its config section's name, for the ready file.
     let mut bound = BTreeMap::new();
-    if let (Some(section), Some(upstream)) = (config.server.proxy.clone(), proxy_upstream) {
+    if let (Some(mut section), Some(upstream)) = (config.server.proxy.clone(), proxy_upstream) {
         let listener = bind(section.listen, "[server.proxy] listen").await?;
-        bound.insert("proxy", announce("proxy", &listener, &format!(" -> {}", section.upstream))?);
+        bound.insert("proxy", announce("proxy", &listener, tls.proxy.is_some(), &format!(" -> {}", section.upstream))?);
+        let listener = http::Listener { tcp: listener, tls: tls.proxy.clone(), h2c: section.h2c };
+        if listener.tls.is_some() {
+            // Callers reach a TLS listener over https, whatever `scheme` says.
+            section.scheme = "https".into();
+        }
         tasks.spawn(proxy::serve(listener, live.clone(), section, upstream, stopped.clone()));
     }
     if let Some(section) = config.server.forward_auth.clone() {
         let listener = bind(section.listen, "[server.forward_auth] listen").await?;
-        bound.insert("forward_auth", announce("forward-auth", &listener, "")?);
+        bound.insert("forward_auth", announce("forward-auth", &listener, tls.forward_auth.is_some(), "")?);
+        let listener = http::Listener { tcp: listener, tls: tls.forward_auth.clone(), h2c: false };
         let (live, stopped) = (live.clone(), stopped.clone());
         tasks.spawn(async move {
             forward_auth::serve(listener, live, section, stopped).await;
@@ -113,23 +118,29 @@ async fn serve_doors(config: &Config, live: Live, base: &Path, ready_file: Optio
     }
     if let Some(section) = config.server.ext_authz.clone() {
         let listener = bind(section.listen, "[server.ext_authz] listen").await?;
-        bound.insert("ext_authz", announce("ext-authz", &listener, " (gRPC envoy.service.auth.v3.Authorization)")?);
+        let extra = " (gRPC envoy.service.auth.v3.Authorization)";
+        bound.insert("ext_authz", announce("ext-authz", &listener, tls.ext_authz.is_some(), extra)?);
         let mut stopped = stopped.clone();
-        tasks.spawn(ext_authz::serve(listener, live.clone(), async move {
+        tasks.spawn(ext_authz::serve(listener, tls.ext_authz.clone(), live.clone(), async move {
             let _ = stopped.changed().await;
         }));
     }
-    if let (Some(section), Some(upstream)) = (config.server.mcp.clone(), mcp_upstream) {
+    if let (Some(mut section), Some(upstream)) = (config.server.mcp.clone(), mcp_upstream) {
         let listener = bind(section.listen, "[server.mcp] listen").await?;
-        bound.insert("mcp", announce("mcp", &listener, &format!(" -> {}", section.upstream))?);
+        bound.insert("mcp", announce("mcp", &listener, tls.mcp.is_some(), &format!(" -> {}", section.upstream))?);
+        let listener = http::Listener { tcp: listener, tls: tls.mcp.clone(), h2c: section.h2c };
+        if listener.tls.is_some() {
+            section.scheme = "https".into();
+        }
         tasks.spawn(mcp::serve(listener, live.clone(), section, upstream, stopped.clone()));
     }
     if let Some(section) = config.server.admin.clone() {
         let listener = bind(section.listen, "[server.admin] listen").await?;
-        bound.insert("admin", announce("admin", &listener, "")?);
+        bound.insert("admin", announce("admin", &listener, tls.admin.is_some(), "")?);
+        let listener = http::Listener { tcp: listener, tls: tls.admin.clone(), h2c: false };
         tasks.spawn(admin::serve(listener, live.clone(), section, stopped.clone()));
     }
-    tasks.spawn(watch_for_reloads(live.clone(), stopped.clone()));
+    tasks.spawn(watch_for_reloads(live.clone(), tls.all(), stopped.clone()));
     if let Some(path) = ready_file {
         write_ready_file(path, &bound)?;
     }
@@ -165,11 +176,12 @@ async fn bind(addr: SocketAddr, key: &str) -> Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("{key}: cannot listen on {addr}"))
 }
 
-/// Logs the address a door is bound to (the port the system picked for port 0) and
-/// returns it.
-fn announce(door: &str, listener: &TcpListener, extra: &str) -> Result<SocketAddr> {
+/// Logs the address a door is bound to (the port the system picked for port 0), as
+/// `https://ADDR` when it listens with TLS, and returns it.
+fn announce(door: &str, listener: &TcpListener, tls: bool, extra: &str) -> Result<SocketAddr> {
     let addr = listener.local_addr().with_context(|| format!("{door}: cannot read the address it listens on"))?;
-    eprintln!("portcullis: {door} listening on {addr}{extra}");
+    let scheme = if tls { "https://" } else { "" };
+    eprintln!("portcullis: {door} listening on {scheme}{addr}{extra}");
     Ok(addr)
 }
 
@@ -194,8 +206,8 @@ fn remove_ready_file(path: &Path) -> Result<()> {
 }
 
 /// Reloads on SIGHUP, and when the config or a module changes on disk (checked every
-/// second).
-async fn watch_for_reloads(live: Live, mut stopped: watch::Receiver<bool>) -> Result<()> {
+/// second); the listeners' certificates, keys and client CAs likewise (`tls`).
+async fn watch_for_reloads(live: Live, tls: Vec<Arc<tls::Acceptor>>, mut stopped: watch::Receiver<bool>) -> Result<()> {
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -208,6 +220,10 @@ async fn watch_for_reloads(live: Live, mut stopped: watch::Receiver<bool>) -> Re
             let live = live.clone();
             // Loading compiles components: keep it off the request threads' executor.
             let _ = tokio::task::spawn_blocking(move || live.reload()).await;
+        }
+        if !tls.is_empty() {
+            let tls = tls.clone();
+            let _ = tokio::task::spawn_blocking(move || tls::reload(&tls, asked)).await;
         }
     }
 }

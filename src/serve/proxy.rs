@@ -25,11 +25,11 @@ use portcullis_host::config::ProxySection;
 use portcullis_host::exchange::Body as ExchangeBody;
 use portcullis_host::gate::{Admission, Arrival, Gate, Reach, Release, Ticket};
 use portcullis_host::{CanonicalTarget, Phase, Redaction};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::http::{
-    Body, ReadError, content_length, full, problem, read_capped, refusal_response, streamed, with_request_id,
+    Body, Listener, ReadError, client_certificate, content_length, full, problem, read_capped, refusal_response,
+    streamed, with_request_id,
 };
 use super::live::Live;
 use super::upstream::{DoorUpstream, UpstreamClient, UpstreamError};
@@ -107,7 +107,7 @@ impl Payload {
 /// Runs the reverse proxy on `listener` until `shutdown`, forwarding to `upstream` (built
 /// from the section before the door listens).
 pub async fn serve(
-    listener: TcpListener,
+    listener: Listener,
     live: Live,
     section: ProxySection,
     upstream: DoorUpstream,
@@ -142,8 +142,6 @@ impl Proxy {
             Ok(arrived) => arrived,
             Err(answer) => return *answer,
         };
-        // A token with an unknown `kid` may be signed by the issuer's new key.
-        self.live.refresh_keys(&gate, &request).await;
         let request_id = request.id.clone();
         let admitted = tokio::task::spawn_blocking(move || {
             let admission = gate.admit(&mut request, arrival);
@@ -202,7 +200,9 @@ impl Proxy {
             request.body = body_of(&bytes, &parts.headers);
             payload = Payload::Buffered(bytes);
         }
-        let arrival = Arrival::take("proxy", Reach::ALL, &mut request).with_route(route);
+        let arrival = Arrival::take("proxy", Reach::ALL, &mut request)
+            .with_route(route)
+            .with_client_certificate(client_certificate(&parts.extensions));
         Ok(Arrived { request, target, arrival, payload })
     }
 
