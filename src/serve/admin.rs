@@ -104,17 +104,40 @@ async fn handle(live: &Live, token: &Token, req: Request<Incoming>, _peer: Socke
         (Method::GET, "/readyz") => {
             let state = live.state();
             let gate = live.gate();
-            json_response(
-                200,
-                &json!({
-                    "ready": true,
-                    "generation": state.generation,
-                    "last_reload_error": state.last_error,
-                    "policies": gate.policy_set().policies().map(|p| json!({"name": p.name(), "digest": p.digest()})).collect::<Vec<_>>(),
-                }),
-            )
+            // Not ready while an issuer's fetched keys were never loaded (its tokens get 401);
+            // still ready, with the cause shown, when a refresh failed and older keys serve.
+            let jwks = live.jwks().statuses();
+            let unloaded: Vec<&str> = jwks.iter().filter(|s| !s.loaded).map(|s| s.issuer.as_str()).collect();
+            let ready = unloaded.is_empty();
+            let jwks: Vec<Value> = jwks
+                .iter()
+                .map(|s| {
+                    let health = match (s.loaded, &s.last_error) {
+                        (false, _) => "not-loaded",
+                        (true, Some(_)) => "stale",
+                        (true, None) => "ok",
+                    };
+                    let mut entry = json!(s);
+                    entry["state"] = json!(health);
+                    entry
+                })
+                .collect();
+            let mut body = json!({
+                "ready": ready,
+                "generation": state.generation,
+                "last_reload_error": state.last_error,
+                "policies": gate.policy_set().policies().map(|p| json!({"name": p.name(), "digest": p.digest()})).collect::<Vec<_>>(),
+            });
+            if !jwks.is_empty() {
+                body["jwks"] = json!(jwks);
+            }
+            if !ready {
+                body["not_ready"] = json!(format!("JWT keys not loaded yet for issuer(s): {}", unloaded.join(", ")));
+            }
+            json_response(if ready { 200 } else { 503 }, &body)
         }
         (Method::GET, "/metrics") => {
+            live.jwks().observe();
             let mut response = text(200, &live.metrics.encode());
             response.headers_mut().insert(
                 CONTENT_TYPE,

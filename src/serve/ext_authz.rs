@@ -62,6 +62,8 @@ impl ExtAuthz {
         // body in hand a redaction that changes nothing in it can still pass.
         let body = if checked.body.is_complete() { BodyReach::ReadOnly } else { BodyReach::Unseen };
         let arrival = Arrival::take(FRONT_DOOR, Reach { query: true, body }, &mut checked.request);
+        // A token with an unknown `kid` may be signed by the issuer's new key.
+        self.live.refresh_keys(&gate, &checked.request).await;
         let request_id = checked.request.id.clone();
         // Evaluation is synchronous CPU work: keep it off the async workers.
         let admitted = tokio::task::spawn_blocking(move || {

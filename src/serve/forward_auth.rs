@@ -73,6 +73,8 @@ async fn handle(live: &Live, section: &ForwardAuthSection, req: Request<Incoming
         Err(e) => return bad_request(&e, nginx),
     };
     let arrival = Arrival::take("forward-auth", Reach::HEADERS, &mut request);
+    // A token with an unknown `kid` may be signed by the issuer's new key.
+    live.refresh_keys(&gate, &request).await;
     let request_id = request.id.clone();
     let Ok(admission) = tokio::task::spawn_blocking(move || gate.admit(&mut request, arrival)).await else {
         return problem(500, "policy-error", "the evaluation stopped unexpectedly", &request_id);

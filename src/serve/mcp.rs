@@ -275,6 +275,8 @@ impl Door {
             Err(e) => return rpc_error(400, &Value::Null, ERROR_INVALID_REQUEST, &e.to_string(), ""),
         };
         let (parts, _) = head.into_parts();
+        // A token with an unknown `kid` may be signed by the issuer's new key.
+        self.live.refresh_keys(&gate, &normal).await;
         match parts.method {
             Method::POST => self.post(gate, parts, body, normal, routing).await,
             Method::GET | Method::DELETE => self.pass(gate, parts, normal).await,

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod ext_authz;
 pub mod forward_auth;
 pub mod http;
+pub mod jwks;
 pub mod live;
 pub mod mcp;
 pub mod metrics;
@@ -66,7 +67,7 @@ pub fn run(config_path: &Path, ready_file: Option<&Path>) -> Result<()> {
         engine,
         approvals,
         audit: audit.clone(),
-        counters: portcullis_host::RateLimiter::default(),
+        counters: config.rate_limiter(config_path)?,
         fixed: fixed_sections(&config),
     };
     let gate = build_gate(&config, config_path, &keep)?;
@@ -92,6 +93,9 @@ async fn serve_doors(config: &Config, live: Live, base: &Path, ready_file: Optio
     let mcp_upstream = config.server.mcp.as_ref().map(|s| upstream::DoorUpstream::for_mcp(s, base)).transpose()?;
     // So are the listeners' certificates and keys.
     let tls = tls::Doors::load(&config.server, base)?;
+    // JWT keys fetched from issuers: loaded before the doors open (an issuer that is down
+    // does not stop the start).
+    live.start_jwks().await?;
     let (stop, stopped) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     // Each door's bound address by its config section's name, for the ready file.

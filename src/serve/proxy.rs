@@ -142,6 +142,8 @@ impl Proxy {
             Ok(arrived) => arrived,
             Err(answer) => return *answer,
         };
+        // A token with an unknown `kid` may be signed by the issuer's new key.
+        self.live.refresh_keys(&gate, &request).await;
         let request_id = request.id.clone();
         let admitted = tokio::task::spawn_blocking(move || {
             let admission = gate.admit(&mut request, arrival);
