@@ -21,7 +21,7 @@ pub struct ListenerTls {
     /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1).
     pub key_file: PathBuf,
     /// PEM file with the CA certificates client certificates must chain to. Setting it turns
-    /// on mutual TLS; `[[identity.client_cert]]` maps a verified certificate to a principal.
+    /// on mutual TLS; `[[identity.client_certs]]` maps a verified certificate to a principal.
     #[serde(default)]
     pub client_ca_file: Option<PathBuf>,
     /// With `client_ca_file`: `required` (default; a client without a valid certificate
