@@ -126,6 +126,17 @@ fn each_broken_config_exits_2_naming_the_file_and_the_key() {
             ),
             vec!["identity.jwt[0].public_key_file", "keys/missing.pem"],
         ),
+        (
+            "an upstream that is not http(s)",
+            good.replace("upstream = \"http://127.0.0.1:9000\"", "upstream = \"ftp://127.0.0.1:9000\""),
+            vec!["[server.proxy] upstream", "ftp://"],
+        ),
+        (
+            "an upstream CA file that cannot be read",
+            good.replace("upstream = \"http://127.0.0.1:9000\"", "upstream = \"https://127.0.0.1:9000\"")
+                + "\n[server.proxy.upstream_tls]\nca_file = \"certs/missing-ca.pem\"\n",
+            vec!["[server.proxy.upstream_tls]", "certs/missing-ca.pem"],
+        ),
         ("an unknown key", good.replace("[server.proxy]\n", "[server.proxy]\nlisten_twice = 1\n"), vec!["listen_twice"]),
         (
             "an audit log in a folder that does not exist",

@@ -30,6 +30,7 @@ pub fn run(config_path: &Path) -> Result<Preflight> {
     let base = base_dir(config_path);
     let engine = Engine::new(&config.engine_config(&base))?;
     let gate = crate::setup::gate_on_engine(&config, config_path, &engine)?;
+    check_upstreams(&config, config_path, &base)?;
     check_audit(&config, config_path, &base)?;
     check_approvals(&config, config_path, &base)?;
     Ok(Preflight { config, gate })
@@ -49,6 +50,19 @@ pub fn require_a_door(config: &Config, config_path: &Path) -> Result<()> {
              [server.admin] (see docs/front-doors.md)",
             config_path.display()
         );
+    }
+    Ok(())
+}
+
+/// Each door's upstream URL parsed and its client built (TLS files read) exactly as `serve`
+/// builds them before listening.
+fn check_upstreams(config: &Config, config_path: &Path, base: &Path) -> Result<()> {
+    let file = || config_path.display().to_string();
+    if let Some(section) = &config.server.proxy {
+        super::upstream::DoorUpstream::for_proxy(section, base).with_context(file)?;
+    }
+    if let Some(section) = &config.server.mcp {
+        super::upstream::DoorUpstream::for_mcp(section, base).with_context(file)?;
     }
     Ok(())
 }
