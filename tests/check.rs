@@ -137,6 +137,11 @@ fn each_broken_config_exits_2_naming_the_file_and_the_key() {
                 + "\n[server.proxy.upstream_tls]\nca_file = \"certs/missing-ca.pem\"\n",
             vec!["[server.proxy.upstream_tls]", "certs/missing-ca.pem"],
         ),
+        (
+            "a listener certificate that cannot be read",
+            good.clone() + "\n[server.proxy.tls]\ncert_file = \"certs/none.pem\"\nkey_file = \"certs/none.key\"\n",
+            vec!["[server.proxy.tls]", "certs/none.pem"],
+        ),
         ("an unknown key", good.replace("[server.proxy]\n", "[server.proxy]\nlisten_twice = 1\n"), vec!["listen_twice"]),
         (
             "an audit log in a folder that does not exist",

@@ -30,6 +30,7 @@ pub fn run(config_path: &Path) -> Result<Preflight> {
     let base = base_dir(config_path);
     let engine = Engine::new(&config.engine_config(&base))?;
     let gate = crate::setup::gate_on_engine(&config, config_path, &engine)?;
+    check_listeners(&config, config_path, &base)?;
     check_upstreams(&config, config_path, &base)?;
     check_audit(&config, config_path, &base)?;
     check_approvals(&config, config_path, &base)?;
@@ -64,6 +65,12 @@ fn check_upstreams(config: &Config, config_path: &Path, base: &Path) -> Result<(
     if let Some(section) = &config.server.mcp {
         super::upstream::DoorUpstream::for_mcp(section, base).with_context(file)?;
     }
+    Ok(())
+}
+
+/// Every listener's certificate, key and client CA loaded as `serve` loads them.
+fn check_listeners(config: &Config, config_path: &Path, base: &Path) -> Result<()> {
+    super::tls::Doors::load(&config.server, base).with_context(|| config_path.display().to_string())?;
     Ok(())
 }
 
