@@ -83,7 +83,6 @@ impl fmt::Debug for UpstreamClient {
 /// Why an upstream request failed.
 #[derive(Debug)]
 #[non_exhaustive]
-#[allow(dead_code, reason = "Timeout, TooLarge and Body come from `get_bytes`, for the JWKS fetcher")]
 pub enum UpstreamError {
     /// The request could not be sent or no response came: connect refused, TLS handshake
     /// failed (unknown issuer, wrong name, expired, no client certificate), connection reset.
@@ -179,7 +178,6 @@ impl UpstreamClient {
     /// GETs `uri` whole: its status, headers and body, within `timeout` from connect to the
     /// last byte, refusing a body over `cap` bytes. For documents (JWKS, OIDC discovery); the
     /// status is the caller's to judge.
-    #[allow(dead_code, reason = "for the JWKS and OIDC discovery fetcher")]
     pub async fn get_bytes(
         &self,
         uri: &Uri,
