@@ -81,7 +81,8 @@ fn rate_limit_latency(dir: &std::path::Path, module: &std::path::Path, redis: Op
     std::fs::write(&path, text).unwrap();
     let config = Config::read(&path).unwrap();
     let engine = Engine::new(&config.engine_config(dir)).unwrap();
-    let set = PolicySet::from_config_with_counters(&config, &path, &engine, config.rate_limiter(&path).unwrap()).unwrap();
+    let set =
+        PolicySet::from_config_with_counters(&config, &path, &engine, config.rate_limiter(&path).unwrap()).unwrap();
     let request = Request {
         method: "GET".into(),
         authority: "api.test".into(),

@@ -114,7 +114,7 @@ pid {d}/nginx.pid;
 error_log {d}/error.log info;
 
 events {{
-    worker_connections 64;
+    worker_connections 256;
 }}
 
 http {{
