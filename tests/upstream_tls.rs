@@ -7,7 +7,8 @@
 //! Proven: a private CA trusted by `ca_file` (request and response policies still run);
 //! the same upstream refused (502, nothing reaches nginx) without it, or for a certificate
 //! of another name unless `server_name` names it; mTLS to the upstream; HTTP/2 by ALPN to an
-//! `https://` upstream and by prior knowledge (`upstream_h2c`) to an `http://` one;
+//! `https://` upstream and by prior knowledge (`upstream_h2c`) to an `http://` one; an
+//! HTTP/2 caller to HTTP/1.1 and HTTP/2 upstreams;
 //! `danger_accept_invalid_certs` with its warning; configuration mistakes refused before
 //! listening; and the MCP door's JSON-RPC and SSE through an HTTP/2 TLS upstream.
 
@@ -362,6 +363,52 @@ fn upstream_h2c_speaks_http2_to_a_plaintext_upstream() {
     assert_eq!(ok.json()["protocol"], "HTTP/2.0");
     let customer = get(&server, "/customers/42", USER_KEY);
     assert_eq!(customer.json()["email"], "***");
+}
+
+/// `curl --http2-prior-knowledge` to `url`: the HTTP version it spoke, the status and the
+/// body.
+fn curl_h2c(url: &str, key: &str) -> (String, u16, Value) {
+    let output = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--http2-prior-knowledge", "-H"])
+        .arg(format!("x-api-key: {key}"))
+        .args(["-w", "\n%{http_version} %{http_code}", url])
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, last) = text.rsplit_once('\n').unwrap_or_else(|| panic!("curl: {text}"));
+    let (version, status) = last.split_once(' ').unwrap();
+    let body = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    (version.to_owned(), status.parse().unwrap(), body)
+}
+
+#[test]
+fn a_caller_and_its_upstream_each_speak_their_own_http_version() {
+    nginx_binary();
+    common::policies_dir();
+    let dir = temp_dir("upstream-versions");
+    let pki = Pki::make(&dir);
+    let nginx = start_nginx(&dir, &pki);
+
+    // An HTTP/2 caller (h2c) to an HTTP/1.1 upstream...
+    let plain = common::serve::Upstream::start();
+    let config = proxy_config(&dir, "h2-to-h1", &format!("http://{}", plain.addr), "h2c = true", "");
+    let server = Server::start(&config, &[]);
+    let (version, status, record) = curl_h2c(&server.url("proxy", "/customers/42"), USER_KEY);
+    assert_eq!((version.as_str(), status), ("2", 200), "{record}\n{}", server.log());
+    assert_eq!((record["name"].as_str(), record["email"].as_str()), (Some("Ada"), Some("***")), "{record}");
+    assert_eq!(plain.seen_at("/customers/42").len(), 1);
+    drop(server);
+
+    // ...and to an HTTP/2 upstream over TLS.
+    let upstream = format!("https://localhost:{}", nginx.ports[0]);
+    let config = proxy_config(&dir, "h2-to-h2", &upstream, "h2c = true", r#"ca_file = "pki/ca.pem""#);
+    let server = Server::start(&config, &[]);
+    let (version, status, echoed) = curl_h2c(&server.url("proxy", "/invoices/14"), READER_KEY);
+    assert_eq!((version.as_str(), status), ("2", 200), "{echoed}\n{}", server.log());
+    assert_eq!(echoed["protocol"], "HTTP/2.0");
+    assert_eq!(echoed["host"], "localhost");
+    let (_, _, record) = curl_h2c(&server.url("proxy", "/customers/42"), USER_KEY);
+    assert_eq!(record["email"], "***");
 }
 
 #[test]
