@@ -488,6 +488,13 @@ client_key_file = "pki/server.key""#,
             "do not go together",
         ),
         ("bad-scheme", "ftp://localhost:21", "", "", "the scheme must be http:// or https://"),
+        (
+            "userinfo",
+            "https://ada:s3cret-pw@localhost:9",
+            "",
+            "",
+            "credentials in the URL (`user:password@`) are not supported",
+        ),
         ("tls-on-http", "http://127.0.0.1:9", "", r#"ca_file = "pki/ca.pem""#, "TLS settings apply to an https://"),
         ("h2c-on-https", https, "upstream_h2c = true", "", "upstream_h2c is for an http:// upstream"),
     ];
@@ -495,7 +502,10 @@ client_key_file = "pki/server.key""#,
         let config = proxy_config(&dir, name, upstream, extra, tls);
         let stderr = serve_refuses(&config);
         assert!(stderr.contains(expected), "{name}: expected `{expected}` in:\n{stderr}");
-        assert!(!stderr.contains("PRIVATE KEY"), "{name}: a key in the log:\n{stderr}");
+        assert!(
+            !stderr.contains("PRIVATE KEY") && !stderr.contains("s3cret-pw"),
+            "{name}: a secret in the log:\n{stderr}"
+        );
     }
     let _ = pki;
 }

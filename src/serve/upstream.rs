@@ -250,6 +250,11 @@ impl DoorUpstream {
 /// An upstream URL: `http://` or `https://`, with a host. `key` names the setting in errors
 /// (e.g. `"[server.proxy] upstream"`).
 pub fn parse_upstream(text: &str, key: &str) -> Result<Uri> {
+    // Checked first, without echoing the URL: the part before `@` may be a password.
+    let after_scheme = text.split_once("://").map_or(text, |(_, rest)| rest);
+    if after_scheme.split(['/', '?', '#']).next().is_some_and(|authority| authority.contains('@')) {
+        bail!("{key}: credentials in the URL (`user:password@`) are not supported; give the URL without them");
+    }
     let uri: Uri = text.parse().with_context(|| format!("{key} `{text}` is not a URL"))?;
     let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
         bail!("{key} `{text}` needs a scheme and a host, e.g. `https://api.example.com` or `http://127.0.0.1:9000`");
@@ -259,9 +264,6 @@ pub fn parse_upstream(text: &str, key: &str) -> Result<Uri> {
     }
     if authority.host().is_empty() {
         bail!("{key} `{text}` has no host");
-    }
-    if authority.as_str().contains('@') {
-        bail!("{key} `{text}`: credentials in the URL are not supported; set them as headers by policy");
     }
     Ok(uri)
 }
