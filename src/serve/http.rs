@@ -137,6 +137,9 @@ pub fn client_certificate(extensions: &http::Extensions) -> Option<ClientCertifi
     extensions.get::<Connection>().and_then(|c| c.client_certificate.clone())
 }
 
+/// How long a client has to send a request's headers (HTTP/1.1), or its first bytes (h2c).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Which HTTP a connection speaks.
 #[derive(Debug, Clone, Copy)]
 enum Speaks {
@@ -177,6 +180,12 @@ where
                 tokio::spawn(async move {
                     let Some(acceptor) = tls else {
                         let speaks = if h2c { Speaks::Either } else { Speaks::Http1 };
+                        // Telling HTTP/2 from HTTP/1.1 waits for the first bytes, before
+                        // HTTP/1.1's header timeout starts: a client that sends nothing is
+                        // closed after the same 30 s.
+                        if h2c && tokio::time::timeout(HEADER_READ_TIMEOUT, stream.peek(&mut [0u8; 1])).await.is_err() {
+                            return;
+                        }
                         return connection(TokioIo::new(stream), Connection::default(), speaks, peer, handle, watcher).await;
                     };
                     match acceptor.accept(stream).await {
@@ -216,8 +225,13 @@ where
         async move { Ok::<_, Infallible>(handle(req, peer).await) }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
-    builder.http2().timer(TokioTimer::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    // HTTP/2 pings a quiet connection and closes it when the peer stops answering.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
     let builder = match speaks {
         Speaks::Http1 => builder.http1_only(),
         Speaks::Http2 => builder.http2_only(),
