@@ -202,6 +202,13 @@ fn three_replicas_behind_nginx_share_approvals_and_limits() {
     assert_eq!(other.iter().filter(|s| **s == 200).count(), 2, "{other:?}");
 
     step("rate limits across replicas and a reload");
+    redis_outage(&cluster, &mut redis);
+    step("redis killed and back");
+}
+
+/// Redis killed: every replica answers 503 `state-unavailable` within the budget and shows
+/// the outage on `/readyz` and `/metrics`; counting resumes when Redis is back.
+fn redis_outage(cluster: &Cluster, redis: &mut RedisServer) {
     // -- Redis killed: fail closed within the budget, then recover.
     redis.kill();
     for _ in 0..9 {
@@ -213,6 +220,25 @@ fn three_replicas_behind_nginx_share_approvals_and_limits() {
         assert!(!String::from_utf8_lossy(&answer.body).contains("127.0.0.1"), "no internals");
         assert!(took < Duration::from_millis(500), "a request waited {took:?} on a dead Redis");
     }
+    // Each replica that met the outage shows it on /readyz and /metrics.
+    let shown: Vec<bool> = cluster
+        .replicas
+        .iter()
+        .map(|replica| {
+            let ready = send("GET", &replica.url("admin", "/readyz"), &[], b"");
+            let metrics =
+                String::from_utf8_lossy(&send("GET", &replica.url("admin", "/metrics"), &[], b"").body).into_owned();
+            let down = ready.json()["degraded"].as_array().is_some_and(|d| d.iter().any(|v| v == "rate_limit (redis)"));
+            assert_eq!(
+                down,
+                metrics.contains(r#"portcullis_state_up{role="rate_limit",backend="redis"} 0"#),
+                "/readyz and /metrics agree:\n{metrics}"
+            );
+            assert!(metrics.contains(r#"portcullis_state_up{role="approvals",backend="postgres"} 1"#), "{metrics}");
+            down
+        })
+        .collect();
+    assert!(shown.iter().all(|d| *d), "every replica served a request during the outage: {shown:?}");
     redis.restart();
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut statuses = Vec::new();
@@ -226,5 +252,4 @@ fn three_replicas_behind_nginx_share_approvals_and_limits() {
         statuses.push(status);
     }
     assert_eq!(statuses, [200, 200, 429], "counting resumed on the fresh Redis");
-    step("redis killed and back");
 }

@@ -131,6 +131,15 @@ async fn handle(live: &Live, token: &Token, req: Request<Incoming>, _peer: Socke
             if !jwks.is_empty() {
                 body["jwks"] = json!(jwks);
             }
+            // Shared state (docs/replicas.md): shown, and named when down; readiness does not
+            // depend on it (every replica shares the backend, and `on_error` decides).
+            let state = live.state_health();
+            let degraded: Vec<String> =
+                state.iter().filter(|h| !h.up).map(|h| format!("{} ({})", h.role, h.backend)).collect();
+            body["state"] = json!(state);
+            if !degraded.is_empty() {
+                body["degraded"] = json!(degraded);
+            }
             if !ready {
                 body["not_ready"] = json!(format!("JWT keys not loaded yet for issuer(s): {}", unloaded.join(", ")));
             }
@@ -138,6 +147,7 @@ async fn handle(live: &Live, token: &Token, req: Request<Incoming>, _peer: Socke
         }
         (Method::GET, "/metrics") => {
             live.jwks().observe();
+            live.metrics.state(&live.state_health());
             let mut response = text(200, &live.metrics.encode());
             response.headers_mut().insert(
                 CONTENT_TYPE,

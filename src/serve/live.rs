@@ -97,6 +97,13 @@ impl Live {
         &self.jwks
     }
 
+    /// How the state backends are doing: the rate-limit counters (memory or Redis) and a
+    /// networked approval store (PostgreSQL), for `/readyz` and `/metrics`.
+    pub fn state_health(&self) -> Vec<portcullis_host::state::Health> {
+        let approvals = self.keep.approvals.as_ref().and_then(|store| store.health());
+        std::iter::once(self.keep.counters.health()).chain(approvals).collect()
+    }
+
     /// The gate to use for one request (keep it for the whole request).
     pub fn gate(&self) -> Arc<Gate> {
         self.gate.load_full()

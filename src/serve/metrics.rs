@@ -49,6 +49,12 @@ struct IssuerResult {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    role: String,
+    backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct IssuerLabels {
     issuer: String,
 }
@@ -65,6 +71,9 @@ pub struct Metrics {
     jwks_fetches: Family<IssuerResult, Counter>,
     jwks_age: Family<IssuerLabels, Gauge>,
     jwks_keys: Family<IssuerLabels, Gauge>,
+    state_up: Family<StateLabels, Gauge>,
+    state_errors: Family<StateLabels, Gauge>,
+    state_fallbacks: Family<StateLabels, Gauge>,
 }
 
 impl Metrics {
@@ -110,6 +119,24 @@ impl Metrics {
         );
         let jwks_keys = Family::<IssuerLabels, Gauge>::default();
         registry.register("jwks_keys", "JWT keys held for each issuer that publishes them", jwks_keys.clone());
+        let state_up = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "state_up",
+            "Whether a state backend's last operation succeeded (1) or failed (0)",
+            state_up.clone(),
+        );
+        let state_errors = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "state_errors",
+            "State backend operations that failed or timed out since start",
+            state_errors.clone(),
+        );
+        let state_fallbacks = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "state_fallbacks",
+            "Requests let through (on_error = allow) or counted locally (on_error = local) since start because a state backend failed",
+            state_fallbacks.clone(),
+        );
         Metrics {
             registry,
             decisions,
@@ -121,6 +148,19 @@ impl Metrics {
             jwks_fetches,
             jwks_age,
             jwks_keys,
+            state_up,
+            state_errors,
+            state_fallbacks,
+        }
+    }
+
+    /// Sets the state backends' gauges (rate-limit counters, approval store).
+    pub fn state(&self, backends: &[portcullis_host::state::Health]) {
+        for health in backends {
+            let labels = StateLabels { role: health.role.to_owned(), backend: health.backend.to_owned() };
+            self.state_up.get_or_create(&labels).set(i64::from(health.up));
+            self.state_errors.get_or_create(&labels).set(i64::try_from(health.errors).unwrap_or(i64::MAX));
+            self.state_fallbacks.get_or_create(&labels).set(i64::try_from(health.fallbacks).unwrap_or(i64::MAX));
         }
     }
 
