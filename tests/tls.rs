@@ -397,6 +397,21 @@ fn h2c_is_spoken_only_where_configured() {
             // A plaintext listener keeps its configured scheme.
             let seen = upstream.seen_at("/invoices/3").pop().unwrap();
             assert_eq!(seen.headers.get("x-forwarded-proto").map(String::as_str), Some("http"));
+            // …even when the caller names https in an absolute-form target: a plaintext
+            // caller cannot make policies (or the upstream) believe it used TLS.
+            let claimed = curl(&[
+                "--http1.1",
+                "--request-target",
+                "https://api.test/invoices/4",
+                "-H",
+                "host: api.test",
+                "-H",
+                &key,
+                &url,
+            ]);
+            assert_eq!(claimed.status, 200, "{claimed:?}");
+            let seen = upstream.seen_at("/invoices/4").pop().unwrap();
+            assert_eq!(seen.headers.get("x-forwarded-proto").map(String::as_str), Some("http"), "{seen:?}");
         } else {
             assert_ne!(prior.status, 200, "HTTP/2 prior knowledge must not be served: {prior:?}");
             assert_ne!(prior.exit, 0, "{prior:?}");

@@ -270,10 +270,13 @@ impl Door {
             target_rules: gate.target_rules(),
             ..FromHttp::default()
         };
-        let normal = match request_from_http(&head, &opts) {
+        let mut normal = match request_from_http(&head, &opts) {
             Ok(normal) => normal,
             Err(e) => return rpc_error(400, &Value::Null, ERROR_INVALID_REQUEST, &e.to_string(), ""),
         };
+        // The door's scheme (https on TLS, else `scheme`), never one the caller names in an
+        // absolute-form target or an h2c `:scheme`: a plaintext caller cannot claim https.
+        normal.scheme.clone_from(&self.section.scheme);
         let (parts, _) = head.into_parts();
         // A token with an unknown `kid` may be signed by the issuer's new key.
         self.live.refresh_keys(&gate, &normal).await;

@@ -194,6 +194,9 @@ impl Proxy {
         };
         let (mut request, target) = canonical_request_from_http(&head, &opts)
             .map_err(|e| Box::new(problem(400, "bad-request", e.to_string(), "")))?;
+        // The door's scheme (https on TLS, else `scheme`), never one the caller names in an
+        // absolute-form target or an h2c `:scheme`: a plaintext caller cannot claim https.
+        request.scheme.clone_from(&self.section.scheme);
         let (parts, _) = head.into_parts();
         let route = gate.route(&request);
         let mut payload = Payload::Streaming(body);

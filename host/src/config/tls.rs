@@ -47,6 +47,8 @@ pub enum ClientAuth {
 /// `[server.proxy.upstream_tls]`, `[server.mcp.upstream_tls]`, `[identity.jwt.tls]`: how an
 /// `https://` upstream's certificate is checked and what this side presents. The default
 /// trusts the system's roots, sends the upstream's host as SNI and verifies everything.
+/// Read when the server starts: a changed CA bundle or client certificate applies after a
+/// restart (`[server]` sections are not hot-reloaded).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
@@ -63,6 +65,6 @@ pub struct UpstreamTls {
     pub server_name: Option<String>,
     /// Accept any certificate from the upstream: no chain, name or expiry check. Anyone on
     /// the path can then read and change the traffic. For a test bench only; the server logs
-    /// a warning for every door that sets it, at start and on every reload.
+    /// a warning for every door that sets it when it starts.
     pub danger_accept_invalid_certs: bool,
 }
