@@ -148,21 +148,24 @@ impl Jwks {
     pub async fn before_admission(&self, gate: &Gate, request: &Request) {
         let Some(authenticator) = gate.authenticator() else { return };
         let Some(ring) = authenticator.remote_keys_wanted(&request.headers) else { return };
-        let Some(driver) = self.drivers().into_iter().find(|d| Arc::ptr_eq(&d.ring(), &ring)) else {
-            // A gate replaced by a reload meanwhile: the live one's ring is refreshed instead.
-            return;
-        };
+        let Some(driver) = self.drivers().into_iter().find(|d| d.ring().source() == ring.source()) else { return };
+        // The live gate's ring is the one refreshed; a request that took the gate a reload
+        // has just replaced gets what it fetched too.
+        let current = driver.ring();
         let mut wait = driver.done.subscribe();
-        match ring.claim_refetch(Instant::now()) {
+        match current.claim_refetch(Instant::now()) {
             Claim::Skip => return,
             Claim::Join => {}
             // Its own task, so the fetch ends (and ends the flight) even if this request's
             // caller goes away.
             _ => {
-                tokio::spawn(fetch(driver.clone(), ring.clone(), self.metrics.clone(), "unknown kid"));
+                tokio::spawn(fetch(driver.clone(), current.clone(), self.metrics.clone(), "unknown kid"));
             }
         }
         let _ = tokio::time::timeout(UNKNOWN_KID_WAIT, wait.changed()).await;
+        if !Arc::ptr_eq(&current, &ring) {
+            ring.adopt(&current);
+        }
     }
 
     /// Every issuer's keys, for `/readyz` and the metrics.
