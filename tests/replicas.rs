@@ -127,7 +127,8 @@ fn three_replicas_behind_nginx_share_approvals_and_limits() {
     let mut redis = RedisServer::start();
     let mut postgres = PgServer::start();
     step("redis and postgres up");
-    let cluster = Cluster::start("replicas", &redis, &postgres.new_database());
+    let postgres_url = postgres.new_database();
+    let cluster = Cluster::start("replicas", &redis, &postgres_url);
     step("three replicas and nginx up");
 
     // -- Approvals: created through one replica, approved through another, redeemed once.
@@ -178,6 +179,16 @@ fn three_replicas_behind_nginx_share_approvals_and_limits() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(approved.status, 200, "{}", String::from_utf8_lossy(&approved.body));
+    // `portcullis approvals` (no runtime of its own) sees the same database.
+    let config = cluster.replicas[0].config.to_str().unwrap().to_owned();
+    let env = [("PORTCULLIS_TEST_APPROVALS_URL", postgres_url.as_str())];
+    let listed = common::portcullis_cli(&["approvals", "--config", &config, "list", "--format", "json"], &env);
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let states: Vec<(&str, &str)> =
+        listed.as_array().unwrap().iter().map(|a| (a["id"].as_str().unwrap(), a["state"].as_str().unwrap())).collect();
+    assert!(states.contains(&(id.as_str(), "approved")), "{states:?}");
+    assert!(states.iter().any(|(_, state)| *state == "used"), "the first approval, used: {states:?}");
     let deadline = Instant::now() + Duration::from_secs(10);
     let redeemed = loop {
         let answer = cluster.call("POST", "/invoices/8", AGENT_KEY, &[("portcullis-approval", &id)]);

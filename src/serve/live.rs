@@ -31,7 +31,7 @@ pub struct Keep {
     pub audit: Arc<dyn AuditSink>,
     /// Rate-limit counters, so a reload does not reset every caller's allowance.
     pub counters: portcullis_host::RateLimiter,
-    /// The `[engine]`, `[server]`, `[audit]` and `[approvals]` sections at start, to warn
+    /// The `[engine]`, `[server]`, `[audit]`, `[approvals]` and `[state]` sections at start, to warn
     /// when a reload changes what only a restart applies.
     pub fixed: String,
 }
@@ -141,7 +141,7 @@ impl Live {
                 if fixed_sections(&config) != self.keep.fixed {
                     tracing::warn!(
                         config = %path.display(),
-                        "[engine], [server], [audit] or [approvals] changed; those apply only after a restart"
+                        "[engine], [server], [audit], [approvals] or [state] changed; those apply only after a restart"
                     );
                 }
                 // The new gate's key rings take over the keys held before it serves.
@@ -178,7 +178,7 @@ pub fn build_gate(config: &Config, path: &Path, keep: &Keep) -> Result<Gate> {
 
 /// The sections a reload cannot change, in a comparable form.
 pub fn fixed_sections(config: &Config) -> String {
-    format!("{:?}{:?}{:?}{:?}", config.engine, config.server, config.audit, config.approvals)
+    format!("{:?}{:?}{:?}{:?}{:?}", config.engine, config.server, config.audit, config.approvals, config.state)
 }
 
 /// The config file and every module it names.

@@ -10,7 +10,7 @@
 //! Callers of both are synchronous (a policy's host function inside an evaluation, the gate
 //! on a blocking thread, an async admin handler, the CLI with no runtime at all), while the
 //! network clients are async. Each backend therefore owns one thread running a
-//! current-thread tokio runtime ([`Worker`]); a synchronous call sends its work there and
+//! current-thread tokio runtime (`Worker`); a synchronous call sends its work there and
 //! waits for the answer at most the configured budget, so a request never waits on a dead
 //! backend longer than that, and no runtime is ever blocked on from inside another.
 
