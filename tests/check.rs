@@ -142,6 +142,15 @@ fn each_broken_config_exits_2_naming_the_file_and_the_key() {
             good.clone() + "\n[server.proxy.tls]\ncert_file = \"certs/none.pem\"\nkey_file = \"certs/none.key\"\n",
             vec!["[server.proxy.tls]", "certs/none.pem"],
         ),
+        (
+            "an issuer's JWKS CA file that cannot be read",
+            good.replace(
+                "[[identity.api_keys]]",
+                "[[identity.jwt]]\nissuer = \"https://id.example\"\njwks_url = \"https://id.example/jwks.json\"\n\
+                 [identity.jwt.tls]\nca_file = \"certs/issuer-ca.pem\"\n\n[[identity.api_keys]]",
+            ),
+            vec!["id.example", "certs/issuer-ca.pem"],
+        ),
         ("an unknown key", good.replace("[server.proxy]\n", "[server.proxy]\nlisten_twice = 1\n"), vec!["listen_twice"]),
         (
             "an audit log in a folder that does not exist",

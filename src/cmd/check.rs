@@ -85,7 +85,15 @@ fn identity(out: &mut String, config: &Config) {
     let identity = &config.identity;
     let mut kinds = Vec::new();
     for jwt in &identity.jwt {
-        kinds.push(format!("JWT issuer {}", jwt.issuer));
+        let keys = match (&jwt.jwks_url, jwt.discovery) {
+            (Some(url), _) => format!(" (keys fetched from {url})"),
+            (None, true) => " (keys found by OIDC discovery)".to_owned(),
+            (None, false) => String::new(),
+        };
+        kinds.push(format!("JWT issuer {}{keys}", jwt.issuer));
+    }
+    if !identity.client_certs.is_empty() {
+        kinds.push(format!("{} client certificate(s)", identity.client_certs.len()));
     }
     if !identity.api_keys.is_empty() {
         kinds.push(format!("{} API key(s)", identity.api_keys.len()));

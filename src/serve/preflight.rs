@@ -30,6 +30,7 @@ pub fn run(config_path: &Path) -> Result<Preflight> {
     let base = base_dir(config_path);
     let engine = Engine::new(&config.engine_config(&base))?;
     let gate = crate::setup::gate_on_engine(&config, config_path, &engine)?;
+    check_key_fetchers(&gate, config_path)?;
     check_listeners(&config, config_path, &base)?;
     check_upstreams(&config, config_path, &base)?;
     check_audit(&config, config_path, &base)?;
@@ -64,6 +65,19 @@ fn check_upstreams(config: &Config, config_path: &Path, base: &Path) -> Result<(
     }
     if let Some(section) = &config.server.mcp {
         super::upstream::DoorUpstream::for_mcp(section, base).with_context(file)?;
+    }
+    Ok(())
+}
+
+/// The TLS client of every issuer whose keys are fetched (`jwks_url`, `discovery`), built as
+/// `serve` builds it: a bad `[identity.jwt.tls]` file is caught here, not at start.
+fn check_key_fetchers(gate: &Gate, config_path: &Path) -> Result<()> {
+    let Some(authenticator) = gate.authenticator() else { return Ok(()) };
+    for ring in authenticator.key_rings() {
+        let source = ring.source();
+        let key = format!("[identity.jwt] issuer {:?}: tls", source.issuer);
+        super::upstream::UpstreamClient::new(&source.tls, &source.base_dir, false, &key)
+            .with_context(|| config_path.display().to_string())?;
     }
     Ok(())
 }
