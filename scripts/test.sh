@@ -34,6 +34,7 @@ done
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 need nginx "for tests/differential.rs and tests/nginx.rs" nginx-light
+need curl "for tests/tls.rs and tests/upstream_tls.rs (HTTP/2, client certificates)" curl
 # Shared state for replicas (docs/replicas.md): the tests start their own servers, in
 # temporary folders on free ports; the packages' own services are not used.
 need redis-server "for tests/state_redis.rs and tests/replicas.rs" redis-server
