@@ -264,3 +264,61 @@ fn redis_outage(cluster: &Cluster, redis: &mut RedisServer) {
     }
     assert_eq!(statuses, [200, 200, 429], "counting resumed on the fresh Redis");
 }
+
+/// `[approvals] on_error`: with PostgreSQL stopped, a request that needs an approval is
+/// refused 503 `state-unavailable` under `deny` (the default) and forwarded under `allow`;
+/// a request that needs none is unaffected either way.
+#[test]
+fn approvals_on_error_deny_refuses_and_allow_forwards_while_postgres_is_down() {
+    common::policies_dir();
+    let mut postgres = PgServer::start();
+    let url = postgres.new_database();
+    let dir = temp_dir("replicas-on-error");
+    let upstream = Upstream::start();
+    let servers: Vec<Server> = ["deny", "allow"]
+        .iter()
+        .map(|on_error| {
+            let config = common::serve::fixture_config(false, "invoices:read")
+                + &format!(
+                    r#"
+[[routes]]
+name = "invoices"
+hosts = ["api.test"]
+paths = ["/invoices/**"]
+policies = ["scopes", "agent-guard"]
+
+[server.proxy]
+listen = "127.0.0.1:0"
+upstream = "http://{upstream}"
+
+[approvals]
+backend = "postgres"
+url_env = "PORTCULLIS_TEST_APPROVALS_URL"
+timeout_ms = 100
+on_error = "{on_error}"
+"#,
+                    upstream = upstream.addr,
+                );
+            let path = dir.join(format!("{on_error}.toml"));
+            std::fs::write(&path, config).unwrap();
+            Server::start(&path, &[("PORTCULLIS_TEST_APPROVALS_URL", url.as_str())])
+        })
+        .collect();
+    let call = |server: &Server, method: &str, key: &str| {
+        send(method, &server.url("proxy", "/invoices/9"), &[("host", "api.test"), ("x-api-key", key)], b"{}")
+    };
+    assert_eq!(call(&servers[0], "POST", AGENT_KEY).json()["code"], "approval-required");
+    postgres.stop();
+
+    let started = Instant::now();
+    let refused = call(&servers[0], "POST", AGENT_KEY);
+    assert_eq!(refused.status, 503, "{}", String::from_utf8_lossy(&refused.body));
+    assert_eq!(refused.json()["code"], "state-unavailable");
+    assert!(started.elapsed() < Duration::from_secs(1), "waited {:?}", started.elapsed());
+    let forwarded = call(&servers[1], "POST", AGENT_KEY);
+    assert_eq!(forwarded.status, 200, "{}", String::from_utf8_lossy(&forwarded.body));
+    assert_eq!(upstream.seen_at("/invoices/9").len(), 1, "only the `allow` replica forwarded");
+    for server in &servers {
+        assert_eq!(call(server, "GET", READER_KEY).status, 200, "no approval needed, no database needed");
+    }
+}
