@@ -110,9 +110,13 @@ pub(crate) fn resolve_url(url: Option<&str>, url_env: Option<&str>, key: &str) -
 
 /// Whether a URL's user info has a password (`scheme://user:password@host`, `:password@`).
 fn has_password(url: &str) -> bool {
+    // `key=value` connection strings and `?password=` query parameters.
+    if url.contains("password=") {
+        return true;
+    }
     let Some(rest) = url.split_once("://").map(|(_, rest)| rest) else { return false };
     let authority = rest.split(['/', '?']).next().unwrap_or("");
-    authority.rsplit_once('@').is_some_and(|(user, _)| user.contains(':')) || url.contains("password=")
+    authority.rsplit_once('@').is_some_and(|(user, _)| user.contains(':'))
 }
 
 impl RateLimitState {
@@ -185,6 +189,9 @@ impl super::ApprovalsSection {
             ApprovalBackend::Postgres => {
                 if self.store.is_some() {
                     return Err("[approvals] store: names an SQLite file; with `backend = \"postgres\"` set `url_env` (or `url`) instead".into());
+                }
+                if self.url.as_deref().is_some_and(has_password) {
+                    return Err("[approvals] url: carries a password; put the URL in an environment variable and name it with `url_env`".into());
                 }
                 if self.on_error == OnError::Local {
                     return Err("[approvals] on_error: `local` is for rate limits only; use `deny` or `allow`".into());
