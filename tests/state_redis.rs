@@ -148,3 +148,31 @@ fn a_redis_url_with_a_password_in_the_file_is_refused() {
     let path = tmp.write("plain.toml", "");
     assert_eq!(Config::read(&path).unwrap().rate_limiter(&path).unwrap().health().backend, "memory");
 }
+
+/// A Redis that hangs (frozen: connections open, no answer) costs each request at most the
+/// budget, then nothing while the backoff runs; it counts again once thawed.
+#[test]
+fn a_hung_redis_costs_at_most_the_budget() {
+    let redis = RedisServer::start();
+    let tmp = common::TempDir::new("state-redis-hung");
+    let (config, path) = config(&tmp, &redis.url(), 100, "deny", 50);
+    let (set, counters) = replica(&config, &path);
+    assert_eq!(set.evaluate_request(&caller("gina")).kind(), DecisionKind::Allow);
+    redis.pause();
+    let mut slowest = Duration::ZERO;
+    for i in 0..30 {
+        let started = Instant::now();
+        assert_eq!(denial(&set, &caller(&format!("hank{i}"))), Some((503, "state-unavailable".into())));
+        slowest = slowest.max(started.elapsed());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(slowest < Duration::from_millis(200), "a request waited {slowest:?} on a hung Redis (budget 50 ms)");
+    assert!(!counters.health().up);
+    redis.resume();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while denial(&set, &caller("gina")).is_some() {
+        assert!(Instant::now() < deadline, "no recovery after Redis thawed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(counters.health().up);
+}

@@ -99,6 +99,23 @@ impl RedisServer {
         }
     }
 
+    /// Freezes it (SIGSTOP): connections stay open and nothing answers, like a hung or
+    /// unreachable server; [`resume`](RedisServer::resume) thaws it.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a [paused](RedisServer::pause) server (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill").arg(signal).arg(child.id().to_string()).status();
+        }
+    }
+
     /// Starts it again on the same port (empty: nothing is saved).
     pub fn restart(&mut self) {
         self.kill();
@@ -108,6 +125,7 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
+        self.resume();
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
