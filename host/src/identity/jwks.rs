@@ -74,7 +74,7 @@ pub struct JwksSource {
 impl JwksSource {
     /// When to refresh after a successful fetch whose answer had this `Cache-Control`
     /// header: its `max-age` (0 for `no-cache`/`no-store`), kept between
-    /// [`MIN_CACHE_AGE`] and the refresh interval; the interval without one.
+    /// 30 s (`MIN_CACHE_AGE`) and the refresh interval; the interval without one.
     pub fn next_refresh(&self, cache_control: Option<&str>) -> Duration {
         let interval = self.refresh_interval;
         let floor = MIN_CACHE_AGE.min(interval);
@@ -248,7 +248,7 @@ impl KeyRing {
     /// Replaces the held keys with those of a fetched JWKS document (`jwks_url` names the
     /// URL it came from) and ends the flight. Keys for encryption are left out; keys of an
     /// unsupported type or algorithm, weak keys (RSA under 2048 bits), symmetric keys and
-    /// keys past [`MAX_REMOTE_KEYS`] are left out with a reason. A document with no usable
+    /// keys past the 64th (`MAX_REMOTE_KEYS`) are left out with a reason. A document with no usable
     /// key is an error, and the keys held before stay.
     pub fn install(&self, jwks: &[u8], jwks_url: &str, now: SystemTime) -> Result<Installed, String> {
         let parsed = std::str::from_utf8(jwks).map_err(|_| "the JWKS is not UTF-8 text".to_owned()).and_then(|text| {
