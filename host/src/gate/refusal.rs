@@ -46,7 +46,7 @@ pub struct Refusal {
     pub status: u16,
     /// Machine-readable code: a policy's deny code, or one of the gate's own
     /// (`unauthenticated`, `approval-required`, `approval-invalid`, `approval-unavailable`,
-    /// `redaction-failed`, `bad-request`).
+    /// `state-unavailable`, `redaction-failed`, `bad-request`).
     pub code: String,
     /// Why, in words (never a secret).
     pub reason: String,
