@@ -53,6 +53,12 @@ for crate_manifest in "$repo"/policies/*/*/Cargo.toml; do
         echo "error: $name built no component at $artifact" >&2
         exit 1
     fi
+    # An unchanged component is left alone: a new modification time would make every
+    # running `portcullis serve` that watches it reload (tests run beside each other).
+    if cmp -s "$artifact" "$out_dir/$name.wasm"; then
+        built=$((built + 1))
+        continue
+    fi
     # Copy, then rename: test binaries run this script concurrently and must never load a
     # half-written component.
     tmp="$out_dir/.$name.wasm.$$"
