@@ -23,6 +23,7 @@
 //! Times are passed in (`now_ms`, ms since the Unix epoch) rather than read from the clock,
 //! so callers decide one "now" per request and tests can move time forward.
 
+pub mod event;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -38,6 +39,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::exchange::{Principal, Request};
 
+pub use event::{ApprovalEvent, ApprovalEvents, Decider, EventKind, ExpirySweep};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{POSTGRES_SCHEMA_VERSION, PostgresSettings, PostgresStore};
