@@ -124,6 +124,7 @@ fn approvals_per_second(store: &Arc<dyn ApprovalStore>, threads: usize) -> f64 {
                         reason: "bench".into(),
                         group: "ops".into(),
                         request_line: "POST api.test /x".into(),
+                        shown: portcullis_host::approval::Shown::default(),
                         ttl_ms: 600_000,
                         now_ms: now,
                     };

@@ -243,21 +243,24 @@ pub enum ApprovalsAction {
         /// The approval's id.
         id: String,
     },
-    /// Approve a pending approval.
+    /// Approve a pending approval (recorded as `cli:<user>`, the operating-system user).
     Approve {
         /// The approval's id.
         id: String,
-        /// Who approves (recorded with the approval).
+        /// Ignored (kept so older scripts run): the decision is recorded as `cli:<user>`.
+        #[arg(long, hide = true)]
+        by: Option<String>,
+        /// A note, for the record.
         #[arg(long)]
-        by: String,
+        note: Option<String>,
     },
-    /// Reject a pending approval.
+    /// Reject a pending approval (recorded as `cli:<user>`, the operating-system user).
     Reject {
         /// The approval's id.
         id: String,
-        /// Who rejects (recorded with the approval).
-        #[arg(long)]
-        by: String,
+        /// Ignored (kept so older scripts run): the decision is recorded as `cli:<user>`.
+        #[arg(long, hide = true)]
+        by: Option<String>,
         /// Why, for the caller and the record.
         #[arg(long)]
         note: Option<String>,

@@ -262,10 +262,17 @@ fn check_audit(dir: &Path, log: &str, approval: &str, request_ids: &[String]) {
     let audit_text = std::fs::read_to_string(dir.join("audit.jsonl")).expect("audit log");
     let all: Vec<Value> =
         audit_text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line {l}: {e}"))).collect();
-    // The approver's decision is recorded too, by the admin listener.
-    let (settled, audit): (Vec<Value>, Vec<Value>) = all.into_iter().partition(|r| r["front_door"] == "admin");
+    // The approval's life is recorded too (issue 20: records with an `approval` object):
+    // pending and redeemed by the door, approved by the admin listener.
+    let (events, audit): (Vec<Value>, Vec<Value>) = all.into_iter().partition(|r| r["approval"].is_object());
+    let settled: Vec<&Value> = events.iter().filter(|r| r["front_door"] == "admin").collect();
     assert_eq!(settled.len(), 1, "{audit_text}");
-    assert_eq!((settled[0]["method"].as_str(), settled[0]["approval_id"].as_str()), (Some("APPROVE"), Some(approval)));
+    assert_eq!(
+        (settled[0]["approval"]["event"].as_str(), settled[0]["approval_id"].as_str()),
+        (Some("approved"), Some(approval))
+    );
+    let kinds: Vec<&str> = events.iter().filter_map(|r| r["approval"]["event"].as_str()).collect();
+    assert_eq!(kinds, ["pending", "approved", "redeemed"], "{audit_text}");
     assert_eq!(audit.len(), request_ids.len(), "one record per decision:\n{audit_text}");
     for id in request_ids {
         let records: Vec<&Value> = audit.iter().filter(|r| r["request_id"] == id.as_str()).collect();

@@ -324,20 +324,26 @@ fn an_approved_request_passes_once_even_across_a_restart() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed[0]["state"], "used");
-    assert_eq!(listed[0]["decided_by"], "fiona@finance.test");
+    // Approved with the admin token: recorded as such (issue 20), whatever `by` the body typed.
+    assert_eq!(listed[0]["decided_by"], "admin-token");
+    assert_eq!(listed[0]["decided_via"], "admin-token");
     let redeemed = d
         .audit()
         .into_iter()
         .filter(|r| {
-            r["approval_id"] == id.as_str()
+            // Decision records only: the approval's own event records (issue 20) carry it too.
+            r["approval"].is_null()
+                && r["approval_id"] == id.as_str()
                 && r["method"] == "POST"
                 && r["decision"] == "allow"
                 && r["phase"] == "request"
         })
         .count();
     assert_eq!(redeemed, 1, "the allowed retry is audited with its approval id");
-    let approval_record = d.audit().into_iter().find(|r| r["method"] == "APPROVE").expect("the approval is audited");
-    assert_eq!(approval_record["principal"]["id"], "fiona@finance.test");
+    let approval_record =
+        d.audit().into_iter().find(|r| r["approval"]["event"] == "approved").expect("the approval is audited");
+    assert_eq!(approval_record["approval"]["by"]["id"], "admin-token");
+    assert_eq!(approval_record["principal"]["id"], "invoice-bot", "the held request's caller");
     assert_eq!(approval_record["approval_id"], id.as_str());
     assert_eq!(approval_record["path"], "/invoices/7");
 }
@@ -568,7 +574,7 @@ policies = ["agent-guard", "legal-guard"]
         .audit()
         .into_iter()
         .filter(|r| r["path"] == "/contracts/9" && r["method"] == "POST")
-        .filter(|r| r["decision"] == "allow" && r["phase"] == "request")
+        .filter(|r| r["decision"] == "allow" && r["phase"] == "request" && r["approval"].is_null())
         .map(|r| r["approval_id"].clone())
         .collect::<Vec<_>>();
     assert_eq!(redeemed, [json!(both)], "the allowed retry is audited with both ids");

@@ -102,6 +102,50 @@ pub struct AuditRecord {
     /// The labels the policies attached, in route order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<AuditLabel>,
+    /// Set on the records of an approval's life (not on decision records): what happened
+    /// to the approval [`approval_id`](AuditRecord::approval_id) names. The record's
+    /// principal, method, host, path and operation are then the held request's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<AuditApproval>,
+}
+
+/// What happened to an approval, in an approval event's record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditApproval {
+    /// `pending` (a request needed an approval and a new one was stored), `approved`,
+    /// `rejected`, `redeemed` (the retry used it) or `expired`.
+    pub event: String,
+    /// The approver group.
+    pub group: String,
+    /// The approval's state after the event (for `expired`: the state it expired in,
+    /// `pending` or `approved`).
+    pub state: String,
+    /// The id of the request the approval holds (for `redeemed`, the record's `request_id`
+    /// is the retry's).
+    pub held_request_id: String,
+    /// When the approval expires or expired, RFC 3339.
+    pub expires_at: String,
+    /// Who approved or rejected it (`approved`, `rejected`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<AuditApprover>,
+    /// The approver's note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Who decided an approval, in the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditApprover {
+    /// The principal's id, `admin-token`, or `cli:<user>`.
+    pub id: String,
+    /// The principal's kind, when a principal decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The principal's credential id (never the secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_id: Option<String>,
+    /// `principal`, `admin-token`, `cli` or `named`.
+    pub via: String,
 }
 
 /// Who called, as far as the audit log needs to know.
@@ -312,6 +356,7 @@ impl AuditRecord {
             approval_id: ctx.approval_id.clone(),
             latency_us: ctx.latency_us,
             labels: Vec::new(),
+            approval: None,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use portcullis_host::Config;
-use portcullis_host::approval::{Approval, ApprovalState};
+use portcullis_host::approval::{Approval, ApprovalState, Decider};
 use portcullis_host::gate::{Settlement, settle};
 
 use crate::cli::{ApprovalsAction, ApprovalsArgs, Format};
@@ -45,12 +45,15 @@ pub fn run(args: &ApprovalsArgs) -> Result<ExitCode> {
             Some(approval) => vec![approval],
             None => bail!("no approval `{id}` in the store"),
         },
-        ApprovalsAction::Approve { id, by } => {
-            vec![settle(store.as_ref(), audit.as_deref(), id, Settlement::Approve { by }, "cli", now)?]
+        ApprovalsAction::Approve { id, by, note } => {
+            let decider = cli_decider(by.as_deref());
+            let settlement = Settlement::Approve { by: &decider, note: note.as_deref() };
+            vec![settle(store.as_ref(), audit.as_deref(), None, id, settlement, "cli", now)?]
         }
         ApprovalsAction::Reject { id, by, note } => {
-            let settlement = Settlement::Reject { by, note: note.as_deref() };
-            vec![settle(store.as_ref(), audit.as_deref(), id, settlement, "cli", now)?]
+            let decider = cli_decider(by.as_deref());
+            let settlement = Settlement::Reject { by: &decider, note: note.as_deref() };
+            vec![settle(store.as_ref(), audit.as_deref(), None, id, settlement, "cli", now)?]
         }
     };
     match args.format {
@@ -65,6 +68,44 @@ pub fn run(args: &ApprovalsArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Who decides from the command line: the operator's operating-system user, as
+/// `cli:<user>` (the command works on the store directly, so it is the operator's tool; an
+/// approver's identity is proven through the admin API instead).
+fn cli_decider(by: Option<&str>) -> Decider {
+    let user = os_user();
+    if let Some(by) = by {
+        eprintln!("note: --by {by:?} is ignored; the decision is recorded as cli:{user} (the operating-system user)");
+    }
+    Decider::cli(&user)
+}
+
+/// The name of the user running this process: the real uid's entry in `/etc/passwd`, else
+/// `$USER`/`$LOGNAME`, else `uid:N`.
+fn os_user() -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        if let Ok(meta) = std::fs::metadata("/proc/self") {
+            let uid = meta.uid();
+            let name = std::fs::read_to_string("/etc/passwd").ok().and_then(|passwd| {
+                passwd.lines().find_map(|line| {
+                    let mut fields = line.split(':');
+                    let name = fields.next()?;
+                    let id = fields.nth(1)?;
+                    (id.parse::<u32>().ok() == Some(uid)).then(|| name.to_owned())
+                })
+            });
+            if let Some(name) = name.filter(|n| !n.is_empty()) {
+                return name;
+            }
+            return std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                .unwrap_or_else(|_| format!("uid:{uid}"));
+        }
+    }
+    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into())
 }
 
 /// One approval on one line: id, state, who asked, what, why, for whom to approve.

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use super::{
-    Approval, ApprovalError, ApprovalState, ApprovalStore, NewApproval, RedeemError, Redemption, Verb,
-    check_redemption, purge_due,
+    Approval, ApprovalError, ApprovalState, ApprovalStore, Decider, NewApproval, RedeemError, Redemption, SWEEP_BATCH,
+    Verb, check_redemption, purge_due,
 };
 
 /// Approvals kept in this process only: lost on restart, invisible to other processes (so
@@ -72,7 +72,7 @@ impl MemoryStore {
         &self,
         id: &str,
         verb: Verb,
-        by: &str,
+        by: &Decider,
         note: Option<&str>,
         now_ms: u64,
     ) -> Result<Approval, ApprovalError> {
@@ -122,12 +122,27 @@ impl ApprovalStore for MemoryStore {
         Ok(found.into_iter().map(|(_, a)| a.clone().as_of(now_ms)).collect())
     }
 
-    fn approve(&self, id: &str, by: &str, now_ms: u64) -> Result<Approval, ApprovalError> {
-        self.decide(id, Verb::Approve, by, None, now_ms)
+    fn approve_as(&self, id: &str, by: &Decider, note: Option<&str>, now_ms: u64) -> Result<Approval, ApprovalError> {
+        self.decide(id, Verb::Approve, by, note, now_ms)
     }
 
-    fn reject(&self, id: &str, by: &str, note: Option<&str>, now_ms: u64) -> Result<Approval, ApprovalError> {
+    fn reject_as(&self, id: &str, by: &Decider, note: Option<&str>, now_ms: u64) -> Result<Approval, ApprovalError> {
         self.decide(id, Verb::Reject, by, note, now_ms)
+    }
+
+    fn sweep_expired(&self, now_ms: u64) -> Result<Vec<Approval>, ApprovalError> {
+        let mut inner = self.lock();
+        let mut swept: Vec<&mut (u64, Approval)> =
+            inner.approvals.values_mut().filter(|(_, a)| a.expired_unrecorded(now_ms)).collect();
+        swept.sort_by_key(|(seq, a)| (a.expires_ms, *seq));
+        Ok(swept
+            .into_iter()
+            .take(SWEEP_BATCH)
+            .map(|(_, approval)| {
+                approval.expiry_recorded_ms = Some(now_ms);
+                approval.clone()
+            })
+            .collect())
     }
 
     fn redeem_all(&self, redemption: &Redemption<'_>, now_ms: u64) -> Result<Vec<Approval>, RedeemError> {

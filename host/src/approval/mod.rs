@@ -24,6 +24,7 @@
 //! so callers decide one "now" per request and tests can move time forward.
 
 pub mod event;
+mod groups;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -39,7 +40,8 @@ use sha2::{Digest as _, Sha256};
 
 use crate::exchange::{Principal, Request};
 
-pub use event::{ApprovalEvent, ApprovalEvents, Decider, EventKind, ExpirySweep};
+pub use event::{ApprovalEvent, ApprovalEvents, EventKind, Fanout, MemoryEvents};
+pub use groups::{ApproverGroups, GroupConfig, NotAllowed};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{POSTGRES_SCHEMA_VERSION, PostgresSettings, PostgresStore};
@@ -140,10 +142,11 @@ pub fn request_digest(request: &Request) -> String {
 /// `Expired` is never stored: a pending or approved (not yet used) approval whose expiry has
 /// passed is *shown* as expired ([`Approval::state_at`]), so expiry needs no sweeper and
 /// every reader sees the same answer for the same `now_ms`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ApprovalState {
     /// Waiting for an approver.
+    #[default]
     Pending,
     /// Approved; the caller may send the request again with the id, once.
     Approved,
@@ -197,9 +200,10 @@ impl FromStr for ApprovalState {
 /// One request held for a human's decision, and what became of it.
 ///
 /// This is also the JSON the admin API and `portcullis approvals --format json` show. It
-/// carries no secret and no body: the request is identified by its digest and described by
-/// its request line only.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// carries no secret: the request is identified by its digest and described by its method,
+/// host, path and operation (never its query), and its body is kept only as the policies
+/// saw it *with the request's redactions applied*, capped at [`MAX_SHOWN_BODY`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approval {
     /// `apr_` and 26 characters of lower-case Crockford base32 (128 random bits): the
     /// caller's proof that an approver approved *its* request, so it must not be guessable.
@@ -219,7 +223,7 @@ pub struct Approval {
     /// The approver group the policy named.
     pub group: String,
     /// What the approver sees of the request, e.g. `POST api.example.com /v1/invoices` (no
-    /// query, no body: they may hold personal data or secrets).
+    /// query: it may hold personal data or secrets).
     pub request_line: String,
     /// When it was created, in ms since the Unix epoch.
     pub created_ms: u64,
@@ -227,18 +231,133 @@ pub struct Approval {
     pub expires_ms: u64,
     /// Where it is in its life, as of when it was read.
     pub state: ApprovalState,
-    /// Who approved or rejected it.
+    /// Who approved or rejected it: the approver principal's id, `admin-token`, or
+    /// `cli:<user>` (see [`Decider`]).
     #[serde(default)]
     pub decided_by: Option<String>,
+    /// The deciding principal's kind (`user`, `service`, `agent`), when a principal decided.
+    #[serde(default)]
+    pub decided_by_kind: Option<String>,
+    /// The id of the credential the deciding principal used (an API key's name, a token's
+    /// `jti`), never the secret.
+    #[serde(default)]
+    pub decided_by_credential: Option<String>,
+    /// How the decider was known: `principal` (authenticated by `[identity]`),
+    /// `admin-token`, `cli` or `named` (an embedder's own tool).
+    #[serde(default)]
+    pub decided_via: Option<String>,
     /// When it was approved or rejected.
     #[serde(default)]
     pub decided_ms: Option<u64>,
-    /// The approver's note on a rejection.
+    /// The approver's note.
     #[serde(default)]
     pub note: Option<String>,
     /// When it was redeemed.
     #[serde(default)]
     pub used_ms: Option<u64>,
+    /// The id of the held request (its `X-Request-Id`), so the audit records of the
+    /// request and of the approval's life can be joined.
+    #[serde(default)]
+    pub request_id: String,
+    /// The held request's method.
+    #[serde(default)]
+    pub method: String,
+    /// The held request's host (lower-case, no port).
+    #[serde(default)]
+    pub host: String,
+    /// The held request's path (no query).
+    #[serde(default)]
+    pub path: String,
+    /// The held request's operation (OpenAPI operationId, MCP tool name), when known.
+    #[serde(default)]
+    pub operation: Option<String>,
+    /// The held request's body as the policies saw it, with the request phase's
+    /// redactions applied, as text (UTF-8 bodies only), at most [`MAX_SHOWN_BODY`] bytes.
+    /// `None`: no body, a body that is not text, or one whose redactions could not be applied.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Whether [`body`](Approval::body) was cut (at [`MAX_SHOWN_BODY`], or already at the
+    /// gate's body cap).
+    #[serde(default)]
+    pub body_truncated: bool,
+    /// The held request's `Content-Type`, when it had a body.
+    #[serde(default)]
+    pub content_type: Option<String>,
+    /// When its expiry was written to the audit log ([`ApprovalStore::sweep_expired`]),
+    /// so it is recorded once however many servers share the store.
+    #[serde(default)]
+    pub expiry_recorded_ms: Option<u64>,
+}
+
+/// The most of a held request's body an approval keeps for its approvers, in bytes (16 KiB).
+pub const MAX_SHOWN_BODY: usize = 16 * 1024;
+
+/// How the decider of an approval was known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DecidedVia {
+    /// A principal the admin API authenticated with the `[identity]` config.
+    Principal,
+    /// The shared admin token (automation).
+    AdminToken,
+    /// `portcullis approvals` on the store (the operating-system user).
+    Cli,
+    /// A name an embedder's own tool gave (not authenticated by Portcullis).
+    Named,
+}
+
+impl DecidedVia {
+    /// As written in the store, the JSON and the audit log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecidedVia::Principal => "principal",
+            DecidedVia::AdminToken => "admin-token",
+            DecidedVia::Cli => "cli",
+            DecidedVia::Named => "named",
+        }
+    }
+}
+
+/// Who approves or rejects an approval, as recorded with it and in the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decider {
+    /// The principal's id, `admin-token`, `cli:<user>`, or the name given.
+    pub id: String,
+    /// The principal's kind, when a principal decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The principal's credential id, when a principal decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_id: Option<String>,
+    /// How the decider was known.
+    pub via: DecidedVia,
+}
+
+impl Decider {
+    /// An authenticated principal.
+    pub fn principal(principal: &Principal) -> Decider {
+        Decider {
+            id: principal.id.clone(),
+            kind: Some(principal.kind.as_str().to_owned()),
+            credential_id: principal.credential_id.clone(),
+            via: DecidedVia::Principal,
+        }
+    }
+
+    /// The shared admin token.
+    pub fn admin_token() -> Decider {
+        Decider { id: "admin-token".into(), kind: None, credential_id: None, via: DecidedVia::AdminToken }
+    }
+
+    /// `portcullis approvals` run by this operating-system user.
+    pub fn cli(user: &str) -> Decider {
+        Decider { id: format!("cli:{user}"), kind: None, credential_id: None, via: DecidedVia::Cli }
+    }
+
+    /// A name an embedder's tool gives (trimmed).
+    pub fn named(name: &str) -> Decider {
+        Decider { id: name.trim().to_owned(), kind: None, credential_id: None, via: DecidedVia::Named }
+    }
 }
 
 impl Approval {
@@ -283,8 +402,8 @@ impl Approval {
 
     /// The check behind `approve` and `reject`: only a pending, unexpired approval can be
     /// decided.
-    fn check_decidable(&self, by: &str, verb: Verb, now_ms: u64) -> Result<(), ApprovalError> {
-        if by.trim().is_empty() {
+    fn check_decidable(&self, by: &Decider, verb: Verb, now_ms: u64) -> Result<(), ApprovalError> {
+        if by.id.trim().is_empty() {
             return Err(ApprovalError::NoDecider { id: self.id.clone() });
         }
         match self.state_at(now_ms) {
@@ -325,6 +444,14 @@ impl Approval {
         }
     }
 
+    /// Whether it expired unused at `now_ms` (pending or approved, its expiry reached) and
+    /// that was not yet recorded: what [`ApprovalStore::sweep_expired`] returns.
+    pub fn expired_unrecorded(&self, now_ms: u64) -> bool {
+        matches!(self.state, ApprovalState::Pending | ApprovalState::Approved)
+            && now_ms >= self.expires_ms
+            && self.expiry_recorded_ms.is_none()
+    }
+
     /// Marks it used (after [`check_redemption`] passed).
     fn mark_used(&mut self, now_ms: u64) {
         self.state = ApprovalState::Used;
@@ -332,12 +459,15 @@ impl Approval {
     }
 
     /// Marks an approval approved or rejected.
-    fn decide(&mut self, verb: Verb, by: &str, note: Option<&str>, now_ms: u64) {
+    fn decide(&mut self, verb: Verb, by: &Decider, note: Option<&str>, now_ms: u64) {
         self.state = match verb {
             Verb::Approve => ApprovalState::Approved,
             Verb::Reject => ApprovalState::Rejected,
         };
-        self.decided_by = Some(by.trim().to_owned());
+        self.decided_by = Some(by.id.trim().to_owned());
+        self.decided_by_kind.clone_from(&by.kind);
+        self.decided_by_credential.clone_from(&by.credential_id);
+        self.decided_via = Some(by.via.as_str().to_owned());
         self.decided_ms = Some(now_ms);
         self.note = note.map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned);
     }
@@ -359,6 +489,8 @@ pub struct NewApproval {
     pub group: String,
     /// `METHOD host /path`, for the approver.
     pub request_line: String,
+    /// What the approver is shown of the request besides its request line.
+    pub shown: Shown,
     /// How long the approval stays valid from now (for the decision and the retry together).
     pub ttl_ms: u64,
     /// Now, in ms since the Unix epoch.
@@ -381,11 +513,76 @@ impl NewApproval {
             created_ms: self.now_ms,
             expires_ms: self.now_ms.saturating_add(self.ttl_ms),
             state: ApprovalState::Pending,
-            decided_by: None,
-            decided_ms: None,
-            note: None,
-            used_ms: None,
+            request_id: self.shown.request_id,
+            method: self.shown.method,
+            host: self.shown.host,
+            path: self.shown.path,
+            operation: self.shown.operation,
+            body: self.shown.body,
+            body_truncated: self.shown.body_truncated,
+            content_type: self.shown.content_type,
+            ..Approval::default()
         })
+    }
+}
+
+/// What an approver is shown of a held request besides its request line (the inbox's
+/// fields), and the request's id for the audit trail.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Shown {
+    /// The request's id.
+    pub request_id: String,
+    /// Its method.
+    pub method: String,
+    /// Its host (lower-case, no port).
+    pub host: String,
+    /// Its path (no query).
+    pub path: String,
+    /// Its operation, when known.
+    pub operation: Option<String>,
+    /// Its body with the request's redactions applied, as text, capped (see [`Shown::of`]).
+    pub body: Option<String>,
+    /// Whether the body was cut.
+    pub body_truncated: bool,
+    /// Its `Content-Type`.
+    pub content_type: Option<String>,
+}
+
+impl Shown {
+    /// What to show of `request`, whose body must already have the request phase's
+    /// redactions applied (`redacted`: `false` when they could not be, and then no body is
+    /// kept). A body that is not UTF-8 is not kept; a text body is cut at
+    /// [`MAX_SHOWN_BODY`] bytes (on a character boundary) and marked truncated.
+    pub fn of(request: &Request, redacted: bool) -> Shown {
+        let mut shown = Shown {
+            request_id: request.id.clone(),
+            method: request.method.clone(),
+            host: request.host(),
+            path: request.path.split_once('?').map_or(request.path.as_str(), |(path, _)| path).to_owned(),
+            operation: request.operation.clone(),
+            ..Shown::default()
+        };
+        if let Some(body) = request.body.as_ref().filter(|b| !b.bytes.is_empty()) {
+            shown.content_type.clone_from(&body.content_type);
+            if redacted {
+                let (bytes, cut) = if body.bytes.len() > MAX_SHOWN_BODY {
+                    (&body.bytes[..MAX_SHOWN_BODY], true)
+                } else {
+                    (&body.bytes[..], false)
+                };
+                let text = match std::str::from_utf8(bytes) {
+                    Ok(text) => Some(text),
+                    // Cut inside a character: keep the whole ones.
+                    Err(e) if cut && e.error_len().is_none() => std::str::from_utf8(&bytes[..e.valid_up_to()]).ok(),
+                    Err(_) => None,
+                };
+                if let Some(text) = text {
+                    shown.body = Some(text.to_owned());
+                    shown.body_truncated = cut || body.truncated;
+                }
+            }
+        }
+        shown
     }
 }
 
@@ -405,6 +602,10 @@ pub const PURGE_EVERY_MS: u64 = 60 * 1000;
 pub fn purge_due(last_ms: u64, now_ms: u64) -> bool {
     now_ms >= last_ms.saturating_add(PURGE_EVERY_MS) || now_ms.saturating_add(PURGE_EVERY_MS) < last_ms
 }
+
+/// The most expired approvals one [`ApprovalStore::sweep_expired`] returns; the rest come
+/// at the next sweep.
+pub const SWEEP_BATCH: usize = 500;
 
 /// The most approval ids one retry may carry: one per approver group that asked, and no
 /// route has more policies than this asking for approval.
@@ -530,11 +731,42 @@ pub trait ApprovalStore: Send + Sync {
     /// Every approval (in this state, as of `now_ms`, when given), newest first.
     fn list(&self, state: Option<ApprovalState>, now_ms: u64) -> Result<Vec<Approval>, ApprovalError>;
 
-    /// Approves a pending, unexpired approval on behalf of `by` (who, for the audit trail).
-    fn approve(&self, id: &str, by: &str, now_ms: u64) -> Result<Approval, ApprovalError>;
+    /// Approves a pending, unexpired approval on behalf of `by` (who, for the audit trail),
+    /// with an optional note.
+    fn approve_as(&self, id: &str, by: &Decider, note: Option<&str>, now_ms: u64) -> Result<Approval, ApprovalError>;
 
     /// Rejects a pending, unexpired approval on behalf of `by`, with an optional note.
-    fn reject(&self, id: &str, by: &str, note: Option<&str>, now_ms: u64) -> Result<Approval, ApprovalError>;
+    fn reject_as(&self, id: &str, by: &Decider, note: Option<&str>, now_ms: u64) -> Result<Approval, ApprovalError>;
+
+    /// [`approve_as`](ApprovalStore::approve_as) by a name an embedder's tool gives
+    /// ([`Decider::named`]: not authenticated by Portcullis).
+    fn approve(&self, id: &str, by: &str, now_ms: u64) -> Result<Approval, ApprovalError> {
+        self.approve_as(id, &Decider::named(by), None, now_ms)
+    }
+
+    /// [`reject_as`](ApprovalStore::reject_as) by a name an embedder's tool gives.
+    fn reject(&self, id: &str, by: &str, note: Option<&str>, now_ms: u64) -> Result<Approval, ApprovalError> {
+        self.reject_as(id, &Decider::named(by), note, now_ms)
+    }
+
+    /// Marks every approval that expired unused (pending or approved, `expires_ms` reached
+    /// at `now_ms`) and whose expiry was not recorded yet as recorded, and returns them
+    /// (with the state they expired in), at most [`SWEEP_BATCH`] at a time: what a server's
+    /// sweeper writes to the audit log as `expired`, once, however many servers share the
+    /// store (the marking is atomic).
+    fn sweep_expired(&self, now_ms: u64) -> Result<Vec<Approval>, ApprovalError>;
+
+    /// How many approvals are pending at `now_ms`, by group (for the `/metrics` gauge).
+    fn pending_by_group(&self, now_ms: u64) -> Result<Vec<(String, u64)>, ApprovalError> {
+        let mut counts: Vec<(String, u64)> = Vec::new();
+        for approval in self.list(Some(ApprovalState::Pending), now_ms)? {
+            match counts.iter_mut().find(|(group, _)| *group == approval.group) {
+                Some((_, count)) => *count += 1,
+                None => counts.push((approval.group, 1)),
+            }
+        }
+        Ok(counts)
+    }
 
     /// Uses the approvals of a caller's retry: succeeds only when [`check_redemption`]
     /// passes for all of them (each approved, for the request with this digest, for this

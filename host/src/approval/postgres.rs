@@ -10,14 +10,14 @@ use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMe
 use tokio_postgres::{NoTls, Row};
 
 use super::{
-    Approval, ApprovalError, ApprovalState, ApprovalStore, NewApproval, RETAIN_AFTER_EXPIRY_MS, RedeemError,
-    Redemption, Verb, check_redemption, purge_due,
+    Approval, ApprovalError, ApprovalState, ApprovalStore, Decider, NewApproval, RETAIN_AFTER_EXPIRY_MS, RedeemError,
+    Redemption, SWEEP_BATCH, Verb, check_redemption, purge_due,
 };
 use crate::state::{Backoff, Health, HealthCell, OnError, StateError, Worker, redact_url};
 
 /// The schema version this build writes and understands, kept in the row `approvals` of
 /// `portcullis_schema_version`. A database with a newer version is refused.
-pub const POSTGRES_SCHEMA_VERSION: i64 = 1;
+pub const POSTGRES_SCHEMA_VERSION: i64 = 2;
 
 /// Serialises schema creation and migration across replicas starting at once.
 const MIGRATION_LOCK: i64 = 0x706f_7274_6375_6c6c; // "portcull"
@@ -47,11 +47,34 @@ CREATE INDEX portcullis_approvals_by_created ON portcullis_approvals (created_ms
 CREATE INDEX portcullis_approvals_by_expiry ON portcullis_approvals (expires_ms);
 ";
 
+/// Version 2 (issue 20), as for SQLite: who decided, what the inbox shows, and whether the
+/// expiry was recorded (approvals already expired at the migration count as recorded).
+const SCHEMA_V2: &str = "
+ALTER TABLE portcullis_approvals ADD COLUMN decided_by_kind TEXT;
+ALTER TABLE portcullis_approvals ADD COLUMN decided_by_credential TEXT;
+ALTER TABLE portcullis_approvals ADD COLUMN decided_via TEXT;
+ALTER TABLE portcullis_approvals ADD COLUMN request_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE portcullis_approvals ADD COLUMN method TEXT NOT NULL DEFAULT '';
+ALTER TABLE portcullis_approvals ADD COLUMN host TEXT NOT NULL DEFAULT '';
+ALTER TABLE portcullis_approvals ADD COLUMN path TEXT NOT NULL DEFAULT '';
+ALTER TABLE portcullis_approvals ADD COLUMN operation TEXT;
+ALTER TABLE portcullis_approvals ADD COLUMN body TEXT;
+ALTER TABLE portcullis_approvals ADD COLUMN body_truncated BOOLEAN NOT NULL DEFAULT FALSE;
+ALTER TABLE portcullis_approvals ADD COLUMN content_type TEXT;
+ALTER TABLE portcullis_approvals ADD COLUMN expiry_recorded_ms BIGINT;
+UPDATE portcullis_approvals SET expiry_recorded_ms = expires_ms
+ WHERE expires_ms <= (EXTRACT(EPOCH FROM now()) * 1000)::BIGINT;
+CREATE INDEX portcullis_approvals_unswept ON portcullis_approvals (expires_ms)
+ WHERE expiry_recorded_ms IS NULL AND state IN ('pending', 'approved');
+";
+
 /// The most rows one purge statement deletes (as for SQLite).
 const PURGE_BATCH: i64 = 1000;
 
 const COLUMNS: &str = "id, digest, principal_kind, principal_id, on_behalf_of, policy, reason, approver_group, \
-                       request_line, created_ms, expires_ms, state, decided_by, decided_ms, note, used_ms";
+                       request_line, created_ms, expires_ms, state, decided_by, decided_ms, note, used_ms, \
+                       decided_by_kind, decided_by_credential, decided_via, request_id, method, host, path, \
+                       operation, body, body_truncated, content_type, expiry_recorded_ms";
 
 /// How to reach PostgreSQL: what `[approvals]` says.
 #[derive(Debug, Clone)]
@@ -187,11 +210,11 @@ impl PostgresStore {
         &self,
         id: &str,
         verb: Verb,
-        by: &str,
+        by: &Decider,
         note: Option<&str>,
         now_ms: u64,
     ) -> Result<Approval, ApprovalError> {
-        let (id_owned, by, note) = (id.to_owned(), by.to_owned(), note.map(str::to_owned));
+        let (id_owned, by, note) = (id.to_owned(), by.clone(), note.map(str::to_owned));
         let result = self.run(move |mut client| async move {
             let tx = client.transaction().await?;
             let Some(mut approval) = select(&tx, &id_owned, true).await? else {
@@ -202,12 +225,16 @@ impl PostgresStore {
             }
             approval.decide(verb, &by, note.as_deref(), now_ms);
             tx.execute(
-                "UPDATE portcullis_approvals SET state = $1, decided_by = $2, decided_ms = $3, note = $4 WHERE id = $5",
+                "UPDATE portcullis_approvals SET state = $1, decided_by = $2, decided_ms = $3, note = $4, \
+                 decided_by_kind = $5, decided_by_credential = $6, decided_via = $7 WHERE id = $8",
                 &[
                     &approval.state.as_str(),
                     &approval.decided_by,
                     &approval.decided_ms.map(ms_to_sql),
                     &approval.note,
+                    &approval.decided_by_kind,
+                    &approval.decided_by_credential,
+                    &approval.decided_via,
                     &id_owned,
                 ],
             )
@@ -238,7 +265,10 @@ async fn migrate(client: &mut deadpool_postgres::Object) -> Result<i64, tokio_po
     if found < 1 {
         tx.batch_execute(SCHEMA_V1).await?;
     }
-    // Later versions: `if found < 2 { … }`, each step in this same transaction.
+    if found < 2 {
+        tx.batch_execute(SCHEMA_V2).await?;
+    }
+    // Later versions: `if found < 3 { … }`, each step in this same transaction.
     tx.execute(
         "INSERT INTO portcullis_schema_version (component, version) VALUES ('approvals', $1) \
          ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version",
@@ -280,6 +310,18 @@ fn from_row(row: &Row) -> Result<Approval, tokio_postgres::Error> {
         decided_ms: row.try_get::<_, Option<i64>>(13)?.map(|ms| ms.max(0) as u64),
         note: row.try_get(14)?,
         used_ms: row.try_get::<_, Option<i64>>(15)?.map(|ms| ms.max(0) as u64),
+        decided_by_kind: row.try_get(16)?,
+        decided_by_credential: row.try_get(17)?,
+        decided_via: row.try_get(18)?,
+        request_id: row.try_get(19)?,
+        method: row.try_get(20)?,
+        host: row.try_get(21)?,
+        path: row.try_get(22)?,
+        operation: row.try_get(23)?,
+        body: row.try_get(24)?,
+        body_truncated: row.try_get(25)?,
+        content_type: row.try_get(26)?,
+        expiry_recorded_ms: row.try_get::<_, Option<i64>>(27)?.map(|ms| ms.max(0) as u64),
     })
 }
 
@@ -334,7 +376,8 @@ impl ApprovalStore for PostgresStore {
             tx.execute(
                 &format!(
                     "INSERT INTO portcullis_approvals ({COLUMNS}) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+                     $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)"
                 ),
                 &[
                     &a.id,
@@ -353,6 +396,18 @@ impl ApprovalStore for PostgresStore {
                     &a.decided_ms.map(ms_to_sql),
                     &a.note,
                     &a.used_ms.map(ms_to_sql),
+                    &a.decided_by_kind,
+                    &a.decided_by_credential,
+                    &a.decided_via,
+                    &a.request_id,
+                    &a.method,
+                    &a.host,
+                    &a.path,
+                    &a.operation,
+                    &a.body,
+                    &a.body_truncated,
+                    &a.content_type,
+                    &a.expiry_recorded_ms.map(ms_to_sql),
                 ],
             )
             .await?;
@@ -388,12 +443,47 @@ impl ApprovalStore for PostgresStore {
         Ok(result.map_err(self.storage(None))?.into_iter().map(|a| a.as_of(now_ms)).collect())
     }
 
-    fn approve(&self, id: &str, by: &str, now_ms: u64) -> Result<Approval, ApprovalError> {
-        self.decide(id, Verb::Approve, by, None, now_ms)
+    fn approve_as(&self, id: &str, by: &Decider, note: Option<&str>, now_ms: u64) -> Result<Approval, ApprovalError> {
+        self.decide(id, Verb::Approve, by, note, now_ms)
     }
 
-    fn reject(&self, id: &str, by: &str, note: Option<&str>, now_ms: u64) -> Result<Approval, ApprovalError> {
+    fn reject_as(&self, id: &str, by: &Decider, note: Option<&str>, now_ms: u64) -> Result<Approval, ApprovalError> {
         self.decide(id, Verb::Reject, by, note, now_ms)
+    }
+
+    fn sweep_expired(&self, now_ms: u64) -> Result<Vec<Approval>, ApprovalError> {
+        let batch = i64::try_from(SWEEP_BATCH).unwrap_or(i64::MAX);
+        let result = self.run(move |client| async move {
+            // One statement; rows another replica is marking are skipped, so each expiry is
+            // returned to one sweeper only.
+            let rows = client
+                .query(
+                    &format!(
+                        "UPDATE portcullis_approvals SET expiry_recorded_ms = $1 WHERE id IN \
+                         (SELECT id FROM portcullis_approvals WHERE expiry_recorded_ms IS NULL \
+                          AND state IN ('pending', 'approved') AND expires_ms <= $1 ORDER BY expires_ms LIMIT $2 \
+                          FOR UPDATE SKIP LOCKED) RETURNING {COLUMNS}"
+                    ),
+                    &[&ms_to_sql(now_ms), &batch],
+                )
+                .await?;
+            rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()
+        });
+        result.map_err(self.storage(None))
+    }
+
+    fn pending_by_group(&self, now_ms: u64) -> Result<Vec<(String, u64)>, ApprovalError> {
+        let result = self.run(move |client| async move {
+            let rows = client
+                .query(
+                    "SELECT approver_group, COUNT(*) FROM portcullis_approvals WHERE state = 'pending' \
+                     AND expires_ms > $1 GROUP BY approver_group ORDER BY approver_group",
+                    &[&ms_to_sql(now_ms)],
+                )
+                .await?;
+            Ok(rows.iter().map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1).max(0) as u64)).collect())
+        });
+        result.map_err(self.storage(None))
     }
 
     fn redeem_all(&self, redemption: &Redemption<'_>, now_ms: u64) -> Result<Vec<Approval>, RedeemError> {

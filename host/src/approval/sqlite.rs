@@ -9,13 +9,13 @@ use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
 use super::{
-    Approval, ApprovalError, ApprovalState, ApprovalStore, NewApproval, RETAIN_AFTER_EXPIRY_MS, RedeemError,
-    Redemption, Verb, check_redemption, purge_due,
+    Approval, ApprovalError, ApprovalState, ApprovalStore, Decider, NewApproval, RETAIN_AFTER_EXPIRY_MS, RedeemError,
+    Redemption, SWEEP_BATCH, Verb, check_redemption, purge_due,
 };
 
 /// The schema version this build writes and understands, kept in `PRAGMA user_version`. A
 /// file with a newer version is refused rather than misread.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long an operation waits for another process (the CLI, a second server) holding the
 /// write lock before giving up. Writes are a handful of rows, so this is generous.
@@ -44,6 +44,29 @@ CREATE INDEX approvals_by_digest ON approvals (digest);
 CREATE INDEX approvals_by_created ON approvals (created_ms);
 ";
 
+/// Version 2 (issue 20): who decided (kind, credential, how known), what the inbox shows of
+/// the held request (its id, method, host, path, operation, redacted body), and whether its
+/// expiry was written to the audit log. Approvals that had already expired when the file is
+/// migrated count as recorded, so the first sweep does not report old history.
+const SCHEMA_V2: &str = "
+ALTER TABLE approvals ADD COLUMN decided_by_kind TEXT;
+ALTER TABLE approvals ADD COLUMN decided_by_credential TEXT;
+ALTER TABLE approvals ADD COLUMN decided_via TEXT;
+ALTER TABLE approvals ADD COLUMN request_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE approvals ADD COLUMN method TEXT NOT NULL DEFAULT '';
+ALTER TABLE approvals ADD COLUMN host TEXT NOT NULL DEFAULT '';
+ALTER TABLE approvals ADD COLUMN path TEXT NOT NULL DEFAULT '';
+ALTER TABLE approvals ADD COLUMN operation TEXT;
+ALTER TABLE approvals ADD COLUMN body TEXT;
+ALTER TABLE approvals ADD COLUMN body_truncated INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE approvals ADD COLUMN content_type TEXT;
+ALTER TABLE approvals ADD COLUMN expiry_recorded_ms INTEGER;
+UPDATE approvals SET expiry_recorded_ms = expires_ms
+ WHERE expires_ms <= CAST(strftime('%s', 'now') AS INTEGER) * 1000;
+CREATE INDEX approvals_unswept ON approvals (expires_ms)
+ WHERE expiry_recorded_ms IS NULL AND state IN ('pending', 'approved');
+";
+
 /// Added to every file when it is opened (also to files made before it existed): the purge
 /// finds expired rows through it instead of scanning the table. An index needs no schema
 /// version: older builds read and write the file as before.
@@ -54,7 +77,9 @@ const EXPIRY_INDEX: &str = "CREATE INDEX IF NOT EXISTS approvals_by_expiry ON ap
 const PURGE_BATCH: i64 = 1000;
 
 const COLUMNS: &str = "id, digest, principal_kind, principal_id, on_behalf_of, policy, reason, approver_group, \
-                       request_line, created_ms, expires_ms, state, decided_by, decided_ms, note, used_ms";
+                       request_line, created_ms, expires_ms, state, decided_by, decided_ms, note, used_ms, \
+                       decided_by_kind, decided_by_credential, decided_via, request_id, method, host, path, \
+                       operation, body, body_truncated, content_type, expiry_recorded_ms";
 
 /// Approvals in an SQLite file, so pending approvals survive a restart and `portcullis
 /// approvals` can decide them while a server runs on the same file.
@@ -111,7 +136,7 @@ impl SqliteStore {
         &self,
         id: &str,
         verb: Verb,
-        by: &str,
+        by: &Decider,
         note: Option<&str>,
         now_ms: u64,
     ) -> Result<Approval, ApprovalError> {
@@ -123,12 +148,16 @@ impl SqliteStore {
         approval.check_decidable(by, verb, now_ms)?;
         approval.decide(verb, by, note, now_ms);
         tx.execute(
-            "UPDATE approvals SET state = ?1, decided_by = ?2, decided_ms = ?3, note = ?4 WHERE id = ?5",
+            "UPDATE approvals SET state = ?1, decided_by = ?2, decided_ms = ?3, note = ?4, decided_by_kind = ?5, \
+             decided_by_credential = ?6, decided_via = ?7 WHERE id = ?8",
             params![
                 approval.state.as_str(),
                 approval.decided_by,
                 approval.decided_ms.map(ms_to_sql),
                 approval.note,
+                approval.decided_by_kind,
+                approval.decided_by_credential,
+                approval.decided_via,
                 id
             ],
         )
@@ -149,6 +178,11 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), ApprovalError> {
     }
     if found < 1 {
         tx.execute_batch(SCHEMA_V1).map_err(err)?;
+    }
+    if found < 2 {
+        tx.execute_batch(SCHEMA_V2).map_err(err)?;
+    }
+    if found < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(err)?;
     }
     tx.execute_batch(EXPIRY_INDEX).map_err(err)?;
@@ -192,6 +226,18 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Approval> {
         decided_ms: row.get::<_, Option<i64>>(13)?.map(|ms| ms.max(0) as u64),
         note: row.get(14)?,
         used_ms: row.get::<_, Option<i64>>(15)?.map(|ms| ms.max(0) as u64),
+        decided_by_kind: row.get(16)?,
+        decided_by_credential: row.get(17)?,
+        decided_via: row.get(18)?,
+        request_id: row.get(19)?,
+        method: row.get(20)?,
+        host: row.get(21)?,
+        path: row.get(22)?,
+        operation: row.get(23)?,
+        body: row.get(24)?,
+        body_truncated: row.get::<_, i64>(25)? != 0,
+        content_type: row.get(26)?,
+        expiry_recorded_ms: row.get::<_, Option<i64>>(27)?.map(|ms| ms.max(0) as u64),
     })
 }
 
@@ -241,7 +287,10 @@ impl ApprovalStore for SqliteStore {
         let a = new.into_pending()?;
         let err = self.error(Some(&a.id));
         tx.execute(
-            &format!("INSERT INTO approvals ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
+            &format!(
+                "INSERT INTO approvals ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+                 ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)"
+            ),
             params![
                 a.id,
                 a.digest,
@@ -259,6 +308,18 @@ impl ApprovalStore for SqliteStore {
                 a.decided_ms.map(ms_to_sql),
                 a.note,
                 a.used_ms.map(ms_to_sql),
+                a.decided_by_kind,
+                a.decided_by_credential,
+                a.decided_via,
+                a.request_id,
+                a.method,
+                a.host,
+                a.path,
+                a.operation,
+                a.body,
+                i64::from(a.body_truncated),
+                a.content_type,
+                a.expiry_recorded_ms.map(ms_to_sql),
             ],
         )
         .map_err(&err)?;
@@ -293,12 +354,48 @@ impl ApprovalStore for SqliteStore {
         rows.map(|row| row.map(|a| a.as_of(now_ms)).map_err(&err)).collect()
     }
 
-    fn approve(&self, id: &str, by: &str, now_ms: u64) -> Result<Approval, ApprovalError> {
-        self.decide(id, Verb::Approve, by, None, now_ms)
+    fn approve_as(&self, id: &str, by: &Decider, note: Option<&str>, now_ms: u64) -> Result<Approval, ApprovalError> {
+        self.decide(id, Verb::Approve, by, note, now_ms)
     }
 
-    fn reject(&self, id: &str, by: &str, note: Option<&str>, now_ms: u64) -> Result<Approval, ApprovalError> {
+    fn reject_as(&self, id: &str, by: &Decider, note: Option<&str>, now_ms: u64) -> Result<Approval, ApprovalError> {
         self.decide(id, Verb::Reject, by, note, now_ms)
+    }
+
+    fn sweep_expired(&self, now_ms: u64) -> Result<Vec<Approval>, ApprovalError> {
+        let err = self.error(None);
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
+        let swept = {
+            let mut statement = tx
+                .prepare(&format!(
+                    "UPDATE approvals SET expiry_recorded_ms = ?1 WHERE rowid IN \
+                     (SELECT rowid FROM approvals WHERE expiry_recorded_ms IS NULL AND state IN ('pending', 'approved') \
+                      AND expires_ms <= ?1 ORDER BY expires_ms LIMIT ?2) RETURNING {COLUMNS}"
+                ))
+                .map_err(&err)?;
+            let rows = statement
+                .query_map(params![ms_to_sql(now_ms), i64::try_from(SWEEP_BATCH).unwrap_or(i64::MAX)], from_row)
+                .map_err(&err)?;
+            rows.collect::<rusqlite::Result<Vec<Approval>>>().map_err(&err)?
+        };
+        tx.commit().map_err(&err)?;
+        Ok(swept)
+    }
+
+    fn pending_by_group(&self, now_ms: u64) -> Result<Vec<(String, u64)>, ApprovalError> {
+        let err = self.error(None);
+        let conn = self.lock();
+        let mut statement = conn
+            .prepare(
+                "SELECT approver_group, COUNT(*) FROM approvals WHERE state = 'pending' AND expires_ms > ?1 \
+                 GROUP BY approver_group ORDER BY approver_group",
+            )
+            .map_err(&err)?;
+        let rows = statement
+            .query_map([ms_to_sql(now_ms)], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?.max(0) as u64)))
+            .map_err(&err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)
     }
 
     fn redeem_all(&self, redemption: &Redemption<'_>, now_ms: u64) -> Result<Vec<Approval>, RedeemError> {

@@ -155,6 +155,7 @@ fn new_approval(digest: &str, principal: &Principal, now_ms: u64) -> NewApproval
         reason: "writes need a finance approval".into(),
         group: "finance".into(),
         request_line: "POST api.example.com /v1/invoices".into(),
+        shown: Shown::default(),
         ttl_ms: TTL,
         now_ms,
     }
@@ -494,6 +495,86 @@ fn purges_expired_approvals(store: &dyn ApprovalStore) {
     assert!(store.list(None, end).unwrap().is_empty());
 }
 
+/// Issue 20: the store keeps who decided (from the credential) and what the inbox shows of
+/// the held request, and counts pending approvals by group.
+fn keeps_the_decider_and_the_shown_request(store: &dyn ApprovalStore) {
+    let bot = agent("bot", Some("alice"));
+    let shown = Shown {
+        request_id: "req-7".into(),
+        method: "POST".into(),
+        host: "api.example.com".into(),
+        path: "/v1/invoices".into(),
+        operation: Some("createInvoice".into()),
+        body: Some(r#"{"amount":3,"iban":"[redacted]"}"#.into()),
+        body_truncated: true,
+        content_type: Some("application/json".into()),
+    };
+    let pending = store.create(NewApproval { shown: shown.clone(), ..new_approval("k1", &bot, T0) }).unwrap();
+    let other = store.create(NewApproval { group: "legal".into(), ..new_approval("k2", &bot, T0) }).unwrap();
+    let read = store.get(&pending.id, T0 + 1).unwrap().unwrap();
+    assert_eq!(read, pending);
+    assert_eq!(
+        (read.request_id.as_str(), read.method.as_str(), read.host.as_str(), read.path.as_str()),
+        ("req-7", "POST", "api.example.com", "/v1/invoices")
+    );
+    assert_eq!((read.operation.as_deref(), read.body.as_deref()), (shown.operation.as_deref(), shown.body.as_deref()));
+    assert!(read.body_truncated);
+    assert_eq!(read.content_type.as_deref(), Some("application/json"));
+    let mut counts = store.pending_by_group(T0 + 1).unwrap();
+    counts.sort();
+    assert_eq!(counts, vec![("finance".to_owned(), 1), ("legal".to_owned(), 1)]);
+
+    let fiona = Principal {
+        kind: PrincipalKind::User,
+        id: "corp:fiona".into(),
+        credential_id: Some("fiona-key".into()),
+        ..Principal::default()
+    };
+    let approved = store.approve_as(&pending.id, &Decider::principal(&fiona), Some("ok"), T0 + 2).unwrap();
+    let read = store.get(&pending.id, T0 + 3).unwrap().unwrap();
+    assert_eq!(read, approved);
+    assert_eq!(
+        (
+            read.decided_by.as_deref(),
+            read.decided_by_kind.as_deref(),
+            read.decided_by_credential.as_deref(),
+            read.decided_via.as_deref(),
+            read.note.as_deref()
+        ),
+        (Some("corp:fiona"), Some("user"), Some("fiona-key"), Some("principal"), Some("ok"))
+    );
+    let rejected = store.reject_as(&other.id, &Decider::admin_token(), Some("no"), T0 + 2).unwrap();
+    assert_eq!(
+        (rejected.decided_by.as_deref(), rejected.decided_by_kind.as_deref(), rejected.decided_via.as_deref()),
+        (Some("admin-token"), None, Some("admin-token"))
+    );
+    assert!(store.pending_by_group(T0 + 3).unwrap().is_empty());
+}
+
+/// Issue 20: every approval that expired unused is handed out once by `sweep_expired`,
+/// in the state it expired in; used and rejected ones never.
+fn sweeps_each_expiry_once(store: &dyn ApprovalStore) {
+    let bot = agent("bot", Some("alice"));
+    let pending = store.create(new_approval("s1", &bot, T0)).unwrap();
+    let approved = store.create(new_approval("s2", &bot, T0)).unwrap();
+    store.approve(&approved.id, "carol", T0 + 1).unwrap();
+    let used = store.create(new_approval("s3", &bot, T0)).unwrap();
+    store.approve(&used.id, "carol", T0 + 1).unwrap();
+    store.redeem(&used.id, "s3", &bot, T0 + 2).unwrap();
+    let rejected = store.create(new_approval("s4", &bot, T0)).unwrap();
+    store.reject(&rejected.id, "carol", None, T0 + 1).unwrap();
+    assert!(store.sweep_expired(T0 + TTL - 1).unwrap().is_empty(), "nothing expired yet");
+    let mut swept: Vec<(String, ApprovalState)> =
+        store.sweep_expired(T0 + TTL).unwrap().into_iter().map(|a| (a.id, a.state)).collect();
+    swept.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut expected =
+        vec![(pending.id.clone(), ApprovalState::Pending), (approved.id.clone(), ApprovalState::Approved)];
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(swept, expected);
+    assert!(store.sweep_expired(T0 + TTL + 1).unwrap().is_empty(), "each expiry once");
+    assert!(store.get(&pending.id, T0 + TTL + 1).unwrap().unwrap().expiry_recorded_ms.is_some());
+}
+
 /// One `#[test]` per rule, for a store made by `$make`.
 macro_rules! store_tests {
     ($store:ident, $make:expr) => {
@@ -557,6 +638,14 @@ macro_rules! store_tests {
                 purges_expired_approvals(&*store().0);
             }
             #[test]
+            fn keeps_who_decided_and_what_the_inbox_shows() {
+                keeps_the_decider_and_the_shown_request(&*store().0);
+            }
+            #[test]
+            fn sweeps_each_expiry_once() {
+                super::sweeps_each_expiry_once(&*store().0);
+            }
+            #[test]
             fn concurrent_redeems_let_exactly_one_through() {
                 let (store, _keep) = store();
                 concurrent_redeem(&[store]);
@@ -598,7 +687,9 @@ mod postgres {
     #[test]
     fn postgres_store_follows_every_rule_across_handles_and_restarts() {
         let mut server = PgServer::start();
-        let rules: [(&str, Rule); 13] = [
+        let rules: [(&str, Rule); 15] = [
+            ("keeps_the_decider_and_the_shown_request", keeps_the_decider_and_the_shown_request),
+            ("sweeps_each_expiry_once", sweeps_each_expiry_once),
             ("lifecycle", lifecycle),
             ("redeem_once_only", redeem_once_only),
             ("wrong_digest", wrong_digest),
@@ -782,6 +873,47 @@ mod sqlite_files {
         let store = SqliteStore::open(&path).unwrap();
         let again = store.redeem(&created.id, "d1", &bot, T0 + 5).unwrap_err();
         assert!(matches!(again, RedeemError::AlreadyUsed { .. }), "{again}");
+    }
+
+    /// A file made by the version-1 schema is migrated: its rows stay readable, and those
+    /// already expired count as recorded (the first sweep does not report old history).
+    #[test]
+    fn migrates_a_version_1_file() {
+        let dir = TempDir::new("v1");
+        let path = dir.path().join("approvals.sqlite");
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE approvals (id TEXT PRIMARY KEY NOT NULL, digest TEXT NOT NULL, principal_kind TEXT NOT NULL,
+                 principal_id TEXT NOT NULL, on_behalf_of TEXT, policy TEXT NOT NULL, reason TEXT NOT NULL,
+                 approver_group TEXT NOT NULL, request_line TEXT NOT NULL, created_ms INTEGER NOT NULL,
+                 expires_ms INTEGER NOT NULL, state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'rejected',
+                 'used', 'expired')), decided_by TEXT, decided_ms INTEGER, note TEXT, used_ms INTEGER);
+                 CREATE INDEX approvals_by_digest ON approvals (digest);
+                 CREATE INDEX approvals_by_created ON approvals (created_ms);
+                 INSERT INTO approvals VALUES ('apr_old', 'd', 'agent', 'bot', NULL, 'p', 'r', 'finance',
+                  'POST h /x', 1000, 2000, 'pending', NULL, NULL, NULL, NULL);
+                 INSERT INTO approvals VALUES ('apr_new', 'd', 'agent', 'bot', NULL, 'p', 'r', 'finance',
+                  'POST h /x', 1000, 9000000000000, 'pending', NULL, NULL, NULL, NULL);
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let old = store.get("apr_old", 3_000).unwrap().unwrap();
+        assert_eq!(
+            (old.state, old.request_line.as_str(), old.method.as_str()),
+            (ApprovalState::Expired, "POST h /x", "")
+        );
+        assert!(old.expiry_recorded_ms.is_some(), "already expired at the migration: counts as recorded");
+        assert!(store.sweep_expired(crate::now_ms()).unwrap().is_empty());
+        let new = store.get("apr_new", 3_000).unwrap().unwrap();
+        assert_eq!((new.state, new.expiry_recorded_ms), (ApprovalState::Pending, None));
+        store.approve("apr_new", "carol", 3_000).unwrap();
+        drop(store);
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
     }
 
     #[test]
