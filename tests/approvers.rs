@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 const FIONA_KEY: &str = "test-approver-key-fiona-01";
 const MALLORY_KEY: &str = "test-outsider-key-mallory1";
 const OPS_BOT_KEY: &str = "test-agent-key-ops-bot-001";
+const JWT_SECRET: &str = "test-jwt-secret-for-the-approvers-test";
 
 struct Deployment {
     dir: PathBuf,
@@ -34,6 +35,14 @@ impl Deployment {
         let text = common::serve::fixture_config(false, "invoices:read")
             + &format!(
                 r#"
+[[identity.jwt]]
+issuer = "https://sso.test"
+secret_env = "PORTCULLIS_TEST_JWT_SECRET"
+audiences = ["portcullis-admin"]
+kind = "user"
+id_prefix = "sso:"
+claims = ["groups"]
+
 [[identity.api_keys]]
 name = "fiona-key"
 sha256 = "{fiona}"
@@ -114,6 +123,7 @@ store = "approvals.sqlite"
 [approvals.groups.finance-approvers]
 ids = ["ops-bot", "alice"]
 claims = {{ groups = "finance" }}
+kinds = ["user", "agent"]
 
 [approvals.groups.self-service]
 ids = ["alice"]
@@ -128,7 +138,10 @@ path = "audit.jsonl"
                 upstream = upstream.addr,
             );
         std::fs::write(&config, text).unwrap();
-        let server = Server::start(&config, &[("PORTCULLIS_TEST_ADMIN_TOKEN", ADMIN_TOKEN)]);
+        let server = Server::start(
+            &config,
+            &[("PORTCULLIS_TEST_ADMIN_TOKEN", ADMIN_TOKEN), ("PORTCULLIS_TEST_JWT_SECRET", JWT_SECRET)],
+        );
         Deployment { dir, config, server, _upstream: upstream }
     }
 
@@ -169,6 +182,9 @@ path = "audit.jsonl"
         let mut headers = vec![("content-type", "application/json")];
         match who {
             Who::Key(key) => headers.push(("x-api-key", key)),
+            Who::Bearer(token) => {
+                headers.push(("authorization", token));
+            }
             Who::AdminToken => headers.push(("authorization", &bearer)),
             Who::Nobody => {}
         }
@@ -200,6 +216,7 @@ path = "audit.jsonl"
 #[derive(Clone, Copy)]
 enum Who<'a> {
     Key(&'a str),
+    Bearer(&'a str),
     AdminToken,
     Nobody,
 }
@@ -300,9 +317,41 @@ fn approvers_are_principals_of_their_groups_with_four_eyes_and_every_event_is_au
         std::thread::sleep(Duration::from_millis(200));
     }
 
+    an_sso_token_with_the_group_claim_decides(&d);
     audit_has_every_event(&d, [&a, &b, &e, &g]);
     metrics_count_events_and_pending(&d);
     the_cli_records_the_os_user(&d, &f);
+}
+
+/// An approver signed in with a token from the SSO issuer (an array `groups` claim, an
+/// `id_prefix`) decides, recorded with the token's `jti`; a token without the group does not.
+fn an_sso_token_with_the_group_claim_decides(d: &Deployment) {
+    let token = |sub: &str, groups: Value| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let claims = json!({"iss": "https://sso.test", "aud": "portcullis-admin", "sub": sub, "exp": now + 300,
+                            "jti": format!("tok-{sub}"), "groups": groups});
+        let jwt = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+        )
+        .unwrap();
+        format!("Bearer {jwt}")
+    };
+    let h = d.held(AGENT_KEY, "api.test", "/invoices/10", "req-h-1");
+    let sales = token("sam", json!(["sales"]));
+    let refused = d.decide(&h, "approve", Who::Bearer(&sales), "");
+    assert_eq!((refused.status, refused.json()["code"].clone()), (403, json!("not-an-approver")));
+    let bad = d.decide(&h, "approve", Who::Bearer("Bearer not-a-token"), "");
+    assert_eq!(bad.status, 401, "a bad token is refused, not taken for the admin token");
+    let finance = token("frank", json!(["ops", "finance"]));
+    let approved = d.decide(&h, "approve", Who::Bearer(&finance), "ok");
+    assert_eq!(approved.status, 200, "{}", String::from_utf8_lossy(&approved.body));
+    let approved = approved.json();
+    assert_eq!(
+        (&approved["decided_by"], &approved["decided_by_credential"], &approved["decided_via"]),
+        (&json!("sso:frank"), &json!("tok-frank"), &json!("principal"))
+    );
 }
 
 /// The audit log: every event, with the approval id and the request id.
@@ -351,8 +400,8 @@ fn audit_has_every_event(d: &Deployment, [a, b, e, g]: [&str; 4]) {
 fn metrics_count_events_and_pending(d: &Deployment) {
     let metrics = String::from_utf8(send("GET", &d.server.url("admin", "/metrics"), &[], b"").body).unwrap();
     for line in [
-        r#"portcullis_approval_events_total{event="pending",group="finance-approvers"} 4"#,
-        r#"portcullis_approval_events_total{event="approved",group="finance-approvers"} 1"#,
+        r#"portcullis_approval_events_total{event="pending",group="finance-approvers"} 5"#,
+        r#"portcullis_approval_events_total{event="approved",group="finance-approvers"} 2"#,
         r#"portcullis_approval_events_total{event="rejected",group="finance-approvers"} 1"#,
         r#"portcullis_approval_events_total{event="redeemed",group="self-service"} 1"#,
         r#"portcullis_approval_events_total{event="expired",group="finance-approvers"} 1"#,
