@@ -43,6 +43,12 @@ fn plan(name: &str, checked: &Preflight) -> String {
         },
     );
     let _ = writeln!(out, "\naudit: {audit}\napprovals: {approvals}");
+    if let Some(section) = config.approvals.as_ref().filter(|a| !a.notify.is_empty()) {
+        let _ = writeln!(out, "notify:");
+        for line in crate::serve::notify::Notifier::describe(section) {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
     out
 }
 

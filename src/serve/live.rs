@@ -31,6 +31,8 @@ pub struct Keep {
     pub audit: Arc<dyn AuditSink>,
     /// Rate-limit counters, so a reload does not reset every caller's allowance.
     pub counters: portcullis_host::RateLimiter,
+    /// `[[approvals.notify]]`: the webhooks told about approvals (the gate's event sink).
+    pub notifier: Option<Arc<super::notify::Notifier>>,
     /// The `[engine]`, `[server]`, `[audit]`, `[approvals]` and `[state]` sections at start, to warn
     /// when a reload changes what only a restart applies.
     pub fixed: String,
@@ -170,6 +172,14 @@ impl Live {
 pub fn build_gate(config: &Config, path: &Path, keep: &Keep) -> Result<Gate> {
     let gate = crate::setup::gate_with_counters(config, path, &keep.engine, keep.counters.clone())?;
     let gate = gate.with_audit(keep.audit.clone());
+    // `[approvals.groups]` is read again at every reload: removing an approver applies at once.
+    super::admin::warn_unconfigured_groups(config);
+    let groups = config.approvals.as_ref().map(|a| a.groups.clone()).unwrap_or_default();
+    let gate = gate.with_approvers(portcullis_host::approval::ApproverGroups::new(groups));
+    let gate = match &keep.notifier {
+        Some(notifier) => gate.with_events(notifier.clone()),
+        None => gate,
+    };
     Ok(match &keep.approvals {
         Some(store) => gate.with_approvals(store.clone()),
         None => gate,
@@ -178,7 +188,12 @@ pub fn build_gate(config: &Config, path: &Path, keep: &Keep) -> Result<Gate> {
 
 /// The sections a reload cannot change, in a comparable form.
 pub fn fixed_sections(config: &Config) -> String {
-    format!("{:?}{:?}{:?}{:?}{:?}", config.engine, config.server, config.audit, config.approvals, config.state)
+    // `[approvals.groups]` reloads (it lives in the gate); the rest of `[approvals]` does not.
+    let approvals = config.approvals.clone().map(|mut a| {
+        a.groups.clear();
+        a
+    });
+    format!("{:?}{:?}{:?}{:?}{:?}", config.engine, config.server, config.audit, approvals, config.state)
 }
 
 /// The config file and every module it names.

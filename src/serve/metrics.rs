@@ -59,9 +59,28 @@ struct IssuerLabels {
     issuer: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotifyLabels {
+    target: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApprovalEventLabels {
+    event: String,
+    group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupLabels {
+    group: String,
+}
+
 /// The service's metrics.
 pub struct Metrics {
     registry: Registry,
+    approval_events: Family<ApprovalEventLabels, Counter>,
+    approvals_pending: Family<GroupLabels, Gauge>,
     decisions: Family<DecisionLabels, Counter>,
     policy_decisions: Family<PolicyLabels, Counter>,
     policy_errors: Family<PolicyOnly, Counter>,
@@ -74,6 +93,7 @@ pub struct Metrics {
     state_up: Family<StateLabels, Gauge>,
     state_errors: Family<StateLabels, Gauge>,
     state_fallbacks: Family<StateLabels, Gauge>,
+    notifications: Family<NotifyLabels, Counter>,
 }
 
 impl Metrics {
@@ -137,8 +157,30 @@ impl Metrics {
             "Requests let through (on_error = allow) or counted locally (on_error = local) since start because a state backend failed",
             state_fallbacks.clone(),
         );
+        let notifications = Family::<NotifyLabels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Approval notifications by [[approvals.notify]] target and result: sent, failed (every attempt failed) or \
+             dropped (the target's queue was full)",
+            notifications.clone(),
+        );
+        let approval_events = Family::<ApprovalEventLabels, Counter>::default();
+        registry.register(
+            "approval_events",
+            "Approval events written to the audit log, by event (pending, approved, rejected, redeemed, expired) and \
+             approver group",
+            approval_events.clone(),
+        );
+        let approvals_pending = Family::<GroupLabels, Gauge>::default();
+        registry.register(
+            "approvals_pending",
+            "Approvals waiting for an approver now, by approver group (read from the store at each scrape)",
+            approvals_pending.clone(),
+        );
         Metrics {
             registry,
+            approval_events,
+            approvals_pending,
             decisions,
             policy_decisions,
             policy_errors,
@@ -151,7 +193,21 @@ impl Metrics {
             state_up,
             state_errors,
             state_fallbacks,
+            notifications,
         }
+    }
+
+    /// Shows `target`'s notification counters at zero, before anything is sent.
+    pub fn notify_target(&self, target: &str) {
+        for result in ["sent", "failed", "dropped"] {
+            let _ =
+                self.notifications.get_or_create(&NotifyLabels { target: target.to_owned(), result: result.into() });
+        }
+    }
+
+    /// Counts one notification for `target`: `sent`, `failed` or `dropped`.
+    pub fn notified(&self, target: &str, result: &str) {
+        self.notifications.get_or_create(&NotifyLabels { target: target.to_owned(), result: result.to_owned() }).inc();
     }
 
     /// Sets the state backends' gauges (rate-limit counters, approval store).
@@ -191,8 +247,25 @@ impl Metrics {
         self.reloads.get_or_create(&ResultLabels { result: if ok { "ok" } else { "error" }.into() }).inc();
     }
 
-    /// Counts one decision record.
+    /// Sets the pending-approvals gauge from the store's counts by group (groups no longer
+    /// pending drop out).
+    pub fn approvals_pending(&self, counts: &[(String, u64)]) {
+        self.approvals_pending.clear();
+        for (group, count) in counts {
+            self.approvals_pending
+                .get_or_create(&GroupLabels { group: group.clone() })
+                .set(i64::try_from(*count).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Counts one decision record, or one approval event's record.
     pub fn observe(&self, record: &AuditRecord) {
+        if let Some(approval) = &record.approval {
+            self.approval_events
+                .get_or_create(&ApprovalEventLabels { event: approval.event.clone(), group: approval.group.clone() })
+                .inc();
+            return;
+        }
         let phase = record.phase.to_string();
         self.decisions
             .get_or_create(&DecisionLabels {

@@ -12,6 +12,7 @@ pub mod jwks;
 pub mod live;
 pub mod mcp;
 pub mod metrics;
+pub mod notify;
 pub mod preflight;
 pub mod proxy;
 pub mod tls;
@@ -63,9 +64,14 @@ pub fn run(config_path: &Path, ready_file: Option<&Path>) -> Result<()> {
     let sink = open_audit(&config, config_path)?;
     let audit: Arc<dyn AuditSink> = Arc::new(Observed { inner: sink, metrics: metrics.clone() });
     let approvals = open_approvals(&config, config_path)?;
+    // Checked before any door listens: target URLs, signing keys, TLS files.
+    let notifier = notify::Notifier::new(config.approvals.as_ref(), &base_dir(config_path), metrics.clone())
+        .with_context(|| config_path.display().to_string())?
+        .map(Arc::new);
     let keep = Keep {
         engine,
         approvals,
+        notifier,
         audit: audit.clone(),
         counters: config.rate_limiter(config_path)?,
         fixed: fixed_sections(&config),
@@ -97,6 +103,9 @@ async fn serve_doors(config: &Config, live: Live, base: &Path, ready_file: Optio
     // does not stop the start).
     live.start_jwks().await?;
     let (stop, stopped) = watch::channel(false);
+    if let Some(notifier) = &live.keep().notifier {
+        notifier.start(&stopped);
+    }
     let mut tasks = tokio::task::JoinSet::new();
     // Each door's bound address by its config section's name, for the ready file.
     let mut bound = BTreeMap::new();
@@ -145,6 +154,9 @@ async fn serve_doors(config: &Config, live: Live, base: &Path, ready_file: Optio
         tasks.spawn(admin::serve(listener, live.clone(), section, stopped.clone()));
     }
     tasks.spawn(watch_for_reloads(live.clone(), tls.all(), stopped.clone()));
+    if live.keep().approvals.is_some() {
+        tasks.spawn(admin::sweep_approvals(live.clone(), stopped.clone()));
+    }
     if let Some(path) = ready_file {
         write_ready_file(path, &bound)?;
     }

@@ -35,6 +35,7 @@ pub fn run(config_path: &Path) -> Result<Preflight> {
     check_upstreams(&config, config_path, &base)?;
     check_audit(&config, config_path, &base)?;
     check_approvals(&config, config_path, &base)?;
+    super::notify::preflight(config.approvals.as_ref(), &base, config_path)?;
     Ok(Preflight { config, gate })
 }
 

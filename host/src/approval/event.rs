@@ -9,24 +9,23 @@
 //! | [`Pending`](EventKind::Pending) | the gate (`approval_round`) | a request needed an approval and a *new* pending approval was stored (a caller retrying without the id gets the existing one and emits nothing) |
 //! | [`Approved`](EventKind::Approved), [`Rejected`](EventKind::Rejected) | whoever settles it (the admin API) | an approver decided |
 //! | [`Redeemed`](EventKind::Redeemed) | the gate | the caller's retry used the approval |
-//! | [`Expired`](EventKind::Expired) | a sweeper ([`ExpirySweep`]) | a pending or approved-but-unused approval ran out of time |
+//! | [`Expired`](EventKind::Expired) | the server's sweeper ([`ApprovalStore::sweep_expired`](super::ApprovalStore::sweep_expired)) | a pending or approved-but-unused approval ran out of time (once, however many servers share the store) |
 //!
 //! Emitting never blocks and never fails the caller: a sink that does slow work (an HTTP
 //! POST) queues the event and does it elsewhere. Each approval has at most one event of
 //! each kind in a process, so `(approval id, kind)` ([`ApprovalEvent::key`]) identifies an
-//! event for a receiver that deduplicates (several replicas each sweep for expiry).
+//! event for a receiver that deduplicates (a delivery retried after a lost answer comes twice).
 
-use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::{Approval, ApprovalError, ApprovalState, ApprovalStore};
+use super::{Approval, ApprovalState, Decider};
 
 /// What happened to an approval.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum EventKind {
@@ -76,22 +75,6 @@ impl FromStr for EventKind {
     }
 }
 
-/// Who decided an approval. [`ApprovalEvent::by`] carries it for approved and rejected
-/// events.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
-pub struct Decider {
-    /// The approver as the store records them ([`Approval::decided_by`]).
-    pub id: String,
-}
-
-impl Decider {
-    /// A decider known by its id.
-    pub fn new(id: impl Into<String>) -> Decider {
-        Decider { id: id.into() }
-    }
-}
-
 /// One thing that happened to an approval, with a snapshot of the approval just after.
 ///
 /// Plain data: no secret and no request body (an [`Approval`] carries neither), so it may
@@ -101,7 +84,8 @@ impl Decider {
 pub struct ApprovalEvent {
     /// What happened.
     pub kind: EventKind,
-    /// The approval as it stands after the event (for `expired`, as of its expiry).
+    /// The approval as it stands after the event; for `expired`, with the state it expired in
+    /// (`pending`, or `approved` when it was approved and never used).
     pub approval: Approval,
     /// When it happened, in ms since the Unix epoch (for `expired`, the approval's expiry).
     pub at_ms: u64,
@@ -125,13 +109,12 @@ impl ApprovalEvent {
         ApprovalEvent::new(EventKind::Pending, approval, at_ms).with_request_id(request_id)
     }
 
-    /// An approver's decision (`approval.state` says which), taking who and the note from
-    /// the approval as stored.
-    pub fn decided(approval: Approval, at_ms: u64) -> ApprovalEvent {
+    /// `by`'s decision on `approval` (as the store returned it: its `state` says which), with
+    /// the note as stored.
+    pub fn decided(approval: Approval, by: Decider, at_ms: u64) -> ApprovalEvent {
         let kind = if approval.state == ApprovalState::Rejected { EventKind::Rejected } else { EventKind::Approved };
-        let by = approval.decided_by.clone().map(Decider::new);
         let note = approval.note.clone();
-        ApprovalEvent { by, note, ..ApprovalEvent::new(kind, approval, at_ms) }
+        ApprovalEvent { by: Some(by), note, ..ApprovalEvent::new(kind, approval, at_ms) }
     }
 
     /// The approval was used by the retry `request_id`.
@@ -217,69 +200,12 @@ impl ApprovalEvents for MemoryEvents {
     }
 }
 
-/// Finds approvals that expired, each once: expiry is never stored (an approval *reads*
-/// as expired once its time is up, [`Approval::state_at`]), so something must look.
-///
-/// Call [`sweep`](ExpirySweep::sweep) now and then (a server does every second); it
-/// returns an [`EventKind::Expired`] event for each approval that was pending, or approved
-/// and not used, whose expiry passed since the sweep was made and that it has not
-/// reported yet. Approvals that expired before (while the process was down) are not
-/// reported, so a restart does not repeat old news. What it remembers stays bounded: an
-/// id is forgotten once the store has purged the approval.
-#[derive(Debug)]
-pub struct ExpirySweep {
-    since_ms: u64,
-    reported: HashSet<String>,
-}
-
-impl ExpirySweep {
-    /// A sweep that reports approvals expiring at or after `since_ms` (usually now).
-    pub fn new(since_ms: u64) -> ExpirySweep {
-        ExpirySweep { since_ms, reported: HashSet::new() }
-    }
-
-    /// The approvals in `store` that expired (at or after the start, and by `now_ms`) and
-    /// were not reported yet, as events, oldest expiry first.
-    pub fn sweep(&mut self, store: &dyn ApprovalStore, now_ms: u64) -> Result<Vec<ApprovalEvent>, ApprovalError> {
-        let expired = store.list(Some(ApprovalState::Expired), now_ms)?;
-        let mut still: HashSet<String> = HashSet::with_capacity(expired.len());
-        let mut events = Vec::new();
-        for approval in expired {
-            if approval.expires_ms < self.since_ms {
-                continue;
-            }
-            still.insert(approval.id.clone());
-            if !self.reported.contains(&approval.id) {
-                events.push(ApprovalEvent::expired(approval));
-            }
-        }
-        // Forget ids the store no longer lists (purged), keep the rest.
-        self.reported.retain(|id| still.contains(id));
-        self.reported.extend(events.iter().map(|e| e.approval.id.clone()));
-        events.sort_by_key(|e| e.at_ms);
-        Ok(events)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::approval::{MemoryStore, NewApproval};
-    use crate::exchange::Principal;
 
-    fn ask(store: &MemoryStore, digest: &str, ttl_ms: u64, now_ms: u64) -> Approval {
-        store
-            .create(NewApproval {
-                digest: digest.into(),
-                principal: Principal::default(),
-                policy: "agent-guard".into(),
-                reason: "writes".into(),
-                group: "finance".into(),
-                request_line: "POST api.test /x".into(),
-                ttl_ms,
-                now_ms,
-            })
-            .unwrap()
+    fn approval(id: &str) -> Approval {
+        Approval { id: id.into(), group: "finance".into(), expires_ms: 60_000, ..Approval::default() }
     }
 
     #[test]
@@ -293,44 +219,23 @@ mod tests {
 
     #[test]
     fn a_decision_event_carries_who_and_the_note() {
-        let store = MemoryStore::new();
-        let pending = ask(&store, "d", 60_000, 1_000);
-        let rejected = store.reject(&pending.id, "fiona", Some("not this month"), 2_000).unwrap();
-        let event = ApprovalEvent::decided(rejected, 2_000);
+        let mut rejected = approval("apr_1");
+        rejected.state = ApprovalState::Rejected;
+        rejected.note = Some("not this month".into());
+        let event = ApprovalEvent::decided(rejected, Decider::named("fiona"), 2_000);
         assert_eq!(event.kind, EventKind::Rejected);
-        assert_eq!(event.by, Some(Decider::new("fiona")));
+        assert_eq!(event.by.as_ref().map(|d| d.id.as_str()), Some("fiona"));
         assert_eq!(event.note.as_deref(), Some("not this month"));
-        assert_eq!(event.key(), format!("{}.rejected", pending.id));
-    }
-
-    #[test]
-    fn the_sweep_reports_each_expiry_once_and_not_before_it_started() {
-        let store = MemoryStore::new();
-        let old = ask(&store, "old", 1_000, 0); // expires at 1 000, before the sweep starts
-        let soon = ask(&store, "soon", 5_000, 1_000); // expires at 6 000
-        let approved = ask(&store, "approved", 8_000, 1_000); // approved, never used; 9 000
-        store.approve(&approved.id, "fiona", 2_000).unwrap();
-        let used = ask(&store, "used", 8_000, 1_000);
-        store.approve(&used.id, "fiona", 2_000).unwrap();
-        store.redeem(&used.id, "used", &Principal::default(), 3_000).unwrap();
-        let mut sweep = ExpirySweep::new(2_000);
-        assert!(sweep.sweep(&store, 5_999).unwrap().is_empty());
-        let first = sweep.sweep(&store, 6_000).unwrap();
-        assert_eq!(first.iter().map(|e| e.approval.id.as_str()).collect::<Vec<_>>(), [soon.id.as_str()]);
-        assert_eq!((first[0].kind, first[0].at_ms), (EventKind::Expired, 6_000));
-        assert!(sweep.sweep(&store, 7_000).unwrap().is_empty());
-        let second = sweep.sweep(&store, 9_500).unwrap();
-        assert_eq!(second.iter().map(|e| e.approval.id.as_str()).collect::<Vec<_>>(), [approved.id.as_str()]);
-        assert_eq!(second[0].approval.decided_by.as_deref(), Some("fiona"));
-        assert!(!sweep.reported.contains(&old.id));
+        assert_eq!(event.key(), "apr_1.rejected");
+        let expired = ApprovalEvent::expired(approval("apr_2"));
+        assert_eq!((expired.kind, expired.at_ms), (EventKind::Expired, 60_000));
     }
 
     #[test]
     fn fanout_reaches_every_sink() {
         let (a, b) = (Arc::new(MemoryEvents::new()), Arc::new(MemoryEvents::new()));
         let fanout = Fanout(vec![a.clone(), b.clone()]);
-        let store = MemoryStore::new();
-        fanout.emit(&ApprovalEvent::pending(ask(&store, "d", 1_000, 0), "req_1", 0));
+        fanout.emit(&ApprovalEvent::pending(approval("apr_1"), "req_1", 0));
         assert_eq!(a.events().len(), 1);
         assert_eq!(b.events()[0].request_id.as_deref(), Some("req_1"));
     }

@@ -206,6 +206,17 @@ pub struct ApprovalsSection {
     /// an approval goes through while the database is away).
     #[serde(default)]
     pub on_error: crate::state::OnError,
+    /// `[approvals.groups.NAME]`: who may decide the approvals of each approver group
+    /// (docs/approvals.md). A group without an entry is decided with the admin token only.
+    #[serde(default)]
+    pub groups: std::collections::BTreeMap<String, crate::approval::GroupConfig>,
+    /// The link notifications give approvers: a URL with `{id}` where the approval's id
+    /// goes (without `{id}`, `/ID` is added).
+    #[serde(default)]
+    pub inbox_url: Option<String>,
+    /// `[[approvals.notify]]`: webhooks told about approvals (docs/approvals.md).
+    #[serde(default)]
+    pub notify: Vec<super::notify::NotifyTarget>,
 }
 
 fn default_body_cap() -> usize {

@@ -6,6 +6,7 @@
 //! documented in `docs/configuration.md`.
 
 mod front;
+mod notify;
 mod state;
 mod tls;
 
@@ -24,6 +25,10 @@ use crate::warm::Reuse;
 pub use front::{
     AdminSection, ApprovalsSection, AuditSection, ForwardAuthSection, ListenSection, McpSection, ProxySection,
     ServerSection,
+};
+pub use notify::{
+    DEFAULT_NOTIFY_ATTEMPTS, DEFAULT_NOTIFY_BACKOFF_MS, DEFAULT_NOTIFY_EVENTS, DEFAULT_NOTIFY_QUEUE,
+    DEFAULT_NOTIFY_TIMEOUT_MS, MIN_NOTIFY_SECRET_LEN, NotifyFormat, NotifyTarget, inbox_link,
 };
 pub use state::{
     ApprovalBackend, CounterStore, DEFAULT_POSTGRES_POOL, DEFAULT_POSTGRES_TIMEOUT_MS, RateLimitState, StateSection,
@@ -331,6 +336,10 @@ impl Config {
         }
         if let Some(approvals) = &self.approvals {
             approvals.check()?;
+            for (name, group) in &approvals.groups {
+                group.check(name)?;
+            }
+            approvals.check_notify()?;
         }
         Ok(())
     }

@@ -13,7 +13,7 @@
 //! less uses none of them: a group that has not yet been asked is asked (and the caller is
 //! told the full list again), any other failure is refused with why.
 
-use crate::approval::{Approval, ApprovalStore, MAX_IDS, NewApproval, RedeemError, Redemption};
+use crate::approval::{Approval, ApprovalEvent, ApprovalStore, MAX_IDS, NewApproval, RedeemError, Redemption, Shown};
 use crate::decision::DecisionKind;
 use crate::exchange::Request;
 use crate::verdict::Verdict;
@@ -100,7 +100,8 @@ impl Gate {
                 Vec::new(),
                 &reason,
                 policy.clone(),
-                arrival.now_ms,
+                verdict,
+                arrival,
             ) {
                 Ok(round) => round,
                 Err(e) => self.store_failed(store.as_ref(), request, verdict, &groups, &e, policy),
@@ -133,7 +134,8 @@ impl Gate {
         let redemption =
             Redemption { ids: &ids, digest: &digest, principal: &request.principal, groups: Some(&groups) };
         match store.redeem_all(&redemption, arrival.now_ms) {
-            Ok(_) => {
+            Ok(used) => {
+                self.redeemed(used, request, arrival);
                 *request = approved_request;
                 Round::Approved { check, ids: ids.join(",") }
             }
@@ -158,7 +160,8 @@ impl Gate {
                     kept,
                     &reason,
                     policy.clone(),
-                    arrival.now_ms,
+                    verdict,
+                    arrival,
                 ) {
                     Ok(round) => round,
                     Err(e) => self.store_failed(store.as_ref(), request, verdict, &groups, &e, policy),
@@ -183,8 +186,11 @@ impl Gate {
         kept: Vec<Approval>,
         reason: &str,
         policy: Option<String>,
-        now_ms: u64,
+        verdict: &Verdict,
+        arrival: &Arrival,
     ) -> Result<Round, crate::approval::ApprovalError> {
+        let now_ms = arrival.now_ms;
+        let shown = self.shown(request, verdict);
         let mut approvals = kept;
         for ask in asks {
             let new = NewApproval {
@@ -194,10 +200,17 @@ impl Gate {
                 reason: ask.reasons.join("; "),
                 group: ask.group.to_owned(),
                 request_line: format!("{} {} {}", request.method, request.host(), request.path),
+                shown: shown.clone(),
                 ttl_ms: u64::from(ask.ttl_seconds) * 1000,
                 now_ms,
             };
-            approvals.push(store.create(new)?);
+            let approval = store.create(new)?;
+            // A caller retrying without the id gets the pending approval it already has
+            // (made earlier): only a new one is news for the approvers.
+            if approval.created_ms == now_ms && approval.request_id == request.id {
+                self.approval_event(&ApprovalEvent::pending(approval.clone(), &request.id, now_ms), arrival);
+            }
+            approvals.push(approval);
         }
         let notice = notice(&approvals);
         let reason = if approvals.len() > 1 {
@@ -235,6 +248,29 @@ impl Gate {
         tracing::error!(error = %error, "approval store unavailable; refusing the request");
         let refusal = self.refusal(request, 503, crate::state::STATE_UNAVAILABLE, UNAVAILABLE.into(), policy);
         Round::Refused { refusal, ids: None }
+    }
+
+    /// What the approvers are shown of a held request: its parts, and its body as the
+    /// policies saw it with the redactions it would be forwarded with once every group
+    /// that asked approves (none kept when those cannot be applied).
+    fn shown(&self, request: &Request, verdict: &Verdict) -> Shown {
+        let groups: Vec<String> = verdict.approvals_asked().iter().map(|(_, a)| a.approver_group.clone()).collect();
+        let mut redacted = request.clone();
+        let check = self.check_approved(&mut redacted, verdict, &groups);
+        Shown::of(&redacted, check.may_forward())
+    }
+
+    /// Records that the retry `request` used these approvals.
+    fn redeemed(&self, used: Vec<Approval>, request: &Request, arrival: &Arrival) {
+        for approval in used {
+            self.approval_event(&ApprovalEvent::redeemed(approval, &request.id, arrival.now_ms), arrival);
+        }
+    }
+
+    /// Writes an approval event to the audit log and hands it to the event sink
+    /// (notifications).
+    fn approval_event(&self, event: &ApprovalEvent, arrival: &Arrival) {
+        super::settle::record_event(self.audit.as_deref(), self.events.as_deref(), event, arrival.front_door);
     }
 
     /// The request phase again for an approved request: the require-approval decisions of

@@ -27,7 +27,7 @@ use crate::verdict::Verdict;
 
 pub use door::{Admission, Arrival, BodyReach, Reach, Release, Ticket};
 pub use refusal::{APPROVAL_HEADER, ApprovalNotice, REQUEST_ID_HEADER, Refusal};
-pub use settle::{Settlement, settle};
+pub use settle::{Settlement, event_record, record_event, settle, sweep_expired};
 
 /// Where the principal of a request comes from.
 #[derive(Debug, Clone)]
@@ -146,6 +146,8 @@ pub struct Gate {
     authenticator: Option<Arc<Authenticator>>,
     approvals: Option<Arc<dyn ApprovalStore>>,
     audit: Option<Arc<dyn AuditSink>>,
+    events: Option<Arc<dyn crate::approval::ApprovalEvents>>,
+    approvers: Arc<crate::approval::ApproverGroups>,
     target_rules: TargetRules,
 }
 
@@ -165,7 +167,15 @@ impl Gate {
     /// an approval store, require-approval refuses (there is no way to approve); without
     /// an audit sink, nothing is recorded.
     pub fn new(set: Arc<PolicySet>, authenticator: Option<Arc<Authenticator>>) -> Gate {
-        Gate { set, authenticator, approvals: None, audit: None, target_rules: TargetRules::default() }
+        Gate {
+            set,
+            authenticator,
+            approvals: None,
+            audit: None,
+            events: None,
+            approvers: Arc::default(),
+            target_rules: TargetRules::default(),
+        }
     }
 
     /// Keeps pending approvals in `store`, so require-approval decisions can be approved
@@ -178,6 +188,13 @@ impl Gate {
     /// Records every front-door decision in `sink`.
     pub fn with_audit(mut self, sink: Arc<dyn AuditSink>) -> Gate {
         self.audit = Some(sink);
+        self
+    }
+
+    /// Tells `sink` about approvals the gate stores (pending) and uses (redeemed); see
+    /// [`crate::approval::event`].
+    pub fn with_events(mut self, sink: Arc<dyn crate::approval::ApprovalEvents>) -> Gate {
+        self.events = Some(sink);
         self
     }
 
@@ -196,6 +213,23 @@ impl Gate {
     /// The approval store, if any.
     pub fn approvals(&self) -> Option<&Arc<dyn ApprovalStore>> {
         self.approvals.as_ref()
+    }
+
+    /// Who may decide which approvals (`[approvals.groups]`); without it, no group is
+    /// configured and only the admin token decides.
+    pub fn with_approvers(mut self, groups: crate::approval::ApproverGroups) -> Gate {
+        self.approvers = Arc::new(groups);
+        self
+    }
+
+    /// The approver groups.
+    pub fn approvers(&self) -> &crate::approval::ApproverGroups {
+        &self.approvers
+    }
+
+    /// Where approval events go, if anywhere.
+    pub fn events(&self) -> Option<&Arc<dyn crate::approval::ApprovalEvents>> {
+        self.events.as_ref()
     }
 
     /// The audit sink, if any.
