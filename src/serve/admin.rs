@@ -1,5 +1,5 @@
 //! The admin listener: `/healthz`, `/readyz`, `/metrics`, and the approvals API that
-//! approvers use (`/approvals`).
+//! approvers use (`/approvals`), and their browser inbox (`/inbox`, [`super::inbox`]).
 //!
 //! The approvals API knows who calls it: an approver authenticated with the same
 //! `[identity]` config as the doors (JWT, API key, trusted headers, a client certificate on
@@ -156,10 +156,18 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let token = Arc::new(Token::from_section(&section)?);
+    let inbox = Arc::new(super::inbox::Inbox::new()?);
     super::http::serve(listener, shutdown, move |req, peer| {
         let live = live.clone();
         let token = token.clone();
-        async move { handle(&live, &token, req, peer).await }
+        let inbox = inbox.clone();
+        async move {
+            let path = req.uri().path();
+            if path == "/inbox" || path.starts_with("/inbox/") {
+                return inbox.handle(&live, &|headers| token.presented(headers), req).await;
+            }
+            handle(&live, &token, req, peer).await
+        }
     })
     .await;
     Ok(())
@@ -242,7 +250,7 @@ async fn handle(live: &Live, token: &Token, req: Request<Incoming>, _peer: Socke
         _ => problem(
             404,
             "not-found",
-            format!("no admin endpoint {path}; try /healthz, /readyz, /metrics or /approvals"),
+            format!("no admin endpoint {path}; try /healthz, /readyz, /metrics, /approvals or /inbox"),
             "",
         ),
     }

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod ext_authz;
 pub mod forward_auth;
 pub mod http;
+pub mod inbox;
 pub mod jwks;
 pub mod live;
 pub mod mcp;
