@@ -372,6 +372,16 @@ pub struct ReplayArgs {
     /// to the next (docs/configuration.md, `reuse`).
     #[arg(long)]
     pub reuse_instances: bool,
+    /// Answer every approval of approver group GROUP as this approver (KIND:ID, e.g.
+    /// finance=user:carol), then retry the entry with the approval, as a caller would. The
+    /// approver must be allowed to decide by the config's [approvals.groups] (member, four
+    /// eyes); one who is not is reported. Repeatable.
+    #[arg(long, value_name = "GROUP=KIND:ID")]
+    pub approve_as: Vec<String>,
+    /// A file of approvers' decisions (TOML, or JSON for .json): per group and per entry
+    /// selector, who approves or rejects (docs/testing-policies.md).
+    #[arg(long, value_name = "FILE")]
+    pub approvals: Option<PathBuf>,
     /// Who the entries are evaluated as.
     #[command(flatten)]
     pub principal: PrincipalArgs,

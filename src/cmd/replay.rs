@@ -7,15 +7,17 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use portcullis_host::approval::ApproverGroups;
 use portcullis_host::config::base_dir;
 use portcullis_host::exchange::{Principal, PrincipalKind};
 use portcullis_host::gate::Gate;
 use portcullis_host::{Config, Engine};
 
 use crate::cli::{PrincipalArgs, ReplayArgs, ReplayFormat};
+use crate::replay::approve::ApprovalScript;
 use crate::replay::diff::{Change, change_of};
 use crate::replay::render::{self, Table, entry_json};
-use crate::replay::summary::Summary;
+use crate::replay::summary::{ApprovalSummary, Summary};
 use crate::replay::{EntryOutcome, EntryResult, FileError, IdentityMode, Replay};
 use crate::setup;
 
@@ -31,6 +33,7 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode> {
         None => None,
     };
     let identity = principal_flags(&args.principal)?;
+    let script = approval_script(args, &config)?;
     let jobs = match args.jobs {
         0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         n => n,
@@ -49,10 +52,14 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode> {
         progress: true,
         keep_originals: args.show_redactions,
         strict: args.strict,
+        approvals: script.as_ref(),
     };
 
     let started = Instant::now();
     let mut collected = Collected::default();
+    if script.is_some() {
+        collected.summary.approvals = Some(ApprovalSummary::default());
+    }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let file_errors = replay.run(&args.traffic, |entry| collected.add(entry, args, &mut out))?;
@@ -73,6 +80,8 @@ struct Collected {
     kept: Vec<EntryResult>,
     diffs: String,
     first_read_error: Option<String>,
+    /// With scripted approvals: each held entry and what became of it.
+    approvals: Vec<(String, String, String)>,
 }
 
 /// How the run went, besides its entries.
@@ -96,6 +105,9 @@ impl Collected {
         }
         if let Some(change) = change_of(&entry) {
             self.changes.push(change);
+        }
+        if let (Some(round), EntryOutcome::Evaluated { passage, .. }) = (&entry.approval, &entry.outcome) {
+            self.approvals.push((render::entry_id(&entry), passage.request_line.clone(), round.line()));
         }
         if args.show_redactions
             && let Some(diff) = entry.original.as_deref().and_then(|o| render::redaction_diff(&entry, o))
@@ -127,6 +139,7 @@ impl Collected {
                     seconds: run.seconds,
                     jobs: run.jobs,
                     has_baseline: run.has_baseline,
+                    approvals: &self.approvals,
                 };
                 write!(out, "{}", table.render())?;
             }
@@ -179,6 +192,23 @@ impl Collected {
         }
         ExitCode::SUCCESS
     }
+}
+
+/// `--approve-as` and `--approvals`, checked against the config's `[approvals.groups]`;
+/// `None` when neither is given (the replay is then as it always was).
+fn approval_script(args: &ReplayArgs, config: &Config) -> Result<Option<ApprovalScript>> {
+    if args.approve_as.is_empty() && args.approvals.is_none() {
+        return Ok(None);
+    }
+    let groups = config.approvals.as_ref().map(|a| a.groups.clone()).unwrap_or_default();
+    if groups.is_empty() {
+        bail!(
+            "--approve-as/--approvals: {} has no [approvals.groups], which say who may decide each approver group's \
+             approvals (docs/approvals.md)",
+            args.config.display()
+        );
+    }
+    Ok(Some(ApprovalScript::new(ApproverGroups::new(groups), &args.approve_as, args.approvals.as_deref())?))
 }
 
 /// `OLD.toml`: another config. `NAME=OLD.wasm`: this config with policy NAME's component

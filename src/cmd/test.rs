@@ -10,10 +10,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use portcullis_host::decision::DecisionKind;
 use portcullis_host::exchange::{Principal, PrincipalKind};
-use portcullis_host::route::{HostPattern, PathGlob};
 use serde::Deserialize;
 
 use crate::cli::TestArgs;
+use crate::replay::select::Selector;
 use crate::replay::signature::{PhaseSignature, Signature};
 use crate::replay::{EntryOutcome, EntryResult, IdentityMode, Replay};
 use crate::setup;
@@ -71,43 +71,6 @@ struct Case {
     /// Overrides the file's principal for this case.
     #[serde(default)]
     principal: Option<PrincipalSpec>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Selector {
-    /// Entry indices (0-based, within their file).
-    #[serde(default)]
-    index: Option<OneOrMany<usize>>,
-    /// A traffic file's name (e.g. `capture.har`).
-    #[serde(default)]
-    file: Option<String>,
-    #[serde(default)]
-    method: Option<OneOrMany<String>>,
-    /// A path glob, or a list of them.
-    #[serde(default)]
-    path: Option<OneOrMany<String>>,
-    /// A host pattern.
-    #[serde(default)]
-    host: Option<String>,
-    #[serde(default)]
-    operation: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-enum OneOrMany<T> {
-    One(T),
-    Many(Vec<T>),
-}
-
-impl<T: PartialEq> OneOrMany<T> {
-    fn contains(&self, value: &T) -> bool {
-        match self {
-            OneOrMany::One(v) => v == value,
-            OneOrMany::Many(vs) => vs.contains(value),
-        }
-    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -235,6 +198,7 @@ fn run_file(path: &Path, jobs: usize) -> Result<Vec<CaseResult>> {
                 progress: false,
                 keep_originals: false,
                 strict: false,
+                approvals: None,
             };
             let mut entries = Vec::new();
             let file_errors = replay.run(&traffic, |e| entries.push(e))?;
@@ -250,19 +214,15 @@ fn run_file(path: &Path, jobs: usize) -> Result<Vec<CaseResult>> {
 }
 
 fn check_case(case: &Case, entries: &[EntryResult]) -> std::result::Result<String, String> {
-    let paths: Vec<PathGlob> = match &case.select.path {
-        None => Vec::new(),
-        Some(OneOrMany::One(p)) => vec![PathGlob::new(p).map_err(|e| format!("select.path: {e}"))?],
-        Some(OneOrMany::Many(ps)) => {
-            ps.iter().map(|p| PathGlob::new(p)).collect::<Result<_, _>>().map_err(|e| format!("select.path: {e}"))?
-        }
-    };
-    let host =
-        case.select.host.as_deref().map(HostPattern::new).transpose().map_err(|e| format!("select.host: {e}"))?;
+    let select = case.select.compile()?;
     let mut selected = 0;
     let mut failures = Vec::new();
     for entry in entries {
-        if !selects(&case.select, &paths, host.as_ref(), entry) {
+        let passage = match &entry.outcome {
+            EntryOutcome::Evaluated { passage, .. } => Some(&**passage),
+            EntryOutcome::ReadError(_) => None,
+        };
+        if !select.matches(&entry.source, entry.index, passage) {
             continue;
         }
         selected += 1;
@@ -291,42 +251,6 @@ fn check_case(case: &Case, entries: &[EntryResult]) -> std::result::Result<Strin
         failures.len(),
         shown.into_iter().cloned().collect::<Vec<_>>().join("\n")
     ))
-}
-
-fn selects(s: &Selector, paths: &[PathGlob], host: Option<&HostPattern>, entry: &EntryResult) -> bool {
-    if let Some(index) = &s.index
-        && !index.contains(&entry.index)
-    {
-        return false;
-    }
-    if let Some(file) = &s.file {
-        let name = Path::new(&*entry.source).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-        if &name != file {
-            return false;
-        }
-    }
-    let EntryOutcome::Evaluated { passage, .. } = &entry.outcome else {
-        // Unreadable entries are selected only by index or file, so the case reports them.
-        return s.method.is_none() && s.path.is_none() && s.host.is_none() && s.operation.is_none();
-    };
-    let Some(request) = request_of(passage) else { return false };
-    s.method.as_ref().is_none_or(|m| match m {
-        OneOrMany::One(v) => v.eq_ignore_ascii_case(&request.0),
-        OneOrMany::Many(vs) => vs.iter().any(|v| v.eq_ignore_ascii_case(&request.0)),
-    }) && (paths.is_empty() || paths.iter().any(|g| g.matches(&request.1)))
-        && host.is_none_or(|h| h.matches(&request.2))
-        && s.operation.as_ref().is_none_or(|op| request.3.as_deref() == Some(op.as_str()))
-}
-
-/// (method, path, host, operation) of the evaluated request.
-fn request_of(passage: &portcullis_host::gate::Passage) -> Option<(String, String, String, Option<String>)> {
-    let (method, path) = passage.request_line.split_once(' ')?;
-    // With an operation (an MCP tool, an OpenAPI operationId) the line is `METHOD path operation`.
-    let path = match &passage.operation {
-        Some(operation) => path.strip_suffix(operation.as_str()).and_then(|p| p.strip_suffix(' ')).unwrap_or(path),
-        None => path,
-    };
-    Some((method.to_owned(), path.to_owned(), passage.host.clone(), passage.operation.clone()))
 }
 
 fn expectation_met(expect: &Expectation, sig: &Signature) -> std::result::Result<(), String> {

@@ -1,8 +1,10 @@
 //! Replaying recorded traffic through a gate (and optionally a baseline gate), in parallel
 //! when asked, delivering results in input order.
 
+pub mod approve;
 pub mod diff;
 pub mod render;
+pub mod select;
 pub mod signature;
 pub mod summary;
 
@@ -16,6 +18,8 @@ use anyhow::Result;
 use portcullis_host::Exchange;
 use portcullis_host::exchange::Principal;
 use portcullis_host::gate::{Gate, Identity, Passage};
+
+use self::approve::{ApprovalRound, ApprovalScript};
 
 /// How the principal of each entry is established.
 #[derive(Debug, Clone)]
@@ -55,6 +59,9 @@ pub struct EntryResult {
     pub outcome: EntryOutcome,
     /// The entry as recorded, when the replay keeps originals (for redaction diffs).
     pub original: Option<Box<Exchange>>,
+    /// With scripted approvals: how the approvals it waited for were answered, and what
+    /// became of it.
+    pub approval: Option<Box<ApprovalRound>>,
 }
 
 /// What happened to one entry.
@@ -96,6 +103,8 @@ pub struct Replay<'a> {
     pub keep_originals: bool,
     /// Stop at the first entry that cannot be read (it is still reported).
     pub strict: bool,
+    /// Who answers the approvals entries wait for (`--approve-as`, `--approvals`).
+    pub approvals: Option<&'a ApprovalScript>,
 }
 
 /// Entries handed to a worker at a time: large enough that channel traffic is noise next
@@ -224,16 +233,25 @@ impl Replay<'_> {
             (Ok(exchange), true) => Some(Box::new(exchange.clone())),
             _ => None,
         };
+        let mut approval = None;
         let outcome = match entry {
             Err(message) => EntryOutcome::ReadError(message),
             Ok(exchange) => {
                 let identity = self.identity.identity(&exchange);
                 let baseline = self.baseline.map(|gate| Box::new(gate.pass(exchange.clone(), &identity)));
-                let passage = Box::new(self.gate.pass(exchange, &identity));
+                let passage = match self.approvals {
+                    Some(script) => {
+                        let passage = Box::new(self.gate.pass(exchange.clone(), &identity));
+                        approval =
+                            script.round(self.gate, &exchange, &identity, (source, index), &passage).map(Box::new);
+                        passage
+                    }
+                    None => Box::new(self.gate.pass(exchange, &identity)),
+                };
                 EntryOutcome::Evaluated { passage, baseline }
             }
         };
-        EntryResult { source: source.clone(), index, outcome, original }
+        EntryResult { source: source.clone(), index, outcome, original, approval }
     }
 }
 

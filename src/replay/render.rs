@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::diff::{Change, count_by_kind};
 use super::signature::Signature;
-use super::summary::{Counts, Summary};
+use super::summary::{ApprovalCounts, Counts, Summary};
 use super::{EntryOutcome, EntryResult, FileError};
 
 /// `file.har#3`
@@ -41,17 +41,51 @@ pub fn entry_json(entry: &EntryResult) -> Value {
                 value["baseline"] = json!(before);
                 value["changed"] = json!(!before.same_as(&Signature::of(passage)));
             }
+            if let Some(round) = &entry.approval {
+                let mut approval = json!(round);
+                if let Some(after) = &round.passage {
+                    let after = Signature::of(after);
+                    approval["decision"] = json!(after.overall());
+                    approval["signature"] = json!(after);
+                }
+                value["approval"] = approval;
+            }
             value
         }
     }
 }
 
-fn counts_row(out: &mut String, label: &str, c: &Counts) {
-    let _ = writeln!(
+fn counts_row(out: &mut String, label: &str, c: &Counts, approvals: Option<&ApprovalCounts>) {
+    let _ = write!(
         out,
         "  {label:<32} {:>8} {:>7} {:>6} {:>7} {:>9} {:>7}",
         c.total, c.allow, c.deny, c.redact, c.require_approval, c.errors
     );
+    if let Some(a) = approvals {
+        let _ = write!(out, " {:>10} {:>9} {:>8}", a.forwarded, a.rejected, a.no_decider + a.not_allowed + a.refused);
+    }
+    out.push('\n');
+}
+
+/// Lines `(id, request line, what)` grouped by request line and what, each group once with
+/// up to three of its ids.
+fn grouped(out: &mut String, lines: &[(String, String, String)]) {
+    let mut groups: Vec<(&str, &str, Vec<&str>)> = Vec::new();
+    for (id, line, what) in lines {
+        match groups.iter_mut().find(|(l, w, _)| l == line && w == what) {
+            Some((_, _, ids)) => ids.push(id),
+            None => groups.push((line, what, vec![id])),
+        }
+    }
+    for (line, what, ids) in groups {
+        let shown = ids.iter().take(3).copied().collect::<Vec<_>>().join(", ");
+        let ids = match ids.len() {
+            1 => shown,
+            n if n <= 3 => format!("{n}× {shown}"),
+            n => format!("{n}× {shown}, …"),
+        };
+        let _ = writeln!(out, "  {line:<36} {what}\n      {ids}");
+    }
 }
 
 /// The human-readable report.
@@ -72,6 +106,8 @@ pub struct Table<'a> {
     pub jobs: usize,
     /// Whether a baseline was given.
     pub has_baseline: bool,
+    /// With scripted approvals: each held entry, `(id, request line, what became of it)`.
+    pub approvals: &'a [(String, String, String)],
 }
 
 impl Table<'_> {
@@ -85,37 +121,42 @@ impl Table<'_> {
             "Replayed {} entries from {} file(s) in {:.2} s ({:.0} entries/s, {} job(s))\n",
             s.entries.total, self.files, self.seconds, rate, self.jobs
         );
-        let _ = writeln!(
+        let _ = write!(
             out,
             "  {:<32} {:>8} {:>7} {:>6} {:>7} {:>9} {:>7}",
             "", "entries", "allow", "deny", "redact", "approval", "errors"
         );
-        counts_row(&mut out, "all entries", &s.entries);
+        let approvals = s.approvals.as_ref();
+        if approvals.is_some() {
+            let _ = write!(out, " {:>10} {:>9} {:>8}", "forwarded", "rejected", "waiting");
+        }
+        out.push('\n');
+        counts_row(&mut out, "all entries", &s.entries, approvals.map(|a| &a.entries));
+        let no_approvals = ApprovalCounts::default();
         for (route, counts) in &s.routes {
-            counts_row(&mut out, &format!("route {route}"), counts);
+            let held = approvals.map(|a| a.routes.get(route).unwrap_or(&no_approvals));
+            counts_row(&mut out, &format!("route {route}"), counts, held);
         }
         for (policy, counts) in &s.policies {
-            counts_row(&mut out, &format!("policy {policy}"), counts);
+            counts_row(&mut out, &format!("policy {policy}"), counts, None);
         }
         if !self.notable.is_empty() {
             let _ = writeln!(out, "\nDenied, held for approval, or failed ({}):", self.notable.len());
             // Entries with the same request line and outcome are listed once, with their ids.
-            let mut groups: Vec<(&str, &str, Vec<&str>)> = Vec::new();
-            for (id, line, what) in self.notable {
-                match groups.iter_mut().find(|(l, w, _)| l == line && w == what) {
-                    Some((_, _, ids)) => ids.push(id),
-                    None => groups.push((line, what, vec![id])),
-                }
+            grouped(&mut out, self.notable);
+        }
+        if let Some(a) = approvals {
+            let _ = writeln!(out, "\nHeld for approval, answered as scripted ({}):", a.entries.held);
+            for (group, g) in &a.groups {
+                let by: Vec<String> = g.by.iter().map(|(who, n)| format!("{who} {n}")).collect();
+                let by = if by.is_empty() { String::new() } else { format!(" (answered by: {})", by.join(", ")) };
+                let _ = writeln!(
+                    out,
+                    "  {group}: {} waited, {} approved, {} rejected, {} not allowed to decide, {} with no decider{by}",
+                    g.waited, g.approved, g.rejected, g.not_allowed, g.no_decider
+                );
             }
-            for (line, what, ids) in groups {
-                let shown = ids.iter().take(3).copied().collect::<Vec<_>>().join(", ");
-                let ids = match ids.len() {
-                    1 => shown,
-                    n if n <= 3 => format!("{n}× {shown}"),
-                    n => format!("{n}× {shown}, …"),
-                };
-                let _ = writeln!(out, "  {line:<36} {what}\n      {ids}");
-            }
+            grouped(&mut out, self.approvals);
         }
         if self.has_baseline {
             if self.changes.is_empty() {
@@ -233,7 +274,11 @@ pub fn junit(entries: &[EntryResult], files: &[String]) -> String {
                 EntryOutcome::Evaluated { passage, .. } => {
                     let micros = passage.request.as_ref().map_or(0, |c| c.verdict.elapsed_us)
                         + passage.response.as_ref().map_or(0, |c| c.verdict.elapsed_us);
-                    (passage.request_line.clone(), Signature::of(passage).short(), micros)
+                    let mut decision = Signature::of(passage).short();
+                    if let Some(round) = &entry.approval {
+                        decision = format!("{decision}\napproval: {}", round.line());
+                    }
+                    (passage.request_line.clone(), decision, micros)
                 }
                 EntryOutcome::ReadError(_) => (String::new(), String::new(), 0),
             };

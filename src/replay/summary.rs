@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use portcullis_host::decision::DecisionKind;
 use serde::Serialize;
 
+use super::approve::{ApprovalRound, GroupDecision, Outcome};
 use super::signature::Signature;
 use super::{EntryOutcome, EntryResult};
 
@@ -49,6 +50,88 @@ pub struct Summary {
     pub policies: BTreeMap<String, Counts>,
     /// Entries whose decision differs from the baseline's.
     pub changed: usize,
+    /// With scripted approvals (`--approve-as`, `--approvals`): what became of the held
+    /// entries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approvals: Option<ApprovalSummary>,
+}
+
+/// Held entries by what became of them once the script answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ApprovalCounts {
+    /// Entries held for approval in the request phase.
+    pub held: usize,
+    /// Approved by every group asked, and forwarded.
+    pub forwarded: usize,
+    /// Rejected by an approver.
+    pub rejected: usize,
+    /// The scripted approver may not decide (not a member, four eyes).
+    pub not_allowed: usize,
+    /// Nobody answered: still waiting.
+    pub no_decider: usize,
+    /// Approved and still refused.
+    pub refused: usize,
+}
+
+impl ApprovalCounts {
+    fn add(&mut self, outcome: Outcome) {
+        self.held += 1;
+        match outcome {
+            Outcome::Forwarded => self.forwarded += 1,
+            Outcome::Rejected => self.rejected += 1,
+            Outcome::NotAllowed => self.not_allowed += 1,
+            Outcome::NoDecider => self.no_decider += 1,
+            Outcome::Refused => self.refused += 1,
+        }
+    }
+}
+
+/// One approver group's approvals in a replay with scripted approvals.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GroupCounts {
+    /// Entries that waited for it.
+    pub waited: usize,
+    /// Approved.
+    pub approved: usize,
+    /// Rejected.
+    pub rejected: usize,
+    /// The scripted approver may not decide.
+    pub not_allowed: usize,
+    /// Nobody answered.
+    pub no_decider: usize,
+    /// Decisions (and refused attempts) per scripted approver, `KIND:ID`.
+    pub by: BTreeMap<String, usize>,
+}
+
+/// What became of the held entries.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ApprovalSummary {
+    /// Every held entry.
+    pub entries: ApprovalCounts,
+    /// By route.
+    pub routes: BTreeMap<String, ApprovalCounts>,
+    /// By approver group.
+    pub groups: BTreeMap<String, GroupCounts>,
+}
+
+impl ApprovalSummary {
+    fn add(&mut self, route: &str, round: &ApprovalRound) {
+        self.entries.add(round.outcome);
+        self.routes.entry(route.to_owned()).or_default().add(round.outcome);
+        for answer in &round.groups {
+            let counts = self.groups.entry(answer.group.clone()).or_default();
+            counts.waited += 1;
+            match answer.decision {
+                GroupDecision::Approved => counts.approved += 1,
+                GroupDecision::Rejected => counts.rejected += 1,
+                GroupDecision::NotAllowed { .. } => counts.not_allowed += 1,
+                GroupDecision::NoDecider => counts.no_decider += 1,
+            }
+            if let Some(by) = &answer.by {
+                *counts.by.entry(by.clone()).or_default() += 1;
+            }
+        }
+    }
 }
 
 impl Summary {
@@ -66,6 +149,9 @@ impl Summary {
             Some(check) => check.verdict.route.clone().unwrap_or_else(|| "(no route)".into()),
             None => "(unauthenticated)".into(),
         };
+        if let (Some(approvals), Some(round)) = (&mut self.approvals, &entry.approval) {
+            approvals.add(&route, round);
+        }
         let route_counts = self.routes.entry(route).or_default();
         route_counts.add(overall);
         let mut errored = false;
