@@ -216,3 +216,67 @@ fn scripted_approvals_need_approver_groups_and_well_formed_approvers() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("[groups.finance]: give exactly one of"), "{stderr}");
 }
+
+#[test]
+fn test_files_assert_what_becomes_of_held_entries() {
+    let tmp = TempDir::new("replay-approve-testfile");
+    config(&tmp, true);
+    tmp.write(
+        "decisions.toml",
+        "[[decision]]\nselect = { method = \"PATCH\" }\nreject = \"user:dave\"\nnote = \"not this week\"\n",
+    );
+    let traffic = common::traffic_dir();
+    let traffic: Vec<String> = ["akto_restapi_81.har", "microcks_api-pastries-0.0.1.har"]
+        .iter()
+        .map(|f| format!("{:?}", traffic.join(f).display().to_string()))
+        .collect();
+    let head = format!(
+        "config = \"portcullis.toml\"\ntraffic = [{}]\napprove_as = [\"finance=user:carol\"]\napprovals = \
+         \"decisions.toml\"\n\n[principal]\nkind = \"agent\"\nid = \"support-bot\"\non_behalf_of = \"alice\"\n",
+        traffic.join(", ")
+    );
+    let passing = tmp.write(
+        "approvals.toml",
+        format!(
+            "{head}
+[[case]]
+name = \"car writes wait for finance, and carol lets them through\"
+select = {{ method = \"POST\", path = \"/api/cars\" }}
+expect = {{ decision = \"require-approval\", approver_group = \"finance\", approval = \"forwarded\", approved_by = \"user:carol\" }}
+
+[[case]]
+name = \"dave rejects the pastry change\"
+select = {{ method = \"PATCH\" }}
+expect = {{ decision = \"require-approval\", approval = \"rejected\", approved_by = \"user:dave\" }}
+"
+        ),
+    );
+    let out = common::portcullis_cli(&["test", &passing.display().to_string()], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("ok    ") && stdout.contains("(54 entries)"), "{stdout}");
+    assert!(stdout.ends_with("2 passed, 0 failed\n"), "{stdout}");
+
+    let failing = tmp.write(
+        "wrong.toml",
+        format!(
+            "{head}
+[[case]]
+name = \"the pastry change goes through\"
+select = {{ method = \"PATCH\" }}
+expect = {{ decision = \"require-approval\", approval = \"forwarded\" }}
+
+[[case]]
+name = \"reads wait for nobody\"
+select = {{ method = \"GET\", index = 1 }}
+expect = {{ decision = \"allow\", approval = \"forwarded\" }}
+"
+        ),
+    );
+    let out = common::portcullis_cli(&["test", &failing.display().to_string()], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("expected approval forwarded, got finance: rejected by user:dave → rejected"), "{stdout}");
+    assert!(stdout.contains("the entry was not held for approval"), "{stdout}");
+    assert!(stdout.ends_with("0 passed, 2 failed\n"), "{stdout}");
+}

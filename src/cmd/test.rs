@@ -8,11 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
+use portcullis_host::approval::ApproverGroups;
 use portcullis_host::decision::DecisionKind;
 use portcullis_host::exchange::{Principal, PrincipalKind};
 use serde::Deserialize;
 
 use crate::cli::TestArgs;
+use crate::replay::approve::{ApprovalRound, ApprovalScript, Outcome};
 use crate::replay::select::Selector;
 use crate::replay::signature::{PhaseSignature, Signature};
 use crate::replay::{EntryOutcome, EntryResult, IdentityMode, Replay};
@@ -29,6 +31,12 @@ struct TestFile {
     /// The principal for every entry (default: from the recorded credentials).
     #[serde(default)]
     principal: Option<PrincipalSpec>,
+    /// Who answers the approvals entries wait for: `GROUP=KIND:ID`, as `replay --approve-as`.
+    #[serde(default)]
+    approve_as: Vec<String>,
+    /// A file of approvers' decisions, relative to the test file, as `replay --approvals`.
+    #[serde(default)]
+    approvals: Option<PathBuf>,
     /// The cases.
     #[serde(default, rename = "case")]
     cases: Vec<Case>,
@@ -89,6 +97,13 @@ struct Expectation {
     redacted: Vec<String>,
     #[serde(default)]
     approver_group: Option<String>,
+    /// With scripted approvals: what became of the held entry (`forwarded`, `rejected`,
+    /// `not-allowed`, `no-decider`, `refused`).
+    #[serde(default)]
+    approval: Option<Outcome>,
+    /// With scripted approvals: who decided (`KIND:ID`), in every group it waited for.
+    #[serde(default)]
+    approved_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -174,6 +189,7 @@ fn run_file(path: &Path, jobs: usize) -> Result<Vec<CaseResult>> {
     }
     let dir = portcullis_host::config::base_dir(path);
     let gate = setup::gate_from_config(&dir.join(&test.config))?;
+    let script = approval_script(&test, &dir, path)?;
     let traffic: Vec<PathBuf> = test.traffic.iter().map(|t| dir.join(t)).collect();
     for t in &traffic {
         if !t.exists() {
@@ -198,7 +214,7 @@ fn run_file(path: &Path, jobs: usize) -> Result<Vec<CaseResult>> {
                 progress: false,
                 keep_originals: false,
                 strict: false,
-                approvals: None,
+                approvals: script.as_ref(),
             };
             let mut entries = Vec::new();
             let file_errors = replay.run(&traffic, |e| entries.push(e))?;
@@ -211,6 +227,32 @@ fn run_file(path: &Path, jobs: usize) -> Result<Vec<CaseResult>> {
         results.push((case.name.clone(), check_case(case, entries)));
     }
     Ok(results)
+}
+
+/// The test file's `approve_as` and `approvals`, checked against its config's
+/// `[approvals.groups]`; a case that expects an approval outcome needs one of them.
+fn approval_script(test: &TestFile, dir: &Path, path: &Path) -> Result<Option<ApprovalScript>> {
+    let expects = test.cases.iter().any(|c| c.expect.approval.is_some() || c.expect.approved_by.is_some());
+    if test.approve_as.is_empty() && test.approvals.is_none() {
+        if expects {
+            bail!(
+                "{}: a case expects `approval` or `approved_by`, but the file names no approvers (`approve_as` or \
+                 `approvals`)",
+                path.display()
+            );
+        }
+        return Ok(None);
+    }
+    let config_path = dir.join(&test.config);
+    let config = portcullis_host::Config::read(&config_path)?;
+    let groups = config.approvals.as_ref().map(|a| a.groups.clone()).unwrap_or_default();
+    if groups.is_empty() {
+        bail!("{}: `approve_as`/`approvals` need [approvals.groups] in {}", path.display(), config_path.display());
+    }
+    let file = test.approvals.as_ref().map(|f| dir.join(f));
+    let script = ApprovalScript::new(ApproverGroups::new(groups), &test.approve_as, file.as_deref())
+        .with_context(|| format!("{}", path.display()))?;
+    Ok(Some(script))
 }
 
 fn check_case(case: &Case, entries: &[EntryResult]) -> std::result::Result<String, String> {
@@ -234,7 +276,9 @@ fn check_case(case: &Case, entries: &[EntryResult]) -> std::result::Result<Strin
             }
             EntryOutcome::Evaluated { passage, .. } => passage,
         };
-        if let Err(why) = expectation_met(&case.expect, &Signature::of(passage)) {
+        let met = expectation_met(&case.expect, &Signature::of(passage))
+            .and_then(|()| approval_met(&case.expect, entry.approval.as_deref()));
+        if let Err(why) = met {
             failures.push(format!("{id} {}: {why}", passage.request_line));
         }
     }
@@ -292,6 +336,27 @@ fn expectation_met(expect: &Expectation, sig: &Signature) -> std::result::Result
         if !redacted.iter().any(|r| **r == target) {
             return Err(format!("expected {target} to be redacted, {}", got()));
         }
+    }
+    Ok(())
+}
+
+/// `expect.approval` and `expect.approved_by` against what became of a held entry.
+fn approval_met(expect: &Expectation, round: Option<&ApprovalRound>) -> std::result::Result<(), String> {
+    if expect.approval.is_none() && expect.approved_by.is_none() {
+        return Ok(());
+    }
+    let Some(round) = round else {
+        return Err("expected an approval outcome, but the entry was not held for approval".into());
+    };
+    if let Some(outcome) = expect.approval
+        && round.outcome != outcome
+    {
+        return Err(format!("expected approval {}, got {}", outcome.as_str(), round.line()));
+    }
+    if let Some(by) = &expect.approved_by
+        && !round.groups.iter().all(|g| g.by.as_ref() == Some(by))
+    {
+        return Err(format!("expected every approval decided by {by}, got {}", round.line()));
     }
     Ok(())
 }

@@ -424,7 +424,7 @@ fn refusal_of(check: &RequestCheck) -> String {
 }
 
 /// What became of an entry held for approval once the script answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     /// Every group approved and the retry went through.
