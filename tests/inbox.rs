@@ -1,0 +1,456 @@
+//! The approval inbox in a real browser (issue 20): `portcullis serve` with the proxy, the
+//! admin listener and a SQLite approval store; an agent's request is held (403
+//! approval-required); headless Debian `chromium`, driven through `chromedriver`'s W3C
+//! WebDriver API, signs in with an approver's API key, sees the request in the list, opens
+//! it, reads the redacted body, and approves it with a note; the caller's retry is then
+//! forwarded. Also: a form without its CSRF token is refused, a non-member sees nothing,
+//! the admin token cannot sign in, and a path with `<script>` is shown as text. Screenshots
+//! go to target/inbox-screenshots/ (docs/approvals.md shows them).
+//!
+//! WebDriver is spoken directly (JSON over HTTP with the tests' own hyper client): the test
+//! needs a dozen endpoints, and a client crate would bring a second HTTP stack for them.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::serve::{ADMIN_TOKEN, AGENT_KEY, Server, Upstream, send, temp_dir};
+use serde_json::{Value, json};
+
+const FIONA_KEY: &str = "test-approver-key-fiona-01";
+const MALLORY_KEY: &str = "test-outsider-key-mallory1";
+const EVIL_PATH_ENCODED: &str = "/invoices/%3Cscript%3Ealert(1)%3C/script%3E";
+const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; form-action 'self'; \
+                   frame-ancestors 'none'; base-uri 'none'";
+
+struct Deployment {
+    dir: PathBuf,
+    server: Server,
+    upstream: Upstream,
+}
+
+impl Deployment {
+    fn start() -> Deployment {
+        common::policies_dir();
+        let dir = temp_dir("inbox");
+        let upstream = Upstream::start();
+        let guard = common::component("agent-guard").display().to_string();
+        let sha256 = |key: &str| portcullis_host::sha256_hex(key.as_bytes());
+        let config = dir.join("portcullis.toml");
+        let text = common::serve::fixture_config(false, "invoices:read")
+            + &format!(
+                r#"
+[[identity.api_keys]]
+name = "fiona-key"
+sha256 = "{fiona}"
+kind = "user"
+id = "fiona"
+claims = {{ groups = "finance" }}
+
+[[identity.api_keys]]
+name = "mallory-key"
+sha256 = "{mallory}"
+kind = "user"
+id = "mallory"
+claims = {{ groups = "sales" }}
+
+[policies.guard]
+module = "{guard}"
+settings = {{ approver_group = "finance-approvers", ttl_seconds = 600, deny_without_on_behalf_of = false }}
+
+[[routes]]
+name = "partner"
+hosts = ["crm.partner.example"]
+policies = ["guard", "pii-redact"]
+
+[[routes]]
+name = "invoices"
+hosts = ["api.test"]
+paths = ["/invoices/**"]
+policies = ["guard"]
+
+[server.proxy]
+listen = "127.0.0.1:0"
+upstream = "http://{upstream}"
+
+[server.admin]
+listen = "127.0.0.1:0"
+token_env = "PORTCULLIS_TEST_ADMIN_TOKEN"
+
+[approvals]
+store = "approvals.sqlite"
+
+[approvals.groups.finance-approvers]
+claims = {{ groups = "finance" }}
+kinds = ["user"]
+
+[audit]
+path = "audit.jsonl"
+"#,
+                fiona = sha256(FIONA_KEY),
+                mallory = sha256(MALLORY_KEY),
+                upstream = upstream.addr,
+            );
+        std::fs::write(&config, text).unwrap();
+        let server = Server::start(&config, &[("PORTCULLIS_TEST_ADMIN_TOKEN", ADMIN_TOKEN)]);
+        Deployment { dir, server, upstream }
+    }
+
+    /// invoice-bot (acting for alice) posts an invoice with a customer's e-mail through the proxy.
+    fn call(&self, host: &str, path: &str, request_id: &str, approval: Option<&str>) -> common::serve::Answer {
+        let mut headers = vec![
+            ("host", host),
+            ("x-api-key", AGENT_KEY),
+            ("x-request-id", request_id),
+            ("content-type", "application/json"),
+        ];
+        if let Some(id) = approval {
+            headers.push(("portcullis-approval", id));
+        }
+        send("POST", &self.server.url("proxy", path), &headers, br#"{"amount": 120, "email": "carol@example.com"}"#)
+    }
+
+    fn admin_url(&self, path: &str) -> String {
+        self.server.url("admin", path)
+    }
+
+    fn approval(&self, id: &str) -> Value {
+        let bearer = format!("Bearer {ADMIN_TOKEN}");
+        send("GET", &self.admin_url(&format!("/approvals/{id}")), &[("authorization", &bearer)], b"").json()
+    }
+
+    fn audit(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.dir.join("audit.jsonl")).unwrap_or_default();
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+}
+
+/// The approval id of a held answer.
+fn held(answer: &common::serve::Answer) -> String {
+    assert_eq!(answer.status, 403, "{}", String::from_utf8_lossy(&answer.body));
+    let problem = answer.json();
+    assert_eq!(problem["code"], "approval-required", "{problem}");
+    problem["approval"]["id"].as_str().unwrap().to_owned()
+}
+
+// ---------------------------------------------------------------------------------------
+// A small W3C WebDriver client over chromedriver
+// ---------------------------------------------------------------------------------------
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    shots: PathBuf,
+}
+
+impl Browser {
+    fn start(profile: &Path) -> Browser {
+        let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().find(|p| Path::new(p).exists());
+        let driver =
+            ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"].into_iter().find(|p| Path::new(p).exists());
+        let (Some(chromium), Some(driver)) = (chromium, driver) else {
+            panic!(
+                "the inbox test needs Debian's chromium and chromedriver: apt-get install -y chromium chromium-driver (scripts/test.sh does)"
+            );
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while common::serve::try_send("GET", &format!("{base}/status"), &[], b"")
+            .ok()
+            .is_none_or(|a| a.json()["value"]["ready"] != true)
+        {
+            assert!(Instant::now() < deadline, "chromedriver did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let shots = common::root().join("target/inbox-screenshots");
+        std::fs::create_dir_all(&shots).unwrap();
+        let mut browser = Browser { driver: child, base, session: String::new(), shots };
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                         "--hide-scrollbars", "--force-device-scale-factor=1", "--window-size=1100,900",
+                         format!("--user-data-dir={}", profile.display())],
+            },
+        }}});
+        let created = browser.call("POST", "/session", &capabilities);
+        created["sessionId"].as_str().expect("a WebDriver session").clone_into(&mut browser.session);
+        browser
+    }
+
+    /// One WebDriver command; returns its `value`, failing the test on an error.
+    fn call(&self, method: &str, path: &str, body: &Value) -> Value {
+        self.try_call(method, path, body).unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"))
+    }
+
+    /// One WebDriver command: its `value`, or the error.
+    fn try_call(&self, method: &str, path: &str, body: &Value) -> Result<Value, String> {
+        let url = if path == "/session" {
+            format!("{}{path}", self.base)
+        } else {
+            format!("{}/session/{}{path}", self.base, self.session)
+        };
+        let body = if body.is_null() { Vec::new() } else { body.to_string().into_bytes() };
+        let answer = send(method, &url, &[("content-type", "application/json")], &body);
+        let value = answer.json()["value"].take();
+        if answer.status < 300 { Ok(value) } else { Err(format!("{} {value}", answer.status)) }
+    }
+
+    /// Clicks a button or link that loads another page, and waits until it has.
+    fn click_and_wait(&self, css: &str) {
+        let old = self.find("html");
+        self.click(css);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.try_call("GET", &format!("/element/{old}/name"), &Value::Null).is_ok() {
+            assert!(Instant::now() < deadline, "clicking `{css}` loaded no page");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        while self.script("return document.readyState;") != "complete" {
+            assert!(Instant::now() < deadline, "the page after `{css}` never finished loading");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn go(&self, url: &str) {
+        self.call("POST", "/url", &json!({ "url": url }));
+    }
+
+    fn url(&self) -> String {
+        self.call("GET", "/url", &Value::Null).as_str().unwrap().to_owned()
+    }
+
+    fn source(&self) -> String {
+        self.call("GET", "/source", &Value::Null).as_str().unwrap().to_owned()
+    }
+
+    fn find(&self, css: &str) -> String {
+        let found = self.call("POST", "/element", &json!({"using": "css selector", "value": css}));
+        found[ELEMENT].as_str().unwrap_or_else(|| panic!("no element `{css}`: {found}\n{}", self.source())).to_owned()
+    }
+
+    fn count(&self, css: &str) -> usize {
+        self.call("POST", "/elements", &json!({"using": "css selector", "value": css})).as_array().unwrap().len()
+    }
+
+    fn text(&self, css: &str) -> String {
+        let element = self.find(css);
+        self.call("GET", &format!("/element/{element}/text"), &Value::Null).as_str().unwrap().to_owned()
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let element = self.find(css);
+        self.call("POST", &format!("/element/{element}/value"), &json!({ "text": text }));
+    }
+
+    fn click(&self, css: &str) {
+        let element = self.find(css);
+        self.call("POST", &format!("/element/{element}/click"), &json!({}));
+    }
+
+    fn cookie(&self, name: &str) -> Value {
+        self.call("GET", &format!("/cookie/{name}"), &Value::Null)
+    }
+
+    fn resize(&self, width: u32, height: u32) {
+        self.call("POST", "/window/rect", &json!({"width": width, "height": height}));
+    }
+
+    fn script(&self, script: &str) -> Value {
+        self.call("POST", "/execute/sync", &json!({"script": script, "args": []}))
+    }
+
+    /// Whether a JavaScript dialog is open (an injected script would have opened one).
+    fn alert_open(&self) -> bool {
+        let url = format!("{}/session/{}/alert/text", self.base, self.session);
+        send("GET", &url, &[], b"").status == 200
+    }
+
+    /// Saves a PNG of the viewport as target/inbox-screenshots/NAME.png.
+    fn screenshot(&self, name: &str) {
+        let png = base64_decode(self.call("GET", "/screenshot", &Value::Null).as_str().unwrap());
+        assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let _ = common::serve::try_send("DELETE", &format!("{}/session/{}", self.base, self.session), &[], b"");
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    };
+    let digits: Vec<u8> = text.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=').map(value).collect();
+    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
+    for chunk in digits.chunks(4) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, d)| n | (u32::from(*d) << (18 - 6 * i)));
+        let bytes = n.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// The test
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn an_approver_signs_in_sees_the_held_request_and_approves_it_in_a_real_browser() {
+    let d = Deployment::start();
+
+    // invoice-bot's invoice to a partner CRM is held for finance-approvers; pii-redact masks
+    // the customer's e-mail in what is kept for the approver.
+    let id = held(&d.call("crm.partner.example", "/v1/invoices", "req-inbox-1", None));
+    // A request whose path carries markup (percent-encoded on the wire, as HTTP requires;
+    // the gate decodes it), held too.
+    let evil = held(&d.call("api.test", EVIL_PATH_ENCODED, "req-inbox-evil", None));
+    assert_eq!(d.approval(&evil)["path"], "/invoices/<script>alert(1)</script>");
+
+    let profile = d.dir.join("chromium-profile");
+    let browser = Browser::start(&profile);
+
+    // Not signed in: the inbox sends the browser to the sign-in form.
+    browser.go(&d.admin_url("/inbox"));
+    assert!(browser.url().ends_with("/inbox/sign-in"), "{}", browser.url());
+    browser.screenshot("1-sign-in");
+
+    // The admin token is for automation: it cannot sign in.
+    browser.type_into("#credential", ADMIN_TOKEN);
+    browser.click_and_wait("form.card button[type=submit]");
+    assert!(browser.text(".notice").contains("admin token is for automation"), "{}", browser.source());
+
+    // fiona signs in with her API key and sees the held requests of her group.
+    browser.type_into("#credential", FIONA_KEY);
+    browser.click_and_wait("form.card button[type=submit]");
+    assert!(browser.url().ends_with("/inbox"), "{}", browser.url());
+    let list = browser.text("main");
+    assert!(list.contains("Signed in as fiona") || browser.text("header").contains("fiona"), "{list}");
+    assert!(list.contains("POST crm.partner.example /v1/invoices"), "{list}");
+    assert!(list.contains("agent invoice-bot") && list.contains("on behalf of alice"), "{list}");
+    assert!(list.contains("finance-approvers") && list.contains("left"), "{list}");
+    // The markup in a path is shown as text, never run.
+    assert!(list.contains("<script>alert(1)</script>"), "{list}");
+    assert!(browser.source().contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(!browser.alert_open(), "no script ran");
+    assert_eq!(browser.count(&format!("a[href='/inbox/approvals/{id}']")), 1);
+    browser.screenshot("2-pending-list");
+
+    // The session cookie: HttpOnly, SameSite=Strict, scoped to /inbox.
+    let cookie = browser.cookie("portcullis_inbox");
+    assert_eq!((cookie["httpOnly"].clone(), cookie["sameSite"].clone()), (json!(true), json!("Strict")), "{cookie}");
+    assert_eq!(cookie["path"], "/inbox", "{cookie}");
+    let session = format!("portcullis_inbox={}", cookie["value"].as_str().unwrap());
+
+    // Every inbox page carries the strict headers.
+    let page = send("GET", &d.admin_url("/inbox"), &[("cookie", &session)], b"");
+    assert_eq!(page.status, 200);
+    assert_eq!(page.header("content-security-policy"), Some(CSP));
+    assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+
+    // She opens the invoice: the body as the policies saw it, with the e-mail redacted.
+    browser.click_and_wait(&format!("a[href='/inbox/approvals/{id}']"));
+    let body = browser.text("pre.body");
+    assert!(body.contains("\"amount\"") && body.contains("***"), "{body}");
+    assert!(!browser.source().contains("carol@example.com"), "the redacted value is never shown");
+    let facts = browser.text("dl.facts");
+    assert!(facts.contains("pending") && facts.contains("req-inbox-1") && facts.contains("guard"), "{facts}");
+    browser.resize(1100, 1150);
+    browser.screenshot("3-approval");
+
+    // A decision without the form's CSRF token (or with a wrong one) is refused.
+    let decide_url = d.admin_url(&format!("/inbox/approvals/{id}"));
+    let form = [("content-type", "application/x-www-form-urlencoded"), ("cookie", session.as_str())];
+    for body in ["decision=approve&note=forged", "decision=approve&note=forged&csrf=00112233445566778899aabbccddeeff"] {
+        let forged = send("POST", &decide_url, &form, body.as_bytes());
+        assert_eq!(forged.status, 403, "{}", String::from_utf8_lossy(&forged.body));
+    }
+    // And a GET changes nothing.
+    assert_eq!(send("GET", &format!("{decide_url}?decision=approve"), &form, b"").status, 200);
+    assert_eq!(d.approval(&id)["state"], "pending");
+
+    // She approves with a note.
+    browser.type_into("#note", "invoice checked with the customer");
+    browser.click_and_wait("button[value=approve]");
+    let facts = browser.text("dl.facts");
+    assert!(facts.contains("approved") && facts.contains("fiona"), "{facts}");
+    assert!(facts.contains("invoice checked with the customer"), "{facts}");
+    assert_eq!(browser.count("button[value=approve]"), 0, "no form once decided");
+    browser.screenshot("4-approved");
+    browser.resize(1100, 900);
+
+    let approval = d.approval(&id);
+    assert_eq!(approval["state"], "approved");
+    assert_eq!(
+        (&approval["decided_by"], &approval["decided_via"], &approval["decided_by_credential"]),
+        (&json!("fiona"), &json!("principal"), &json!("fiona-key"))
+    );
+    assert_eq!(approval["note"], "invoice checked with the customer");
+    let decided: Vec<Value> = d
+        .audit()
+        .into_iter()
+        .filter(|r| r["approval_id"] == id.as_str() && r["approval"]["event"] == "approved")
+        .collect();
+    assert_eq!(decided.len(), 1, "{decided:?}");
+    assert_eq!(decided[0]["front_door"], "inbox");
+    assert_eq!(decided[0]["approval"]["by"]["id"], "fiona");
+
+    // The held request now goes through: the caller's retry with the approval is forwarded.
+    let retry = d.call("crm.partner.example", "/v1/invoices", "req-inbox-2", Some(&id));
+    assert_eq!(retry.status, 200, "{}", String::from_utf8_lossy(&retry.body));
+    assert_eq!(d.upstream.seen_at("/v1/invoices").len(), 1);
+
+    // The history, filtered (redeemed by the retry, the approval is now `used`).
+    browser.go(&d.admin_url("/inbox/history?state=used&group=finance-approvers"));
+    assert!(browser.text("table").contains("invoice checked with the customer"));
+    browser.go(&d.admin_url("/inbox/history?state=rejected"));
+    assert_eq!(browser.count("table"), 0);
+    browser.screenshot("5-history");
+
+    // On a phone: the list fits the screen's width.
+    browser.resize(390, 844);
+    browser.go(&d.admin_url("/inbox"));
+    let widths = browser.script("return [document.documentElement.scrollWidth, window.innerWidth];");
+    assert!(widths[0].as_u64() <= widths[1].as_u64(), "no sideways scrolling on a phone: {widths}");
+    browser.screenshot("6-phone-list");
+    browser.resize(1100, 900);
+
+    // Sign out; mallory (not in finance) signs in and sees nothing of it.
+    browser.go(&d.admin_url("/inbox"));
+    browser.click_and_wait("form.inline button");
+    assert!(browser.url().ends_with("/inbox/sign-in"));
+    assert_eq!(send("GET", &d.admin_url("/inbox"), &[("cookie", &session)], b"").status, 303, "the session ended");
+    browser.type_into("#credential", MALLORY_KEY);
+    browser.click_and_wait("form.card button[type=submit]");
+    let list = browser.text("main");
+    assert!(list.contains("member of no approver group") && list.contains("No request is waiting"), "{list}");
+    assert_eq!(browser.count("ul.approvals li"), 0);
+    browser.go(&d.admin_url(&format!("/inbox/approvals/{id}")));
+    assert!(browser.text("main").contains("does not exist, or belongs to a group you are not in"));
+}
