@@ -42,6 +42,10 @@ if ! compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; then
     need postgres "for the PostgreSQL approval store's tests" postgresql
 fi
 need node "for componentize-js, the JavaScript policies' build" nodejs npm
+# The approval inbox's browser test (tests/inbox.rs) drives Debian's headless chromium through
+# chromedriver; DejaVu gives its screenshots a font.
+need chromium "for tests/inbox.rs (the approval inbox in a real browser)" chromium fonts-dejavu-core
+need chromedriver "for tests/inbox.rs (WebDriver to chromium)" chromium-driver
 
 # Builds the components once; the tests reuse them (and would build them themselves).
 bash scripts/build-policies.sh
