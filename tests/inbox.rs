@@ -32,9 +32,9 @@ struct Deployment {
 }
 
 impl Deployment {
-    fn start() -> Deployment {
+    fn start(name: &str) -> Deployment {
         common::policies_dir();
-        let dir = temp_dir("inbox");
+        let dir = temp_dir(name);
         let upstream = Upstream::start();
         let guard = common::component("agent-guard").display().to_string();
         let sha256 = |key: &str| portcullis_host::sha256_hex(key.as_bytes());
@@ -83,8 +83,13 @@ token_env = "PORTCULLIS_TEST_ADMIN_TOKEN"
 store = "approvals.sqlite"
 
 [approvals.groups.finance-approvers]
+ids = ["alice", "frank"]
 claims = {{ groups = "finance" }}
 kinds = ["user"]
+
+# An SSO proxy in front of the admin listener asserts who is signed in.
+[identity.trusted_headers]
+id = "x-auth-user"
 
 [audit]
 path = "audit.jsonl"
@@ -321,7 +326,7 @@ fn base64_decode(text: &str) -> Vec<u8> {
 
 #[test]
 fn an_approver_signs_in_sees_the_held_request_and_approves_it_in_a_real_browser() {
-    let d = Deployment::start();
+    let d = Deployment::start("inbox-browser");
 
     // invoice-bot's invoice to a partner CRM is held for finance-approvers; pii-redact masks
     // the customer's e-mail in what is kept for the approver.
@@ -366,34 +371,19 @@ fn an_approver_signs_in_sees_the_held_request_and_approves_it_in_a_real_browser(
     assert_eq!(cookie["path"], "/inbox", "{cookie}");
     let session = format!("portcullis_inbox={}", cookie["value"].as_str().unwrap());
 
-    // Every inbox page carries the strict headers.
-    let page = send("GET", &d.admin_url("/inbox"), &[("cookie", &session)], b"");
-    assert_eq!(page.status, 200);
-    assert_eq!(page.header("content-security-policy"), Some(CSP));
-    assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
-    assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
-    assert_eq!(page.header("cache-control"), Some("no-store"));
+    strict_headers(&d, &session);
 
     // She opens the invoice: the body as the policies saw it, with the e-mail redacted.
     browser.click_and_wait(&format!("a[href='/inbox/approvals/{id}']"));
     let body = browser.text("pre.body");
     assert!(body.contains("\"amount\"") && body.contains("***"), "{body}");
     assert!(!browser.source().contains("carol@example.com"), "the redacted value is never shown");
-    let facts = browser.text("dl.facts");
+    let facts = browser.text("main");
     assert!(facts.contains("pending") && facts.contains("req-inbox-1") && facts.contains("guard"), "{facts}");
     browser.resize(1100, 1150);
     browser.screenshot("3-approval");
 
-    // A decision without the form's CSRF token (or with a wrong one) is refused.
-    let decide_url = d.admin_url(&format!("/inbox/approvals/{id}"));
-    let form = [("content-type", "application/x-www-form-urlencoded"), ("cookie", session.as_str())];
-    for body in ["decision=approve&note=forged", "decision=approve&note=forged&csrf=00112233445566778899aabbccddeeff"] {
-        let forged = send("POST", &decide_url, &form, body.as_bytes());
-        assert_eq!(forged.status, 403, "{}", String::from_utf8_lossy(&forged.body));
-    }
-    // And a GET changes nothing.
-    assert_eq!(send("GET", &format!("{decide_url}?decision=approve"), &form, b"").status, 200);
-    assert_eq!(d.approval(&id)["state"], "pending");
+    forged_decisions_are_refused(&d, &id, &session);
 
     // She approves with a note.
     browser.type_into("#note", "invoice checked with the customer");
@@ -401,25 +391,12 @@ fn an_approver_signs_in_sees_the_held_request_and_approves_it_in_a_real_browser(
     let facts = browser.text("dl.facts");
     assert!(facts.contains("approved") && facts.contains("fiona"), "{facts}");
     assert!(facts.contains("invoice checked with the customer"), "{facts}");
+    assert!(browser.text(".outcome").contains("the caller may now send the same request again"));
     assert_eq!(browser.count("button[value=approve]"), 0, "no form once decided");
     browser.screenshot("4-approved");
     browser.resize(1100, 900);
 
-    let approval = d.approval(&id);
-    assert_eq!(approval["state"], "approved");
-    assert_eq!(
-        (&approval["decided_by"], &approval["decided_via"], &approval["decided_by_credential"]),
-        (&json!("fiona"), &json!("principal"), &json!("fiona-key"))
-    );
-    assert_eq!(approval["note"], "invoice checked with the customer");
-    let decided: Vec<Value> = d
-        .audit()
-        .into_iter()
-        .filter(|r| r["approval_id"] == id.as_str() && r["approval"]["event"] == "approved")
-        .collect();
-    assert_eq!(decided.len(), 1, "{decided:?}");
-    assert_eq!(decided[0]["front_door"], "inbox");
-    assert_eq!(decided[0]["approval"]["by"]["id"], "fiona");
+    decision_recorded(&d, &id);
 
     // The held request now goes through: the caller's retry with the approval is forwarded.
     let retry = d.call("crm.partner.example", "/v1/invoices", "req-inbox-2", Some(&id));
@@ -429,9 +406,9 @@ fn an_approver_signs_in_sees_the_held_request_and_approves_it_in_a_real_browser(
     // The history, filtered (redeemed by the retry, the approval is now `used`).
     browser.go(&d.admin_url("/inbox/history?state=used&group=finance-approvers"));
     assert!(browser.text("table").contains("invoice checked with the customer"));
+    browser.screenshot("5-history");
     browser.go(&d.admin_url("/inbox/history?state=rejected"));
     assert_eq!(browser.count("table"), 0);
-    browser.screenshot("5-history");
 
     // On a phone: the list fits the screen's width.
     browser.resize(390, 844);
@@ -439,13 +416,62 @@ fn an_approver_signs_in_sees_the_held_request_and_approves_it_in_a_real_browser(
     let widths = browser.script("return [document.documentElement.scrollWidth, window.innerWidth];");
     assert!(widths[0].as_u64() <= widths[1].as_u64(), "no sideways scrolling on a phone: {widths}");
     browser.screenshot("6-phone-list");
+    browser.click_and_wait(&format!("a[href='/inbox/approvals/{evil}']"));
+    browser.resize(390, 1400);
+    browser.screenshot("7-phone-approval");
     browser.resize(1100, 900);
 
+    outsiders_and_four_eyes(&d, &browser, &session, &id, &evil);
+}
+
+/// Every inbox page carries the strict headers.
+fn strict_headers(d: &Deployment, session: &str) {
+    let page = send("GET", &d.admin_url("/inbox"), &[("cookie", session)], b"");
+    assert_eq!(page.status, 200);
+    assert_eq!(page.header("content-security-policy"), Some(CSP));
+    assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+}
+
+/// A decision without the form's CSRF token (or with a wrong one) is refused, and a GET
+/// decides nothing.
+fn forged_decisions_are_refused(d: &Deployment, id: &str, session: &str) {
+    let decide_url = d.admin_url(&format!("/inbox/approvals/{id}"));
+    let form = [("content-type", "application/x-www-form-urlencoded"), ("cookie", session)];
+    for body in ["decision=approve&note=forged", "decision=approve&note=forged&csrf=00112233445566778899aabbccddeeff"] {
+        let forged = send("POST", &decide_url, &form, body.as_bytes());
+        assert_eq!(forged.status, 403, "{}", String::from_utf8_lossy(&forged.body));
+    }
+    // And a GET changes nothing.
+    assert_eq!(send("GET", &format!("{decide_url}?decision=approve"), &form, b"").status, 200);
+    assert_eq!(d.approval(id)["state"], "pending");
+}
+
+/// The decision is recorded as fiona's, with her note, in the store and the audit log.
+fn decision_recorded(d: &Deployment, id: &str) {
+    let approval = d.approval(id);
+    assert_eq!(approval["state"], "approved");
+    assert_eq!(
+        (&approval["decided_by"], &approval["decided_via"], &approval["decided_by_credential"]),
+        (&json!("fiona"), &json!("principal"), &json!("fiona-key"))
+    );
+    assert_eq!(approval["note"], "invoice checked with the customer");
+    let decided: Vec<Value> =
+        d.audit().into_iter().filter(|r| r["approval_id"] == id && r["approval"]["event"] == "approved").collect();
+    assert_eq!(decided.len(), 1, "{decided:?}");
+    assert_eq!(decided[0]["front_door"], "inbox");
+    assert_eq!(decided[0]["approval"]["by"]["id"], "fiona");
+}
+
+/// Signed out, mallory (not in finance) signs in and sees nothing; alice, in finance but
+/// the one the request was made for, may not decide it (four eyes).
+fn outsiders_and_four_eyes(d: &Deployment, browser: &Browser, session: &str, id: &str, evil: &str) {
     // Sign out; mallory (not in finance) signs in and sees nothing of it.
     browser.go(&d.admin_url("/inbox"));
     browser.click_and_wait("form.inline button");
     assert!(browser.url().ends_with("/inbox/sign-in"));
-    assert_eq!(send("GET", &d.admin_url("/inbox"), &[("cookie", &session)], b"").status, 303, "the session ended");
+    assert_eq!(send("GET", &d.admin_url("/inbox"), &[("cookie", session)], b"").status, 303, "the session ended");
     browser.type_into("#credential", MALLORY_KEY);
     browser.click_and_wait("form.card button[type=submit]");
     let list = browser.text("main");
@@ -453,4 +479,66 @@ fn an_approver_signs_in_sees_the_held_request_and_approves_it_in_a_real_browser(
     assert_eq!(browser.count("ul.approvals li"), 0);
     browser.go(&d.admin_url(&format!("/inbox/approvals/{id}")));
     assert!(browser.text("main").contains("does not exist, or belongs to a group you are not in"));
+
+    // Four eyes: alice is a finance approver, but invoice-bot asked on her behalf: she sees
+    // the request and why she may not decide it, and no buttons.
+    browser.go(&d.admin_url("/inbox"));
+    browser.click_and_wait("form.inline button");
+    browser.type_into("#credential", common::serve::USER_KEY);
+    browser.click_and_wait("form.card button[type=submit]");
+    browser.click_and_wait(&format!("a[href='/inbox/approvals/{evil}']"));
+    assert!(browser.text(".notice").contains("four eyes"), "{}", browser.source());
+    assert_eq!(browser.count("button[value=approve]"), 0);
+    assert_eq!(d.approval(evil)["state"], "pending");
+}
+
+/// The `csrf` field of a page's form.
+fn csrf_of(page: &str) -> String {
+    let start = page.find(r#"name="csrf" value=""#).expect("a form with a CSRF token") + r#"name="csrf" value=""#.len();
+    page[start..].split('"').next().unwrap().to_owned()
+}
+
+#[test]
+fn an_approver_behind_an_sso_proxy_is_signed_in_by_its_headers_and_every_form_is_bound_to_them() {
+    let d = Deployment::start("inbox-sso");
+    let id = held(&d.call("crm.partner.example", "/v1/invoices", "req-sso-1", None));
+    let page_url = d.admin_url(&format!("/inbox/approvals/{id}"));
+
+    // The proxy in front says frank is signed in: no form, no session, no sign-out.
+    let frank = [("x-auth-user", "frank")];
+    let list = send("GET", &d.admin_url("/inbox"), &frank, b"");
+    assert_eq!(list.status, 200);
+    let list = String::from_utf8(list.body).unwrap();
+    assert!(list.contains(&format!("/inbox/approvals/{id}")) && !list.contains("Sign out"), "{list}");
+    let page = send("GET", &page_url, &frank, b"");
+    assert!(page.header("set-cookie").is_none(), "no session for header sign-in");
+    let csrf = csrf_of(&String::from_utf8(page.body).unwrap());
+
+    // Without the token, with another principal's, or with another principal presenting
+    // frank's: refused, and nothing is decided.
+    let form = |who: &'static str| [("x-auth-user", who), ("content-type", "application/x-www-form-urlencoded")];
+    let body = |csrf: &str| format!("csrf={csrf}&decision=reject&note=not+ours");
+    assert_eq!(send("POST", &page_url, &form("frank"), b"decision=reject").status, 403);
+    assert_eq!(send("POST", &page_url, &form("alice"), body(&csrf).as_bytes()).status, 403);
+    assert_eq!(d.approval(&id)["state"], "pending");
+
+    // With it, frank rejects, and the caller's retry is refused, never forwarded.
+    let decided = send("POST", &page_url, &form("frank"), body(&csrf).as_bytes());
+    assert_eq!(decided.status, 303, "{}", String::from_utf8_lossy(&decided.body));
+    assert_eq!(decided.header("location"), Some(format!("/inbox/approvals/{id}").as_str()));
+    let approval = d.approval(&id);
+    assert_eq!((&approval["state"], &approval["decided_by"]), (&json!("rejected"), &json!("frank")));
+    assert_eq!(approval["note"], "not ours");
+    let retry = d.call("crm.partner.example", "/v1/invoices", "req-sso-2", Some(&id));
+    assert_eq!(retry.status, 403, "{}", String::from_utf8_lossy(&retry.body));
+    assert!(d.upstream.seen_at("/v1/invoices").is_empty());
+
+    // A second decision: 409, shown on the page.
+    let again = send("POST", &page_url, &form("frank"), body(&csrf).as_bytes());
+    assert_eq!(again.status, 409, "{}", String::from_utf8_lossy(&again.body));
+
+    // Unauthenticated: sent to the sign-in form; a POST is refused outright.
+    let anonymous = send("GET", &d.admin_url("/inbox"), &[], b"");
+    assert_eq!((anonymous.status, anonymous.header("location")), (303, Some("/inbox/sign-in")));
+    assert_eq!(send("POST", &page_url, &[], body(&csrf).as_bytes()).status, 401);
 }

@@ -607,6 +607,25 @@ mod tests {
     }
 
     #[test]
+    fn the_session_table_is_bounded_and_sessions_expire() {
+        let inbox = Inbox::new().unwrap();
+        let session =
+            |at: u64| Session { principal: Principal::default(), csrf: "t".into(), created_ms: at, seen_ms: at };
+        for i in 0..MAX_SESSIONS as u64 {
+            inbox.insert(format!("s{i}"), session(1_000 + i));
+        }
+        inbox.insert("newest".into(), session(1_000 + MAX_SESSIONS as u64));
+        let sessions = inbox.sessions.lock().unwrap();
+        assert_eq!(sessions.len(), MAX_SESSIONS);
+        assert!(!sessions.contains_key("s0") && sessions.contains_key("s1") && sessions.contains_key("newest"));
+        let s = session(0);
+        assert!(!expired(&s, IDLE_MS - 1));
+        assert!(expired(&s, IDLE_MS));
+        let busy = Session { seen_ms: ABSOLUTE_MS - 1, ..session(0) };
+        assert!(expired(&busy, ABSOLUTE_MS), "at most ABSOLUTE_MS however busy");
+    }
+
+    #[test]
     fn tokens_compare_and_cookies_parse() {
         assert!(same_token("abc", "abc"));
         assert!(!same_token("abc", "abd"));

@@ -164,10 +164,12 @@ pub enum DecideForm<'a> {
     None,
 }
 
-/// One approval: everything an approver needs, the redacted body, and the decision form.
+/// One approval: what is asked and why, the redacted body, the decision form, then the
+/// details (ids and times), so that on a phone the buttons come before the details.
 pub fn approval(a: &Approval, now_ms: u64, form: &DecideForm<'_>, message: Option<&str>) -> String {
-    let mut rows: Vec<(&str, String)> = vec![
-        ("State", a.state_at(now_ms).as_str().to_owned()),
+    let state = a.state_at(now_ms);
+    let mut facts: Vec<(&str, String)> = vec![
+        ("State", state.as_str().to_owned()),
         ("Request", what(a)),
         ("Who asks", asker(a)),
         ("On behalf of", a.on_behalf_of.clone().unwrap_or_else(|| "—".into())),
@@ -175,22 +177,32 @@ pub fn approval(a: &Approval, now_ms: u64, form: &DecideForm<'_>, message: Optio
         ("Policy", a.policy.clone()),
         ("Why", a.reason.clone()),
         ("Approver group", a.group.clone()),
-        ("Asked at", at(a.created_ms)),
-        ("Expires", format!("{} ({})", at(a.expires_ms), time_left(a.expires_ms, now_ms))),
-        ("Request id", a.request_id.clone()),
-        ("Approval id", a.id.clone()),
+        ("Time left", time_left(a.expires_ms, now_ms)),
     ];
     if let Some(by) = &a.decided_by {
-        let when = a.decided_ms.map(at).unwrap_or_default();
-        rows.push(("Decided by", format!("{by} ({}) at {when}", a.decided_via.as_deref().unwrap_or("?"))));
-        rows.push(("Note", a.note.clone().unwrap_or_else(|| "—".into())));
+        let mut who = by.clone();
+        for part in [a.decided_by_kind.as_deref(), a.decided_by_credential.as_deref()].into_iter().flatten() {
+            let _ = write!(who, " · {part}");
+        }
+        let _ = write!(who, " · via {}", a.decided_via.as_deref().unwrap_or("?"));
+        facts.push(("Decided by", who));
+        facts.push(("Decided at", a.decided_ms.map(at).unwrap_or_default()));
+        facts.push(("Note", a.note.clone().unwrap_or_else(|| "—".into())));
     }
     let mut main = message.map(|m| notice("info", m)).unwrap_or_default();
-    main.push_str(r#"<dl class="card facts">"#);
-    for (name, value) in rows {
-        let _ = write!(main, "<dt>{}</dt><dd>{}</dd>", escape(name), escape(&value));
+    let outcome = match state {
+        ApprovalState::Approved => Some(
+            "Approved: the caller may now send the same request again with this approval, once, before it expires.",
+        ),
+        ApprovalState::Used => Some("Approved and used: the held request went through."),
+        ApprovalState::Rejected => Some("Rejected: the caller's request with this approval is refused."),
+        ApprovalState::Expired => Some("Expired: nobody decided in time (or the approval was not used in time)."),
+        ApprovalState::Pending => None,
+    };
+    if let Some(outcome) = outcome {
+        let _ = write!(main, r#"<p class="notice outcome {}" role="status">{}</p>"#, state.as_str(), escape(outcome));
     }
-    main.push_str("</dl>");
+    dl(&mut main, &facts);
     main.push_str(r#"<h2 id="body">Request body</h2>"#);
     match &a.body {
         Some(body) => {
@@ -222,8 +234,25 @@ pub fn approval(a: &Approval, now_ms: u64, form: &DecideForm<'_>, message: Optio
         DecideForm::Refused(why) => main.push_str(&notice("warn", why)),
         DecideForm::None => {}
     }
+    main.push_str("<h2>Details</h2>");
+    let details = [
+        ("Asked at", at(a.created_ms)),
+        ("Expires", at(a.expires_ms)),
+        ("Request id", a.request_id.clone()),
+        ("Approval id", a.id.clone()),
+    ];
+    dl(&mut main, &details);
     main.push_str(r#"<p><a href="/inbox">Back to the pending list</a></p>"#);
     main
+}
+
+/// A definition list of names and values.
+fn dl(out: &mut String, rows: &[(&str, String)]) {
+    out.push_str(r#"<dl class="card facts">"#);
+    for (name, value) in rows {
+        let _ = write!(out, "<dt>{}</dt><dd>{}</dd>", escape(name), escape(value));
+    }
+    out.push_str("</dl>");
 }
 
 /// The history of decided approvals, with its filter form.
