@@ -23,7 +23,7 @@ use portcullis_host::config::ForwardAuthSection;
 use portcullis_host::gate::{Admission, Arrival, Reach, Refusal};
 use tokio::sync::watch;
 
-use super::http::{Body, Listener, full, problem, refusal_response, with_request_id};
+use super::http::{Body, Judge, Listener, full, refusal_response, with_request_id};
 use super::live::Live;
 
 /// The header listing the header names the proxy must blank before passing the request on.
@@ -31,15 +31,23 @@ pub const REMOVE_HEADERS: &str = "x-portcullis-remove-headers";
 
 /// Runs the forward-auth endpoint on `listener` until `shutdown`.
 pub async fn serve(listener: Listener, live: Live, section: ForwardAuthSection, shutdown: watch::Receiver<bool>) {
+    let judge = Judge::for_live(&live);
+    let section = std::sync::Arc::new(section);
     super::http::serve(listener, shutdown, move |req, peer| {
         let live = live.clone();
         let section = section.clone();
-        async move { handle(&live, &section, req, peer).await }
+        async move { handle(&live, &section, judge, req, peer).await }
     })
     .await;
 }
 
-async fn handle(live: &Live, section: &ForwardAuthSection, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+async fn handle(
+    live: &Live,
+    section: &ForwardAuthSection,
+    judge: Judge,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Body> {
     let (parts, _body) = req.into_parts();
     let nginx = section.proxy == HeaderFamily::Nginx;
     let original = match original_request(&parts.headers, &section.scheme, section.proxy) {
@@ -76,9 +84,7 @@ async fn handle(live: &Live, section: &ForwardAuthSection, req: Request<Incoming
     // A token with an unknown `kid` may be signed by the issuer's new key.
     live.refresh_keys(&gate, &request).await;
     let request_id = request.id.clone();
-    let Ok(admission) = tokio::task::spawn_blocking(move || gate.admit(&mut request, arrival)).await else {
-        return problem(500, "policy-error", "the evaluation stopped unexpectedly", &request_id);
-    };
+    let admission = judge.run(|| gate.admit(&mut request, arrival));
     match admission {
         Admission::Refuse(refusal) => refuse(&refusal, nginx),
         Admission::Forward(ticket) => allowed(&ticket.request, &sent, &request_id),

@@ -109,6 +109,46 @@ pub fn with_request_id(mut response: Response<Body>, request_id: &str) -> Respon
     response
 }
 
+/// How a door runs the gate's synchronous work (authentication, the policies, the audit
+/// record) for a request: on the runtime worker that serves the request.
+///
+/// A hand-off to tokio's blocking pool (`spawn_blocking`) costs two thread wake-ups per
+/// phase, tens of microseconds each on a busy machine, for policy calls of a few
+/// microseconds: it was most of the proxy's added latency (BENCHMARKS.md, issue 18). Running
+/// inline is safe because every policy call is bounded by its `timeout_ms` (epoch
+/// interruption): a policy that runs long holds this worker for at most that long, as it
+/// held a blocking thread before, and the runtime's other workers take over this one's
+/// queued tasks meanwhile. What is not bounded by a policy's timeout is waiting on another
+/// server: rate-limit counters on Redis and a networked approval store (each with its own
+/// timeout), so with one of those configured the work runs in
+/// [`tokio::task::block_in_place`], which hands this worker's other tasks to a new thread
+/// before blocking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Judge {
+    /// On the worker: nothing in the gate waits on another server.
+    Inline,
+    /// In [`tokio::task::block_in_place`]: the gate may wait on a state backend.
+    BlockInPlace,
+}
+
+impl Judge {
+    /// How to run `live`'s gate: in place of the worker when a state backend (Redis rate-limit
+    /// counters, an approval store) is configured, inline otherwise. These survive reloads,
+    /// so this is decided once per door.
+    pub fn for_live(live: &super::live::Live) -> Judge {
+        let networked = live.state_health().iter().any(|health| health.backend != "memory");
+        if networked || live.keep().approvals.is_some() { Judge::BlockInPlace } else { Judge::Inline }
+    }
+
+    /// Runs `work` as this judge says. Only on the multi-threaded runtime `serve` builds.
+    pub fn run<T>(self, work: impl FnOnce() -> T) -> T {
+        match self {
+            Judge::Inline => work(),
+            Judge::BlockInPlace => tokio::task::block_in_place(work),
+        }
+    }
+}
+
 /// A door's listening socket and how it speaks there.
 pub struct Listener {
     /// The bound socket.

@@ -28,7 +28,7 @@ use portcullis_host::{CanonicalTarget, Phase, Redaction};
 use tokio::sync::watch;
 
 use super::http::{
-    Body, Listener, ReadError, client_certificate, content_length, full, problem, read_capped, refusal_response,
+    Body, Judge, Listener, ReadError, client_certificate, content_length, full, problem, read_capped, refusal_response,
     streamed, with_request_id,
 };
 use super::live::Live;
@@ -69,6 +69,8 @@ struct Proxy {
     section: ProxySection,
     upstream: Upstream,
     client: UpstreamClient,
+    /// Where the gate's work runs ([`Judge`]).
+    judge: Judge,
 }
 
 /// A request or response body: still streaming, or read whole.
@@ -115,7 +117,8 @@ pub async fn serve(
 ) -> Result<()> {
     let client = upstream.client;
     let upstream = Upstream::of(&upstream.uri);
-    let proxy = Arc::new(Proxy { live, section, upstream, client });
+    let judge = Judge::for_live(&live);
+    let proxy = Arc::new(Proxy { live, section, upstream, client, judge });
     super::http::serve(listener, shutdown, move |req, peer| {
         let proxy = proxy.clone();
         async move { proxy.handle(req, peer).await }
@@ -144,14 +147,7 @@ impl Proxy {
         };
         // A token with an unknown `kid` may be signed by the issuer's new key.
         self.live.refresh_keys(&gate, &request).await;
-        let request_id = request.id.clone();
-        let admitted = tokio::task::spawn_blocking(move || {
-            let admission = gate.admit(&mut request, arrival);
-            (gate, admission)
-        });
-        let Ok((gate, admission)) = admitted.await else {
-            return problem(500, "policy-error", "the evaluation stopped unexpectedly", &request_id);
-        };
+        let admission = self.judge.run(|| gate.admit(&mut request, arrival));
         let ticket = match admission {
             Admission::Refuse(refusal) => return refusal_response(&refusal),
             Admission::Forward(ticket) => ticket,
@@ -260,9 +256,7 @@ impl Proxy {
             normal.body = body_of(&bytes, &rparts.headers);
             rpayload = Payload::Buffered(bytes);
         }
-        let Ok(release) = tokio::task::spawn_blocking(move || gate.release(&ticket, &mut normal)).await else {
-            return problem(500, "policy-error", "the evaluation stopped unexpectedly", &request_id);
-        };
+        let release = self.judge.run(|| gate.release(&ticket, &mut normal));
         match release {
             Release::Refuse(refusal) => refusal_response(&refusal),
             Release::Return(check) => downstream(rparts, rpayload, check.verdict.redactions(), &request_id),
