@@ -216,17 +216,42 @@ impl Browser {
 
     /// Clicks a button or link that loads another page, and waits until it has.
     fn click_and_wait(&self, css: &str) {
+        self.and_wait(css, || self.click(css));
+    }
+
+    /// Does `action`, which loads another page, and waits until it has.
+    fn and_wait(&self, what: &str, action: impl FnOnce()) {
         let old = self.find("html");
-        self.click(css);
+        action();
         let deadline = Instant::now() + Duration::from_secs(15);
         while self.try_call("GET", &format!("/element/{old}/name"), &Value::Null).is_ok() {
-            assert!(Instant::now() < deadline, "clicking `{css}` loaded no page");
+            assert!(Instant::now() < deadline, "`{what}` loaded no page");
             std::thread::sleep(Duration::from_millis(50));
         }
         while self.script("return document.readyState;") != "complete" {
-            assert!(Instant::now() < deadline, "the page after `{css}` never finished loading");
+            assert!(Instant::now() < deadline, "the page after `{what}` never finished loading");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Presses keys on the keyboard (WebDriver key codes: `\u{E004}` is Tab, `\u{E007}` Enter).
+    fn keys(&self, text: &str) {
+        let actions: Vec<Value> = text
+            .chars()
+            .flat_map(|c| [json!({"type": "keyDown", "value": c}), json!({"type": "keyUp", "value": c})])
+            .collect();
+        self.call("POST", "/actions", &json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]}));
+    }
+
+    /// Presses Tab until the focused element matches `css` (at most 30 times).
+    fn tab_to(&self, css: &str) {
+        for _ in 0..30 {
+            if self.script(&format!("return document.activeElement.matches({});", json!(css))) == true {
+                return;
+            }
+            self.keys("\u{E004}");
+        }
+        panic!("Tab never reaches `{css}`");
     }
 
     fn go(&self, url: &str) {
@@ -333,7 +358,7 @@ fn an_approver_signs_in_sees_the_held_request_and_approves_it_in_a_real_browser(
     let id = held(&d.call("crm.partner.example", "/v1/invoices", "req-inbox-1", None));
     // A request whose path carries markup (percent-encoded on the wire, as HTTP requires;
     // the gate decodes it), held too.
-    let evil = held(&d.call("api.test", EVIL_PATH_ENCODED, "req-inbox-evil", None));
+    let evil = held(&d.call("crm.partner.example", EVIL_PATH_ENCODED, "req-inbox-evil", None));
     assert_eq!(d.approval(&evil)["path"], "/invoices/<script>alert(1)</script>");
 
     let profile = d.dir.join("chromium-profile");
@@ -385,9 +410,14 @@ fn an_approver_signs_in_sees_the_held_request_and_approves_it_in_a_real_browser(
 
     forged_decisions_are_refused(&d, &id, &session);
 
-    // She approves with a note.
-    browser.type_into("#note", "invoice checked with the customer");
-    browser.click_and_wait("button[value=approve]");
+    // She approves with a note, from the keyboard alone: Tab to the note, type, Tab to
+    // Approve (its focus is visible), Enter.
+    browser.tab_to("#note");
+    browser.keys("invoice checked with the customer");
+    browser.tab_to("button[value=approve]");
+    let outline = browser.script("return getComputedStyle(document.activeElement).outlineStyle;");
+    assert_eq!(outline, "solid", "a visible focus ring");
+    browser.and_wait("Enter on Approve", || browser.keys("\u{E007}"));
     let facts = browser.text("dl.facts");
     assert!(facts.contains("approved") && facts.contains("fiona"), "{facts}");
     assert!(facts.contains("invoice checked with the customer"), "{facts}");
