@@ -11,6 +11,8 @@
 #   nginx proxy_pass   an nginx reverse proxy that decides nothing (the anchor)
 #   LABEL proxy        `portcullis serve` [server.proxy]: scopes + agent-guard on the route,
 #                      an API key, the audit log on (to a file)
+#   LABEL proxy, nothing to decide
+#                      the same door with no identity, no policy on the path, no audit
 #   floor              a hyper pass-through proxy (no gate, no policies, no audit), built from
 #                      examples/bench_passthrough.rs: what this transport costs by itself
 #   LABEL auth_request nginx `auth_request` -> portcullis [server.forward_auth], same rules
@@ -143,7 +145,7 @@ EOF
 }
 
 # Every binary: one serve with the proxy and forward-auth doors, one with the proxy over TLS.
-labels=() proxy_ports=() fa_ports=() tls_ports=()
+labels=() proxy_ports=() fa_ports=() tls_ports=() bare_ports=()
 index=0
 for spec in "$@"; do
     index=$((index + 1))
@@ -176,6 +178,31 @@ server_name = \"localhost\""
         "$binary" serve --config "$dir/portcullis.toml" --ready-file "$dir/ready.json" 2>"$dir/stderr.log" &
         pids+=($!)
     done
+    # The same door with nothing to decide: no identity, no policy on the path, no audit.
+    dir="$work/portcullis-$index-bare"
+    mkdir -p "$dir"
+    cat >"$dir/portcullis.toml" <<EOF
+[routing]
+unmatched = "allow"
+
+# A config needs a policy and a route: this one is never asked for.
+[policies.scopes]
+module = "$repo/target/policies/scopes.wasm"
+settings = { default = "deny", rules = [] }
+
+[[routes]]
+name = "unused"
+paths = ["/unused/**"]
+policies = ["scopes"]
+
+[server.proxy]
+listen = "127.0.0.1:0"
+upstream = "http://127.0.0.1:$up_port"
+EOF
+    "$binary" serve --config "$dir/portcullis.toml" --ready-file "$dir/ready.json" 2>"$dir/stderr.log" &
+    pids+=($!)
+    wait_file "$work/portcullis-$index-bare/ready.json" || { cat "$work/portcullis-$index-bare/stderr.log" >&2; exit 1; }
+    bare_ports+=("$(ready_port "$work/portcullis-$index-bare/ready.json" proxy)")
     wait_file "$work/portcullis-$index-plain/ready.json" || { cat "$work/portcullis-$index-plain/stderr.log" >&2; exit 1; }
     wait_file "$work/portcullis-$index-tls/ready.json" || { cat "$work/portcullis-$index-tls/stderr.log" >&2; exit 1; }
     labels+=("$label")
@@ -295,6 +322,7 @@ for round in $(seq "$rounds"); do
         row "direct" "http://127.0.0.1:$up_port/invoices/1"
         row "nginx proxy_pass" "http://127.0.0.1:$nginx_port/invoices/1"
         for i in "${!labels[@]}"; do row "${labels[$i]} proxy" "http://127.0.0.1:${proxy_ports[$i]}/invoices/1"; done
+        for i in "${!labels[@]}"; do row "${labels[$i]} proxy, nothing to decide" "http://127.0.0.1:${bare_ports[$i]}/invoices/1"; done
         [[ -z "$floor_port" ]] || row "floor (hyper pass-through)" "http://127.0.0.1:$floor_port/invoices/1"
     fi
     if want auth; then
