@@ -256,7 +256,13 @@ fn ext_authz_answers_every_decision_as_envoy_expects() {
     let log = server.stop();
     let audit = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap_or_else(|e| panic!("audit log: {e}\n{log}"));
     let records: Vec<Value> = audit.lines().map(|l| serde_json::from_str(l).expect("audit line is JSON")).collect();
-    assert_eq!(records.len(), 7, "one record per converted check:\n{audit}");
+    // One decision record per converted check, and the approval's own `pending` event
+    // record beside the require-approval decision (docs/approvals.md).
+    let decisions = records.iter().filter(|r| r.get("approval").is_none()).count();
+    assert_eq!(decisions, 7, "one record per converted check:\n{audit}");
+    let events: Vec<&Value> = records.iter().filter(|r| r.get("approval").is_some()).collect();
+    assert_eq!(events.len(), 1, "{audit}");
+    assert_eq!(events[0]["approval"]["event"], "pending", "{audit}");
     assert!(records.iter().all(|r| r["front_door"] == "ext-authz"), "{audit}");
     assert!(audit.contains("ea-allow-1"), "{audit}");
     assert!(!audit.contains(USER_KEY) && !audit.contains("ada@example.com"), "no secrets or bodies: {audit}");

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use portcullis_host::audit::AuditSink;
 use portcullis_host::config::base_dir;
 use portcullis_host::{Config, Engine};
@@ -47,19 +47,7 @@ pub fn run(config_path: &Path, ready_file: Option<&Path>) -> Result<()> {
         remove_ready_file(path)?;
     }
     let config = Config::read(config_path)?;
-    let server = &config.server;
-    if server.proxy.is_none()
-        && server.forward_auth.is_none()
-        && server.ext_authz.is_none()
-        && server.admin.is_none()
-        && server.mcp.is_none()
-    {
-        bail!(
-            "{} opens no front door: add [server.proxy], [server.forward_auth], [server.ext_authz], [server.mcp] or \
-             [server.admin] (see docs/front-doors.md)",
-            config_path.display()
-        );
-    }
+    preflight::require_a_door(&config, config_path)?;
     let engine = Engine::new(&config.engine_config(&base_dir(config_path)))?;
     let metrics = Arc::new(Metrics::new());
     let sink = open_audit(&config, config_path)?;
