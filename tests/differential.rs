@@ -564,6 +564,20 @@ fn the_client_cannot_choose_the_headers_the_host_sets() {
     assert_eq!(header("forwarded"), None);
     assert_eq!(header("x-real-ip"), None);
 
+    // Finding: naming https in an absolute-form target on this plaintext listener made the
+    // policies judge `scheme = https` and the upstream get `X-Forwarded-Proto: https`. The
+    // door's scheme is judged and derived, whatever the target names.
+    let raw = format!(
+        "GET https://api.test/customers/42 HTTP/1.1\r\nHost: api.test\r\nX-Api-Key: {key}\r\n\
+         X-Request-Id: claims-https\r\nConnection: close\r\n\r\n"
+    );
+    let (status, answer) = raw_exchange(proxy, &raw);
+    assert_eq!(status, 200, "{answer}");
+    let seen =
+        upstream.seen().into_iter().find(|s| s.headers.get("x-request-id").map(String::as_str) == Some("claims-https"));
+    let seen = seen.expect("the request reached the upstream");
+    assert_eq!(seen.headers.get("x-forwarded-proto").map(String::as_str), Some("http"), "{seen:?}");
+
     for (named, case) in [("host", "Host"), ("x-api-key", "the credential"), ("authorization", "a credential")] {
         let raw = format!(
             "GET /customers/42 HTTP/1.1\r\nHost: api.test\r\nX-Api-Key: {key}\r\nX-Forwarded-Host: evil.test\r\n\
