@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
-use super::{ApiKeyConfig, AuthError, IdentityConfigError, check_kind, dedup_scopes};
+use super::{ApiKeyConfig, AuthError, IdentityConfigError, check_entry, dedup_scopes};
 use crate::exchange::Principal;
 
 /// The configured keys, by SHA-256.
@@ -25,19 +25,7 @@ impl ApiKeys {
         let mut names = HashMap::new();
         for (i, config) in configs.iter().enumerate() {
             let at = format!("identity.api_keys[{i}]");
-            if config.name.is_empty() {
-                return Err(IdentityConfigError::new(format!("{at}.name"), "must not be empty"));
-            }
-            if let Some(first) = names.insert(config.name.clone(), i) {
-                return Err(IdentityConfigError::new(
-                    format!("{at}.name"),
-                    format!("{:?} is also the name of identity.api_keys[{first}]", config.name),
-                ));
-            }
-            if config.id.is_empty() {
-                return Err(IdentityConfigError::new(format!("{at}.id"), "must not be empty"));
-            }
-            check_kind(config.kind, &format!("{at}.kind"))?;
+            check_entry("api_keys", i, &mut names, (&config.name, &config.id, config.kind))?;
             let hash = parse_sha256(&config.sha256).map_err(|m| IdentityConfigError::new(format!("{at}.sha256"), m))?;
             let principal = Principal {
                 kind: config.kind,

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use super::{AuthError, ClientCertConfig, IdentityConfigError, check_kind, dedup_scopes, quoted};
+use super::{AuthError, ClientCertConfig, IdentityConfigError, check_entry, dedup_scopes, quoted};
 use crate::exchange::Principal;
 
 /// A verified client certificate's names, as the TLS terminator read them. Only pass a
@@ -115,19 +115,7 @@ impl ClientCerts {
         let mut names = HashMap::new();
         for (i, config) in configs.iter().enumerate() {
             let at = format!("identity.client_certs[{i}]");
-            if config.name.is_empty() {
-                return Err(IdentityConfigError::new(format!("{at}.name"), "must not be empty"));
-            }
-            if let Some(first) = names.insert(config.name.clone(), i) {
-                return Err(IdentityConfigError::new(
-                    format!("{at}.name"),
-                    format!("{:?} is also the name of identity.client_certs[{first}]", config.name),
-                ));
-            }
-            if config.id.is_empty() {
-                return Err(IdentityConfigError::new(format!("{at}.id"), "must not be empty"));
-            }
-            check_kind(config.kind, &format!("{at}.kind"))?;
+            check_entry("client_certs", i, &mut names, (&config.name, &config.id, config.kind))?;
             let (field, value) = matcher(config, &at)?;
             if let Some(j) = entries.iter().position(|e| e.field == field && same_value(field, &e.value, &value)) {
                 return Err(IdentityConfigError::new(

@@ -708,6 +708,31 @@ pub(crate) fn is_header_name(name: &str) -> bool {
 }
 
 /// Checks a configured principal kind: anything but `anonymous`.
+/// What every named credential entry (`[[identity.api_keys]]`, `[[identity.client_certs]]`)
+/// must have: a non-empty `name` no earlier entry of `list` took (recorded in `names`), a
+/// non-empty `id`, and a kind a credential can grant. `i` is the entry's index in `list`.
+pub(crate) fn check_entry(
+    list: &str,
+    i: usize,
+    names: &mut std::collections::HashMap<String, usize>,
+    (name, id, kind): (&str, &str, PrincipalKind),
+) -> Result<(), IdentityConfigError> {
+    let at = format!("identity.{list}[{i}]");
+    if name.is_empty() {
+        return Err(IdentityConfigError::new(format!("{at}.name"), "must not be empty"));
+    }
+    if let Some(first) = names.insert(name.to_owned(), i) {
+        return Err(IdentityConfigError::new(
+            format!("{at}.name"),
+            format!("{name:?} is also the name of identity.{list}[{first}]"),
+        ));
+    }
+    if id.is_empty() {
+        return Err(IdentityConfigError::new(format!("{at}.id"), "must not be empty"));
+    }
+    check_kind(kind, &format!("{at}.kind"))
+}
+
 pub(crate) fn check_kind(kind: PrincipalKind, key: &str) -> Result<(), IdentityConfigError> {
     if kind == PrincipalKind::Anonymous {
         return Err(IdentityConfigError::new(key, "`anonymous` is not a kind a credential can grant"));
