@@ -45,6 +45,7 @@ mod capability;
 pub mod config;
 mod contract;
 pub mod decision;
+pub mod detect;
 mod engine;
 pub mod exchange;
 pub mod gate;
