@@ -17,13 +17,14 @@ use std::task::{Context, Poll};
 
 use envoy_types::ext_authz::v3::pb::{Authorization, AuthorizationServer};
 use portcullis_host::adapters::ext_authz::{
-    CheckRequest, CheckResponse, FromCheck, bad_request, check_response, refusal_response, request_from_check,
+    CheckRequest, CheckResponse, FromCheck, bad_request, check_response, request_from_check,
 };
-use portcullis_host::gate::{Arrival, BodyReach, Reach, Refusal};
+use portcullis_host::gate::{Arrival, BodyReach, Reach};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 
+use super::http::Judge;
 use super::live::Live;
 use super::tls::Acceptor;
 
@@ -34,12 +35,15 @@ const FRONT_DOOR: &str = "ext-authz";
 #[derive(Clone)]
 pub struct ExtAuthz {
     live: Live,
+    /// Where the gate's work runs ([`Judge`]).
+    judge: Judge,
 }
 
 impl ExtAuthz {
     /// A service answering with whatever gate is live when each check arrives.
     pub fn new(live: Live) -> ExtAuthz {
-        ExtAuthz { live }
+        let judge = Judge::for_live(&live);
+        ExtAuthz { live, judge }
     }
 
     /// Answers one check.
@@ -64,27 +68,10 @@ impl ExtAuthz {
         let arrival = Arrival::take(FRONT_DOOR, Reach { query: true, body }, &mut checked.request);
         // A token with an unknown `kid` may be signed by the issuer's new key.
         self.live.refresh_keys(&gate, &checked.request).await;
-        let request_id = checked.request.id.clone();
-        // Evaluation is synchronous CPU work: keep it off the async workers.
-        let admitted = tokio::task::spawn_blocking(move || {
-            let admission = gate.admit(&mut checked.request, arrival);
-            (checked, admission)
-        })
-        .await;
-        match admitted {
-            Ok((checked, admission)) => check_response(&checked, &admission),
-            Err(e) => {
-                tracing::error!(error = %e, request_id = %request_id, "ext_authz evaluation stopped unexpectedly");
-                refusal_response(&Refusal {
-                    status: 500,
-                    code: "policy-error".into(),
-                    reason: "the evaluation stopped unexpectedly".into(),
-                    policy: None,
-                    request_id,
-                    approval: None,
-                })
-            }
-        }
+        // The gate runs on this check's worker, as on the proxy and forward-auth doors
+        // (see [`Judge`]): no hand-off to the blocking pool for microseconds of policy work.
+        let admission = self.judge.run(|| gate.admit(&mut checked.request, arrival));
+        check_response(&checked, &admission)
     }
 }
 
