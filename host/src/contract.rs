@@ -10,8 +10,62 @@ use crate::capability::Capability;
 
 /// The WIT package this host implements.
 pub const PACKAGE: &str = "portcullis:policy";
-/// Its version.
-pub const VERSION: &str = "0.1.0";
+/// Its current version: what the SDKs build against.
+pub const VERSION: &str = "0.2.0";
+/// Every version this host loads, newest first: components built against any patch
+/// release of these minor versions load.
+pub const ACCEPTED: [&str; 2] = ["0.2.0", "0.1.0"];
+
+/// A version of the contract the host speaks. This is the one place that decides which one
+/// a component speaks (by the version its `handler` export names); `crate::bindings` then
+/// binds it with that version's bindings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Contract {
+    /// `portcullis:policy@0.1.x`: header, query and JSON pointer targets; remove and replace.
+    V0_1,
+    /// `portcullis:policy@0.2.x`: adds the `json-name` and `detected` targets and `mask`.
+    V0_2,
+}
+
+impl Contract {
+    /// The version, e.g. `0.2.0`.
+    pub fn version(self) -> &'static str {
+        match self {
+            Contract::V0_1 => "0.1.0",
+            Contract::V0_2 => "0.2.0",
+        }
+    }
+
+    /// The contract a version string belongs to (same major and minor), if this host
+    /// speaks it.
+    pub fn of_version(found: &str) -> Option<Contract> {
+        let theirs: Vec<&str> = found.split('.').collect();
+        if theirs.len() != 3 || theirs[0] != "0" {
+            return None;
+        }
+        match theirs[1] {
+            "1" => Some(Contract::V0_1),
+            "2" => Some(Contract::V0_2),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Contract {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{PACKAGE}@{}", self.version())
+    }
+}
+
+/// The contract a component's handler export speaks, if any this host accepts.
+pub fn speaks(engine: &wasmtime::Engine, component: &Component) -> Option<Contract> {
+    component
+        .component_type()
+        .exports(engine)
+        .find_map(|(name, _)| split_ours(name).filter(|(iface, _)| *iface == HANDLER).map(|(_, version)| version))
+        .and_then(|version| Contract::of_version(version.unwrap_or("")))
+}
 /// The interface every policy exports.
 pub const HANDLER: &str = "handler";
 
@@ -44,7 +98,7 @@ pub enum ContractError {
     },
     /// Built against an incompatible version of the contract.
     #[error(
-        "was built against {PACKAGE}@{found}, but this host speaks {PACKAGE}@{VERSION} (compatible: {compatible}); rebuild the policy with the SDK for {VERSION}, or run a Portcullis release that speaks {found}"
+        "was built against {PACKAGE}@{found}, but this host speaks {PACKAGE}@0.2.0 and {PACKAGE}@0.1.0 (compatible: {compatible}); rebuild the policy with the SDK for {VERSION}, or run a Portcullis release that speaks {found}"
     )]
     IncompatibleVersion {
         /// The version the component names.
@@ -110,14 +164,22 @@ pub fn check_component(
         let exports = if export_names.is_empty() { "nothing".to_owned() } else { export_names.join(", ") };
         return Err(ContractError::WrongWorld { exports });
     };
-    check_version(&version)?;
+    let speaks = check_version(&version)?;
 
     let mut used = Vec::new();
     for (name, _) in ty.imports(engine) {
         let Some((iface, version)) = split_ours(name) else {
             return Err(ContractError::ForeignImport { import: name.to_owned() });
         };
-        check_version(version.unwrap_or(""))?;
+        let version = version.unwrap_or("");
+        // One component, one contract: imports of another accepted version would link
+        // against host functions of a contract the handler does not speak.
+        if check_version(version)? != speaks {
+            return Err(ContractError::IncompatibleVersion {
+                found: format!("{version} (in `{name}`, while its handler speaks {})", speaks.version()),
+                compatible: format!("{}.x for every interface", &speaks.version()[..3]),
+            });
+        }
         if iface == "types" || iface == "settings" {
             continue;
         }
@@ -141,19 +203,13 @@ fn split_ours(name: &str) -> Option<(&str, Option<&str>)> {
     })
 }
 
-/// Semver compatibility for a `0.x` package: the same major and minor version.
-fn check_version(found: &str) -> Result<(), ContractError> {
-    let ours: Vec<&str> = VERSION.split('.').collect();
-    let theirs: Vec<&str> = found.split('.').collect();
-    let compatible = theirs.len() == 3 && theirs[0] == ours[0] && theirs[1] == ours[1];
-    if compatible {
-        Ok(())
-    } else {
-        Err(ContractError::IncompatibleVersion {
-            found: if found.is_empty() { "(no version)".to_owned() } else { found.to_owned() },
-            compatible: format!("{}.{}.x", ours[0], ours[1]),
-        })
-    }
+/// Semver compatibility for a `0.x` package: the same major and minor version as one of
+/// the accepted versions.
+fn check_version(found: &str) -> Result<Contract, ContractError> {
+    Contract::of_version(found).ok_or_else(|| ContractError::IncompatibleVersion {
+        found: if found.is_empty() { "(no version)".to_owned() } else { found.to_owned() },
+        compatible: "0.2.x, 0.1.x".to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -170,11 +226,15 @@ mod tests {
 
     #[test]
     fn versions_compatible_within_minor() {
-        assert!(check_version("0.1.0").is_ok());
-        assert!(check_version("0.1.7").is_ok());
-        let err = check_version("0.2.0").unwrap_err();
-        assert!(err.to_string().contains("portcullis:policy@0.2.0"), "{err}");
-        assert!(err.to_string().contains("0.1.x"), "{err}");
+        assert_eq!(check_version("0.1.0"), Ok(Contract::V0_1));
+        assert_eq!(check_version("0.1.7"), Ok(Contract::V0_1));
+        assert_eq!(check_version("0.2.0"), Ok(Contract::V0_2));
+        assert_eq!(check_version("0.2.3"), Ok(Contract::V0_2));
+        let err = check_version("0.3.0").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("portcullis:policy@0.3.0"), "{text}");
+        assert!(text.contains("0.1.x") && text.contains("0.2.x"), "{text}");
+        assert!(text.contains("@0.1.0") && text.contains("@0.2.0"), "names both versions: {text}");
         assert!(check_version("1.1.0").is_err());
         assert!(check_version("").is_err());
     }

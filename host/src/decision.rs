@@ -27,6 +27,24 @@ pub enum Target {
     Query(String),
     /// A JSON pointer into the body; a `*` segment matches every array element or member.
     JsonPointer(String),
+    /// Every object member with this name, at any depth of a JSON body (contract 0.2).
+    JsonName(String),
+    /// Values the named detector (`crate::detect::Detector::name`) finds in the body,
+    /// header values and query values (contract 0.2).
+    Detected(String),
+}
+
+impl Target {
+    /// Whether applying this target may change the body: a door that cannot rewrite bodies
+    /// must refuse when such a target is asked for (or changed something).
+    pub fn may_change_body(&self) -> bool {
+        matches!(self, Target::JsonPointer(_) | Target::JsonName(_) | Target::Detected(_))
+    }
+
+    /// Whether applying this target may change the query.
+    pub fn may_change_query(&self) -> bool {
+        matches!(self, Target::Query(_) | Target::Detected(_))
+    }
 }
 
 impl std::fmt::Display for Target {
@@ -35,6 +53,8 @@ impl std::fmt::Display for Target {
             Target::Header(name) => write!(f, "header:{name}"),
             Target::Query(name) => write!(f, "query:{name}"),
             Target::JsonPointer(pointer) => write!(f, "json:{pointer}"),
+            Target::JsonName(name) => write!(f, "json:..{name}"),
+            Target::Detected(detector) => write!(f, "detected:{detector}"),
         }
     }
 }
@@ -47,6 +67,22 @@ pub enum Action {
     Remove,
     /// Replace it with this text (a JSON string in bodies).
     Replace(String),
+    /// Rewrite it with a mask (contract 0.2; see [`crate::mask`]).
+    Mask(Mask),
+}
+
+/// How a mask rewrites a value (the WIT `mask`, contract 0.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mask {
+    /// Keep the last N characters, `*` for the others.
+    KeepLast(u32),
+    /// Keep an e-mail address's `@domain`, `*` for each character of the local part.
+    KeepEmailDomain,
+    /// Exactly this many `*`.
+    FixedLength(u32),
+    /// `pn_` and a keyed HMAC-SHA256 of the value (the key from `[redaction]`).
+    Pseudonym,
 }
 
 /// One field to remove or mask.

@@ -50,6 +50,7 @@ mod engine;
 pub mod exchange;
 pub mod gate;
 pub mod identity;
+pub mod mask;
 mod policy;
 mod preinit;
 pub mod redact;
@@ -62,7 +63,7 @@ mod warm;
 
 pub use capability::{Capability, DataError, RateLimiter, now_ms};
 pub use config::{Config, ConfigError};
-pub use contract::{ContractError, PACKAGE as WIT_PACKAGE, VERSION as WIT_VERSION};
+pub use contract::{ACCEPTED as WIT_ACCEPTED, Contract, ContractError, PACKAGE as WIT_PACKAGE, VERSION as WIT_VERSION};
 pub use decision::{Decision, DecisionKind, Outcome, Redaction};
 pub use engine::{Engine, EngineConfig, EngineError, sha256_hex};
 pub use exchange::{Body, Exchange, Principal, PrincipalKind, Request, Response};

@@ -649,9 +649,9 @@ impl Policy {
         self.warm.as_ref().map_or(0, WarmPool::idle)
     }
 
-    /// The WIT version it was checked against.
+    /// The WIT version it speaks (`0.1.0` or `0.2.0`).
     pub fn contract_version(&self) -> &'static str {
-        contract::VERSION
+        self.pre.contract().version()
     }
 
     /// Evaluates the request phase of this one policy in a fresh instance, or a warm one if
@@ -842,6 +842,15 @@ impl Policy {
                         Target::Header(h) if http::HeaderName::from_bytes(h.as_bytes()).is_err() => {
                             return Err(Fault::InvalidReturn(format!("`{h}` is not a valid header name")));
                         }
+                        Target::JsonName(n) if n.is_empty() => {
+                            return Err(Fault::InvalidReturn("a redaction names an empty JSON member name".into()));
+                        }
+                        Target::Detected(d) if crate::detect::Detector::from_name(d).is_none() => {
+                            return Err(Fault::InvalidReturn(format!(
+                                "`{d}` is not a detector (expected one of: {})",
+                                crate::detect::Detector::ALL.map(crate::detect::Detector::name).join(", ")
+                            )));
+                        }
                         _ => {}
                     }
                 }
@@ -891,17 +900,7 @@ fn outcome_size(o: &wit::Outcome) -> usize {
         + match &o.decision {
             wit::Decision::Allow => 0,
             wit::Decision::Deny(d) => d.code.len() + d.reason.len(),
-            wit::Decision::Redact(list) => list
-                .iter()
-                .map(|r| {
-                    16 + match &r.target {
-                        wit::Target::Header(s) | wit::Target::Query(s) | wit::Target::JsonPointer(s) => s.len(),
-                    } + match &r.action {
-                        wit::Action::Remove => 0,
-                        wit::Action::Replace(s) => s.len(),
-                    }
-                })
-                .sum(),
+            wit::Decision::Redact(list) => list.iter().map(|r| 16 + r.target.text_len() + r.action.text_len()).sum(),
             wit::Decision::RequireApproval(a) => a.reason.len() + a.approver_group.len(),
         }
 }
@@ -949,6 +948,7 @@ fn link(engine: &Engine, imports: &[Capability]) -> wasmtime::Result<Linker<Host
             Capability::Data => wit_if::data::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),
         }?;
     }
+    bindings::link_v0_1(&mut linker, imports)?;
     Ok(linker)
 }
 

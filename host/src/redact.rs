@@ -57,12 +57,19 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::decision::{Action, Redaction, Target};
+use crate::decision::{Action, Mask, Redaction, Target};
+use crate::detect::{Detector, DetectorSet, Finding};
 use crate::exchange::{Request, Response, is_json_content_type};
+use crate::mask::{self, PseudonymKey};
 
 /// The most segments a JSON pointer may have. Deeper pointers are refused: the walk that
 /// follows a pointer recurses once per segment.
 pub const MAX_POINTER_SEGMENTS: usize = 128;
+
+/// How deep the walk descends for `json-name` and `detected` targets, which look at every
+/// value. A body nested deeper is refused (as `serde_json` refuses it by default): the walk
+/// recurses once per level, and a value it did not look at cannot be shown to be clean.
+pub const MAX_SCAN_DEPTH: usize = 128;
 
 /// Why redactions could not be applied. Any of these must make the host deny: the fields
 /// may still be there.
@@ -95,6 +102,32 @@ pub enum RedactError {
         pointer: String,
         /// Why the body is not usable JSON.
         reason: String,
+    },
+    /// A `detected` target on a body that cannot be scanned as text.
+    #[error(
+        "cannot scan the body for `{target}`: {reason}; refusing to pass the body on, since a \
+         detected value cannot be shown to be removed"
+    )]
+    BodyNotText {
+        /// The first `detected` target among the redactions.
+        target: String,
+        /// Why the body cannot be scanned.
+        reason: String,
+    },
+    /// A `detected` target names no detector.
+    #[error("`{name}` is not a detector (expected one of: card-number, iban, email, phone, jwt, secret)")]
+    UnknownDetector {
+        /// The name as the policy wrote it.
+        name: String,
+    },
+    /// A pseudonym mask was asked for, and no key is configured.
+    #[error(
+        "a redaction of `{target}` asks for a pseudonym mask, but no pseudonym key is configured; set \
+         `[redaction] pseudonym_key_env` (or `pseudonym_key_file`) to a key of at least 16 bytes"
+    )]
+    NoPseudonymKey {
+        /// The redaction's target.
+        target: String,
     },
     /// The request URI could not be rebuilt after redacting its query.
     #[error("cannot rebuild the request URI after redacting its query: {reason}")]
@@ -134,7 +167,9 @@ impl Applied {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Change {
     /// The concrete field: a header name (lower-case), a query key, or a JSON pointer with
-    /// every `*` resolved (`/customers/0/phone`; array indices as in the original body).
+    /// every `*` resolved (`/customers/0/phone`; array indices as in the original body); a
+    /// `json-name` target is reported by the pointers it changed. A detector's finding in a
+    /// text (non-JSON) body is reported as `detected:<name>`, since text has no fields.
     pub field: Target,
     /// Whether it was removed or replaced.
     pub effect: Effect,
@@ -150,6 +185,8 @@ pub enum Effect {
     Removed,
     /// The field's value was replaced.
     Replaced,
+    /// The field's value was masked (or, for a detector, the spans it found in it).
+    Masked,
 }
 
 /// A redaction that changed nothing.
@@ -241,6 +278,48 @@ pub(crate) trait Fields {
     fn remove_all(&mut self, name: &str) -> bool;
     /// Sets every field named `name` to `value`, keeping repeats; whether any was there.
     fn replace_all(&mut self, name: &str, value: &str) -> Result<bool, RedactError>;
+    /// Visits every field in order, with its name and (decoded) value; `edit` says whether
+    /// to keep, remove or rewrite it. For masks and detectors, which depend on the value.
+    fn edit_each(
+        &mut self,
+        edit: &mut dyn FnMut(&str, &str) -> Result<ValueEdit, RedactError>,
+    ) -> Result<(), RedactError>;
+}
+
+/// What [`Fields::edit_each`] does with one field.
+pub(crate) enum ValueEdit {
+    /// Leave it.
+    Keep,
+    /// Remove the field.
+    Remove,
+    /// Give it this value.
+    Set(String),
+}
+
+/// What a redaction does, borrowed from it.
+#[derive(Debug, Clone, Copy)]
+enum Op<'r> {
+    Remove,
+    Replace(&'r str),
+    Mask(Mask),
+}
+
+impl<'r> Op<'r> {
+    fn of(action: &'r Action) -> Self {
+        match action {
+            Action::Remove => Op::Remove,
+            Action::Replace(text) => Op::Replace(text),
+            Action::Mask(mask) => Op::Mask(*mask),
+        }
+    }
+
+    fn effect(self) -> Effect {
+        match self {
+            Op::Remove => Effect::Removed,
+            Op::Replace(_) => Effect::Replaced,
+            Op::Mask(_) => Effect::Masked,
+        }
+    }
 }
 
 /// A body as the applier needs to see it.
@@ -266,18 +345,121 @@ impl<'a> BodyView<'a> {
 /// The final action on one header name or query key, after merging every redaction of it.
 struct FieldOp<'r> {
     name: &'r str,
-    replace: Option<&'r str>,
+    op: Op<'r>,
     winner: usize,
     all: Vec<usize>,
+}
+
+/// The `detected` targets: which detectors run, and what each does with its findings.
+#[derive(Default)]
+struct Detect<'r> {
+    set: DetectorSet,
+    /// By position in [`Detector::ALL`]: the merged op (removal beats, else the last wins).
+    ops: [Option<FieldOp<'r>>; 6],
+    /// The first `detected` target, for errors.
+    first: &'r str,
+}
+
+/// What rewriting one value's findings came to.
+enum Rewritten {
+    /// The value is nothing but one finding whose detector removes: remove the field.
+    RemoveWhole,
+    /// The value with its findings replaced, removed or masked.
+    Text(String),
+}
+
+impl<'r> Detect<'r> {
+    fn add(&mut self, detector: Detector, op: Op<'r>, index: usize, name: &'r str) {
+        if self.set.is_empty() {
+            self.first = name;
+        }
+        self.set.insert(detector);
+        let at = Detector::ALL.iter().position(|d| *d == detector).unwrap_or(0);
+        match &mut self.ops[at] {
+            Some(existing) => {
+                existing.all.push(index);
+                if !matches!(existing.op, Op::Remove) {
+                    existing.op = op;
+                    existing.winner = index;
+                }
+            }
+            slot @ None => *slot = Some(FieldOp { name, op, winner: index, all: vec![index] }),
+        }
+    }
+
+    fn op(&self, detector: Detector) -> Option<&FieldOp<'r>> {
+        let at = Detector::ALL.iter().position(|d| *d == detector)?;
+        self.ops[at].as_ref()
+    }
+
+    /// Applies the ops of `findings` (sorted, non-overlapping) to `value`, marking their
+    /// redactions used and calling `report` once per distinct redaction that changed it.
+    /// `whole` allows removing the whole field when one removing finding is all of it.
+    fn rewrite(
+        &self,
+        value: &str,
+        findings: &[Finding],
+        key: Option<&PseudonymKey>,
+        whole: bool,
+        used: &mut [bool],
+        mut report: impl FnMut(usize, Effect),
+    ) -> Rewritten {
+        let mut reported: [bool; 6] = [false; 6];
+        let mut mark = |op: &FieldOp<'_>, detector: Detector, effect: Effect| {
+            let at = Detector::ALL.iter().position(|d| *d == detector).unwrap_or(0);
+            if !reported[at] {
+                reported[at] = true;
+                for &index in &op.all {
+                    used[index] = true;
+                }
+                report(op.winner, effect);
+            }
+        };
+        if let [only] = findings
+            && whole
+            && only.start == 0
+            && only.end == value.len()
+            && let Some(op) = self.op(only.detector)
+            && matches!(op.op, Op::Remove)
+        {
+            mark(op, only.detector, Effect::Removed);
+            return Rewritten::RemoveWhole;
+        }
+        let mut out = String::with_capacity(value.len());
+        let mut at = 0;
+        for finding in findings {
+            let Some(op) = self.op(finding.detector) else { continue };
+            let (Some(before), Some(span)) = (value.get(at..finding.start), value.get(finding.start..finding.end))
+            else {
+                continue;
+            };
+            out.push_str(before);
+            match op.op {
+                Op::Remove => {}
+                Op::Replace(text) => out.push_str(text),
+                Op::Mask(m) => out.push_str(&mask::apply(span, m, key)),
+            }
+            at = finding.end;
+            mark(op, finding.detector, op.op.effect());
+        }
+        out.push_str(&value[at..]);
+        Rewritten::Text(out)
+    }
 }
 
 /// Redactions checked and grouped, ready to apply.
 pub(crate) struct Plan<'r> {
     redactions: &'r [Redaction],
+    direction: Direction,
     headers: Vec<FieldOp<'r>>,
     query: Vec<FieldOp<'r>>,
     json: Option<Node>,
-    first_pointer: Option<&'r str>,
+    /// The `json-name` targets: a node whose literals match member names at any depth.
+    names: Option<Node>,
+    detect: Option<Detect<'r>>,
+    /// The pseudonym key, when a redaction asks for a pseudonym.
+    key: Option<PseudonymKey>,
+    first_pointer: Option<String>,
 }
 
 /// What has been done so far.
@@ -292,28 +474,54 @@ pub(crate) struct Tally {
 impl<'r> Plan<'r> {
     /// Validates every redaction (pointers, header replacements) and groups them.
     pub(crate) fn compile(redactions: &'r [Redaction], direction: Direction) -> Result<Self, RedactError> {
-        let mut plan = Plan { redactions, headers: Vec::new(), query: Vec::new(), json: None, first_pointer: None };
+        let mut plan = Plan {
+            redactions,
+            direction,
+            headers: Vec::new(),
+            query: Vec::new(),
+            json: None,
+            names: None,
+            detect: None,
+            key: None,
+            first_pointer: None,
+        };
         for (index, redaction) in redactions.iter().enumerate() {
-            let replace = match &redaction.action {
-                Action::Remove => None,
-                Action::Replace(text) => Some(text.as_str()),
-            };
+            let op = Op::of(&redaction.action);
+            if matches!(op, Op::Mask(Mask::Pseudonym)) && plan.key.is_none() {
+                plan.key = Some(
+                    mask::pseudonym_key()
+                        .ok_or_else(|| RedactError::NoPseudonymKey { target: redaction.target.to_string() })?,
+                );
+            }
             match &redaction.target {
                 Target::Header(name) => {
-                    if let Some(value) = replace {
+                    if let Op::Replace(value) = op {
                         check_header_value(name, value)?;
                     }
-                    merge_field(&mut plan.headers, name, replace, index, true);
+                    merge_field(&mut plan.headers, name, op, index, true);
                 }
                 Target::Query(name) => {
                     if direction == Direction::Request {
-                        merge_field(&mut plan.query, name, replace, index, false);
+                        merge_field(&mut plan.query, name, op, index, false);
                     }
                 }
                 Target::JsonPointer(pointer) => {
                     let segments = parse_pointer(pointer)?;
-                    plan.first_pointer.get_or_insert(pointer);
-                    plan.json.get_or_insert_with(Node::default).insert(&segments, replace, index);
+                    plan.first_pointer.get_or_insert_with(|| pointer.clone());
+                    plan.json.get_or_insert_with(Node::default).insert(&segments, op, index);
+                }
+                Target::JsonName(name) => {
+                    plan.first_pointer.get_or_insert_with(|| format!("..{name}"));
+                    plan.names.get_or_insert_with(Node::default).insert_name(name, op, index);
+                }
+                Target::Detected(name) => {
+                    let detector =
+                        Detector::from_name(name).ok_or_else(|| RedactError::UnknownDetector { name: name.clone() })?;
+                    // The text may land in a header value.
+                    if let Op::Replace(value) = op {
+                        check_header_value(&redaction.target.to_string(), value)?;
+                    }
+                    plan.detect.get_or_insert_with(Detect::default).add(detector, op, index, name);
                 }
             }
         }
@@ -331,25 +539,46 @@ impl<'r> Plan<'r> {
         }
     }
 
-    /// Whether any redaction targets the query.
+    /// Whether any redaction targets the query (detectors scan query values in requests).
     pub(crate) fn has_query(&self) -> bool {
-        !self.query.is_empty()
+        !self.query.is_empty() || (self.detect.is_some() && self.direction == Direction::Request)
     }
 
-    /// Applies the header redactions.
+    /// Applies the header redactions, then the detectors to the header values left.
     pub(crate) fn headers(&self, fields: &mut impl Fields, tally: &mut Tally) -> Result<(), RedactError> {
-        apply_fields(&self.headers, fields, tally, |name| Target::Header(name.to_ascii_lowercase()), |t| &mut t.headers)
+        let key = self.key.as_ref();
+        let target = |name: &str| Target::Header(name.to_ascii_lowercase());
+        apply_fields(&self.headers, fields, tally, true, key, target, |t| &mut t.headers)?;
+        match &self.detect {
+            Some(detect) => detect_fields(detect, fields, tally, key, target, |t| &mut t.headers),
+            None => Ok(()),
+        }
     }
 
-    /// Applies the query redactions (none in a response plan).
+    /// Applies the query redactions, then the detectors to the query values left (none in a
+    /// response plan).
     pub(crate) fn query(&self, fields: &mut impl Fields, tally: &mut Tally) -> Result<(), RedactError> {
-        apply_fields(&self.query, fields, tally, |name| Target::Query(name.to_owned()), |t| &mut t.query)
+        let key = self.key.as_ref();
+        let target = |name: &str| Target::Query(name.to_owned());
+        apply_fields(&self.query, fields, tally, false, key, target, |t| &mut t.query)?;
+        match &self.detect {
+            Some(detect) if self.direction == Direction::Request => {
+                detect_fields(detect, fields, tally, key, target, |t| &mut t.query)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Applies the JSON pointer redactions to a body; the new bytes if anything changed.
     /// Errors when there are JSON redactions and the body is not JSON.
     pub(crate) fn body(&self, body: Option<BodyView<'_>>, tally: &mut Tally) -> Result<Option<Vec<u8>>, RedactError> {
-        let Some(root) = &self.json else { return Ok(None) };
+        if self.json.is_none() && self.names.is_none() {
+            return match &self.detect {
+                Some(detect) => self.scan_body(detect, body, tally),
+                None => Ok(None),
+            };
+        }
+        let root = self.json.as_ref().unwrap_or(&EMPTY);
         // Only whitespace carries no field; but a truncated body's rest is unknown, so it
         // goes on to the truncation check below (found by fuzz/fuzz_targets/redact.rs).
         let Some(body) = body.filter(|b| b.truncated || !b.bytes.iter().all(|c| is_ws(*c))) else {
@@ -357,7 +586,7 @@ impl<'r> Plan<'r> {
             return Ok(None);
         };
         let fail = |reason: String| RedactError::BodyNotJson {
-            pointer: self.first_pointer.unwrap_or_default().to_owned(),
+            pointer: self.first_pointer.clone().unwrap_or_default(),
             reason,
         };
         if body.truncated {
@@ -380,11 +609,84 @@ impl<'r> Plan<'r> {
         };
         let text = std::str::from_utf8(body.bytes)
             .map_err(|e| fail(format!("the body ({described}) is not UTF-8 at byte {}{hint}", e.valid_up_to())))?;
-        let mut walker = Walker::new(text, &mut tally.used, &mut tally.body);
+        let mut walker = self.walker(text, &mut tally.used, &mut tally.body);
         let edits = walker
             .document(root)
             .map_err(|bad| fail(format!("the body ({described}) is not valid JSON: {bad}{hint}")))?;
         Ok(splice(text.as_bytes(), &edits))
+    }
+
+    /// A walker over `text` with this plan's name and detector targets.
+    fn walker<'b, 't>(
+        &'b self,
+        text: &'b str,
+        used: &'t mut [bool],
+        changes: &'t mut Vec<Change>,
+    ) -> Walker<'b, 'b, 't> {
+        let mut walker = Walker::new(text, used, changes);
+        walker.names = self.names.as_ref();
+        walker.detect = self.detect.as_ref();
+        walker.key = self.key.as_ref();
+        walker.everywhere = self.names.is_some() || self.detect.is_some();
+        walker
+    }
+
+    /// Runs the detectors over a body when no JSON target asks for JSON: a JSON body (by its
+    /// content type, or a vague one that parses) is scanned value by value, any other UTF-8
+    /// body as text. A body that is truncated, content-encoded or not UTF-8 is refused.
+    fn scan_body(
+        &self,
+        detect: &Detect<'_>,
+        body: Option<BodyView<'_>>,
+        tally: &mut Tally,
+    ) -> Result<Option<Vec<u8>>, RedactError> {
+        let Some(body) = body.filter(|b| b.truncated || !b.bytes.is_empty()) else {
+            tally.no_body = true;
+            return Ok(None);
+        };
+        let fail = |reason: String| RedactError::BodyNotText { target: format!("detected:{}", detect.first), reason };
+        if body.truncated {
+            return Err(fail(
+                "the body was truncated at the host's size cap, so the rest of it cannot be checked".into(),
+            ));
+        }
+        if let Some(enc) = body.content_encoding.filter(|enc| !enc.trim().eq_ignore_ascii_case("identity")) {
+            return Err(fail(format!("it is content-encoded (`{enc}`) and must be decoded before scanning")));
+        }
+        let text = std::str::from_utf8(body.bytes)
+            .map_err(|e| fail(format!("the body is not UTF-8 text (at byte {})", e.valid_up_to())))?;
+        let json = body.content_type.is_some_and(is_json_content_type);
+        if json || body.content_type.is_none_or(is_vague_content_type) {
+            let mut used = tally.used.clone();
+            let mut changes = Vec::new();
+            let mut walker = self.walker(text, &mut used, &mut changes);
+            match walker.document(&EMPTY) {
+                Ok(edits) => {
+                    let out = splice(text.as_bytes(), &edits);
+                    tally.used = used;
+                    tally.body.extend(changes);
+                    return Ok(out);
+                }
+                Err(bad) if json => return Err(fail(format!("the body is not valid JSON: {bad}"))),
+                Err(_) => {}
+            }
+        }
+        let findings = crate::detect::find(text, detect.set);
+        if findings.is_empty() {
+            return Ok(None);
+        }
+        let changes = &mut tally.body;
+        let rewritten = detect.rewrite(text, &findings, self.key.as_ref(), false, &mut tally.used, |winner, effect| {
+            let field = match &self.redactions[winner].target {
+                Target::Detected(name) => Target::Detected(name.clone()),
+                other => other.clone(),
+            };
+            changes.push(Change { field, effect, redaction: winner });
+        });
+        match rewritten {
+            Rewritten::Text(out) => Ok(Some(out.into_bytes())),
+            Rewritten::RemoveWhole => Ok(Some(Vec::new())),
+        }
     }
 
     /// The report: changes in order, and every redaction that changed nothing.
@@ -401,7 +703,7 @@ impl<'r> Plan<'r> {
                     Target::Query(_) if self.query.iter().all(|op| !op.all.contains(&index)) => {
                         IgnoreReason::QueryInResponse
                     }
-                    Target::JsonPointer(_) if tally.no_body => IgnoreReason::NoBody,
+                    Target::JsonPointer(_) | Target::JsonName(_) if tally.no_body => IgnoreReason::NoBody,
                     _ => IgnoreReason::NoMatch,
                 },
             })
@@ -416,23 +718,17 @@ impl<'r> Plan<'r> {
 
 /// Folds one header or query redaction into the per-name ops: removal beats replacement,
 /// and a later replacement beats an earlier one.
-fn merge_field<'r>(
-    ops: &mut Vec<FieldOp<'r>>,
-    name: &'r str,
-    replace: Option<&'r str>,
-    index: usize,
-    ignore_case: bool,
-) {
+fn merge_field<'r>(ops: &mut Vec<FieldOp<'r>>, name: &'r str, new: Op<'r>, index: usize, ignore_case: bool) {
     let same = |op: &FieldOp<'_>| if ignore_case { op.name.eq_ignore_ascii_case(name) } else { op.name == name };
     match ops.iter_mut().find(|op| same(op)) {
         Some(op) => {
             op.all.push(index);
-            if op.replace.is_some() {
-                op.replace = replace;
+            if !matches!(op.op, Op::Remove) {
+                op.op = new;
                 op.winner = index;
             }
         }
-        None => ops.push(FieldOp { name, replace, winner: index, all: vec![index] }),
+        None => ops.push(FieldOp { name, op: new, winner: index, all: vec![index] }),
     }
 }
 
@@ -440,22 +736,68 @@ fn apply_fields(
     ops: &[FieldOp<'_>],
     fields: &mut impl Fields,
     tally: &mut Tally,
+    ignore_case: bool,
+    key: Option<&PseudonymKey>,
     target: impl Fn(&str) -> Target,
     changes: impl Fn(&mut Tally) -> &mut Vec<Change>,
 ) -> Result<(), RedactError> {
     for op in ops {
-        let hit = match op.replace {
-            None => fields.remove_all(op.name),
-            Some(value) => fields.replace_all(op.name, value)?,
+        let hit = match op.op {
+            Op::Remove => fields.remove_all(op.name),
+            Op::Replace(value) => fields.replace_all(op.name, value)?,
+            Op::Mask(m) => {
+                let mut hit = false;
+                fields.edit_each(&mut |name, value| {
+                    let same = if ignore_case { name.eq_ignore_ascii_case(op.name) } else { name == op.name };
+                    if !same {
+                        return Ok(ValueEdit::Keep);
+                    }
+                    hit = true;
+                    Ok(ValueEdit::Set(mask::apply(value, m, key)))
+                })?;
+                hit
+            }
         };
         if hit {
             for &index in &op.all {
                 tally.used[index] = true;
             }
-            let effect = if op.replace.is_some() { Effect::Replaced } else { Effect::Removed };
-            changes(tally).push(Change { field: target(op.name), effect, redaction: op.winner });
+            changes(tally).push(Change { field: target(op.name), effect: op.op.effect(), redaction: op.winner });
         }
     }
+    Ok(())
+}
+
+/// Runs the detectors over every value of `fields`, rewriting what they find; a value that
+/// is nothing but one finding of a removing detector loses its field.
+fn detect_fields(
+    detect: &Detect<'_>,
+    fields: &mut impl Fields,
+    tally: &mut Tally,
+    key: Option<&PseudonymKey>,
+    target: impl Fn(&str) -> Target,
+    changes: impl Fn(&mut Tally) -> &mut Vec<Change>,
+) -> Result<(), RedactError> {
+    let mut findings = Vec::new();
+    let mut found: Vec<Change> = Vec::new();
+    let used = &mut tally.used;
+    fields.edit_each(&mut |name, value| {
+        crate::detect::find_into(value, detect.set, &mut findings);
+        if findings.is_empty() {
+            return Ok(ValueEdit::Keep);
+        }
+        let rewritten = detect.rewrite(value, &findings, key, true, used, |winner, effect| {
+            let field = target(name);
+            if !found.iter().any(|c| c.field == field && c.redaction == winner) {
+                found.push(Change { field, effect, redaction: winner });
+            }
+        });
+        Ok(match rewritten {
+            Rewritten::RemoveWhole => ValueEdit::Remove,
+            Rewritten::Text(text) => ValueEdit::Set(text),
+        })
+    })?;
+    changes(tally).extend(found);
     Ok(())
 }
 
@@ -516,6 +858,27 @@ impl Fields for Pairs<'_> {
             }
         }
         Ok(hit)
+    }
+
+    fn edit_each(
+        &mut self,
+        edit: &mut dyn FnMut(&str, &str) -> Result<ValueEdit, RedactError>,
+    ) -> Result<(), RedactError> {
+        let mut i = 0;
+        while i < self.pairs.len() {
+            let (name, value) = &self.pairs[i];
+            match edit(name, value)? {
+                ValueEdit::Keep => i += 1,
+                ValueEdit::Remove => {
+                    self.pairs.remove(i);
+                }
+                ValueEdit::Set(value) => {
+                    self.pairs[i].1 = value;
+                    i += 1;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -593,6 +956,8 @@ struct JsonAction {
     remove: bool,
     /// For a replacement, the text as a JSON string literal.
     text: String,
+    /// For a mask, the mask (then `text` is unused).
+    mask: Option<Mask>,
     /// The redaction that decided it.
     winner: usize,
 }
@@ -619,7 +984,15 @@ struct Literal {
 static EMPTY: Node = Node { action: None, ends: Vec::new(), literals: Vec::new(), wildcard: None };
 
 impl Node {
-    fn insert(&mut self, segments: &[Segment], replace: Option<&str>, index: usize) {
+    /// Adds a `json-name` target: a literal that never matches an array index.
+    fn insert_name(&mut self, name: &str, op: Op<'_>, index: usize) {
+        if !self.literals.iter().any(|l| l.key == name) {
+            self.literals.push(Literal { key: name.to_owned(), index: None, node: Node::default() });
+        }
+        self.insert(&[Segment::Key(name.to_owned())], op, index);
+    }
+
+    fn insert(&mut self, segments: &[Segment], op: Op<'_>, index: usize) {
         let mut node = self;
         for segment in segments {
             node = match segment {
@@ -639,13 +1012,15 @@ impl Node {
         node.ends.push(index);
         let removing = node.action.as_ref().is_some_and(|a| a.remove);
         if !removing {
-            node.action = Some(match replace {
-                None => JsonAction { remove: true, text: String::new(), winner: index },
-                Some(text) => JsonAction {
+            node.action = Some(match op {
+                Op::Remove => JsonAction { remove: true, text: String::new(), mask: None, winner: index },
+                Op::Replace(text) => JsonAction {
                     remove: false,
                     text: serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into()),
+                    mask: None,
                     winner: index,
                 },
+                Op::Mask(mask) => JsonAction { remove: false, text: String::new(), mask: Some(mask), winner: index },
             });
         }
     }
@@ -705,7 +1080,7 @@ impl std::fmt::Display for Bad {
 struct Edit<'n> {
     start: usize,
     end: usize,
-    text: &'n str,
+    text: Cow<'n, str>,
 }
 
 /// One step of the path to the current value, for the report.
@@ -746,7 +1121,7 @@ impl Container {
 
     fn begin(&mut self, start: usize, edits: &mut Vec<Edit<'_>>) {
         if let Some(pending) = self.pending.take() {
-            edits.push(Edit { start: pending, end: start, text: "" });
+            edits.push(Edit { start: pending, end: start, text: Cow::Borrowed("") });
         }
     }
 
@@ -771,7 +1146,7 @@ impl Container {
         if let Some((run_start, mark)) = self.run {
             edits.truncate(mark);
             let start = self.last_kept_end.unwrap_or(run_start);
-            edits.push(Edit { start, end: self.last_end, text: "" });
+            edits.push(Edit { start, end: self.last_end, text: Cow::Borrowed("") });
         }
     }
 }
@@ -804,11 +1179,35 @@ struct Walker<'b, 'n, 't> {
     path: Vec<Step>,
     used: &'t mut [bool],
     changes: &'t mut Vec<Change>,
+    /// The `json-name` targets, matched in every object.
+    names: Option<&'n Node>,
+    /// The detectors, run over every string (and number, for card numbers).
+    detect: Option<&'n Detect<'n>>,
+    /// The pseudonym key, when a redaction asks for pseudonyms.
+    key: Option<&'n PseudonymKey>,
+    /// Whether to look at every value (for names or detectors), not only where pointers go.
+    everywhere: bool,
+    /// A reused buffer of detector findings.
+    findings: Vec<Finding>,
 }
 
 impl<'b, 'n, 't> Walker<'b, 'n, 't> {
     fn new(text: &'b str, used: &'t mut [bool], changes: &'t mut Vec<Change>) -> Self {
-        Walker { text, b: text.as_bytes(), i: 0, stack: Vec::new(), edits: Vec::new(), path: Vec::new(), used, changes }
+        Walker {
+            text,
+            b: text.as_bytes(),
+            i: 0,
+            stack: Vec::new(),
+            edits: Vec::new(),
+            path: Vec::new(),
+            used,
+            changes,
+            names: None,
+            detect: None,
+            key: None,
+            everywhere: false,
+            findings: Vec::new(),
+        }
     }
 
     fn bad(&self, what: &'static str) -> Bad {
@@ -830,7 +1229,7 @@ impl<'b, 'n, 't> Walker<'b, 'n, 't> {
         self.ws();
         let start = self.i;
         if self.element(&[root])? == Fate::Removed {
-            self.edits.push(Edit { start, end: self.i, text: "null" });
+            self.edits.push(Edit { start, end: self.i, text: Cow::Borrowed("null") });
         }
         self.ws();
         if self.i != self.b.len() {
@@ -860,22 +1259,118 @@ impl<'b, 'n, 't> Walker<'b, 'n, 't> {
                 }
             }
             let start = self.i;
-            self.skip_value()?;
+            let text = if let Some(mask) = action.mask {
+                Cow::Owned(self.masked_value(mask)?)
+            } else {
+                self.skip_value()?;
+                Cow::Borrowed(action.text.as_str())
+            };
             let field = Target::JsonPointer(self.pointer());
-            let effect = if action.remove { Effect::Removed } else { Effect::Replaced };
+            let effect = match (action.remove, action.mask) {
+                (true, _) => Effect::Removed,
+                (false, Some(_)) => Effect::Masked,
+                (false, None) => Effect::Replaced,
+            };
             self.changes.push(Change { field, effect, redaction: action.winner });
             if action.remove {
                 return Ok(Fate::Removed);
             }
-            self.edits.push(Edit { start, end: self.i, text: &action.text });
+            self.edits.push(Edit { start, end: self.i, text });
             return Ok(Fate::Kept);
         }
+        let everywhere = self.everywhere;
+        if everywhere && matches!(self.peek(), Some(b'{' | b'[')) && self.path.len() >= MAX_SCAN_DEPTH {
+            return Err(self.bad("nested deeper than 128 levels, too deep to scan for names or detected values"));
+        }
         match self.peek() {
-            Some(b'{') if descend => self.object(nodes)?,
-            Some(b'[') if descend => self.array(nodes)?,
+            Some(b'{') if descend || everywhere => self.object(nodes)?,
+            Some(b'[') if descend || everywhere => self.array(nodes)?,
+            Some(b'"') if self.detect.is_some() => return self.detect_string(),
+            Some(b'-' | b'0'..=b'9') if self.detect.is_some_and(|d| d.set.contains(Detector::CardNumber)) => {
+                return self.detect_number();
+            }
             _ => self.skip_value()?,
         }
         Ok(Fate::Kept)
+    }
+
+    /// The value at the cursor under `mask`, as a JSON string literal; the cursor moves past
+    /// it. Strings are masked decoded, numbers as written; other values become `"****"` (a
+    /// fixed-length mask's own run of `*`, or the pseudonym of their JSON text).
+    fn masked_value(&mut self, mask: Mask) -> Result<String, Bad> {
+        let key = self.key;
+        let start = self.i;
+        let text = self.text;
+        let masked = match self.peek() {
+            Some(b'"') => {
+                let escaped = self.string()?;
+                let raw = &text[start + 1..self.i - 1];
+                let value: Cow<'_, str> = if escaped { Cow::Owned(unescape(raw)) } else { Cow::Borrowed(raw) };
+                mask::apply(&value, mask, key)
+            }
+            Some(b'-' | b'0'..=b'9') => {
+                self.number()?;
+                mask::apply(&text[start..self.i], mask, key)
+            }
+            _ => {
+                self.skip_value()?;
+                match mask {
+                    Mask::Pseudonym => mask::apply(&text[start..self.i], mask, key),
+                    Mask::FixedLength(_) => mask::apply("", mask, key),
+                    Mask::KeepLast(_) | Mask::KeepEmailDomain => mask::NON_SCALAR.to_owned(),
+                }
+            }
+        };
+        Ok(serde_json::to_string(&masked).unwrap_or_else(|_| "\"****\"".into()))
+    }
+
+    /// Runs the detectors over the string at the cursor; the cursor moves past it.
+    fn detect_string(&mut self) -> Result<Fate, Bad> {
+        let start = self.i;
+        let escaped = self.string()?;
+        let text = self.text;
+        let raw = &text[start + 1..self.i - 1];
+        let value: Cow<'_, str> = if escaped { Cow::Owned(unescape(raw)) } else { Cow::Borrowed(raw) };
+        Ok(self.rewrite_found(&value, start, None))
+    }
+
+    /// Runs the card-number detector over the number at the cursor.
+    fn detect_number(&mut self) -> Result<Fate, Bad> {
+        let start = self.i;
+        self.number()?;
+        let text = self.text;
+        Ok(self.rewrite_found(&text[start..self.i], start, Some(DetectorSet::of(&[Detector::CardNumber]))))
+    }
+
+    /// Rewrites the value `value` (bytes `start..self.i` of the body) by the detectors'
+    /// findings in it.
+    fn rewrite_found(&mut self, value: &str, start: usize, only: Option<DetectorSet>) -> Fate {
+        let (Some(detect), key) = (self.detect, self.key) else { return Fate::Kept };
+        let mut findings = std::mem::take(&mut self.findings);
+        crate::detect::find_into(value, only.unwrap_or(detect.set), &mut findings);
+        if findings.is_empty() {
+            self.findings = findings;
+            return Fate::Kept;
+        }
+        let mut winners: Vec<(usize, Effect)> = Vec::new();
+        let rewritten =
+            detect.rewrite(value, &findings, key, true, self.used, |winner, effect| winners.push((winner, effect)));
+        self.findings = findings;
+        if winners.is_empty() {
+            return Fate::Kept;
+        }
+        let pointer = self.pointer();
+        for (winner, effect) in winners {
+            self.changes.push(Change { field: Target::JsonPointer(pointer.clone()), effect, redaction: winner });
+        }
+        match rewritten {
+            Rewritten::RemoveWhole => Fate::Removed,
+            Rewritten::Text(text) => {
+                let literal = serde_json::to_string(&text).unwrap_or_else(|_| "\"****\"".into());
+                self.edits.push(Edit { start, end: self.i, text: Cow::Owned(literal) });
+                Fate::Kept
+            }
+        }
     }
 
     fn object(&mut self, nodes: &[&'n Node]) -> Result<(), Bad> {
@@ -909,8 +1404,11 @@ impl<'b, 'n, 't> Walker<'b, 'n, 't> {
                     matches.push(any);
                 }
             }
+            if let Some(lit) = self.names.and_then(|names| names.literals.iter().find(|l| l.key.as_bytes() == key)) {
+                matches.push(&lit.node);
+            }
             container.begin(start, &mut self.edits);
-            let fate = if matches.len == 0 {
+            let fate = if matches.len == 0 && !self.everywhere {
                 self.skip_value()?;
                 Fate::Kept
             } else {
@@ -958,7 +1456,7 @@ impl<'b, 'n, 't> Walker<'b, 'n, 't> {
                 }
             }
             container.begin(start, &mut self.edits);
-            let fate = if matches.len == 0 {
+            let fate = if matches.len == 0 && !self.everywhere {
                 self.skip_value()?;
                 Fate::Kept
             } else {
@@ -1842,5 +2340,185 @@ mod tests {
             let got: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\nfrom {text}"));
             assert_eq!(got, expected, "pointer {pointer} on {text}");
         }
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Contract 0.2: json-name targets, masks, detected targets
+    // -----------------------------------------------------------------------------------
+
+    fn mask(target: Target, m: Mask) -> Redaction {
+        Redaction { target, action: Action::Mask(m) }
+    }
+    fn name(n: &str) -> Target {
+        Target::JsonName(n.into())
+    }
+    fn detected(d: &str) -> Target {
+        Target::Detected(d.into())
+    }
+
+    #[test]
+    fn json_name_masks_members_at_every_depth_and_reports_pointers() {
+        let text = r#"{"card_number": "4111111111111111", "orders": [{"card_number": "5500005555555559", "n": 1},
+  {"x": {"card_number": 4111111111111111}}], "card_numbers": ["keep"], "a~b/c": {"card_number": "ünïcødé1234"}}"#;
+        let (out, fields) = redact_text(text, &[mask(name("card_number"), Mask::KeepLast(4))]);
+        let value: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(value["card_number"], "************1111");
+        assert_eq!(value["orders"][0]["card_number"], "************5559");
+        assert_eq!(value["orders"][1]["x"]["card_number"], "************1111", "a number masked becomes a string");
+        assert_eq!(value["a~b/c"]["card_number"], "*******1234", "characters, not bytes");
+        assert_eq!(value["card_numbers"], json!(["keep"]), "only the exact name");
+        assert_eq!(
+            fields,
+            [
+                "json:/card_number",
+                "json:/orders/0/card_number",
+                "json:/orders/1/x/card_number",
+                "json:/a~0b~1c/card_number"
+            ]
+        );
+        // Every byte outside the masked values is kept (the line break, the spacing).
+        assert!(out.contains("\"n\": 1},\n  {\"x\""), "{out}");
+    }
+
+    #[test]
+    fn json_name_removes_and_combines_with_pointers() {
+        let (out, fields) = redact_value(
+            json!({"cvc": "1", "items": [{"cvc": "2", "sku": "a"}, {"sku": "b"}], "meta": {"cvc": {"inner": "3"}}}),
+            &[remove(name("cvc")), replace(ptr("/items/1/sku"), "x")],
+        );
+        assert_eq!(out, json!({"items": [{"sku": "a"}, {"sku": "x"}], "meta": {}}));
+        assert_eq!(fields, ["json:/cvc", "json:/items/0/cvc", "json:/items/1/sku", "json:/meta/cvc"]);
+        // An array index is not a name.
+        let (out, fields) = redact_value(json!({"a": ["x", "y"]}), &[remove(name("0"))]);
+        assert_eq!((out, fields.len()), (json!({"a": ["x", "y"]}), 0));
+    }
+
+    #[test]
+    fn masks_of_other_values_and_the_email_domain() {
+        let (out, _) = redact_value(
+            json!({"email": "alice@example.com", "obj": {"a": 1}, "flag": true, "n": null}),
+            &[
+                mask(ptr("/email"), Mask::KeepEmailDomain),
+                mask(ptr("/obj"), Mask::KeepLast(2)),
+                mask(ptr("/flag"), Mask::FixedLength(3)),
+                mask(ptr("/n"), Mask::KeepLast(1)),
+            ],
+        );
+        assert_eq!(out, json!({"email": "*****@example.com", "obj": "****", "flag": "***", "n": "****"}));
+    }
+
+    #[test]
+    fn masks_on_headers_and_query_values() {
+        let mut r = request();
+        r.query.push(("email".into(), "bob@example.org".into()));
+        let applied = apply_to_request(
+            &mut r,
+            &[
+                mask(Target::Header("X-Api-Key".into()), Mask::KeepLast(1)),
+                mask(Target::Query("email".into()), Mask::KeepEmailDomain),
+            ],
+        )
+        .unwrap();
+        let headers: Vec<&str> = r.headers.iter().filter(|(n, _)| n == "x-api-key").map(|(_, v)| v.as_str()).collect();
+        assert_eq!(headers, ["*1", "*2"]);
+        assert_eq!(r.query.last().unwrap().1, "***@example.org");
+        assert_eq!(applied.fields(), ["header:x-api-key", "query:email"]);
+        assert!(applied.changes.iter().all(|c| c.effect == Effect::Masked));
+    }
+
+    /// The only test that installs a pseudonym key (the key is process-wide).
+    #[test]
+    fn pseudonyms_need_a_key_and_are_stable() {
+        mask::set_pseudonym_key(None);
+        let redactions = [mask(name("customer_id"), Mask::Pseudonym)];
+        let err = redact_value_err(json!({"customer_id": "c-1"}), &redactions);
+        assert!(matches!(err, RedactError::NoPseudonymKey { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(message.contains("pseudonym_key_env") && message.contains("[redaction]"), "{message}");
+        mask::set_pseudonym_key(PseudonymKey::new(b"a test key of 16+ bytes"));
+        let (out, _) = redact_value(
+            json!({"customer_id": "c-1", "x": [{"customer_id": "c-1"}, {"customer_id": "c-2"}]}),
+            &redactions,
+        );
+        mask::set_pseudonym_key(None);
+        let a = out["customer_id"].as_str().unwrap();
+        assert!(a.starts_with("pn_") && a.len() == 29, "{a}");
+        assert_eq!(out["x"][0]["customer_id"], a, "same input, same pseudonym");
+        assert_ne!(out["x"][1]["customer_id"], a);
+    }
+
+    fn redact_value_err(value: Value, redactions: &[Redaction]) -> RedactError {
+        let mut response = json_response(&value.to_string());
+        let before = response.clone();
+        let err = apply_to_response(&mut response, redactions).unwrap_err();
+        assert_eq!(response, before, "nothing changes on error");
+        err
+    }
+
+    #[test]
+    fn detectors_mask_spans_in_json_strings_numbers_and_whole_values() {
+        let text = r#"{"note": "card 4111 1111 1111 1111, mail alice@example.com", "pan": 4111111111111111,
+ "order": "1234567812345678", "contact": "bob@example.org", "id": 7}"#;
+        let (out, fields) =
+            redact_text(text, &[mask(detected("card-number"), Mask::KeepLast(4)), remove(detected("email"))]);
+        let value: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(value["note"], "card ***************1111, mail ", "spans only; removal cuts the span");
+        assert_eq!(value["pan"], "************1111", "card numbers are found in JSON numbers");
+        assert_eq!(value["order"], "1234567812345678", "fails Luhn: not a card number");
+        assert!(value.get("contact").is_none(), "a value that is only a removed finding is removed");
+        assert_eq!(value["id"], 7);
+        assert_eq!(fields, ["json:/note", "json:/note", "json:/pan", "json:/contact"]);
+    }
+
+    #[test]
+    fn detectors_scan_text_bodies_headers_and_query() {
+        let mut r = request();
+        r.headers.push(("x-note".into(), "call alice@example.com".into()));
+        r.query.push(("to".into(), "alice@example.com".into()));
+        r.body = Some(Body {
+            content_type: Some("text/plain".into()),
+            bytes: b"pay with 4111111111111111 please".to_vec(),
+            truncated: false,
+        });
+        let applied = apply_to_request(
+            &mut r,
+            &[mask(detected("email"), Mask::KeepEmailDomain), mask(detected("card-number"), Mask::FixedLength(4))],
+        )
+        .unwrap();
+        assert_eq!(r.body.as_ref().unwrap().bytes, b"pay with **** please");
+        assert!(r.headers.contains(&("x-note".into(), "call *****@example.com".into())));
+        assert!(r.query.contains(&("to".into(), "*****@example.com".into())));
+        assert_eq!(applied.fields(), ["header:x-note", "query:to", "detected:card-number"]);
+        assert!(applied.body_changed);
+    }
+
+    #[test]
+    fn detectors_fail_closed_on_bodies_they_cannot_read() {
+        let mut r = json_response("{}");
+        r.body = Some(Body {
+            content_type: Some("application/octet-stream".into()),
+            bytes: vec![0xff, 0xfe],
+            truncated: false,
+        });
+        let err = apply_to_response(&mut r, &[remove(detected("email"))]).unwrap_err();
+        assert!(matches!(err, RedactError::BodyNotText { .. }), "{err:?}");
+        assert!(err.to_string().contains("detected:email"), "{err}");
+        let mut r = json_response("{\"a\": \"alice@example.com\"");
+        let err = apply_to_response(&mut r, &[remove(detected("email"))]).unwrap_err();
+        assert!(matches!(err, RedactError::BodyNotText { .. }), "invalid JSON with a JSON type: {err:?}");
+        let err = apply_to_response(&mut json_response("{}"), &[remove(detected("ssn"))]).unwrap_err();
+        assert!(matches!(err, RedactError::UnknownDetector { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn scanning_every_value_refuses_documents_nested_too_deep() {
+        let deep = format!("{}{}", "[".repeat(MAX_SCAN_DEPTH + 1), "]".repeat(MAX_SCAN_DEPTH + 1));
+        let mut r = json_response(&deep);
+        let err = apply_to_response(&mut r, &[remove(name("x"))]).unwrap_err();
+        assert!(err.to_string().contains("nested deeper than 128"), "{err}");
+        let ok = format!("{}{}", "[".repeat(MAX_SCAN_DEPTH), "]".repeat(MAX_SCAN_DEPTH));
+        assert!(apply_to_response(&mut json_response(&ok), &[remove(name("x"))]).is_ok());
+        // Plain pointers never recurse past their own length.
+        assert!(apply_to_response(&mut json_response(&deep), &[remove(ptr("/x"))]).is_ok());
     }
 }

@@ -55,7 +55,14 @@ pub fn run(args: &InspectArgs) -> Result<ExitCode> {
             println!("file                 {}", inspection.file);
             println!("name                 {}", inspection.name);
             println!("version              {}", inspection.version);
-            println!("contract             {}", inspection.contract);
+            // A 0.1 component loads and decides as before; it just cannot ask for 0.2's
+            // masks and targets.
+            let older = if policy.contract_version() == portcullis_host::WIT_VERSION {
+                String::new()
+            } else {
+                format!(" (older, still loaded; {} adds masks and name/detector targets)", portcullis_host::WIT_VERSION)
+            };
+            println!("contract             {}{older}", inspection.contract);
             println!("phases               {}", none(&inspection.phases));
             println!("needs request body   {}", inspection.needs_request_body);
             println!("needs response body  {}", inspection.needs_response_body);

@@ -7,7 +7,70 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::{Action, Approval, Decision, Denial, Outcome, Redaction, Target};
+use crate::{Action, Approval, Decision, Denial, Mask, Outcome, Redaction, Target};
+
+/// The names of the host's detectors, for [`Target::detected`] (contract 0.2): the host
+/// recognises these values by their shape and check digits (docs/minimisation.md).
+pub mod detectors {
+    /// Payment card numbers (Luhn).
+    pub const CARD_NUMBER: &str = "card-number";
+    /// International bank account numbers (mod-97).
+    pub const IBAN: &str = "iban";
+    /// E-mail addresses.
+    pub const EMAIL: &str = "email";
+    /// Phone numbers.
+    pub const PHONE: &str = "phone";
+    /// JSON Web Tokens.
+    pub const JWT: &str = "jwt";
+    /// Cloud, payment-provider and VCS keys, private-key blocks.
+    pub const SECRET: &str = "secret";
+}
+
+impl Target {
+    /// Every header with this name (case-insensitive).
+    pub fn header(name: &str) -> Target {
+        Target::Header(name.into())
+    }
+
+    /// Every query parameter with this name (request phase only).
+    pub fn query(name: &str) -> Target {
+        Target::Query(name.into())
+    }
+
+    /// The body value at this JSON pointer, `*` for every element or member.
+    pub fn json_pointer(pointer: &str) -> Target {
+        Target::JsonPointer(pointer.into())
+    }
+
+    /// Every object member with this name, at any depth of a JSON body (contract 0.2).
+    pub fn json_name(name: &str) -> Target {
+        Target::JsonName(name.into())
+    }
+
+    /// What the host's detector of this name ([`detectors`]) finds in the body, headers
+    /// and query (contract 0.2).
+    pub fn detected(detector: &str) -> Target {
+        Target::Detected(detector.into())
+    }
+}
+
+impl Redaction {
+    /// Remove the targeted values.
+    pub fn remove(target: Target) -> Redaction {
+        Redaction { target, action: Action::Remove }
+    }
+
+    /// Replace the targeted values with `text`.
+    pub fn replace(target: Target, text: &str) -> Redaction {
+        Redaction { target, action: Action::Replace(text.into()) }
+    }
+
+    /// Mask the targeted values (contract 0.2):
+    /// `Redaction::mask(Target::json_name("card_number"), Mask::KeepLast(4))`.
+    pub fn mask(target: Target, mask: Mask) -> Redaction {
+        Redaction { target, action: Action::Mask(mask) }
+    }
+}
 
 /// The time-to-live of an approval when [`ApprovalBuilder::ttl`] is not called: 15 minutes.
 pub const DEFAULT_APPROVAL_TTL_SECONDS: u32 = 900;
@@ -139,6 +202,23 @@ impl RedactBuilder {
         self.push(Target::Query(name.into()), Action::Replace(mask.into()))
     }
 
+    /// Removes every body member with this name, at any depth (contract 0.2).
+    pub fn json_name(self, name: &str) -> Self {
+        self.push(Target::JsonName(name.into()), Action::Remove)
+    }
+
+    /// Masks the values `target` names (contract 0.2), e.g.
+    /// `redact().mask(Target::json_name("card_number"), Mask::KeepLast(4))`.
+    pub fn mask(self, target: Target, mask: Mask) -> Self {
+        self.push(target, Action::Mask(mask))
+    }
+
+    /// Masks what the detector named `detector` ([`detectors`]) finds, e.g.
+    /// `redact().detected(detectors::EMAIL, Mask::KeepEmailDomain)` (contract 0.2).
+    pub fn detected(self, detector: &str, mask: Mask) -> Self {
+        self.push(Target::Detected(detector.into()), Action::Mask(mask))
+    }
+
     /// Adds a redaction built elsewhere.
     pub fn redaction(mut self, redaction: Redaction) -> Self {
         self.redactions.push(redaction);
@@ -235,6 +315,27 @@ mod tests {
             ]
         );
         assert_eq!(out.label_value("fields"), Some("4"));
+    }
+
+    #[test]
+    fn names_masks_and_detectors_build_0_2_redactions() {
+        let out: Outcome = redact()
+            .mask(Target::json_name("card_number"), Mask::KeepLast(4))
+            .json_name("cvc")
+            .detected(detectors::EMAIL, Mask::KeepEmailDomain)
+            .redaction(Redaction::mask(Target::header("x-customer"), Mask::Pseudonym))
+            .redaction(Redaction::replace(Target::detected(detectors::JWT), "[jwt]"))
+            .into();
+        assert_eq!(
+            out.redactions(),
+            &[
+                Redaction { target: Target::JsonName("card_number".into()), action: Action::Mask(Mask::KeepLast(4)) },
+                Redaction { target: Target::JsonName("cvc".into()), action: Action::Remove },
+                Redaction { target: Target::Detected("email".into()), action: Action::Mask(Mask::KeepEmailDomain) },
+                Redaction { target: Target::Header("x-customer".into()), action: Action::Mask(Mask::Pseudonym) },
+                Redaction { target: Target::Detected("jwt".into()), action: Action::Replace("[jwt]".into()) },
+            ]
+        );
     }
 
     #[test]

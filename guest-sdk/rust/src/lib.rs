@@ -67,12 +67,12 @@ pub mod settings;
 pub mod testing;
 
 pub use bindings::portcullis::policy::types::{
-    Action, Approval, Body, Decision, Denial, Outcome, Phases, Principal, PrincipalKind, Redaction, Request, Response,
-    SettingsError, Target,
+    Action, Approval, Body, Decision, Denial, Mask, Outcome, Phases, Principal, PrincipalKind, Redaction, Request,
+    Response, SettingsError, Target,
 };
 pub use capabilities::{clock, data, log, rate_limit};
 pub use decision::{
-    ApprovalBuilder, DEFAULT_APPROVAL_TTL_SECONDS, RedactBuilder, allow, deny, redact, require_approval,
+    ApprovalBuilder, DEFAULT_APPROVAL_TTL_SECONDS, RedactBuilder, allow, deny, detectors, redact, require_approval,
 };
 pub use policy::{Metadata, Policy};
 pub use settings::check_settings;
@@ -88,9 +88,9 @@ pub use serde_json;
 /// have to import one by one.
 pub mod prelude {
     pub use crate::{
-        Action, Approval, Body, Decision, Denial, Metadata, Outcome, Phases, Policy, Principal, PrincipalKind,
-        Redaction, Request, Response, SettingsError, Target, allow, clock, data, deny, export_policy, log, rate_limit,
-        redact, require_approval,
+        Action, Approval, Body, Decision, Denial, Mask, Metadata, Outcome, Phases, Policy, Principal, PrincipalKind,
+        Redaction, Request, Response, SettingsError, Target, allow, clock, data, deny, detectors, export_policy, log,
+        rate_limit, redact, require_approval,
     };
     pub use alloc::borrow::ToOwned;
     pub use alloc::boxed::Box;

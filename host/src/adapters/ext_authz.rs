@@ -368,9 +368,9 @@ pub fn forward_response(checked: &Checked, forwarded: &Request, check: &RequestC
 
 /// A refusal when the check's body redactions cannot be carried out through Envoy.
 fn unenforceable(checked: &Checked, forwarded: &Request, check: &RequestCheck) -> Option<Refusal> {
-    let pointer = check.verdict.redactions().iter().find_map(|r| match &r.target {
-        Target::JsonPointer(pointer) => Some(pointer.as_str()),
-        _ => None,
+    let pointer = check.verdict.redactions().iter().find(|r| r.target.may_change_body()).map(|r| match &r.target {
+        Target::JsonPointer(pointer) => pointer.clone(),
+        other => other.to_string(),
     })?;
     let changed = check.applied.as_ref().is_some_and(|a| a.body_changed);
     let reason = if changed {
@@ -395,7 +395,7 @@ fn unenforceable(checked: &Checked, forwarded: &Request, check: &RequestCheck) -
             .verdict
             .policies
             .iter()
-            .find(|p| p.redactions.iter().any(|r| matches!(r.target, Target::JsonPointer(_))))
+            .find(|p| p.redactions.iter().any(|r| r.target.may_change_body()))
             .map(|p| p.policy.clone()),
         request_id: forwarded.id.clone(),
         approval: None,

@@ -16,7 +16,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 
 use crate::decision::Redaction;
 use crate::exchange::{Body, Request, Response, percent_decode, percent_encode_query};
-use crate::redact::{Applied, BodyView, Direction, Fields, Plan, RedactError};
+use crate::redact::{Applied, BodyView, Direction, Fields, Plan, RedactError, ValueEdit};
 use crate::target::{CanonicalTarget, TargetError, TargetRules, canonicalize, require_canonical};
 
 /// What an `http::Request` does not say, for [`request_from_http`].
@@ -295,6 +295,38 @@ impl Fields for HeaderFields<'_> {
         }
         Ok(true)
     }
+
+    fn edit_each(
+        &mut self,
+        edit: &mut dyn FnMut(&str, &str) -> Result<ValueEdit, RedactError>,
+    ) -> Result<(), RedactError> {
+        let names: Vec<HeaderName> = self.0.keys().cloned().collect();
+        for name in names {
+            let mut values = Vec::new();
+            let mut changed = false;
+            for value in self.0.get_all(&name) {
+                let text = String::from_utf8_lossy(value.as_bytes());
+                match edit(name.as_str(), &text)? {
+                    ValueEdit::Keep => values.push(value.clone()),
+                    ValueEdit::Remove => changed = true,
+                    ValueEdit::Set(new) => {
+                        changed = true;
+                        values.push(HeaderValue::from_str(&new).map_err(|_| RedactError::InvalidHeaderValue {
+                            name: name.as_str().to_owned(),
+                            reason: "the masked value is not a valid header value".into(),
+                        })?);
+                    }
+                }
+            }
+            if changed {
+                self.0.remove(&name);
+                for value in values {
+                    self.0.append(name.clone(), value);
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A URI query as its raw `key=value` segments, so pairs that are not redacted keep their
@@ -342,6 +374,27 @@ impl Fields for RawQuery<'_> {
         }
         self.changed |= hit;
         Ok(hit)
+    }
+
+    fn edit_each(
+        &mut self,
+        edit: &mut dyn FnMut(&str, &str) -> Result<ValueEdit, RedactError>,
+    ) -> Result<(), RedactError> {
+        let mut kept = Vec::with_capacity(self.segments.len());
+        for (key, raw) in std::mem::take(&mut self.segments) {
+            let value = raw.split_once('=').map_or(String::new(), |(_, value)| percent_decode(value, true));
+            match edit(&key, &value)? {
+                ValueEdit::Keep => kept.push((key, raw)),
+                ValueEdit::Remove => self.changed = true,
+                ValueEdit::Set(new) => {
+                    self.changed = true;
+                    let raw_key = raw.split_once('=').map_or(raw.as_ref(), |(k, _)| k).to_owned();
+                    kept.push((key, std::borrow::Cow::Owned(format!("{raw_key}={}", percent_encode_query(&new)))));
+                }
+            }
+        }
+        self.segments = kept;
+        Ok(())
     }
 }
 

@@ -6,7 +6,9 @@
 //! documented in `docs/configuration.md`.
 
 mod front;
+mod hold;
 mod notify;
+mod redaction;
 mod state;
 mod tls;
 
@@ -26,10 +28,12 @@ pub use front::{
     AdminSection, ApprovalsSection, AuditSection, ForwardAuthSection, ListenSection, McpSection, ProxySection,
     ServerSection,
 };
+pub use hold::{DEFAULT_MAX_HELD, Holds, MAX_HOLD, parse_duration};
 pub use notify::{
     DEFAULT_NOTIFY_ATTEMPTS, DEFAULT_NOTIFY_BACKOFF_MS, DEFAULT_NOTIFY_EVENTS, DEFAULT_NOTIFY_QUEUE,
     DEFAULT_NOTIFY_TIMEOUT_MS, MIN_NOTIFY_SECRET_LEN, NotifyFormat, NotifyTarget, inbox_link,
 };
+pub use redaction::RedactionSection;
 pub use state::{
     ApprovalBackend, CounterStore, DEFAULT_POSTGRES_POOL, DEFAULT_POSTGRES_TIMEOUT_MS, RateLimitState, StateSection,
 };
@@ -78,6 +82,9 @@ pub struct Config {
     /// Where state shared by replicas lives (rate-limit counters); memory without it.
     #[serde(default)]
     pub state: StateSection,
+    /// The redaction applier's settings: the key of keyed pseudonyms.
+    #[serde(default)]
+    pub redaction: RedactionSection,
 }
 
 /// `[engine]`
@@ -158,6 +165,10 @@ pub struct PolicyConfig {
     /// [`Policy::load`](crate::Policy::load).
     #[serde(default)]
     pub preinit: Option<bool>,
+    /// How long a door keeps a request this policy asks an approval for open while an
+    /// approver decides (`"30s"`; at most [`MAX_HOLD`]); a route's own `hold` wins.
+    #[serde(default)]
+    pub hold: Option<String>,
 }
 
 /// `reuse = true | false | { max_uses, max_idle }`.
@@ -247,6 +258,11 @@ pub struct RouteConfig {
     pub operations: Vec<String>,
     /// Policies to evaluate, in order.
     pub policies: Vec<String>,
+    /// How long a door keeps a request on this route that needs an approval open while an
+    /// approver decides (`"30s"`, `"0s"` for none; at most [`MAX_HOLD`]); it wins over the
+    /// policies' `hold`.
+    #[serde(default)]
+    pub hold: Option<String>,
 }
 
 /// Why a config could not be used. Always names the file.
@@ -326,6 +342,7 @@ impl Config {
             toml::from_str(text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
         config.check_limits().map_err(|message| ConfigError::Invalid { path: path.to_owned(), message })?;
         config.check_state().map_err(|message| ConfigError::Invalid { path: path.to_owned(), message })?;
+        config.check_holds().map_err(|message| ConfigError::Invalid { path: path.to_owned(), message })?;
         Ok(config)
     }
 
@@ -433,6 +450,7 @@ impl PolicySet {
                 .map_err(|source| ConfigError::Data { path: path.to_owned(), source })?,
             None => DataSets::default(),
         };
+        let pseudonym_key = config.redaction.pseudonym_key(&dir).map_err(invalid)?;
         let mut builder = PolicySet::builder(engine)
             .shared(Shared { data: Arc::new(data), rate_limiter: counters })
             .unmatched(config.routing.unmatched);
@@ -473,7 +491,10 @@ impl PolicySet {
                 policies: route.policies.clone(),
             });
         }
-        builder.build().map_err(set_err)
+        let set = builder.build().map_err(set_err)?;
+        // Installed only once the whole set loaded: a reload that fails keeps the old key.
+        crate::mask::set_pseudonym_key(pseudonym_key);
+        Ok(set)
     }
 }
 

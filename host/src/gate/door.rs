@@ -84,11 +84,9 @@ impl Reach {
         }
         match self.body {
             BodyReach::Rewrite => None,
-            BodyReach::ReadOnly => changed("json:"),
-            BodyReach::Unseen => redactions
-                .iter()
-                .find(|r| matches!(r.target, crate::decision::Target::JsonPointer(_)))
-                .map(|r| r.target.to_string()),
+            // A detector's change to a text body is reported as `detected:<name>`.
+            BodyReach::ReadOnly => changed("json:").or_else(|| changed("detected:")),
+            BodyReach::Unseen => redactions.iter().find(|r| r.target.may_change_body()).map(|r| r.target.to_string()),
         }
     }
 }
@@ -295,18 +293,13 @@ impl Gate {
     /// arriving door cannot change, naming the policy that asked for it.
     fn unenforceable(&self, request: &Request, check: &RequestCheck, arrival: &Arrival) -> Option<Refusal> {
         let field = arrival.reach.unenforceable(check)?;
-        let json = field.starts_with("json:");
+        let json = field.starts_with("json:") || field.starts_with("detected:");
         let policy = check
             .verdict
             .policies
             .iter()
             .find(|p| {
-                p.redactions.iter().any(|r| {
-                    matches!(
-                        (&r.target, json),
-                        (crate::decision::Target::JsonPointer(_), true) | (crate::decision::Target::Query(_), false)
-                    )
-                })
+                p.redactions.iter().any(|r| if json { r.target.may_change_body() } else { r.target.may_change_query() })
             })
             .map(|p| p.policy.clone());
         let reason = format!(

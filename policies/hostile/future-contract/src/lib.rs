@@ -1,5 +1,5 @@
 //! `hostile-future-contract`: an allow-everything policy built against
-//! `portcullis:policy@0.2.0`, for the host's tests only.
+//! `portcullis:policy@0.3.0`, for the host's tests only.
 //!
 //! `wit/policy.wit` is the real contract with only its package version changed (see
 //! `README.md`), so the component is a correct policy in every respect but its version: the

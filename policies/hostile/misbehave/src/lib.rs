@@ -22,7 +22,10 @@
 //!   - `many-redactions`: redacts with 1,000,000 header redactions;
 //!   - `bad-status`: denies with status 200;
 //!   - `bad-pointer`: redacts the JSON pointer `email` (no leading `/`);
-//!   - `empty-group`: requires approval from an empty approver group.
+//!   - `empty-group`: requires approval from an empty approver group;
+//!   - `bad-detector`: redacts `detected("ssn")`, a detector the host does not have;
+//!   - `mask-0-2`: a valid contract-0.2 redaction: `json-name("card_number")` masked with
+//!     `keep-last(4)`, and `detected("email")` with `keep-email-domain`.
 //!
 //! `init` refuses an unknown key or mode (naming it), so a test cannot misspell a fault.
 //! `metadata` runs before `init`, so it reads the settings through the `settings` import
@@ -45,7 +48,7 @@ use core::hint::black_box;
 use portcullis_guest::bindings::exports::portcullis::policy::handler::Guest;
 use portcullis_guest::bindings::portcullis::policy::types::PolicyMetadata;
 use portcullis_guest::{
-    Action, Approval, Decision, Denial, Outcome, Phases, Redaction, Request, Response, SettingsError, Target,
+    Action, Mask, Approval, Decision, Denial, Outcome, Phases, Redaction, Request, Response, SettingsError, Target,
 };
 use serde_json::Value;
 
@@ -69,6 +72,8 @@ const CALL_MODES: &[&str] = &[
     "bad-status",
     "bad-pointer",
     "empty-group",
+    "bad-detector",
+    "mask-0-2",
 ];
 
 /// Size of the `huge-string` reason: 8 MiB.
@@ -226,6 +231,14 @@ fn call(phase: &str, mode: &str) -> Outcome {
             target: Target::JsonPointer("email".to_string()),
             action: Action::Remove,
         }])),
+        "bad-detector" => outcome(Decision::Redact(vec![Redaction {
+            target: Target::Detected("ssn".to_string()),
+            action: Action::Remove,
+        }])),
+        "mask-0-2" => outcome(Decision::Redact(vec![
+            Redaction { target: Target::JsonName("card_number".to_string()), action: Action::Mask(Mask::KeepLast(4)) },
+            Redaction { target: Target::Detected("email".to_string()), action: Action::Mask(Mask::KeepEmailDomain) },
+        ])),
         "empty-group" => outcome(Decision::RequireApproval(Approval {
             reason: "an approval nobody can give".to_string(),
             approver_group: String::new(),

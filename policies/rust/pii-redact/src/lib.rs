@@ -147,6 +147,7 @@ mod tests {
                 (Target::JsonPointer(p), Action::Replace(m)) => (p.clone(), Some(m.clone())),
                 (Target::Header(h), _) => (format!("header:{h}"), None),
                 (Target::Query(q), _) => (format!("query:{q}"), None),
+                (other, _) => (format!("{other:?}"), None),
             })
             .collect()
     }
