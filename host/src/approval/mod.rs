@@ -28,6 +28,7 @@ mod groups;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+pub mod request_state;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
