@@ -8,4 +8,5 @@ pub mod har;
 pub mod http;
 pub mod jsonl;
 pub mod mcp;
+pub mod mcp_headers;
 pub mod traffic;
