@@ -9,4 +9,5 @@ pub mod http;
 pub mod jsonl;
 pub mod mcp;
 pub mod mcp_headers;
+pub mod mcp_pins;
 pub mod traffic;
