@@ -409,8 +409,10 @@ fn single<'a>(headers: &'a HeaderMap, name: &str, label: &str) -> Result<Option<
     if !bytes.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)) {
         return Err(HeaderMismatch::new(format!("{label} header value contains invalid characters")));
     }
-    // Only visible ASCII, space and tab: valid UTF-8.
-    Ok(std::str::from_utf8(bytes).ok())
+    // Only visible ASCII, space and tab, so always UTF-8; refused rather than ignored if not.
+    std::str::from_utf8(bytes)
+        .map(Some)
+        .map_err(|_| HeaderMismatch::new(format!("{label} header value contains invalid characters")))
 }
 
 fn decode_for(label: &str, raw: &str) -> Result<String, HeaderMismatch> {

@@ -25,7 +25,8 @@ pub enum Rule {
     /// / prompts / rules".
     IgnoreInstructions,
     /// Keeping something from the user: "do not tell the user", "don't mention this to the
-    /// user", "without telling the user", "hide this from the user", "the user must not know".
+    /// user", "do not mention that you …", "without telling the user", "hide this from the
+    /// user", "the user must not know".
     ConcealFromUser,
     /// Prompt-style tags: `<IMPORTANT>`, `<system>`, `<instructions>`, `<secret>`, `<hidden>`,
     /// `<admin>`, `[INST]`, `<<SYS>>`, `<|im_start|>`.
@@ -103,10 +104,15 @@ pub fn scan_text(text: &str) -> Vec<Rule> {
 }
 
 /// Every finding in a tool definition: the instruction rules over its `description` and
-/// `title`, every `description` and `title` in its `inputSchema`, and its property names
-/// (hidden characters only); [`Rule::SecretParameter`] over its parameters.
+/// `title`, every `description` and `title` in its `inputSchema`, and its name and property
+/// names (hidden characters only); [`Rule::SecretParameter`] over its parameters.
 pub fn scan_tool(tool: &Value) -> Vec<Finding> {
     let mut findings = Vec::new();
+    if let Some(name) = tool.get("name").and_then(Value::as_str)
+        && has_hidden_characters(name)
+    {
+        findings.push(Finding { rule: Rule::HiddenCharacters, at: "/name".into() });
+    }
     for field in ["description", "title"] {
         if let Some(text) = tool.get(field).and_then(Value::as_str) {
             findings.extend(scan_text(text).into_iter().map(|rule| Finding { rule, at: format!("/{field}") }));
@@ -294,6 +300,9 @@ const CONCEAL: &[Phrase] = &[
         &["the", ""],
         USER,
     ],
+    // "Do not mention that you first need to read the file": hiding the model's own steps.
+    &[&["do", "does", "must", "should"], &["not"], TELL, &["that", "this", "it"], &["you"]],
+    &[&["don't", "dont", "never"], TELL, &["that", "this", "it"], &["you"]],
     &[&["don't", "dont", "never"], TELL, &["this", "it", "anything", "that", ""], &["to", ""], &["the", ""], USER],
     &[&["without"], &["telling", "informing", "notifying", "alerting", "asking", "showing"], &["the", ""], USER],
     &[&["hide", "conceal"], &["this", "it", "that", "these", ""], &["from"], &["the", ""], USER],
