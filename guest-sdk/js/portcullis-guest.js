@@ -270,6 +270,19 @@ export function deny(status, code, reason) {
 
 const remove = { tag: 'remove' };
 const replace = (mask) => ({ tag: 'replace', val: checkStr('mask', mask) });
+const masked = (mask) => (mask === undefined ? remove : { tag: 'mask', val: mask });
+
+/** Masks (contract 0.2), for `RedactBuilder.jsonName`, `.detected` and `.mask`. */
+export const masks = {
+  /** Keep the last `n` characters, `*` for the others. */
+  keepLast: (n) => ({ tag: 'keep-last', val: checkInt('keepLast', n, 0xffffffff) }),
+  /** Keep an e-mail address's `@domain`: `*****@example.com`. */
+  keepEmailDomain: () => ({ tag: 'keep-email-domain' }),
+  /** Exactly `n` `*`, whatever the value's length. */
+  fixedLength: (n) => ({ tag: 'fixed-length', val: checkInt('fixedLength', n, 0xffffffff) }),
+  /** A keyed pseudonym (`pn_…`, HMAC-SHA256 under the host's `[redaction]` key). */
+  pseudonym: () => ({ tag: 'pseudonym' }),
+};
 
 /** Collects redactions; see `redact()`. */
 export class RedactBuilder {
@@ -302,6 +315,20 @@ export class RedactBuilder {
   }
   queryMask(name, mask) {
     return this.push({ tag: 'query', val: checkStr('query name', name) }, replace(mask));
+  }
+  /** Removes (or, with a mask from `masks`, masks) every body member with this name, at any
+   * depth (contract 0.2): `.jsonName('card_number', masks.keepLast(4))`. */
+  jsonName(name, mask) {
+    return this.push({ tag: 'json-name', val: checkStr('member name', name) }, masked(mask));
+  }
+  /** Removes (or masks) what the host's detector finds in the body, headers and query
+   * (contract 0.2): 'card-number', 'iban', 'email', 'phone', 'jwt', 'secret'. */
+  detected(detector, mask) {
+    return this.push({ tag: 'detected', val: checkStr('detector', detector) }, masked(mask));
+  }
+  /** Masks the values `target` names, e.g. `.mask({ tag: 'header', val: 'x-customer' }, masks.pseudonym())`. */
+  mask(target, mask) {
+    return this.push(target, { tag: 'mask', val: mask });
   }
   label(key, value) {
     this.labels.push([checkStr('label key', key), checkStr('label value', value)]);

@@ -86,6 +86,19 @@ test('decisions', () => {
     ['header', 'x-k', 'remove'],
     ['query', 'q', 'replace'],
   ]);
+  const m = g.redact()
+    .jsonName('card_number', g.masks.keepLast(4))
+    .jsonName('cvc')
+    .detected('email', g.masks.keepEmailDomain())
+    .mask({ tag: 'header', val: 'x-customer' }, g.masks.pseudonym())
+    .build();
+  assert.deepEqual(m.redactions(), [
+    { target: { tag: 'json-name', val: 'card_number' }, action: { tag: 'mask', val: { tag: 'keep-last', val: 4 } } },
+    { target: { tag: 'json-name', val: 'cvc' }, action: { tag: 'remove' } },
+    { target: { tag: 'detected', val: 'email' }, action: { tag: 'mask', val: { tag: 'keep-email-domain' } } },
+    { target: { tag: 'header', val: 'x-customer' }, action: { tag: 'mask', val: { tag: 'pseudonym' } } },
+  ]);
+  assert.throws(() => g.masks.fixedLength(-1));
   const empty = g.redact().label('rule', 'x').build();
   assert.ok(empty.isAllow());
   assert.equal(empty.labelValue('rule'), 'x');

@@ -125,6 +125,26 @@ def deny(status: int, code: str, reason: str) -> Outcome:
     )
 
 
+def keep_last(n: int) -> "types.Mask":
+    """A mask keeping the last `n` characters, `*` for the others (contract 0.2)."""
+    return types.Mask_KeepLast(_check_int("keep_last", n, _U32))
+
+
+def keep_email_domain() -> "types.Mask":
+    """A mask keeping an e-mail address's `@domain`: `*****@example.com` (contract 0.2)."""
+    return types.Mask_KeepEmailDomain()
+
+
+def fixed_length(n: int) -> "types.Mask":
+    """A mask of exactly `n` `*`, whatever the value's length (contract 0.2)."""
+    return types.Mask_FixedLength(_check_int("fixed_length", n, _U32))
+
+
+def pseudonym() -> "types.Mask":
+    """A keyed pseudonym (`pn_…`, HMAC-SHA256 under the host's `[redaction]` key; contract 0.2)."""
+    return types.Mask_Pseudonym()
+
+
 class RedactBuilder:
     """Collects redactions; see `redact()`."""
 
@@ -171,6 +191,24 @@ class RedactBuilder:
             types.Target_Query(_check_str("query name", name)),
             types.Action_Replace(_check_str("mask", mask)),
         )
+
+    def json_name(self, name: str, mask: Optional["types.Mask"] = None) -> "RedactBuilder":
+        """Removes (or, with `mask`, masks) every body member with this name at any depth
+        (contract 0.2), e.g. `json_name("card_number", keep_last(4))`."""
+        target = types.Target_JsonName(_check_str("member name", name))
+        return self._push(target, types.Action_Remove() if mask is None else types.Action_Mask(mask))
+
+    def detected(self, detector: str, mask: Optional["types.Mask"] = None) -> "RedactBuilder":
+        """Removes (or, with `mask`, masks) what the host's detector `detector` finds in the
+        body, headers and query (contract 0.2): `card-number`, `iban`, `email`, `phone`,
+        `jwt`, `secret`. Inside free text only the match changes."""
+        target = types.Target_Detected(_check_str("detector", detector))
+        return self._push(target, types.Action_Remove() if mask is None else types.Action_Mask(mask))
+
+    def mask(self, target: "types.Target", mask: "types.Mask") -> "RedactBuilder":
+        """Masks the values `target` names (contract 0.2), e.g.
+        `mask(types.Target_Header("x-customer"), pseudonym())`."""
+        return self._push(target, types.Action_Mask(mask))
 
     def redaction(self, redaction: "types.Redaction") -> "RedactBuilder":
         """Adds a redaction built elsewhere."""

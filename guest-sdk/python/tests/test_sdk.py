@@ -21,6 +21,7 @@ from portcullis_guest import (
     data,
     deny,
     export_policy,
+    fixed_length,
     has_scope,
     header,
     header_values,
@@ -30,9 +31,12 @@ from portcullis_guest import (
     json_body,
     json_pointer,
     json_pointer_all,
+    keep_email_domain,
+    keep_last,
     kind_name,
     log,
     parse,
+    pseudonym,
     query,
     rate_limit,
     redact,
@@ -131,6 +135,27 @@ class DecisionTest(unittest.TestCase):
         self.assertEqual(out.kind(), "deny")
         with self.assertRaises(ValueError):
             deny(70000, "x", "y")
+
+    def test_names_masks_and_detectors(self):
+        out = (
+            redact().json_name("card_number", keep_last(4)).json_name("cvc")
+            .detected("email", keep_email_domain()).detected("jwt")
+            .mask(types.Target_Header("x-customer"), pseudonym()).mask(types.Target_Query("q"), fixed_length(3))
+            .build()
+        )
+        self.assertEqual(
+            out.redactions(),
+            [
+                types.Redaction(types.Target_JsonName("card_number"), types.Action_Mask(types.Mask_KeepLast(4))),
+                types.Redaction(types.Target_JsonName("cvc"), types.Action_Remove()),
+                types.Redaction(types.Target_Detected("email"), types.Action_Mask(types.Mask_KeepEmailDomain())),
+                types.Redaction(types.Target_Detected("jwt"), types.Action_Remove()),
+                types.Redaction(types.Target_Header("x-customer"), types.Action_Mask(types.Mask_Pseudonym())),
+                types.Redaction(types.Target_Query("q"), types.Action_Mask(types.Mask_FixedLength(3))),
+            ],
+        )
+        with self.assertRaises(ValueError):
+            keep_last(-1)
 
     def test_redact_collects_targets_in_order(self):
         out = (
