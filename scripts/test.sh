@@ -58,6 +58,7 @@ bash scripts/build-python-policies.sh --test
 # tests/conformance.rs, and the scaffold for `portcullis new --lang js` in tests/scaffold.rs.
 bash scripts/build-js-policies.sh --test
 bash scripts/install-mcp.sh >/dev/null  # the MCP Python SDK (target/mcp-venv) for tests/mcp.rs
+bash scripts/install-mcp-node.sh >/dev/null  # the MCP TypeScript SDKs (target/mcp-node) for tests/mcp_sdks.rs
 cargo test --workspace --all-targets
 # `--all-targets` leaves out doctests: the library's (the crate-root example embeds a policy
 # set) run here, and its documentation must build without a warning (`missing_docs` on).
