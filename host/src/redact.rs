@@ -640,7 +640,8 @@ impl<'r> Plan<'r> {
         body: Option<BodyView<'_>>,
         tally: &mut Tally,
     ) -> Result<Option<Vec<u8>>, RedactError> {
-        let Some(body) = body.filter(|b| b.truncated || !b.bytes.is_empty()) else {
+        // As for pointers: only whitespace carries nothing, unless the rest was cut off.
+        let Some(body) = body.filter(|b| b.truncated || !b.bytes.iter().all(|c| is_ws(*c))) else {
             tally.no_body = true;
             return Ok(None);
         };

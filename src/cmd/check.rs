@@ -43,6 +43,12 @@ fn plan(name: &str, checked: &Preflight) -> String {
         },
     );
     let _ = writeln!(out, "\naudit: {audit}\napprovals: {approvals}");
+    let pseudonyms = match (&config.redaction.pseudonym_key_env, &config.redaction.pseudonym_key_file) {
+        (Some(var), _) => format!("key from ${var}"),
+        (None, Some(file)) => format!("key from {}", file.display()),
+        (None, None) => "no key ([redaction] pseudonym_key_env or _file): pseudonym masks are refused".to_owned(),
+    };
+    let _ = writeln!(out, "pseudonyms: {pseudonyms}");
     if let Some(section) = config.approvals.as_ref().filter(|a| !a.notify.is_empty()) {
         let _ = writeln!(out, "notify:");
         for line in crate::serve::notify::Notifier::describe(section) {

@@ -122,8 +122,18 @@ fn redactions() -> Vec<Redaction> {
     ]
 }
 
+/// The same two fields by member name at any depth (contract 0.2's `json-name`), which
+/// makes the applier look at every member instead of following the pointers.
+fn name_redactions() -> Vec<Redaction> {
+    vec![
+        Redaction { target: Target::JsonName("email".into()), action: Action::Remove },
+        Redaction { target: Target::JsonName("phone".into()), action: Action::Replace("[redacted]".into()) },
+    ]
+}
+
 fn redaction(c: &mut Criterion) {
     let redactions = redactions();
+    let by_name = name_redactions();
     for (label, size) in SIZES {
         let bytes = json_body(size);
         let body = Body { content_type: Some("application/json".into()), bytes: bytes.clone(), truncated: false };
@@ -138,6 +148,9 @@ fn redaction(c: &mut Criterion) {
         let mut check = response.clone();
         let applied = portcullis_host::redact::apply_to_response(&mut check, &redactions).expect("redacts");
         assert!(applied.body_changed && !applied.changes.is_empty());
+        let mut named = response.clone();
+        portcullis_host::redact::apply_to_response(&mut named, &by_name).expect("redacts by name");
+        assert_eq!(named.body, check.body, "names and pointers redact this body alike");
         serde_json::from_slice::<serde_json::Value>(&check.body.unwrap().bytes).expect("still JSON");
 
         let mut g = c.benchmark_group(format!("redact_{label}"));
@@ -162,6 +175,13 @@ fn redaction(c: &mut Criterion) {
             b.iter_batched_ref(
                 || request.clone(),
                 |r| portcullis_host::redact::apply_to_request(r, &redactions).unwrap(),
+                BatchSize::LargeInput,
+            )
+        });
+        g.bench_function("response_json_name", |b| {
+            b.iter_batched_ref(
+                || response.clone(),
+                |r| portcullis_host::redact::apply_to_response(r, &by_name).unwrap(),
                 BatchSize::LargeInput,
             )
         });
@@ -367,16 +387,18 @@ fn report(requests: usize, body_sizes: &[usize], replay_entries: usize, memory: 
             });
         }
     }
-    println!("\nJSON redaction (2 pointers with *, remove + replace) vs serde_json Value parse + write");
+    println!(
+        "\nJSON redaction (2 pointers with *, remove + replace; the same 2 fields by json-name) vs serde_json Value parse + write"
+    );
     for ((label, _), bytes) in SIZES.iter().zip(body_sizes) {
         let group = format!("redact_{label}");
         let Some(base) = median_ns(&group, "serde_parse_write") else { continue };
         let mbps = |ns: f64| *bytes as f64 / ns * 1e3;
         println!("  {label:>4} serde parse+write {:>10.1} µs {:>8.0} MB/s   1.0×", base / 1e3, mbps(base));
-        for id in ["response", "request"] {
+        for id in ["response", "request", "response_json_name"] {
             if let Some(ns) = median_ns(&group, id) {
                 println!(
-                    "  {label:>4} redact {id:<10} {:>10.1} µs {:>8.0} MB/s {:>5.2}×",
+                    "  {label:>4} redact {id:<18} {:>10.1} µs {:>8.0} MB/s {:>5.2}×",
                     ns / 1e3,
                     mbps(ns),
                     ns / base

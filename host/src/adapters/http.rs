@@ -319,9 +319,19 @@ impl Fields for HeaderFields<'_> {
                 }
             }
             if changed {
-                self.0.remove(&name);
-                for value in values {
-                    self.0.append(name.clone(), value);
+                // `insert` keeps the name's place among the headers; `remove` only when none
+                // is left.
+                let mut values = values.into_iter();
+                match values.next() {
+                    Some(first) => {
+                        self.0.insert(name.clone(), first);
+                        for value in values {
+                            self.0.append(name.clone(), value);
+                        }
+                    }
+                    None => {
+                        self.0.remove(&name);
+                    }
                 }
             }
         }
@@ -697,6 +707,43 @@ mod tests {
         let body: Value = serde_json::from_slice(via_http.body()).unwrap();
         assert_eq!(body, json!({"b": 2}));
         assert_eq!(response_from_http(&via_http).unwrap(), normalised);
+    }
+
+    /// Contract 0.2's masks and detectors edit `HeaderMap`s and raw queries as they edit
+    /// the normalised model.
+    #[test]
+    fn masks_and_detectors_agree_between_http_and_normalised() {
+        use crate::decision::Mask;
+        let mask = |target, m| Redaction { target, action: crate::decision::Action::Mask(m) };
+        let make = || {
+            let body = br#"{"card": {"number": "4111111111111111"}, "note": "to alice@example.com"}"#.to_vec();
+            http::Request::builder()
+                .method("post")
+                .uri("/pay?token=t%201&to=bob%40example.org&page=2&flag")
+                .header("host", "api.example.com")
+                .header("x-api-key", "k1")
+                .header("x-note", "cc carol@example.net")
+                .header("content-type", "application/json")
+                .body(body)
+                .unwrap()
+        };
+        let redactions = [
+            mask(Target::Header("x-api-key".into()), Mask::KeepLast(1)),
+            mask(Target::Query("token".into()), Mask::FixedLength(2)),
+            mask(Target::JsonName("number".into()), Mask::KeepLast(4)),
+            mask(Target::Detected("email".into()), Mask::KeepEmailDomain),
+        ];
+        let mut via_http = make();
+        let applied_http = apply_to_http_request(&mut via_http, &redactions).unwrap();
+        let mut normalised = request_from_http(&make(), &FromHttp::default()).unwrap();
+        let applied = apply_to_request(&mut normalised, &redactions).unwrap();
+        assert_eq!(applied_http, applied);
+        assert_eq!(request_from_http(&via_http, &FromHttp::default()).unwrap(), normalised);
+        assert_eq!(via_http.uri().query(), Some("token=%2A%2A&to=%2A%2A%2A%40example.org&page=2&flag"));
+        assert_eq!(via_http.headers()["x-api-key"], "*1");
+        assert_eq!(via_http.headers()["x-note"], "cc *****@example.net");
+        let body: Value = serde_json::from_slice(via_http.body()).unwrap();
+        assert_eq!(body, json!({"card": {"number": "************1111"}, "note": "to *****@example.com"}));
     }
 
     #[test]
