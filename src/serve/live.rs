@@ -33,6 +33,9 @@ pub struct Keep {
     pub counters: portcullis_host::RateLimiter,
     /// `[[approvals.notify]]`: the webhooks told about approvals (the gate's event sink).
     pub notifier: Option<Arc<super::notify::Notifier>>,
+    /// Requests held open while approvers decide: the count, the cap, the holds of the
+    /// generation serving, and the watch the gate's events wake them through.
+    pub holding: Arc<super::hold::Holding>,
     /// The `[engine]`, `[server]`, `[audit]`, `[approvals]` and `[state]` sections at start, to warn
     /// when a reload changes what only a restart applies.
     pub fixed: String,
@@ -149,6 +152,8 @@ impl Live {
                 // The new gate's key rings take over the keys held before it serves.
                 self.jwks.use_prepared(keys);
                 self.gate.store(Arc::new(gate));
+                // Requests already held keep their deadline; their redemption runs the new gate.
+                self.keep.holding.set_holds(config.holds());
                 state.generation += 1;
                 state.last_error = None;
                 state.watched = watched_files(&config, path);
@@ -176,10 +181,12 @@ pub fn build_gate(config: &Config, path: &Path, keep: &Keep) -> Result<Gate> {
     super::admin::warn_unconfigured_groups(config);
     let groups = config.approvals.as_ref().map(|a| a.groups.clone()).unwrap_or_default();
     let gate = gate.with_approvers(portcullis_host::approval::ApproverGroups::new(groups));
-    let gate = match &keep.notifier {
-        Some(notifier) => gate.with_events(notifier.clone()),
-        None => gate,
-    };
+    // Decisions made here (admin API, inbox) wake the requests held on them at once.
+    let mut events: Vec<Arc<dyn portcullis_host::approval::ApprovalEvents>> = vec![keep.holding.watch()];
+    if let Some(notifier) = &keep.notifier {
+        events.push(notifier.clone());
+    }
+    let gate = gate.with_events(Arc::new(portcullis_host::approval::Fanout(events)));
     Ok(match &keep.approvals {
         Some(store) => gate.with_approvals(store.clone()),
         None => gate,

@@ -54,8 +54,8 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, watch};
 
 use super::http::{
-    Body, BoxError, Listener, ReadError, client_certificate, content_length, full, read_capped, strip_hop_by_hop,
-    with_request_id,
+    Body, BoxError, Judge, Listener, ReadError, client_certificate, content_length, full, read_capped,
+    strip_hop_by_hop, with_request_id,
 };
 use super::live::Live;
 use super::upstream::{DoorUpstream, UpstreamClient};
@@ -75,6 +75,10 @@ const LIST_TTL: Duration = Duration::from_secs(300);
 /// often per list (the tool may have been added since).
 const LIST_REFRESH: Duration = Duration::from_secs(10);
 
+/// What the MCP door can change in a call it passes on: arguments (the body) and headers,
+/// not the endpoint's query.
+const MCP_REACH: Reach = Reach { query: false, body: BodyReach::Rewrite };
+
 /// Pages of `tools/list` the door follows (`nextCursor`) when it lists the tools itself.
 const MAX_LIST_PAGES: usize = 16;
 
@@ -90,7 +94,9 @@ pub async fn serve(
         bail!("[server.mcp] path `{}` must start with /", section.path);
     }
     let DoorUpstream { uri: upstream, client } = upstream;
-    let door = Arc::new(Door { live, section, upstream, client, annotations: Arc::new(Cache::default()) });
+    let judge = Judge::for_live(&live);
+    let annotations = Arc::new(Cache::default());
+    let door = Arc::new(Door { live, section, upstream, client, annotations, judge, shutdown: shutdown.clone() });
     super::http::serve(listener, shutdown, move |req, peer| {
         let door = door.clone();
         async move { door.handle(req, peer).await }
@@ -106,6 +112,10 @@ struct Door {
     client: UpstreamClient,
     /// Tool annotations from `tools/list` answers, by principal and session.
     annotations: Arc<Cache>,
+    /// Where the gate's work runs ([`Judge`]).
+    judge: Judge,
+    /// Held calls end with the approval-required answer when this turns true.
+    shutdown: watch::Receiver<bool>,
 }
 
 /// Whose tool list an entry is: the authenticated principal (never something the client
@@ -388,7 +398,7 @@ impl Door {
             None => None,
         };
         let certificate = client_certificate(&parts.extensions);
-        let admitted = Self::admit_call(gate, &normal, &call, annotations.as_ref(), &id, certificate).await;
+        let admitted = self.admit_call(gate, &normal, &call, annotations.as_ref(), &id, certificate).await;
         let (gate, ticket) = match admitted {
             Ok(admitted) => admitted,
             Err(answer) => return *answer,
@@ -406,6 +416,7 @@ impl Door {
             id,
             cache: self.annotations.clone(),
             filter_tools: self.section.filter_tools,
+            judge: self.judge,
         };
         self.answer(answering, response).await
     }
@@ -472,8 +483,11 @@ impl Door {
 
     /// The request phase for `call`: its normalised request (with the approval id the
     /// call's `_meta` carries, when the header does not) through the gate; the JSON-RPC
-    /// answer for request `id` when it is refused.
+    /// answer for request `id` when it is refused. A call refused as approval-required on a
+    /// route with a `hold` is kept open until an approver decides, then admitted as its
+    /// retry with the approval id would be.
     async fn admit_call(
+        &self,
         gate: Arc<Gate>,
         normal: &Normal,
         call: &Call,
@@ -486,20 +500,29 @@ impl Door {
             request.headers.push((APPROVAL_HEADER.into(), approval.clone()));
         }
         // Arguments and results are rewritten here; the endpoint's query is not.
-        let arrival = Arrival::take("mcp", Reach { query: false, body: BodyReach::Rewrite }, &mut request)
-            .with_client_certificate(certificate);
+        let holding = &self.live.keep().holding;
+        let arrival = Arrival::take("mcp", MCP_REACH, &mut request);
+        // What a held call's redemption starts from (it authenticates the call again).
+        let kept = holding.may_hold(&gate.route(&request)).then(|| (request.clone(), certificate.clone()));
+        let arrival = arrival.with_client_certificate(certificate);
         let request_id = request.id.clone();
-        let admitted = tokio::task::spawn_blocking(move || {
-            let admission = gate.admit(&mut request, arrival);
-            (gate, admission)
-        });
-        let Ok((gate, admission)) = admitted.await else {
-            let text = "the evaluation stopped unexpectedly";
-            return Err(Box::new(rpc_error(500, id, ERROR_DENIED, text, &request_id)));
-        };
-        match admission {
+        let admission = self.judge.run(|| gate.admit(&mut request, arrival));
+        let admitted = match admission {
             Admission::Forward(ticket) => Ok((gate, ticket)),
-            Admission::Refuse(refusal) => {
+            Admission::Refuse(refusal) => match (kept, holding.hold_for(&gate, &request, &refusal)) {
+                (Some((request, certificate)), Some(hold)) => {
+                    let shutdown = self.shutdown.clone();
+                    let reach = MCP_REACH;
+                    holding
+                        .redeem(&self.live, self.judge, "mcp", reach, request, certificate, refusal, hold, shutdown)
+                        .await
+                }
+                _ => Err(refusal),
+            },
+        };
+        match admitted {
+            Ok(admitted) => Ok(admitted),
+            Err(refusal) => {
                 let status = if refusal.status == 401 { 401 } else { 200 };
                 let mut answer = rpc(status, &mcp::refusal_error(id, &refusal), &request_id);
                 if let Some(approval) = &refusal.approval
@@ -616,6 +639,18 @@ impl Door {
                         if let Ok(value) = HeaderValue::from_str(value) {
                             parts.headers.insert(name, value);
                         } else {
+                            parts.headers.remove(&name);
+                        }
+                    }
+                }
+                // The gate masked the judged request's copy: send that one, or none.
+                Action::Mask(_) => {
+                    let masked = kept.iter().find(|(n, _)| n.eq_ignore_ascii_case(name.as_str()));
+                    match masked.and_then(|(_, v)| HeaderValue::from_str(v).ok()) {
+                        Some(value) if parts.headers.contains_key(&name) => {
+                            parts.headers.insert(name, value);
+                        }
+                        _ => {
                             parts.headers.remove(&name);
                         }
                     }
@@ -817,10 +852,8 @@ impl Door {
             }
             Err(e) => return refuse(format!("bad-upstream-response: {e}")),
         };
-        match tokio::task::spawn_blocking(move || answering.release(message)).await {
-            Ok(answer) => answer,
-            Err(_) => refuse("policy-error: the evaluation stopped unexpectedly".into()),
-        }
+        let judge = answering.judge;
+        judge.run(move || answering.release(message))
     }
 
     /// An SSE stream from the server, passed event by event: the answer to `answering`'s
@@ -918,13 +951,8 @@ async fn pass_event(
                 return None;
             }
             let waiting = answering.take()?;
-            let id = waiting.id.clone();
-            let answer = match tokio::task::spawn_blocking(move || waiting.release(message)).await {
-                Ok(answer) => answer,
-                Err(_) => {
-                    mcp::error_message(&id, ERROR_DENIED, "policy-error: the evaluation stopped unexpectedly", None)
-                }
-            };
+            let judge = waiting.judge;
+            let answer = judge.run(move || waiting.release(message));
             Some(sse_event(&fields, &answer))
         }
     }
@@ -940,6 +968,8 @@ struct Answering {
     request_id: String,
     cache: Arc<Cache>,
     filter_tools: bool,
+    /// Where the response phase runs ([`Judge`]).
+    judge: Judge,
 }
 
 impl Answering {

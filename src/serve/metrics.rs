@@ -94,6 +94,8 @@ pub struct Metrics {
     state_errors: Family<StateLabels, Gauge>,
     state_fallbacks: Family<StateLabels, Gauge>,
     notifications: Family<NotifyLabels, Counter>,
+    held_requests: Gauge,
+    holds: Family<ResultLabels, Counter>,
 }
 
 impl Metrics {
@@ -177,8 +179,11 @@ impl Metrics {
             "Approvals waiting for an approver now, by approver group (read from the store at each scrape)",
             approvals_pending.clone(),
         );
+        let (held_requests, holds) = register_holds(&mut registry);
         Metrics {
             registry,
+            held_requests,
+            holds,
             approval_events,
             approvals_pending,
             decisions,
@@ -242,6 +247,17 @@ impl Metrics {
         text
     }
 
+    /// Sets how many requests are held now.
+    pub fn held(&self, count: usize) {
+        self.held_requests.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Counts a hold that ended with `result` (`approved`, `rejected`, `timeout`, `over_cap`,
+    /// `shutdown`, `gone`).
+    pub fn hold_ended(&self, result: &str) {
+        self.holds.get_or_create(&ResultLabels { result: result.to_owned() }).inc();
+    }
+
     /// Counts a reload attempt.
     pub fn reloaded(&self, ok: bool) {
         self.reloads.get_or_create(&ResultLabels { result: if ok { "ok" } else { "error" }.into() }).inc();
@@ -294,6 +310,24 @@ impl Metrics {
             }
         }
     }
+}
+
+/// The held requests' gauge and outcome counter (`hold` on routes and policies).
+fn register_holds(registry: &mut Registry) -> (Gauge, Family<ResultLabels, Counter>) {
+    let held_requests = Gauge::default();
+    registry.register(
+        "held_requests",
+        "Requests held open now while an approver decides (`hold`), at most [approvals] max_held",
+        held_requests.clone(),
+    );
+    let holds = Family::<ResultLabels, Counter>::default();
+    registry.register(
+        "hold",
+        "Held requests by how the hold ended: approved (forwarded), rejected, timeout, over_cap (not held: the cap \
+         was reached), shutdown, gone (the caller went away)",
+        holds.clone(),
+    );
+    (held_requests, holds)
 }
 
 /// An audit sink that counts every record in the metrics and passes it on to the

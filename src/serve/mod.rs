@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod ext_authz;
 pub mod forward_auth;
+pub mod hold;
 pub mod http;
 pub mod inbox;
 pub mod jwks;
@@ -57,10 +58,12 @@ pub fn run(config_path: &Path, ready_file: Option<&Path>) -> Result<()> {
     let notifier = notify::Notifier::new(config.approvals.as_ref(), &base_dir(config_path), metrics.clone())
         .with_context(|| config_path.display().to_string())?
         .map(Arc::new);
+    let holding = Arc::new(hold::Holding::new(config.holds(), config.max_held(), metrics.clone()));
     let keep = Keep {
         engine,
         approvals,
         notifier,
+        holding,
         audit: audit.clone(),
         counters: config.rate_limiter(config_path)?,
         fixed: fixed_sections(&config),

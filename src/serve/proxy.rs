@@ -23,7 +23,8 @@ use portcullis_host::adapters::forward::{downstream_response, strip_hop_by_hop, 
 use portcullis_host::adapters::http::{FromHttp, canonical_request_from_http, response_from_http};
 use portcullis_host::config::ProxySection;
 use portcullis_host::exchange::Body as ExchangeBody;
-use portcullis_host::gate::{Admission, Arrival, Gate, Reach, Release, Ticket};
+use portcullis_host::gate::{Admission, Arrival, Gate, Reach, Refusal, Release, Ticket};
+use portcullis_host::identity::ClientCertificate;
 use portcullis_host::{CanonicalTarget, Phase, Redaction};
 use tokio::sync::watch;
 
@@ -71,6 +72,8 @@ struct Proxy {
     client: UpstreamClient,
     /// Where the gate's work runs ([`Judge`]).
     judge: Judge,
+    /// Held requests end with the approval-required answer when this turns true.
+    shutdown: watch::Receiver<bool>,
 }
 
 /// A request or response body: still streaming, or read whole.
@@ -118,7 +121,7 @@ pub async fn serve(
     let client = upstream.client;
     let upstream = Upstream::of(&upstream.uri);
     let judge = Judge::for_live(&live);
-    let proxy = Arc::new(Proxy { live, section, upstream, client, judge });
+    let proxy = Arc::new(Proxy { live, section, upstream, client, judge, shutdown: shutdown.clone() });
     super::http::serve(listener, shutdown, move |req, peer| {
         let proxy = proxy.clone();
         async move { proxy.handle(req, peer).await }
@@ -134,6 +137,15 @@ struct Arrived {
     target: CanonicalTarget,
     arrival: Arrival,
     payload: Payload,
+    /// The request before the gate and its connection's client certificate, kept when it
+    /// may be held: its redemption authenticates it again.
+    kept: Option<Kept>,
+}
+
+/// What a held request's redemption starts from.
+struct Kept {
+    request: portcullis_host::exchange::Request,
+    certificate: Option<ClientCertificate>,
 }
 
 impl Proxy {
@@ -141,22 +153,43 @@ impl Proxy {
     /// release the upstream's response to the caller.
     async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let gate = self.live.gate();
-        let Arrived { mut request, target, arrival, payload } = match self.arrive(&gate, req, peer).await {
+        let Arrived { mut request, target, arrival, payload, kept } = match self.arrive(&gate, req, peer).await {
             Ok(arrived) => arrived,
             Err(answer) => return *answer,
         };
         // A token with an unknown `kid` may be signed by the issuer's new key.
         self.live.refresh_keys(&gate, &request).await;
         let admission = self.judge.run(|| gate.admit(&mut request, arrival));
-        let ticket = match admission {
-            Admission::Refuse(refusal) => return refusal_response(&refusal),
-            Admission::Forward(ticket) => ticket,
+        let (gate, ticket) = match admission {
+            Admission::Forward(ticket) => (gate, ticket),
+            Admission::Refuse(refusal) => match self.hold(&gate, &request, kept, refusal).await {
+                Ok(admitted) => admitted,
+                Err(refusal) => return refusal_response(&refusal),
+            },
         };
         let response = match self.forward(&ticket, &target, payload).await {
             Ok(response) => response,
             Err(answer) => return *answer,
         };
         self.release(gate, ticket, response).await
+    }
+
+    /// A request refused as approval-required on a route with a `hold`: kept open until an
+    /// approver decides, then admitted as its retry with the approval id would be (the body
+    /// the policies judged, already read, is the one forwarded). Otherwise, or when the hold
+    /// ends undecided, the refusal.
+    async fn hold(
+        &self,
+        gate: &Gate,
+        judged: &portcullis_host::exchange::Request,
+        kept: Option<Kept>,
+        refusal: Refusal,
+    ) -> Result<(Arc<Gate>, Box<Ticket>), Refusal> {
+        let holding = &self.live.keep().holding;
+        let (Some(kept), Some(hold)) = (kept, holding.hold_for(gate, judged, &refusal)) else { return Err(refusal) };
+        let Kept { request, certificate } = kept;
+        let shutdown = self.shutdown.clone();
+        holding.redeem(&self.live, self.judge, "proxy", Reach::ALL, request, certificate, refusal, hold, shutdown).await
     }
 
     /// Reads and normalises an arriving request (the canonical target, the caller's
@@ -201,10 +234,12 @@ impl Proxy {
             request.body = body_of(&bytes, &parts.headers);
             payload = Payload::Buffered(bytes);
         }
-        let arrival = Arrival::take("proxy", Reach::ALL, &mut request)
-            .with_route(route)
-            .with_client_certificate(client_certificate(&parts.extensions));
-        Ok(Arrived { request, target, arrival, payload })
+        let certificate = client_certificate(&parts.extensions);
+        let may_hold = self.live.keep().holding.may_hold(&route);
+        let arrival = Arrival::take("proxy", Reach::ALL, &mut request).with_route(route);
+        let kept = may_hold.then(|| Kept { request: request.clone(), certificate: certificate.clone() });
+        let arrival = arrival.with_client_certificate(certificate);
+        Ok(Arrived { request, target, arrival, payload, kept })
     }
 
     /// Sends an admitted request to the upstream; the door's answer when it cannot be

@@ -31,6 +31,7 @@ mod postgres;
 pub mod request_state;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+pub mod watch;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -48,6 +49,7 @@ pub use memory::MemoryStore;
 pub use postgres::{POSTGRES_SCHEMA_VERSION, PostgresSettings, PostgresStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SCHEMA_VERSION, SqliteStore};
+pub use watch::{DecisionWatch, Subscription};
 
 // ---------------------------------------------------------------------------------------
 // The request digest

@@ -217,6 +217,10 @@ pub struct ApprovalsSection {
     /// `[[approvals.notify]]`: webhooks told about approvals (docs/approvals.md).
     #[serde(default)]
     pub notify: Vec<super::notify::NotifyTarget>,
+    /// How many requests one server holds open at once while approvers decide (default
+    /// [`super::DEFAULT_MAX_HELD`]); past it, a request gets the approval id at once.
+    #[serde(default)]
+    pub max_held: Option<usize>,
 }
 
 fn default_body_cap() -> usize {
