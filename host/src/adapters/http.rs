@@ -714,7 +714,7 @@ mod tests {
     #[test]
     fn masks_and_detectors_agree_between_http_and_normalised() {
         use crate::decision::Mask;
-        let mask = |target, m| Redaction { target, action: crate::decision::Action::Mask(m) };
+        let mask = |target, m| Redaction { target, action: Action::Mask(m) };
         let make = || {
             let body = br#"{"card": {"number": "4111111111111111"}, "note": "to alice@example.com"}"#.to_vec();
             http::Request::builder()
