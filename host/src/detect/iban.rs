@@ -15,7 +15,7 @@
 //! (dashes, dots), IBANs with a wrong check (typos), and countries outside the registry
 //! (e.g. the "experimental" IBANs of some African countries).
 
-use super::{before, byte, is_word};
+use super::{boundary_before, byte, is_word};
 
 /// The length of an IBAN of country `cc` (two ASCII capital letters), if it has IBANs.
 #[must_use]
@@ -30,7 +30,7 @@ pub fn length(cc: [u8; 2]) -> Option<usize> {
         b"BG" | b"BH" | b"CR" | b"DE" | b"GB" | b"GE" | b"IE" | b"ME" | b"RS" | b"VA" => 22,
         b"AE" | b"GI" | b"IL" | b"IQ" | b"OM" | b"SO" | b"TL" => 23,
         b"AD" | b"CZ" | b"ES" | b"MD" | b"PK" | b"RO" | b"SA" | b"SE" | b"SK" | b"TN" | b"VG" => 24,
-        b"LY" | b"ST" => 25,
+        b"LY" | b"PT" | b"ST" => 25,
         b"IS" | b"TR" => 26,
         b"BI" | b"DJ" | b"FR" | b"GR" | b"IT" | b"MC" | b"MR" | b"SM" => 27,
         b"AL" | b"AZ" | b"BY" | b"CY" | b"DO" | b"GT" | b"HN" | b"HU" | b"LB" | b"NI" | b"PL" | b"SV" => 28,
@@ -50,7 +50,7 @@ pub(crate) fn at(b: &[u8], i: usize) -> Option<usize> {
         || !b[i + 1].is_ascii_uppercase()
         || !b[i + 2].is_ascii_digit()
         || !b[i + 3].is_ascii_digit()
-        || is_word(before(b, i))
+        || !boundary_before(b, i)
     {
         return None;
     }

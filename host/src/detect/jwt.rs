@@ -17,7 +17,7 @@
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
-use super::{before, byte};
+use super::{before, byte, escape_ends_at};
 
 const MAX_HEADER: usize = 4096;
 
@@ -41,7 +41,7 @@ fn segment_end(b: &[u8], mut j: usize) -> usize {
 
 /// The end of the JWT starting at `i` (an `e` at a word start), if there is one.
 pub(crate) fn at(b: &[u8], i: usize) -> Option<usize> {
-    if !b[i..].starts_with(b"eyJ") || is_b64url(before(b, i)) {
+    if !b[i..].starts_with(b"eyJ") || (is_b64url(before(b, i)) && !escape_ends_at(b, i)) {
         return None;
     }
     let mut ends = [0usize; 5];

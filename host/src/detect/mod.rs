@@ -196,6 +196,32 @@ static WORD: [bool; 256] = {
     t
 };
 
+/// [`CLASS`] bits: a word byte; a word byte a value can start with; a byte between words
+/// that needs a look (`@`, `-`, `\\`).
+const WORD_BYTE: u8 = 1;
+const STARTS: u8 = 2;
+const SPECIAL: u8 = 4;
+
+/// The scanner's byte classes, so that it skips most bytes with one lookup.
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        if WORD[i] {
+            t[i] = WORD_BYTE;
+        }
+        if c.is_ascii_digit() || c.is_ascii_uppercase() || matches!(c, b'e' | b'g' | b's' | b'r' | b'x' | b'w') {
+            t[i] |= STARTS;
+        }
+        if matches!(c, b'@' | b'-' | b'\\') {
+            t[i] = SPECIAL;
+        }
+        i += 1;
+    }
+    t
+};
+
 #[inline]
 pub(crate) fn is_word(b: u8) -> bool {
     WORD[b as usize]
@@ -213,14 +239,52 @@ pub(crate) fn before(b: &[u8], i: usize) -> u8 {
     if i == 0 { 0 } else { b[i - 1] }
 }
 
+/// Whether a JSON string escape (`\n`, `\t`, `\b`, `\f`, `\r`, `\uXXXX`) ends just before
+/// `i`, its backslash not itself escaped: the letter or hex digits it ends with are not part
+/// of the word after it.
+pub(crate) fn escape_ends_at(b: &[u8], i: usize) -> bool {
+    let unescaped_backslash = |k: usize| {
+        let mut run = 0;
+        while k >= run && b[k - run] == b'\\' {
+            run += 1;
+            if run > k {
+                break;
+            }
+        }
+        run % 2 == 1
+    };
+    (i >= 2 && matches!(b[i - 1], b'b' | b'f' | b'n' | b'r' | b't') && b[i - 2] == b'\\' && unescaped_backslash(i - 2))
+        || (i >= 6
+            && b[i - 6] == b'\\'
+            && b[i - 5] == b'u'
+            && b[i - 4..i].iter().all(u8::is_ascii_hexdigit)
+            && unescaped_backslash(i - 6))
+}
+
+/// Whether a value may start at `i`: the start of the text, a byte that is not a word byte
+/// (see [`is_word`]) before it, or a JSON escape.
+pub(crate) fn boundary_before(b: &[u8], i: usize) -> bool {
+    !is_word(before(b, i)) || escape_ends_at(b, i)
+}
+
 /// Whether the digit run starting at `i` continues a longer number: a digit, or a digit and
-/// one of `.`, `-`, space just before it (`12.4111…`, `1234-4111…`).
+/// `.` or `-` just before it (`12.4111…`, `1234-4111…`), or a space after a run of fewer than
+/// 13 digits (`1234 4111 …`).
 pub(crate) fn continues_number(b: &[u8], i: usize) -> bool {
     let p = before(b, i);
-    if p.is_ascii_digit() {
+    if p.is_ascii_digit() && !escape_ends_at(b, i) {
         return true;
     }
-    matches!(p, b'.' | b'-' | b' ') && i >= 2 && b[i - 2].is_ascii_digit()
+    if i < 2 || !b[i - 2].is_ascii_digit() {
+        return false;
+    }
+    match p {
+        b'.' | b'-' => true,
+        // After a space, only a short run is a group of the same number (`1234 4111 …`); a
+        // long one is a number of its own, as in a list of card numbers.
+        b' ' => b[..i - 1].iter().rev().take_while(|c| c.is_ascii_digit()).take(13).count() < 13,
+        _ => false,
+    }
 }
 
 /// Whether a digit-based value ending at `end` is followed by more of a number: a letter or
@@ -244,10 +308,17 @@ impl Scanner<'_> {
         // The end of the last e-mail found: the next one's local part cannot reach back past it.
         let mut email_floor = 0;
         while i < n {
-            // Between words: only `@`, `-----BEGIN` and JSON escapes need a look.
-            let c = b[i];
-            if !is_word(c) {
-                match c {
+            let class = CLASS[b[i] as usize];
+            if class == 0 {
+                // Between words, nothing to look at: skip the run.
+                i += 1;
+                while i < n && CLASS[b[i] as usize] == 0 {
+                    i += 1;
+                }
+                continue;
+            }
+            if class & SPECIAL != 0 {
+                match b[i] {
                     b'@' if self.set.contains(Detector::Email) => {
                         if let Some((s, e)) = email::at_sign(b, i, email_floor) {
                             self.push(Detector::Email, s, e);
@@ -264,6 +335,7 @@ impl Scanner<'_> {
                         }
                     }
                     b'\\' => {
+                        // A JSON escape: its letter never starts a word.
                         i += escape_len(b, i);
                         continue;
                     }
@@ -272,8 +344,10 @@ impl Scanner<'_> {
                 i += 1;
                 continue;
             }
-            // A word starts at `i`.
-            if let Some((d, s, e)) = self.word_start(i) {
+            // A word starts at `i`: look closer only if a value can start with its first byte.
+            if class & STARTS != 0
+                && let Some((d, s, e)) = self.word_start(i)
+            {
                 self.push(d, s, e);
                 i = e;
                 continue;

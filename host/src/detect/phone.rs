@@ -10,8 +10,9 @@
 //!   digit just before the `+` (`a+12345678` is arithmetic).
 //! - **North American (NANP)**: an area code and an exchange of three digits each starting
 //!   with 2–9, then four digits: `(415) 555-0123`, `(415)555-0123`, `(415) 555 0123`,
-//!   `415-555-0123`, `415.555.0123`, optionally after `1-`/`1.` (`1-415-555-0123`). The two
-//!   separators of the dashed and dotted forms must be the same.
+//!   `415-555-0123`, `415.555.0123`, and the dashed form after `1-` (`1-415-555-0123`). The
+//!   two separators of the dashed and dotted forms must be the same. (`1.415.555.0123` is
+//!   not taken: it reads as often as a version number.)
 //!
 //! Both: not glued to letters or digits, and not part of a longer run (`415-555-0123-9`,
 //! `12.415.555.0123`).
@@ -23,14 +24,16 @@
 //! numbers (`1-800-FLOWERS`), extensions (`x123`, `ext. 4`: the number before is found),
 //! and numbers with more than 15 digits.
 
-use super::{before, byte, is_word, number_goes_on};
+use super::{before, boundary_before, byte, number_goes_on};
 
 /// The phone number at the word starting at `i` (a digit), or starting with the `+` or `(`
 /// just before it, as `(start, end)`.
 pub(crate) fn at_digit(b: &[u8], i: usize) -> Option<(usize, usize)> {
     match before(b, i) {
-        b'+' if i >= 1 && !is_word(before(b, i - 1)) => e164(b, i).map(|e| (i - 1, e)),
-        b'(' if i >= 1 && !is_word(before(b, i - 1)) => nanp_parens(b, i).map(|e| (i - 1, e)),
+        b'+' if boundary_before(b, i - 1) => e164(b, i).map(|e| (i - 1, e)),
+        b'(' if boundary_before(b, i - 1) => {
+            nanp_parens(b, i).map(|e| (i - 1, e)).or_else(|| nanp(b, i).map(|e| (i, e)))
+        }
         _ => nanp(b, i).map(|e| (i, e)),
     }
 }
@@ -109,17 +112,17 @@ fn nanp_parens(b: &[u8], i: usize) -> Option<usize> {
     digits4_end(b, j)
 }
 
-/// `415-555-0123`, `415.555.0123`, optionally after `1-`/`1.`, from `i`.
+/// `415-555-0123`, `415.555.0123`, or `1-415-555-0123`, from `i`.
 fn nanp(b: &[u8], i: usize) -> Option<usize> {
     let mut j = i;
-    if b[j] == b'1' && matches!(byte(b, j + 1), b'-' | b'.') && byte(b, j + 2).is_ascii_digit() {
+    if b[j] == b'1' && byte(b, j + 1) == b'-' && byte(b, j + 2).is_ascii_digit() {
         j += 2;
     }
     if !digits3(b, j, true) {
         return None;
     }
     let sep = byte(b, j + 3);
-    if !matches!(sep, b'-' | b'.') || (j > i && b[i + 1] != sep) {
+    if !matches!(sep, b'-' | b'.') || (j > i && sep != b'-') {
         return None;
     }
     j += 4;
@@ -185,6 +188,7 @@ mod tests {
             "415-555-0123x",
             "+1 (415 555-0123",
             "1-415.555.0123",
+            "1.415.555.0123",
         ] {
             assert!(phones(text).is_empty(), "{text}: {:?}", phones(text));
         }

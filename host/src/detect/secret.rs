@@ -86,7 +86,12 @@ const OPENAI_LEGACY_LEN: usize = 48;
 /// The end of the secret token starting at `i` (a word start), if there is one.
 pub(crate) fn at(b: &[u8], i: usize) -> Option<usize> {
     let first = b[i];
-    if before(b, i) == b'-' {
+    // Most words are not secrets: reject on the first two bytes before trying the shapes.
+    let plausible = matches!(
+        (first, byte(b, i + 1)),
+        (b'A', b'K' | b'S' | b'I') | (b'g', b'h' | b'i' | b'l') | (b's' | b'r', b'k') | (b'x', b'o') | (b'w', b'h')
+    );
+    if !plausible || before(b, i) == b'-' {
         return None;
     }
     for shape in SHAPES {
