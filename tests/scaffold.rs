@@ -1,5 +1,8 @@
 //! `portcullis new` and `portcullis build`: a new project of each language builds to a
-//! component and passes its own test; a change to the policy makes that test fail.
+//! component, passes its own unit tests (natively: `cargo test`, `python3 -m unittest`,
+//! `node --test`) and its traffic test; a change to the policy makes the traffic test fail.
+//! A new Rust component starts with as little memory as the reference policies (the 64 KiB
+//! guest stack of the scaffold's .cargo/config.toml).
 
 mod common;
 
@@ -19,6 +22,42 @@ fn portcullis(dir: &Path, args: &[&str]) -> Output {
         .expect("run portcullis")
 }
 
+/// The initial memory pages (64 KiB each) of every memory defined in the component's core
+/// modules, as wasmparser reads them.
+fn initial_pages(component: &Path) -> Vec<u64> {
+    let bytes = std::fs::read(component).unwrap();
+    let mut pages = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(&bytes) {
+        if let wasmparser::Payload::MemorySection(memories) = payload.unwrap() {
+            pages.extend(memories.into_iter().map(|m| m.unwrap().initial));
+        }
+    }
+    pages
+}
+
+/// The project's unit tests, run natively as its README says.
+fn unit_tests(lang: &str, project: &Path) -> String {
+    let mut command = match lang {
+        "rust" => {
+            let mut cargo = Command::new("cargo");
+            // The repository's target folder: the tests make no new one.
+            cargo.args(["test", "--quiet"]).env("CARGO_TARGET_DIR", common::root().join("target"));
+            cargo
+        }
+        "python" => {
+            let mut python = Command::new("python3");
+            python.args(["-m", "unittest"]);
+            python
+        }
+        _ => {
+            let mut node = Command::new("node");
+            node.arg("--test");
+            node
+        }
+    };
+    ok(command.current_dir(project).output().expect("run the unit tests"), &format!("{lang} unit tests"))
+}
+
 fn ok(output: Output, what: &str) -> String {
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "{what} failed:\n{text}");
@@ -35,11 +74,33 @@ fn round_trip(lang: &str, name: &str, file: &str, edit: (&str, &str)) {
     for file in ["portcullis.toml", "tests/policy.toml", "tests/traffic.jsonl", "README.md", file] {
         assert!(project.join(file).is_file(), "{file} was not created");
     }
+    let readme = std::fs::read_to_string(project.join("README.md")).unwrap();
+    let unit_command = match lang {
+        "rust" => "cargo test",
+        "python" => "python3 -m unittest",
+        _ => "node --test",
+    };
+    assert!(readme.contains(unit_command), "the README does not say how to run the unit tests:\n{readme}");
     let again = portcullis(tmp.path(), &["new", "--lang", lang, name]);
     assert!(!again.status.success(), "new overwrote an existing project");
 
-    let built = ok(portcullis(&project, &["build"]), "build");
+    let built = ok(portcullis(&project, &["build", "--jobs", "2"]), "build");
     assert!(built.contains(&format!("target/{name}.wasm")), "{built}");
+    if lang == "rust" {
+        assert!(project.join(".cargo/config.toml").is_file(), "no .cargo/config.toml with the stack flag");
+        let reference = initial_pages(&common::component("agent-guard"));
+        assert_eq!(reference, [4], "the reference policy's memory");
+        assert_eq!(
+            initial_pages(&project.join(format!("target/{name}.wasm"))),
+            reference,
+            "the new component's memory"
+        );
+    }
+    if lang == "python" {
+        assert!(project.join("target/python-bindings/wit_world").is_dir(), "build wrote no bindings into the project");
+    }
+    let unit = unit_tests(lang, &project);
+    assert!(lang != "python" || unit.contains("Ran 4 tests"), "{unit}");
     let tested = ok(portcullis(&project, &["test", "tests/"]), "test");
     assert!(tested.contains("3 passed, 0 failed"), "{tested}");
 

@@ -18,7 +18,7 @@ pub fn run(args: &BuildArgs) -> Result<ExitCode> {
     let (name, out) = if dir.join("Cargo.toml").is_file() {
         let name = project_name(&dir.join("Cargo.toml"), "package")?;
         let out = args.out.clone().unwrap_or_else(|| dir.join("target").join(format!("{name}.wasm")));
-        build_rust(dir, &name, &out)?;
+        build_rust(dir, &name, &out, args.jobs)?;
         (name, out)
     } else if dir.join("pyproject.toml").is_file() {
         let name = project_name(&dir.join("pyproject.toml"), "project")?;
@@ -65,21 +65,29 @@ fn package_name(manifest: &Path) -> Result<String> {
         .ok_or_else(|| anyhow!("{} has no `name`", manifest.display()))
 }
 
-fn build_rust(dir: &Path, name: &str, out: &Path) -> Result<()> {
+fn build_rust(dir: &Path, name: &str, out: &Path, jobs: Option<usize>) -> Result<()> {
     if let Ok(installed) = Command::new("rustup").args(["target", "list", "--installed"]).output()
         && installed.status.success()
         && !String::from_utf8_lossy(&installed.stdout).lines().any(|l| l.trim() == TRIPLE)
     {
         bail!("the Rust target {TRIPLE} is not installed; run `rustup target add {TRIPLE}`");
     }
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| dir.join("target"), PathBuf::from);
-    let status = Command::new("cargo")
+    let target_dir = rust_target_dir(dir)?;
+    let manifest = std::path::absolute(dir.join("Cargo.toml")).context("resolving the project folder")?;
+    let mut cargo = Command::new("cargo");
+    cargo
         .args(["build", "--release", "--target", TRIPLE, "--manifest-path"])
-        .arg(dir.join("Cargo.toml"))
+        .arg(&manifest)
         .arg("--target-dir")
         .arg(&target_dir)
-        .status()
-        .map_err(|e| missing(e, "cargo", "install Rust with rustup (https://rustup.rs)"))?;
+        // Cargo reads `.cargo/config.toml` from the folder it runs in, not the manifest's:
+        // run it in the project, so the scaffold's 64 KiB guest stack flag applies however
+        // `portcullis build DIR` was called.
+        .current_dir(dir);
+    if let Some(jobs) = jobs.filter(|&n| n > 0) {
+        cargo.arg("--jobs").arg(jobs.to_string());
+    }
+    let status = cargo.status().map_err(|e| missing(e, "cargo", "install Rust with rustup (https://rustup.rs)"))?;
     if !status.success() {
         bail!("cargo build failed for {} (its errors are above)", dir.display());
     }
@@ -88,6 +96,27 @@ fn build_rust(dir: &Path, name: &str, out: &Path) -> Result<()> {
         bail!("cargo built no component at {}; is `crate-type` \"cdylib\" in [lib]?", artifact.display());
     }
     place(&artifact, out)
+}
+
+/// Where cargo builds a Rust project: `CARGO_TARGET_DIR`, else `PORTCULLIS_TARGET_DIR`,
+/// else one folder per user (`$XDG_CACHE_HOME/portcullis/target`, or
+/// `~/.cache/portcullis/target`), shared by every policy project. The SDK, serde and
+/// wit-bindgen are then compiled once for all projects with the same profile and flags (the
+/// scaffold's), so a second project's first build takes seconds, not a minute. Cargo locks
+/// the folder, so builds of two projects wait for each other rather than clash; each
+/// component is copied out to the project's own `target/` at once. Without a home folder,
+/// the project's own `target/`.
+fn rust_target_dir(dir: &Path) -> Result<PathBuf> {
+    let given = std::env::var_os("CARGO_TARGET_DIR").or_else(|| std::env::var_os("PORTCULLIS_TARGET_DIR"));
+    let shared = given.map(PathBuf::from).or_else(|| {
+        let cache = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+        Some(cache.join("portcullis").join("target"))
+    });
+    let target = shared.unwrap_or_else(|| dir.join("target"));
+    std::path::absolute(&target).with_context(|| format!("resolving {}", target.display()))
 }
 
 fn build_python(dir: &Path, out: &Path, sdk: Option<&Path>) -> Result<()> {
@@ -122,6 +151,23 @@ fn build_python(dir: &Path, out: &Path, sdk: Option<&Path>) -> Result<()> {
         .map_err(|e| missing(e, &python.display().to_string(), "install python3 (3.11 or newer)"))?;
     if !status.success() {
         bail!("componentize-py failed for {} (its errors are above)", dir.display());
+    }
+    // The bindings the project's unit tests import (`wit_world`), in its own target/ (not
+    // the repository's): the scaffold's test file puts them and the SDK on its path.
+    let bindings = dir.join("target").join("python-bindings");
+    let status = Command::new(&python)
+        .arg(sdk.join("python/portcullis_build.py"))
+        .arg("--componentize-py")
+        .arg(&componentize_py)
+        .arg("bindings")
+        .arg(&bindings)
+        .status()
+        .map_err(|e| missing(e, &python.display().to_string(), "install python3 (3.11 or newer)"))?;
+    if !status.success() {
+        bail!(
+            "componentize-py could not write the unit tests' bindings to {} (its errors are above)",
+            bindings.display()
+        );
     }
     Ok(())
 }

@@ -3,8 +3,8 @@
 //! The files are templates under `templates/new/` compiled into the binary, so the command
 //! works wherever the binary is copied. `{{name}}`, `{{type}}`, `{{module}}`, `{{sdk}}`,
 //! `{{sdk_js}}` (the JavaScript SDK's folder relative to the project, since JavaScript
-//! imports are relative paths) and `{{lang}}` are filled in. Nothing is overwritten: an existing, non-empty folder is an
-//! error.
+//! imports are relative paths), `{{lang}}` and `{{unit_tests}}` (the unit-test command) are
+//! filled in. Nothing is overwritten: an existing, non-empty folder is an error.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -26,11 +26,14 @@ const COMMON: &[(&str, &str)] = &[
 const RUST: &[(&str, &str)] = &[
     ("Cargo.toml", include_str!("../../templates/new/rust/Cargo.toml")),
     ("src/lib.rs", include_str!("../../templates/new/rust/src/lib.rs")),
+    // The 64 KiB guest stack (cargo reads it when `portcullis build` runs it here).
+    (".cargo/config.toml", include_str!("../../templates/new/rust/cargo/config.toml")),
 ];
 
 const PYTHON: &[(&str, &str)] = &[
     ("pyproject.toml", include_str!("../../templates/new/python/pyproject.toml")),
     ("{{module}}.py", include_str!("../../templates/new/python/policy.py")),
+    ("test_{{module}}.py", include_str!("../../templates/new/python/test_policy.py")),
 ];
 
 const JS: &[(&str, &str)] = &[
@@ -46,10 +49,10 @@ pub fn run(args: &NewArgs) -> Result<ExitCode> {
         bail!("{} already exists and is not empty; choose another NAME or --dir", dir.display());
     }
     let sdk = sdk_dir(args.sdk.as_deref())?;
-    let (lang, files) = match args.lang {
-        Lang::Rust => ("Rust", RUST),
-        Lang::Python => ("Python", PYTHON),
-        Lang::Js => ("JavaScript", JS),
+    let (lang, files, unit_tests) = match args.lang {
+        Lang::Rust => ("Rust", RUST, "cargo test"),
+        Lang::Python => ("Python", PYTHON, "python3 -m unittest"),
+        Lang::Js => ("JavaScript", JS, "node --test"),
     };
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let project = dir.canonicalize().with_context(|| format!("resolving {}", dir.display()))?;
@@ -62,6 +65,7 @@ pub fn run(args: &NewArgs) -> Result<ExitCode> {
             .replace("{{sdk_js}}", &sdk_js)
             .replace("{{sdk}}", &sdk.display().to_string())
             .replace("{{lang}}", lang)
+            .replace("{{unit_tests}}", unit_tests)
     };
     for (path, text) in COMMON.iter().chain(files) {
         let path = dir.join(fill(path));
@@ -69,7 +73,7 @@ pub fn run(args: &NewArgs) -> Result<ExitCode> {
         fs::write(&path, fill(text)).with_context(|| format!("writing {}", path.display()))?;
     }
     println!("created {} ({lang} policy `{}`)", dir.display(), args.name);
-    println!("next:\n  cd {}\n  portcullis build\n  portcullis test tests/", dir.display());
+    println!("next:\n  cd {}\n  portcullis build\n  {unit_tests}\n  portcullis test tests/", dir.display());
     Ok(ExitCode::SUCCESS)
 }
 
