@@ -30,7 +30,7 @@ pub enum Command {
     ///
     /// Examples:
     ///
-    ///   portcullis eval --config examples/portcullis.toml --request examples/requests/agent-delete.json
+    ///   portcullis eval --config examples/portcullis.toml --request examples/requests/04-agent-deletes-invoice.json
     ///
     ///   portcullis eval --policy target/policies/scopes.wasm --settings @scopes.json --request req.json --format text
     #[command(verbatim_doc_comment)]
@@ -43,9 +43,16 @@ pub enum Command {
     /// the recorded credentials through the config's [identity] settings (tokens checked at
     /// the recorded time), from a principal recorded in JSONL, or from --as.
     ///
-    /// Exit status: 0 when every entry was evaluated; 1 when an entry could not be read, a
-    /// policy failed or a redaction could not be applied (or, with --fail-on-change, when a
-    /// decision changed from the baseline); 2 for bad arguments or config.
+    /// Entries are named capture.har#3 (HAR: the entry index, 0-based), by a JSONL line's
+    /// own request id, or calls.jsonl:7 (JSONL: the line number, 1-based).
+    ///
+    /// Exit status, so CI can tell a changed decision from a bad capture:
+    ///   0  every entry was read and evaluated (and, with --fail-on-change, none changed)
+    ///   1  --fail-on-change: a decision changed from the baseline
+    ///   2  bad arguments or config
+    ///   3  unreadable input: a traffic file, or an entry of one, could not be read
+    ///   4  an entry could not be evaluated: a policy failed or a redaction could not be applied
+    /// When several apply, the first of 3, 4, 1 is the status; stderr names every one.
     ///
     /// Examples:
     ///
@@ -156,9 +163,17 @@ pub enum Command {
     /// (componentize-py) or package.json (node and componentize-js). When a toolchain is
     /// missing the error says what to install. The component is written next to its final name and renamed into place.
     ///
+    /// Rust projects build in one target folder shared by every project, so the SDK and its
+    /// dependencies compile once: CARGO_TARGET_DIR, else PORTCULLIS_TARGET_DIR, else
+    /// ~/.cache/portcullis/target ($XDG_CACHE_HOME/portcullis/target). Cargo runs inside the
+    /// project, so its .cargo/config.toml (the 64 KiB guest stack) applies. Python projects
+    /// also get the bindings for their unit tests in DIR/target/python-bindings.
+    ///
     /// Examples:
     ///
     ///   portcullis build
+    ///
+    ///   portcullis build --jobs 1
     ///
     ///   portcullis build policies/python/agent-guard --out /tmp/agent-guard.wasm
     #[command(verbatim_doc_comment)]
@@ -362,7 +377,8 @@ pub struct ReplayArgs {
     /// (NAME=OLD.wasm).
     #[arg(long, value_name = "OLD.toml|NAME=OLD.wasm")]
     pub baseline: Option<String>,
-    /// Exit with status 1 when any decision changed from the baseline.
+    /// Exit with status 1 when any decision changed from the baseline (unreadable input
+    /// exits 3, an entry that could not be evaluated 4, whatever changed).
     #[arg(long, requires = "baseline")]
     pub fail_on_change: bool,
     /// Serve every policy from warm instances for this run, as `reuse = true` does for
@@ -442,6 +458,10 @@ pub struct BuildArgs {
     /// repository's guest-sdk/, or PORTCULLIS_SDK).
     #[arg(long, env = "PORTCULLIS_SDK")]
     pub sdk: Option<PathBuf>,
+    /// Compile with at most this many parallel jobs (Rust: cargo's --jobs; default: one per
+    /// core). Python and JavaScript builds run one job whatever this says.
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
 }
 
 /// Arguments of `test`.

@@ -181,7 +181,7 @@ fn a_broken_entry_is_reported_and_the_others_still_run() {
     );
     let har = har.to_str().unwrap();
     let out = portcullis(&["replay", "--config", "policy-tests/portcullis.toml", "--format", "json", har]);
-    assert_eq!(out.status.code(), Some(1), "an unreadable entry is an error");
+    assert_eq!(out.status.code(), Some(3), "an unreadable entry is unreadable input (exit 3)");
     let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(report["summary"]["entries"]["total"], 3);
     assert_eq!(report["summary"]["entries"]["errors"], 1);
@@ -190,7 +190,7 @@ fn a_broken_entry_is_reported_and_the_others_still_run() {
     assert_eq!(report["entries"][2]["decision"], "deny", "the entry after the broken one still ran");
 
     let out = portcullis(&["replay", "--config", "policy-tests/portcullis.toml", "--strict", "--format", "jsonl", har]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3));
     assert_eq!(stdout(&out).lines().count(), 2, "--strict stops at the broken entry");
     assert!(stderr(&out).contains("--strict"), "{}", stderr(&out));
 }

@@ -98,7 +98,8 @@ impl Collected {
     fn add(&mut self, entry: EntryResult, args: &ReplayArgs, out: &mut impl Write) {
         self.summary.add(&entry);
         if let (EntryOutcome::ReadError(message), None) = (&entry.outcome, &self.first_read_error) {
-            self.first_read_error = Some(format!("{}: {message}", render::entry_id(&entry)));
+            // The reader's message names the file and the line or entry index.
+            self.first_read_error = Some(message.clone());
         }
         if let Some(line) = render::notable(&entry) {
             self.notable.push(line);
@@ -165,34 +166,54 @@ impl Collected {
         Ok(())
     }
 
-    /// The exit status, with why on stderr: 1 for unreadable files or entries, entries
-    /// that could not be evaluated, or (with `--fail-on-change`) changed decisions.
+    /// The exit status, with why on stderr (each error once): 3 when input could not be
+    /// read (a file, or an entry of one), 4 when an entry could not be evaluated (a policy
+    /// failed, or a redaction could not be applied), 1 with `--fail-on-change` when a
+    /// decision changed from the baseline; the first that applies, in that order. Every
+    /// reason that applies is printed.
     fn exit_code(&self, args: &ReplayArgs, file_errors: &[FileError]) -> ExitCode {
+        let mut code = None;
         for e in file_errors {
             eprintln!("error: {}: {}", e.source, e.message);
         }
+        let unreadable = self.summary.unreadable;
         if args.strict
             && let Some(first) = &self.first_read_error
         {
             eprintln!("error: stopped at the first unreadable entry (--strict): {first}");
-            return ExitCode::from(1);
-        }
-        let errors = self.summary.entries.errors;
-        if errors > 0 || !file_errors.is_empty() {
+        } else if unreadable > 0 {
             eprintln!(
-                "error: {errors} entr{} could not be evaluated (unreadable, a policy failed, or a redaction could not be \
-                 applied)",
-                if errors == 1 { "y" } else { "ies" }
+                "error: {unreadable} entr{} could not be read (first: {})",
+                if unreadable == 1 { "y" } else { "ies" },
+                self.first_read_error.as_deref().unwrap_or("?")
             );
-            return ExitCode::from(1);
+        }
+        if unreadable > 0 || !file_errors.is_empty() {
+            code = Some(ExitCode::from(EXIT_UNREADABLE));
+        }
+        let failed = self.summary.entries.errors - unreadable;
+        if failed > 0 {
+            eprintln!(
+                "error: {failed} entr{} could not be evaluated (a policy failed, or a redaction could not be applied)",
+                if failed == 1 { "y" } else { "ies" }
+            );
+            code = code.or(Some(ExitCode::from(EXIT_NOT_EVALUATED)));
         }
         if args.fail_on_change && !self.changes.is_empty() {
             eprintln!("error: {} decision(s) changed from the baseline (--fail-on-change)", self.changes.len());
-            return ExitCode::from(1);
+            code = code.or(Some(ExitCode::from(EXIT_CHANGED)));
         }
-        ExitCode::SUCCESS
+        code.unwrap_or(ExitCode::SUCCESS)
     }
 }
+
+/// `--fail-on-change` and a decision changed from the baseline.
+const EXIT_CHANGED: u8 = 1;
+/// A traffic file, or an entry of one, could not be read.
+const EXIT_UNREADABLE: u8 = 3;
+/// An entry was read but could not be evaluated: a policy failed, or a redaction could not
+/// be applied.
+const EXIT_NOT_EVALUATED: u8 = 4;
 
 /// `--approve-as` and `--approvals`, checked against the config's `[approvals.groups]`;
 /// `None` when neither is given (the replay is then as it always was).

@@ -17,7 +17,7 @@ use crate::cli::TestArgs;
 use crate::replay::approve::{ApprovalRound, ApprovalScript, Outcome};
 use crate::replay::select::Selector;
 use crate::replay::signature::{PhaseSignature, Signature};
-use crate::replay::{EntryOutcome, EntryResult, IdentityMode, Replay};
+use crate::replay::{EntryOutcome, EntryResult, FileError, IdentityMode, Replay};
 use crate::setup;
 
 /// A test file.
@@ -26,8 +26,9 @@ use crate::setup;
 struct TestFile {
     /// The policy set, relative to the test file.
     config: PathBuf,
-    /// Traffic files, relative to the test file.
-    traffic: Vec<PathBuf>,
+    /// Traffic files, relative to the test file; `*` and `?` match within a path
+    /// component (`captures/*.har`).
+    traffic: Vec<String>,
     /// The principal for every entry (default: from the recorded credentials).
     #[serde(default)]
     principal: Option<PrincipalSpec>,
@@ -128,7 +129,14 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
     let (mut passed, mut failed) = (0usize, 0usize);
     for file in &files {
         match run_file(file, jobs) {
-            Ok(results) => {
+            Ok(FileReport { notes, broken, results }) => {
+                for note in notes {
+                    println!("note  {}: {}", file.display(), note.replace('\n', "\n      "));
+                }
+                for why in broken {
+                    failed += 1;
+                    println!("FAIL  {}: {}", file.display(), why.replace('\n', "\n      "));
+                }
                 for (name, outcome) in results {
                     match outcome {
                         Ok(detail) => {
@@ -144,7 +152,7 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
             }
             Err(e) => {
                 failed += 1;
-                println!("FAIL  {}: the file could not be run\n      {e:#}", file.display());
+                println!("FAIL  {}: the file could not be run\n      {}", file.display(), crate::error_text(&e));
             }
         }
     }
@@ -180,7 +188,17 @@ fn is_config(path: &Path) -> bool {
 
 type CaseResult = (String, std::result::Result<String, String>);
 
-fn run_file(path: &Path, jobs: usize) -> Result<Vec<CaseResult>> {
+/// What running one test file gave.
+struct FileReport {
+    /// Said about the traffic, not failures: empty files, unreadable entries.
+    notes: Vec<String>,
+    /// Traffic files that could not be read to the end: each a failure.
+    broken: Vec<String>,
+    /// Each case and how it went.
+    results: Vec<CaseResult>,
+}
+
+fn run_file(path: &Path, jobs: usize) -> Result<FileReport> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let test: TestFile =
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid test file {}: {e}", path.display()))?;
@@ -190,15 +208,25 @@ fn run_file(path: &Path, jobs: usize) -> Result<Vec<CaseResult>> {
     let dir = portcullis_host::config::base_dir(path);
     let gate = setup::gate_from_config(&dir.join(&test.config))?;
     let script = approval_script(&test, &dir, path)?;
-    let traffic: Vec<PathBuf> = test.traffic.iter().map(|t| dir.join(t)).collect();
-    for t in &traffic {
-        if !t.exists() {
-            bail!("traffic file {} (from {}) does not exist", t.display(), path.display());
-        }
+    let mut traffic = Vec::new();
+    for pattern in &test.traffic {
+        traffic.extend(traffic_files(&dir, pattern).with_context(|| format!("{}: traffic", path.display()))?);
     }
+    // An empty file (no bytes, or only blank space) is said once, not replayed: it has
+    // nothing to decide, and a HAR reader would call it broken JSON.
+    let mut notes = Vec::new();
+    let mut empty = Vec::new();
+    traffic.retain(|t| {
+        let is_empty = std::fs::read(t).is_ok_and(|bytes| bytes.iter().all(u8::is_ascii_whitespace));
+        if is_empty {
+            empty.push(t.display().to_string());
+        }
+        !is_empty
+    });
     // One replay per distinct principal.
     let mut runs: Vec<(Option<PrincipalSpec>, Vec<EntryResult>)> = Vec::new();
     let mut results = Vec::new();
+    let mut broken = Vec::new();
     for case in &test.cases {
         let principal = case.principal.clone().or_else(|| test.principal.clone());
         if !runs.iter().any(|(p, _)| *p == principal) {
@@ -218,15 +246,124 @@ fn run_file(path: &Path, jobs: usize) -> Result<Vec<CaseResult>> {
             };
             let mut entries = Vec::new();
             let file_errors = replay.run(&traffic, |e| entries.push(e))?;
-            if let Some(e) = file_errors.first() {
-                bail!("{}: {}", e.source, e.message);
+            if runs.is_empty() {
+                // Said once per test file, from its first replay (the others read the same).
+                broken = file_errors
+                    .iter()
+                    .map(|e| format!("traffic {} could not be read to its end: {}", e.source, e.message))
+                    .collect();
+                notes = traffic_notes(&traffic, &empty, &entries, &file_errors);
             }
             runs.push((principal.clone(), entries));
         }
         let entries = &runs.iter().find(|(p, _)| *p == principal).map(|(_, e)| e).expect("just added");
         results.push((case.name.clone(), check_case(case, entries)));
     }
-    Ok(results)
+    Ok(FileReport { notes, broken, results })
+}
+
+/// The files one `traffic` item names: a path, or a pattern whose `*` and `?` match within
+/// one path component (`captures/*.har`, `*/day-?.jsonl`), sorted. A path that does not
+/// exist, or a pattern that matches nothing, is an error.
+fn traffic_files(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>> {
+    if !pattern.contains(['*', '?']) {
+        let file = dir.join(pattern);
+        if !file.exists() {
+            bail!("{} does not exist", file.display());
+        }
+        return Ok(vec![file]);
+    }
+    let mut found = vec![dir.to_path_buf()];
+    for part in Path::new(pattern).components() {
+        let part = part.as_os_str().to_string_lossy();
+        if !part.contains(['*', '?']) {
+            found = found.into_iter().map(|p| p.join(&*part)).filter(|p| p.exists()).collect();
+            continue;
+        }
+        let mut next = Vec::new();
+        for folder in found.iter().filter(|p| p.is_dir()) {
+            let entries =
+                std::fs::read_dir(folder).with_context(|| format!("cannot read folder {}", folder.display()))?;
+            for entry in entries.filter_map(std::result::Result::ok) {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                // Like a shell: `*` does not match hidden files.
+                if !name.starts_with('.') && wildcard(&part, &name) {
+                    next.push(entry.path());
+                }
+            }
+        }
+        found = next;
+    }
+    found.retain(|p| p.is_file());
+    found.sort();
+    if found.is_empty() {
+        bail!("`{pattern}` matches no file (in {})", dir.display());
+    }
+    Ok(found)
+}
+
+/// Whether `name` matches `pattern`, where `*` is any run of characters and `?` one.
+fn wildcard(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    // The classic two-pointer match, backtracking to the last `*`.
+    let (mut i, mut j, mut star, mut mark) = (0, 0, None, 0);
+    while j < n.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == n[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some(i);
+            mark = j;
+            i += 1;
+        } else if let Some(s) = star {
+            i = s + 1;
+            mark += 1;
+            j = mark;
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|c| *c == '*')
+}
+
+/// What a test file's traffic says besides its decisions: files with no entries, and
+/// entries that could not be read (how many, and why, for the first few). Neither fails
+/// the test file; a case that selects an unreadable entry fails.
+fn traffic_notes(
+    traffic: &[PathBuf],
+    empty: &[String],
+    entries: &[EntryResult],
+    file_errors: &[FileError],
+) -> Vec<String> {
+    let mut notes: Vec<String> =
+        empty.iter().map(|f| format!("traffic {f} is empty (no entries); the other files ran")).collect();
+    for file in traffic {
+        let source = file.display().to_string();
+        let read = entries.iter().filter(|e| *e.source == *source).count();
+        if read == 0 && !file_errors.iter().any(|e| *e.source == *source) {
+            notes.push(format!("traffic {source} has no entries; the other files ran"));
+        }
+    }
+    let unreadable: Vec<String> = entries
+        .iter()
+        .filter_map(|e| match &e.outcome {
+            // The reader's message names the file and the line or entry index.
+            EntryOutcome::ReadError(why) => Some(why.clone()),
+            EntryOutcome::Evaluated { .. } => None,
+        })
+        .collect();
+    if !unreadable.is_empty() {
+        let more =
+            if unreadable.len() > 3 { format!("\n… and {} more", unreadable.len() - 3) } else { String::new() };
+        notes.push(format!(
+            "{} entr{} could not be read; a case that selects by method, path, host or operation skips {}:\n{}{more}",
+            unreadable.len(),
+            if unreadable.len() == 1 { "y" } else { "ies" },
+            if unreadable.len() == 1 { "it" } else { "them" },
+            unreadable.iter().take(3).cloned().collect::<Vec<_>>().join("\n")
+        ));
+    }
+    notes
 }
 
 /// The test file's `approve_as` and `approvals`, checked against its config's
@@ -271,7 +408,7 @@ fn check_case(case: &Case, entries: &[EntryResult]) -> std::result::Result<Strin
         let id = crate::replay::render::entry_id(entry);
         let passage = match &entry.outcome {
             EntryOutcome::ReadError(e) => {
-                failures.push(format!("{id}: could not be read: {e}"));
+                failures.push(format!("could not be read: {e}"));
                 continue;
             }
             EntryOutcome::Evaluated { passage, .. } => passage,
@@ -365,4 +502,19 @@ fn describe(phases: &[&PhaseSignature], overall: DecisionKind) -> String {
     let phase = phases.iter().find(|p| p.decision == overall).unwrap_or(&phases[0]);
     let reason = if phase.reason.is_empty() { String::new() } else { format!(" ({})", phase.reason) };
     format!("{}{reason}", phase.short())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wildcard;
+
+    #[test]
+    fn wildcards_match_within_a_name() {
+        for (pattern, name) in [("*.har", "a.har"), ("*", "x"), ("day-?.jsonl", "day-3.jsonl"), ("a*b*c", "aXbYc")] {
+            assert!(wildcard(pattern, name), "{pattern} {name}");
+        }
+        for (pattern, name) in [("*.har", "a.hars"), ("day-?.jsonl", "day-10.jsonl"), ("a*b", "ac"), ("?", "")] {
+            assert!(!wildcard(pattern, name), "{pattern} {name}");
+        }
+    }
 }

@@ -14,6 +14,8 @@ pub struct Change {
     pub source: String,
     /// The entry's index in it.
     pub index: usize,
+    /// The entry's name in reports (`capture.har#3`, `calls.jsonl:7`, a JSONL `id`).
+    pub name: String,
     /// `METHOD path`.
     pub request_line: String,
     /// With the baseline.
@@ -40,6 +42,7 @@ pub fn change_of(entry: &EntryResult) -> Option<Change> {
     (!before.same_as(&after)).then(|| Change {
         source: entry.source.to_string(),
         index: entry.index,
+        name: entry.name.clone(),
         request_line: passage.request_line.clone(),
         before,
         after,

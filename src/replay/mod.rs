@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use portcullis_host::Exchange;
+use portcullis_host::adapters::traffic::Locator;
 use portcullis_host::exchange::Principal;
 use portcullis_host::gate::{Gate, Identity, Passage};
 
@@ -55,6 +56,11 @@ pub struct EntryResult {
     pub source: Arc<str>,
     /// Its 0-based index in that file (entry for HAR, non-blank line for JSONL).
     pub index: usize,
+    /// Where it is in the file: a HAR entry index (0-based) or a JSONL line (1-based).
+    pub at: Locator,
+    /// How reports name it: `capture.har#3` (HAR entry index, 0-based), the JSONL line's
+    /// own request `id` when it has one, else `calls.jsonl:7` (JSONL line, 1-based).
+    pub name: String,
     /// What happened.
     pub outcome: EntryOutcome,
     /// The entry as recorded, when the replay keeps originals (for redaction diffs).
@@ -115,8 +121,11 @@ const CHUNK: usize = 32;
 struct Work {
     seq: u64,
     source: Arc<str>,
-    entries: Vec<(usize, Result<Exchange, String>)>,
+    entries: Vec<Read>,
 }
+
+/// One entry as read: its index, where it is, and the exchange or why it is unreadable.
+type Read = (usize, Locator, Result<Exchange, String>);
 
 impl Replay<'_> {
     /// Replays every file in order, calling `each` with every entry's result in input
@@ -125,8 +134,8 @@ impl Replay<'_> {
         let progress = Progress::new(self.progress);
         let file_errors = if self.jobs <= 1 {
             self.read_all(files, |source, entries| {
-                for (index, entry) in entries {
-                    each(self.evaluate_one(&source, index, entry));
+                for read in entries {
+                    each(self.evaluate_one(&source, read));
                     progress.advance(1);
                 }
             })
@@ -139,11 +148,7 @@ impl Replay<'_> {
 
     /// Reads the files in order, handing entries to `chunk` in runs of at most [`CHUNK`]
     /// from one file; stops after the first unreadable entry when strict.
-    fn read_all(
-        &self,
-        files: &[impl AsRef<Path>],
-        mut chunk: impl FnMut(Arc<str>, Vec<(usize, Result<Exchange, String>)>),
-    ) -> Vec<FileError> {
+    fn read_all(&self, files: &[impl AsRef<Path>], mut chunk: impl FnMut(Arc<str>, Vec<Read>)) -> Vec<FileError> {
         let mut file_errors = Vec::new();
         let mut stopped = false;
         for file in files {
@@ -155,7 +160,7 @@ impl Replay<'_> {
             let mut entries = Vec::with_capacity(CHUNK);
             let read = portcullis_host::adapters::traffic::read_traffic(path, |item| {
                 stopped = self.strict && item.result.is_err();
-                entries.push((item.index, item.result.map_err(|e| e.to_string())));
+                entries.push((item.index, item.at, item.result.map_err(|e| e.to_string())));
                 if entries.len() == CHUNK {
                     chunk(source.clone(), std::mem::replace(&mut entries, Vec::with_capacity(CHUNK)));
                 }
@@ -165,7 +170,10 @@ impl Replay<'_> {
                 chunk(source.clone(), entries);
             }
             if let Err(e) = read {
-                file_errors.push(FileError { source, message: e.to_string() });
+                // The error names the file itself; reports put the path in front once.
+                let message = e.to_string();
+                let message = message.strip_prefix(&format!("{source}: ")).map_or(message.clone(), str::to_owned);
+                file_errors.push(FileError { source, message });
             }
         }
         file_errors
@@ -190,11 +198,8 @@ impl Replay<'_> {
                     loop {
                         let next = work_rx.lock().map_err(|_| ()).and_then(|rx| rx.recv().map_err(|_| ()));
                         let Ok(work) = next else { break };
-                        let results = work
-                            .entries
-                            .into_iter()
-                            .map(|(index, entry)| self.evaluate_one(&work.source, index, entry))
-                            .collect();
+                        let results =
+                            work.entries.into_iter().map(|read| self.evaluate_one(&work.source, read)).collect();
                         if done_tx.send((work.seq, results)).is_err() {
                             break;
                         }
@@ -228,7 +233,8 @@ impl Replay<'_> {
         })
     }
 
-    fn evaluate_one(&self, source: &Arc<str>, index: usize, entry: Result<Exchange, String>) -> EntryResult {
+    fn evaluate_one(&self, source: &Arc<str>, (index, at, entry): Read) -> EntryResult {
+        let name = entry_name(source, at, entry.as_ref().ok());
         let original = match (&entry, self.keep_originals) {
             (Ok(exchange), true) => Some(Box::new(exchange.clone())),
             _ => None,
@@ -251,7 +257,25 @@ impl Replay<'_> {
                 EntryOutcome::Evaluated { passage, baseline }
             }
         };
-        EntryResult { source: source.clone(), index, outcome, original, approval }
+        EntryResult { source: source.clone(), index, at, name, outcome, original, approval }
+    }
+}
+
+/// An entry's name in reports: `capture.har#3` for HAR (the entry index, 0-based, as in
+/// `log.entries[3]`); for JSONL the line's own request `id` when it gives one, else
+/// `calls.jsonl:7` (the line number, 1-based), as docs/traffic-formats.md describes.
+pub fn entry_name(source: &str, at: Locator, exchange: Option<&Exchange>) -> String {
+    let path = Path::new(source);
+    let file = path.file_name().map_or_else(|| source.to_owned(), |f| f.to_string_lossy().into_owned());
+    match at {
+        Locator::Entry(index) => format!("{file}#{index}"),
+        Locator::Line(line) => {
+            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            match exchange.map(|e| e.request.id.as_str()) {
+                Some(id) if !id.is_empty() && id != format!("{stem}:{line}") => id.to_owned(),
+                _ => format!("{file}:{line}"),
+            }
+        }
     }
 }
 

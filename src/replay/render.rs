@@ -12,20 +12,28 @@ use super::signature::Signature;
 use super::summary::{ApprovalCounts, Counts, Summary};
 use super::{EntryOutcome, EntryResult, FileError};
 
-/// `file.har#3`
+/// `file.har#3` (HAR entry index, 0-based), a JSONL line's `id`, or `calls.jsonl:7` (JSONL
+/// line, 1-based): see [`super::entry_name`].
 pub fn entry_id(entry: &EntryResult) -> String {
-    let file = std::path::Path::new(&*entry.source)
-        .file_name()
-        .map_or_else(|| entry.source.to_string(), |f| f.to_string_lossy().into_owned());
-    format!("{file}#{}", entry.index)
+    entry.name.clone()
+}
+
+/// The JSON fields that place an entry: `name`, and `line` (1-based) for JSONL.
+fn place(entry: &EntryResult, value: &mut Value) {
+    value["name"] = json!(entry.name);
+    if let portcullis_host::adapters::traffic::Locator::Line(line) = entry.at {
+        value["line"] = json!(line);
+    }
 }
 
 /// One entry as JSON (for `--format json` and `jsonl`).
 pub fn entry_json(entry: &EntryResult) -> Value {
     match &entry.outcome {
-        EntryOutcome::ReadError(message) => json!({
-            "source": &*entry.source, "index": entry.index, "error": message,
-        }),
+        EntryOutcome::ReadError(message) => {
+            let mut value = json!({"source": &*entry.source, "index": entry.index, "error": message});
+            place(entry, &mut value);
+            value
+        }
         EntryOutcome::Evaluated { passage, baseline } => {
             let signature = Signature::of(passage);
             let mut value = json!({
@@ -36,6 +44,7 @@ pub fn entry_json(entry: &EntryResult) -> Value {
                 "signature": signature,
                 "passage": passage,
             });
+            place(entry, &mut value);
             if let Some(baseline) = baseline {
                 let before = Signature::of(baseline);
                 value["baseline"] = json!(before);
@@ -58,8 +67,8 @@ pub fn entry_json(entry: &EntryResult) -> Value {
 fn counts_row(out: &mut String, label: &str, c: &Counts, approvals: Option<&ApprovalCounts>) {
     let _ = write!(
         out,
-        "  {label:<32} {:>8} {:>7} {:>6} {:>7} {:>9} {:>7}",
-        c.total, c.allow, c.deny, c.redact, c.require_approval, c.errors
+        "  {label:<32} {:>8} {:>7} {:>7} {:>6} {:>7} {:>9} {:>7}",
+        c.total, c.calls, c.allow, c.deny, c.redact, c.require_approval, c.errors
     );
     if let Some(a) = approvals {
         let _ = write!(out, " {:>10} {:>9} {:>8}", a.forwarded, a.rejected, a.no_decider + a.not_allowed + a.refused);
@@ -123,8 +132,8 @@ impl Table<'_> {
         );
         let _ = write!(
             out,
-            "  {:<32} {:>8} {:>7} {:>6} {:>7} {:>9} {:>7}",
-            "", "entries", "allow", "deny", "redact", "approval", "errors"
+            "  {:<32} {:>8} {:>7} {:>7} {:>6} {:>7} {:>9} {:>7}",
+            "", "entries", "calls", "allow", "deny", "redact", "approval", "errors"
         );
         let approvals = s.approvals.as_ref();
         if approvals.is_some() {
@@ -167,14 +176,19 @@ impl Table<'_> {
                     let _ = writeln!(out, "  {n:>6}  {kind}");
                 }
                 for c in self.changes {
-                    let _ = writeln!(out, "  {}#{} {}", file_name(&c.source), c.index, c.request_line);
+                    let _ = writeln!(out, "  {} {}", c.name, c.request_line);
                     let _ = writeln!(out, "      before: {}{}", c.before.short(), reason_suffix(&c.before));
                     let _ = writeln!(out, "      after:  {}{}", c.after.short(), reason_suffix(&c.after));
                 }
             }
         }
-        for e in self.file_errors {
-            let _ = writeln!(out, "\nerror: {}: {}", e.source, e.message);
+        if !self.file_errors.is_empty() {
+            // The errors themselves go to stderr, once.
+            let _ = writeln!(
+                out,
+                "\n{} file(s) could not be read to the end (see the errors on stderr).",
+                self.file_errors.len()
+            );
         }
         out
     }
@@ -191,10 +205,6 @@ fn reason_suffix(sig: &Signature) -> String {
     } else {
         format!(" ({})", phase.reason)
     }
-}
-
-fn file_name(source: &str) -> String {
-    std::path::Path::new(source).file_name().map_or_else(|| source.into(), |f| f.to_string_lossy().into_owned())
 }
 
 /// The line for a denied, held or failed entry, if it is one.
@@ -286,7 +296,7 @@ pub fn junit(entries: &[EntryResult], files: &[String]) -> String {
                 out,
                 "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.6}\">",
                 xml(file),
-                xml(&format!("#{} {line}", entry.index)),
+                xml(&format!("{} {line}", entry.name)),
                 micros as f64 / 1e6
             );
             if let Some(message) = entry_error(entry) {

@@ -9,11 +9,16 @@ use super::approve::{ApprovalRound, GroupDecision, Outcome};
 use super::signature::Signature;
 use super::{EntryOutcome, EntryResult};
 
-/// Counts by decision.
+/// Counts by decision: of entries, each counted once however many policies and phases
+/// ran on it (for a policy, the entries it ran on, by the policy's own strongest decision
+/// over both phases).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
-    /// Entries (or policy calls) counted.
+    /// Entries counted.
     pub total: usize,
+    /// Policy calls made for these entries, over both phases (a policy that decides the
+    /// request and the response of an entry is called twice).
+    pub calls: usize,
     /// Allowed unchanged.
     pub allow: usize,
     /// Denied (including 401 for failed authentication).
@@ -46,10 +51,12 @@ pub struct Summary {
     pub entries: Counts,
     /// By route (`(no route)` for unrouted entries; `(unauthenticated)` when no policy ran).
     pub routes: BTreeMap<String, Counts>,
-    /// By policy: each evaluated call in either phase.
+    /// By policy: the entries it ran on (its calls in `calls`).
     pub policies: BTreeMap<String, Counts>,
     /// Entries whose decision differs from the baseline's.
     pub changed: usize,
+    /// Entries that could not be read (also counted in `entries.errors`).
+    pub unreadable: usize,
     /// With scripted approvals (`--approve-as`, `--approvals`): what became of the held
     /// entries.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -134,12 +141,24 @@ impl ApprovalSummary {
     }
 }
 
+/// Which of a policy's two decisions on one entry its row counts: a denial over a hold,
+/// a hold over a redaction, a redaction over an allow.
+fn strength(kind: DecisionKind) -> u8 {
+    match kind {
+        DecisionKind::Allow => 0,
+        DecisionKind::Redact => 1,
+        DecisionKind::RequireApproval => 2,
+        DecisionKind::Deny => 3,
+    }
+}
+
 impl Summary {
     /// Adds one entry.
     pub fn add(&mut self, entry: &EntryResult) {
         let EntryOutcome::Evaluated { passage, baseline } = &entry.outcome else {
             self.entries.total += 1;
             self.entries.errors += 1;
+            self.unreadable += 1;
             return;
         };
         let signature = Signature::of(passage);
@@ -160,16 +179,28 @@ impl Summary {
             .iter()
             .map(|c| (&c.verdict, &c.redaction_error))
             .chain(passage.response.iter().map(|c| (&c.verdict, &c.redaction_error)));
+        // Per policy, over both phases: its strongest decision, its calls, whether it failed.
+        let mut by_policy: BTreeMap<&str, (DecisionKind, usize, bool)> = BTreeMap::new();
         for (verdict, redaction_error) in phases {
             errored |= redaction_error.is_some();
             for result in &verdict.policies {
-                let counts = self.policies.entry(result.policy.clone()).or_default();
-                counts.add(result.decision);
-                if result.fault.is_some() {
-                    counts.errors += 1;
-                    errored = true;
+                let seen = by_policy.entry(&result.policy).or_insert((result.decision, 0, false));
+                if strength(result.decision) > strength(seen.0) {
+                    seen.0 = result.decision;
                 }
+                seen.1 += 1;
+                seen.2 |= result.fault.is_some();
+                errored |= result.fault.is_some();
             }
+        }
+        let calls: usize = by_policy.values().map(|(_, calls, _)| calls).sum();
+        self.entries.calls += calls;
+        route_counts.calls += calls;
+        for (policy, (decision, calls, faulted)) in by_policy {
+            let counts = self.policies.entry(policy.to_owned()).or_default();
+            counts.add(decision);
+            counts.calls += calls;
+            counts.errors += usize::from(faulted);
         }
         if errored {
             self.entries.errors += 1;
