@@ -300,6 +300,58 @@ fn a_server_that_stops_answers_its_held_requests_with_the_approval_id() {
     assert!(upstream.seen_at("/invoices/16").is_empty());
 }
 
+#[test]
+fn a_held_request_survives_a_reload_and_its_redemption_runs_the_new_policies() {
+    let held = Held::start("hold-reload", "30s", "");
+    let caller = held.call_in_background("/invoices/17");
+    let id = held.pending(1).remove(0);
+    // The new config puts a policy before agent-guard that only lets admins write invoices.
+    let scopes = common::component("scopes").display().to_string();
+    let config = std::fs::read_to_string(&held.server.config).unwrap().replace(
+        "policies = [\"agent-guard\"]\nhold = \"30s\"",
+        &format!(
+            "policies = [\"admins-only\", \"agent-guard\"]\nhold = \"30s\"\n\n[policies.admins-only]\nmodule = \"{scopes}\"\n\
+             [policies.admins-only.settings]\ndefault = \"deny\"\n\
+             rules = [{{ methods = [\"POST\"], path = \"/invoices/**\", scopes = [\"invoices:admin\"] }}]"
+        ),
+    );
+    assert!(config.contains("admins-only"));
+    std::fs::write(&held.server.config, config).unwrap();
+    held.server.hangup();
+    held.metric_reaches("portcullis_reloads_total{result=\"ok\"}", 1.0);
+    assert_eq!(held.metric("portcullis_held_requests"), 1.0, "still held across the reload");
+    assert_eq!(held.admin("POST", &format!("/approvals/{id}/approve"), b"{}").status, 200);
+    let (answer, _) = caller.join().unwrap();
+    assert_eq!(answer.status, 403, "{}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(answer.json()["policy"], "admins-only", "judged again by the policies serving now: {}", answer.json());
+    assert!(held.upstream.seen_at("/invoices/17").is_empty());
+}
+
+#[test]
+fn check_lists_the_holds_and_refuses_a_bad_one_naming_the_key() {
+    common::policies_dir();
+    let dir = temp_dir("hold-check");
+    let config = |hold: &str| {
+        let text = common::serve::fixture_config(false, "invoices:read")
+            + &format!(
+                "\n[[routes]]\nname = \"invoices\"\npaths = [\"/invoices/**\"]\npolicies = [\"agent-guard\"]\nhold = \"{hold}\"\n\n\
+                 [server.proxy]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://127.0.0.1:9\"\n\n\
+                 [approvals]\nstore = \"approvals.sqlite\"\nmax_held = 50\n"
+            );
+        let path = dir.join(format!("check-{}.toml", hold.len()));
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let ok = common::portcullis_cli(&["check", "--config", &config("45s")], &[]);
+    let out = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{out}{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(out.contains("at most 50 at once") && out.contains("route invoices: 45s"), "{out}");
+    let bad = common::portcullis_cli(&["check", "--config", &config("2 hours")], &[]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(err.contains("`routes[0].hold` (route `invoices`): \"2 hours\" is not a duration"), "{err}");
+}
+
 /// The venv's python with the MCP SDK (`scripts/install-mcp.sh`), once per run.
 fn python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();

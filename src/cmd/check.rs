@@ -55,6 +55,14 @@ fn plan(name: &str, checked: &Preflight) -> String {
             let _ = writeln!(out, "  {line}");
         }
     }
+    let holds = config.holds();
+    if !holds.is_empty() {
+        let _ =
+            writeln!(out, "holds (requests kept open while approvers decide; at most {} at once):", config.max_held());
+        for line in holds.describe() {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
     out
 }
 
