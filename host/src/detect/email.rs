@@ -82,7 +82,7 @@ fn domain_end(b: &[u8], from: usize) -> Option<usize> {
     let mut end = from;
     loop {
         let label_start = j;
-        while j < b.len() && is_label(b[j]) && j - label_start < 64 {
+        while j < b.len() && is_label(b[j]) && j - label_start < 64 && j - from <= 254 {
             j += 1;
         }
         let label = &b[label_start..j];

@@ -307,6 +307,8 @@ impl Scanner<'_> {
         let mut i = 0;
         // The end of the last e-mail found: the next one's local part cannot reach back past it.
         let mut email_floor = 0;
+        // No private key's END line starts before this (see `secret::private_key`).
+        let mut pem_no_end_before = 0;
         while i < n {
             let class = CLASS[b[i] as usize];
             if class == 0 {
@@ -328,7 +330,7 @@ impl Scanner<'_> {
                         }
                     }
                     b'-' if self.set.contains(Detector::Secret) && b[i..].starts_with(b"-----BEGIN ") => {
-                        if let Some(e) = secret::private_key(b, i) {
+                        if let Some(e) = secret::private_key(b, i, &mut pem_no_end_before) {
                             self.push(Detector::Secret, i, e);
                             i = e;
                             continue;

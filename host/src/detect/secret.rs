@@ -134,7 +134,11 @@ const MAX_KEY_BLOCK: usize = 64 << 10;
 
 /// The end of the private-key block whose `-----BEGIN ` is at `i`, if the BEGIN line names
 /// a private key.
-pub(crate) fn private_key(b: &[u8], i: usize) -> Option<usize> {
+///
+/// `no_end_before`: no `-----END ` starts between an earlier block's body and this offset
+/// (an earlier search found none), so a search from inside that range starts there. Without
+/// it, a body of many BEGIN lines and no END would be searched 64 KiB per line.
+pub(crate) fn private_key(b: &[u8], i: usize, no_end_before: &mut usize) -> Option<usize> {
     let label_from = i + b"-----BEGIN ".len();
     let mut j = label_from;
     while j < b.len() && j - label_from < 40 && (b[j].is_ascii_uppercase() || matches!(b[j], b' ' | b'0'..=b'9')) {
@@ -146,9 +150,13 @@ pub(crate) fn private_key(b: &[u8], i: usize) -> Option<usize> {
     }
     let body_from = j + 5;
     let limit = b.len().min(body_from + MAX_KEY_BLOCK);
-    let window = &b[body_from..limit];
-    if let Some(k) = window.windows(9).position(|w| w == b"-----END ") {
-        let end_label = body_from + k + 9;
+    let search_from = body_from.max(*no_end_before).min(limit);
+    let found = b[search_from..limit].windows(9).position(|w| w == b"-----END ");
+    if found.is_none() {
+        *no_end_before = limit.saturating_sub(8).max(search_from);
+    }
+    if let Some(k) = found {
+        let end_label = search_from + k + 9;
         let mut e = end_label;
         while e < b.len() && e - end_label < 40 && (b[e].is_ascii_uppercase() || matches!(b[e], b' ' | b'0'..=b'9')) {
             e += 1;
@@ -211,6 +219,9 @@ mod tests {
         assert_eq!(secrets(&format!(r#"{{"key":"{truncated}"}}"#)), [truncated]);
         assert!(secrets("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----").is_empty());
         assert!(secrets("-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----").is_empty());
+        // Many BEGIN lines and no END: each is found once, in linear time.
+        let many = r#""-----BEGIN RSA PRIVATE KEY-----","#.repeat(20_000);
+        assert_eq!(secrets(&many).len(), 20_000);
     }
 
     #[test]
