@@ -1,5 +1,5 @@
-//! Cross-language conformance: the Rust, Python and JavaScript versions of `agent-guard`
-//! and `pii-redact` give identical verdicts (decision, code, reason, redacted fields, the
+//! Cross-language conformance: the Rust, Python and JavaScript versions of `agent-guard`,
+//! `pii-redact` and `minimise` give identical verdicts (decision, code, reason, redacted fields, the
 //! deciding policy, labels) over every entry of ../shared/traffic/ and every example
 //! request, for seven callers, in both phases.
 //!
@@ -152,6 +152,23 @@ fn pii_redact_settings() -> Value {
     })
 }
 
+/// Every selector and mask of `minimise`, with the defaults: rules that match some of the
+/// shared traffic's hosts, paths and callers and miss others.
+fn minimise_settings() -> Value {
+    json!({
+        "defaults": true,
+        "first_party_hosts": ["localhost", "*.example.com"],
+        "rules": [
+            {"name": "pets", "fields": ["name", "photoUrls"], "mask": "pseudonym", "paths": ["/v2/pet/**"]},
+            {"name": "agents", "fields": ["email", "phone"], "detect": ["email"], "mask": "replace:[agent]",
+             "principals": ["agent"], "direction": "both"},
+            {"fields": ["id"], "mask": "keep-last:2", "hosts": ["petstore.swagger.io"], "direction": "request"},
+            {"name": "cars", "fields": ["owner"], "mask": "fixed:6", "paths": ["/api/cars/*"], "principals": ["user", "service"]},
+            {"name": "partners", "detect": ["jwt"], "mask": "remove", "third_party": true, "direction": "both"}
+        ],
+    })
+}
+
 /// Fails unless the comparison met every kind of decision it is meant to compare.
 fn assert_saw(seen: &[DecisionKind], kinds: &[DecisionKind]) {
     for kind in kinds {
@@ -180,5 +197,17 @@ fn pii_redact_is_the_same_in_rust_and_python() {
 #[test]
 fn pii_redact_is_the_same_in_rust_and_javascript() {
     let seen = conform(Lang::Js, "pii-redact", pii_redact_settings());
+    assert_saw(&seen, &[DecisionKind::Allow, DecisionKind::Redact]);
+}
+
+#[test]
+fn minimise_is_the_same_in_rust_and_python() {
+    let seen = conform(Lang::Python, "minimise", minimise_settings());
+    assert_saw(&seen, &[DecisionKind::Allow, DecisionKind::Redact]);
+}
+
+#[test]
+fn minimise_is_the_same_in_rust_and_javascript() {
+    let seen = conform(Lang::Js, "minimise", minimise_settings());
     assert_saw(&seen, &[DecisionKind::Allow, DecisionKind::Redact]);
 }
