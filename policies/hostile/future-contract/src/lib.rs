@@ -19,6 +19,9 @@ mod runtime;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
+// Makes cargo rebuild this crate when the WIT changes (the macro alone does not tell it).
+const _: &str = include_str!("../wit/policy.wit");
+
 wit_bindgen::generate!({
     world: "policy",
     path: "wit",

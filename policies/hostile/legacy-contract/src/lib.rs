@@ -17,6 +17,9 @@ use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 
+// Makes cargo rebuild this crate when the WIT changes (the macro alone does not tell it).
+const _: &str = include_str!("../../../../wit/v0.1/policy.wit");
+
 wit_bindgen::generate!({
     world: "policy",
     path: "../../../wit/v0.1",
