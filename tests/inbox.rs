@@ -1,9 +1,9 @@
 //! The approval inbox in a real browser (issue 20): `portcullis serve` with the proxy, the
-//! admin listener and a SQLite approval store; an agent's request is held (403
-//! approval-required); headless Debian `chromium`, driven through `chromedriver`'s W3C
-//! WebDriver API, signs in with an approver's API key, sees the request in the list, opens
-//! it, reads the redacted body, and approves it with a note; the caller's retry is then
-//! forwarded. Also: a form without its CSRF token is refused, a non-member sees nothing,
+//! admin listener and a SQLite approval store; an agent's request is held open while an
+//! approver decides (`hold` on its route); headless Debian `chromium`, driven through
+//! `chromedriver`'s W3C WebDriver API, signs in with an approver's API key, sees the request
+//! in the list, opens it, reads the redacted body, and approves it with a note; the held
+//! request then completes with the upstream's answer. Also: a form without its CSRF token is refused, a non-member sees nothing,
 //! the admin token cannot sign in, and a path with `<script>` is shown as text. Screenshots
 //! go to target/inbox-screenshots/ (docs/approvals.md shows them).
 //!
@@ -25,6 +25,9 @@ const EVIL_PATH_ENCODED: &str = "/invoices/%3Cscript%3Ealert(1)%3C/script%3E";
 const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; form-action 'self'; \
                    frame-ancestors 'none'; base-uri 'none'";
 
+/// A caller whose request is held: its answer, once the approver decided.
+type Caller = std::thread::JoinHandle<common::serve::Answer>;
+
 struct Deployment {
     dir: PathBuf,
     server: Server,
@@ -32,7 +35,9 @@ struct Deployment {
 }
 
 impl Deployment {
-    fn start(name: &str) -> Deployment {
+    /// With `hold`, the partner's invoices are held open while an approver decides
+    /// (`hold = "10m"` on their route); otherwise every held request is answered at once.
+    fn start(name: &str, hold: bool) -> Deployment {
         common::policies_dir();
         let dir = temp_dir(name);
         let upstream = Upstream::start();
@@ -59,7 +64,7 @@ claims = {{ groups = "sales" }}
 [policies.guard]
 module = "{guard}"
 settings = {{ approver_group = "finance-approvers", ttl_seconds = 600, deny_without_on_behalf_of = false }}
-
+{held_route}
 [[routes]]
 name = "partner"
 hosts = ["crm.partner.example"]
@@ -97,6 +102,12 @@ path = "audit.jsonl"
                 fiona = sha256(FIONA_KEY),
                 mallory = sha256(MALLORY_KEY),
                 upstream = upstream.addr,
+                held_route = if hold {
+                    "\n[[routes]]\nname = \"partner-invoices\"\nhosts = [\"crm.partner.example\"]\n\
+                     paths = [\"/v1/invoices\"]\npolicies = [\"guard\", \"pii-redact\"]\nhold = \"10m\"\n"
+                } else {
+                    ""
+                },
             );
         std::fs::write(&config, text).unwrap();
         let server = Server::start(&config, &[("PORTCULLIS_TEST_ADMIN_TOKEN", ADMIN_TOKEN)]);
@@ -115,6 +126,36 @@ path = "audit.jsonl"
             headers.push(("portcullis-approval", id));
         }
         send("POST", &self.server.url("proxy", path), &headers, br#"{"amount": 120, "email": "carol@example.com"}"#)
+    }
+
+    /// The call on a thread of its own: a held request is answered only once decided.
+    fn call_in_background(&self, host: &'static str, path: &'static str, request_id: &'static str) -> Caller {
+        let url = self.server.url("proxy", path);
+        std::thread::spawn(move || {
+            let headers = [
+                ("host", host),
+                ("x-api-key", AGENT_KEY),
+                ("x-request-id", request_id),
+                ("content-type", "application/json"),
+            ];
+            send("POST", &url, &headers, br#"{"amount": 120, "email": "carol@example.com"}"#)
+        })
+    }
+
+    /// The id of the pending approval of request `request_id`, once it exists.
+    fn pending_for(&self, request_id: &str) -> String {
+        let bearer = format!("Bearer {ADMIN_TOKEN}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let list =
+                send("GET", &self.admin_url("/approvals?state=pending"), &[("authorization", &bearer)], b"").json();
+            let found = list.as_array().unwrap().iter().find(|a| a["request_id"] == request_id);
+            if let Some(id) = found.and_then(|a| a["id"].as_str()) {
+                return id.to_owned();
+            }
+            assert!(Instant::now() < deadline, "no pending approval for {request_id}: {list}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn admin_url(&self, path: &str) -> String {
@@ -351,11 +392,13 @@ fn base64_decode(text: &str) -> Vec<u8> {
 
 #[test]
 fn an_approver_signs_in_sees_the_held_request_and_approves_it_in_a_real_browser() {
-    let d = Deployment::start("inbox-browser");
+    let d = Deployment::start("inbox-browser", true);
 
-    // invoice-bot's invoice to a partner CRM is held for finance-approvers; pii-redact masks
-    // the customer's e-mail in what is kept for the approver.
-    let id = held(&d.call("crm.partner.example", "/v1/invoices", "req-inbox-1", None));
+    // invoice-bot's invoice to a partner CRM is held for finance-approvers (its request
+    // kept open: `hold` on the route); pii-redact masks the customer's e-mail in what is
+    // kept for the approver.
+    let caller = d.call_in_background("crm.partner.example", "/v1/invoices", "req-inbox-1");
+    let id = d.pending_for("req-inbox-1");
     // A request whose path carries markup (percent-encoded on the wire, as HTTP requires;
     // the gate decodes it), held too.
     let evil = held(&d.call("crm.partner.example", EVIL_PATH_ENCODED, "req-inbox-evil", None));
@@ -418,22 +461,29 @@ fn an_approver_signs_in_sees_the_held_request_and_approves_it_in_a_real_browser(
     let outline = browser.script("return getComputedStyle(document.activeElement).outlineStyle;");
     assert_eq!(outline, "solid", "a visible focus ring");
     browser.and_wait("Enter on Approve", || browser.keys("\u{E007}"));
-    let facts = browser.text("dl.facts");
-    assert!(facts.contains("approved") && facts.contains("fiona"), "{facts}");
-    assert!(facts.contains("invoice checked with the customer"), "{facts}");
-    assert!(browser.text(".outcome").contains("the caller may now send the same request again"));
     assert_eq!(browser.count("button[value=approve]"), 0, "no form once decided");
+
+    // The held request completes: the caller's one request, kept open, is forwarded once
+    // and answered by the upstream.
+    let answer = caller.join().unwrap();
+    assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(answer.json()["path"], "/v1/invoices", "the upstream's own answer");
+    let seen = d.upstream.seen_at("/v1/invoices");
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(!String::from_utf8_lossy(&seen[0].body).contains("carol@example.com"), "forwarded redacted");
+
+    // The approver sees it go through.
+    browser.go(&d.admin_url(&format!("/inbox/approvals/{id}")));
+    let facts = browser.text("dl.facts");
+    assert!(facts.contains("used") && facts.contains("fiona"), "{facts}");
+    assert!(facts.contains("invoice checked with the customer"), "{facts}");
+    assert!(browser.text(".outcome").contains("the held request went through"), "{}", browser.source());
     browser.screenshot("4-approved");
     browser.resize(1100, 900);
 
     decision_recorded(&d, &id);
 
-    // The held request now goes through: the caller's retry with the approval is forwarded.
-    let retry = d.call("crm.partner.example", "/v1/invoices", "req-inbox-2", Some(&id));
-    assert_eq!(retry.status, 200, "{}", String::from_utf8_lossy(&retry.body));
-    assert_eq!(d.upstream.seen_at("/v1/invoices").len(), 1);
-
-    // The history, filtered (redeemed by the retry, the approval is now `used`).
+    // The history, filtered (redeemed by the held request, the approval is now `used`).
     browser.go(&d.admin_url("/inbox/history?state=used&group=finance-approvers"));
     assert!(browser.text("table").contains("invoice checked with the customer"));
     browser.screenshot("5-history");
@@ -481,7 +531,8 @@ fn forged_decisions_are_refused(d: &Deployment, id: &str, session: &str) {
 /// The decision is recorded as fiona's, with her note, in the store and the audit log.
 fn decision_recorded(d: &Deployment, id: &str) {
     let approval = d.approval(id);
-    assert_eq!(approval["state"], "approved");
+    // Approved, then used at once by the held request.
+    assert_eq!(approval["state"], "used");
     assert_eq!(
         (&approval["decided_by"], &approval["decided_via"], &approval["decided_by_credential"]),
         (&json!("fiona"), &json!("principal"), &json!("fiona-key"))
@@ -530,7 +581,7 @@ fn csrf_of(page: &str) -> String {
 
 #[test]
 fn an_approver_behind_an_sso_proxy_is_signed_in_by_its_headers_and_every_form_is_bound_to_them() {
-    let d = Deployment::start("inbox-sso");
+    let d = Deployment::start("inbox-sso", false);
     let id = held(&d.call("crm.partner.example", "/v1/invoices", "req-sso-1", None));
     let page_url = d.admin_url(&format!("/inbox/approvals/{id}"));
 
