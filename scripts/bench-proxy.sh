@@ -32,7 +32,9 @@
 # Environment: ROUNDS (default 2), DURATION (s per wrk run, default 10) after a WARMUP
 # (default 2 s) that is not counted, ROWS (default "plain auth tls"; any subset), FLOOR (the
 # pass-through binary; default: examples/bench_passthrough next to the first binary, skipped
-# when absent: `cargo build --release --example bench_passthrough`).
+# when absent: `cargo build --release --example bench_passthrough`), POLICIES (the folder with
+# scopes.wasm and agent-guard.wasm; default target/policies, from scripts/build-policies.sh:
+# a binary refuses components built against another contract version).
 # Every response must be a 2xx: a run with any other answer (a denial is faster than a pass)
 # stops the script. Loopback only. Needs nginx, wrk, openssl, python3.
 set -euo pipefail
@@ -45,6 +47,7 @@ nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
 rounds="${ROUNDS:-2}"
 duration="${DURATION:-10}"
 warmup="${WARMUP:-2}"
+policies="${POLICIES:-$repo/target/policies}"
 rows=" ${ROWS:-plain auth tls} "
 work="$(mktemp -d)"
 chmod 755 "$work" # nginx workers (nobody) read the upstream's file
@@ -125,11 +128,11 @@ id = "alice"
 scopes = ["invoices:read"]
 
 [policies.scopes]
-module = "$repo/target/policies/scopes.wasm"
+module = "$policies/scopes.wasm"
 settings = { default = "deny", rules = [{ methods = ["GET"], path = "/invoices/**", scopes = ["invoices:read"] }] }
 
 [policies.agent-guard]
-module = "$repo/target/policies/agent-guard.wasm"
+module = "$policies/agent-guard.wasm"
 settings = { approver_group = "ops" }
 
 [[routes]]
@@ -187,7 +190,7 @@ unmatched = "allow"
 
 # A config needs a policy and a route: this one is never asked for.
 [policies.scopes]
-module = "$repo/target/policies/scopes.wasm"
+module = "$policies/scopes.wasm"
 settings = { default = "deny", rules = [] }
 
 [[routes]]

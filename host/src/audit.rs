@@ -465,20 +465,29 @@ pub enum AuditError {
 /// is dropped.
 pub const QUEUE_RECORDS: usize = 4096;
 
+/// How long the writer thread lets lines gather after writing a batch before it writes
+/// again. Waking the writer for every record cost more CPU per request than the `write(2)`
+/// it saved (~+30 µs per proxied request, measured in BENCHMARKS.md, issue 18); waiting
+/// 1 ms after each batch makes the wake-ups at most ~1,000 a second at any rate, and a
+/// record reaches the file within about a millisecond.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// Writes each record as one compact JSON line to standard output or to a file, from a
 /// writer thread of its own.
 ///
 /// [`record`](AuditSink::record) serialises the record on the caller's thread and queues the
 /// line; the writer thread takes everything queued at once and writes it with a single
 /// `write_all`, so a burst of records costs one system call, and the request that records
-/// never waits on the disk. Lines keep the order they were recorded in, and each is whole
+/// never waits on the disk. A writer that was waiting is woken by the next record and
+/// writes it at once; after each batch it lets lines gather for [`LINGER`] (1 ms) before
+/// the next. Lines keep the order they were recorded in, and each is whole
 /// (one writer). The queue holds at most [`QUEUE_RECORDS`]: when the disk falls that far
 /// behind, recording **blocks** until the writer catches up, rather than drop a record (a
 /// security log must not lose records silently). [`flush`](AuditSink::flush) (at shutdown
 /// and on drop) returns once every record recorded before it is written, then syncs the file.
 ///
 /// The trade-off: a record is in memory from the moment it is recorded until the writer
-/// writes it (microseconds when idle, one batch under load). A graceful stop loses nothing;
+/// writes it (at once when the writer was idle, within about [`LINGER`] under load). A graceful stop loses nothing;
 /// a crash of the process (a kill with `SIGKILL`, an abort) loses the records still queued,
 /// at most [`QUEUE_RECORDS`], where writing on the caller's thread lost at most the one
 /// being written. Neither syncs each record to disk, so a power loss loses what the page
@@ -631,8 +640,9 @@ impl Queue {
     }
 }
 
-/// The writer thread: takes every line queued at once and writes them with one write,
-/// until the sink is dropped and nothing is left.
+/// The writer thread: takes every line queued at once and writes them with one write, then
+/// lets the next lines gather for [`LINGER`] (records queued meanwhile wake no one), until
+/// the sink is dropped and nothing is left.
 fn write_queued(out: &Out, queue: &Queue) {
     let mut batch = Vec::new();
     loop {
@@ -654,6 +664,7 @@ fn write_queued(out: &Out, queue: &Queue) {
         batch.clear();
         queue.lock().done += records as u64;
         queue.written.notify_all();
+        std::thread::sleep(LINGER);
     }
 }
 
