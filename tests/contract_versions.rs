@@ -184,3 +184,54 @@ fn inspect_shows_the_contract_a_component_speaks() {
         assert!(line.contains(&format!("portcullis:policy@{version}")), "{name}: {text}");
     }
 }
+
+/// Through `portcullis serve`'s proxy: a 0.2 policy's masks reach the caller, and a
+/// pseudonym without a `[redaction]` key is refused rather than passed on.
+#[test]
+fn the_proxy_applies_masks_and_refuses_pseudonyms_without_a_key() {
+    use common::serve::{Server, Upstream, send};
+    let upstream = Upstream::start();
+    let tmp = common::TempDir::new("contract-02-serve");
+    let policy = component("hostile-misbehave");
+    let config = |redaction: &str| {
+        format!(
+            r#"{redaction}
+[policies.m]
+module = "{module}"
+settings = {{ on_response = "pseudonym-0-2" }}
+
+[[routes]]
+paths = ["/customers/**"]
+policies = ["m"]
+
+[server.proxy]
+listen = "127.0.0.1:0"
+upstream = "http://{upstream}"
+"#,
+            module = policy.display(),
+            upstream = upstream.addr,
+        )
+    };
+
+    let without = tmp.write("without.toml", config(""));
+    let server = Server::start(&without, &[]);
+    let answer = send("GET", &server.url("proxy", "/customers/42"), &[], b"");
+    let text = String::from_utf8_lossy(&answer.body);
+    assert_ne!(answer.status, 200, "{text}");
+    assert!(!text.contains("+44 20 7946 0000") && !text.contains("ada@example.com"), "nothing leaks: {text}");
+    drop(server);
+
+    let with = tmp.write("with.toml", config("[redaction]\npseudonym_key_env = \"PORTCULLIS_TEST_PSEUDONYM_KEY\"\n"));
+    let server = Server::start(&with, &[("PORTCULLIS_TEST_PSEUDONYM_KEY", "a pseudonym key of 16+ bytes")]);
+    let body = |answer: common::serve::Answer| -> Value {
+        assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+        serde_json::from_slice(&answer.body).unwrap()
+    };
+    let first = body(send("GET", &server.url("proxy", "/customers/42"), &[], b""));
+    let second = body(send("GET", &server.url("proxy", "/customers/42"), &[], b""));
+    assert_eq!(first["email"], "***@example.com");
+    let phone = first["phone"].as_str().unwrap();
+    assert!(phone.starts_with("pn_") && phone.len() == 29, "{phone}");
+    assert_eq!(second["phone"], phone, "the same value, the same pseudonym");
+    assert_eq!(first["name"], "Ada", "untouched fields are kept");
+}

@@ -25,7 +25,9 @@
 //!   - `empty-group`: requires approval from an empty approver group;
 //!   - `bad-detector`: redacts `detected("ssn")`, a detector the host does not have;
 //!   - `mask-0-2`: a valid contract-0.2 redaction: `json-name("card_number")` masked with
-//!     `keep-last(4)`, and `detected("email")` with `keep-email-domain`.
+//!     `keep-last(4)`, and `detected("email")` with `keep-email-domain`;
+//!   - `pseudonym-0-2`: `json-name("phone")` as a keyed pseudonym, and `detected("email")`
+//!     with `keep-email-domain`.
 //!
 //! `init` refuses an unknown key or mode (naming it), so a test cannot misspell a fault.
 //! `metadata` runs before `init`, so it reads the settings through the `settings` import
@@ -74,6 +76,7 @@ const CALL_MODES: &[&str] = &[
     "empty-group",
     "bad-detector",
     "mask-0-2",
+    "pseudonym-0-2",
 ];
 
 /// Size of the `huge-string` reason: 8 MiB.
@@ -237,6 +240,10 @@ fn call(phase: &str, mode: &str) -> Outcome {
         }])),
         "mask-0-2" => outcome(Decision::Redact(vec![
             Redaction { target: Target::JsonName("card_number".to_string()), action: Action::Mask(Mask::KeepLast(4)) },
+            Redaction { target: Target::Detected("email".to_string()), action: Action::Mask(Mask::KeepEmailDomain) },
+        ])),
+        "pseudonym-0-2" => outcome(Decision::Redact(vec![
+            Redaction { target: Target::JsonName("phone".to_string()), action: Action::Mask(Mask::Pseudonym) },
             Redaction { target: Target::Detected("email".to_string()), action: Action::Mask(Mask::KeepEmailDomain) },
         ])),
         "empty-group" => outcome(Decision::RequireApproval(Approval {
