@@ -276,3 +276,33 @@ fn jitter() -> Duration {
     x ^= x >> 33;
     Duration::from_millis(x % (POLL.as_millis() as u64 + 1))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn approval(state: ApprovalState) -> Approval {
+        Approval { state, ..Approval::default() }
+    }
+
+    #[test]
+    fn a_hold_ends_when_every_approval_is_approved_or_one_can_no_longer_be() {
+        use ApprovalState::{Approved, Expired, Pending, Rejected, Used};
+        let some = |state| Some(approval(state));
+        assert!(settled(&[some(Approved)]));
+        assert!(settled(&[some(Approved), some(Approved)]));
+        assert!(!settled(&[some(Pending)]));
+        // Two groups asked: one approved is not enough.
+        assert!(!settled(&[some(Approved), some(Pending)]));
+        for over in [some(Rejected), some(Used), some(Expired), None] {
+            assert!(settled(&[some(Pending), over.clone()]), "{over:?}");
+        }
+    }
+
+    #[test]
+    fn the_poll_is_jittered_within_one_more_period() {
+        let waits: Vec<Duration> = (0..64).map(|_| jitter()).collect();
+        assert!(waits.iter().all(|w| *w <= POLL));
+        assert!(waits.iter().any(|w| *w != waits[0]), "not all the same");
+    }
+}
