@@ -475,19 +475,21 @@ const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 /// Writes each record as one compact JSON line to standard output or to a file, from a
 /// writer thread of its own.
 ///
-/// [`record`](AuditSink::record) serialises the record on the caller's thread and queues the
-/// line; the writer thread takes everything queued at once and writes it with a single
-/// `write_all`, so a burst of records costs one system call, and the request that records
-/// never waits on the disk. A writer that was waiting is woken by the next record and
-/// writes it at once; after each batch it lets lines gather for [`LINGER`] (1 ms) before
-/// the next. Lines keep the order they were recorded in, and each is whole
+/// [`record`](AuditSink::record) serialises the record on the caller's thread. When nothing
+/// is queued or being written and no one else is writing, it writes the line itself, so with
+/// little concurrency (one connection, a test, the CLI) a record is in the file before the
+/// request is answered. Otherwise it queues the line; the writer thread takes everything
+/// queued at once and writes it with a single `write_all`, so a burst of records costs one
+/// system call and the requests that record under load do not wait on the disk. A writer
+/// that was waiting is woken by the next queued record and writes it at once; after each
+/// batch it lets lines gather for [`LINGER`] (1 ms) before the next. Lines keep the order they were recorded in, and each is whole
 /// (one writer). The queue holds at most [`QUEUE_RECORDS`]: when the disk falls that far
 /// behind, recording **blocks** until the writer catches up, rather than drop a record (a
 /// security log must not lose records silently). [`flush`](AuditSink::flush) (at shutdown
 /// and on drop) returns once every record recorded before it is written, then syncs the file.
 ///
-/// The trade-off: a record is in memory from the moment it is recorded until the writer
-/// writes it (at once when the writer was idle, within about [`LINGER`] under load). A graceful stop loses nothing;
+/// The trade-off: a queued record is in memory from the moment it is recorded until the
+/// writer writes it (at once when the writer was idle, within about [`LINGER`] under load). A graceful stop loses nothing;
 /// a crash of the process (a kill with `SIGKILL`, an abort) loses the records still queued,
 /// at most [`QUEUE_RECORDS`], where writing on the caller's thread lost at most the one
 /// being written. Neither syncs each record to disk, so a power loss loses what the page
@@ -548,6 +550,9 @@ struct Pending {
     done: u64,
     /// The writer waits for a line: the next one must wake it.
     idle: bool,
+    /// The writer has taken a batch and not finished writing it: a new record must queue
+    /// behind it, never be written before it.
+    writing: bool,
     /// The sink is being dropped: the writer writes what is left and stops.
     closed: bool,
 }
@@ -603,6 +608,7 @@ impl JsonLinesSink {
                 queued: 0,
                 done: 0,
                 idle: false,
+                writing: false,
                 closed: false,
             }),
             arrived: Condvar::new(),
@@ -657,12 +663,17 @@ fn write_queued(out: &Out, queue: &Queue) {
         }
         std::mem::swap(&mut pending.lines, &mut batch);
         let records = std::mem::take(&mut pending.records);
+        pending.writing = true;
         drop(pending);
         // Room in the queue for callers waiting on a full one.
         queue.written.notify_all();
         out.write_lines(&batch, records as u64);
         batch.clear();
-        queue.lock().done += records as u64;
+        {
+            let mut pending = queue.lock();
+            pending.done += records as u64;
+            pending.writing = false;
+        }
         queue.written.notify_all();
         std::thread::sleep(LINGER);
     }
@@ -675,10 +686,23 @@ impl Out {
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The lock if no one holds it (a poisoned lock counts as free, as in [`lock`](Out::lock)).
+    fn try_lock(&self) -> Option<MutexGuard<'_, Writer>> {
+        match self.writer.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
     /// Writes `records` whole lines with one `write_all`, counting them all as lost if it
     /// fails.
     fn write_lines(&self, lines: &[u8], records: u64) {
-        let mut writer = self.lock();
+        self.write_locked(&mut self.lock(), lines, records);
+    }
+
+    /// [`write_lines`](Out::write_lines) with the lock already held.
+    fn write_locked(&self, writer: &mut Writer, lines: &[u8], records: u64) {
         let torn = writer.torn;
         let written = match &mut writer.out {
             Output::Stdout => {
@@ -742,6 +766,18 @@ impl AuditSink for JsonLinesSink {
             return;
         };
         let mut pending = queue.lock();
+        // Nothing queued, no batch being written, and the file free: no earlier record can
+        // still be on its way, so this one is written here, before the request is answered,
+        // in order. Under concurrency the file is busy and records queue for the writer's
+        // batches.
+        if pending.records == 0
+            && !pending.writing
+            && let Some(mut writer) = self.out.try_lock()
+        {
+            drop(pending);
+            self.out.write_locked(&mut writer, &line, 1);
+            return;
+        }
         // A full queue: wait for the writer (block, never drop).
         while pending.records >= queue.capacity && !pending.closed {
             pending = queue.written.wait(pending).unwrap_or_else(PoisonError::into_inner);
@@ -1268,6 +1304,26 @@ mod tests {
             assert_eq!(text.lines().count(), round, "{text}");
             assert!(text.contains(&format!("\"request_id\":\"r{round}\"")), "{text}");
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// With nothing queued and no one writing, the record is written by the caller: it is in
+    /// the file when `record` returns, with no flush (tests and one-connection servers read
+    /// the log right after the answer).
+    #[test]
+    fn a_record_with_nothing_queued_is_in_the_file_when_record_returns() {
+        let dir = temp_dir("inline-write");
+        let path = dir.join("audit.jsonl");
+        let sink = JsonLinesSink::open(&path).unwrap();
+        let mut record = AuditRecord::for_auth_failure(&context(), &secret_request(), "unknown API key");
+        for round in 1..=50 {
+            record.request_id = format!("r{round}");
+            sink.record(&record);
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert_eq!(text.lines().count(), round, "{text}");
+            assert!(text.contains(&format!("\"request_id\":\"r{round}\"")), "{text}");
+        }
+        drop(sink);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -541,6 +541,7 @@ impl Policy {
         let component = Component::new(self.engine.wasmtime(), &instrumented)
             .map_err(|e| failed("compiling the instrumented component", e))?;
         let mut store = self.new_store();
+        store.set_epoch_deadline(ticks_for(self.load_timeout_ms()));
         let instance = linker.instantiate(&mut store, &component).map_err(|e| failed("instantiating", e))?;
         let bindings = Bindings::new(&mut store, &instance).map_err(|e| failed("binding", e))?;
         match bindings.portcullis_policy_handler().call_init(&mut store, &self.context.settings) {
@@ -548,7 +549,7 @@ impl Policy {
             Ok(Err(e)) => {
                 return Err(PreinitError::Settings { setting: e.setting, message: e.message });
             }
-            Err(e) => return Err(PreinitError::Init(self.classify(e, &store))),
+            Err(e) => return Err(PreinitError::Init(self.at_load(self.classify(e, &store)))),
         }
         // Reading the state back runs the instrumented accessors (copies of the memories),
         // not policy code: give them their own, generous, deadline.
@@ -559,9 +560,10 @@ impl Policy {
     /// Reads and checks the metadata.
     fn read_metadata(&self) -> Result<Metadata, LoadError> {
         let fault = |export, fault| LoadError::Fault { policy: self.name.clone(), export, fault };
-        let (mut store, instance) = self.instantiate().map_err(|f| fault("metadata", f))?;
+        let (mut store, instance) = self.instantiate_at_load().map_err(|f| fault("metadata", f))?;
         let handler = instance.portcullis_policy_handler();
-        let meta = handler.call_metadata(&mut store).map_err(|e| fault("metadata", self.classify(e, &store)))?;
+        let meta =
+            handler.call_metadata(&mut store).map_err(|e| fault("metadata", self.at_load(self.classify(e, &store))))?;
         let invalid = |message: String| LoadError::Metadata { policy: self.name.clone(), message };
         if meta.name.trim().is_empty() {
             return Err(invalid("`name` is empty".into()));
@@ -586,11 +588,11 @@ impl Policy {
     /// Runs `init` with the policy's settings.
     fn init(&self) -> Result<(), LoadError> {
         let fault = |fault| LoadError::Fault { policy: self.name.clone(), export: "init", fault };
-        let (mut store, instance) = self.instantiate().map_err(fault)?;
+        let (mut store, instance) = self.instantiate_at_load().map_err(fault)?;
         let result = instance
             .portcullis_policy_handler()
             .call_init(&mut store, &self.context.settings)
-            .map_err(|e| fault(self.classify(e, &store)))?;
+            .map_err(|e| fault(self.at_load(self.classify(e, &store))))?;
         result.map_err(|e| LoadError::Settings {
             policy: self.name.clone(),
             setting: if e.setting.trim().is_empty() { "(the whole document)".into() } else { e.setting },
@@ -759,7 +761,18 @@ impl Policy {
 
     /// A fresh store and instance (of the snapshot, when pre-initialised).
     fn instantiate(&self) -> Result<(Store<HostState>, Bindings), Fault> {
+        self.instantiate_with(self.new_store())
+    }
+
+    /// [`instantiate`](Self::instantiate) for the calls made once at load (`metadata`,
+    /// `init`), with their deadline ([`load_timeout_ms`](Self::load_timeout_ms)).
+    fn instantiate_at_load(&self) -> Result<(Store<HostState>, Bindings), Fault> {
         let mut store = self.new_store();
+        store.set_epoch_deadline(ticks_for(self.load_timeout_ms()));
+        self.instantiate_with(store).map_err(|f| self.at_load(f))
+    }
+
+    fn instantiate_with(&self, mut store: Store<HostState>) -> Result<(Store<HostState>, Bindings), Fault> {
         match self.pre.instantiate(&mut store) {
             Ok(instance) => Ok((store, instance)),
             // A trap in a start function is the guest's fault; anything else is the host's
@@ -794,10 +807,25 @@ impl Policy {
         Ok((store, bindings))
     }
 
-    /// The time limit in epoch ticks; +1 because the current tick may be about to end.
+    /// The time limit in epoch ticks.
     fn deadline_ticks(&self) -> u64 {
-        let tick = EPOCH_TICK.as_millis().max(1) as u64;
-        self.limits.timeout_ms.div_ceil(tick).saturating_add(1)
+        ticks_for(self.limits.timeout_ms)
+    }
+
+    /// The time `metadata` and `init` get at load: ten times `timeout_ms`, at most
+    /// [`MAX_TIMEOUT_MS`]. They run once, and a Python or JavaScript component starts its
+    /// interpreter's state then, which on a busy machine can take longer than one
+    /// evaluation's budget; a policy that loops at load is still stopped.
+    fn load_timeout_ms(&self) -> u64 {
+        self.limits.timeout_ms.saturating_mul(LOAD_TIMEOUT_FACTOR).min(MAX_TIMEOUT_MS).max(self.limits.timeout_ms)
+    }
+
+    /// A load-time fault: a timeout names the load-time limit, not the evaluation's.
+    fn at_load(&self, fault: Fault) -> Fault {
+        match fault {
+            Fault::Timeout(_) => Fault::Timeout(self.load_timeout_ms()),
+            other => other,
+        }
     }
 
     fn classify(&self, error: wasmtime::Error, store: &Store<HostState>) -> Fault {
@@ -934,6 +962,16 @@ impl ReusableInstance<'_> {
 
 /// The deadline, in epoch ticks (~10 s), for reading an instance's state into a snapshot.
 const SNAPSHOT_READ_TICKS: u64 = 10_000;
+
+/// How many evaluations' budgets `metadata` and `init` get at load
+/// ([`Policy::load_timeout_ms`]).
+const LOAD_TIMEOUT_FACTOR: u64 = 10;
+
+/// A time limit in epoch ticks; +1 because the current tick may be about to end.
+fn ticks_for(timeout_ms: u64) -> u64 {
+    let tick = EPOCH_TICK.as_millis().max(1) as u64;
+    timeout_ms.div_ceil(tick).saturating_add(1)
+}
 
 /// A linker with the contract's always-available interfaces and the granted capabilities.
 fn link(engine: &Engine, imports: &[Capability]) -> wasmtime::Result<Linker<HostState>> {
