@@ -166,6 +166,11 @@ struct Door {
 
 impl Door {
     fn start(dir: &Path, upstream: &SdkServer) -> Door {
+        Door::start_with(dir, upstream, r#""tool-guard""#, "")
+    }
+
+    /// The door with the route's `policies` list and `extra` appended to the config.
+    fn start_with(dir: &Path, upstream: &SdkServer, policies: &str, extra: &str) -> Door {
         let tool_guard = common::component("tool-guard").display().to_string();
         let config = common::serve::fixture_config(true, "invoices:read")
             + &format!(
@@ -194,11 +199,12 @@ agent = [
 [[routes]]
 name = "mcp"
 paths = ["/mcp"]
-policies = ["tool-guard"]
+policies = [{policies}]
 
 [server.mcp]
 listen = "127.0.0.1:0"
 upstream = "http://127.0.0.1:{port}/mcp"
+allowed_origins = ["https://app.example.com"]
 
 [server.admin]
 listen = "127.0.0.1:0"
@@ -209,7 +215,7 @@ store = "approvals.sqlite"
 
 [audit]
 path = "audit.jsonl"
-"#,
+{extra}"#,
                 port = upstream.port,
             );
         let path = dir.join("portcullis.toml");
@@ -270,7 +276,7 @@ fn error_code(result: &Value) -> (i64, String) {
 fn session(door: &Door, server: &SdkServer, sdk: Sdk, mode: &str, protocol: &str, n: u64) {
     let admin = door.server.url("admin", "");
     let modern = protocol == "2026-07-28";
-    let mut steps = json!([
+    let steps = json!([
         {"op": "list_tools"},
         {"op": "call", "tool": "get_invoice", "args": {"invoice_id": n}},
         {"op": "call", "tool": "delete_invoice", "args": {"invoice_id": n}},
@@ -279,12 +285,9 @@ fn session(door: &Door, server: &SdkServer, sdk: Sdk, mode: &str, protocol: &str
         {"op": "call", "tool": "delete_invoice", "args": {"invoice_id": n}, "approval_from": 2},
         {"op": "read", "uri": format!("invoices://{n}")},
         {"op": "prompt", "name": "summarise_invoice", "args": {"invoice_id": n.to_string()}},
+        // 2026 clients mirror `region` into `Mcp-Param-Region`: checked, and sent on.
+        {"op": "call", "tool": "invoices_in_region", "args": {"region": "eu-west", "status": format!("s{n}")}},
     ]);
-    if !modern {
-        // 2026 clients mirror `region` into `Mcp-Param-Region`, which the door drops today.
-        let region = json!({"op": "call", "tool": "invoices_in_region", "args": {"region": "eu-west", "status": format!("s{n}")}});
-        steps.as_array_mut().unwrap().push(region);
-    }
     let (negotiated, r, elicitations) = client(door, sdk, mode, &steps);
     assert!(elicitations.is_empty(), "{elicitations:#?}");
     let at = format!("{sdk:?} client in mode {mode}");
@@ -309,9 +312,7 @@ fn session(door: &Door, server: &SdkServer, sdk: Sdk, mode: &str, protocol: &str
     assert_eq!(error_code(&r[5]), (-32003, "approval-invalid".into()), "{at}: {}", r[5]);
     assert_eq!(r[6]["result"]["contents"][0]["uri"], format!("invoices://{n}"), "{at}: {}", r[6]);
     assert_eq!(r[7]["result"]["messages"][0]["content"]["text"], format!("Summarise invoice {n}."), "{at}: {}", r[7]);
-    if !modern {
-        assert_eq!(r[8]["result"]["content"][0]["text"], format!("2 s{n} invoices in eu-west"), "{at}: {}", r[8]);
-    }
+    assert_eq!(r[8]["result"]["content"][0]["text"], format!("2 s{n} invoices in eu-west"), "{at}: {}", r[8]);
 
     // What the server ran: the allowed calls, the destructive one once (after approval).
     let ran = server.ran();
@@ -321,7 +322,7 @@ fn session(door: &Door, server: &SdkServer, sdk: Sdk, mode: &str, protocol: &str
     assert!(ran.iter().any(|e| e["resource"] == format!("invoices://{n}")), "{at}: {ran:#?}");
     let region_ran =
         ran.iter().any(|e| e["tool"] == "invoices_in_region" && e["arguments"]["status"] == format!("s{n}"));
-    assert_eq!(region_ran, !modern, "{at}: {ran:#?}");
+    assert!(region_ran, "{at}: {ran:#?}");
 
     // What reached the server over HTTP for this session's calls: the generation's headers,
     // the principal the door verified, never the caller's token nor the approval id.
@@ -344,6 +345,13 @@ fn session(door: &Door, server: &SdkServer, sdk: Sdk, mode: &str, protocol: &str
             assert!(headers.get("mcp-method").is_none(), "{at}: a 2025 call gets no 2026 headers: {call}");
         }
     }
+    // The region call: a 2026 server gets `Mcp-Param-Region` from the door, a 2025 one none.
+    let region_call = http
+        .iter()
+        .find(|h| h["body"]["method"] == "tools/call" && h["body"]["params"]["arguments"]["status"] == format!("s{n}"))
+        .unwrap_or_else(|| panic!("{at}: the region call never reached the server"));
+    let param = &region_call["headers"]["mcp-param-region"];
+    assert_eq!(*param, if modern { json!("eu-west") } else { Value::Null }, "{at}: {region_call}");
     // (A client pinned to 2026-07-28 may skip `server/discover`: the Python SDK does.)
     if !modern {
         assert!(http.iter().any(|h| h["body"]["method"] == "initialize"), "{at}: no initialize reached the server");
@@ -441,4 +449,141 @@ fn multi_round_trip(door: &Door, server: &SdkServer, sdk: Sdk, n: u64) {
     assert_eq!(accepted[1]["answer"], json!({"kind": "elicit", "action": "accept"}), "{sdk:?}");
     assert_eq!(rounds(n + 1)[1]["answer"]["action"], "decline", "{sdk:?}");
     assert_eq!(rounds(n + 2).len(), 1, "{sdk:?}: a client that does not retry sends one round");
+}
+
+/// A raw 2026-07-28 `tools/call` of `tool` to the door, as the agent: the message with
+/// `arguments` and the protocol version in `_meta`, the headers a 2026 client mirrors from
+/// it, then `extra` (which replace them by name).
+fn call_2026(door: &Door, tool: &str, arguments: &Value, extra: &[(&str, &str)]) -> common::serve::Answer {
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+        "name": tool, "arguments": arguments, "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
+            "io.modelcontextprotocol/clientCapabilities": {}}}});
+    let bearer = format!("Bearer {}", token());
+    let mut headers: Vec<(&str, &str)> = vec![
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("authorization", &bearer),
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", tool),
+    ];
+    headers.retain(|(name, _)| !extra.iter().any(|(n, _)| n == name));
+    headers.extend(extra.iter().filter(|(_, v)| !v.is_empty()));
+    common::serve::send("POST", &door.server.url("mcp", "/mcp"), &headers, body.to_string().as_bytes())
+}
+
+/// The JSON-RPC message of an answer: a JSON body, or the last `data:` line of an SSE one.
+fn answer_message(answer: &common::serve::Answer) -> Value {
+    let text = String::from_utf8_lossy(&answer.body);
+    let data = text.lines().filter_map(|l| l.strip_prefix("data:")).next_back().unwrap_or(&text);
+    serde_json::from_str(data.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// The 2026-07-28 request headers are checked against the body before any policy runs:
+/// a mismatch is `400` with `-32020` (the request's id) and the server sees nothing; an
+/// unknown version is `-32022`; `Mcp-Param-*` values reach policies (one header more for
+/// `test-probe`) and the server only when checked; a browser `Origin` passes only when listed.
+#[test]
+fn the_2026_request_headers_are_checked_against_the_body_before_any_policy() {
+    common::policies_dir();
+    let dir = temp_dir("mcp-sdks-headers");
+    let server = SdkServer::start(&dir, Sdk::Python);
+    let probe = common::component("test-probe").display().to_string();
+    let extra = format!("\n[policies.test-probe]\nmodule = \"{probe}\"\n");
+    let door = Door::start_with(&dir, &server, r#""tool-guard", "test-probe""#, &extra);
+    let calls_seen = || server.http().iter().filter(|h| h["body"]["method"] == "tools/call").count();
+    let region = |r: &str| json!({"region": r, "status": "open"});
+
+    // Agreeing headers: the call runs, and the server gets the header the door wrote.
+    let ok = call_2026(&door, "invoices_in_region", &region("us-west1"), &[("mcp-param-region", "us-west1")]);
+    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    assert_eq!(answer_message(&ok)["result"]["content"][0]["text"], "2 open invoices in us-west1");
+    let http = server.http();
+    let sent = http.iter().rfind(|h| h["body"]["method"] == "tools/call").unwrap();
+    assert_eq!(sent["headers"]["mcp-param-region"], "us-west1", "{sent}");
+    // Non-ASCII travels in the Base64 sentinel both ways.
+    let zurich =
+        call_2026(&door, "invoices_in_region", &region("Zürich"), &[("mcp-param-region", "=?base64?WsO8cmljaA==?=")]);
+    assert_eq!(zurich.status, 200, "{}", String::from_utf8_lossy(&zurich.body));
+    let http = server.http();
+    let sent = http.iter().rfind(|h| h["body"]["method"] == "tools/call").unwrap();
+    assert_eq!(sent["headers"]["mcp-param-region"], "=?base64?WsO8cmljaA==?=", "{sent}");
+    // Policies see the checked value as a header: the same call without the argument (so
+    // without the header) shows test-probe one header fewer.
+    let none = call_2026(&door, "invoices_in_region", &json!({"region": null, "status": "open"}), &[]);
+    assert_eq!(none.status, 200, "{}", String::from_utf8_lossy(&none.body));
+    let audit = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap_or_default();
+    let counts: Vec<u64> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["operation"] == "invoices_in_region" && r["phase"] == "request")
+        .filter_map(|r| {
+            let labels = r["labels"].as_array()?.clone();
+            let count = labels.iter().find(|l| l["policy"] == "test-probe" && l["key"] == "headers")?;
+            count["value"].as_str()?.parse().ok()
+        })
+        .collect();
+    assert_eq!(counts.len(), 3, "{audit}");
+    assert_eq!(counts[0], counts[2] + 1, "mcp-param-region reached the policies: {counts:?}");
+    let before = calls_seen();
+
+    let refused = |answer: &common::serve::Answer, code: i64, text: &str| {
+        let body = String::from_utf8_lossy(&answer.body);
+        assert_eq!(answer.status, 400, "{body}");
+        let message = answer_message(answer);
+        assert_eq!(message["error"]["code"], code, "{body}");
+        assert_eq!(message["id"], 7, "{body}");
+        assert!(message["error"]["message"].as_str().unwrap().contains(text), "{body}");
+    };
+    // Mcp-Name names another tool than the body.
+    let a = call_2026(&door, "get_invoice", &json!({"invoice_id": 1}), &[("mcp-name", "delete_invoice")]);
+    refused(&a, -32020, "Mcp-Name header value 'delete_invoice' does not match body value 'get_invoice'");
+    // The protocol version header disagrees with _meta.
+    let a = call_2026(&door, "get_invoice", &json!({"invoice_id": 1}), &[("mcp-protocol-version", "2025-11-25")]);
+    refused(&a, -32020, "MCP-Protocol-Version");
+    // An Mcp-Param value that is not the argument's, and a missing one.
+    let a = call_2026(&door, "invoices_in_region", &region("us-west1"), &[("mcp-param-region", "eu-west1")]);
+    refused(&a, -32020, "Mcp-Param-Region header value 'eu-west1' does not match body value 'us-west1'");
+    let a = call_2026(&door, "invoices_in_region", &region("us-west1"), &[]);
+    refused(&a, -32020, "Mcp-Param-Region header is missing");
+    // A param for a tool the door has no definition of.
+    let a = call_2026(&door, "no_such_tool", &json!({"x": 1}), &[("mcp-param-x", "1")]);
+    refused(&a, -32020, "cannot be checked");
+    // A version the door does not know.
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "get_invoice",
+        "arguments": {"invoice_id": 1}, "_meta": {"io.modelcontextprotocol/protocolVersion": "2027-01-01"}}});
+    let bearer = format!("Bearer {}", token());
+    let headers = [
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("authorization", bearer.as_str()),
+        ("mcp-protocol-version", "2027-01-01"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "get_invoice"),
+    ];
+    let a = common::serve::send("POST", &door.server.url("mcp", "/mcp"), &headers, body.to_string().as_bytes());
+    refused(&a, -32022, "Unsupported protocol version");
+    assert_eq!(answer_message(&a)["error"]["data"]["supported"][0], "2026-07-28");
+    assert_eq!(calls_seen(), before, "a refused call never reached the server");
+    // No policy ran for them: only the two calls that passed were audited as tools/call.
+    let audit = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap_or_default();
+    let audited =
+        audit.lines().filter(|l| l.contains("\"invoices_in_region\"") && l.contains("\"phase\":\"request\"")).count();
+    assert_eq!(audited, 3, "{audit}");
+
+    // Origin: a listed one passes the door (and goes on: the SDK's server, with its own
+    // DNS-rebinding guard, may still refuse it), any other is refused 403 before anything.
+    let listed = call_2026(&door, "get_invoice", &json!({"invoice_id": 5}), &[("origin", "https://app.example.com")]);
+    let reached = server.http().into_iter().any(|h| {
+        h["body"]["params"]["arguments"]["invoice_id"] == 5 && h["headers"]["origin"] == "https://app.example.com"
+    });
+    assert!(reached, "a listed origin passes the door: {}", String::from_utf8_lossy(&listed.body));
+    let other = call_2026(&door, "get_invoice", &json!({"invoice_id": 6}), &[("origin", "https://evil.example")]);
+    assert_eq!(other.status, 403, "{}", String::from_utf8_lossy(&other.body));
+    let message = answer_message(&other);
+    assert!(message.get("id").is_none(), "{message}");
+    assert!(message["error"]["message"].as_str().unwrap().contains("allowed_origins"), "{message}");
+    assert!(!server.ran().iter().any(|e| e["arguments"]["invoice_id"] == 6), "the refused call never ran");
 }

@@ -140,6 +140,8 @@ fn doors(out: &mut String, config: &Config) {
     }
     if let Some(s) = &server.mcp {
         let _ = writeln!(out, "  mcp           {}://{}{} -> {}", scheme(s.tls.is_some()), s.listen, s.path, s.upstream);
+        let origins = if s.allowed_origins.is_empty() { "none".to_owned() } else { s.allowed_origins.join(", ") };
+        let _ = writeln!(out, "                browser origins allowed: {origins}");
     }
     if let Some(s) = &server.admin {
         let _ = writeln!(out, "  admin         {}://{}", scheme(s.tls.is_some()), s.listen);

@@ -60,6 +60,10 @@ use super::http::{
 use super::live::Live;
 use super::upstream::{DoorUpstream, UpstreamClient};
 
+#[path = "mcp_meta.rs"]
+mod meta;
+use meta::{ToolInfo, Vouched};
+
 /// The header carrying the MCP session id, passed through both ways.
 const SESSION_HEADER: &str = "mcp-session-id";
 
@@ -93,6 +97,7 @@ pub async fn serve(
     if !section.path.starts_with('/') {
         bail!("[server.mcp] path `{}` must start with /", section.path);
     }
+    section.check_origins().map_err(anyhow::Error::msg)?;
     let DoorUpstream { uri: upstream, client } = upstream;
     let judge = Judge::for_live(&live);
     let annotations = Arc::new(Cache::default());
@@ -139,14 +144,14 @@ impl ListKey {
 
 /// One remembered tool list.
 struct Listed {
-    tools: HashMap<String, Annotations>,
+    tools: HashMap<String, ToolInfo>,
     at: Instant,
 }
 
 /// What the door knows about a tool before a call.
 enum Known {
-    /// A fresh list names it (with these annotations).
-    Listed(Annotations),
+    /// A fresh list names it (with these annotations and input schema).
+    Listed(ToolInfo),
     /// A fresh list does not name it, and was refreshed recently.
     Unlisted,
     /// No fresh list, or one that does not name it and may be stale: list the tools again.
@@ -165,7 +170,7 @@ impl Cache {
         let Ok(lists) = self.lists.lock() else { return Known::Unknown };
         match lists.get(key) {
             Some(listed) if listed.at.elapsed() < LIST_TTL => match listed.tools.get(tool) {
-                Some(annotations) => Known::Listed(annotations.clone()),
+                Some(tool) => Known::Listed(tool.clone()),
                 None if listed.at.elapsed() < LIST_REFRESH => Known::Unlisted,
                 None => Known::Unknown,
             },
@@ -175,7 +180,7 @@ impl Cache {
 
     /// Remembers `tools` for `key`: replacing what was there (a whole list, or a first
     /// page), or adding to it (a later page).
-    fn remember(&self, key: ListKey, tools: HashMap<String, Annotations>, replace: bool) {
+    fn remember(&self, key: ListKey, tools: HashMap<String, ToolInfo>, replace: bool) {
         let Ok(mut lists) = self.lists.lock() else { return };
         if lists.len() >= MAX_LISTS && !lists.contains_key(&key) {
             lists.retain(|_, listed| listed.at.elapsed() < LIST_TTL);
@@ -250,6 +255,10 @@ impl Door {
             }
             Err(e) => return rpc_error(400, &Value::Null, ERROR_INVALID_REQUEST, &e.to_string(), ""),
         }
+        // A browser origin not listed: refused before anything else (DNS rebinding).
+        if let Some(refusal) = meta::refuse_origin(req.headers(), &self.section.allowed_origins) {
+            return refusal;
+        }
         // One session and one protocol version per message: the door keys what it knows by
         // the session it reads, and the server must not read another one.
         for name in [SESSION_HEADER, "mcp-protocol-version"] {
@@ -259,9 +268,10 @@ impl Door {
             }
         }
         let (mut parts, body) = req.into_parts();
-        // A 2026 client sends the routing headers (`Mcp-Method`, `Mcp-Name`); the door sends
-        // them on, set from the message it judged.
-        let routing = parts.headers.contains_key(mcp::MCP_METHOD_HEADER);
+        // A 2026 client sends the routing headers (`Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`):
+        // kept aside to be checked against the message; the door sends them on, set from the
+        // message it judged.
+        let client_meta = meta::client_metadata(&parts.headers);
         // Framing and the headers only the host sets, as at every door (`X-Forwarded-*`,
         // `Forwarded`, `X-Portcullis-*`), then the MCP ones: never from a caller.
         if let Err(e) = take_incoming(&mut parts.headers) {
@@ -291,7 +301,7 @@ impl Door {
         // A token with an unknown `kid` may be signed by the issuer's new key.
         self.live.refresh_keys(&gate, &normal).await;
         match parts.method {
-            Method::POST => self.post(gate, parts, body, normal, routing).await,
+            Method::POST => self.post(gate, parts, body, normal, client_meta).await,
             Method::GET | Method::DELETE => self.pass(gate, parts, normal).await,
             _ => rpc_error(405, &Value::Null, ERROR_INVALID_REQUEST, "the MCP endpoint takes POST, GET and DELETE", ""),
         }
@@ -375,11 +385,17 @@ impl Door {
         parts: http::request::Parts,
         body: Incoming,
         normal: Normal,
-        routing: bool,
+        client_meta: HeaderMap,
     ) -> Response<Body> {
         let (message, kind) = match self.read_message(&parts, body).await {
             Ok(parsed) => parsed,
             Err(answer) => return *answer,
+        };
+        let routing = client_meta.contains_key(mcp::MCP_METHOD_HEADER);
+        // The 2026 headers against the body, before any policy runs.
+        let generation = match meta::check(&client_meta, &message) {
+            Ok(generation) => generation,
+            Err(e) => return meta::refusal(&e, message.get("id"), ""),
         };
         let (id, method, params) = match kind {
             Message::Request { id, method, params } => (id, method, params),
@@ -393,17 +409,21 @@ impl Door {
             Err(e) => return rpc_error(200, &id, e.code(), &e.to_string(), ""),
         };
         let session = header_text(&parts.headers, SESSION_HEADER).unwrap_or_default();
-        let annotations = match &call.tool {
+        let tool = match &call.tool {
             Some(tool) => self.annotations_for(&gate, &normal, &parts, &session, tool, params.as_ref(), routing).await,
             None => None,
         };
+        let vouched = match meta::check_params(&client_meta, &message, generation, tool.as_ref()) {
+            Ok(vouched) => vouched,
+            Err(e) => return meta::refusal(&e, Some(&id), ""),
+        };
         let certificate = client_certificate(&parts.extensions);
-        let admitted = self.admit_call(gate, &normal, &call, annotations.as_ref(), &id, certificate).await;
+        let admitted = self.admit_call(gate, &normal, &call, &vouched, &id, certificate).await;
         let (gate, ticket) = match admitted {
             Ok(admitted) => admitted,
             Err(answer) => return *answer,
         };
-        let response = match self.forward_call(parts, message, &call, &ticket, &id, routing).await {
+        let response = match self.forward_call(parts, message, (&call, &vouched), &ticket, &id, routing).await {
             Ok(response) => response,
             Err(answer) => return *answer,
         };
@@ -491,11 +511,14 @@ impl Door {
         gate: Arc<Gate>,
         normal: &Normal,
         call: &Call,
-        annotations: Option<&Annotations>,
+        vouched: &Vouched,
         id: &Value,
         certificate: Option<portcullis_host::identity::ClientCertificate>,
     ) -> Result<(Arc<Gate>, Box<Ticket>), Box<Response<Body>>> {
-        let mut request = mcp::request_for_call(normal, call, annotations);
+        let mut request = mcp::request_for_call(normal, call, vouched.annotations.as_ref());
+        // The `Mcp-Param-*` values checked against the arguments, decoded: the only ones a
+        // policy sees.
+        request.headers.extend(vouched.policy_headers());
         if let (Some(approval), None) = (&call.approval_id, request.header(APPROVAL_HEADER)) {
             request.headers.push((APPROVAL_HEADER.into(), approval.clone()));
         }
@@ -541,7 +564,7 @@ impl Door {
         &self,
         parts: http::request::Parts,
         mut message: Value,
-        call: &Call,
+        (call, vouched): (&Call, &Vouched),
         ticket: &Ticket,
         id: &Value,
         routing: bool,
@@ -556,6 +579,13 @@ impl Door {
         if routing {
             for (name, value) in mcp::routing_headers(call) {
                 set_header(outgoing.headers_mut(), name, &value);
+            }
+        }
+        // `Mcp-Param-*` mirrored from the arguments the server gets (after redaction).
+        if let Some(schema) = &vouched.schema {
+            let arguments = message.get("params").and_then(|p| p.get("arguments"));
+            for (name, value) in meta::mirrored(schema, arguments) {
+                outgoing.headers_mut().insert(name, value);
             }
         }
         if let Ok(value) = HeaderValue::from_str(request_id) {
@@ -695,14 +725,14 @@ impl Door {
         tool: &str,
         params: Option<&Value>,
         routing: bool,
-    ) -> Option<Annotations> {
+    ) -> Option<ToolInfo> {
         let mut caller = normal.clone();
         let now = portcullis_host::now_ms() / 1000;
         let certificate = client_certificate(&parts.extensions);
         gate.identify_connection(&mut caller, &Identity::Credentials { now_unix_s: now }, certificate.as_ref()).ok()?;
         let key = ListKey::of(&caller.principal, session);
         match self.annotations.lookup(&key, tool) {
-            Known::Listed(annotations) => return Some(annotations),
+            Known::Listed(tool) => return Some(tool),
             Known::Unlisted => return None,
             Known::Unknown => {}
         }
@@ -736,7 +766,7 @@ impl Door {
         caller: &Normal,
         envelope: Option<Map<String, Value>>,
         routing: bool,
-    ) -> Option<HashMap<String, Annotations>> {
+    ) -> Option<HashMap<String, ToolInfo>> {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let deadline = Instant::now() + Duration::from_millis(self.section.upstream_timeout_ms);
         let mut tools = HashMap::new();
@@ -770,7 +800,7 @@ impl Door {
             let left = deadline.saturating_duration_since(Instant::now());
             let answer = tokio::time::timeout(left, self.read_answer(response, &id)).await.ok()??;
             let result = answer.get("result")?;
-            tools.extend(mcp::tools_of(result));
+            tools.extend(meta::listed_tools(result));
             match result.get("nextCursor").and_then(Value::as_str) {
                 Some(next) => cursor = Some(next.to_owned()),
                 None => return Some(tools),
@@ -983,7 +1013,7 @@ impl Answering {
         {
             // A first page replaces what was known; a later one (asked with a cursor) adds.
             let later_page = self.call.body.as_ref().is_some_and(|b| b.get("cursor").is_some());
-            let tools = mcp::tools_of(result).into_iter().collect();
+            let tools = meta::listed_tools(result);
             self.cache.remember(self.list_key.clone(), tools, !later_page);
         }
         if self.call.method == "tools/list"
@@ -1135,9 +1165,10 @@ mod tests {
         ListKey { principal: principal.into(), session: session.into() }
     }
 
-    fn tools(names: &[&str]) -> HashMap<String, Annotations> {
+    fn tools(names: &[&str]) -> HashMap<String, ToolInfo> {
         let read_only = Annotations { read_only: Some(true), ..Annotations::default() };
-        names.iter().map(|n| ((*n).to_owned(), read_only.clone())).collect()
+        let tool = ToolInfo { annotations: read_only, schema: None };
+        names.iter().map(|n| ((*n).to_owned(), tool.clone())).collect()
     }
 
     #[test]

@@ -66,6 +66,7 @@ fn check_upstreams(config: &Config, config_path: &Path, base: &Path) -> Result<(
     }
     if let Some(section) = &config.server.mcp {
         super::upstream::DoorUpstream::for_mcp(section, base).with_context(file)?;
+        section.check_origins().map_err(anyhow::Error::msg).with_context(file)?;
     }
     Ok(())
 }

@@ -492,7 +492,9 @@ pub fn filter_tools(result: &mut Value, mut keep: impl FnMut(&str) -> bool) -> u
 /// `mcp-param-*`. The routing headers mirror the message's method, name and arguments; a
 /// client's copies could disagree with the message the policies judge (or carry an argument
 /// a redaction removed), so a door drops them and sets `mcp-method`/`mcp-name` itself from
-/// the judged message ([`routing_headers`]).
+/// the judged message ([`routing_headers`]). The MCP door first checks a 2026 client's copies
+/// against the message (`mcp_headers::check_request`) and shows policies only the
+/// `mcp-param-*` values it checked.
 pub fn is_reserved_header(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
     name == MCP_METHOD_HEADER
@@ -515,24 +517,9 @@ pub fn routing_headers(call: &Call) -> Vec<(&'static str, String)> {
         _ => None,
     };
     if let Some(name) = name {
-        headers.push((MCP_NAME_HEADER, encode_header_value(&name)));
+        headers.push((MCP_NAME_HEADER, crate::adapters::mcp_headers::encode_value(&name)));
     }
     headers
-}
-
-/// A header value as the MCP protocol writes it: verbatim when it is printable ASCII
-/// without edge whitespace (and does not look encoded), else `=?base64?…?=`.
-fn encode_header_value(value: &str) -> String {
-    use base64::Engine as _;
-    let plain = !value.is_empty()
-        && value.bytes().all(|b| (0x20..0x7f).contains(&b))
-        && value.trim() == value
-        && !(value.starts_with("=?base64?") && value.ends_with("?="));
-    if plain {
-        value.to_owned()
-    } else {
-        format!("=?base64?{}?=", base64::engine::general_purpose::STANDARD.encode(value.as_bytes()))
-    }
 }
 
 /// Removes the headers only the host may set, so a caller cannot forge a tool's annotations.

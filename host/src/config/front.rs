@@ -73,6 +73,39 @@ pub struct McpSection {
     /// HTTP/1.1). An `https://` upstream is offered HTTP/2 and HTTP/1.1 by ALPN.
     #[serde(default)]
     pub upstream_h2c: bool,
+    /// Browser origins allowed to call this door, exactly as a browser sends them in
+    /// `Origin` (`https://app.example.com`, with a port when not the scheme's default).
+    /// Default: none. A request carrying an `Origin` not listed is refused (403): MCP's
+    /// guard against DNS rebinding, where a web page makes a user's browser call a local
+    /// server. Requests without `Origin` (agents, SDK clients) are not affected.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+}
+
+impl McpSection {
+    /// Checks [`allowed_origins`](McpSection::allowed_origins): each must be an origin as
+    /// browsers serialise it, `scheme://host[:port]` in lower case with no path, or the
+    /// comparison would never match.
+    pub fn check_origins(&self) -> Result<(), String> {
+        for origin in &self.allowed_origins {
+            let Some((scheme, host)) = origin.split_once("://") else {
+                return Err(format!(
+                    "[server.mcp] allowed_origins: {origin:?} is not an origin (e.g. \"https://app.example.com\")"
+                ));
+            };
+            let well_formed = matches!(scheme, "http" | "https")
+                && !host.is_empty()
+                && !host.contains(['/', '?', '#', '@', ' '])
+                && !origin.bytes().any(|b| b.is_ascii_uppercase());
+            if !well_formed {
+                return Err(format!(
+                    "[server.mcp] allowed_origins: {origin:?} is not an origin as a browser sends it: \
+                     http or https, lower case, a host and an optional port, no path (e.g. \"https://app.example.com\")"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `[server.proxy]`
