@@ -475,10 +475,10 @@ const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 /// Writes each record as one compact JSON line to standard output or to a file, from a
 /// writer thread of its own.
 ///
-/// [`record`](AuditSink::record) serialises the record on the caller's thread. When nothing
-/// is queued or being written and no one else is writing, it writes the line itself, so with
-/// little concurrency (one connection, a test, the CLI) a record is in the file before the
-/// request is answered. Otherwise it queues the line; the writer thread takes everything
+/// [`record`](AuditSink::record) serialises the record on the caller's thread. While the
+/// writer thread is idle, nothing is queued and no one else is writing, it writes the line
+/// itself, so without concurrency (one connection, a test, the CLI) a record is in the file
+/// before the request is answered. Once two records meet, it queues the line; the writer thread takes everything
 /// queued at once and writes it with a single `write_all`, so a burst of records costs one
 /// system call and the requests that record under load do not wait on the disk. A writer
 /// that was waiting is woken by the next queued record and writes it at once; after each
@@ -548,11 +548,9 @@ struct Pending {
     /// as write errors): a flush waits until the second reaches what the first was.
     queued: u64,
     done: u64,
-    /// The writer waits for a line: the next one must wake it.
+    /// The writer waits for a line (it is neither writing a batch nor letting lines gather):
+    /// the next queued one must wake it.
     idle: bool,
-    /// The writer has taken a batch and not finished writing it: a new record must queue
-    /// behind it, never be written before it.
-    writing: bool,
     /// The sink is being dropped: the writer writes what is left and stops.
     closed: bool,
 }
@@ -607,8 +605,8 @@ impl JsonLinesSink {
                 records: 0,
                 queued: 0,
                 done: 0,
-                idle: false,
-                writing: false,
+                // Not started yet is as good as waiting: it looks at the queue before it waits.
+                idle: true,
                 closed: false,
             }),
             arrived: Condvar::new(),
@@ -663,17 +661,12 @@ fn write_queued(out: &Out, queue: &Queue) {
         }
         std::mem::swap(&mut pending.lines, &mut batch);
         let records = std::mem::take(&mut pending.records);
-        pending.writing = true;
         drop(pending);
         // Room in the queue for callers waiting on a full one.
         queue.written.notify_all();
         out.write_lines(&batch, records as u64);
         batch.clear();
-        {
-            let mut pending = queue.lock();
-            pending.done += records as u64;
-            pending.writing = false;
-        }
+        queue.lock().done += records as u64;
         queue.written.notify_all();
         std::thread::sleep(LINGER);
     }
@@ -766,12 +759,13 @@ impl AuditSink for JsonLinesSink {
             return;
         };
         let mut pending = queue.lock();
-        // Nothing queued, no batch being written, and the file free: no earlier record can
-        // still be on its way, so this one is written here, before the request is answered,
-        // in order. Under concurrency the file is busy and records queue for the writer's
-        // batches.
-        if pending.records == 0
-            && !pending.writing
+        // The writer idle (not writing a batch, not letting lines gather), nothing queued and
+        // the file free: no earlier record can still be on its way, so this one is written
+        // here, before the request is answered, in order. The first time two records meet
+        // (the file busy), the second is queued and wakes the writer, and records queue for
+        // its batches for as long as they keep coming within its 1 ms pauses.
+        if pending.idle
+            && pending.records == 0
             && let Some(mut writer) = self.out.try_lock()
         {
             drop(pending);
