@@ -177,7 +177,14 @@ pub fn approval(a: &Approval, now_ms: u64, form: &DecideForm<'_>, message: Optio
         ("Policy", a.policy.clone()),
         ("Why", a.reason.clone()),
         ("Approver group", a.group.clone()),
-        ("Time left", time_left(a.expires_ms, now_ms)),
+        // Once decided and used, rejected or expired, nothing is left to wait for.
+        (
+            "Time left",
+            match state {
+                ApprovalState::Pending | ApprovalState::Approved => time_left(a.expires_ms, now_ms),
+                ApprovalState::Used | ApprovalState::Rejected | ApprovalState::Expired => "—".into(),
+            },
+        ),
     ];
     if let Some(by) = &a.decided_by {
         let mut who = by.clone();
@@ -192,7 +199,7 @@ pub fn approval(a: &Approval, now_ms: u64, form: &DecideForm<'_>, message: Optio
     let mut main = message.map(|m| notice("info", m)).unwrap_or_default();
     let outcome = match state {
         ApprovalState::Approved => Some(
-            "Approved: the caller may now send the same request again with this approval, once, before it expires.",
+            "Approved: a held request goes through now; otherwise the caller may send the same request again with this approval, once, before it expires.",
         ),
         ApprovalState::Used => Some("Approved and used: the held request went through."),
         ApprovalState::Rejected => Some("Rejected: the caller's request with this approval is refused."),
