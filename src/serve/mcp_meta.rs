@@ -163,7 +163,12 @@ pub(super) fn mirrored(schema: &Value, arguments: Option<&Value>) -> Vec<(Header
 /// The door's answer to a refused check: `400` with the JSON-RPC error for `id`.
 pub(super) fn refusal(error: &MetadataError, id: Option<&Value>, request_id: &str) -> Response<Body> {
     let supported: Vec<&str> = std::iter::once(MODERN_VERSION).chain(LEGACY_VERSIONS).collect();
-    tracing::warn!(code = error.code(), reason = %error, "refused an MCP request whose headers disagree with its body");
+    // The log names the header, not the values: a mirrored argument may be sensitive.
+    let header = match error {
+        MetadataError::Mismatch(m) => m.detail.split([' ', ':']).next().unwrap_or_default(),
+        MetadataError::UnsupportedVersion { .. } => "MCP-Protocol-Version",
+    };
+    tracing::warn!(code = error.code(), header, "refused an MCP request whose headers disagree with its body");
     super::rpc(400, &error.to_response(id, &supported), request_id)
 }
 
