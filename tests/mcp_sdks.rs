@@ -6,8 +6,8 @@
 //! of one SDK's server and runs every client that speaks a generation that server speaks, in
 //! each such generation, through the same door: list tools, a read-only call (allowed), a
 //! destructive call (held for approval: -32004), approve, the retry (passes once), a
-//! resource, a prompt, and for the 2025 generation a tool whose argument the 2026 protocol
-//! mirrors into a header. What the server received is checked line by line: the calls
+//! resource, a prompt, and a tool whose argument the 2026 protocol mirrors into a header
+//! (`Mcp-Param-Region`, checked by the door and sent on). What the server received is checked line by line: the calls
 //! allowed, nothing held, the routing headers of each generation, and never the caller's
 //! bearer token.
 //!
