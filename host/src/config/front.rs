@@ -275,3 +275,27 @@ fn default_mcp_path() -> String {
 fn default_true() -> bool {
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mcp(origins: &[&str]) -> McpSection {
+        let origins: Vec<String> = origins.iter().map(|o| format!("{o:?}")).collect();
+        let text = format!(
+            "listen = \"127.0.0.1:0\"\nupstream = \"http://127.0.0.1:9/mcp\"\nallowed_origins = [{}]",
+            origins.join(", ")
+        );
+        toml::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn allowed_origins_must_be_origins_as_browsers_send_them() {
+        assert!(mcp(&[]).allowed_origins.is_empty());
+        assert!(mcp(&["https://app.example.com", "http://localhost:5173"]).check_origins().is_ok());
+        for bad in ["app.example.com", "https://app.example.com/", "https://App.example.com", "ftp://x", "https://"] {
+            let e = mcp(&[bad]).check_origins().unwrap_err();
+            assert!(e.starts_with("[server.mcp] allowed_origins:") && e.contains(bad), "{bad}: {e}");
+        }
+    }
+}
