@@ -58,6 +58,7 @@ mod construct;
 mod decision;
 #[doc(hidden)]
 pub mod export;
+pub mod glob;
 mod message;
 mod policy;
 #[cfg(target_arch = "wasm32")]

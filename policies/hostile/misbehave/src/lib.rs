@@ -50,7 +50,7 @@ use core::hint::black_box;
 use portcullis_guest::bindings::exports::portcullis::policy::handler::Guest;
 use portcullis_guest::bindings::portcullis::policy::types::PolicyMetadata;
 use portcullis_guest::{
-    Action, Mask, Approval, Decision, Denial, Outcome, Phases, Redaction, Request, Response, SettingsError, Target,
+    Action, Approval, Decision, Denial, Mask, Outcome, Phases, Redaction, Request, Response, SettingsError, Target,
 };
 use serde_json::Value;
 

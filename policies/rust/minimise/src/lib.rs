@@ -18,6 +18,7 @@
 //!   names, comma-separated), or `allow` when no rule matches.
 #![cfg_attr(not(test), no_std)]
 
+use portcullis_guest::glob::{check_glob, glob_matches};
 use portcullis_guest::prelude::*;
 use serde::Deserialize;
 
@@ -318,40 +319,6 @@ fn host_matches(pattern: &str, host: &str) -> bool {
                 && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
         }
         None => pattern.eq_ignore_ascii_case(host),
-    }
-}
-
-/// Why `glob` is not a usable path glob, if it is not.
-fn check_glob(glob: &str) -> Result<(), String> {
-    if !glob.starts_with('/') {
-        return Err(format!("`{glob}` must start with /"));
-    }
-    match glob.split('/').find(|segment| segment.contains('*') && *segment != "*" && *segment != "**") {
-        Some(segment) => Err(format!("`{glob}`: `{segment}` mixes * with text; * and ** must be whole segments")),
-        None => Ok(()),
-    }
-}
-
-fn segments(path: &str) -> impl Iterator<Item = &str> {
-    path.split('/').filter(|segment| !segment.is_empty())
-}
-
-/// Whether `path` matches `glob`: `*` is exactly one segment, `**` any number (none too),
-/// other segments match literally; empty segments are ignored (as in `scopes`).
-fn glob_matches(glob: &str, path: &str) -> bool {
-    let glob: Vec<&str> = segments(glob).collect();
-    let path: Vec<&str> = segments(path).collect();
-    matches_from(&glob, &path)
-}
-
-fn matches_from(glob: &[&str], path: &[&str]) -> bool {
-    match glob.split_first() {
-        None => path.is_empty(),
-        Some((&"**", rest)) => (0..=path.len()).any(|skip| matches_from(rest, &path[skip..])),
-        Some((segment, rest)) => match path.split_first() {
-            Some((first, path_rest)) => (*segment == "*" || segment == first) && matches_from(rest, path_rest),
-            None => false,
-        },
     }
 }
 

@@ -9,6 +9,7 @@
 //! ignored, so `/invoices/` and `/invoices` are the same path.
 #![cfg_attr(not(test), no_std)]
 
+use portcullis_guest::glob::{check_glob, glob_matches};
 use portcullis_guest::prelude::*;
 use serde::Deserialize;
 
@@ -111,40 +112,6 @@ fn covers_method(rule: &Rule, method: &str) -> bool {
 /// An HTTP method token (or `*`): letters only, as methods in practice are.
 fn is_method(method: &str) -> bool {
     method == "*" || (!method.is_empty() && method.bytes().all(|b| b.is_ascii_alphabetic()))
-}
-
-/// Why `glob` is not a usable path glob, if it is not.
-fn check_glob(glob: &str) -> Result<(), String> {
-    if !glob.starts_with('/') {
-        return Err(format!("`{glob}` must start with /"));
-    }
-    match glob.split('/').find(|segment| segment.contains('*') && *segment != "*" && *segment != "**") {
-        Some(segment) => Err(format!("`{glob}`: `{segment}` mixes * with text; * and ** must be whole segments")),
-        None => Ok(()),
-    }
-}
-
-fn segments(path: &str) -> impl Iterator<Item = &str> {
-    path.split('/').filter(|segment| !segment.is_empty())
-}
-
-/// Whether `path` matches `glob` (see the crate docs for the syntax).
-fn glob_matches(glob: &str, path: &str) -> bool {
-    let glob: Vec<&str> = segments(glob).collect();
-    let path: Vec<&str> = segments(path).collect();
-    matches_from(&glob, &path)
-}
-
-fn matches_from(glob: &[&str], path: &[&str]) -> bool {
-    match glob.split_first() {
-        None => path.is_empty(),
-        // `**` takes none, one, or more segments: try each split (globs are short).
-        Some((&"**", rest)) => (0..=path.len()).any(|skip| matches_from(rest, &path[skip..])),
-        Some((segment, rest)) => match path.split_first() {
-            Some((first, path_rest)) => (*segment == "*" || segment == first) && matches_from(rest, path_rest),
-            None => false,
-        },
-    }
 }
 
 export_policy!(Scopes);
