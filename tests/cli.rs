@@ -105,7 +105,7 @@ fn inspect_prints_what_the_component_says() {
     assert!(out.status.success(), "{}", stderr(&out));
     let info: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(info["name"], "pii-redact");
-    assert_eq!(info["contract"], "portcullis:policy@0.1.0");
+    assert_eq!(info["contract"], "portcullis:policy@0.2.0");
     assert_eq!(info["phases"], serde_json::json!(["request", "response"]));
     assert_eq!(info["needs_response_body"], false);
     let digest = portcullis_host::sha256_hex(&std::fs::read(&path).unwrap());
