@@ -716,3 +716,53 @@ fn forward_auth_reads_one_header_family() {
     assert!(answer.contains("canonical"), "{answer}");
     drop(doors.server);
 }
+
+/// Finding (issue 22): contract 0.2's `json-name` and `detected` targets change a request
+/// body, which forward-auth never sees and ext_authz cannot rewrite. Such a redaction must
+/// refuse the request at those doors, never let the body through as the client wrote it (a
+/// door that looked only for `json-pointer` targets would have). The reverse proxy, which
+/// rewrites bodies, forwards it masked.
+#[test]
+fn a_body_redaction_a_door_cannot_apply_refuses_the_request() {
+    use portcullis_host::gate::{Admission, Arrival, Gate, Reach};
+    use portcullis_host::{PolicySet, PolicySpec, RouteSpec, Source};
+    let engine = common::engine();
+    let card = "4111111111111111";
+    for (target, rule) in [
+        ("json-name", serde_json::json!({"fields": ["card_number"], "mask": "keep-last:4", "direction": "request"})),
+        ("detected", serde_json::json!({"detect": ["card-number"], "mask": "keep-last:4", "direction": "request"})),
+    ] {
+        let mut minimise = PolicySpec::new("minimise", Source::File(common::component("minimise")));
+        minimise.settings = serde_json::json!({ "rules": [rule] });
+        let set = PolicySet::builder(&engine)
+            .policy(minimise)
+            .unwrap()
+            .route(RouteSpec { name: "all".into(), policies: vec!["minimise".into()], ..RouteSpec::default() })
+            .build()
+            .unwrap();
+        let gate = Gate::new(std::sync::Arc::new(set), None);
+        let request = || {
+            common::request(serde_json::json!({
+                "method": "POST",
+                "url": "https://api.test/payments",
+                "headers": {"content-type": "application/json"},
+                "body": {"json": {"payment": {"card_number": card, "note": "monthly"}}},
+            }))
+        };
+        let mut headers_only = request();
+        let arrival = Arrival::take("forward-auth", Reach::HEADERS, &mut headers_only);
+        match gate.admit(&mut headers_only, arrival) {
+            Admission::Refuse(refusal) => {
+                assert_eq!((refusal.status, refusal.code.as_str()), (403, "redaction-unenforceable"), "{target}");
+            }
+            Admission::Forward(_) => panic!("{target}: forward-auth let a body redaction it cannot apply through"),
+        }
+        let mut rewritable = request();
+        let arrival = Arrival::take("proxy", Reach::ALL, &mut rewritable);
+        let Admission::Forward(ticket) = gate.admit(&mut rewritable, arrival) else {
+            panic!("{target}: the reverse proxy refused a redaction it can apply");
+        };
+        let body = String::from_utf8(ticket.request.body.expect("body").bytes).unwrap();
+        assert!(body.contains("************1111") && !body.contains(card), "{target}: {body}");
+    }
+}
