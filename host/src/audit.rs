@@ -478,23 +478,24 @@ const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 /// [`record`](AuditSink::record) serialises the record on the caller's thread. While the
 /// writer thread is idle, nothing is queued and no one else is writing, it writes the line
 /// itself, so without concurrency (one connection, a test, the CLI) a record is in the file
-/// before the request is answered. Once two records meet, it queues the line; the writer thread takes everything
-/// queued at once and writes it with a single `write_all`, so a burst of records costs one
-/// system call and the requests that record under load do not wait on the disk. A writer
-/// that was waiting is woken by the next queued record and writes it at once; after each
-/// batch it lets lines gather for [`LINGER`] (1 ms) before the next. Lines keep the order they were recorded in, and each is whole
-/// (one writer). The queue holds at most [`QUEUE_RECORDS`]: when the disk falls that far
-/// behind, recording **blocks** until the writer catches up, rather than drop a record (a
-/// security log must not lose records silently). [`flush`](AuditSink::flush) (at shutdown
-/// and on drop) returns once every record recorded before it is written, then syncs the file.
+/// before the request is answered. Once two records meet, it queues the line; the writer
+/// thread takes everything queued at once and writes it with a single `write_all`, so a
+/// burst of records costs one system call and the requests that record under load do not
+/// wait on the disk. A writer that was waiting is woken by the next queued record and
+/// writes it at once; after each batch it lets lines gather for 1 ms before the next. Lines
+/// keep the order they were recorded in, and each is whole (one writer). The queue holds at
+/// most [`QUEUE_RECORDS`]: when the disk falls that far behind, recording **blocks** until
+/// the writer catches up, rather than drop a record (a security log must not lose records
+/// silently). [`flush`](AuditSink::flush) (at shutdown and on drop) returns once every
+/// record recorded before it is written, then syncs the file.
 ///
 /// The trade-off: a queued record is in memory from the moment it is recorded until the
-/// writer writes it (at once when the writer was idle, within about [`LINGER`] under load). A graceful stop loses nothing;
-/// a crash of the process (a kill with `SIGKILL`, an abort) loses the records still queued,
-/// at most [`QUEUE_RECORDS`], where writing on the caller's thread lost at most the one
-/// being written. Neither syncs each record to disk, so a power loss loses what the page
-/// cache held in both. If the writer thread cannot be started, records are written on the
-/// caller's thread as before.
+/// writer writes it (at once when the writer was idle, within about a millisecond under
+/// load). A graceful stop loses nothing; a crash of the process (a kill with `SIGKILL`, an
+/// abort) loses the records still queued, at most [`QUEUE_RECORDS`], where writing on the
+/// caller's thread lost at most the one being written. Neither syncs each record to disk,
+/// so a power loss loses what the page cache held in both. If the writer thread cannot be
+/// started, records are written on the caller's thread as before.
 ///
 /// A file is opened for appending, created with mode 0600 on Unix, since who did what is
 /// itself sensitive. Rotation by `copytruncate` works; rotation by renaming needs a
