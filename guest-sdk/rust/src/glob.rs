@@ -1,5 +1,7 @@
-//! Path globs as the reference policies take them in settings (`/invoices/*`,
-//! `/admin/**`): `*` is exactly one path segment, `**` any number of segments (none too),
+//! Host patterns and path globs as the reference policies take them in settings.
+//!
+//! Hosts: `api.example.com` (exactly, ignoring case), `*.example.com` (any subdomain, not
+//! the domain itself), or `*` (any). Paths (`/invoices/*`, `/admin/**`): `*` is exactly one path segment, `**` any number of segments (none too),
 //! other segments match literally, and empty segments are ignored, so `/a//b` is `/a/b`.
 //! Whole-segment wildcards only: a glob cannot say `inv*`, which keeps matching predictable
 //! for the people who write settings and read audit logs.
@@ -7,6 +9,22 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+
+/// Whether `host` (lower-case, no port) is `pattern`, a subdomain of `example.com` for the
+/// pattern `*.example.com`, or anything for `*`.
+pub fn host_matches(pattern: &str, host: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    match pattern.strip_prefix("*.") {
+        Some(domain) => {
+            host.len() > domain.len() + 1
+                && host.ends_with(&domain.to_ascii_lowercase())
+                && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
+        }
+        None => pattern.eq_ignore_ascii_case(host),
+    }
+}
 
 /// Why `glob` is not a usable path glob, if it is not (for a settings error).
 pub fn check_glob(glob: &str) -> Result<(), String> {
@@ -45,6 +63,15 @@ fn matches_from(glob: &[&str], path: &[&str]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_patterns() {
+        assert!(host_matches("*", "anything.test"));
+        assert!(host_matches("API.example.com", "api.example.com"));
+        assert!(host_matches("*.example.com", "eu.api.example.com"));
+        assert!(!host_matches("*.example.com", "example.com"));
+        assert!(!host_matches("*.example.com", "badexample.com"));
+    }
 
     #[test]
     fn whole_segment_wildcards() {

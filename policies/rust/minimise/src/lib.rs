@@ -18,7 +18,7 @@
 //!   names, comma-separated), or `allow` when no rule matches.
 #![cfg_attr(not(test), no_std)]
 
-use portcullis_guest::glob::{check_glob, glob_matches};
+use portcullis_guest::glob::{check_glob, glob_matches, host_matches};
 use portcullis_guest::prelude::*;
 use serde::Deserialize;
 
@@ -304,22 +304,6 @@ fn check_host(host: &str) -> Result<(), String> {
         return Err(format!("`{host}` must be a host name such as api.example.com or *.example.com"));
     }
     Ok(())
-}
-
-/// Whether `host` (lower-case, no port) is `pattern`, a subdomain of `example.com` for the
-/// pattern `*.example.com`, or anything for `*`.
-fn host_matches(pattern: &str, host: &str) -> bool {
-    if pattern == "*" {
-        return true;
-    }
-    match pattern.strip_prefix("*.") {
-        Some(domain) => {
-            host.len() > domain.len() + 1
-                && host.ends_with(&domain.to_ascii_lowercase())
-                && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
-        }
-        None => pattern.eq_ignore_ascii_case(host),
-    }
 }
 
 export_policy!(Minimise);

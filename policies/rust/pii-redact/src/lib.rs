@@ -12,6 +12,7 @@
 #![cfg_attr(not(test), no_std)]
 
 use portcullis_guest::RedactBuilder;
+use portcullis_guest::glob::host_matches;
 use portcullis_guest::prelude::*;
 use serde::Deserialize;
 
@@ -110,22 +111,6 @@ fn check_pointer(pointer: &str) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Whether `host` (lower-case, no port) is `pattern`, a subdomain of `example.com` for the
-/// pattern `*.example.com`, or anything for `*`.
-fn host_matches(pattern: &str, host: &str) -> bool {
-    if pattern == "*" {
-        return true;
-    }
-    match pattern.strip_prefix("*.") {
-        Some(domain) => {
-            host.len() > domain.len() + 1
-                && host.ends_with(&domain.to_ascii_lowercase())
-                && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
-        }
-        None => pattern.eq_ignore_ascii_case(host),
-    }
 }
 
 export_policy!(PiiRedact);
