@@ -2,6 +2,7 @@
 //! and CI use) and hands out paths, engines and requests.
 #![allow(dead_code)]
 
+pub mod mcp_sdk;
 pub mod nginx;
 pub mod serve;
 
