@@ -85,6 +85,9 @@ fn default_protocol() -> Vec<String> {
         "prompts/list",
         "completion/complete",
         "logging/setLevel",
+        // 2026-07-28: carries change notifications, calls nothing; the notifications it
+        // streams pass the response phase like any result.
+        "subscriptions/listen",
     ]
     .iter()
     .map(|m| (*m).into())
@@ -282,6 +285,18 @@ mod tests {
             assert!(out.is_allow(), "{method}");
             assert_eq!(out.label_value("rule"), Some("protocol"));
         }
+    }
+
+    #[test]
+    fn subscriptions_listen_passes_and_its_notifications_pass_the_response_phase() {
+        let listen = call(agent(), "subscriptions/listen", "subscriptions/listen");
+        let out = ToolGuard::on_request(&settings(), &listen);
+        assert!(out.is_allow());
+        assert_eq!(out.label_value("rule"), Some("protocol"));
+        assert!(ToolGuard::on_response(&settings(), &listen, &Response::new(200)).is_allow());
+        // Only by default: a deployment that lists its own protocol methods decides.
+        let strict = check_settings::<ToolGuard>(r#"{"protocol": ["initialize"]}"#).unwrap();
+        assert!(ToolGuard::on_request(&strict, &listen).denial().is_some());
     }
 
     #[test]
