@@ -19,6 +19,13 @@
 //!   response phase the pointers in `results[operation]` (and `results["*"]`) from the
 //!   result (`/structuredContent/email`, `/content`) before the caller sees it.
 //!
+//! - a `tools/call` (and its `tools/list` probe) of a tool whose listed definition has a
+//!   finding named in `refuse_findings` is denied 403 `tool-finding`, whoever calls: the host
+//!   scans each listed tool's description and input schema with its content heuristics and
+//!   passes the findings in the reserved header `mcp-tool-finding`
+//!   (`instruction-tag,secret-parameter`; docs/mcp.md "Pinned tool definitions" lists them);
+//!   the policy only compares names, so the heuristics have one implementation.
+//!
 //! A request without `mcp-method` is not an MCP call: deny 403 `not-an-mcp-call`. Probe
 //! requests (header `mcp-probe`, sent to filter `tools/list`) get the allow-list answer
 //! only. The policy reads no body: it names fields and the host removes them.
@@ -68,7 +75,30 @@ pub struct Settings {
     /// Replace minimised fields with this text instead of removing them.
     #[serde(default)]
     pub mask: Option<String>,
+    /// Refuse the tools whose listed definition has any of these findings of the host's
+    /// content heuristics (see [`FINDINGS`]; `instruction-like` stands for every finding
+    /// but `secret-parameter`). Default: none.
+    #[serde(default)]
+    pub refuse_findings: Vec<String>,
 }
+
+/// The findings the host's heuristics report (`mcp_pins::scan::Rule::name` in the host).
+pub const FINDINGS: [&str; 8] = [
+    "ignore-instructions",
+    "conceal-from-user",
+    "instruction-tag",
+    "sensitive-path",
+    "secret-access",
+    "pre-call-directive",
+    "hidden-characters",
+    "secret-parameter",
+];
+
+/// The header the host passes the findings of a tool's listed definition in.
+const FINDING_HEADER: &str = "mcp-tool-finding";
+
+/// The shorthand for every finding about instruction-like text (all but `secret-parameter`).
+const INSTRUCTION_LIKE: &str = "instruction-like";
 
 fn default_ttl_seconds() -> u32 {
     900
@@ -106,6 +136,7 @@ impl Default for Settings {
             arguments: BTreeMap::new(),
             results: BTreeMap::new(),
             mask: None,
+            refuse_findings: Vec::new(),
         }
     }
 }
@@ -136,6 +167,14 @@ impl Policy for ToolGuard {
         if settings.ttl_seconds == 0 {
             return Err(SettingsError::new("ttl_seconds", "must be at least 1 second"));
         }
+        for (i, finding) in settings.refuse_findings.iter().enumerate() {
+            if finding != INSTRUCTION_LIKE && !FINDINGS.contains(&finding.as_str()) {
+                return Err(SettingsError::new(
+                    format!("refuse_findings[{i}]"),
+                    format!("`{finding}` is not a finding; they are {INSTRUCTION_LIKE}, {}", FINDINGS.join(", ")),
+                ));
+            }
+        }
         for (name, map) in [("arguments", &settings.arguments), ("results", &settings.results)] {
             for (operation, pointers) in map {
                 for (i, pointer) in pointers.iter().enumerate() {
@@ -160,6 +199,21 @@ impl Policy for ToolGuard {
             return allow().label("rule", "protocol");
         }
         let operation = req.operation.as_deref().unwrap_or(method);
+        if method == "tools/call"
+            && let Some(found) = refused_findings(settings, req)
+        {
+            return deny(
+                403,
+                "tool-finding",
+                format!(
+                    "tool {operation} is refused: its listed definition has {found} (the host's content \
+                     heuristics); a person should review the MCP server's tool"
+                ),
+            )
+            .label("rule", "tool-finding")
+            .label("finding", found)
+            .label("operation", operation);
+        }
         let kind = req.principal.kind.as_str();
         let allowed =
             settings.tools.get(kind).is_some_and(|list| list.iter().any(|pattern| matches(pattern, operation)));
@@ -206,6 +260,22 @@ impl Policy for ToolGuard {
             .map(|r| r.label("rule", "minimise-result").into())
             .unwrap_or_else(allow)
     }
+}
+
+/// The findings of the tool's definition (the host's `mcp-tool-finding` header) that the
+/// settings refuse, comma-separated; `None` when there are none.
+fn refused_findings(settings: &Settings, req: &Request) -> Option<String> {
+    if settings.refuse_findings.is_empty() {
+        return None;
+    }
+    let refused = |finding: &str| {
+        settings.refuse_findings.iter().any(|r| {
+            r == finding || (r == INSTRUCTION_LIKE && finding != "secret-parameter" && FINDINGS.contains(&finding))
+        })
+    };
+    let found: Vec<&str> =
+        req.header(FINDING_HEADER)?.split(',').map(str::trim).filter(|f| !f.is_empty() && refused(f)).collect();
+    (!found.is_empty()).then(|| found.join(","))
 }
 
 /// The redactions for `operation` in `map` (its own pointers and those under `*`).
@@ -394,6 +464,53 @@ mod tests {
     }
 
     #[test]
+    fn tools_with_refused_findings_are_denied_for_every_caller_and_in_probes() {
+        let s = check_settings::<ToolGuard>(
+            r#"{"tools": {"agent": ["*"], "user": ["*"]}, "refuse_findings": ["instruction-tag", "secret-parameter"]}"#,
+        )
+        .unwrap();
+        let poisoned = |kind: Principal| {
+            tool(kind, "export_report")
+                .with_header("mcp-annotation-readonlyhint", "true")
+                .with_header("mcp-tool-finding", "sensitive-path,instruction-tag")
+        };
+        for kind in [agent(), Principal::user("bob")] {
+            let out = ToolGuard::on_request(&s, &poisoned(kind));
+            let denial = out.denial().unwrap();
+            assert_eq!((denial.status, denial.code.as_str()), (403, "tool-finding"));
+            assert!(denial.reason.contains("export_report") && denial.reason.contains("instruction-tag"));
+            assert_eq!(out.label_value("finding"), Some("instruction-tag"), "only the refused ones are named");
+        }
+        let probe = poisoned(agent()).with_header("mcp-probe", "tools/list");
+        assert!(ToolGuard::on_request(&s, &probe).denial().is_some(), "hidden from tools/list too");
+        let secret = tool(agent(), "connect").with_header("mcp-tool-finding", "secret-parameter");
+        assert_eq!(ToolGuard::on_request(&s, &secret).label_value("rule"), Some("tool-finding"));
+        // A finding not refused, or none: decided as before.
+        for header in ["sensitive-path", ""] {
+            let req = tool(agent(), "export_report")
+                .with_header("mcp-annotation-readonlyhint", "true")
+                .with_header("mcp-tool-finding", header);
+            assert!(ToolGuard::on_request(&s, &req).is_allow(), "{header}");
+        }
+        // Without refuse_findings, findings change nothing.
+        let lenient = check_settings::<ToolGuard>(r#"{"tools": {"agent": ["*"]}}"#).unwrap();
+        assert!(ToolGuard::on_request(&lenient, &poisoned(agent())).is_allow());
+    }
+
+    #[test]
+    fn instruction_like_stands_for_every_text_finding() {
+        let s = check_settings::<ToolGuard>(r#"{"tools": {"agent": ["*"]}, "refuse_findings": ["instruction-like"]}"#)
+            .unwrap();
+        for finding in FINDINGS {
+            let req = tool(agent(), "t")
+                .with_header("mcp-annotation-readonlyhint", "true")
+                .with_header("mcp-tool-finding", finding);
+            let refused = ToolGuard::on_request(&s, &req).denial().is_some();
+            assert_eq!(refused, finding != "secret-parameter", "{finding}");
+        }
+    }
+
+    #[test]
     fn requests_that_are_not_mcp_calls_are_denied() {
         let out = ToolGuard::on_request(&settings(), &Request::new("GET", "/invoices"));
         assert_eq!(out.denial().unwrap().code, "not-an-mcp-call");
@@ -407,6 +524,7 @@ mod tests {
             (r#"{"arguments": {"t": ["ssn"]}}"#, "arguments.t[0]"),
             (r#"{"ttl_seconds": 0}"#, "ttl_seconds"),
             (r#"{"tool": {}}"#, "tool"),
+            (r#"{"refuse_findings": ["instruction-tag", "poison"]}"#, "refuse_findings[1]"),
         ] {
             assert_eq!(check_settings::<ToolGuard>(json).unwrap_err().setting, setting, "{json}");
         }
