@@ -766,3 +766,48 @@ fn a_body_redaction_a_door_cannot_apply_refuses_the_request() {
         assert!(body.contains("************1111") && !body.contains(card), "{target}: {body}");
     }
 }
+
+/// Finding: with `[identity] strip_credentials = true` and no `[[identity.jwt]]`, a caller's
+/// `Authorization: Bearer …` was not a credential the authenticator read, so it was not
+/// stripped and reached the upstream beside the API key that authenticated the request (a
+/// token passed through). Now "strip credentials" removes `Authorization` whatever its
+/// scheme and whoever read it.
+#[test]
+fn strip_credentials_forwards_no_authorization_that_no_identity_read() {
+    let dir = temp_dir("differential-strip-authorization");
+    let upstream = Upstream::start();
+    let text = common::serve::fixture_config(true, "invoices:read")
+        + &format!(
+            r#"
+[[routes]]
+name = "customers"
+paths = ["/customers/**"]
+policies = ["scopes"]
+
+[server.proxy]
+listen = "127.0.0.1:0"
+upstream = "http://{upstream}"
+"#,
+            upstream = upstream.addr
+        );
+    let config = dir.join("portcullis.toml");
+    std::fs::write(&config, text).expect("write config");
+    let server = Server::start(&config, &[]);
+    let proxy = server.port("proxy");
+    let key = common::serve::READER_KEY;
+    for (n, authorization) in
+        ["Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", "Basic dXNlcjpwYXNz"].iter().enumerate()
+    {
+        let id = format!("strip-{n}");
+        let raw = format!(
+            "GET /customers/42 HTTP/1.1\r\nHost: api.test\r\nX-Api-Key: {key}\r\nAuthorization: {authorization}\r\n\
+             X-Request-Id: {id}\r\nConnection: close\r\n\r\n"
+        );
+        let (status, answer) = raw_exchange(proxy, &raw);
+        assert_eq!(status, 200, "{answer}\n{}", server.log());
+        let seen = upstream.seen().into_iter().find(|s| s.headers.get("x-request-id") == Some(&id));
+        let seen = seen.expect("the request reached the upstream");
+        assert!(!seen.headers.contains_key("authorization"), "{authorization} passed through: {:?}", seen.headers);
+        assert!(!seen.headers.contains_key("x-api-key"), "{:?}", seen.headers);
+    }
+}

@@ -940,6 +940,22 @@ fn b64url(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text)
 }
 
+/// The audiences (`aud`, a string or a list) a JWT names, read **without verifying it**:
+/// for a door that refuses a token not issued for it before the gate verifies it (the MCP
+/// door as an OAuth resource server, RFC 8707). Never a reason to accept a token.
+pub fn unverified_audiences(token: &str) -> Result<Vec<String>, TokenError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(TokenError::Malformed("the token is too long".into()));
+    }
+    let payload = token.split('.').nth(1).ok_or_else(|| TokenError::Malformed("not a JWT".into()))?;
+    let claims = json_object(payload, "payload")?;
+    Ok(match claims.get("aud") {
+        Some(Value::String(aud)) => vec![aud.clone()],
+        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+        _ => Vec::new(),
+    })
+}
+
 fn json_object(part: &str, what: &str) -> Result<Map<String, Value>, TokenError> {
     let bytes = b64url(part).map_err(|_| TokenError::Malformed(format!("the {what} is not base64url")))?;
     match serde_json::from_slice::<Value>(&bytes) {

@@ -42,7 +42,7 @@ pub use jwks::{
     Claim, Installed, JwksLocation, JwksSource, KeyRing, KeyRingStatus, check_fetch_url, discovered_jwks_uri,
     discovery_url,
 };
-pub use jwt::TokenError;
+pub use jwt::{TokenError, unverified_audiences};
 
 // ---------------------------------------------------------------------------------------
 // Configuration
@@ -56,8 +56,9 @@ pub use jwt::TokenError;
 #[non_exhaustive]
 pub struct IdentityConfig {
     /// Remove the headers that carried the credential from the request once it has been
-    /// verified, so neither policies nor the upstream see them (default false). Applies to
-    /// [`Authenticator::authenticate_and_strip`].
+    /// verified, and `Authorization` whatever its scheme (a credential to the upstream even
+    /// when no configured identity reads it), so neither policies nor the upstream see them
+    /// (default false). Applies to [`Authenticator::authenticate_and_strip`].
     pub strip_credentials: bool,
     /// Clock skew allowed when checking a JWT's `exp` and `nbf`, in seconds (default 30).
     pub leeway_s: u64,
@@ -533,6 +534,26 @@ impl Authenticator {
         self.jwt.key_ring_for(token.trim())
     }
 
+    /// The headers that carry a credential to a server behind a door: `Authorization`
+    /// (always, whatever its scheme) and those the configured identities read (the API key
+    /// header with `[[identity.api_keys]]`, the trusted headers). The MCP door never
+    /// forwards them (no token passthrough), whatever `strip_credentials` says.
+    pub fn credential_headers(&self) -> Vec<&str> {
+        let mut names = vec!["authorization"];
+        if !self.api_keys.is_empty() {
+            names.push(self.api_key_header.as_str());
+        }
+        if let Some(trusted) = &self.trusted {
+            names.extend(trusted.names());
+        }
+        names
+    }
+
+    /// Whether bearer tokens are verified (at least one `[[identity.jwt]]` issuer).
+    pub fn verifies_bearer_tokens(&self) -> bool {
+        !self.jwt.is_empty()
+    }
+
     /// Whether any kind of credential is configured. When not, every request is anonymous.
     pub fn is_configured(&self) -> bool {
         !self.jwt.is_empty() || !self.api_keys.is_empty() || self.trusted.is_some() || !self.client_certs.is_empty()
@@ -561,10 +582,12 @@ impl Authenticator {
         self.authenticate_headers(&request.headers, None, now_unix_s).map(|(principal, _)| principal)
     }
 
-    /// [`Authenticator::authenticate`], then, when `strip_credentials` is on and a
-    /// credential verified, removes the headers that carried it (`Authorization`, the API
-    /// key header, or every configured trusted header) from `request`. On failure the
-    /// request is left as it was. The principal is returned, not stored in the request.
+    /// [`Authenticator::authenticate`], then, when `strip_credentials` is on, removes the
+    /// headers that carried the verified credential (the API key header, or every
+    /// configured trusted header) and `Authorization` whatever its scheme, even when no
+    /// configured identity read it (a bearer token with no `[[identity.jwt]]`, `Basic`): it
+    /// is a credential to the upstream. On failure the request is left as it was. The
+    /// principal is returned, not stored in the request.
     pub fn authenticate_and_strip(&self, request: &mut Request, now_unix_s: u64) -> Result<Principal, AuthError> {
         self.authenticate_connection(request, None, now_unix_s)
     }
@@ -582,15 +605,16 @@ impl Authenticator {
         now_unix_s: u64,
     ) -> Result<Principal, AuthError> {
         let (principal, consumed) = self.authenticate_headers(&request.headers, certificate, now_unix_s)?;
-        if self.strip_credentials
-            && let Some(consumed) = consumed
-        {
-            let names: Vec<&str> = match consumed {
-                Consumed::Authorization => vec!["authorization"],
-                Consumed::ApiKeyHeader => vec![self.api_key_header.as_str()],
-                Consumed::Trusted => self.trusted.as_ref().map(|t| t.names()).unwrap_or_default(),
-                Consumed::Connection => Vec::new(),
+        if self.strip_credentials {
+            let mut names: Vec<&str> = match consumed {
+                Some(Consumed::ApiKeyHeader) => vec![self.api_key_header.as_str()],
+                Some(Consumed::Trusted) => self.trusted.as_ref().map(|t| t.names()).unwrap_or_default(),
+                Some(Consumed::Authorization | Consumed::Connection) | None => Vec::new(),
             };
+            // `Authorization` always, whoever read it: a bearer token with no
+            // `[[identity.jwt]]` (or a `Basic` one) is not a credential *here*, but it is
+            // one to the upstream, and "strip credentials" must not forward any.
+            names.push("authorization");
             request.headers.retain(|(n, _)| !names.iter().any(|c| n.eq_ignore_ascii_case(c)));
         }
         Ok(principal)

@@ -671,6 +671,34 @@ fn authenticate_and_strip_removes_the_consumed_headers() {
     assert_eq!(req.headers.len(), 1);
 }
 
+/// Finding: with `strip_credentials = true` but no `[[identity.jwt]]`, a bearer token was
+/// not a credential to the authenticator, so it was left in the request and forwarded.
+/// "Strip credentials" now removes `Authorization` whatever read it, or nothing did.
+#[test]
+fn strip_credentials_removes_an_authorization_no_identity_read() {
+    let hash = crate::sha256_hex(API_KEY.as_bytes());
+    let keys = auth(
+        &format!("strip_credentials = true\n[[api_keys]]\nname = \"k\"\nsha256 = \"{hash}\"\nid = \"svc\"\n"),
+        &[],
+    );
+    for (headers, id) in [
+        (vec![("authorization", "Bearer some.unverified.token"), ("accept", "*/*")], ""),
+        (vec![("authorization", "Basic dXNlcjpwYXNz"), ("accept", "*/*")], ""),
+        (vec![("authorization", "Bearer some.unverified.token"), ("x-api-key", API_KEY), ("accept", "*/*")], "svc"),
+    ] {
+        let mut req = request(&headers);
+        assert_eq!(keys.authenticate_and_strip(&mut req, NOW).unwrap().id, id);
+        assert_eq!(req.headers, [("accept".to_string(), "*/*".to_string())], "{headers:?}");
+    }
+    // Nothing configured at all, stripping on: still removed.
+    let bare = auth("strip_credentials = true", &[]);
+    let mut req = request(&[("Authorization", "Bearer x.y.z")]);
+    bare.authenticate_and_strip(&mut req, NOW).unwrap();
+    assert!(req.headers.is_empty());
+    assert_eq!(bare.credential_headers(), ["authorization"]);
+    assert_eq!(keys.credential_headers(), ["authorization", "x-api-key"]);
+}
+
 // -- Configuration errors -------------------------------------------------------------
 
 fn config_error(toml_text: &str) -> String {
