@@ -12,6 +12,7 @@
 //! once per burst, and the gate carries on. The file sink writes from a thread of its own,
 //! so the request does not wait on the disk ([`JsonLinesSink`] says what that trades).
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -108,6 +109,13 @@ pub struct AuditRecord {
     /// principal, method, host, path and operation are then the held request's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<AuditApproval>,
+    /// Facts the front door vouches for about the exchange, beside what the request says:
+    /// e.g. the MCP door's `mcp_generation` (`2025` or `2026-07-28`, the protocol
+    /// generation the exchange used). Keys are fixed in the door's code (the gate's
+    /// `Arrival::with_fact`); a client can choose neither a key nor a value outside what
+    /// the door checked.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub door_facts: BTreeMap<String, String>,
 }
 
 /// What happened to an approval, in an approval event's record.
@@ -358,6 +366,7 @@ impl AuditRecord {
             latency_us: ctx.latency_us,
             labels: Vec::new(),
             approval: None,
+            door_facts: BTreeMap::new(),
         }
     }
 }

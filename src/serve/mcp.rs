@@ -60,6 +60,8 @@ use super::http::{
 use super::live::Live;
 use super::upstream::{DoorUpstream, UpstreamClient};
 
+#[path = "mcp_listen.rs"]
+mod listen;
 #[path = "mcp_meta.rs"]
 mod meta;
 use meta::{ToolInfo, Vouched};
@@ -524,7 +526,7 @@ impl Door {
         }
         // Arguments and results are rewritten here; the endpoint's query is not.
         let holding = &self.live.keep().holding;
-        let arrival = Arrival::take("mcp", MCP_REACH, &mut request);
+        let arrival = vouched.attach_facts(Arrival::take("mcp", MCP_REACH, &mut request));
         // What a held call's redemption starts from (it authenticates the call again).
         let kept = holding.may_hold(&gate.route(&request)).then(|| (request.clone(), certificate.clone()));
         let arrival = arrival.with_client_certificate(certificate);
@@ -895,12 +897,20 @@ impl Door {
         let (tx, rx) = mpsc::channel::<Result<Bytes, BoxError>>(16);
         let door_cap = self.section.max_response_bytes;
         let cache = self.annotations.clone();
+        // A `subscriptions/listen` stream: its notifications pass the response phase.
+        let listening =
+            answering.as_ref().and_then(|a| listen::Listening::of(&a.call.method, &a.gate, &a.ticket, a.judge));
         tokio::spawn(async move {
             let mut body = body;
             let mut buffer = BytesMut::new();
             let mut answering = answering;
             loop {
-                let frame = match body.frame().await {
+                // A client that goes away ends the server's stream too (cancellation).
+                let next = tokio::select! {
+                    next = body.frame() => next,
+                    () = tx.closed() => return,
+                };
+                let frame = match next {
                     Some(Ok(frame)) => frame,
                     Some(Err(e)) => {
                         tracing::debug!(error = %e, "MCP server stream ended with an error");
@@ -913,7 +923,8 @@ impl Door {
                 while let Some((event, rest)) = split_event(&buffer) {
                     let event = event.to_vec();
                     buffer = BytesMut::from(&buffer[rest..]);
-                    let Some(out) = pass_event(&event, &mut answering, &cache, &list_key).await else {
+                    let passed = pass_event(&event, &mut answering, listening.as_ref(), &cache, &list_key).await;
+                    let Some(out) = passed else {
                         continue;
                     };
                     if tx.send(Ok(Bytes::from(out))).await.is_err() {
@@ -946,6 +957,7 @@ impl Door {
 async fn pass_event(
     event: &[u8],
     answering: &mut Option<Answering>,
+    listening: Option<&listen::Listening>,
     cache: &Cache,
     list_key: &ListKey,
 ) -> Option<Vec<u8>> {
@@ -966,9 +978,12 @@ async fn pass_event(
             if method == "notifications/tools/list_changed" {
                 cache.forget(list_key);
             }
+            if let Some(listening) = listening {
+                return listening.release(message, &method).map(|passed| sse_event(&fields, &passed));
+            }
             Some(with_blank_line(event))
         }
-        Message::Request { .. } => Some(with_blank_line(event)),
+        Message::Request { .. } => listen::passes_server_request(listening).then(|| with_blank_line(event)),
         Message::Response { id } => {
             let Some(waiting) = answering.as_ref() else {
                 tracing::warn!(
@@ -1015,6 +1030,12 @@ impl Answering {
             let later_page = self.call.body.as_ref().is_some_and(|b| b.get("cursor").is_some());
             let tools = meta::listed_tools(result);
             self.cache.remember(self.list_key.clone(), tools, !later_page);
+        }
+        // Tools whose `x-mcp-header` annotations are invalid: not shown (their calls are refused).
+        if self.call.method == "tools/list"
+            && let Some(result) = message.get_mut("result")
+        {
+            meta::hide_invalid_header_tools(result);
         }
         if self.call.method == "tools/list"
             && self.filter_tools

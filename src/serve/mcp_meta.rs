@@ -26,6 +26,7 @@ use portcullis_host::adapters::mcp::{self, Annotations};
 use portcullis_host::adapters::mcp_headers::{
     self, Generation, HeaderMismatch, LEGACY_VERSIONS, MODERN_VERSION, MetadataError, PARAM_HEADER_PREFIX, Param,
 };
+use portcullis_host::gate::Arrival;
 use serde_json::{Value, json};
 
 use super::Body;
@@ -91,9 +92,17 @@ pub(super) struct Vouched {
     pub annotations: Option<Annotations>,
     pub params: Vec<Param>,
     pub schema: Option<Arc<Value>>,
+    /// The protocol the exchange used, for its audit records ([`protocol_facts`]).
+    pub facts: Vec<(&'static str, &'static str)>,
 }
 
 impl Vouched {
+    /// `arrival` with the door's facts about this exchange attached (its audit records'
+    /// `door_facts`).
+    pub fn attach_facts(&self, arrival: Arrival) -> Arrival {
+        self.facts.iter().fold(arrival, |arrival, (key, value)| arrival.with_fact(key, *value))
+    }
+
     /// `(header, decoded value)` for the policies: `("mcp-param-region", "us-west1")`.
     pub fn policy_headers(&self) -> impl Iterator<Item = (String, String)> + '_ {
         self.params.iter().map(|p| (p.header.clone(), p.value.clone()))
@@ -103,6 +112,83 @@ impl Vouched {
 /// The first check of every POSTed message: versions, `Mcp-Method`, `Mcp-Name`.
 pub(super) fn check(headers: &HeaderMap, message: &Value) -> Result<Generation, MetadataError> {
     mcp_headers::check_request(headers, message, None).map(|m| m.generation)
+}
+
+/// The audit facts of a message [`check`] passed: `mcp_generation` (`2025` or
+/// `2026-07-28`) always, and `mcp_protocol_version` when the message names a version the
+/// door knows (the `MCP-Protocol-Version` header, the 2026 body `_meta`, or an
+/// `initialize`'s `protocolVersion`). Values come from the door's own list, never the
+/// client's text: a client picks which supported version it speaks, nothing else.
+pub(super) fn protocol_facts(
+    headers: &HeaderMap,
+    message: &Value,
+    generation: Generation,
+) -> Vec<(&'static str, &'static str)> {
+    let params = message.get("params");
+    let named = headers
+        .get(mcp_headers::PROTOCOL_VERSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| params?.get("_meta")?.get(mcp_headers::META_PROTOCOL_VERSION)?.as_str())
+        .or_else(|| {
+            let initialize = message.get("method").and_then(Value::as_str) == Some("initialize");
+            if initialize { params?.get("protocolVersion")?.as_str() } else { None }
+        });
+    let known = std::iter::once(MODERN_VERSION).chain(LEGACY_VERSIONS).find(|v| Some(*v) == named);
+    let mut facts = vec![(GENERATION_FACT, generation.as_str())];
+    if let Some(version) = known {
+        facts.push((VERSION_FACT, version));
+    }
+    facts
+}
+
+/// The audit fact naming the protocol generation of an MCP exchange.
+pub(super) const GENERATION_FACT: &str = "mcp_generation";
+/// The audit fact naming the protocol version an MCP exchange named.
+pub(super) const VERSION_FACT: &str = "mcp_protocol_version";
+
+/// Removes from a `tools/list` result every tool whose `inputSchema` has an invalid
+/// `x-mcp-header` annotation (empty, not a token, repeated, on a non-primitive or a
+/// `number`, not statically reachable: `mcp_headers::header_params`). The 2026 revision
+/// (basic/transports/streamable-http, "Schema Extension") says a client "MUST exclude the
+/// invalid tool from the result of `tools/list`" and "SHOULD log a warning ... including
+/// the tool name and the reason": the door does both for its clients, the warning once per
+/// tool name (of the first few hundred), so a list asked often does not flood the log.
+/// Their calls are refused by the header check (`-32020`).
+pub(super) fn hide_invalid_header_tools(result: &mut Value) -> usize {
+    let Some(tools) = result.get_mut("tools").and_then(Value::as_array_mut) else { return 0 };
+    let before = tools.len();
+    tools.retain(|tool| {
+        let Some(schema) = tool.get("inputSchema") else { return true };
+        // Only a schema that mentions the keyword can carry the annotation.
+        if !schema.to_string().contains(mcp_headers::X_MCP_HEADER) {
+            return true;
+        }
+        let Err(reason) = mcp_headers::header_params(schema) else { return true };
+        let name = tool.get("name").and_then(Value::as_str).unwrap_or("");
+        if warn_once(name) {
+            let name: String = name.chars().take(100).collect();
+            tracing::warn!(
+                tool = %name,
+                reason = %reason,
+                "hid a tool from tools/list: its inputSchema has an invalid x-mcp-header annotation"
+            );
+        }
+        false
+    });
+    before - tools.len()
+}
+
+/// Whether `tool` was not warned about yet (remembers up to 512 names).
+fn warn_once(tool: &str) -> bool {
+    static WARNED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let Ok(mut warned) = WARNED.lock() else { return true };
+    if warned.iter().any(|w| w == tool) {
+        return false;
+    }
+    if warned.len() < 512 {
+        warned.push(tool.to_owned());
+    }
+    true
 }
 
 /// The `Mcp-Param-*` values of a 2026 `tools/call`, checked against the tool's listing
@@ -115,7 +201,8 @@ pub(super) fn check_params(
     tool: Option<&ToolInfo>,
 ) -> Result<Vouched, MetadataError> {
     let annotations = tool.map(|t| t.annotations.clone());
-    let mut vouched = Vouched { annotations, ..Vouched::default() };
+    let facts = protocol_facts(headers, message, generation);
+    let mut vouched = Vouched { annotations, facts, ..Vouched::default() };
     if generation != Generation::Modern {
         return Ok(vouched);
     }
@@ -263,6 +350,50 @@ mod tests {
         assert_eq!(mirrored[0].1, "=?base64?WsO8cmljaA==?=");
         assert!(super::mirrored(&schema, Some(&json!({"region": null}))).is_empty());
         assert!(super::mirrored(&schema, None).is_empty());
+    }
+
+    #[test]
+    fn protocol_facts_name_only_versions_the_door_knows() {
+        let modern = protocol_facts(&modern("in_region", &[]), &call("in_region", &json!({})), Generation::Modern);
+        assert_eq!(modern, [(GENERATION_FACT, "2026-07-28"), (VERSION_FACT, "2026-07-28")]);
+        let legacy = headers(&[("mcp-protocol-version", "2025-06-18")]);
+        let message = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+        assert_eq!(
+            protocol_facts(&legacy, &message, Generation::Legacy),
+            [(GENERATION_FACT, "2025"), (VERSION_FACT, "2025-06-18")]
+        );
+        let init =
+            json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25"}});
+        assert_eq!(protocol_facts(&headers(&[]), &init, Generation::Legacy)[1], (VERSION_FACT, "2025-11-25"));
+        // A version the door does not know is not written (and `check` refuses it anyway).
+        let odd = headers(&[("mcp-protocol-version", "2025-13-99; drop")]);
+        assert_eq!(protocol_facts(&odd, &message, Generation::Legacy), [(GENERATION_FACT, "2025")]);
+        let named =
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"protocolVersion": "2025-11-25"}});
+        assert_eq!(
+            protocol_facts(&headers(&[]), &named, Generation::Legacy).len(),
+            1,
+            "only initialize names one there"
+        );
+    }
+
+    #[test]
+    fn tools_with_invalid_header_annotations_are_hidden() {
+        let mut result = listing();
+        let tools = result["tools"].as_array_mut().unwrap();
+        tools.push(json!({"name": "spaced", "inputSchema": {"type": "object",
+            "properties": {"q": {"type": "string", "x-mcp-header": "Not A Token"}}}}));
+        tools.push(json!({"name": "twice", "inputSchema": {"type": "object", "properties": {
+            "a": {"type": "string", "x-mcp-header": "Same"}, "b": {"type": "string", "x-mcp-header": "same"}}}}));
+        tools.push(json!({"name": "float", "inputSchema": {"type": "object",
+            "properties": {"n": {"type": "number", "x-mcp-header": "N"}}}}));
+        tools.push(json!({"name": "mentions", "description": "x-mcp-header", "inputSchema": {"type": "object",
+            "properties": {"q": {"type": "string", "description": "see x-mcp-header"}}}}));
+        assert_eq!(hide_invalid_header_tools(&mut result), 3);
+        let names: Vec<&str> =
+            result["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["in_region", "plain", "bare", "mentions"]);
+        assert_eq!(hide_invalid_header_tools(&mut json!({"nextCursor": "x"})), 0);
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub struct Arrival {
     /// The client certificate the connection's TLS handshake verified, if any
     /// ([`Arrival::with_client_certificate`]).
     client_certificate: Option<ClientCertificate>,
+    /// What the door vouches for about the exchange, for its audit records
+    /// ([`Arrival::with_fact`]).
+    facts: Vec<(&'static str, String)>,
 }
 
 /// What a front door can change in a request it lets through. A redaction the door cannot
@@ -129,6 +132,7 @@ impl Arrival {
             reach,
             route: None,
             client_certificate: None,
+            facts: Vec::new(),
         }
     }
 
@@ -150,6 +154,18 @@ impl Arrival {
     #[must_use]
     pub fn with_client_certificate(mut self, certificate: Option<ClientCertificate>) -> Arrival {
         self.client_certificate = certificate;
+        self
+    }
+
+    /// A fact the door established about the exchange (not one the request claims), for
+    /// every audit record of it, both phases ([`crate::audit::AuditRecord::door_facts`]):
+    /// e.g. `("mcp_generation", "2026-07-28")`. The key is fixed in the door's code; the
+    /// value must be one the door checked, never a caller's text passed on. A key given
+    /// twice keeps the last value.
+    #[must_use]
+    pub fn with_fact(mut self, key: &'static str, value: impl Into<String>) -> Arrival {
+        self.facts.retain(|(k, _)| *k != key);
+        self.facts.push((key, value.into()));
         self
     }
 }
@@ -183,6 +199,7 @@ pub struct Ticket {
     route: RouteMatch,
     front_door: &'static str,
     started: Instant,
+    facts: Vec<(&'static str, String)>,
 }
 
 impl Ticket {
@@ -247,6 +264,7 @@ impl Gate {
                 route,
                 front_door: arrival.front_door,
                 started: arrival.started,
+                facts: arrival.facts.clone(),
             })),
         }
     }
@@ -337,6 +355,7 @@ impl Gate {
             reach: Reach::ALL,
             route: None,
             client_certificate: None,
+            facts: ticket.facts.clone(),
         };
         let applied = check.applied.as_ref().filter(|_| refusal.is_none());
         self.audit(
@@ -348,6 +367,28 @@ impl Gate {
             Some(refusal) => Release::Refuse(refusal),
             None => Release::Return(check),
         }
+    }
+
+    /// The response phase for a message on `ticket`'s response that is not its answer: a
+    /// notification on a long-lived stream (MCP's `subscriptions/listen`). `request` is the
+    /// event's own normalised form (its operation, its body), for the ticket's principal
+    /// (set here, whatever `request` says); it is routed anew, so routes can name event
+    /// kinds by operation. Each event is audited as a response-phase record of its own, with
+    /// the ticket's request id and door facts, its latency from the event's arrival.
+    pub fn release_event(&self, ticket: &Ticket, mut request: Request, response: &mut Response) -> Release {
+        request.principal = ticket.request.principal.clone();
+        request.id.clone_from(&ticket.request.id);
+        let route = self.set.route(&request);
+        let event = Ticket {
+            request,
+            check: ticket.check.clone(),
+            approval_id: None,
+            route,
+            front_door: ticket.front_door,
+            started: Instant::now(),
+            facts: ticket.facts.clone(),
+        };
+        self.release(&event, response)
     }
 
     pub(super) fn refusal(
@@ -371,7 +412,9 @@ impl Gate {
             status,
             latency_us: arrival.started.elapsed().as_micros() as u64,
         };
-        sink.record(&record(&ctx));
+        let mut record = record(&ctx);
+        record.door_facts.extend(arrival.facts.iter().map(|(key, value)| ((*key).to_owned(), value.clone())));
+        sink.record(&record);
     }
 }
 

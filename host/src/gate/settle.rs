@@ -152,6 +152,7 @@ pub fn event_record(event: &ApprovalEvent, front_door: &str) -> AuditRecord {
                 _ => None,
             },
         }),
+        door_facts: std::collections::BTreeMap::new(),
     }
 }
 
