@@ -3,6 +3,7 @@
 
 pub mod approve;
 pub mod diff;
+pub mod mcp;
 pub mod render;
 pub mod select;
 pub mod signature;
@@ -68,6 +69,9 @@ pub struct EntryResult {
     /// With scripted approvals: how the approvals it waited for were answered, and what
     /// became of it.
     pub approval: Option<Box<ApprovalRound>>,
+    /// For a recorded MCP call: its protocol generation and whether it was a Multi
+    /// Round-Trip retry.
+    pub mcp: Option<mcp::McpEntry>,
 }
 
 /// What happened to one entry.
@@ -240,6 +244,7 @@ impl Replay<'_> {
             _ => None,
         };
         let mut approval = None;
+        let mcp = entry.as_ref().ok().and_then(mcp::McpEntry::of);
         let outcome = match entry {
             Err(message) => EntryOutcome::ReadError(message),
             Ok(exchange) => {
@@ -257,7 +262,7 @@ impl Replay<'_> {
                 EntryOutcome::Evaluated { passage, baseline }
             }
         };
-        EntryResult { source: source.clone(), index, at, name, outcome, original, approval }
+        EntryResult { source: source.clone(), index, at, name, outcome, original, approval, mcp }
     }
 }
 

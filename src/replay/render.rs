@@ -45,6 +45,9 @@ pub fn entry_json(entry: &EntryResult) -> Value {
                 "passage": passage,
             });
             place(entry, &mut value);
+            if let Some(mcp) = &entry.mcp {
+                value["mcp"] = json!(mcp);
+            }
             if let Some(baseline) = baseline {
                 let before = Signature::of(baseline);
                 value["baseline"] = json!(before);
@@ -148,6 +151,9 @@ impl Table<'_> {
         }
         for (policy, counts) in &s.policies {
             counts_row(&mut out, &format!("policy {policy}"), counts, None);
+        }
+        if !s.mcp.is_empty() {
+            let _ = writeln!(out, "\n{}", s.mcp.line());
         }
         if !self.notable.is_empty() {
             let _ = writeln!(out, "\nDenied, held for approval, or failed ({}):", self.notable.len());

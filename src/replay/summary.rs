@@ -6,6 +6,7 @@ use portcullis_host::decision::DecisionKind;
 use serde::Serialize;
 
 use super::approve::{ApprovalRound, GroupDecision, Outcome};
+use super::mcp::McpCounts;
 use super::signature::Signature;
 use super::{EntryOutcome, EntryResult};
 
@@ -61,6 +62,9 @@ pub struct Summary {
     /// entries.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approvals: Option<ApprovalSummary>,
+    /// Recorded MCP calls by protocol generation, and their Multi Round-Trip retries.
+    #[serde(skip_serializing_if = "McpCounts::is_empty")]
+    pub mcp: McpCounts,
 }
 
 /// Held entries by what became of them once the script answered.
@@ -161,6 +165,9 @@ impl Summary {
             self.unreadable += 1;
             return;
         };
+        if let Some(mcp) = &entry.mcp {
+            self.mcp.add(mcp);
+        }
         let signature = Signature::of(passage);
         let overall = signature.overall();
         self.entries.add(overall);

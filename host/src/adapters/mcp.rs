@@ -34,16 +34,12 @@
 //! refusal, with the HTTP-style status, code, policy and request id in `error.data`.
 //!
 //! Recorded sessions (one JSON-RPC message per line, requests paired with their responses
-//! by id) are read by [`read_mcp_jsonl`] for `portcullis replay`.
-
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
+//! by id, of either protocol generation) are read by [`read_mcp_jsonl`] for `portcullis
+//! replay`, in [`super::mcp_session`].
 
 use serde_json::{Map, Value, json};
 
-use crate::adapters::traffic::{Flow, Format, Locator, Sink, Summary, TrafficError, TrafficItem};
-use crate::exchange::{Body, Exchange, Request, Response, split_url};
+use crate::exchange::{Body, Request, Response};
 use crate::gate::Refusal;
 
 /// The normalised method of every MCP message.
@@ -671,185 +667,11 @@ pub fn refusal_error(id: &Value, refusal: &Refusal) -> Value {
 }
 
 // ---------------------------------------------------------------------------------------
-// Recorded sessions
+// Recorded sessions (read in mcp_session; re-exported here, where callers found them)
 // ---------------------------------------------------------------------------------------
 
-/// Where a recorded session's requests are taken to have gone when the file does not say:
-/// `http://localhost/mcp`.
-pub const DEFAULT_ENDPOINT: &str = "http://localhost/mcp";
-
-/// Whether one line (a JSONL file's first object) is an MCP session line: a JSON-RPC
-/// message (`"jsonrpc"` key) or the endpoint line (`{"mcp_endpoint": …}`).
-pub(crate) fn is_session_line(line: &[u8]) -> bool {
-    match serde_json::from_slice::<Value>(line) {
-        Ok(Value::Object(object)) => object.contains_key("jsonrpc") || object.contains_key("mcp_endpoint"),
-        _ => false,
-    }
-}
-
-/// A request waiting for its answer while a session file is read.
-struct Pending {
-    line: usize,
-    call: Call,
-    message: Value,
-}
-
-/// Reads a recorded MCP session at `path` (see [`read_mcp_jsonl`]).
-pub(crate) fn read_mcp_jsonl_file<R: Flow>(
-    path: &Path,
-    each: impl FnMut(TrafficItem) -> R,
-) -> Result<Summary, TrafficError> {
-    let file = std::fs::File::open(path).map_err(|source| TrafficError::Open { file: path.into(), source })?;
-    read_mcp_jsonl(BufReader::new(file), path, each)
-}
-
-/// Reads a recorded MCP session: one JSON-RPC message per line, client requests and server
-/// answers interleaved as they were sent (blank lines and `#` comments skipped). Each
-/// request is paired with the answer carrying its id and handed out as one exchange when
-/// the answer arrives (at the end of the file for requests never answered, without a
-/// response). Notifications are skipped. A line `{"mcp_endpoint": "http://host/path",
-/// "headers": {...}}` sets the URL and HTTP headers of the requests after it (default
-/// [`DEFAULT_ENDPOINT`], no headers). Annotations from a recorded `tools/list` answer are
-/// attached to later calls of those tools, as the front door does. The request id is
-/// `<file stem>:<line of the request>`; a bad line is an entry error naming it.
-pub fn read_mcp_jsonl<R: Flow>(
-    mut reader: impl BufRead,
-    source: &Path,
-    mut each: impl FnMut(TrafficItem) -> R,
-) -> Result<Summary, TrafficError> {
-    let mut sink = Sink::new(source, &mut each);
-    let mut base = endpoint_request(DEFAULT_ENDPOINT, None).unwrap_or_default();
-    let mut annotations: HashMap<String, Annotations> = HashMap::new();
-    let mut pending: Vec<Pending> = Vec::new();
-    let mut buf = Vec::new();
-    let mut line = 0;
-    loop {
-        buf.clear();
-        let read = reader.read_until(b'\n', &mut buf).map_err(|err| TrafficError::Read {
-            file: source.into(),
-            items: sink.items,
-            source: err,
-        })?;
-        if read == 0 {
-            break;
-        }
-        line += 1;
-        let bytes = if line == 1 { buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&buf) } else { &buf[..] };
-        let text = match std::str::from_utf8(bytes) {
-            Ok(text) => text.trim(),
-            Err(err) => {
-                let message = format!("not valid UTF-8 at byte {}", err.valid_up_to());
-                if !sink.emit(Locator::Line(line), Err((String::new(), message))) {
-                    break;
-                }
-                continue;
-            }
-        };
-        if text.is_empty() || text.starts_with('#') {
-            continue;
-        }
-        let value: Value = match parse_json_strict(text.as_bytes()) {
-            Ok(value) => value,
-            Err(e) => {
-                let message = e.to_string();
-                if !sink.emit(Locator::Line(line), Err((String::new(), message))) {
-                    break;
-                }
-                continue;
-            }
-        };
-        if let Some(endpoint) = value.get("mcp_endpoint") {
-            let result = endpoint
-                .as_str()
-                .ok_or_else(|| "expected a URL string".to_owned())
-                .and_then(|url| endpoint_request(url, value.get("headers")));
-            match result {
-                Ok(request) => base = request,
-                Err(message) => {
-                    if !sink.emit(Locator::Line(line), Err(("mcp_endpoint".into(), message))) {
-                        break;
-                    }
-                }
-            }
-            continue;
-        }
-        let outcome = match classify(&value) {
-            Ok(Message::Request { method, params, .. }) => match call_of(&method, params.as_ref()) {
-                Ok(call) => {
-                    pending.push(Pending { line, call, message: value });
-                    None
-                }
-                Err(e) => Some((Locator::Line(line), Err(("params".to_owned(), e.to_string())))),
-            },
-            // A call sent as a notification is refused by the door; here it is an entry error.
-            Ok(Message::Notification { method }) => {
-                check_notification(&method).err().map(|e| (Locator::Line(line), Err((String::new(), e.to_string()))))
-            }
-            Ok(Message::Response { id }) => {
-                match pending.iter().position(|p| p.message.get("id") == Some(&id)) {
-                    Some(i) => {
-                        let asked = pending.remove(i);
-                        if let (true, Some(result)) = (asked.call.method == "tools/list", value.get("result")) {
-                            annotations.extend(tools_of(result));
-                        }
-                        let exchange = exchange_of(&base, &asked, &annotations, &sink.stem, Some(&value));
-                        Some((Locator::Line(asked.line), Ok(exchange)))
-                    }
-                    // An answer to a request from the server (sampling, elicitation) or one
-                    // whose request was not recorded: nothing for the policies.
-                    None => None,
-                }
-            }
-            Err(e) => Some((Locator::Line(line), Err((String::new(), e.to_string())))),
-        };
-        if let Some((at, result)) = outcome
-            && !sink.emit(at, result)
-        {
-            return Ok(sink.summary(Format::Mcp));
-        }
-    }
-    for asked in std::mem::take(&mut pending) {
-        let exchange = exchange_of(&base, &asked, &annotations, &sink.stem, None);
-        if !sink.emit(Locator::Line(asked.line), Ok(exchange)) {
-            break;
-        }
-    }
-    Ok(sink.summary(Format::Mcp))
-}
-
-fn exchange_of(
-    base: &Request,
-    asked: &Pending,
-    annotations: &HashMap<String, Annotations>,
-    stem: &str,
-    answer: Option<&Value>,
-) -> Exchange {
-    let tool_annotations = asked.call.tool.as_ref().and_then(|tool| annotations.get(tool));
-    let mut request = request_for_call(base, &asked.call, tool_annotations);
-    request.id = format!("{stem}:{}", asked.line);
-    Exchange { request, response: answer.map(response_of) }
-}
-
-/// The request a session's calls are built on: the endpoint's URL and the given headers.
-fn endpoint_request(url: &str, headers: Option<&Value>) -> Result<Request, String> {
-    let parts = split_url(url)?;
-    let mut request = Request {
-        method: METHOD_CALL.into(),
-        authority: crate::adapters::http::normalise_authority(&parts.authority, &parts.scheme),
-        scheme: parts.scheme,
-        path: parts.path,
-        query: parts.query,
-        ..Request::default()
-    };
-    if let Some(headers) = headers {
-        let Value::Object(map) = headers else { return Err("`headers` must be an object of strings".into()) };
-        for (name, value) in map {
-            let Value::String(value) = value else { return Err(format!("`headers.{name}` must be a string")) };
-            request.headers.push((name.to_ascii_lowercase(), value.clone()));
-        }
-    }
-    Ok(request)
-}
+pub use super::mcp_session::{DEFAULT_ENDPOINT, read_mcp_jsonl};
+pub(crate) use super::mcp_session::{is_session_line, read_mcp_jsonl_file};
 
 #[cfg(test)]
 mod tests {
@@ -1105,70 +927,5 @@ mod tests {
         for name in ["mcp-session-id", "mcp-protocol-version", "authorization"] {
             assert!(!is_reserved_header(name), "{name}");
         }
-    }
-
-    #[test]
-    fn a_recorded_session_pairs_requests_with_answers() {
-        let text = [
-            r#"{"mcp_endpoint": "https://crm.test/mcp", "headers": {"X-Api-Key": "k"}}"#,
-            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25"}}"#,
-            r#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25"}}"#,
-            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-            "# the agent lists the tools",
-            r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
-            r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"del","annotations":{"destructiveHint":true}}]}}"#,
-            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"del","arguments":{"id":4}}}"#,
-            r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"never-answered"}}"#,
-            r#"{"jsonrpc":"2.0","id":3,"result":{"content":[],"isError":false}}"#,
-            r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{}}"#,
-            "not json",
-        ]
-        .join("\n");
-        let mut items = Vec::new();
-        let summary = read_mcp_jsonl(text.as_bytes(), Path::new("rec/session.jsonl"), |item| items.push(item)).unwrap();
-        assert_eq!(summary.format, Format::Mcp);
-        assert_eq!((summary.items, summary.errors), (6, 2));
-        let ok: Vec<&Exchange> = items.iter().filter_map(|i| i.result.as_ref().ok()).collect();
-        let ops: Vec<&str> = ok.iter().map(|e| e.request.operation.as_deref().unwrap()).collect();
-        assert_eq!(ops, ["initialize", "tools/list", "del", "never-answered"]);
-        let del = ok[2];
-        assert_eq!(
-            (del.request.method.as_str(), del.request.authority.as_str(), del.request.path.as_str()),
-            ("CALL", "crm.test", "/mcp")
-        );
-        assert_eq!(del.request.id, "session:8");
-        assert_eq!(del.request.header("x-api-key"), Some("k"));
-        assert_eq!(del.request.header("mcp-annotation-destructivehint"), Some("true"));
-        assert_eq!(del.response.as_ref().unwrap().status, 200);
-        assert!(ok[3].response.is_none());
-        let errors: Vec<String> =
-            items.iter().filter_map(|i| i.result.as_ref().err()).map(ToString::to_string).collect();
-        assert!(errors[0].contains("line 11: params: `tools/call`: params.name must be a string"), "{}", errors[0]);
-        assert!(errors[1].contains("line 12: not valid JSON"), "{}", errors[1]);
-    }
-
-    #[test]
-    fn a_recorded_call_without_an_id_or_with_a_repeated_key_is_an_entry_error() {
-        let text = [
-            r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"del","arguments":{"id":4}}}"#,
-            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"del","name":"get"}}"#,
-            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-        ]
-        .join("\n");
-        let mut items = Vec::new();
-        let summary = read_mcp_jsonl(text.as_bytes(), Path::new("s.jsonl"), |item| items.push(item)).unwrap();
-        assert_eq!((summary.items, summary.errors), (2, 2));
-        let errors: Vec<String> =
-            items.iter().filter_map(|i| i.result.as_ref().err()).map(ToString::to_string).collect();
-        assert!(errors[0].contains("line 1") && errors[0].contains("without an `id`"), "{}", errors[0]);
-        assert!(errors[1].contains("line 2") && errors[1].contains("`name` twice"), "{}", errors[1]);
-    }
-
-    #[test]
-    fn session_lines_are_recognised() {
-        assert!(is_session_line(br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#));
-        assert!(is_session_line(br#"{"mcp_endpoint":"http://x/mcp"}"#));
-        assert!(!is_session_line(br#"{"request":{"url":"/a"}}"#));
-        assert!(!is_session_line(b"{"));
     }
 }

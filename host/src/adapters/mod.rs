@@ -10,4 +10,5 @@ pub mod jsonl;
 pub mod mcp;
 pub mod mcp_headers;
 pub mod mcp_pins;
+pub mod mcp_session;
 pub mod traffic;
