@@ -5,7 +5,9 @@
 //! `tests/mcp_sdk/`. Each test puts `portcullis serve` (tool-guard, a JWT identity) in front
 //! of one SDK's server and runs every client that speaks a generation that server speaks, in
 //! each such generation, through the same door: list tools, a read-only call (allowed), a
-//! destructive call (held for approval: -32004), approve, the retry (passes once), a
+//! destructive call (held for approval: -32004 for 2025 clients, approve, the retry passes
+//! once; a URL elicitation for 2026 clients, which the test approves before the client's
+//! retry completes, tests/mcp_mrtr.rs for the rest), a
 //! resource, a prompt, and a tool whose argument the 2026 protocol mirrors into a header
 //! (`Mcp-Param-Region`, checked by the door and sent on). What the server received is checked line by line: the calls
 //! allowed, nothing held, the routing headers of each generation, and never the caller's
@@ -17,7 +19,9 @@
 
 mod common;
 
-use common::mcp_sdk::{Door, Sdk, SdkServer, answer_message, call_2026, client, error_code, token};
+use common::mcp_sdk::{
+    Door, Sdk, SdkServer, answer_message, call_2026, client, client_with_approver, error_code, token,
+};
 use common::serve::{ADMIN_TOKEN, temp_dir};
 use serde_json::{Value, json};
 
@@ -26,22 +30,45 @@ use serde_json::{Value, json};
 fn session(door: &Door, server: &SdkServer, sdk: Sdk, mode: &str, protocol: &str, n: u64) {
     let admin = door.server.url("admin", "");
     let modern = protocol == "2026-07-28";
-    let steps = json!([
-        {"op": "list_tools"},
-        {"op": "call", "tool": "get_invoice", "args": {"invoice_id": n}},
-        {"op": "call", "tool": "delete_invoice", "args": {"invoice_id": n}},
-        {"op": "approve", "admin": admin, "token": ADMIN_TOKEN, "from": 2},
-        {"op": "call", "tool": "delete_invoice", "args": {"invoice_id": n}, "approval_from": 2},
-        {"op": "call", "tool": "delete_invoice", "args": {"invoice_id": n}, "approval_from": 2},
-        {"op": "read", "uri": format!("invoices://{n}")},
-        {"op": "prompt", "name": "summarise_invoice", "args": {"invoice_id": n.to_string()}},
+    // A 2026 client (both SDKs declare URL elicitation) is asked to approve as a Multi
+    // Round-Trip Request: its elicitation waits for this file while the test approves; a
+    // 2025 client gets -32004, approves, retries with the id, and tries a replay.
+    let wait = common::root().join("target/test-tmp").join(format!("mcp-sdks-decided-{n}-{}", std::process::id()));
+    let _ = std::fs::remove_file(&wait);
+    let destructive = if modern {
+        json!([{"op": "call", "tool": "delete_invoice", "args": {"invoice_id": n}, "wait_file": wait}])
+    } else {
+        json!([
+            {"op": "call", "tool": "delete_invoice", "args": {"invoice_id": n}},
+            {"op": "approve", "admin": admin, "token": ADMIN_TOKEN, "from": 2},
+            {"op": "call", "tool": "delete_invoice", "args": {"invoice_id": n}, "approval_from": 2},
+            {"op": "call", "tool": "delete_invoice", "args": {"invoice_id": n}, "approval_from": 2},
+        ])
+    };
+    let mut steps =
+        vec![json!({"op": "list_tools"}), json!({"op": "call", "tool": "get_invoice", "args": {"invoice_id": n}})];
+    steps.extend(destructive.as_array().unwrap().iter().cloned());
+    steps.extend([
+        json!({"op": "read", "uri": format!("invoices://{n}")}),
+        json!({"op": "prompt", "name": "summarise_invoice", "args": {"invoice_id": n.to_string()}}),
         // 2026 clients mirror `region` into `Mcp-Param-Region`: checked, and sent on.
-        {"op": "call", "tool": "invoices_in_region", "args": {"region": "eu-west", "status": format!("s{n}")}},
+        json!({"op": "call", "tool": "invoices_in_region", "args": {"region": "eu-west", "status": format!("s{n}")}}),
     ]);
-    let (negotiated, r, elicitations) = client(door, sdk, mode, &steps);
-    assert!(elicitations.is_empty(), "{elicitations:#?}");
+    let steps = Value::Array(steps);
     let at = format!("{sdk:?} client in mode {mode}");
+    let (negotiated, r, elicitations) = if modern {
+        let ((negotiated, r, elicitations), approval) = client_with_approver(door, sdk, &steps, &wait);
+        assert_eq!(elicitations.len(), 1, "{at}: {elicitations:#?}");
+        assert_eq!(elicitations[0]["elicitation"]["mode"], "url", "{at}: {elicitations:#?}");
+        assert_eq!(elicitations[0]["elicitation"]["url"], format!("{admin}/approvals/{approval}"), "{at}");
+        (negotiated, r, Vec::new())
+    } else {
+        client(door, sdk, mode, &steps)
+    };
+    assert!(elicitations.is_empty(), "{elicitations:#?}");
     assert_eq!(negotiated, protocol, "{at}");
+    // Where the resource, prompt and region steps are.
+    let k = if modern { 3 } else { 6 };
 
     // tools/list: every tool the agent may call, with the server's annotations.
     for tool in ["get_invoice", "delete_invoice", "invoices_in_region"] {
@@ -54,15 +81,21 @@ fn session(door: &Door, server: &SdkServer, sdk: Sdk, mode: &str, protocol: &str
     // The read-only tool is allowed; the destructive one is held (the agent named as the
     // door verified it from the JWT), approved, and its retry passes once.
     assert!(r[1]["result"]["content"][0]["text"].as_str().unwrap_or("").contains("120.5"), "{at}: {}", r[1]);
-    assert_eq!(error_code(&r[2]), (-32004, "approval-required".into()), "{at}: {}", r[2]);
-    assert!(r[2]["error"]["message"].as_str().unwrap().contains("agent sso:bot"), "{at}: {}", r[2]);
-    assert_eq!(r[2]["error"]["data"]["approval"]["approver_group"], "billing-approvers", "{at}");
-    assert_eq!(r[3]["status"], 200, "{at}: {}", r[3]);
-    assert_eq!(r[4]["result"]["content"][0]["text"], format!("deleted {n}"), "{at}: {}", r[4]);
-    assert_eq!(error_code(&r[5]), (-32003, "approval-invalid".into()), "{at}: {}", r[5]);
-    assert_eq!(r[6]["result"]["contents"][0]["uri"], format!("invoices://{n}"), "{at}: {}", r[6]);
-    assert_eq!(r[7]["result"]["messages"][0]["content"]["text"], format!("Summarise invoice {n}."), "{at}: {}", r[7]);
-    assert_eq!(r[8]["result"]["content"][0]["text"], format!("2 s{n} invoices in eu-west"), "{at}: {}", r[8]);
+    if modern {
+        assert_eq!(r[2]["result"]["content"][0]["text"], format!("deleted {n}"), "{at}: {}", r[2]);
+    } else {
+        assert_eq!(error_code(&r[2]), (-32004, "approval-required".into()), "{at}: {}", r[2]);
+        assert!(r[2]["error"]["message"].as_str().unwrap().contains("agent sso:bot"), "{at}: {}", r[2]);
+        assert_eq!(r[2]["error"]["data"]["approval"]["approver_group"], "billing-approvers", "{at}");
+        assert_eq!(r[3]["status"], 200, "{at}: {}", r[3]);
+        assert_eq!(r[4]["result"]["content"][0]["text"], format!("deleted {n}"), "{at}: {}", r[4]);
+        assert_eq!(error_code(&r[5]), (-32003, "approval-invalid".into()), "{at}: {}", r[5]);
+    }
+    assert_eq!(r[k]["result"]["contents"][0]["uri"], format!("invoices://{n}"), "{at}: {}", r[k]);
+    let prompt = &r[k + 1]["result"]["messages"][0]["content"]["text"];
+    assert_eq!(*prompt, format!("Summarise invoice {n}."), "{at}: {}", r[k + 1]);
+    let region = &r[k + 2]["result"]["content"][0]["text"];
+    assert_eq!(*region, format!("2 s{n} invoices in eu-west"), "{at}: {}", r[k + 2]);
 
     // What the server ran: the allowed calls, the destructive one once (after approval).
     let ran = server.ran();

@@ -64,6 +64,8 @@ use super::upstream::{DoorUpstream, UpstreamClient};
 mod listen;
 #[path = "mcp_meta.rs"]
 mod meta;
+#[path = "mcp_mrtr.rs"]
+pub mod mrtr;
 use meta::{ToolInfo, Vouched};
 
 /// The header carrying the MCP session id, passed through both ways.
@@ -95,6 +97,7 @@ pub async fn serve(
     section: McpSection,
     upstream: DoorUpstream,
     shutdown: watch::Receiver<bool>,
+    mrtr: mrtr::Mrtr,
 ) -> Result<()> {
     if !section.path.starts_with('/') {
         bail!("[server.mcp] path `{}` must start with /", section.path);
@@ -103,7 +106,7 @@ pub async fn serve(
     let DoorUpstream { uri: upstream, client } = upstream;
     let judge = Judge::for_live(&live);
     let annotations = Arc::new(Cache::default());
-    let door = Arc::new(Door { live, section, upstream, client, annotations, judge, shutdown: shutdown.clone() });
+    let door = Arc::new(Door { live, section, upstream, client, annotations, judge, shutdown: shutdown.clone(), mrtr });
     super::http::serve(listener, shutdown, move |req, peer| {
         let door = door.clone();
         async move { door.handle(req, peer).await }
@@ -123,6 +126,8 @@ struct Door {
     judge: Judge,
     /// Held calls end with the approval-required answer when this turns true.
     shutdown: watch::Receiver<bool>,
+    /// Approvals asked of 2026-07-28 clients as Multi Round-Trip Requests.
+    mrtr: mrtr::Mrtr,
 }
 
 /// Whose tool list an entry is: the authenticated principal (never something the client
@@ -410,6 +415,18 @@ impl Door {
             Ok(call) => call,
             Err(e) => return rpc_error(200, &id, e.code(), &e.to_string(), ""),
         };
+        // The retry of an approval asked as a Multi Round-Trip Request: the door's
+        // `requestState` opened (or refused) and taken out of the message.
+        let (mut call, mut message) = (call, message);
+        let elicits = mrtr::elicits_urls(params.as_ref());
+        if mrtr::carries_state(&message) {
+            let mut probe = normal.clone();
+            let principal = Self::authenticate(&gate, &mut probe, &parts).is_none().then_some(probe.principal);
+            let prepared = self.mrtr.prepare(&gate, &normal, principal.as_ref(), &mut call, &mut message, &id).await;
+            if let Err(error) = prepared {
+                return rpc(200, &error, "");
+            }
+        }
         let session = header_text(&parts.headers, SESSION_HEADER).unwrap_or_default();
         let tool = match &call.tool {
             Some(tool) => self.annotations_for(&gate, &normal, &parts, &session, tool, params.as_ref(), routing).await,
@@ -420,7 +437,7 @@ impl Door {
             Err(e) => return meta::refusal(&e, Some(&id), ""),
         };
         let certificate = client_certificate(&parts.extensions);
-        let admitted = self.admit_call(gate, &normal, &call, &vouched, &id, certificate).await;
+        let admitted = self.admit_call(gate, &normal, &call, &vouched, (&id, elicits), certificate).await;
         let (gate, ticket) = match admitted {
             Ok(admitted) => admitted,
             Err(answer) => return *answer,
@@ -514,7 +531,7 @@ impl Door {
         normal: &Normal,
         call: &Call,
         vouched: &Vouched,
-        id: &Value,
+        (id, elicits): (&Value, bool),
         certificate: Option<portcullis_host::identity::ClientCertificate>,
     ) -> Result<(Arc<Gate>, Box<Ticket>), Box<Response<Body>>> {
         let mut request = mcp::request_for_call(normal, call, vouched.annotations.as_ref());
@@ -548,6 +565,10 @@ impl Door {
         match admitted {
             Ok(admitted) => Ok(admitted),
             Err(refusal) => {
+                // A 2026 client that elicits URLs is asked as a Multi Round-Trip Request.
+                if let Some(asked) = self.mrtr.input_required(elicits, call, &refusal, &request.principal, id) {
+                    return Err(Box::new(rpc(200, &asked, &request_id)));
+                }
                 let status = if refusal.status == 401 { 401 } else { 200 };
                 let mut answer = rpc(status, &mcp::refusal_error(id, &refusal), &request_id);
                 if let Some(approval) = &refusal.approval

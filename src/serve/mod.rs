@@ -130,6 +130,12 @@ async fn serve_doors(config: &Config, live: Live, base: &Path, ready_file: Optio
             let _ = stopped.changed().await;
         }));
     }
+    if let Some(section) = config.server.admin.clone() {
+        let listener = bind(section.listen, "[server.admin] listen").await?;
+        bound.insert("admin", announce("admin", &listener, tls.admin.is_some(), "")?);
+        let listener = http::Listener { tcp: listener, tls: tls.admin.clone(), h2c: false };
+        tasks.spawn(admin::serve(listener, live.clone(), section, stopped.clone()));
+    }
     if let (Some(mut section), Some(upstream)) = (config.server.mcp.clone(), mcp_upstream) {
         let listener = bind(section.listen, "[server.mcp] listen").await?;
         bound.insert("mcp", announce("mcp", &listener, tls.mcp.is_some(), &format!(" -> {}", section.upstream))?);
@@ -137,13 +143,11 @@ async fn serve_doors(config: &Config, live: Live, base: &Path, ready_file: Optio
         if listener.tls.is_some() {
             section.scheme = "https".into();
         }
-        tasks.spawn(mcp::serve(listener, live.clone(), section, upstream, stopped.clone()));
-    }
-    if let Some(section) = config.server.admin.clone() {
-        let listener = bind(section.listen, "[server.admin] listen").await?;
-        bound.insert("admin", announce("admin", &listener, tls.admin.is_some(), "")?);
-        let listener = http::Listener { tcp: listener, tls: tls.admin.clone(), h2c: false };
-        tasks.spawn(admin::serve(listener, live.clone(), section, stopped.clone()));
+        // Approvals asked as Multi Round-Trip Requests point at the admin API unless a page is named.
+        let admin = bound.get("admin").map(|addr| (*addr, tls.admin.is_some()));
+        let mrtr =
+            mcp::mrtr::Mrtr::start(&section, config.approvals.as_ref(), admin, base).map_err(anyhow::Error::msg)?;
+        tasks.spawn(mcp::serve(listener, live.clone(), section, upstream, stopped.clone(), mrtr));
     }
     tasks.spawn(watch_for_reloads(live.clone(), tls.all(), stopped.clone()));
     if live.keep().approvals.is_some() {

@@ -67,6 +67,13 @@ fn check_upstreams(config: &Config, config_path: &Path, base: &Path) -> Result<(
     if let Some(section) = &config.server.mcp {
         super::upstream::DoorUpstream::for_mcp(section, base).with_context(file)?;
         section.check_origins().map_err(anyhow::Error::msg).with_context(file)?;
+        let admin = config.server.admin.as_ref();
+        let warnings = super::mcp::mrtr::preflight(section, config.approvals.as_ref(), admin, base)
+            .map_err(anyhow::Error::msg)
+            .with_context(file)?;
+        for warning in warnings {
+            eprintln!("portcullis: warning: {warning}");
+        }
     }
     Ok(())
 }

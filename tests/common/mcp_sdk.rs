@@ -288,3 +288,50 @@ pub fn answer_message(answer: &super::serve::Answer) -> Value {
     let data = text.lines().filter_map(|l| l.strip_prefix("data:")).next_back().unwrap_or(&text);
     serde_json::from_str(data.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
+
+/// Runs `sdk`'s 2026 client with `steps` (one of which waits on `wait_file` before answering
+/// its elicitation) while this thread plays the approver: the first approval created from
+/// now on, still pending, is approved through the admin API, then `accept` is written to
+/// `wait_file` (`cancel` when none came, so the client never hangs). The client's output
+/// ([`client`]) and the approval's id.
+pub fn client_with_approver(
+    door: &Door,
+    sdk: Sdk,
+    steps: &Value,
+    wait_file: &Path,
+) -> ((String, Vec<Value>, Vec<Value>), String) {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    std::thread::scope(|scope| {
+        let run = scope.spawn(|| client(door, sdk, "2026-07-28", steps));
+        let approved = approve_next(door, since);
+        std::fs::write(wait_file, if approved.is_some() { "accept" } else { "cancel" }).unwrap();
+        let out = run.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+        (out, approved.unwrap_or_else(|| panic!("{sdk:?}: no approval was asked for within 60 s")))
+    })
+}
+
+/// Approves, through the admin API, the first approval created at or after `since_ms`
+/// while it is pending; `None` when none appears within 60 s.
+pub fn approve_next(door: &Door, since_ms: u64) -> Option<String> {
+    let admin = door.server.url("admin", "");
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let list =
+            super::serve::send("GET", &format!("{admin}/approvals?state=pending"), &[("authorization", &auth)], b"");
+        let found = list
+            .json()
+            .as_array()
+            .and_then(|list| list.iter().find(|a| a["created_ms"].as_u64().is_some_and(|c| c >= since_ms)).cloned());
+        if let Some(approval) = found {
+            let id = approval["id"].as_str().unwrap().to_owned();
+            let url = format!("{admin}/approvals/{id}/approve");
+            let answer =
+                super::serve::send("POST", &url, &[("authorization", &auth)], br#"{"by": "fiona@example.com"}"#);
+            assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+            return Some(id);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}

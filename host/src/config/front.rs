@@ -80,6 +80,32 @@ pub struct McpSection {
     /// server. Requests without `Origin` (agents, SDK clients) are not affected.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// `[[server.mcp.request_state_keys]]`: the keys that seal the `requestState` of an
+    /// approval asked as a Multi Round-Trip Request (docs/mcp.md "Approvals"); the first
+    /// seals, all open (rotation). None: a random key per process, with a warning.
+    #[serde(default)]
+    pub request_state_keys: Vec<RequestStateKey>,
+    /// The page a person opens to decide an approval, pointed at by the URL elicitation a
+    /// 2026-07-28 client gets (`{id}` replaced, or `/ID` appended). Default: `[approvals]
+    /// inbox_url`, else the admin listener's approvals API.
+    #[serde(default)]
+    pub approval_url: Option<String>,
+}
+
+/// One `[[server.mcp.request_state_keys]]` entry: an id and where its secret (hex or
+/// base64, at least 32 bytes) is read from, `env` or `file`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RequestStateKey {
+    /// The key's id, written into each state it seals (`[A-Za-z0-9_-]{1,32}`).
+    pub id: String,
+    /// The environment variable holding the secret.
+    #[serde(default)]
+    pub env: Option<String>,
+    /// The file holding the secret (relative to the config file's folder).
+    #[serde(default)]
+    pub file: Option<PathBuf>,
 }
 
 impl McpSection {

@@ -26,7 +26,7 @@ use crate::warm::Reuse;
 
 pub use front::{
     AdminSection, ApprovalsSection, AuditSection, ForwardAuthSection, ListenSection, McpSection, ProxySection,
-    ServerSection,
+    RequestStateKey, ServerSection,
 };
 pub use hold::{DEFAULT_MAX_HELD, Holds, MAX_HOLD, parse_duration};
 pub use notify::{
