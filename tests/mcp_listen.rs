@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::mcp_sdk::{Door, JWT_SECRET, Sdk, SdkServer, client};
 use common::serve::{AGENT_KEY, Server, fixture_config, send, temp_dir};
 use serde_json::{Value, json};
 
@@ -387,4 +388,144 @@ fn the_audit_record_names_each_exchanges_protocol_generation() {
     assert!(audit(&dir).iter().all(|r| r["door_facts"]["mcp_protocol_version"] != "2099-01-01"));
     // Every MCP record names its generation.
     assert!(audit(&dir).iter().all(|r| r["door_facts"]["mcp_generation"].is_string()), "{:#?}", audit(&dir));
+}
+
+/// The door in front of an SDK's server, as tests/common/mcp_sdk.rs's `Door` but with a route
+/// that refuses `notifications/prompts/list_changed` in the response phase (tried first) and
+/// tool-guard masking the `uri` of `notifications/resources/updated`.
+fn sdk_door(dir: &Path, upstream: &SdkServer) -> Door {
+    let tool_guard = common::component("tool-guard").display().to_string();
+    let misbehave = common::component("hostile-misbehave").display().to_string();
+    let config = fixture_config(true, "invoices:read")
+        + &format!(
+            r#"
+[[identity.jwt]]
+issuer = "https://sso.test"
+secret_env = "PORTCULLIS_TEST_JWT_SECRET"
+audiences = ["portcullis-mcp"]
+kind = "agent"
+id_prefix = "sso:"
+
+[policies.tool-guard]
+module = "{tool_guard}"
+
+[policies.tool-guard.settings]
+mask = "[redacted]"
+
+[policies.tool-guard.settings.tools]
+agent = ["get_invoice", "touch_invoice"]
+
+[policies.tool-guard.settings.results]
+"notifications/resources/updated" = ["/uri"]
+
+[policies.refuse]
+module = "{misbehave}"
+settings = {{ on_response = "panic" }}
+
+[[routes]]
+name = "refused-notifications"
+paths = ["/mcp"]
+operations = ["notifications/prompts/list_changed"]
+policies = ["refuse"]
+
+[[routes]]
+name = "mcp"
+paths = ["/mcp"]
+policies = ["tool-guard"]
+
+[server.mcp]
+listen = "127.0.0.1:0"
+upstream = "http://127.0.0.1:{port}/mcp"
+
+[audit]
+path = "audit.jsonl"
+"#,
+            port = upstream.port,
+        );
+    let path = dir.join("portcullis.toml");
+    std::fs::write(&path, config).unwrap();
+    Door { server: Server::start(&path, &[("PORTCULLIS_TEST_JWT_SECRET", JWT_SECRET)]) }
+}
+
+/// One listen session with `sdk`'s client: the acknowledged filter, and the change
+/// notifications it got after its own `touch_invoice` call, as `(method, uri)`.
+fn listen_session(door: &Door, sdk: Sdk, invoice: u64) -> (Value, Vec<(String, String)>) {
+    let uri = format!("invoices://{invoice}");
+    let steps = json!([{"op": "listen", "wait_s": 1.5,
+        "filter": {"toolsListChanged": true, "promptsListChanged": true, "resourceSubscriptions": [uri]},
+        "trigger": {"tool": "touch_invoice", "args": {"invoice_id": invoice}}}]);
+    let (protocol, results, _) = client(door, sdk, "2026-07-28", &steps);
+    assert_eq!(protocol, "2026-07-28");
+    let step = &results[0];
+    // The Python client yields typed events, the TypeScript one the notifications.
+    let events = step["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{sdk:?}: {step}"))
+        .iter()
+        .map(|e| {
+            let method = match (e["method"].as_str(), e["type"].as_str()) {
+                (Some(method), _) => method.to_owned(),
+                (None, Some("ResourceUpdated")) => "notifications/resources/updated".into(),
+                (None, Some("PromptsListChanged")) => "notifications/prompts/list_changed".into(),
+                (None, Some("ToolsListChanged")) => "notifications/tools/list_changed".into(),
+                (None, other) => format!("{other:?}"),
+            };
+            let uri = e["params"]["uri"].as_str().or(e["uri"].as_str()).unwrap_or("").to_owned();
+            (method, uri)
+        })
+        .collect();
+    (step["honored"].clone(), events)
+}
+
+#[test]
+fn listen_through_the_door_with_both_sdks() {
+    for server_sdk in [Sdk::Python, Sdk::TsV2] {
+        let dir = temp_dir(&format!("mcp-listen-sdk-{server_sdk:?}"));
+        let server = SdkServer::start(&dir, server_sdk);
+        let door = sdk_door(&dir, &server);
+        for (n, client_sdk) in [(7, Sdk::Python), (8, Sdk::TsV2)] {
+            let at = format!("{client_sdk:?} client, {server_sdk:?} server");
+            let (honored, events) = listen_session(&door, client_sdk, n);
+            assert_eq!(honored["resourceSubscriptions"], json!([format!("invoices://{n}")]), "{at}");
+            // The update arrives with its URI masked by tool-guard; the prompts change was
+            // refused and dropped; the tools change passes.
+            let methods: Vec<&str> = events.iter().map(|(m, _)| m.as_str()).collect();
+            assert!(methods.contains(&"notifications/tools/list_changed"), "{at}: {events:?}");
+            assert!(!methods.contains(&"notifications/prompts/list_changed"), "{at}: {events:?}");
+            let updated: Vec<&str> = events
+                .iter()
+                .filter(|(m, _)| m == "notifications/resources/updated")
+                .map(|(_, u)| u.as_str())
+                .collect();
+            assert_eq!(updated, ["[redacted]"], "{at}: {events:?}");
+        }
+        // The server ran both triggers; the audit log judged each notification.
+        let touched = server.ran().iter().filter(|e| e["tool"] == "touch_invoice").count();
+        assert_eq!(touched, 2, "{server_sdk:?}: {:#?}", server.ran());
+        let records = audit(&dir);
+        let of = |operation: &str| -> Vec<&Value> { records.iter().filter(|r| r["operation"] == operation).collect() };
+        let redacted = of("notifications/resources/updated");
+        assert_eq!(redacted.len(), 2, "{server_sdk:?}: {records:#?}");
+        assert!(redacted.iter().all(|r| r["decision"] == "redact" && r["redacted"] == json!(["json:/uri"])));
+        let refused = of("notifications/prompts/list_changed");
+        assert_eq!(refused.len(), 2, "{server_sdk:?}: {records:#?}");
+        assert!(refused.iter().all(|r| r["decision"] == "deny" && r["principal"]["id"] == "sso:bot"), "{refused:#?}");
+        assert!(
+            records.iter().all(|r| r["door_facts"]["mcp_generation"] == "2026-07-28"),
+            "{server_sdk:?}: {records:#?}"
+        );
+
+        // A 2025 session through the same door: its records name the 2025 generation.
+        let steps = json!([{"op": "call", "tool": "get_invoice", "args": {"invoice_id": 99}}]);
+        let (protocol, results, _) = client(&door, Sdk::Python, "legacy", &steps);
+        assert_eq!(protocol, "2025-11-25");
+        assert!(results[0].get("result").is_some(), "{}", results[0]);
+        let records = audit(&dir);
+        let legacy: Vec<&Value> = records.iter().filter(|r| r["operation"] == "get_invoice").collect();
+        assert!(!legacy.is_empty(), "{records:#?}");
+        for record in legacy {
+            assert_eq!(record["door_facts"]["mcp_generation"], "2025", "{record}");
+            assert_eq!(record["door_facts"]["mcp_protocol_version"], "2025-11-25", "{record}");
+        }
+    }
 }

@@ -118,6 +118,8 @@ async def run_step(client, step, results):
                     return {"input_required": dump(result)}
                 return {"result": dump(result)}
             return {"result": dump(await client.call_tool(step["tool"], step.get("args", {}), meta=meta))}
+        if op == "listen":
+            return await listen(client, step)
         if op == "read":
             return {"result": dump(await client.read_resource(step["uri"]))}
         if op == "prompt":
@@ -134,6 +136,33 @@ async def run_step(client, step, results):
         raise SystemExit(f"unknown step {op}")
     except MCPError as e:
         return error_of(e)
+
+
+async def listen(client, step):
+    """A `subscriptions/listen` stream with `filter`; once acknowledged, the `trigger` call runs,
+    and the change events that arrive within `wait_s` seconds are collected."""
+    wanted = step.get("filter", {})
+    events = []
+    async with client.listen(
+        tools_list_changed=wanted.get("toolsListChanged", False),
+        prompts_list_changed=wanted.get("promptsListChanged", False),
+        resources_list_changed=wanted.get("resourcesListChanged", False),
+        resource_subscriptions=wanted.get("resourceSubscriptions", ()),
+    ) as subscription:
+        honored = dump(subscription.honored)
+        trigger = step.get("trigger")
+        if trigger:
+            await client.call_tool(trigger["tool"], trigger.get("args", {}))
+
+        async def collect():
+            async for event in subscription:
+                events.append({"type": type(event).__name__, **vars(event)})
+
+        try:
+            await asyncio.wait_for(collect(), step.get("wait_s", 2))
+        except asyncio.TimeoutError:
+            pass
+    return {"honored": honored, "events": events}
 
 
 def main():

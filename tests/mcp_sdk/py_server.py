@@ -21,6 +21,7 @@ import uvicorn
 from pydantic import Field
 
 from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
 from mcp.types import ToolAnnotations
 
 port_file, seen_path = sys.argv[1], sys.argv[2]
@@ -56,6 +57,17 @@ def invoices_in_region(
     """Invoices of a region; `region` is mirrored into the `Mcp-Param-Region` header (2026)."""
     seen({"tool": "invoices_in_region", "arguments": {"region": region, "status": status}})
     return f"2 {status} invoices in {region}"
+
+
+@server.tool(annotations=ToolAnnotations(read_only_hint=True))
+async def touch_invoice(invoice_id: int, ctx: Context) -> str:
+    """Test hook (tests/mcp_listen.rs): publishes, to `subscriptions/listen` streams, that invoice
+    INVOICE_ID's resource was updated, then that the prompts and the tools lists changed."""
+    seen({"tool": "touch_invoice", "arguments": {"invoice_id": invoice_id}})
+    await ctx.notify_resource_updated(f"invoices://{invoice_id}")
+    await ctx.notify_prompts_changed()
+    await ctx.notify_tools_changed()
+    return f"touched {invoice_id}"
 
 
 @server.resource("invoices://{invoice_id}")

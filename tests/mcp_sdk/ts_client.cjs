@@ -109,6 +109,22 @@ async function runStep(client, step, results, manual) {
                 if (result && result.resultType === 'input_required') return { input_required: result };
                 return { result };
             }
+            case 'listen': {
+                // A `subscriptions/listen` stream with `filter`; once acknowledged, the
+                // `trigger` call runs, and the change notifications of `wait_s` seconds are kept.
+                const events = [];
+                const kinds = ['tools/list_changed', 'prompts/list_changed', 'resources/list_changed', 'resources/updated'];
+                for (const kind of kinds) {
+                    client.setNotificationHandler(`notifications/${kind}`, (n) => {
+                        events.push({ method: n.method, params: n.params ?? {} });
+                    });
+                }
+                const subscription = await client.listen(step.filter ?? {});
+                if (step.trigger) await client.callTool({ name: step.trigger.tool, arguments: step.trigger.args ?? {} });
+                await new Promise((resolve) => setTimeout(resolve, (step.wait_s ?? 2) * 1000));
+                await subscription.close();
+                return { honored: subscription.honoredFilter, events };
+            }
             case 'read':
                 return { result: await client.readResource({ uri: step.uri }) };
             case 'prompt':

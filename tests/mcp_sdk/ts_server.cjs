@@ -42,7 +42,7 @@ const regionSchema = {
 const text = (t) => ({ content: [{ type: 'text', text: t }] });
 
 // Registers the test surface on an McpServer of either SDK line.
-function register(server, { z, ResourceTemplate, regionInput, promptArgs, mrtr }) {
+function register(server, { z, ResourceTemplate, regionInput, promptArgs, mrtr, notifier }) {
     server.registerTool(
         'get_invoice',
         {
@@ -92,6 +92,26 @@ function register(server, { z, ResourceTemplate, regionInput, promptArgs, mrtr }
         seen({ prompt: 'summarise_invoice', arguments: { invoice_id } });
         return { messages: [{ role: 'user', content: { type: 'text', text: `Summarise invoice ${invoice_id}.` } }] };
     });
+    if (notifier) {
+        // Test hook (tests/mcp_listen.rs): publishes to `subscriptions/listen` streams that
+        // invoice N's resource was updated, then that the prompts and the tools lists changed.
+        server.registerTool(
+            'touch_invoice',
+            {
+                description: 'Publish change notifications for an invoice (2026 subscriptions/listen).',
+                inputSchema: z.object({ invoice_id: z.number().int() }),
+                annotations: { readOnlyHint: true },
+            },
+            async ({ invoice_id }) => {
+                seen({ tool: 'touch_invoice', arguments: { invoice_id } });
+                const notify = notifier();
+                notify.resourceUpdated(`invoices://${invoice_id}`);
+                notify.promptsChanged();
+                notify.toolsChanged();
+                return text(`touched ${invoice_id}`);
+            },
+        );
+    }
     if (mrtr) {
         // 2026-07-28 Multi Round-Trip Request: the first round answers with an
         // InputRequiredResult holding a URL elicitation and a requestState; the retry carrying
@@ -164,13 +184,16 @@ function v2Handler() {
         '@modelcontextprotocol/server',
     );
     const { z } = require('zod');
+    // `resources.subscribe`: listen streams may ask for `resourceSubscriptions`.
+    const serverOptions = { capabilities: { resources: { subscribe: true } } };
     const factory = () =>
-        register(new McpServer({ name: 'portcullis-sdk-invoices', version: '2.0.0' }), {
+        register(new McpServer({ name: 'portcullis-sdk-invoices', version: '2.0.0' }, serverOptions), {
             z,
             ResourceTemplate,
             regionInput: fromJsonSchema(regionSchema),
             promptArgs: z.object({ invoice_id: z.string() }),
             mrtr: { inputRequired, inputResponse },
+            notifier: () => handler.notify,
         });
     const handler = createMcpHandler(factory, { onerror: (e) => console.error('mcp handler:', e) });
     return async (req, res, _body, raw) => {
