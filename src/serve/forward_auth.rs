@@ -142,6 +142,7 @@ fn bad_request(error: &dyn std::fmt::Display, nginx: bool) -> Response<Body> {
         policy: None,
         request_id: String::new(),
         approval: None,
+        scope: None,
     };
     refuse(&refusal, nginx)
 }

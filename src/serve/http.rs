@@ -68,6 +68,7 @@ pub fn problem(status: u16, code: &str, reason: impl Into<String>, request_id: &
         policy: None,
         request_id: request_id.into(),
         approval: None,
+        scope: None,
     })
 }
 

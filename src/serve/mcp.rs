@@ -66,6 +66,8 @@ mod listen;
 mod meta;
 #[path = "mcp_mrtr.rs"]
 pub mod mrtr;
+#[path = "mcp_oauth.rs"]
+mod oauth;
 use meta::{ToolInfo, Vouched};
 
 /// The header carrying the MCP session id, passed through both ways.
@@ -106,7 +108,9 @@ pub async fn serve(
     let DoorUpstream { uri: upstream, client } = upstream;
     let judge = Judge::for_live(&live);
     let annotations = Arc::new(Cache::default());
-    let door = Arc::new(Door { live, section, upstream, client, annotations, judge, shutdown: shutdown.clone(), mrtr });
+    let oauth = oauth::ResourceServer::for_door(&section, &live)?;
+    let door =
+        Arc::new(Door { live, section, upstream, client, annotations, judge, shutdown: shutdown.clone(), mrtr, oauth });
     super::http::serve(listener, shutdown, move |req, peer| {
         let door = door.clone();
         async move { door.handle(req, peer).await }
@@ -128,6 +132,8 @@ struct Door {
     shutdown: watch::Receiver<bool>,
     /// Approvals asked of 2026-07-28 clients as Multi Round-Trip Requests.
     mrtr: mrtr::Mrtr,
+    /// `[server.mcp.oauth]`: the door as an OAuth resource server.
+    oauth: Option<oauth::ResourceServer>,
 }
 
 /// Whose tool list an entry is: the authenticated principal (never something the client
@@ -251,6 +257,10 @@ impl Door {
         // always gets its own endpoint URL, whatever the caller's target.
         match canonicalize(req.uri().path_and_query().map_or("/", |p| p.as_str()), &gate.target_rules()) {
             Ok(target) if target.path() == self.section.path => {}
+            // RFC 9728 protected-resource metadata, public.
+            Ok(target) if self.oauth.as_ref().is_some_and(|o| o.serves(target.path())) => {
+                return self.oauth.as_ref().map(|o| o.metadata(req.method())).expect("checked");
+            }
             Ok(target) => {
                 return rpc_error(
                     404,
@@ -307,11 +317,21 @@ impl Door {
         let (parts, _) = head.into_parts();
         // A token with an unknown `kid` may be signed by the issuer's new key.
         self.live.refresh_keys(&gate, &normal).await;
-        match parts.method {
+        // An OAuth resource server: a bearer token for this resource, or 401 with the challenge.
+        if let Some(oauth) = &self.oauth
+            && let Err(answer) = oauth.check_token(&gate, &normal)
+        {
+            return *answer;
+        }
+        let mut answer = match parts.method {
             Method::POST => self.post(gate, parts, body, normal, client_meta).await,
             Method::GET | Method::DELETE => self.pass(gate, parts, normal).await,
             _ => rpc_error(405, &Value::Null, ERROR_INVALID_REQUEST, "the MCP endpoint takes POST, GET and DELETE", ""),
+        };
+        if let Some(oauth) = &self.oauth {
+            oauth.on_answer(&mut answer);
         }
+        answer
     }
 
     /// Checks the credential of a message that is not evaluated; the refusal when it fails.
@@ -571,6 +591,11 @@ impl Door {
                 }
                 let status = if refusal.status == 401 { 401 } else { 200 };
                 let mut answer = rpc(status, &mcp::refusal_error(id, &refusal), &request_id);
+                // Step-up: 403 `insufficient_scope` naming the scopes the policy needs.
+                if let Some(challenge) = self.oauth.as_ref().and_then(|o| o.step_up(&refusal)) {
+                    *answer.status_mut() = StatusCode::FORBIDDEN;
+                    answer.headers_mut().insert(http::header::WWW_AUTHENTICATE, challenge);
+                }
                 if let Some(approval) = &refusal.approval
                     && let Ok(value) = HeaderValue::from_str(&approval.id)
                 {
@@ -711,6 +736,8 @@ impl Door {
             }
         }
         strip_hop_by_hop(&mut parts.headers);
+        // No token passthrough: the caller's credentials stay at the door.
+        oauth::strip_credentials(&mut parts.headers, &self.live.gate());
         parts.headers.remove(ACCEPT_ENCODING);
         // The client names the server from the URI: `Host` over HTTP/1.1, `:authority` over
         // HTTP/2, SNI from its host (or `server_name`).

@@ -67,6 +67,14 @@ fn check_upstreams(config: &Config, config_path: &Path, base: &Path) -> Result<(
     if let Some(section) = &config.server.mcp {
         super::upstream::DoorUpstream::for_mcp(section, base).with_context(file)?;
         section.check_origins().map_err(anyhow::Error::msg).with_context(file)?;
+        if let Some(oauth) = &section.oauth {
+            oauth.check().map_err(anyhow::Error::msg).with_context(file)?;
+            anyhow::ensure!(
+                !config.identity.jwt.is_empty(),
+                "{}: [server.mcp.oauth] needs an [[identity.jwt]] issuer: nothing would verify the bearer tokens",
+                file()
+            );
+        }
         let admin = config.server.admin.as_ref();
         let warnings = super::mcp::mrtr::preflight(section, config.approvals.as_ref(), admin, base)
             .map_err(anyhow::Error::msg)

@@ -399,6 +399,7 @@ fn unenforceable(checked: &Checked, forwarded: &Request, check: &RequestCheck) -
             .map(|p| p.policy.clone()),
         request_id: forwarded.id.clone(),
         approval: None,
+        scope: None,
     })
 }
 
@@ -574,6 +575,7 @@ pub fn bad_request(check: &CheckRequest, error: &ExtAuthzError) -> CheckResponse
         policy: None,
         request_id,
         approval: None,
+        scope: None,
     })
 }
 
@@ -985,6 +987,7 @@ mod tests {
             policy: Some("scopes".into()),
             request_id: "req-9".into(),
             approval: None,
+            scope: None,
         }
     }
 

@@ -904,6 +904,7 @@ mod tests {
             policy: Some("tool-guard".into()),
             request_id: "r1".into(),
             approval: Some(ApprovalNotice { id: "apr_9".into(), approver_group: "ops".into(), expires_ms: 0 }),
+            scope: None,
         };
         let error = refusal_error(&json!(7), &refusal);
         assert_eq!(error["id"], 7);

@@ -90,6 +90,10 @@ pub struct McpSection {
     /// inbox_url`, else the admin listener's approvals API.
     #[serde(default)]
     pub approval_url: Option<String>,
+    /// `[server.mcp.oauth]`: the door as an OAuth 2.1 resource server (protected-resource
+    /// metadata, 401/403 challenges, token audience); docs/mcp.md "Authorization".
+    #[serde(default)]
+    pub oauth: Option<super::McpOAuth>,
 }
 
 /// One `[[server.mcp.request_state_keys]]` entry: an id and where its secret (hex or

@@ -222,6 +222,20 @@ struct Decided {
     refusal: Option<Refusal>,
 }
 
+/// The scopes a `missing-scope` denial says the caller needs: the deciding policy's
+/// `missing-scopes` label (space-separated), the convention by which a policy asks for an
+/// OAuth step-up without a contract change (docs/writing-policies-rust.md, "Decisions").
+fn missing_scopes(verdict: &crate::verdict::Verdict, code: &str) -> Option<String> {
+    if code != "missing-scope" {
+        return None;
+    }
+    let decided_by = verdict.decided_by.as_deref()?;
+    let result = verdict.policies.iter().find(|p| p.policy == decided_by)?;
+    let (_, scopes) = result.labels.iter().find(|(name, _)| name == "missing-scopes")?;
+    let scopes = scopes.split_whitespace().collect::<Vec<_>>().join(" ");
+    (!scopes.is_empty()).then_some(scopes)
+}
+
 /// The gate's answer to a response.
 #[derive(Debug)]
 pub enum Release {
@@ -294,8 +308,9 @@ impl Gate {
             }
             Decision::Deny(denial) => {
                 let policy = decided.check.verdict.decided_by.clone();
-                decided.refusal =
-                    Some(self.refusal(request, denial.status, &denial.code, denial.reason.clone(), policy));
+                let mut refusal = self.refusal(request, denial.status, &denial.code, denial.reason.clone(), policy);
+                refusal.scope = missing_scopes(&decided.check.verdict, &denial.code);
+                decided.refusal = Some(refusal);
             }
             Decision::Allow | Decision::Redact { .. } => {
                 if let Some(error) = &decided.check.redaction_error {
@@ -399,7 +414,15 @@ impl Gate {
         reason: String,
         policy: Option<String>,
     ) -> Refusal {
-        Refusal { status, code: code.to_owned(), reason, policy, request_id: request.id.clone(), approval: None }
+        Refusal {
+            status,
+            code: code.to_owned(),
+            reason,
+            policy,
+            request_id: request.id.clone(),
+            approval: None,
+            scope: None,
+        }
     }
 
     /// Writes one audit record, when an audit sink is configured.

@@ -58,6 +58,11 @@ pub struct Refusal {
     /// Set for `approval-required`: what to wait for and how to retry.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalNotice>,
+    /// Set for a `missing-scope` denial whose policy named the scopes it needs (its
+    /// `missing-scopes` label, space-separated): what an OAuth resource server's
+    /// `insufficient_scope` challenge asks the client to get (the MCP door's step-up).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 impl Refusal {
@@ -130,6 +135,7 @@ mod tests {
             policy: Some("agent-guard".into()),
             request_id: "r1".into(),
             approval: Some(ApprovalNotice { id: "apr_1".into(), approver_group: "finance".into(), expires_ms: 0 }),
+            scope: None,
         };
         let problem = refusal.problem();
         assert_eq!(problem["type"], "urn:portcullis:problem:approval-required");
@@ -155,6 +161,7 @@ mod tests {
                 approver_group: "finance, legal".into(),
                 expires_ms: 0,
             }),
+            scope: None,
         };
         let problem = refusal.problem();
         assert_eq!(problem["approval"]["ids"], serde_json::json!(["apr_1", "apr_2"]));
@@ -171,6 +178,7 @@ mod tests {
             policy: None,
             request_id: "r2".into(),
             approval: None,
+            scope: None,
         };
         assert!(refusal.headers().iter().any(|(name, _)| *name == "www-authenticate"));
         assert!(refusal.problem().get("policy").is_none());

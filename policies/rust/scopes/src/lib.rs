@@ -1,7 +1,9 @@
 //! `scopes`: requires OAuth-style scopes per method and path.
 //!
-//! The rules are tried in order; the first whose methods and path match the request decides:
-//! the principal must hold all of its scopes, else the request is denied 403 `missing-scope`.
+//! The rules are tried in order; the first whose methods, path and operations match the
+//! request decides: the principal must hold all of its scopes, else the request is denied 403
+//! `missing-scope`, with the missing scopes in the `missing-scopes` label (space-separated):
+//! the convention by which the MCP door answers an OAuth step-up (403 `insufficient_scope`).
 //! When no rule matches, `default` decides (`deny` unless configured otherwise: fail closed).
 //!
 //! Paths are globs over `/`-separated segments: `*` matches exactly one segment, `**` any
@@ -34,6 +36,11 @@ pub struct Rule {
     pub methods: Vec<String>,
     /// The path glob the rule covers, e.g. `/invoices/*` or `/admin/**`.
     pub path: String,
+    /// The operations the rule covers (an OpenAPI operationId, an MCP tool name such as
+    /// `delete_invoice`, `resources/read:URI`): exact, or `prefix*`; empty (the default) for
+    /// any, including requests without an operation.
+    #[serde(default)]
+    pub operations: Vec<String>,
     /// The scopes a caller must all hold. Required; `[]` makes the path public.
     pub scopes: Vec<String>,
 }
@@ -70,6 +77,12 @@ impl Policy for Scopes {
                     "must be an HTTP method such as GET, or * for any",
                 ));
             }
+            if let Some(j) = rule.operations.iter().position(|o| o.trim().is_empty() || o.trim() == "*") {
+                return Err(SettingsError::new(
+                    format!("rules[{i}].operations[{j}]"),
+                    "must name an operation (or `prefix*`); leave the list out for any",
+                ));
+            }
             if let Some(j) = rule.scopes.iter().position(|s| s.trim().is_empty()) {
                 return Err(SettingsError::new(format!("rules[{i}].scopes[{j}]"), "must not be empty"));
             }
@@ -82,7 +95,11 @@ impl Policy for Scopes {
             .rules
             .iter()
             .enumerate()
-            .find(|(_, rule)| covers_method(rule, &req.method) && glob_matches(&rule.path, &req.path))
+            .find(|(_, rule)| {
+                covers_method(rule, &req.method)
+                    && glob_matches(&rule.path, &req.path)
+                    && covers_operation(rule, req.operation.as_deref())
+            })
         else {
             return match settings.default {
                 Fallback::Allow => allow().label("rule", "default"),
@@ -107,6 +124,16 @@ impl Policy for Scopes {
 
 fn covers_method(rule: &Rule, method: &str) -> bool {
     rule.methods.is_empty() || rule.methods.iter().any(|m| m == "*" || m.eq_ignore_ascii_case(method))
+}
+
+fn covers_operation(rule: &Rule, operation: Option<&str>) -> bool {
+    rule.operations.is_empty()
+        || operation.is_some_and(|op| {
+            rule.operations.iter().any(|pattern| match pattern.strip_suffix('*') {
+                Some(prefix) => op.starts_with(prefix),
+                None => pattern == op,
+            })
+        })
 }
 
 /// An HTTP method token (or `*`): letters only, as methods in practice are.
@@ -186,6 +213,32 @@ mod tests {
         let out = call("DELETE", "/invoices/7", &["invoices:write", "invoices:read"]);
         assert_eq!(out.denial().unwrap().code, "no-scope-rule");
         assert_eq!(out.label_value("rule"), Some("default"));
+    }
+
+    #[test]
+    fn operations_narrow_a_rule_to_tools() {
+        let settings = check_settings::<Scopes>(
+            r#"{"rules": [
+                {"path": "/mcp", "operations": ["delete_*", "resources/read:secret://*"], "scopes": ["mcp:write"]},
+                {"path": "/mcp", "scopes": ["mcp:read"]}
+            ]}"#,
+        )
+        .unwrap();
+        let call = |operation: &str, scopes: &[&str]| {
+            let req = Request::new("CALL", "/mcp")
+                .with_operation(operation)
+                .with_principal(Principal::agent("bot").with_scopes(scopes));
+            Scopes::on_request(&settings, &req)
+        };
+        assert!(call("get_invoice", &["mcp:read"]).is_allow());
+        let denial = call("delete_invoice", &["mcp:read"]);
+        let denial = denial.denial().unwrap();
+        assert_eq!((denial.status, denial.code.as_str()), (403, "missing-scope"));
+        assert!(call("delete_invoice", &["mcp:write"]).is_allow());
+        assert!(call("resources/read:secret://k", &["mcp:read"]).denial().is_some());
+        let out = call("delete_invoice", &[]);
+        assert_eq!(out.label_value("missing-scopes"), Some("mcp:write"));
+        assert!(check_settings::<Scopes>(r#"{"rules": [{"path": "/a", "operations": ["*"], "scopes": []}]}"#).is_err());
     }
 
     #[test]
