@@ -13,6 +13,9 @@
 //!   reaches the server, while a server's own state passes untouched;
 //! - 2025 clients (Python `legacy`, TypeScript 1.x) and 2026 clients without URL elicitation
 //!   keep the -32004 answer.
+//! - with a `hold`, the door holds first and asks by URL when the hold ends undecided;
+//! - `portcullis check` warns about an ephemeral key and names unreadable keys and an
+//!   approval page it cannot tell.
 
 mod common;
 
@@ -244,4 +247,94 @@ fn the_door_s_request_state_is_bound_checked_and_redeemed_once() {
     assert_eq!(answer_message(&answer)["result"]["content"][0]["text"], "confirmed 77");
     let rounds: Vec<Value> = server.ran().into_iter().filter(|e| e["tool"] == "confirm_invoice").collect();
     assert_eq!(rounds[0]["requestState"], "confirm:77", "{rounds:#?}");
+}
+
+/// With a `hold` on the route, the door holds first: a hold that ends undecided gives the
+/// 2026 client the `InputRequiredResult`; its retry while the approval is pending is held
+/// again, and completes as soon as the approver approves.
+#[test]
+fn a_hold_holds_first_and_its_end_undecided_asks_by_url() {
+    common::policies_dir();
+    let dir = temp_dir("mcp-mrtr-hold");
+    let server = SdkServer::start(&dir, Sdk::Python);
+    // The route's `hold`, written after its policies (the harness's config has one route).
+    let door = Door::start_with(&dir, &server, "\"tool-guard\"]\nhold = \"1s\" #", "");
+    let url = json!({"elicitation": {"url": {}}});
+    let n = 701;
+    let started = std::time::Instant::now();
+    let first = answer_message(&raw(&door, n, &url, None, &token()));
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900), "not held: {:?}", started.elapsed());
+    assert_eq!(first["result"]["resultType"], "input_required", "{first}");
+    let approval = first["result"]["_meta"]["portcullis/approval"]["id"].as_str().unwrap().to_owned();
+    let state = first["result"]["requestState"].as_str().unwrap().to_owned();
+    let retry = json!({"requestState": state,
+        "inputResponses": {format!("portcullis/approval:{approval}"): {"action": "accept"}}});
+    let since = 0;
+    let (answer, approved) = std::thread::scope(|scope| {
+        let held = scope.spawn(|| answer_message(&raw(&door, n, &url, Some(&retry), &token())));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let approved = common::mcp_sdk::approve_next(&door, since);
+        (held.join().unwrap(), approved)
+    });
+    assert_eq!(approved.as_deref(), Some(approval.as_str()));
+    assert_eq!(answer["result"]["content"][0]["text"], format!("deleted {n}"), "{answer}");
+    assert_eq!(ran(&server, "delete_invoice", n), 1);
+}
+
+/// `portcullis check` (and `serve`, which runs the same code) on the MCP door's approval
+/// settings: no keys is a warning, a key that cannot be read or an admin listener on a
+/// wildcard address with no page named is an error naming the key to set.
+#[test]
+fn check_names_the_request_state_keys_and_the_approval_page() {
+    common::policies_dir();
+    let dir = temp_dir("mcp-mrtr-check");
+    let server = SdkServer::start(&dir, Sdk::Python);
+    let door = Door::start(&dir, &server);
+    let base = std::fs::read_to_string(dir.join("portcullis.toml")).unwrap();
+    drop(door);
+    let check = |name: &str, text: &str, env: &[(&str, &str)]| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let env: Vec<(&str, &str)> =
+            [("PORTCULLIS_TEST_ADMIN_TOKEN", ADMIN_TOKEN), ("PORTCULLIS_TEST_JWT_SECRET", JWT_SECRET)]
+                .into_iter()
+                .chain(env.iter().copied())
+                .collect();
+        let out = common::portcullis_cli(&["check", "--quiet", "--config", &path.display().to_string()], &env);
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let with_mcp = |extra: &str| base.replace("allowed_origins = [", &format!("{extra}\nallowed_origins = ["));
+
+    let (ok, stderr) = check("plain.toml", &base, &[]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("request_state_keys is not set"), "{stderr}");
+
+    let keys = "[[server.mcp.request_state_keys]]\nid = \"k2\"\nenv = \"MRTR_KEY_2\"";
+    let keyed = format!("{base}\n{keys}\n");
+    let (ok, stderr) = check("keyed.toml", &keyed, &[("MRTR_KEY_2", &"ab".repeat(32))]);
+    assert!(ok, "{stderr}");
+    assert!(!stderr.contains("request_state_keys is not set"), "{stderr}");
+    let (ok, stderr) = check("unset.toml", &keyed, &[]);
+    assert!(!ok);
+    assert!(stderr.contains("request_state_keys") && stderr.contains("MRTR_KEY_2"), "{stderr}");
+    let (ok, stderr) = check("short.toml", &keyed, &[("MRTR_KEY_2", "abcd")]);
+    assert!(!ok);
+    assert!(stderr.contains("k2") && stderr.contains("32"), "{stderr}");
+    assert!(!stderr.contains("abcd"), "the key's value is never shown: {stderr}");
+
+    let wildcard =
+        base.replacen("[server.admin]\nlisten = \"127.0.0.1:0\"", "[server.admin]\nlisten = \"0.0.0.0:0\"", 1);
+    assert_ne!(wildcard, base);
+    let (ok, stderr) = check("wildcard.toml", &wildcard, &[]);
+    assert!(!ok);
+    assert!(stderr.contains("approval_url") && stderr.contains("0.0.0.0"), "{stderr}");
+    let named = wildcard.replace(
+        "allowed_origins = [",
+        "approval_url = \"https://approvals.example/portcullis/{id}\"\nallowed_origins = [",
+    );
+    let (ok, stderr) = check("named.toml", &named, &[]);
+    assert!(ok, "{stderr}");
+    let (ok, stderr) = check("bad-url.toml", &with_mcp("approval_url = \"approvals.example\""), &[]);
+    assert!(!ok);
+    assert!(stderr.contains("[server.mcp] approval_url"), "{stderr}");
 }

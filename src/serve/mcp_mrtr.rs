@@ -384,3 +384,77 @@ fn audit_refusal(gate: &Gate, normal: &Normal, call: &Call, principal: &Principa
     sink.record(&record);
     tracing::warn!(request_id = %request.id, reason = why, "refused a requestState");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(extra: &str) -> McpSection {
+        toml::from_str(&format!("listen = \"127.0.0.1:0\"\nupstream = \"http://127.0.0.1:9/mcp\"\n{extra}")).unwrap()
+    }
+
+    fn approvals(extra: &str) -> ApprovalsSection {
+        toml::from_str(&format!("store = \"a.sqlite\"\n{extra}")).unwrap()
+    }
+
+    #[test]
+    fn only_a_2026_client_declaring_url_elicitation_is_asked_by_url() {
+        let params = |version: &str, capabilities: Value| {
+            json!({"_meta": {"io.modelcontextprotocol/protocolVersion": version,
+                "io.modelcontextprotocol/clientCapabilities": capabilities}})
+        };
+        assert!(elicits_urls(Some(&params("2026-07-28", json!({"elicitation": {"url": {}}})))));
+        assert!(elicits_urls(Some(&params("2026-07-28", json!({"elicitation": {"form": {}, "url": {}}})))));
+        assert!(!elicits_urls(Some(&params("2026-07-28", json!({"elicitation": {}})))), "form only");
+        assert!(!elicits_urls(Some(&params("2026-07-28", json!({"elicitation": {"form": {}}})))));
+        assert!(!elicits_urls(Some(&params("2026-07-28", json!({})))));
+        assert!(!elicits_urls(Some(&params("2025-11-25", json!({"elicitation": {"url": {}}})))));
+        assert!(!elicits_urls(Some(&json!({"name": "t"}))));
+        assert!(!elicits_urls(None));
+    }
+
+    #[test]
+    fn the_approval_page_is_the_inbox_then_approval_url_then_a_named_admin_listener() {
+        let admin: SocketAddr = "10.0.0.5:9090".parse().unwrap();
+        let inbox = approvals("inbox_url = \"https://inbox.example/a/{id}\"");
+        let named = section("approval_url = \"https://admin.example/approvals\"");
+        let url = |s: &McpSection, a: Option<&ApprovalsSection>, admin| url_template(s, a, admin).unwrap();
+        assert_eq!(url(&named, Some(&inbox), Some((admin, false))).as_deref(), Some("https://inbox.example/a/{id}"));
+        assert_eq!(url(&named, Some(&approvals("")), None).as_deref(), Some("https://admin.example/approvals"));
+        let plain = section("");
+        assert_eq!(
+            url(&plain, Some(&approvals("")), Some((admin, true))).as_deref(),
+            Some("https://10.0.0.5:9090/approvals/{id}")
+        );
+        assert_eq!(url(&plain, Some(&approvals("")), None), None);
+        assert_eq!(url(&plain, None, Some((admin, false))), None, "no approvals, nothing to point at");
+        let wildcard: SocketAddr = "0.0.0.0:9090".parse().unwrap();
+        let e = url_template(&plain, Some(&approvals("")), Some((wildcard, false))).unwrap_err();
+        assert!(e.contains("approval_url") && e.contains("0.0.0.0:9090"), "{e}");
+        for bad in ["approvals.example/{id}", "ftp://approvals.example/{id}", "/approvals/{id}"] {
+            let e = url_template(&section(&format!("approval_url = {bad:?}")), None, None).unwrap_err();
+            assert!(e.contains("[server.mcp] approval_url"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn keys_come_from_exactly_one_source_each() {
+        let both = section("[[request_state_keys]]\nid = \"a\"\nenv = \"X\"\nfile = \"k\"");
+        assert!(key_ring(&both, Path::new(".")).unwrap_err().contains("exactly one of `env` and `file`"));
+        let none = section("[[request_state_keys]]\nid = \"a\"");
+        assert!(key_ring(&none, Path::new(".")).is_err());
+        assert!(key_ring(&section(""), Path::new(".")).unwrap().is_ephemeral());
+    }
+
+    #[test]
+    fn digests_tell_methods_names_and_arguments_apart() {
+        let call =
+            |method: &str, params: Value| portcullis_host::adapters::mcp::call_of(method, Some(&params)).unwrap();
+        let a = digest(&call("tools/call", json!({"name": "t", "arguments": {"x": 1, "y": 2}})));
+        assert_eq!(a, digest(&call("tools/call", json!({"name": "t", "arguments": {"y": 2, "x": 1}}))));
+        assert_ne!(a, digest(&call("tools/call", json!({"name": "t", "arguments": {"x": 2, "y": 2}}))));
+        assert_ne!(a, digest(&call("prompts/get", json!({"name": "t", "arguments": {"x": 1, "y": 2}}))));
+        let r = digest(&call("resources/read", json!({"uri": "invoices://1"})));
+        assert_ne!(r, digest(&call("resources/read", json!({"uri": "invoices://2"}))));
+    }
+}
