@@ -204,6 +204,79 @@ pub enum Command {
     ///   portcullis bench --config portcullis.toml --rounds 50 --format json traffic/*.jsonl > bench.json
     #[command(verbatim_doc_comment)]
     Bench(BenchArgs),
+    /// MCP tools: pin the tool definitions of the MCP door's server (`mcp pin`).
+    #[command(subcommand_required = true)]
+    Mcp(McpArgs),
+}
+
+/// Arguments of `mcp`.
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: McpAction,
+}
+
+/// What `mcp` does.
+#[derive(Debug, Subcommand)]
+pub enum McpAction {
+    /// List an MCP server's tools and pin their definitions: write the pin file the MCP door
+    /// reads with `[server.mcp.pins] mode = "file"`, or check the server against it.
+    ///
+    /// A pin is the SHA-256 of a tool's name, description, input schema and annotations
+    /// (canonical JSON). The door hides a tool whose listed definition differs from its pin
+    /// and refuses its calls, so a server cannot change what a tool says it does (a "rug
+    /// pull", or instructions slipped into a description) without someone re-pinning it.
+    ///
+    /// The server is the URL argument, or the config's [server.mcp] upstream (with its
+    /// upstream_tls). The pin file is --out, or the config's [server.mcp.pins] file. The
+    /// listing speaks MCP 2026-07-28 and falls back to the 2025 handshake.
+    ///
+    /// Re-pinning after a reviewed change: run this again, then reload `portcullis serve`
+    /// (SIGHUP, or change the config); the door reads the file again.
+    ///
+    /// Exit status: 0 pinned (or, with --check, every tool matches); 1 --check found a
+    /// changed, new or removed tool (each is named); 2 the server or the file could not be
+    /// read.
+    ///
+    /// Examples:
+    ///
+    ///   portcullis mcp pin --config portcullis.toml
+    ///
+    ///   portcullis mcp pin --config portcullis.toml --check
+    ///
+    ///   portcullis mcp pin https://mcp.example.com/mcp --out github.pins.json --bearer-env GITHUB_MCP_TOKEN
+    #[command(verbatim_doc_comment)]
+    Pin(McpPinArgs),
+}
+
+/// Arguments of `mcp pin`.
+#[derive(Debug, Args)]
+pub struct McpPinArgs {
+    /// The MCP server's Streamable HTTP endpoint (default: the config's [server.mcp] upstream).
+    pub url: Option<String>,
+    /// The config whose [server.mcp] upstream and [server.mcp.pins] file to use.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The pin file to write or check (default: the config's [server.mcp.pins] file).
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<PathBuf>,
+    /// Compare the server's tools with the pin file instead of writing it; exit 1 naming
+    /// each changed, new or removed tool.
+    #[arg(long)]
+    pub check: bool,
+    /// A header the server needs, NAME:VALUE (repeatable), e.g. an API key.
+    #[arg(long, value_name = "NAME:VALUE")]
+    pub header: Vec<String>,
+    /// Send `Authorization: Bearer` with the token in this environment variable.
+    #[arg(long, value_name = "VAR")]
+    pub bearer_env: Option<String>,
+    /// The server's name written into the file (default: its URL).
+    #[arg(long)]
+    pub server: Option<String>,
+    /// How long each request to the server may take, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    pub timeout_ms: u64,
 }
 
 /// Arguments of `serve`.

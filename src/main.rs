@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         cli::Command::New(args) => cmd::new::run(&args),
         cli::Command::Build(args) => cmd::build::run(&args),
         cli::Command::Bench(args) => cmd::bench::run(&args),
+        cli::Command::Mcp(args) => cmd::mcp::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -6,6 +6,7 @@ pub mod build;
 pub mod check;
 pub mod eval;
 pub mod inspect;
+pub mod mcp;
 pub mod new;
 pub mod replay;
 pub mod serve;

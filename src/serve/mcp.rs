@@ -68,6 +68,8 @@ mod meta;
 pub mod mrtr;
 #[path = "mcp_oauth.rs"]
 mod oauth;
+#[path = "mcp_pin.rs"]
+mod pin;
 use meta::{ToolInfo, Vouched};
 
 /// The header carrying the MCP session id, passed through both ways.
@@ -107,7 +109,9 @@ pub async fn serve(
     section.check_origins().map_err(anyhow::Error::msg)?;
     let DoorUpstream { uri: upstream, client } = upstream;
     let judge = Judge::for_live(&live);
-    let annotations = Arc::new(Cache::default());
+    // Pinned tool definitions ([server.mcp.pins]): the pin file is read before the door serves.
+    let pins = pin::DoorPins::open(&section, &live)?;
+    let annotations = Arc::new(Cache { pins: Some(Arc::new(pins)), ..Cache::default() });
     let oauth = oauth::ResourceServer::for_door(&section, &live)?;
     let door =
         Arc::new(Door { live, section, upstream, client, annotations, judge, shutdown: shutdown.clone(), mrtr, oauth });
@@ -176,6 +180,9 @@ enum Known {
 #[derive(Default)]
 struct Cache {
     lists: Mutex<HashMap<ListKey, Listed>>,
+    /// The door's pinned tool definitions and the listed tools' scan findings (per door,
+    /// not per caller).
+    pins: Option<Arc<pin::DoorPins>>,
 }
 
 impl Cache {
@@ -456,6 +463,12 @@ impl Door {
             Ok(vouched) => vouched,
             Err(e) => return meta::refusal(&e, Some(&id), ""),
         };
+        // A tool whose definition changed since pinned: refused before any policy or the server.
+        if let (Some(pins), Some(tool)) = (&self.annotations.pins, &call.tool)
+            && let Err(refusal) = pins.admit(tool, &id)
+        {
+            return rpc(200, &refusal, "");
+        }
         let certificate = client_certificate(&parts.extensions);
         let admitted = self.admit_call(gate, &normal, &call, &vouched, (&id, elicits), certificate).await;
         let (gate, ticket) = match admitted {
@@ -558,6 +571,8 @@ impl Door {
         // The `Mcp-Param-*` values checked against the arguments, decoded: the only ones a
         // policy sees.
         request.headers.extend(vouched.policy_headers());
+        // The content heuristics' findings on the tool's listed definition (`mcp-tool-finding`).
+        request.headers.extend(call.tool.as_deref().and_then(|t| self.annotations.pins.as_ref()?.finding_header(t)));
         if let (Some(approval), None) = (&call.approval_id, request.header(APPROVAL_HEADER)) {
             request.headers.push((APPROVAL_HEADER.into(), approval.clone()));
         }
@@ -850,6 +865,9 @@ impl Door {
             let left = deadline.saturating_duration_since(Instant::now());
             let answer = tokio::time::timeout(left, self.read_answer(response, &id)).await.ok()??;
             let result = answer.get("result")?;
+            if let Some(pins) = &self.annotations.pins {
+                pins.judge_listing(result, caller);
+            }
             tools.extend(meta::listed_tools(result));
             match result.get("nextCursor").and_then(Value::as_str) {
                 Some(next) => cursor = Some(next.to_owned()),
@@ -1071,6 +1089,13 @@ impl Answering {
         let refuse = |text: String| {
             mcp::error_message(&self.id, ERROR_DENIED, &text, Some(json!({ "request_id": self.request_id })))
         };
+        // Tools whose definition differs from its pin: hidden (their calls are refused).
+        if self.call.method == "tools/list"
+            && let (Some(pins), Some(result)) = (&self.cache.pins, message.get_mut("result"))
+        {
+            let hidden = pins.judge_listing(result, &self.ticket.request);
+            mcp::filter_tools(result, |name| !hidden.contains(name));
+        }
         if self.call.method == "tools/list"
             && let Some(result) = message.get("result")
         {
@@ -1103,6 +1128,7 @@ impl Answering {
                 };
                 let mut probe = mcp::request_for_call(base, &probe_call, listed.get(name));
                 probe.headers.push((PROBE_HEADER.into(), "tools/list".into()));
+                probe.headers.extend(self.cache.pins.as_ref().and_then(|pins| pins.finding_header(name)));
                 let verdict = gate.policy_set().evaluate_request(&probe);
                 !matches!(verdict.decision, Decision::Deny(_))
             });

@@ -139,6 +139,10 @@ async fn serve_doors(config: &Config, live: Live, base: &Path, ready_file: Optio
     if let (Some(mut section), Some(upstream)) = (config.server.mcp.clone(), mcp_upstream) {
         let listener = bind(section.listen, "[server.mcp] listen").await?;
         bound.insert("mcp", announce("mcp", &listener, tls.mcp.is_some(), &format!(" -> {}", section.upstream))?);
+        // The pin file is relative to the config file's folder.
+        if let Some(pins) = section.pins.as_mut() {
+            pins.file = pins.file.as_ref().map(|file| base.join(file));
+        }
         let listener = http::Listener { tcp: listener, tls: tls.mcp.clone(), h2c: section.h2c };
         if listener.tls.is_some() {
             section.scheme = "https".into();

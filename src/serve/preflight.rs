@@ -57,6 +57,17 @@ pub fn require_a_door(config: &Config, config_path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `[server.mcp.pins]` as `serve` reads it: the keys, and in `file` mode the pin file.
+fn check_pins(section: &portcullis_host::config::McpSection, base: &Path) -> Result<()> {
+    use portcullis_host::adapters::mcp_pins::{PinSet, PinsMode};
+    let Some(pins) = &section.pins else { return Ok(()) };
+    pins.check().map_err(anyhow::Error::msg)?;
+    if let (PinsMode::File, Some(file)) = (pins.mode, &pins.file) {
+        PinSet::load(&base.join(file)).context("[server.mcp.pins] file")?;
+    }
+    Ok(())
+}
+
 /// Each door's upstream URL parsed and its client built (TLS files read) exactly as `serve`
 /// builds them before listening.
 fn check_upstreams(config: &Config, config_path: &Path, base: &Path) -> Result<()> {
@@ -66,6 +77,7 @@ fn check_upstreams(config: &Config, config_path: &Path, base: &Path) -> Result<(
     }
     if let Some(section) = &config.server.mcp {
         super::upstream::DoorUpstream::for_mcp(section, base).with_context(file)?;
+        check_pins(section, base).with_context(file)?;
         section.check_origins().map_err(anyhow::Error::msg).with_context(file)?;
         if let Some(oauth) = &section.oauth {
             oauth.check().map_err(anyhow::Error::msg).with_context(file)?;

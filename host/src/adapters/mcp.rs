@@ -59,6 +59,10 @@ pub(crate) const ANNOTATION_SOURCE_HEADER: &str = "mcp-annotation-source";
 /// Set (to `tools/list`) on the requests the front door evaluates to filter a tool list:
 /// they ask "may this principal call this tool?" and are never forwarded.
 pub const PROBE_HEADER: &str = "mcp-probe";
+/// Set on a `tools/call` and its `tools/list` probe when the tool's listed definition has
+/// findings of the content heuristics (`mcp_pins::scan`): their names, comma-separated
+/// (`instruction-tag,secret-parameter`). Policies (tool-guard's `refuse_findings`) read it.
+pub const TOOL_FINDING_HEADER: &str = "mcp-tool-finding";
 /// The `params._meta` key a client may carry an approval id in instead of the
 /// `Portcullis-Approval` header (MCP clients often cannot set a header per call).
 pub const APPROVAL_META_KEY: &str = "portcullis/approval";
@@ -496,6 +500,7 @@ pub fn is_reserved_header(name: &str) -> bool {
     name == MCP_METHOD_HEADER
         || name == PROBE_HEADER
         || name == MCP_NAME_HEADER
+        || name == TOOL_FINDING_HEADER
         || name.starts_with(ANNOTATION_HEADER_PREFIX)
         || name.starts_with(MCP_PARAM_HEADER_PREFIX)
 }

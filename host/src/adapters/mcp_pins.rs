@@ -141,6 +141,48 @@ pub enum PinError {
     },
 }
 
+/// `[server.mcp.pins]`: how the MCP door pins the tool definitions of its server.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PinsSection {
+    /// `learn` (default), `file` or `off`.
+    #[serde(default)]
+    pub mode: PinsMode,
+    /// The pin file: written as tools are learnt (`learn`), or the only pins that count
+    /// (`file`, required then). Relative to the config file's folder.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+}
+
+/// `[server.mcp.pins] mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PinsMode {
+    /// Trust on first use: each tool is pinned as the door first sees it listed.
+    #[default]
+    Learn,
+    /// Only the pins in `file` count: a tool not in it is treated as changed.
+    File,
+    /// No pinning (a server whose descriptions change by design).
+    Off,
+}
+
+impl PinsSection {
+    /// Checks the section; the error names the key.
+    pub fn check(&self) -> Result<(), String> {
+        if self.mode == PinsMode::File && self.file.is_none() {
+            return Err(
+                "[server.mcp.pins] mode = \"file\" needs `file`, the pin file `portcullis mcp pin` writes".into()
+            );
+        }
+        if self.mode == PinsMode::Off && self.file.is_some() {
+            return Err("[server.mcp.pins] file is set but mode is \"off\": nothing would read it".into());
+        }
+        Ok(())
+    }
+}
+
 /// The pinned tool digests of one server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PinSet {

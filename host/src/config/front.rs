@@ -58,6 +58,10 @@ pub struct McpSection {
     /// (default true).
     #[serde(default = "default_true")]
     pub filter_tools: bool,
+    /// `[server.mcp.pins]`: pinned tool definitions (docs/mcp.md "Pinned tool definitions").
+    /// Absent: learn mode, pins kept in memory.
+    #[serde(default)]
+    pub pins: Option<crate::adapters::mcp_pins::PinsSection>,
     /// `[server.mcp.tls]`: listen with TLS (default: plaintext).
     #[serde(default)]
     pub tls: Option<ListenerTls>,

@@ -55,6 +55,18 @@ pub enum Rule {
 }
 
 impl Rule {
+    /// Every rule, in order (tool-guard's `refuse_findings` accepts exactly their names).
+    pub const ALL: [Rule; 8] = [
+        Rule::IgnoreInstructions,
+        Rule::ConcealFromUser,
+        Rule::InstructionTag,
+        Rule::SensitivePath,
+        Rule::SecretAccess,
+        Rule::PreCallDirective,
+        Rule::HiddenCharacters,
+        Rule::SecretParameter,
+    ];
+
     /// The rule's stable id: `ignore-instructions`, `conceal-from-user`, `instruction-tag`,
     /// `sensitive-path`, `secret-access`, `pre-call-directive`, `hidden-characters`,
     /// `secret-parameter`.

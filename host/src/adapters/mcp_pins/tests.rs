@@ -180,3 +180,25 @@ fn a_bad_pin_file_names_the_file_and_the_field() {
     assert_eq!(PinSet::load(&path).unwrap().tools()["t"], good_digest);
     std::fs::remove_file(&path).unwrap();
 }
+
+#[test]
+fn the_pins_section_defaults_to_learn_and_file_mode_needs_a_file() {
+    let parse = |text: &str| toml::from_str::<PinsSection>(text);
+    let learn = parse("").unwrap();
+    assert_eq!((learn.mode, learn.file.as_ref()), (PinsMode::Learn, None));
+    assert!(learn.check().is_ok());
+    let file = parse("mode = \"file\"\nfile = \"pins.json\"").unwrap();
+    assert_eq!(file.mode, PinsMode::File);
+    assert!(file.check().is_ok());
+    let missing = parse("mode = \"file\"").unwrap().check().unwrap_err();
+    assert!(missing.starts_with("[server.mcp.pins]") && missing.contains("`file`"), "{missing}");
+    assert!(parse("mode = \"off\"\nfile = \"p.json\"").unwrap().check().unwrap_err().contains("off"));
+    assert!(parse("mode = \"trust\"").is_err(), "an unknown mode is refused");
+    assert!(parse("fiel = \"p.json\"").is_err(), "an unknown key is refused");
+}
+
+#[test]
+fn every_rule_has_a_distinct_name() {
+    let names: std::collections::BTreeSet<&str> = scan::Rule::ALL.iter().map(|r| r.name()).collect();
+    assert_eq!(names.len(), scan::Rule::ALL.len());
+}
