@@ -112,6 +112,17 @@ fn serve_one(mut stream: TcpStream, closed: &AtomicBool) {
     match message.get("method").and_then(Value::as_str) {
         Some("tools/list") => json_answer(&mut stream, tools_listing()),
         Some("tools/call") => json_answer(&mut stream, json!({"content": [{"type": "text", "text": "ran"}]})),
+        // A listen asking for nothing but resources: acknowledged, then ended gracefully.
+        Some("subscriptions/listen") if message["params"]["notifications"].get("toolsListChanged").is_none() => {
+            let meta = json!({"io.modelcontextprotocol/subscriptionId": id});
+            let ack = json!({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
+                             "params": {"_meta": meta, "notifications": {}}});
+            let end = json!({"jsonrpc": "2.0", "id": id, "result": {"resultType": "complete", "_meta": meta}});
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\ndata: {ack}\n\ndata: {end}\n\n"
+            );
+        }
         Some("subscriptions/listen") => {
             let _ = stream.write_all(
                 b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n",
@@ -316,6 +327,26 @@ fn listen_notifications_pass_the_response_phase_and_the_stream_closes_with_the_c
     assert!(log.contains("dropped a notification on a subscriptions/listen stream"), "{log}");
     assert!(log.contains("notifications/prompts/list_changed"), "{log}");
     assert!(log.contains("dropped a server request on a subscriptions/listen stream"), "{log}");
+}
+
+#[test]
+fn a_listen_streams_graceful_end_settles_as_an_answer() {
+    let dir = temp_dir("mcp-listen-end");
+    let upstream = RawServer::start();
+    let door = door(&dir, &upstream, 5_000);
+    let body = json!({"jsonrpc": "2.0", "id": "l-1", "method": "subscriptions/listen", "params": {
+        "_meta": meta_2026(), "notifications": {"resourceSubscriptions": ["invoices://1"]}}});
+    let answer =
+        send("POST", &door.url("mcp", "/mcp"), &headers_2026("subscriptions/listen"), body.to_string().as_bytes());
+    assert_eq!(answer.status, 200);
+    let text = String::from_utf8_lossy(&answer.body);
+    let got = messages(&text);
+    assert_eq!(got.len(), 2, "{text}");
+    assert_eq!(got[0]["method"], "notifications/subscriptions/acknowledged", "{text}");
+    assert_eq!((got[1]["id"].as_str(), got[1]["result"]["resultType"].as_str()), (Some("l-1"), Some("complete")));
+    // The answer passed the listen call's own response phase.
+    let end = wait_audit(&dir, |r| r["operation"] == "subscriptions/listen" && r["phase"] == "response");
+    assert_eq!((end["decision"].as_str(), end["status"].as_u64()), (Some("allow"), Some(200)), "{end}");
 }
 
 #[test]
