@@ -309,3 +309,33 @@ fn tool_guard_knows_every_finding_the_host_reports() {
     assert_ne!(status, 0, "{out}");
     assert!(out.contains("refuse_findings[1]") && out.contains("prompt-injection"), "{out}");
 }
+
+/// `mcp pin` against a server that speaks only the 2025 handshake (the TypeScript SDK 1.x):
+/// it falls back to `initialize` and lists in the session; the door in file mode then serves
+/// a 2025 client (SSE answers, sessions) from that file and hides the changed tool.
+#[test]
+fn mcp_pin_falls_back_to_the_2025_handshake_and_file_mode_serves_2025_clients() {
+    let dir = temp_dir("mcp-pins-legacy");
+    let server = SdkServer::start(&dir, Sdk::TsV1);
+    let url = format!("http://127.0.0.1:{}/mcp", server.port);
+    let pins = dir.join("pins.json").display().to_string();
+    let (status, out) = pin_cli(&["mcp", "pin", &url, "--out", &pins]);
+    assert_eq!(status, 0, "{out}");
+    assert!(out.contains("(2025-11-25)") && out.contains("get_invoice"), "{out}");
+    let door = door(&dir, &server, "", Some("mode = \"file\"\nfile = \"pins.json\""));
+    let steps = json!([
+        list(),
+        call("rug_pull", json!({"description": NEW_DESCRIPTION})),
+        list(),
+        call("get_invoice", json!({"invoice_id": 1})),
+    ]);
+    let (protocol, r, _) = client(&door, Sdk::TsV1, "legacy", &steps);
+    assert_eq!(protocol, "2025-11-25");
+    assert!(names(&r[0]).contains(&"get_invoice".to_owned()), "{}", r[0]);
+    assert!(!names(&r[2]).contains(&"get_invoice".to_owned()), "{}", r[2]);
+    assert_eq!(error_code(&r[3]).1, "tool-definition-changed", "{}", r[3]);
+    assert_eq!(ran(&server, "get_invoice"), 0);
+    let (status, out) = pin_cli(&["mcp", "pin", &url, "--out", &pins, "--check"]);
+    assert_eq!(status, 1, "{out}");
+    assert!(out.contains("changed  get_invoice"), "{out}");
+}
