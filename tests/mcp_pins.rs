@@ -339,3 +339,51 @@ fn mcp_pin_falls_back_to_the_2025_handshake_and_file_mode_serves_2025_clients() 
     assert_eq!(status, 1, "{out}");
     assert!(out.contains("changed  get_invoice"), "{out}");
 }
+
+/// `mcp-tool-finding` is the host's alone: a client that sends it (hoping to confuse a policy,
+/// or to learn how findings are spelt) has it removed before policies and the server.
+#[test]
+fn a_client_cannot_send_findings() {
+    let dir = temp_dir("mcp-pins-reserved");
+    let server = SdkServer::start(&dir, Sdk::TsV2);
+    let door = door(&dir, &server, r#"refuse_findings = ["instruction-tag"]"#, None);
+    let answer = common::mcp_sdk::call_2026(
+        &door,
+        "get_invoice",
+        &json!({"invoice_id": 9}),
+        &[("mcp-tool-finding", "instruction-tag")],
+    );
+    let message = common::mcp_sdk::answer_message(&answer);
+    assert!(message.get("result").is_some(), "the client's header was not taken: {message}");
+    let reached: Vec<Value> = server.http().into_iter().filter(|h| h["body"]["method"] == "tools/call").collect();
+    assert_eq!(reached.len(), 1, "{reached:?}");
+    assert!(reached[0]["headers"].get("mcp-tool-finding").is_none(), "{}", reached[0]);
+}
+
+/// `portcullis check` and `serve` read the pin file in file mode: a missing one is an error
+/// naming the key and the file.
+#[test]
+fn file_mode_without_its_file_is_refused_at_check_and_start() {
+    let dir = temp_dir("mcp-pins-missing-file");
+    let tool_guard = common::component("tool-guard").display().to_string();
+    let path = dir.join("portcullis.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[policies.tool-guard]\nmodule = \"{tool_guard}\"\n\n[[routes]]\nname = \"mcp\"\npaths = [\"/mcp\"]\npolicies = [\"tool-guard\"]\n\n[server.mcp]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://127.0.0.1:9/mcp\"\n\n[server.mcp.pins]\nmode = \"file\"\nfile = \"nowhere.json\"\n"
+        ),
+    )
+    .unwrap();
+    let path = path.display().to_string();
+    let (status, out) = pin_cli(&["check", "--config", &path]);
+    assert_ne!(status, 0, "{out}");
+    assert!(out.contains("[server.mcp.pins] file") && out.contains("nowhere.json"), "{out}");
+    std::fs::write(
+        dir.join("portcullis.toml"),
+        std::fs::read_to_string(&path).unwrap().replace("file = \"nowhere.json\"\n", ""),
+    )
+    .unwrap();
+    let (status, out) = pin_cli(&["check", "--config", &path]);
+    assert_ne!(status, 0, "{out}");
+    assert!(out.contains("mode = \"file\" needs `file`"), "{out}");
+}
