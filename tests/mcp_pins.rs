@@ -387,3 +387,19 @@ fn file_mode_without_its_file_is_refused_at_check_and_start() {
     assert_ne!(status, 0, "{out}");
     assert!(out.contains("mode = \"file\" needs `file`"), "{out}");
 }
+
+/// Learn mode with a `file`: the door writes what it learnt, and `portcullis mcp pin --check`
+/// agrees with it (the door and the command digest a definition alike).
+#[test]
+fn learn_mode_persists_what_it_learnt_and_mcp_pin_agrees() {
+    let dir = temp_dir("mcp-pins-learn-file");
+    let server = SdkServer::start(&dir, Sdk::Python);
+    let door = door(&dir, &server, "", Some("mode = \"learn\"\nfile = \"learnt.json\""));
+    let (_, r, _) = client(&door, Sdk::Python, "2026-07-28", &json!([list()]));
+    assert!(names(&r[0]).contains(&"get_invoice".to_owned()), "{}", r[0]);
+    let learnt: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("learnt.json")).unwrap()).unwrap();
+    assert!(learnt["tools"]["get_invoice"].as_str().unwrap().starts_with("sha256:"), "{learnt}");
+    let config = dir.join("portcullis.toml").display().to_string();
+    let (status, out) = pin_cli(&["mcp", "pin", "--config", &config, "--check"]);
+    assert_eq!(status, 0, "{out}");
+}
