@@ -334,6 +334,67 @@ fn the_python_sdk_discovers_the_authorization_server_gets_a_token_and_steps_up()
 }
 
 #[test]
+fn the_typescript_sdk_parses_the_challenge_discovers_and_steps_up() {
+    let dir = temp_dir("mcp-oauth-typescript");
+    let upstream = SdkServer::start(&dir, Sdk::Python);
+    let auth = AuthServer::start(&dir);
+    let port = free_port();
+    let server = door(&dir, &upstream, port, &[&auth.issuer], &oauth_section(port, &auth.issuer));
+    let url = server.url("mcp", "/mcp");
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let other =
+        jwt(&json!({"iss": auth.issuer, "aud": "https://other.test/mcp", "sub": "x", "exp": now() + 600}), JWT_SECRET);
+    let steps = json!([
+        {"op": "list_tools"},
+        {"op": "call", "tool": "get_invoice", "args": {"invoice_id": 12}},
+        {"op": "call", "tool": "delete_invoice", "args": {"invoice_id": 12}},
+    ]);
+    let output = Command::new("node")
+        .env("NODE_PATH", common::mcp_sdk::node_modules())
+        .arg(common::root().join("tests/mcp_sdk/ts_oauth.cjs"))
+        .args([&url, &auth.issuer, CLIENT_ID, CLIENT_SECRET, &other, &steps.to_string()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let context = format!("{stdout}\n{}\n{}", String::from_utf8_lossy(&output.stderr), server.log());
+    let lines: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let line = |key: &str| lines.iter().find_map(|l| l.get(key)).unwrap_or_else(|| panic!("no {key}: {context}"));
+
+    // The SDK's own parsing of the 401 and its RFC 9728 discovery from the URL it names.
+    let challenge = line("challenge");
+    assert_eq!(challenge["status"], 401, "{context}");
+    assert_eq!(
+        challenge["resourceMetadataUrl"],
+        format!("http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp"),
+        "{context}"
+    );
+    assert_eq!(challenge["scope"], "invoices:read", "{context}");
+    assert_eq!(challenge["metadata"]["resource"], resource.as_str(), "{context}");
+    assert_eq!(challenge["metadata"]["authorization_servers"], json!([auth.issuer]), "{context}");
+    let other_audience = line("other_audience");
+    assert_eq!(
+        (other_audience["status"].as_u64(), other_audience["error"].as_str()),
+        (Some(401), Some("invalid_token"))
+    );
+
+    // Its ClientCredentialsProvider through the whole flow, step-up included.
+    assert!(lines.iter().any(|l| l.get("connected").is_some()), "{context}");
+    let results: Vec<&Value> = lines.iter().filter(|l| l.get("step").is_some()).collect();
+    assert_eq!(results.len(), 3, "{context}");
+    assert!(results[0]["tools"].as_array().is_some_and(|t| t.contains(&json!("delete_invoice"))), "{context}");
+    let text = |r: &Value| r["result"]["content"][0]["text"].as_str().unwrap_or("").to_owned();
+    assert!(text(results[1]).contains("120.5"), "{context}");
+    assert!(results[2].get("result").is_some(), "the step-up did not complete: {context}");
+    let requests = auth.token_requests();
+    assert!(requests.iter().all(|r| r["resource"] == resource.as_str()), "{requests:?}");
+    assert!(
+        requests.iter().any(|r| r["scope"].as_str().is_some_and(|s| s.contains("invoices:delete"))),
+        "{requests:?}"
+    );
+    assert_no_credential_reached(&upstream);
+}
+
+#[test]
 fn the_token_never_reaches_the_server_even_without_a_jwt_identity() {
     let dir = temp_dir("mcp-oauth-passthrough");
     let upstream = SdkServer::start(&dir, Sdk::Python);
