@@ -17,6 +17,8 @@ use serde_json::{Value, json};
 
 const CLIENT_ID: &str = "invoice-agent";
 const CLIENT_SECRET: &str = "invoice-agent-secret-0123456789";
+const DOOR_ID: &str = "portcullis-door";
+const DOOR_SECRET: &str = "portcullis-door-secret-0123456789";
 
 /// A port to listen on, free a moment ago: the resource URI names the door's own port, so
 /// it must be known before the config is written.
@@ -33,12 +35,18 @@ struct AuthServer {
 
 impl AuthServer {
     fn start(dir: &Path) -> AuthServer {
+        AuthServer::start_with(dir, &[])
+    }
+
+    /// With `extra` arguments: the door's client id and secret, for token exchange.
+    fn start_with(dir: &Path, extra: &[&str]) -> AuthServer {
         let port_file = dir.join("as.port");
         let log = dir.join("as.jsonl");
         let mut child = Command::new(python())
             .arg(common::root().join("tests/mcp_sdk/py_oauth.py"))
             .args(["as", &port_file.display().to_string(), &log.display().to_string()])
             .args([CLIENT_ID, CLIENT_SECRET, JWT_SECRET])
+            .args(extra)
             .stdout(Stdio::null())
             .spawn()
             .expect("start the authorization server");
@@ -130,7 +138,7 @@ path = "audit.jsonl"
     );
     let path = dir.join("portcullis.toml");
     std::fs::write(&path, config).unwrap();
-    Server::start(&path, &[("PORTCULLIS_TEST_JWT_SECRET", JWT_SECRET)])
+    Server::start(&path, &[("PORTCULLIS_TEST_JWT_SECRET", JWT_SECRET), ("PORTCULLIS_TEST_DOOR_SECRET", DOOR_SECRET)])
 }
 
 fn oauth_section(port: u16, issuer: &str) -> String {
@@ -392,6 +400,87 @@ fn the_typescript_sdk_parses_the_challenge_discovers_and_steps_up() {
         "{requests:?}"
     );
     assert_no_credential_reached(&upstream);
+}
+
+/// The claims of a JWT, read without verifying it.
+fn claims_of(token: &str) -> Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+#[test]
+fn the_server_gets_a_token_exchanged_for_the_callers_and_never_the_callers() {
+    let dir = temp_dir("mcp-oauth-exchange");
+    let upstream = SdkServer::start(&dir, Sdk::Python);
+    let auth = AuthServer::start_with(&dir, &[DOOR_ID, DOOR_SECRET]);
+    let port = free_port();
+    let exchange = format!(
+        r#"
+[server.mcp.oauth.exchange]
+token_endpoint = "{issuer}/token"
+client_id = "{DOOR_ID}"
+client_secret_env = "PORTCULLIS_TEST_DOOR_SECRET"
+audience = "https://invoices.internal"
+scope = "invoices:read"
+"#,
+        issuer = auth.issuer
+    );
+    let server = door(&dir, &upstream, port, &[&auth.issuer], &(oauth_section(port, &auth.issuer) + &exchange));
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let issuer = auth.issuer.clone();
+    let caller = |sub: &str| {
+        let claims = json!({"iss": issuer, "aud": resource, "sub": sub, "scope": "invoices:read", "exp": now() + 600});
+        jwt(&claims, JWT_SECRET)
+    };
+    let exchanges = |auth: &AuthServer| {
+        auth.token_requests()
+            .into_iter()
+            .filter(|r| r["grant_type"].as_str().is_some_and(|g| g.ends_with("token-exchange")))
+            .count()
+    };
+
+    // Two calls with one caller token: exchanged once (cached), the server gets the new token.
+    let alice = caller("alice-agent");
+    for _ in 0..2 {
+        let answer = call(&server, "get_invoice", &[("authorization", &format!("Bearer {alice}"))]);
+        assert_eq!(answer.status, 200, "{}\n{}", String::from_utf8_lossy(&answer.body), server.log());
+    }
+    assert_eq!(exchanges(&auth), 1, "{:?}", auth.token_requests());
+    let logged = auth.token_requests();
+    let asked = logged.iter().find(|r| r["subject_sub"] == "alice-agent").unwrap();
+    assert_eq!(
+        (asked["audience"].as_str(), asked["scope"].as_str()),
+        (Some("https://invoices.internal"), Some("invoices:read"))
+    );
+    let http = upstream.http();
+    assert!(!http.is_empty());
+    for request in &http {
+        let authorization =
+            request["headers"]["authorization"].as_str().unwrap_or_else(|| panic!("no token: {request}"));
+        let token = authorization.strip_prefix("Bearer ").unwrap();
+        assert_ne!(token, alice, "the caller's token reached the server");
+        let claims = claims_of(token);
+        assert_eq!(claims["sub"], "alice-agent", "{claims}");
+        assert_eq!(claims["act"]["sub"], DOOR_ID, "{claims}");
+        assert_eq!(claims["aud"], "https://invoices.internal", "{claims}");
+    }
+
+    // The authorization server refuses the caller's token: 401, nothing sent.
+    let before = upstream.http().len();
+    let answer = call(&server, "get_invoice", &[("authorization", &format!("Bearer {}", caller("blocked")))]);
+    assert_eq!(answer.status, 401, "{}", String::from_utf8_lossy(&answer.body));
+    assert!(www_authenticate(&answer).contains("error=\"invalid_token\""), "{}", www_authenticate(&answer));
+    assert!(String::from_utf8_lossy(&answer.body).contains("token-exchange-refused"));
+    // …or cannot be reached: 502, nothing sent, never the caller's token instead.
+    drop(auth);
+    let answer = call(&server, "get_invoice", &[("authorization", &format!("Bearer {}", caller("carol")))]);
+    assert_eq!(answer.status, 502, "{}", String::from_utf8_lossy(&answer.body));
+    assert!(String::from_utf8_lossy(&answer.body).contains("token-exchange-failed"));
+    assert_eq!(upstream.http().len(), before, "a request reached the server without an exchanged token");
+    // A cached exchange still serves its caller.
+    let answer = call(&server, "get_invoice", &[("authorization", &format!("Bearer {alice}"))]);
+    assert_eq!(answer.status, 200);
 }
 
 #[test]

@@ -705,6 +705,7 @@ impl Door {
         redactions: &[portcullis_host::Redaction],
         body: Bytes,
     ) -> Request<Body> {
+        oauth::keep_caller_token(&mut parts);
         let kept = &judged.headers;
         let dropped: Vec<HeaderName> = parts
             .headers
@@ -860,6 +861,9 @@ impl Door {
             if routing {
                 set_header(headers, mcp::MCP_METHOD_HEADER, "tools/list");
             }
+            if let Some(oauth) = &self.oauth {
+                oauth.authorize_upstream(&mut outgoing).await.ok()?;
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             let response = tokio::time::timeout(left, self.client.request(outgoing)).await.ok()?.ok()?;
             let left = deadline.saturating_duration_since(Instant::now());
@@ -915,7 +919,13 @@ impl Door {
     }
 
     /// Sends to the MCP server; the JSON-RPC error for request `id` when it cannot be reached.
-    async fn send(&self, request: Request<Body>, id: &Value) -> Result<Response<Incoming>, Response<Body>> {
+    async fn send(&self, mut request: Request<Body>, id: &Value) -> Result<Response<Incoming>, Response<Body>> {
+        // `[server.mcp.oauth.exchange]`: the server's own token for this caller, or no request.
+        if let Some(oauth) = &self.oauth
+            && let Err(e) = oauth.authorize_upstream(&mut request).await
+        {
+            return Err(rpc_error(e.status, id, ERROR_DENIED, &e.reason, ""));
+        }
         let timeout = Duration::from_millis(self.section.upstream_timeout_ms);
         match tokio::time::timeout(timeout, self.client.request(request)).await {
             Ok(Ok(response)) => Ok(response),

@@ -21,18 +21,25 @@
 //!   read ([`strip_credentials`]); "MCP servers MUST NOT accept or transit any other tokens"
 //!   (Token Handling) and the security considerations' token passthrough.
 
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use portcullis_host::adapters::mcp;
 use portcullis_host::audit::{AuditContext, AuditRecord};
-use portcullis_host::config::{McpOAuth, McpSection, is_scope_token};
+use portcullis_host::config::{McpOAuth, McpSection, TokenExchange, UpstreamTls, is_scope_token};
 use portcullis_host::exchange::Request as Normal;
 use portcullis_host::gate::{Gate, Refusal};
 use portcullis_host::identity::unverified_audiences;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
-use super::{Body, Live, full};
+use super::{Body, Live, UpstreamClient, full, read_capped};
 
 /// The well-known suffix of protected-resource metadata (RFC 9728 §3).
 const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
@@ -49,6 +56,8 @@ pub(super) struct ResourceServer {
     /// The paths it is served at.
     paths: Vec<String>,
     document: Bytes,
+    /// `[server.mcp.oauth.exchange]`, when set.
+    exchange: Option<Exchanger>,
 }
 
 impl ResourceServer {
@@ -61,7 +70,11 @@ impl ResourceServer {
                 "[server.mcp.oauth] needs an [[identity.jwt]] issuer: nothing would verify the bearer tokens"
             );
         }
-        Ok(Some(ResourceServer::new(config, &section.path).map_err(anyhow::Error::msg)?))
+        let mut server = ResourceServer::new(config, &section.path).map_err(anyhow::Error::msg)?;
+        if let Some(exchange) = &config.exchange {
+            server.exchange = Some(Exchanger::new(exchange, Path::new("."))?);
+        }
+        Ok(Some(server))
     }
 
     /// The resource server for `config` (checked) in front of the door's endpoint `path`.
@@ -91,7 +104,7 @@ impl ResourceServer {
         }
         let mut bytes = serde_json::to_vec_pretty(&document).unwrap_or_default();
         bytes.push(b'\n');
-        Ok(ResourceServer { config: config.clone(), metadata_url, paths, document: Bytes::from(bytes) })
+        Ok(ResourceServer { config: config.clone(), metadata_url, paths, document: Bytes::from(bytes), exchange: None })
     }
 
     /// Whether `path` (canonical) is where the metadata document is served.
@@ -191,6 +204,22 @@ impl ResourceServer {
         }
     }
 
+    /// With `[server.mcp.oauth.exchange]`: sets the server's `Authorization` to the token
+    /// exchanged for the caller's ([`keep_caller_token`]); without, nothing. Fails closed:
+    /// no caller token, or no exchanged one, and the request is not sent.
+    pub(super) async fn authorize_upstream(&self, request: &mut http::Request<Body>) -> Result<(), ExchangeError> {
+        let caller = request.extensions_mut().remove::<CallerToken>();
+        let Some(exchanger) = &self.exchange else { return Ok(()) };
+        let Some(CallerToken(caller)) = caller else {
+            return Err(ExchangeError { status: 401, reason: "no bearer token to exchange".into() });
+        };
+        let token = exchanger.token_for(&caller).await?;
+        let value = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| ExchangeError { status: 502, reason: "token-exchange-failed: unusable token".into() })?;
+        request.headers_mut().insert(http::header::AUTHORIZATION, value);
+        Ok(())
+    }
+
     /// The step-up answer for a refused call: a `missing-scope` denial naming the scopes
     /// it needs becomes 403 with `error="insufficient_scope", scope="…"`. `None` for any
     /// other refusal (and for scopes that are not RFC 6749 scope tokens: never written
@@ -261,6 +290,190 @@ pub(super) fn strip_credentials(headers: &mut HeaderMap, gate: &Gate) {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// RFC 8693 token exchange
+// ---------------------------------------------------------------------------------------
+
+/// The caller's bearer token, carried in a request's extensions (never sent) from where the
+/// door builds the server's request to where it sends it, for [`Exchanger`].
+#[derive(Clone)]
+pub(super) struct CallerToken(String);
+
+/// Keeps the caller's bearer token of `parts` aside, before its headers are stripped.
+pub(super) fn keep_caller_token(parts: &mut http::request::Parts) {
+    let token = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(|c: char| c.is_ascii_whitespace()))
+        .filter(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty())
+        .map(|(_, token)| token.trim().to_owned());
+    if let Some(token) = token {
+        parts.extensions.insert(CallerToken(token));
+    }
+}
+
+/// Exchanged tokens kept at once; past this the expired go, then the one expiring first.
+const MAX_EXCHANGED: usize = 4_096;
+
+/// An exchanged token is used until this long before it expires.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(30);
+
+/// Largest token endpoint answer read.
+const MAX_TOKEN_ANSWER: usize = 64 * 1024;
+
+/// Why a token could not be exchanged: 401 when the authorization server refused the
+/// caller's token (`invalid_grant`, `invalid_token`, …), 502 when it could not be asked or
+/// answered anything else. Either way nothing is sent to the MCP server.
+#[derive(Debug)]
+pub(super) struct ExchangeError {
+    pub(super) status: u16,
+    pub(super) reason: String,
+}
+
+/// `[server.mcp.oauth.exchange]`: the door as an OAuth client exchanging callers' tokens
+/// (RFC 8693 §2.1: `subject_token` the caller's, the door authenticated as the client and
+/// so the actor the new token's `act` names), each result cached, keyed by a SHA-256 of the
+/// caller's token, until shortly before it expires.
+pub(super) struct Exchanger {
+    config: TokenExchange,
+    endpoint: http::Uri,
+    /// `Authorization: Basic …` of the door's client (RFC 6749 §2.3.1).
+    client_auth: HeaderValue,
+    client: UpstreamClient,
+    cache: Mutex<HashMap<[u8; 32], (String, Instant)>>,
+}
+
+impl Exchanger {
+    pub(super) fn new(config: &TokenExchange, base_dir: &Path) -> anyhow::Result<Exchanger> {
+        config.check().map_err(anyhow::Error::msg)?;
+        let secret = std::env::var(&config.client_secret_env).ok().filter(|s| !s.is_empty()).ok_or_else(|| {
+            anyhow::anyhow!(
+                "[server.mcp.oauth.exchange] client_secret_env: the environment variable {} is not set",
+                config.client_secret_env
+            )
+        })?;
+        let endpoint: http::Uri = config
+            .token_endpoint
+            .parse()
+            .map_err(|e| anyhow::anyhow!("[server.mcp.oauth.exchange] token_endpoint: {e}"))?;
+        let basic = format!("{}:{}", form_encode(&config.client_id), form_encode(&secret));
+        let client_auth =
+            HeaderValue::from_str(&format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(basic)))?;
+        let key = "[server.mcp.oauth.exchange]";
+        let client = UpstreamClient::new(&UpstreamTls::default(), base_dir, false, key)?;
+        Ok(Exchanger { config: config.clone(), endpoint, client_auth, client, cache: Mutex::default() })
+    }
+
+    /// The token for the MCP server in place of `caller`'s: cached, or exchanged now.
+    pub(super) async fn token_for(&self, caller: &str) -> Result<String, ExchangeError> {
+        let key: [u8; 32] = Sha256::digest(caller.as_bytes()).into();
+        let now = Instant::now();
+        if let Some((token, until)) = self.cache.lock().unwrap_or_else(PoisonError::into_inner).get(&key)
+            && *until > now
+        {
+            return Ok(token.clone());
+        }
+        let (token, lifetime) = self.exchange(caller).await?;
+        let until = now + lifetime.saturating_sub(EXPIRY_MARGIN);
+        if until > now {
+            let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+            if cache.len() >= MAX_EXCHANGED {
+                cache.retain(|_, (_, until)| *until > now);
+            }
+            if cache.len() >= MAX_EXCHANGED
+                && let Some(first) = cache.iter().min_by_key(|(_, (_, until))| *until).map(|(k, _)| *k)
+            {
+                cache.remove(&first);
+            }
+            cache.insert(key, (token.clone(), until));
+        }
+        Ok(token)
+    }
+
+    /// One token exchange request; the new token and how long it lives.
+    async fn exchange(&self, caller: &str) -> Result<(String, Duration), ExchangeError> {
+        let bad_gateway = |reason: String| ExchangeError { status: 502, reason };
+        let mut form = vec![
+            ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+            ("subject_token", caller),
+            ("subject_token_type", "urn:ietf:params:oauth:token-type:access_token"),
+            ("requested_token_type", "urn:ietf:params:oauth:token-type:access_token"),
+        ];
+        for (name, value) in
+            [("audience", &self.config.audience), ("resource", &self.config.resource), ("scope", &self.config.scope)]
+        {
+            if let Some(value) = value {
+                form.push((name, value));
+            }
+        }
+        let body: Vec<String> = form.iter().map(|(k, v)| format!("{k}={}", form_encode(v))).collect();
+        let request = http::Request::builder()
+            .method(Method::POST)
+            .uri(self.endpoint.clone())
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(http::header::ACCEPT, "application/json")
+            .header(http::header::AUTHORIZATION, self.client_auth.clone())
+            .body(full(body.join("&")))
+            .map_err(|e| bad_gateway(format!("token-exchange-failed: {e}")))?;
+        let timeout = Duration::from_millis(self.config.timeout_ms);
+        let ask = async {
+            let response = self.client.request(request).await.map_err(|e| e.to_string())?;
+            let status = response.status();
+            let bytes = read_capped(response.into_body(), MAX_TOKEN_ANSWER).await.map_err(|_| "unreadable answer")?;
+            Ok::<_, String>((status, bytes))
+        };
+        let (status, bytes) = match tokio::time::timeout(timeout, ask).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, endpoint = %self.config.token_endpoint, "token exchange failed");
+                return Err(bad_gateway("token-exchange-failed: the authorization server could not be reached".into()));
+            }
+            Err(_) => return Err(bad_gateway(format!("token-exchange-failed: no answer within {timeout:?}"))),
+        };
+        let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if !status.is_success() {
+            let error = answer.get("error").and_then(Value::as_str).unwrap_or("");
+            let refused = matches!(error, "invalid_grant" | "invalid_token" | "invalid_target" | "invalid_scope");
+            let reason = format!(
+                "token-exchange-refused: the authorization server answered {} {}",
+                status.as_u16(),
+                short(error)
+            );
+            return Err(ExchangeError { status: if refused { 401 } else { 502 }, reason });
+        }
+        let token = answer.get("access_token").and_then(Value::as_str).filter(|t| !t.is_empty());
+        let bearer = answer.get("token_type").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case("bearer"));
+        let (Some(token), true) = (token, bearer) else {
+            return Err(bad_gateway("token-exchange-failed: the answer has no bearer access_token".into()));
+        };
+        if token == caller || HeaderValue::from_str(&format!("Bearer {token}")).is_err() {
+            return Err(bad_gateway("token-exchange-failed: the answer's access_token cannot be sent".into()));
+        }
+        let lifetime = Duration::from_secs(answer.get("expires_in").and_then(Value::as_u64).unwrap_or(0));
+        Ok((token.to_owned(), lifetime))
+    }
+}
+
+/// RFC 6749 appendix B: `application/x-www-form-urlencoded`, as the client id and secret are
+/// encoded before Basic authentication too.
+fn form_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => out.push(byte as char),
+            b' ' => out.push('+'),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                out.push('%');
+                out.push(HEX[usize::from(byte >> 4)] as char);
+                out.push(HEX[usize::from(byte & 15)] as char);
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,6 +491,12 @@ mod tests {
         assert_eq!(bearer(&h("bearer  abc ")), Some("abc"));
         assert_eq!(bearer(&h("Basic abc")), None);
         assert_eq!(bearer(&h("Bearer ")), None);
+    }
+
+    #[test]
+    fn form_values_are_url_encoded() {
+        assert_eq!(form_encode("a b:c/d+e%"), "a+b%3Ac%2Fd%2Be%25");
+        assert_eq!(form_encode("AZaz09-._*"), "AZaz09-._*");
     }
 
     #[test]

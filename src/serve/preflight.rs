@@ -86,6 +86,14 @@ fn check_upstreams(config: &Config, config_path: &Path, base: &Path) -> Result<(
                 "{}: [server.mcp.oauth] needs an [[identity.jwt]] issuer: nothing would verify the bearer tokens",
                 file()
             );
+            if let Some(exchange) = &oauth.exchange {
+                anyhow::ensure!(
+                    std::env::var(&exchange.client_secret_env).is_ok_and(|v| !v.is_empty()),
+                    "{}: [server.mcp.oauth.exchange] client_secret_env: the environment variable {} is not set",
+                    file(),
+                    exchange.client_secret_env
+                );
+            }
         }
         let admin = config.server.admin.as_ref();
         let warnings = super::mcp::mrtr::preflight(section, config.approvals.as_ref(), admin, base)

@@ -1,15 +1,19 @@
 """OAuth with the official Python SDK (`mcp` 2.x) against the MCP door as a resource server,
 for tests/mcp_oauth.rs. Two roles:
 
-    python py_oauth.py as PORT_FILE LOG.jsonl CLIENT_ID CLIENT_SECRET JWT_SECRET
+    python py_oauth.py as PORT_FILE LOG.jsonl CLIENT_ID CLIENT_SECRET JWT_SECRET [DOOR_ID DOOR_SECRET]
     python py_oauth.py client URL ISSUER CLIENT_ID CLIENT_SECRET STEPS_JSON [--mode M]
 
 `as` is a tiny authorization server on 127.0.0.1:0 (its port written to PORT_FILE once it
 listens): RFC 8414 metadata at `/.well-known/oauth-authorization-server` (issuer
 `http://127.0.0.1:PORT`), and a token endpoint that grants `client_credentials` to CLIENT_ID
 (HTTP Basic or form secret) and issues an HS256 JWT: `iss` the issuer, `aud` the request's
-`resource` (RFC 8707), `sub` the client, `scope` the scopes asked. Each token request is one
-line of LOG.jsonl (`grant_type`, `resource`, `scope`).
+`resource` (RFC 8707), `sub` the client, `scope` the scopes asked. With DOOR_ID it also grants
+RFC 8693 token exchange to that client (the MCP door): the `subject_token` must be a JWT signed
+with JWT_SECRET whose `sub` is not `blocked` (else 400 `invalid_grant`); the new token has `aud`
+the request's `audience` (or `resource`), the subject's `sub`, and `act: {"sub": DOOR_ID}`.
+Each token request is one line of LOG.jsonl (`grant_type`, `resource`, `audience`, `scope`,
+`subject_sub`).
 
 `client` runs the SDK's own OAuth client (`ClientCredentialsOAuthProvider`: the 401's
 `WWW-Authenticate`, the protected-resource metadata, the authorization server's metadata, the
@@ -34,7 +38,7 @@ def emit(line):
     print(json.dumps(line), flush=True)
 
 
-def authorization_server(port_file, log_path, client_id, client_secret, secret):
+def authorization_server(port_file, log_path, client_id, client_secret, secret, door_id=None, door_secret=None):
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
@@ -74,8 +78,33 @@ def authorization_server(port_file, log_path, client_id, client_secret, secret):
             basic = self.headers.get("authorization", "")
             if basic.lower().startswith("basic "):
                 who, given = base64.b64decode(basic[6:]).decode().split(":", 1)
+            line = {k: form.get(k) for k in ("grant_type", "resource", "audience", "scope")}
+            exchange = form.get("grant_type") == "urn:ietf:params:oauth:grant-type:token-exchange"
+            subject = None
+            if exchange:
+                try:
+                    subject = jwt.decode(form.get("subject_token", ""), secret, algorithms=["HS256"],
+                                         options={"verify_aud": False})
+                    line["subject_sub"] = subject.get("sub")
+                except jwt.PyJWTError:
+                    subject = None
             with lock, open(log_path, "a", encoding="utf-8") as log:
-                log.write(json.dumps({k: form.get(k) for k in ("grant_type", "resource", "scope")}) + "\n")
+                log.write(json.dumps(line) + "\n")
+            if exchange and door_id:
+                if who != door_id or given != door_secret:
+                    return self.answer(401, {"error": "invalid_client"})
+                if subject is None or subject.get("sub") == "blocked":
+                    return self.answer(400, {"error": "invalid_grant"})
+                now = int(time.time())
+                claims = {"iss": self.issuer(), "aud": form.get("audience") or form.get("resource"),
+                          "sub": subject["sub"], "act": {"sub": door_id}, "iat": now, "exp": now + 600}
+                if form.get("scope"):
+                    claims["scope"] = form["scope"]
+                return self.answer(200, {
+                    "access_token": jwt.encode(claims, secret, algorithm="HS256"),
+                    "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+                    "token_type": "Bearer", "expires_in": 600,
+                })
             if form.get("grant_type") != "client_credentials":
                 return self.answer(400, {"error": "unsupported_grant_type"})
             if who != client_id or given != client_secret:

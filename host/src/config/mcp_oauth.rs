@@ -27,6 +27,74 @@ pub struct McpOAuth {
     /// A page documenting the endpoint for developers (`resource_documentation`).
     #[serde(default)]
     pub resource_documentation: Option<String>,
+    /// `[server.mcp.oauth.exchange]`: send the MCP server a token exchanged for the
+    /// caller's (RFC 8693) instead of none.
+    #[serde(default)]
+    pub exchange: Option<TokenExchange>,
+}
+
+/// `[server.mcp.oauth.exchange]`: the door, as an OAuth client of `token_endpoint`, exchanges
+/// the caller's token (`subject_token`) for one issued to the MCP server (`audience` /
+/// `resource`); the authorization server records the door as the actor (`act`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TokenExchange {
+    /// The authorization server's token endpoint (https, or http on a loopback host).
+    pub token_endpoint: String,
+    /// The door's client id at that server (HTTP Basic client authentication).
+    pub client_id: String,
+    /// The environment variable holding the door's client secret.
+    pub client_secret_env: String,
+    /// The logical name of the MCP server the new token is for (`audience`).
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// The MCP server's URI the new token is for (`resource`, RFC 8707).
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// The scopes asked for the new token (space-separated), if any.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// How long to wait for the token endpoint, in ms (default 5000).
+    #[serde(default = "default_exchange_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_exchange_timeout() -> u64 {
+    5_000
+}
+
+impl TokenExchange {
+    /// Checks the table; errors name the key.
+    pub fn check(&self) -> Result<(), String> {
+        let key = |k: &str| format!("[server.mcp.oauth.exchange] {k}");
+        check_url(&self.token_endpoint, false)
+            .map_err(|e| format!("{}: {:?} {e}", key("token_endpoint"), self.token_endpoint))?;
+        if self.client_id.trim().is_empty() {
+            return Err(format!("{}: must not be empty", key("client_id")));
+        }
+        if self.client_secret_env.trim().is_empty() {
+            return Err(format!("{}: must name an environment variable", key("client_secret_env")));
+        }
+        if self.audience.is_none() && self.resource.is_none() {
+            return Err(format!(
+                "{}: name the MCP server the new token is for (`audience` or `resource`)",
+                key("audience")
+            ));
+        }
+        if let Some(resource) = &self.resource {
+            check_url(resource, true).map_err(|e| format!("{}: {resource:?} {e}", key("resource")))?;
+        }
+        if let Some(scope) = &self.scope
+            && !scope.split(' ').all(is_scope_token)
+        {
+            return Err(format!("{}: {scope:?} is not a space-separated list of scopes", key("scope")));
+        }
+        if self.timeout_ms == 0 {
+            return Err(format!("{}: must be more than 0", key("timeout_ms")));
+        }
+        Ok(())
+    }
 }
 
 impl McpOAuth {
@@ -56,6 +124,9 @@ impl McpOAuth {
         }
         if let Some(page) = &self.resource_documentation {
             check_url(page, false).map_err(|e| format!("{}: {page:?} {e}", key("resource_documentation")))?;
+        }
+        if let Some(exchange) = &self.exchange {
+            exchange.check()?;
         }
         Ok(())
     }
@@ -122,6 +193,7 @@ mod tests {
             scopes_supported: scopes.iter().map(|s| (*s).into()).collect(),
             resource_name: None,
             resource_documentation: None,
+            exchange: None,
         }
     }
 
@@ -148,6 +220,28 @@ mod tests {
         ] {
             let error = bad.check().unwrap_err();
             assert!(error.starts_with(&format!("[server.mcp.oauth] {key}")), "{error}");
+        }
+    }
+
+    #[test]
+    fn the_exchange_table_is_checked_key_by_key() {
+        let exchange = |endpoint: &str, audience: Option<&str>, scope: Option<&str>| TokenExchange {
+            token_endpoint: endpoint.into(),
+            client_id: "door".into(),
+            client_secret_env: "SECRET".into(),
+            audience: audience.map(Into::into),
+            resource: None,
+            scope: scope.map(Into::into),
+            timeout_ms: 5000,
+        };
+        assert_eq!(exchange("https://as.example/token", Some("invoices"), Some("a b")).check(), Ok(()));
+        for (bad, key) in [
+            (exchange("http://as.example/token", Some("x"), None), "token_endpoint"),
+            (exchange("https://as.example/token", None, None), "audience"),
+            (exchange("https://as.example/token", Some("x"), Some("a  b")), "scope"),
+        ] {
+            let error = bad.check().unwrap_err();
+            assert!(error.starts_with(&format!("[server.mcp.oauth.exchange] {key}: ")), "{error}");
         }
     }
 

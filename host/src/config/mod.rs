@@ -30,7 +30,7 @@ pub use front::{
     RequestStateKey, ServerSection,
 };
 pub use hold::{DEFAULT_MAX_HELD, Holds, MAX_HOLD, parse_duration};
-pub use mcp_oauth::{McpOAuth, is_scope_token};
+pub use mcp_oauth::{McpOAuth, TokenExchange, is_scope_token};
 pub use notify::{
     DEFAULT_NOTIFY_ATTEMPTS, DEFAULT_NOTIFY_BACKOFF_MS, DEFAULT_NOTIFY_EVENTS, DEFAULT_NOTIFY_QUEUE,
     DEFAULT_NOTIFY_TIMEOUT_MS, MIN_NOTIFY_SECRET_LEN, NotifyFormat, NotifyTarget, inbox_link,
