@@ -91,16 +91,11 @@ impl Policy for Scopes {
     }
 
     fn on_request(settings: &Settings, req: &Request) -> Outcome {
-        let Some((index, rule)) = settings
-            .rules
-            .iter()
-            .enumerate()
-            .find(|(_, rule)| {
-                covers_method(rule, &req.method)
-                    && glob_matches(&rule.path, &req.path)
-                    && covers_operation(rule, req.operation.as_deref())
-            })
-        else {
+        let Some((index, rule)) = settings.rules.iter().enumerate().find(|(_, rule)| {
+            covers_method(rule, &req.method)
+                && glob_matches(&rule.path, &req.path)
+                && covers_operation(rule, req.operation.as_deref())
+        }) else {
             return match settings.default {
                 Fallback::Allow => allow().label("rule", "default"),
                 Fallback::Deny => {
