@@ -444,6 +444,9 @@ token_env = "PORTCULLIS_TEST_ADMIN_TOKEN"
 
 [approvals]
 store = "approvals.sqlite"
+
+[audit]
+path = "audit.jsonl"
 "#,
             port = mcp.port,
         );
@@ -492,4 +495,18 @@ store = "approvals.sqlite"
     let calls = mcp.calls();
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(calls[0]["tool"], "create_invoice");
+    // The held call's redemption is audited like any MCP call: with its protocol generation.
+    let audit = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
+    let allowed: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| {
+            r["operation"] == "create_invoice"
+                && r["decision"] == "allow"
+                && r.get("approval").is_none()
+                && r["phase"] == "request"
+        })
+        .collect();
+    assert_eq!(allowed.len(), 1, "{audit}");
+    assert_eq!(allowed[0]["door_facts"]["mcp_generation"], "2025", "{}", allowed[0]);
 }

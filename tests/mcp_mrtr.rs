@@ -224,6 +224,7 @@ fn the_door_s_request_state_is_bound_checked_and_redeemed_once() {
     let reasons: Vec<&str> = refused.iter().filter_map(|r| r["labels"][0]["value"].as_str()).collect();
     assert_eq!(reasons, ["altered", "unknown-key", "altered", "other-principal", "other-call"], "{refused:#?}");
     assert!(refused.iter().all(|r| r["decision"] == "deny" && r["operation"] == "delete_invoice"), "{refused:#?}");
+    assert!(refused.iter().all(|r| r["door_facts"]["mcp_generation"] == "2026-07-28"), "{refused:#?}");
     assert!(!audit.contains("pcs1."), "a state was written to the audit log");
     assert_nothing_of_the_door_reached(&server);
 

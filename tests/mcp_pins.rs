@@ -58,14 +58,21 @@ fn names(step: &Value) -> Vec<String> {
         .collect()
 }
 
-/// The audit records the pins wrote (`decided_by: mcp-pins`).
-fn pin_records(dir: &Path) -> Vec<Value> {
+/// The audit records the pins wrote (`decided_by: mcp-pins`): one per changed definition
+/// (with the digests: `changes`), one per refused call (`!changes`).
+fn pins_audit(dir: &Path, changes: bool) -> Vec<Value> {
+    let has_digest = |r: &Value| r["labels"].as_array().is_some_and(|l| l.iter().any(|l| l["key"] == "listed"));
     std::fs::read_to_string(dir.join("audit.jsonl"))
         .unwrap_or_default()
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|r| r["decided_by"] == "mcp-pins")
+        .filter(|r| r["decided_by"] == "mcp-pins" && has_digest(r) == changes)
         .collect()
+}
+
+/// The audit records of changed definitions.
+fn pin_records(dir: &Path) -> Vec<Value> {
+    pins_audit(dir, true)
 }
 
 /// Waits (the audit sink writes from a thread of its own) until `n` pin records are there.
@@ -137,6 +144,14 @@ fn rug_pull_is_hidden_and_refused(sdk: Sdk, tag: &str) {
     assert_ne!(digest("pinned"), digest("listed"));
     assert!(!record.to_string().contains(NEW_DESCRIPTION), "digests only, never the description");
     assert!(door.server.log().contains("differs from its pin"), "logged too");
+    // Each refused call has its own record: the caller, the tool, the protocol generation.
+    let calls = pins_audit(&dir, false);
+    assert_eq!(calls.len(), 2, "{at}: {calls:#?}");
+    for call in &calls {
+        assert_eq!(call["principal"]["id"], "sso:bot", "{at}: {call}");
+        assert_eq!(call["operation"], "get_invoice", "{at}: {call}");
+        assert_eq!(call["door_facts"]["mcp_generation"], "2026-07-28", "{at}: {call}");
+    }
 }
 
 #[test]

@@ -326,6 +326,32 @@ impl AuditRecord {
         record
     }
 
+    /// The record of a request a door refused itself, before or instead of the policies
+    /// (the MCP door's pinned tool definitions, its Multi Round-Trip `requestState`
+    /// checks): `deny`, decided by `by` (not a policy's name: the door's check), with
+    /// `labels` under that name and the door's facts about the exchange (`door_facts`).
+    /// Labels must name what was checked, never quote what a client or server sent.
+    pub fn for_door_refusal(
+        ctx: &AuditContext,
+        request: &Request,
+        by: &str,
+        labels: &[(&str, &str)],
+        facts: &[(&str, &str)],
+    ) -> AuditRecord {
+        let mut record = AuditRecord::base(ctx, request, Phase::Request, AuditOutcome::Deny);
+        record.decided_by = Some(by.to_owned());
+        record.labels = labels
+            .iter()
+            .map(|(key, value)| AuditLabel {
+                policy: by.to_owned(),
+                key: (*key).to_owned(),
+                value: (*value).to_owned(),
+            })
+            .collect();
+        record.door_facts = facts.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect();
+        record
+    }
+
     /// The outcome as written in the log (`allow`, …, `unauthenticated`), e.g. for
     /// metric labels.
     pub fn outcome(&self) -> String {

@@ -24,7 +24,7 @@ use portcullis_host::RouteMatch;
 use portcullis_host::approval::{Approval, ApprovalState, ApprovalStore, DecisionWatch};
 use portcullis_host::config::Holds;
 use portcullis_host::exchange::Request;
-use portcullis_host::gate::{APPROVAL_HEADER, Admission, Arrival, Gate, Reach, Refusal};
+use portcullis_host::gate::{APPROVAL_HEADER, Admission, Arrival, Gate, Refusal};
 use portcullis_host::identity::ClientCertificate;
 use tokio::sync::watch;
 
@@ -135,7 +135,8 @@ impl Holding {
     }
 
     /// Holds `request` (as it arrived, before the gate; refused with `refusal`, whose
-    /// approvals it waits on) for up to `hold`, then: approved, the gate's admission of it as the retry with the approval id
+    /// approvals it waits on) for up to `hold`, then: approved, the door's `arrive` (its
+    /// `Arrival::take` with what it knows of the exchange, e.g. the MCP door's facts) and the gate's admission of it as the retry with the approval id
     /// (`Ok`: forward it, with the gate that admitted it); anything else, the answer to give
     /// (`Err`): the gate's refusal once decided otherwise, or `refusal` itself when the
     /// hold runs out, the cap is reached or the server stops. Dropping the future (the
@@ -145,8 +146,7 @@ impl Holding {
         self: &Arc<Self>,
         live: &super::live::Live,
         judge: Judge,
-        front_door: &'static str,
-        reach: Reach,
+        (front_door, arrive): (&'static str, impl FnOnce(&mut Request) -> Arrival),
         mut request: Request,
         certificate: Option<ClientCertificate>,
         refusal: Refusal,
@@ -167,7 +167,7 @@ impl Holding {
                 // The retry the caller would send, judged by the policies serving now.
                 let gate = live.gate();
                 request.headers.push((APPROVAL_HEADER.to_owned(), notice.id.clone()));
-                let arrival = Arrival::take(front_door, reach, &mut request);
+                let arrival = arrive(&mut request);
                 let route = gate.route(&request);
                 let arrival = arrival.with_route(route).with_client_certificate(certificate);
                 match judge.run(|| gate.admit(&mut request, arrival)) {

@@ -449,7 +449,9 @@ impl Door {
         if mrtr::carries_state(&message) {
             let mut probe = normal.clone();
             let principal = Self::authenticate(&gate, &mut probe, &parts).is_none().then_some(probe.principal);
-            let prepared = self.mrtr.prepare(&gate, &normal, principal.as_ref(), &mut call, &mut message, &id).await;
+            let facts = meta::protocol_facts(&client_meta, &message, generation);
+            let prepared =
+                self.mrtr.prepare(&gate, &normal, principal.as_ref(), (&mut call, &mut message), (&id, &facts)).await;
             if let Err(error) = prepared {
                 return rpc(200, &error, "");
             }
@@ -467,6 +469,12 @@ impl Door {
         if let (Some(pins), Some(tool)) = (&self.annotations.pins, &call.tool)
             && let Err(refusal) = pins.admit(tool, &id)
         {
+            // The caller first: an unauthenticated one learns nothing of the pins.
+            let mut caller = normal.clone();
+            if let Some(answer) = Self::authenticate(&gate, &mut caller, &parts) {
+                return answer;
+            }
+            pins.record_refused_call(&mcp::request_for_call(&caller, &call, None), &vouched.facts);
             return rpc(200, &refusal, "");
         }
         let certificate = client_certificate(&parts.extensions);
@@ -589,10 +597,9 @@ impl Door {
             Admission::Refuse(refusal) => match (kept, holding.hold_for(&gate, &request, &refusal)) {
                 (Some((request, certificate)), Some(hold)) => {
                     let shutdown = self.shutdown.clone();
-                    let reach = MCP_REACH;
-                    holding
-                        .redeem(&self.live, self.judge, "mcp", reach, request, certificate, refusal, hold, shutdown)
-                        .await
+                    let arrive = |request: &mut Normal| vouched.attach_facts(Arrival::take("mcp", MCP_REACH, request));
+                    let door = ("mcp", arrive);
+                    holding.redeem(&self.live, self.judge, door, request, certificate, refusal, hold, shutdown).await
                 }
                 _ => Err(refusal),
             },

@@ -28,11 +28,14 @@ use portcullis_host::approval::ApprovalState;
 use portcullis_host::approval::request_state::{
     FORMAT, KeyRing, KeySource, StateError, StatePayload, StatePrincipal, call_digest,
 };
-use portcullis_host::audit::{AuditContext, AuditLabel, AuditOutcome, AuditRecord};
+use portcullis_host::audit::{AuditContext, AuditRecord};
 use portcullis_host::config::{AdminSection, ApprovalsSection, McpSection, inbox_link};
 use portcullis_host::exchange::{Principal, Request as Normal};
 use portcullis_host::gate::{Gate, Refusal};
 use serde_json::{Value, json};
+
+/// The door's facts about an exchange (its protocol generation), for audit records.
+type Facts<'a> = &'a [(&'static str, &'static str)];
 
 /// The key of the door's elicitations in `inputRequests` (and of their answers in
 /// `inputResponses`): this, then the approval's id.
@@ -236,9 +239,8 @@ impl Mrtr {
         gate: &Gate,
         normal: &Normal,
         principal: Option<&Principal>,
-        call: &mut Call,
-        message: &mut Value,
-        id: &Value,
+        (call, message): (&mut Call, &mut Value),
+        (id, facts): (&Value, Facts<'_>),
     ) -> Result<(), Value> {
         let Some(params) = message.get_mut("params").and_then(Value::as_object_mut) else { return Ok(()) };
         let Some(Value::String(state)) = params.get("requestState") else { return Ok(()) };
@@ -252,7 +254,7 @@ impl Mrtr {
         let payload = match self.ring.open(&state, &StatePrincipal::of(principal), &digest(call), now) {
             Ok(payload) => payload,
             Err(e) => {
-                audit_refusal(gate, normal, call, principal, reason_word(&e));
+                audit_refusal(gate, normal, call, principal, reason_word(&e), facts);
                 let data = json!({"code": "request-state-invalid", "reason": reason_word(&e)});
                 return Err(error(id, &format!("request-state-invalid: {e}"), data));
             }
@@ -366,7 +368,7 @@ async fn all_pending(gate: &Gate, ids: &str) -> bool {
 
 /// A refused state in the audit log: a `deny` of the call, decided by `request-state`,
 /// labelled with why. The state itself is never written.
-fn audit_refusal(gate: &Gate, normal: &Normal, call: &Call, principal: &Principal, why: &str) {
+fn audit_refusal(gate: &Gate, normal: &Normal, call: &Call, principal: &Principal, why: &str, facts: Facts<'_>) {
     let Some(sink) = gate.audit_sink() else { return };
     let mut request = portcullis_host::adapters::mcp::request_for_call(normal, call, None);
     request.principal = principal.clone();
@@ -376,12 +378,7 @@ fn audit_refusal(gate: &Gate, normal: &Normal, call: &Call, principal: &Principa
         status: Some(403),
         ..AuditContext::default()
     };
-    let mut record = AuditRecord::for_auth_failure(&ctx, &request, why);
-    record.auth_failure = None;
-    record.decision = AuditOutcome::Deny;
-    record.decided_by = Some("request-state".into());
-    record.labels.push(AuditLabel { policy: "request-state".into(), key: "refused".into(), value: why.into() });
-    sink.record(&record);
+    sink.record(&AuditRecord::for_door_refusal(&ctx, &request, "request-state", &[("refused", why)], facts));
     tracing::warn!(request_id = %request.id, reason = why, "refused a requestState");
 }
 

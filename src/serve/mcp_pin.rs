@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 use portcullis_host::adapters::mcp::{ERROR_DENIED, TOOL_FINDING_HEADER};
 use portcullis_host::adapters::mcp_pins::{PinDecision, PinMode, PinSet, PinsMode, scan, tool_digest};
-use portcullis_host::audit::{AuditContext, AuditLabel, AuditOutcome, AuditRecord, AuditSink};
+use portcullis_host::audit::{AuditContext, AuditRecord, AuditSink};
 use portcullis_host::config::McpSection;
 use portcullis_host::exchange::Request as Normal;
 use serde_json::{Value, json};
@@ -34,6 +34,9 @@ use super::super::live::Live;
 
 /// The JSON-RPC error's `data.code` for a call of a tool whose definition changed.
 pub(super) const CHANGED_CODE: &str = "tool-definition-changed";
+
+/// Who decides in the audit records of pinned definitions (`decided_by`, the labels' policy).
+const PINS: &str = "mcp-pins";
 
 /// Tool names the door keeps track of; a server listing more gets the rest hidden (a
 /// hostile server cannot grow the door's memory without bound).
@@ -156,6 +159,20 @@ impl DoorPins {
         }
     }
 
+    /// The audit record of a call [`DoorPins::admit`] refused (`call`: the caller's call,
+    /// authenticated), with the exchange's `facts`: a `deny` by `mcp-pins`, rule
+    /// `tool-definition-changed`.
+    pub(super) fn record_refused_call(&self, call: &Normal, facts: &[(&'static str, &'static str)]) {
+        let ctx = AuditContext {
+            front_door: "mcp".into(),
+            time_ms: call.received_at_ms,
+            status: Some(200),
+            ..AuditContext::default()
+        };
+        let labels = [("rule", CHANGED_CODE)];
+        self.audit.record(&AuditRecord::for_door_refusal(&ctx, call, PINS, &labels, facts));
+    }
+
     /// The findings header for a call or probe of `tool`, when its listing had findings.
     pub(super) fn finding_header(&self, tool: &str) -> Option<(String, String)> {
         let state = self.state.lock().ok()?;
@@ -223,26 +240,15 @@ impl DoorPins {
             server = %self.server,
             "an MCP tool's definition differs from its pin: hidden from tools/list and its calls refused"
         );
-        let ctx = AuditContext {
-            front_door: "mcp".into(),
-            time_ms: portcullis_host::now_ms(),
-            approval_id: None,
-            status: None,
-            latency_us: 0,
-        };
-        let mut record = AuditRecord::for_auth_failure(&ctx, caller, "");
-        record.decision = AuditOutcome::Deny;
-        record.auth_failure = None;
-        record.method = "CALL".into();
-        record.operation = Some(tool.to_owned());
-        record.decided_by = Some("mcp-pins".into());
-        let label =
-            |key: &str, value: &str| AuditLabel { policy: "mcp-pins".into(), key: key.into(), value: value.into() };
-        record.labels.push(label("rule", rule));
-        if let Some(pinned) = pinned {
-            record.labels.push(label("pinned", pinned));
-        }
-        record.labels.push(label("listed", listed));
+        let ctx =
+            AuditContext { front_door: "mcp".into(), time_ms: portcullis_host::now_ms(), ..AuditContext::default() };
+        let mut listing = caller.clone();
+        listing.method = "CALL".into();
+        listing.operation = Some(tool.to_owned());
+        let mut labels = vec![("rule", rule)];
+        labels.extend(pinned.map(|pinned| ("pinned", pinned)));
+        labels.push(("listed", listed));
+        let record = AuditRecord::for_door_refusal(&ctx, &listing, PINS, &labels, &[]);
         self.audit.record(&record);
     }
 }

@@ -189,7 +189,8 @@ impl Proxy {
         let (Some(kept), Some(hold)) = (kept, holding.hold_for(gate, judged, &refusal)) else { return Err(refusal) };
         let Kept { request, certificate } = kept;
         let shutdown = self.shutdown.clone();
-        holding.redeem(&self.live, self.judge, "proxy", Reach::ALL, request, certificate, refusal, hold, shutdown).await
+        let arrive = |request: &mut portcullis_host::exchange::Request| Arrival::take("proxy", Reach::ALL, request);
+        holding.redeem(&self.live, self.judge, ("proxy", arrive), request, certificate, refusal, hold, shutdown).await
     }
 
     /// Reads and normalises an arriving request (the canonical target, the caller's
