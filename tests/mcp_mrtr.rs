@@ -11,6 +11,7 @@
 //!   altered, sealed with another key, presented by another caller or on another call, it is
 //!   refused (audited, never forwarded); redeemed once, its replay is refused; it never
 //!   reaches the server, while a server's own state passes untouched;
+//! - `resources/read` and `prompts/get` that need approval are asked the same way;
 //! - 2025 clients (Python `legacy`, TypeScript 1.x) and 2026 clients without URL elicitation
 //!   keep the -32004 answer.
 //! - with a `hold`, the door holds first and asks by URL when the hold ends undecided;
@@ -88,6 +89,62 @@ fn sdk_clients_are_asked_by_url_the_human_approves_and_the_retry_completes_once(
             b"",
         );
         assert_eq!(left.json()["state"], "pending", "{at}: {}", left.json());
+    }
+    assert_nothing_of_the_door_reached(&server);
+}
+
+/// `resources/read` and `prompts/get` are asked the same way as `tools/call` (mrtr.mdx
+/// "Supported Requests"): a second tool-guard makes reading an invoice and getting the
+/// summary prompt writes that need approval; each SDK client is asked by URL, the approver
+/// approves, and its retry gets the resource and the prompt.
+#[test]
+fn reads_and_prompts_needing_approval_are_asked_by_url_too() {
+    common::policies_dir();
+    let dir = temp_dir("mcp-mrtr-reads");
+    let server = SdkServer::start(&dir, Sdk::Python);
+    let tool_guard = common::component("tool-guard").display().to_string();
+    let read_guard = format!(
+        r#"
+[policies.read-guard]
+module = "{tool_guard}"
+
+[policies.read-guard.settings]
+approver_group = "billing-approvers"
+ttl_seconds = 600
+writes = ["resources/read:invoices://*", "prompts/get:summarise_invoice"]
+
+[policies.read-guard.settings.tools]
+agent = ["resources/read:invoices://*", "prompts/get:summarise_invoice"]
+"#
+    );
+    let door = Door::start_with(&dir, &server, r#""tool-guard", "read-guard""#, &read_guard);
+    let admin = door.server.url("admin", "");
+    for (sdk, n) in [(Sdk::Python, 801), (Sdk::TsV2, 802)] {
+        let at = format!("{sdk:?}");
+        let steps = [
+            json!({"op": "read", "uri": format!("invoices://{n}")}),
+            json!({"op": "prompt", "name": "summarise_invoice", "args": {"invoice_id": n.to_string()}}),
+        ];
+        for (i, step) in steps.into_iter().enumerate() {
+            let wait = dir.join(format!("decided-{n}-{i}"));
+            let mut step = step;
+            step["wait_file"] = json!(wait.display().to_string());
+            let ((protocol, r, elicitations), approval) = client_with_approver(&door, sdk, &json!([step]), &wait);
+            assert_eq!(protocol, "2026-07-28", "{at}");
+            assert_eq!(elicitations.len(), 1, "{at} step {i}: {elicitations:#?}");
+            let asked = &elicitations[0]["elicitation"];
+            assert_eq!(asked["url"], format!("{admin}/approvals/{approval}"), "{at} step {i}: {asked}");
+            let result = r[0].get("result").unwrap_or_else(|| panic!("{at} step {i}: {r:#?}"));
+            let text = if i == 0 { &result["contents"][0]["text"] } else { &result["messages"][0]["content"]["text"] };
+            assert!(text.as_str().is_some_and(|t| t.contains(&n.to_string())), "{at} step {i}: {result}");
+        }
+        let kinds: Vec<Value> = server
+            .ran()
+            .into_iter()
+            .filter(|e| e.to_string().contains(&n.to_string()))
+            .map(|e| if e.get("resource").is_some() { json!("resource") } else { json!("prompt") })
+            .collect();
+        assert_eq!(kinds, [json!("resource"), json!("prompt")], "{at}: each ran once, after approval");
     }
     assert_nothing_of_the_door_reached(&server);
 }

@@ -119,6 +119,13 @@ impl Live {
         &self.keep
     }
 
+    /// How many gates have served (1 after start): cheap, for per-request "did a reload
+    /// happen" checks (the MCP door's pins), where [`Live::state`] would copy the watched
+    /// files each time.
+    pub fn generation(&self) -> u64 {
+        self.state.lock().map(|s| s.generation).unwrap_or_default()
+    }
+
     /// A copy of the reload state.
     pub fn state(&self) -> ReloadState {
         self.state.lock().map(|s| s.clone()).unwrap_or_default()

@@ -82,7 +82,7 @@ impl DoorPins {
         let file = pins_section.file.clone();
         let server = section.upstream.clone();
         let pins = read_pins(pins_section.mode, file.as_deref(), &server)?;
-        let generation = live.state().generation;
+        let generation = live.generation();
         let state = State { pins, generation, listed: HashMap::new(), audited: HashSet::new() };
         Ok(DoorPins {
             mode: pins_section.mode,
@@ -183,7 +183,7 @@ impl DoorPins {
     /// After a reload: the pin file read again (a file that cannot be read keeps the pins
     /// held, with an error logged), and what was listed decided again against it.
     fn refresh(&self, state: &mut State) {
-        let generation = self.live.state().generation;
+        let generation = self.live.generation();
         if generation == state.generation {
             return;
         }
