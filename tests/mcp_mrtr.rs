@@ -395,4 +395,15 @@ fn check_names_the_request_state_keys_and_the_approval_page() {
     let (ok, stderr) = check("bad-url.toml", &with_mcp("approval_url = \"approvals.example\""), &[]);
     assert!(!ok);
     assert!(stderr.contains("[server.mcp] approval_url"), "{stderr}");
+
+    // The plan (without --quiet) says where 2026 clients are sent and with which keys.
+    let path = dir.join("named.toml").display().to_string();
+    let env = [("PORTCULLIS_TEST_ADMIN_TOKEN", ADMIN_TOKEN), ("PORTCULLIS_TEST_JWT_SECRET", JWT_SECRET)];
+    let out = common::portcullis_cli(&["check", "--config", &path], &env);
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        plan.contains("2026 approvals: asked by URL at https://approvals.example/portcullis/{id}; requestState sealed with a per-process key"),
+        "{plan}"
+    );
+    assert!(plan.contains("tool definitions pinned: learnt on first sight"), "{plan}");
 }

@@ -142,8 +142,58 @@ fn doors(out: &mut String, config: &Config) {
         let _ = writeln!(out, "  mcp           {}://{}{} -> {}", scheme(s.tls.is_some()), s.listen, s.path, s.upstream);
         let origins = if s.allowed_origins.is_empty() { "none".to_owned() } else { s.allowed_origins.join(", ") };
         let _ = writeln!(out, "                browser origins allowed: {origins}");
+        mcp_door(out, config, s);
     }
     if let Some(s) = &server.admin {
         let _ = writeln!(out, "  admin         {}://{}", scheme(s.tls.is_some()), s.listen);
+    }
+}
+
+/// The MCP door's 2026-07-28 settings: pinned tool definitions, where approvals send a person,
+/// and the OAuth resource-server role.
+fn mcp_door(out: &mut String, config: &Config, s: &portcullis_host::config::McpSection) {
+    use portcullis_host::adapters::mcp_pins::PinsMode;
+    let pins = s.pins.clone().unwrap_or_default();
+    let file = pins.file.as_ref().map(|f| format!(", file {}", f.display())).unwrap_or_default();
+    let mode = match pins.mode {
+        PinsMode::Learn => "learnt on first sight",
+        PinsMode::File => "only those in the file",
+        PinsMode::Off => "off",
+    };
+    let _ = writeln!(out, "                tool definitions pinned: {mode}{file}");
+    if config.approvals.is_some() {
+        let admin = config.server.admin.as_ref().map(|a| (a.listen, a.tls.is_some()));
+        let page = match crate::serve::mcp::mrtr::url_template(s, config.approvals.as_ref(), admin) {
+            Ok(Some(url)) => format!("asked by URL at {url}"),
+            Ok(None) => "the -32004 error (no approval page known)".to_owned(),
+            Err(e) => format!("error: {e}"),
+        };
+        let keys = if s.request_state_keys.is_empty() {
+            "a per-process key".to_owned()
+        } else {
+            let ids: Vec<&str> = s.request_state_keys.iter().map(|k| k.id.as_str()).collect();
+            format!("keys {}", ids.join(", "))
+        };
+        let _ = writeln!(out, "                2026 approvals: {page}; requestState sealed with {keys}");
+    }
+    match &s.oauth {
+        Some(oauth) => {
+            let exchange = oauth
+                .exchange
+                .as_ref()
+                .map_or(String::new(), |e| format!("; tokens exchanged at {} (RFC 8693)", e.token_endpoint));
+            let _ = writeln!(
+                out,
+                "                OAuth resource {} (authorization servers: {}){exchange}",
+                oauth.resource,
+                oauth.authorization_servers.join(", ")
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "                OAuth resource server: off (the caller's token is still never forwarded)"
+            );
+        }
     }
 }
