@@ -24,7 +24,7 @@ use http::header::{HeaderName, HeaderValue, ORIGIN};
 use http::{HeaderMap, Response};
 use portcullis_host::adapters::mcp::{self, Annotations};
 use portcullis_host::adapters::mcp_headers::{
-    self, Generation, HeaderMismatch, LEGACY_VERSIONS, MODERN_VERSION, MetadataError, PARAM_HEADER_PREFIX, Param,
+    self, Generation, LEGACY_VERSIONS, MODERN_VERSION, MetadataError, PARAM_HEADER_PREFIX, Param,
 };
 use portcullis_host::gate::Arrival;
 use serde_json::{Value, json};
@@ -193,7 +193,8 @@ fn warn_once(tool: &str) -> bool {
 
 /// The `Mcp-Param-*` values of a 2026 `tools/call`, checked against the tool's listing
 /// (`tool`: `None` when the door could not find the tool). Without a schema, a call that
-/// carries none passes with none; one that carries some is refused.
+/// carries none passes with none; one that carries some is refused
+/// (`mcp_headers::check_call`, the rule replay applies too).
 pub(super) fn check_params(
     headers: &HeaderMap,
     message: &Value,
@@ -206,24 +207,12 @@ pub(super) fn check_params(
     if generation != Generation::Modern {
         return Ok(vouched);
     }
-    match tool.and_then(|t| t.schema.clone()) {
-        Some(schema) => {
-            let metadata = mcp_headers::check_request(headers, message, Some(&schema))?;
-            vouched.params = metadata.params.unwrap_or_default();
-            vouched.schema = Some(schema);
-        }
-        None => {
-            if let Some(name) = headers.keys().find(|n| n.as_str().starts_with(PARAM_HEADER_PREFIX)) {
-                return Err(HeaderMismatch {
-                    detail: format!(
-                        "{name} cannot be checked: the door has no definition (inputSchema) for this tool, so it \
-                         cannot vouch for the header"
-                    ),
-                }
-                .into());
-            }
-        }
-    }
+    // One rule for the door and for replay: without a schema, a call carrying Mcp-Param-*
+    // headers is refused (`mcp_headers::check_call`).
+    let schema = tool.and_then(|t| t.schema.clone());
+    let metadata = mcp_headers::check_call(headers, message, schema.as_deref())?;
+    vouched.params = metadata.params.unwrap_or_default();
+    vouched.schema = schema;
     Ok(vouched)
 }
 

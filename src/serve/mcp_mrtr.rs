@@ -6,7 +6,7 @@
 //!   `inputRequests` hold one URL-mode `elicitation/create` per approval (client/
 //!   elicitation.mdx "URL Mode Elicitation Requests": a person opens the page where the
 //!   approval is decided, nothing passes through the client) and whose `requestState` is
-//!   sealed by [`KeyRing`]: the principal, the call's [`call_digest`], the approval id and
+//!   sealed by [`KeyRing`]: the principal, the call's [`Call::digest`], the approval id and
 //!   the approval's expiry (mrtr.mdx "Server Requirements" 4 and 5: attacker-controlled
 //!   input that influences authorisation, integrity-protected and bound).
 //! - The retry carrying that state (`pcs1.…`): opened, or refused with a JSON-RPC error
@@ -25,9 +25,7 @@ use std::path::Path;
 
 use portcullis_host::adapters::mcp::Call;
 use portcullis_host::approval::ApprovalState;
-use portcullis_host::approval::request_state::{
-    FORMAT, KeyRing, KeySource, StateError, StatePayload, StatePrincipal, call_digest,
-};
+use portcullis_host::approval::request_state::{FORMAT, KeyRing, KeySource, StateError, StatePayload, StatePrincipal};
 use portcullis_host::audit::{AuditContext, AuditRecord};
 use portcullis_host::config::{AdminSection, ApprovalsSection, McpSection, inbox_link};
 use portcullis_host::exchange::{Principal, Request as Normal};
@@ -190,7 +188,7 @@ impl Mrtr {
         let payload = StatePayload {
             approval_id: notice.id.clone(),
             principal: StatePrincipal::of(principal),
-            digest: digest(call),
+            digest: call.digest(),
             expires_ms: notice.expires_ms,
             inner: None,
         };
@@ -251,7 +249,7 @@ impl Mrtr {
         let responses = params.remove("inputResponses");
         let Some(principal) = principal else { return Ok(()) };
         let now = portcullis_host::now_ms();
-        let payload = match self.ring.open(&state, &StatePrincipal::of(principal), &digest(call), now) {
+        let payload = match self.ring.open(&state, &StatePrincipal::of(principal), &call.digest(), now) {
             Ok(payload) => payload,
             Err(e) => {
                 audit_refusal(gate, normal, call, principal, reason_word(&e), facts);
@@ -302,21 +300,6 @@ pub fn elicits_urls(params: Option<&Value>) -> bool {
         .and_then(|e| e.get("url"))
         .is_some_and(Value::is_object);
     modern && url
-}
-
-/// The [`call_digest`] of a call: method, tool or prompt name (or resource URI), arguments.
-pub fn digest(call: &Call) -> String {
-    match call.method.as_str() {
-        "resources/read" => {
-            let uri = call.body.as_ref().and_then(|b| b.get("uri")).and_then(Value::as_str).unwrap_or_default();
-            call_digest(&call.method, uri, None)
-        }
-        "prompts/get" => {
-            let name = call.operation.strip_prefix("prompts/get:").unwrap_or(&call.operation);
-            call_digest(&call.method, name, call.body.as_ref())
-        }
-        _ => call_digest(&call.method, call.tool.as_deref().unwrap_or(&call.operation), call.body.as_ref()),
-    }
 }
 
 fn what(call: &Call) -> String {
@@ -441,17 +424,5 @@ mod tests {
         let none = section("[[request_state_keys]]\nid = \"a\"");
         assert!(key_ring(&none, Path::new(".")).is_err());
         assert!(key_ring(&section(""), Path::new(".")).unwrap().is_ephemeral());
-    }
-
-    #[test]
-    fn digests_tell_methods_names_and_arguments_apart() {
-        let call =
-            |method: &str, params: Value| portcullis_host::adapters::mcp::call_of(method, Some(&params)).unwrap();
-        let a = digest(&call("tools/call", json!({"name": "t", "arguments": {"x": 1, "y": 2}})));
-        assert_eq!(a, digest(&call("tools/call", json!({"name": "t", "arguments": {"y": 2, "x": 1}}))));
-        assert_ne!(a, digest(&call("tools/call", json!({"name": "t", "arguments": {"x": 2, "y": 2}}))));
-        assert_ne!(a, digest(&call("prompts/get", json!({"name": "t", "arguments": {"x": 1, "y": 2}}))));
-        let r = digest(&call("resources/read", json!({"uri": "invoices://1"})));
-        assert_ne!(r, digest(&call("resources/read", json!({"uri": "invoices://2"}))));
     }
 }

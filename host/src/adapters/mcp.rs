@@ -340,6 +340,28 @@ pub struct Call {
     pub approval_id: Option<String>,
 }
 
+impl Call {
+    /// The [`call_digest`](crate::approval::request_state::call_digest) a door's
+    /// `requestState` binds this call by: the method, the tool or prompt name (or the
+    /// resource URI) and the arguments as judged. One mapping for the door, which seals and
+    /// opens states with it, and for replay, which checks that a recorded retry is the call
+    /// its state was issued for.
+    pub fn digest(&self) -> String {
+        use crate::approval::request_state::call_digest;
+        match self.method.as_str() {
+            "resources/read" => {
+                let uri = self.body.as_ref().and_then(|b| b.get("uri")).and_then(Value::as_str).unwrap_or_default();
+                call_digest(&self.method, uri, None)
+            }
+            "prompts/get" => {
+                let name = self.operation.strip_prefix("prompts/get:").unwrap_or(&self.operation);
+                call_digest(&self.method, name, self.body.as_ref())
+            }
+            _ => call_digest(&self.method, self.tool.as_deref().unwrap_or(&self.operation), self.body.as_ref()),
+        }
+    }
+}
+
 /// Reads what a request asks from its method and parameters.
 pub fn call_of(method: &str, params: Option<&Value>) -> Result<Call, McpError> {
     let bad = |reason: &str| McpError::BadParams { method: method.to_owned(), reason: reason.to_owned() };
@@ -933,5 +955,24 @@ mod tests {
         for name in ["mcp-session-id", "mcp-protocol-version", "authorization"] {
             assert!(!is_reserved_header(name), "{name}");
         }
+    }
+
+    #[test]
+    fn digests_tell_methods_names_and_arguments_apart() {
+        let digest = |method: &str, params: Value| call_of(method, Some(&params)).unwrap().digest();
+        let a = digest("tools/call", json!({"name": "t", "arguments": {"x": 1, "y": 2}}));
+        assert_eq!(a, digest("tools/call", json!({"name": "t", "arguments": {"y": 2, "x": 1}})));
+        assert_ne!(a, digest("tools/call", json!({"name": "t", "arguments": {"x": 2, "y": 2}})));
+        assert_ne!(a, digest("tools/call", json!({"name": "u", "arguments": {"x": 1, "y": 2}})));
+        assert_ne!(a, digest("prompts/get", json!({"name": "t", "arguments": {"x": 1, "y": 2}})));
+        // What the retry adds beside the arguments is not the call.
+        let retry = json!({"name": "t", "arguments": {"x": 1, "y": 2}, "requestState": "pcs1.s",
+            "inputResponses": {}, "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}});
+        assert_eq!(a, digest("tools/call", retry));
+        let r = digest("resources/read", json!({"uri": "invoices://1"}));
+        assert_ne!(r, digest("resources/read", json!({"uri": "invoices://2"})));
+        // The door's states hold exactly this (approval/request_state's call_digest).
+        let expected = crate::approval::request_state::call_digest("tools/call", "t", Some(&json!({"x": 1, "y": 2})));
+        assert_eq!(a, expected);
     }
 }

@@ -268,6 +268,34 @@ pub fn check_request(
     Ok(metadata)
 }
 
+/// [`check_request`] for a request about to be judged (by the door, or by replay), where
+/// `input_schema` is the called tool's `inputSchema` when one is known: a 2026-07-28 request
+/// that carries an `Mcp-Param-*` header while no schema is known is refused as a
+/// [`HeaderMismatch`]. The specification lets an intermediary forward headers it does not
+/// recognise (transports/streamable-http, "Request Metadata Headers"), but nothing can vouch
+/// that such a header agrees with the body, and a header the policies did not judge must not
+/// reach a server with a meaning they did not see. Without `Mcp-Param-*` headers, or with a
+/// schema, this is [`check_request`]. The door and replay both call this one function, so a
+/// recording replays the door's answer.
+pub fn check_call(
+    headers: &HeaderMap,
+    message: &Value,
+    input_schema: Option<&Value>,
+) -> Result<Metadata, MetadataError> {
+    let metadata = check_request(headers, message, input_schema)?;
+    if metadata.generation == Generation::Modern
+        && input_schema.is_none()
+        && let Some(name) = headers.keys().find(|n| n.as_str().starts_with(PARAM_HEADER_PREFIX))
+    {
+        return Err(HeaderMismatch::new(format!(
+            "{name} cannot be checked: the door has no definition (inputSchema) for this tool, so it cannot vouch \
+             for the header"
+        ))
+        .into());
+    }
+    Ok(metadata)
+}
+
 /// `Mcp-Name` against `params.name` / `params.uri`.
 fn check_name(headers: &HeaderMap, method: &str, params: Option<&Value>) -> Result<(), HeaderMismatch> {
     let field = |name: &str| params.and_then(|p| p.get(name)).and_then(Value::as_str);

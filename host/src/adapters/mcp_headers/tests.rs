@@ -125,6 +125,31 @@ fn a_param_header_that_disagrees_or_is_missing_is_refused() {
 }
 
 #[test]
+fn a_param_header_without_a_schema_to_check_it_is_refused() {
+    let message = execute_sql(json!({"region": "us-west1", "query": "q"}));
+    let base = [MODERN, ("Mcp-Method", "tools/call"), ("Mcp-Name", "execute_sql")];
+    let mut sent = base.to_vec();
+    sent.push(("Mcp-Param-Region", "us-west1"));
+    // No inputSchema known: nothing can vouch for the header, so the call is refused.
+    assert_eq!(
+        detail(check_call(&headers(&sent), &message, None)),
+        "mcp-param-region cannot be checked: the door has no definition (inputSchema) for this tool, so it cannot \
+         vouch for the header"
+    );
+    assert_eq!(check_call(&headers(&sent), &message, None).unwrap_err().code(), HEADER_MISMATCH);
+    // check_request alone passes it (with nothing vouched for): the rule is check_call's.
+    assert_eq!(check_request(&headers(&sent), &message, None).unwrap().params, None);
+    // Without such a header, or with the schema, check_call is check_request.
+    assert_eq!(check_call(&headers(&base), &message, None).unwrap().params, None);
+    let checked = check_call(&headers(&sent), &message, Some(&execute_sql_schema())).unwrap();
+    assert_eq!(checked.params.unwrap()[0].value, "us-west1");
+    // Only 2026 headers are rules: an older client's stray header is ignored, never shown.
+    let legacy = headers(&[("MCP-Protocol-Version", "2025-11-25"), ("Mcp-Param-Region", "us-west1")]);
+    let old = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "execute_sql"}});
+    assert_eq!(check_call(&legacy, &old, None).unwrap().params, None);
+}
+
+#[test]
 fn a_null_or_absent_argument_must_have_no_header() {
     let schema = execute_sql_schema();
     let base = [MODERN, ("Mcp-Method", "tools/call"), ("Mcp-Name", "execute_sql")];
