@@ -1,6 +1,7 @@
 //! `portcullis replay` and `portcullis test` on MCP 2026-07-28 sessions (tests/data/mcp2026/):
 //! one recorded through the door with the Python SDK client, and hand-edited variants with
-//! Multi Round-Trip retries and a header that disagrees with its body. The reference
+//! Multi Round-Trip retries (one presenting the door's state for another call), a header that
+//! disagrees with its body, and one no recorded listing vouches for. The reference
 //! tool-guard decides, as the door in front of the recording did.
 
 mod common;
@@ -196,6 +197,52 @@ fn a_header_that_disagrees_with_its_body_is_an_entry_error_naming_its_line() {
         assert!(error.contains(part), "{error}");
     }
     assert_eq!(entries[2].1, "allow", "the next call still replays");
+}
+
+#[test]
+fn a_param_header_no_recorded_listing_vouches_for_is_an_entry_error_naming_its_line() {
+    let tmp = TempDir::new("replay-mcp2026-unlisted");
+    let out = replay(&config(&tmp), &["session-2026-unlisted.jsonl"], &["--format", "json"]);
+    assert_eq!(out.status.code(), Some(3), "an unreadable entry: {}", String::from_utf8_lossy(&out.stderr));
+    let entries = entries(&report(&out));
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let (name, error, _) = &entries[0];
+    assert_eq!(name, "session-2026-unlisted.jsonl:4");
+    for part in [
+        "line 4: headers: Header mismatch: mcp-param-region cannot be checked: the door has no definition (inputSchema) \
+         for this tool",
+        "HeaderMismatch, JSON-RPC -32020",
+    ] {
+        assert!(error.contains(part), "{error}");
+    }
+    // The call without such a header replays (its tool unlisted: MCP's cautious defaults).
+    assert_eq!((entries[1].0.as_str(), entries[1].1.as_str()), ("session-2026-unlisted.jsonl:6", "require-approval"));
+}
+
+#[test]
+fn a_retry_presenting_the_doors_state_for_another_call_is_an_entry_error_naming_both_lines() {
+    let tmp = TempDir::new("replay-mcp2026-other");
+    let out = replay(
+        &config(&tmp),
+        &["session-2026-mrtr-other.jsonl"],
+        &["--approve-as", "billing-approvers=user:fiona", "--format", "json"],
+    );
+    assert_eq!(out.status.code(), Some(3), "an unreadable entry: {}", String::from_utf8_lossy(&out.stderr));
+    let entries = entries(&report(&out));
+    let names: Vec<&str> = entries.iter().map(|(n, _, _)| n.as_str()).collect();
+    assert_eq!(names.len(), 7, "{names:?}");
+    let (name, error, _) = &entries[4];
+    assert_eq!(name, "session-2026-mrtr-other.jsonl:12");
+    for part in [
+        "line 12: params.requestState: the retry on line 12 is not the call the door's requestState was issued for \
+         (the call on line 10)",
+        "request-state-invalid: other-call",
+    ] {
+        assert!(error.contains(part), "{error}");
+    }
+    // The held call itself, and the server's own retry after it, still replay.
+    assert_eq!(entries[3].1, "require-approval");
+    assert_eq!(entries[6].1, "allow");
 }
 
 #[test]

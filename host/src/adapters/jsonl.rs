@@ -49,40 +49,77 @@ pub fn read_jsonl_file<R: Flow>(path: &Path, each: impl FnMut(TrafficItem) -> R)
 /// `source` names the file in errors; a request without an `id` gets
 /// `<file stem>:<line number>`. Only a read failure is a file error.
 pub fn read_jsonl<R: Flow>(
-    mut reader: impl BufRead,
+    reader: impl BufRead,
     source: &Path,
     mut each: impl FnMut(TrafficItem) -> R,
 ) -> Result<Summary, TrafficError> {
     let mut sink = Sink::new(source, &mut each);
-    let mut buf = Vec::new();
-    let mut line = 0;
-    loop {
-        buf.clear();
-        let read = reader.read_until(b'\n', &mut buf).map_err(|err| TrafficError::Read {
-            file: source.into(),
-            items: sink.items,
-            source: err,
-        })?;
-        if read == 0 {
-            break;
-        }
-        line += 1;
-        let bytes = if line == 1 { buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&buf) } else { &buf[..] };
-        let result = match std::str::from_utf8(bytes) {
-            Ok(text) => {
-                let text = text.trim();
-                if text.is_empty() || text.starts_with('#') {
-                    continue;
-                }
-                parse_line(text, &sink.stem, line)
-            }
-            Err(err) => Err((String::new(), format!("not valid UTF-8 at byte {}", err.valid_up_to()))),
-        };
+    let mut lines = Lines::new(reader);
+    while let Some((line, text)) = lines.next_line().map_err(|e| read_error(source, sink.items, e))? {
+        let result = text.and_then(|text| parse_line(text, &sink.stem, line));
         if !sink.emit(Locator::Line(line), result) {
             break;
         }
     }
     Ok(sink.summary(Format::Jsonl))
+}
+
+/// The lines of a JSONL file as every JSONL reader takes them (this module's exchanges and
+/// [`mcp_session`](crate::adapters::mcp_session)'s recorded MCP sessions): read one at a
+/// time however long the file, a UTF-8 byte order mark on the first line dropped, each line
+/// trimmed, blank lines and `#` comments skipped, and numbered from 1 as an editor does, so
+/// an entry error names the line a person opens.
+pub(crate) struct Lines<R> {
+    reader: R,
+    /// The current line (its buffer reused for the next one).
+    text: String,
+    line: usize,
+}
+
+impl<R: BufRead> Lines<R> {
+    /// Lines read from `reader`.
+    pub(crate) fn new(reader: R) -> Lines<R> {
+        Lines { reader, text: String::new(), line: 0 }
+    }
+
+    /// The next line that holds something: its number and its trimmed text, or the entry
+    /// error `("", "not valid UTF-8 at byte N")` for a line that is not UTF-8 (the lines
+    /// after it still read). `Ok(None)` at the end; `Err` when reading failed.
+    #[expect(clippy::type_complexity, reason = "a line's number, then its text or its entry error")]
+    pub(crate) fn next_line(&mut self) -> std::io::Result<Option<(usize, Result<&str, (String, String)>)>> {
+        loop {
+            let mut bytes = std::mem::take(&mut self.text).into_bytes();
+            bytes.clear();
+            if self.reader.read_until(b'\n', &mut bytes)? == 0 {
+                return Ok(None);
+            }
+            self.line += 1;
+            if self.line == 1 && bytes.starts_with(b"\xEF\xBB\xBF") {
+                bytes.drain(..3);
+            }
+            match String::from_utf8(bytes) {
+                Ok(text) => {
+                    self.text = text;
+                    let trimmed = self.text.trim();
+                    if !trimmed.is_empty() && !trimmed.starts_with('#') {
+                        return Ok(Some((self.line, Ok(self.text.trim()))));
+                    }
+                }
+                Err(err) => {
+                    let message = format!("not valid UTF-8 at byte {}", err.utf8_error().valid_up_to());
+                    let mut bytes = err.into_bytes();
+                    bytes.clear();
+                    self.text = String::from_utf8(bytes).unwrap_or_default();
+                    return Ok(Some((self.line, Err((String::new(), message)))));
+                }
+            }
+        }
+    }
+}
+
+/// A failed read of `source` after `items` entries, as the file error readers return.
+pub(crate) fn read_error(source: &Path, items: usize, source_error: std::io::Error) -> TrafficError {
+    TrafficError::Read { file: source.into(), items, source: source_error }
 }
 
 /// One line: an exchange, or a bare request. The error is (field path, message).
@@ -194,6 +231,35 @@ mod tests {
     use std::ops::ControlFlow;
 
     type Items = Vec<(usize, Locator, Result<Exchange, EntryError>)>;
+
+    /// Every line [`Lines`] hands out, as `(number, text or error message)`.
+    fn lines(bytes: &[u8]) -> Vec<(usize, Result<String, String>)> {
+        let mut lines = Lines::new(bytes);
+        let mut out = Vec::new();
+        while let Some((line, text)) = lines.next_line().unwrap() {
+            out.push((line, text.map(str::to_owned).map_err(|(_, message)| message)));
+        }
+        out
+    }
+
+    #[test]
+    fn lines_drop_a_leading_bom_skip_blanks_and_comments_and_name_bad_utf8() {
+        let text =
+            b"\xEF\xBB\xBF{\"a\":1}\r\n\n  # a comment\n\t{\"b\":2}  \n\xEF\xBB\xBF{}\n{\"c\xFF\"}\n   \n{\"d\":4}";
+        assert_eq!(
+            lines(text),
+            [
+                (1, Ok("{\"a\":1}".to_owned())),
+                (4, Ok("{\"b\":2}".to_owned())),
+                (5, Ok("\u{feff}{}".to_owned())),
+                (6, Err("not valid UTF-8 at byte 3".to_owned())),
+                (8, Ok("{\"d\":4}".to_owned())),
+            ],
+            "a BOM only opens the file; the lines after a bad one still read; no final newline needed"
+        );
+        assert!(lines(b"").is_empty());
+        assert!(lines(b"\n# only\n\n").is_empty());
+    }
 
     fn read(text: &str) -> (Items, Summary) {
         let mut items = Vec::new();

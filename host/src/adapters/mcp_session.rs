@@ -9,11 +9,13 @@
 //!   "message": {…}}`. A 2026-07-28 client mirrors its request metadata into headers
 //!   (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`; transports/streamable-http
 //!   "Request Metadata Headers"), and the door checks them against the body before any policy
-//!   runs. Replay runs the same check ([`mcp_headers::check_request`], with the tool's
+//!   runs. Replay runs the door's own check ([`mcp_headers::check_call`], with the tool's
 //!   `inputSchema` from a recorded `tools/list`): a mismatch is an entry error naming the line
 //!   and the specification's error (`HeaderMismatch`, -32020), as the door answers it with 400
-//!   and forwards nothing. The checked, decoded `Mcp-Param-*` values are the request headers
-//!   policies see (`mcp-param-region: us-west1`), as at the door; unchecked ones never are.
+//!   and forwards nothing. So is a call carrying `Mcp-Param-*` headers for a tool no recorded
+//!   `tools/list` defined with an `inputSchema`: nothing can vouch for them, and the door
+//!   refuses them too. The checked, decoded `Mcp-Param-*` values are the request headers
+//!   policies see (`mcp-param-region: us-west1`), as at the door.
 //! - The endpoint line `{"mcp_endpoint": "https://host/path", "headers": {…}}`: the URL and the
 //!   HTTP headers (credentials, say) of the requests after it (default [`DEFAULT_ENDPOINT`]).
 //!   A request's own `headers` are added to these, replacing ones of the same name.
@@ -37,8 +39,12 @@
 //!   retry it was: a call carrying that approval's id (the `portcullis-approval` header, as the
 //!   door hands it to the gate). The id is read from the state's payload, which is signed, not
 //!   encrypted: replay needs no key, so a recording made with the door's default per-process
-//!   key replays as well as one made with configured keys. Replay does not verify the state's
-//!   MAC; the approval itself is decided again (`--approve-as`), never taken from the file.
+//!   key replays as well as one made with configured keys. The state binds the call's digest
+//!   ([`Call::digest`], the door's own mapping): a retry that is another call (other
+//!   arguments, say) is an entry error naming the retry's line and the held call's, as the
+//!   door refuses it (`other-call`). Replay does not verify the state's MAC, expiry or
+//!   principal (a recording is replayed later, with `--as` perhaps naming another caller);
+//!   the approval itself is decided again (`--approve-as`), never taken from the file.
 //! - Any other state is the upstream server's own: its `InputRequiredResult` is the server's
 //!   answer (the response phase sees it) and the retry is replayed as an ordinary call.
 
@@ -58,7 +64,9 @@ use super::mcp::{
 use super::mcp_headers::{
     self, Generation, LEGACY_VERSIONS, META_PROTOCOL_VERSION, MODERN_VERSION, MetadataError, PROTOCOL_VERSION_HEADER,
 };
+use crate::adapters::jsonl::{Lines, read_error};
 use crate::adapters::traffic::{Flow, Format, Locator, Sink, Summary, TrafficError, TrafficItem};
+use crate::approval::request_state::StatePayload;
 use crate::exchange::{Exchange, Request, split_url};
 use crate::gate::APPROVAL_HEADER;
 
@@ -125,7 +133,7 @@ pub(crate) fn read_mcp_jsonl_file<R: Flow>(
 /// The request id is `<file stem>:<line of the request>` (with [`RETRY_MARK`] for a retry);
 /// a bad line is an entry error naming it.
 pub fn read_mcp_jsonl<R: Flow>(
-    mut reader: impl BufRead,
+    reader: impl BufRead,
     source: &Path,
     mut each: impl FnMut(TrafficItem) -> R,
 ) -> Result<Summary, TrafficError> {
@@ -137,36 +145,14 @@ pub fn read_mcp_jsonl<R: Flow>(
         states: HashMap::new(),
     };
     let mut pending: Vec<Pending> = Vec::new();
-    let mut buf = Vec::new();
-    let mut line = 0;
-    loop {
-        buf.clear();
-        let read = reader.read_until(b'\n', &mut buf).map_err(|err| TrafficError::Read {
-            file: source.into(),
-            items: sink.items,
-            source: err,
-        })?;
-        if read == 0 {
-            break;
-        }
-        line += 1;
-        let bytes = if line == 1 { buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&buf) } else { &buf[..] };
-        let text = match std::str::from_utf8(bytes) {
-            Ok(text) => text.trim(),
-            Err(err) => {
-                let message = format!("not valid UTF-8 at byte {}", err.valid_up_to());
-                if !sink.emit(Locator::Line(line), Err((String::new(), message))) {
-                    break;
-                }
-                continue;
-            }
-        };
-        if text.is_empty() || text.starts_with('#') {
-            continue;
-        }
-        let outcome = match parse_json_strict(text.as_bytes()) {
-            Ok(value) => one_line(&mut known, &mut pending, line, value, &sink.stem),
-            Err(e) => Some((Locator::Line(line), Err((String::new(), e.to_string())))),
+    let mut lines = Lines::new(reader);
+    while let Some((line, text)) = lines.next_line().map_err(|e| read_error(source, sink.items, e))? {
+        let outcome = match text {
+            Ok(text) => match parse_json_strict(text.as_bytes()) {
+                Ok(value) => one_line(&mut known, &mut pending, line, value, &sink.stem),
+                Err(e) => Some((Locator::Line(line), Err((String::new(), e.to_string())))),
+            },
+            Err(error) => Some((Locator::Line(line), Err(error))),
         };
         if let Some((at, result)) = outcome
             && !sink.emit(at, result)
@@ -288,7 +274,7 @@ impl Known {
             }
             let map = header_map(&http.headers).map_err(|m| ("headers", m))?;
             let schema = call.tool.as_ref().and_then(|tool| self.schemas.get(tool));
-            let metadata = mcp_headers::check_request(&map, message, schema).map_err(|e| ("headers", refused(&e)))?;
+            let metadata = mcp_headers::check_call(&map, message, schema).map_err(|e| ("headers", refused(&e)))?;
             checked = metadata.params.unwrap_or_default();
             metadata.generation
         } else {
@@ -306,10 +292,15 @@ impl Known {
         match params.and_then(|p| p.get("requestState")) {
             None => {}
             Some(Value::String(state)) if generation == Generation::Modern => {
-                let of = self.states.get(state).map_or_else(|| "?".to_owned(), ToString::to_string);
-                request.id = format!("{stem}:{line}{RETRY_MARK}{of}");
+                let of = self.states.get(state).copied();
+                let of_text = of.map_or_else(|| "?".to_owned(), |of| of.to_string());
+                request.id = format!("{stem}:{line}{RETRY_MARK}{of_text}");
                 if state.starts_with(DOOR_STATE_PREFIX) {
-                    approval = Some(door_state_approval(state).map_err(|m| ("params.requestState", m))?);
+                    let payload = door_state(state).map_err(|m| ("params.requestState", m))?;
+                    if payload.digest != call.digest() {
+                        return Err(("params.requestState", other_call(line, of)));
+                    }
+                    approval = Some(payload.approval_id);
                 }
             }
             Some(Value::String(_)) => {
@@ -356,9 +347,11 @@ fn is_input_required(result: &Value) -> bool {
     }
 }
 
-/// The approval id in the door's `requestState` (`pcs1.<kid>.<payload>.<mac>`): its payload
-/// is base64url JSON, signed but not encrypted, so it is read without the key.
-fn door_state_approval(state: &str) -> Result<String, String> {
+/// The payload of the door's `requestState` (`pcs1.<kid>.<payload>.<mac>`): base64url JSON,
+/// signed but not encrypted, so it is read without the key. Neither the MAC nor the expiry
+/// nor the principal is checked: a recording is replayed later, maybe with another key, and
+/// `--as` may name another caller; the approval is decided again, never taken from the file.
+fn door_state(state: &str) -> Result<StatePayload, String> {
     let unreadable = || "the door's requestState (pcs1.…) does not carry a readable approval id".to_owned();
     let mut parts = state.split('.');
     let (Some(_), Some(_), Some(payload), Some(_), None) =
@@ -367,13 +360,25 @@ fn door_state_approval(state: &str) -> Result<String, String> {
         return Err(unreadable());
     };
     let json = URL_SAFE_NO_PAD.decode(payload).map_err(|_| unreadable())?;
-    let payload: Value = serde_json::from_slice(&json).map_err(|_| unreadable())?;
-    payload
-        .get("approval_id")
-        .and_then(Value::as_str)
-        .filter(|id| !id.is_empty())
-        .map(str::to_owned)
-        .ok_or_else(unreadable)
+    let payload: StatePayload = serde_json::from_slice(&json).map_err(|_| unreadable())?;
+    if payload.approval_id.is_empty() {
+        return Err(unreadable());
+    }
+    Ok(payload)
+}
+
+/// The entry error of a retry whose door state was issued for another call: the door binds
+/// its state to the call's method, name and arguments ([`Call::digest`]) and refuses any
+/// other call presenting it (`request-state-invalid`, `other-call`), forwarding nothing.
+fn other_call(line: usize, of: Option<usize>) -> String {
+    let issued = match of {
+        Some(of) => format!("the call on line {of}"),
+        None => "a call that was not recorded".to_owned(),
+    };
+    format!(
+        "the retry on line {line} is not the call the door's requestState was issued for ({issued}): its method, name \
+         or arguments differ, so the door refuses it (request-state-invalid: other-call) and forwards nothing"
+    )
 }
 
 /// A line's `headers` object as lower-case `(name, value)` pairs.

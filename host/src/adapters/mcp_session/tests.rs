@@ -96,11 +96,66 @@ fn a_2026_message_without_headers_takes_its_generation_from_meta() {
     assert!(errors[0].contains("line 2: params._meta: Unsupported protocol version: '2099-01-01'"), "{}", errors[0]);
 }
 
+/// The door's state for approval `apr_7` on a call of `del` with `arguments` (MAC not real:
+/// replay does not verify it; expired and for another principal than any replay's `--as`).
+fn door_state(arguments: &Value) -> String {
+    let digest = call_of("tools/call", Some(&json!({"name": "del", "arguments": arguments}))).unwrap().digest();
+    let payload = json!({"approval_id": "apr_7", "principal": {"kind": "agent", "id": "b"}, "digest": digest,
+        "expires_ms": 1});
+    format!("pcs1.k1.{}.bWFj", URL_SAFE_NO_PAD.encode(payload.to_string()))
+}
+
+#[test]
+fn a_retry_that_is_another_call_than_its_doors_state_is_an_entry_error_naming_both_lines() {
+    let state = door_state(&json!({"id": 4}));
+    let del = modern_call(2, "del", &json!({"id": 4}), &json!({}), &json!({}));
+    let held = json!({"jsonrpc":"2.0","id":2,"result":{"resultType":"input_required","inputRequests":{},"requestState": state}}).to_string();
+    let other = modern_call(3, "del", &json!({"id": 5}), &json!({}), &json!({"requestState": state}));
+    let same = modern_call(4, "del", &json!({"id": 4}), &json!({}), &json!({"requestState": state}));
+    let unrecorded = door_state(&json!({"id": 9}));
+    let lost = modern_call(5, "del", &json!({"id": 4}), &json!({}), &json!({"requestState": unrecorded}));
+    let (summary, items) = read(&[LIST, LISTED, &del, &held, &other, &same, &lost]);
+    assert_eq!((summary.items, summary.errors), (5, 2), "{:?}", errors(&items));
+    let errors = errors(&items);
+    assert!(
+        errors[0].contains(
+            "line 5: params.requestState: the retry on line 5 is not the call the door's requestState was issued for \
+             (the call on line 3)"
+        ),
+        "{}",
+        errors[0]
+    );
+    assert!(errors[0].contains("other-call"), "{}", errors[0]);
+    assert!(errors[1].contains("line 7: params.requestState: the retry on line 7"), "{}", errors[1]);
+    assert!(errors[1].contains("(a call that was not recorded)"), "{}", errors[1]);
+    // The same call passes, carrying its approval.
+    let ok = exchanges(&items);
+    assert_eq!(ok[2].request.id, "s:6 retry-of:3");
+    assert_eq!(ok[2].request.header("portcullis-approval"), Some("apr_7"));
+}
+
+#[test]
+fn a_param_header_no_recorded_schema_vouches_for_is_an_entry_error() {
+    let unlisted =
+        modern_call(1, "in_region", &json!({"region": "eu"}), &json!({"mcp-param-region": "eu"}), &json!({}));
+    let plain = modern_call(2, "in_region", &json!({"region": "eu"}), &json!({}), &json!({}));
+    // `del` is listed without an inputSchema.
+    let schemaless = modern_call(5, "del", &json!({"id": 1}), &json!({"mcp-param-id": "1"}), &json!({}));
+    let (summary, items) = read(&[&unlisted, &plain, LIST, LISTED, &schemaless]);
+    assert_eq!((summary.items, summary.errors), (4, 2), "{:?}", errors(&items));
+    let errors = errors(&items);
+    for (error, line) in errors.iter().zip([1, 5]) {
+        assert!(error.contains(&format!("line {line}: headers: Header mismatch: mcp-param-")), "{error}");
+        assert!(error.contains("cannot be checked") && error.contains("HeaderMismatch, JSON-RPC -32020"), "{error}");
+    }
+    let ok = exchanges(&items);
+    assert_eq!(ok[1].request.id, "s:2", "a call without the header still reads");
+    assert_eq!(ok[1].request.header("mcp-param-region"), None);
+}
+
 #[test]
 fn a_retry_with_the_doors_state_carries_its_approval_and_a_servers_state_does_not() {
-    let payload = URL_SAFE_NO_PAD
-        .encode(br#"{"approval_id":"apr_7","principal":{"kind":"agent","id":"b"},"digest":"d","expires_ms":1}"#);
-    let door_state = format!("pcs1.k1.{payload}.bWFj");
+    let door_state = door_state(&json!({"id": 4}));
     let del = modern_call(2, "del", &json!({"id": 4}), &json!({}), &json!({}));
     let held = json!({"jsonrpc":"2.0","id":2,"result":{"resultType":"input_required","inputRequests":{"approval":{"method":"elicitation/create","params":{"mode":"url"}}},"requestState": door_state}}).to_string();
     let retry = modern_call(
