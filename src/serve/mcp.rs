@@ -436,6 +436,11 @@ impl Door {
             Message::Notification { method } => {
                 return self.pass_uncalled(&gate, parts, normal, &message, Some(method), routing).await;
             }
+            // "The client MUST NOT send JSON-RPC responses" (2026-07-28, streamable-http): none to pass.
+            Message::Response { .. } if generation == portcullis_host::adapters::mcp_headers::Generation::Modern => {
+                let text = "a 2026-07-28 client sends no JSON-RPC responses (the server sends it no requests)";
+                return rpc_error(400, &Value::Null, ERROR_INVALID_REQUEST, text, "");
+            }
             Message::Response { .. } => return self.pass_uncalled(&gate, parts, normal, &message, None, routing).await,
         };
         let call = match mcp::call_of(&method, params.as_ref()) {
@@ -497,6 +502,7 @@ impl Door {
             cache: self.annotations.clone(),
             filter_tools: self.section.filter_tools,
             judge: self.judge,
+            modern: generation == portcullis_host::adapters::mcp_headers::Generation::Modern,
         };
         self.answer(answering, response).await
     }
@@ -983,6 +989,8 @@ impl Door {
         // A `subscriptions/listen` stream: its notifications pass the response phase.
         let listening =
             answering.as_ref().and_then(|a| listen::Listening::of(&a.call.method, &a.gate, &a.ticket, a.judge));
+        // A 2026-07-28 call's stream: no server requests, no change notifications on it.
+        let modern = answering.as_ref().is_some_and(|a| a.modern);
         tokio::spawn(async move {
             let mut body = body;
             let mut buffer = BytesMut::new();
@@ -1003,18 +1011,24 @@ impl Door {
                 };
                 let Ok(data) = frame.into_data() else { continue };
                 buffer.extend_from_slice(&data);
+                // An event over the cap is refused even when it arrived whole in one read.
+                let mut over = false;
                 while let Some((event, rest)) = split_event(&buffer) {
+                    if event.len() > door_cap {
+                        over = true;
+                        break;
+                    }
                     let event = event.to_vec();
                     buffer = BytesMut::from(&buffer[rest..]);
-                    let passed = pass_event(&event, &mut answering, listening.as_ref(), &cache, &list_key).await;
-                    let Some(out) = passed else {
+                    let passed = pass_event(&event, &mut answering, (listening.as_ref(), modern), &cache, &list_key);
+                    let Some(out) = passed.await else {
                         continue;
                     };
                     if tx.send(Ok(Bytes::from(out))).await.is_err() {
                         return;
                     }
                 }
-                if buffer.len() > door_cap {
+                if over || buffer.len() > door_cap {
                     tracing::warn!(
                         cap = door_cap,
                         "an SSE event from the MCP server is over the cap; ending the stream"
@@ -1040,7 +1054,7 @@ impl Door {
 async fn pass_event(
     event: &[u8],
     answering: &mut Option<Answering>,
-    listening: Option<&listen::Listening>,
+    (listening, modern): (Option<&listen::Listening>, bool),
     cache: &Cache,
     list_key: &ListKey,
 ) -> Option<Vec<u8>> {
@@ -1064,9 +1078,9 @@ async fn pass_event(
             if let Some(listening) = listening {
                 return listening.release(message, &method).map(|passed| sse_event(&fields, &passed));
             }
-            Some(with_blank_line(event))
+            listen::passes_call_notification(&method, modern).then(|| with_blank_line(event))
         }
-        Message::Request { .. } => listen::passes_server_request(listening).then(|| with_blank_line(event)),
+        Message::Request { .. } => listen::passes_server_request(listening, modern).then(|| with_blank_line(event)),
         Message::Response { id } => {
             let Some(waiting) = answering.as_ref() else {
                 tracing::warn!(
@@ -1098,6 +1112,8 @@ struct Answering {
     filter_tools: bool,
     /// Where the response phase runs ([`Judge`]).
     judge: Judge,
+    /// A 2026-07-28 exchange (its stream is held to that revision's rules).
+    modern: bool,
 }
 
 impl Answering {

@@ -15,9 +15,9 @@
 //!   and `mcp-method: subscriptions/listen`) with the **notification's method as the
 //!   operation** (`notifications/resources/updated`), routed anew, so a route can name the
 //!   notification kinds it covers;
-//! - the response is status 200 with the notification's `params` (without `_meta`) as its
-//!   JSON body: a redaction is written back into `params`, `_meta` (the subscription id)
-//!   kept;
+//! - the response is status 200 with the notification's whole `params` as its JSON body
+//!   (`_meta` too: what the client gets is what the policies judged, as an answer's
+//!   `result._meta` is): a redaction is written back as the new `params`;
 //! - a deny (or a redaction that cannot be written back) drops the notification: the
 //!   client never sees it, the log says which method and why, and the gate's response-phase
 //!   audit record names it (operation, decision, status).
@@ -56,14 +56,9 @@ impl Listening {
     /// The response phase for one notification `message` (of `method`) on the stream: the
     /// message to pass (redacted when a policy asked), or `None` to drop it.
     pub(super) fn release(&self, mut message: Value, method: &str) -> Option<Value> {
-        let params = message.get("params").cloned().unwrap_or(Value::Null);
-        let body = match params {
-            Value::Object(mut fields) => {
-                fields.remove("_meta");
-                Value::Object(fields)
-            }
+        let body = match message.get("params").cloned().unwrap_or(Value::Null) {
             Value::Null => Value::Object(serde_json::Map::new()),
-            other => other,
+            params => params,
         };
         let mut request = self.ticket.request.clone();
         request.operation = Some(method.to_owned());
@@ -102,7 +97,7 @@ impl Listening {
     }
 }
 
-/// Writes the redacted body back into the notification's `params`, keeping its `_meta`.
+/// Writes the redacted body back as the notification's `params` (its `_meta` as judged).
 fn written_back(message: &mut Value, redacted: Option<&Body>) -> Result<(), String> {
     let Some(redacted) = redacted else { return Err("a redaction removed the whole params".into()) };
     if redacted.truncated {
@@ -113,23 +108,46 @@ fn written_back(message: &mut Value, redacted: Option<&Body>) -> Result<(), Stri
         return Err("a redaction replaced the whole params object".into());
     };
     let Some(object) = message.as_object_mut() else { return Err("the message is not an object".into()) };
-    let meta = object.get("params").and_then(|p| p.get("_meta")).cloned();
-    let mut params = fields;
-    if let Some(meta) = meta {
-        params.insert("_meta".into(), meta);
-    }
-    object.insert("params".into(), Value::Object(params));
+    object.insert("params".into(), Value::Object(fields));
     Ok(())
 }
 
 /// Whether a server request may pass on a stream: on a 2025 `GET` stream or a 2025
-/// response stream it may (sampling, elicitation, roots); on a listen stream it is dropped.
-pub(super) fn passes_server_request(listening: Option<&Listening>) -> bool {
+/// response stream it may (sampling, elicitation, roots); on a listen stream or the
+/// response stream of any 2026-07-28 request (`modern`) it is dropped: "The server MUST NOT
+/// send independent JSON-RPC requests on this stream" (basic/transports/streamable-http,
+/// "Receiving Messages"; they travel inside an `InputRequiredResult`), and the client's
+/// answer would reach the server unjudged.
+pub(super) fn passes_server_request(listening: Option<&Listening>, modern: bool) -> bool {
     if listening.is_some() {
         tracing::warn!("dropped a server request on a subscriptions/listen stream (the 2026 revision forbids them)");
         return false;
     }
+    if modern {
+        tracing::warn!("dropped a server request on a 2026-07-28 call's response stream (the revision forbids them)");
+        return false;
+    }
     true
+}
+
+/// The notifications a 2026-07-28 request's own response stream may carry: those about the
+/// request ("These notifications MUST relate to the originating client request",
+/// streamable-http "Receiving Messages"). Change notifications (`…/list_changed`,
+/// `resources/updated`) are delivered only on a listen stream, where each passes the
+/// response phase ([`Listening::release`]).
+const REQUEST_SCOPED: [&str; 2] = ["notifications/progress", "notifications/message"];
+
+/// Whether a notification of `method` may pass, unjudged, on the response stream of a
+/// request that is not a listen: any on a 2025 stream (as that revision allows); on a
+/// 2026-07-28 one (`modern`) only [`REQUEST_SCOPED`] ones, the rest dropped (a change
+/// notification there would bypass the listen stream's response phase).
+pub(super) fn passes_call_notification(method: &str, modern: bool) -> bool {
+    if !modern || REQUEST_SCOPED.contains(&method) {
+        return true;
+    }
+    let shown: String = method.chars().take(64).collect();
+    tracing::warn!(method = %shown, "dropped a notification on a 2026-07-28 call's response stream: not about the call");
+    false
 }
 
 #[cfg(test)]
@@ -138,10 +156,11 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn a_redacted_body_goes_back_into_params_with_its_meta() {
+    fn a_redacted_body_goes_back_as_params_with_its_meta_as_judged() {
         let mut message = json!({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {
-            "_meta": {"io.modelcontextprotocol/subscriptionId": 1}, "uri": "invoices://7", "title": "x"}});
-        let redacted = Body::json(&json!({"uri": "[redacted]"}));
+            "_meta": {"io.modelcontextprotocol/subscriptionId": 1, "note": "x"}, "uri": "invoices://7", "title": "x"}});
+        let redacted =
+            Body::json(&json!({"uri": "[redacted]", "_meta": {"io.modelcontextprotocol/subscriptionId": 1}}));
         written_back(&mut message, Some(&redacted)).unwrap();
         assert_eq!(
             message["params"],
