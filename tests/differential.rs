@@ -1123,3 +1123,88 @@ fn a_listen_notifications_meta_passes_the_response_phase_too() {
     assert!(!text.contains("ada@example.com"), "params._meta passed the response phase unjudged: {text}");
     assert!(text.contains("io.modelcontextprotocol/subscriptionId"), "the subscription id is kept: {text}");
 }
+
+/// The scripted MCP server that is also an authorization server's token endpoint: a form
+/// POST (not JSON) gets an exchanged token whose `expires_in` is the largest number JSON
+/// carries.
+fn exchange_forever(message: &Value) -> Vec<u8> {
+    match message.get("method").and_then(Value::as_str) {
+        Some("tools/list") => http_json(&result_of(message, echo_listing())),
+        Some("tools/call") => http_json(&result_of(message, json!({"content": [{"type": "text", "text": "ran"}]}))),
+        Some(_) => http_json(&result_of(message, json!({}))),
+        None => http_json(&json!({"access_token": "exchanged-for-the-server", "token_type": "Bearer",
+                                  "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+                                  "expires_in": u64::MAX})),
+    }
+}
+
+/// Finding: an RFC 8693 exchange answer whose `expires_in` is absurd (`u64::MAX`) overflowed
+/// the cache's expiry instant: the door panicked in the call (the client got no answer, and a
+/// build with `panic = "abort"` would lose the whole process), for every call of that caller.
+/// Now an exchanged token is cached for at most a day.
+#[test]
+fn a_token_exchange_answer_with_an_absurd_expiry_does_not_break_the_call() {
+    let dir = temp_dir("differential-mcp-exchange-expiry");
+    let server = Scripted::start(exchange_forever);
+    let secret = "h7-differential-jwt-secret-0123456789abcdef";
+    let resource = "https://mcp.example.test/mcp";
+    let text = format!(
+        r#"
+[[identity.jwt]]
+issuer = "https://issuer.example.test"
+secret_env = "H7_TEST_JWT_SECRET"
+kind = "agent"
+
+[policies.open]
+module = "{scopes}"
+settings = {{ default = "allow" }}
+
+[[routes]]
+name = "mcp"
+paths = ["/mcp"]
+policies = ["open"]
+
+[server.mcp]
+listen = "127.0.0.1:0"
+upstream = "http://127.0.0.1:{port}/mcp"
+
+[server.mcp.oauth]
+resource = "{resource}"
+authorization_servers = ["https://issuer.example.test"]
+
+[server.mcp.oauth.exchange]
+token_endpoint = "http://127.0.0.1:{port}/token"
+client_id = "door"
+client_secret_env = "H7_TEST_DOOR_SECRET"
+audience = "https://invoices.internal"
+"#,
+        scopes = common::component("scopes").display(),
+        port = server.port,
+    );
+    let config = dir.join("portcullis.toml");
+    std::fs::write(&config, text).expect("write config");
+    let door = Server::start(&config, &[("H7_TEST_JWT_SECRET", secret), ("H7_TEST_DOOR_SECRET", "door-secret")]);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let claims = json!({"iss": "https://issuer.example.test", "aud": resource, "sub": "agent-7", "exp": now + 600});
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign");
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {}}});
+    let bearer = format!("Bearer {token}");
+    let headers = [
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("authorization", bearer.as_str()),
+    ];
+    for _ in 0..2 {
+        let sent = common::serve::try_send("POST", &door.url("mcp", "/mcp"), &headers, body.to_string().as_bytes());
+        let answer = sent.unwrap_or_else(|e| panic!("no answer ({e}):\n{}", door.log()));
+        let text = String::from_utf8_lossy(&answer.body);
+        assert!(answer.status == 200 && text.contains("\"ran\""), "{text}\n{}", door.log());
+    }
+    let exchanges = server.received().iter().filter(|m| m.is_null()).count();
+    assert_eq!(exchanges, 1, "the exchanged token is cached");
+}

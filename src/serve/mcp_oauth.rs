@@ -322,6 +322,10 @@ const EXPIRY_MARGIN: Duration = Duration::from_secs(30);
 /// Largest token endpoint answer read.
 const MAX_TOKEN_ANSWER: usize = 64 * 1024;
 
+/// The longest an exchanged token is cached, whatever its `expires_in` says (an absurd one
+/// would overflow the expiry instant).
+const MAX_CACHED: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Why a token could not be exchanged: 401 when the authorization server refused the
 /// caller's token (`invalid_grant`, `invalid_token`, …), 502 when it could not be asked or
 /// answered anything else. Either way nothing is sent to the MCP server.
@@ -334,7 +338,7 @@ pub(super) struct ExchangeError {
 /// `[server.mcp.oauth.exchange]`: the door as an OAuth client exchanging callers' tokens
 /// (RFC 8693 §2.1: `subject_token` the caller's, the door authenticated as the client and
 /// so the actor the new token's `act` names), each result cached, keyed by a SHA-256 of the
-/// caller's token, until shortly before it expires.
+/// caller's token, until shortly before it expires (at most [`MAX_CACHED`]).
 pub(super) struct Exchanger {
     config: TokenExchange,
     endpoint: http::Uri,
@@ -375,7 +379,7 @@ impl Exchanger {
             return Ok(token.clone());
         }
         let (token, lifetime) = self.exchange(caller).await?;
-        let until = now + lifetime.saturating_sub(EXPIRY_MARGIN);
+        let until = now + lifetime.min(MAX_CACHED).saturating_sub(EXPIRY_MARGIN);
         if until > now {
             let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
             if cache.len() >= MAX_EXCHANGED {
