@@ -105,6 +105,11 @@ impl DoorPins {
         let mut learnt = false;
         for tool in tools {
             let Some(name) = tool.get("name").and_then(Value::as_str) else { continue };
+            // A name listed again after a refused entry: the refusal stands (the server has a
+            // definition nobody pinned; which one a call would run is the server's choice).
+            if hidden.contains(name) {
+                continue;
+            }
             if state.listed.len() >= MAX_TOOLS && !state.listed.contains_key(name) {
                 tracing::warn!(tool = name, "the MCP server lists more than {MAX_TOOLS} tools; hiding the rest");
                 hidden.insert(name.to_owned());
