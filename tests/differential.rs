@@ -1258,3 +1258,41 @@ fn a_tool_listed_twice_with_a_changed_definition_is_refused() {
     let calls = server.received().iter().filter(|m| m["method"] == "tools/call").count();
     assert_eq!(calls, calls_before, "the call of a changed tool reached the server");
 }
+
+fn logs_what_it_answers(message: &Value) -> Vec<u8> {
+    match message.get("method").and_then(Value::as_str) {
+        Some("tools/list") => http_json(&result_of(message, echo_listing())),
+        Some("tools/call") => http_sse(&[
+            json!({"jsonrpc": "2.0", "method": "notifications/message",
+                   "params": {"level": "info", "logger": "echo", "data": "looked up ada@example.com"}}),
+            json!({"jsonrpc": "2.0", "method": "notifications/progress",
+                   "params": {"progressToken": "p1", "progress": 1, "message": "mailing ada@example.com"}}),
+            result_of(message, json!({"content": [{"type": "text", "text": "found ada@example.com"}]})),
+        ]),
+        _ => http_json(&result_of(message, json!({}))),
+    }
+}
+
+/// Finding: the notifications on a call's own response stream (`notifications/message`,
+/// `notifications/progress`) passed to the client unjudged, beside the call's answer that
+/// the response phase judged: what a policy masked in the result, the server could say in
+/// a log line. Now each passes the response phase as an event of its own (as on a listen
+/// stream: the call's request, the notification's method as the operation, its `params` as
+/// the body), in both generations.
+#[test]
+fn notifications_on_a_calls_stream_pass_the_response_phase() {
+    let server = Scripted::start(logs_what_it_answers);
+    let minimise = common::component("minimise").display().to_string();
+    let policies = format!(
+        "[policies.minimise]\nmodule = \"{minimise}\"\nsettings = {{ rules = [{{ detect = [\"email\"], mask = \
+         \"replace:[email]\", direction = \"response\" }}] }}"
+    );
+    let door = scripted_door_with("differential-mcp-call-notifications", &server, &policies, "");
+    for (id, modern) in [(1, false), (2, true)] {
+        let answer = call_echo(&door, id, &json!({}), modern);
+        let text = String::from_utf8_lossy(&answer.body);
+        assert!(text.contains("found [email]"), "the result is judged: {text}\n{}", door.log());
+        assert!(text.contains("notifications/message") && text.contains("notifications/progress"), "{text}");
+        assert!(!text.contains("ada@example.com"), "a notification passed unjudged: {text}");
+    }
+}

@@ -986,9 +986,8 @@ impl Door {
         let (tx, rx) = mpsc::channel::<Result<Bytes, BoxError>>(16);
         let door_cap = self.section.max_response_bytes;
         let cache = self.annotations.clone();
-        // A `subscriptions/listen` stream: its notifications pass the response phase.
-        let listening =
-            answering.as_ref().and_then(|a| listen::Listening::of(&a.call.method, &a.gate, &a.ticket, a.judge));
+        // A call's stream (`subscriptions/listen`'s or another's): its notifications pass the response phase.
+        let listening = answering.as_ref().map(|a| listen::Listening::of(&a.call.method, &a.gate, &a.ticket, a.judge));
         // A 2026-07-28 call's stream: no server requests, no change notifications on it.
         let modern = answering.as_ref().is_some_and(|a| a.modern);
         tokio::spawn(async move {
@@ -1076,9 +1075,13 @@ async fn pass_event(
                 cache.forget(list_key);
             }
             if let Some(listening) = listening {
+                if !listening.is_listen() && !listen::passes_call_notification(&method, modern) {
+                    return None;
+                }
                 return listening.release(message, &method).map(|passed| sse_event(&fields, &passed));
             }
-            listen::passes_call_notification(&method, modern).then(|| with_blank_line(event))
+            // A `GET` stream (2025): no call to judge it with.
+            Some(with_blank_line(event))
         }
         Message::Request { .. } => listen::passes_server_request(listening, modern).then(|| with_blank_line(event)),
         Message::Response { id } => {

@@ -38,19 +38,32 @@ use super::Judge;
 /// The JSON-RPC method that opens a notification stream.
 pub(super) const LISTEN_METHOD: &str = "subscriptions/listen";
 
-/// A `subscriptions/listen` call admitted by the gate, whose stream's notifications pass
-/// the response phase. Kept by the stream's task for the stream's whole life (after the
-/// final answer too, so nothing on it passes unjudged).
+/// A call admitted by the gate, whose stream's notifications pass the response phase: a
+/// `subscriptions/listen` call's change notifications, or any other call's own
+/// notifications (`notifications/progress`, `notifications/message`: what a policy masks
+/// in the answer must not pass in a log line beside it). Kept by the stream's task for the
+/// stream's whole life (after the final answer too, so nothing on it passes unjudged).
 pub(super) struct Listening {
     gate: Arc<Gate>,
     ticket: Arc<Ticket>,
     judge: Judge,
+    /// A `subscriptions/listen` stream (else a call's own response stream).
+    listen: bool,
 }
 
 impl Listening {
-    /// The listening state for an admitted call of `method`; `None` for any other method.
-    pub(super) fn of(method: &str, gate: &Arc<Gate>, ticket: &Arc<Ticket>, judge: Judge) -> Option<Listening> {
-        (method == LISTEN_METHOD).then(|| Listening { gate: gate.clone(), ticket: ticket.clone(), judge })
+    /// The stream's state for an admitted call of `method`.
+    pub(super) fn of(method: &str, gate: &Arc<Gate>, ticket: &Arc<Ticket>, judge: Judge) -> Listening {
+        Listening { gate: gate.clone(), ticket: ticket.clone(), judge, listen: method == LISTEN_METHOD }
+    }
+
+    /// Whether this is a `subscriptions/listen` stream.
+    pub(super) fn is_listen(&self) -> bool {
+        self.listen
+    }
+
+    fn stream(&self) -> &'static str {
+        if self.listen { "a subscriptions/listen stream" } else { "a call's response stream" }
     }
 
     /// The response phase for one notification `message` (of `method`) on the stream: the
@@ -76,7 +89,8 @@ impl Listening {
                     code = %refusal.code,
                     policy = refusal.policy.as_deref().unwrap_or(""),
                     request_id = %request_id,
-                    "dropped a notification on a subscriptions/listen stream: a response-phase policy refused it"
+                    "dropped a notification on {}: a response-phase policy refused it",
+                    self.stream()
                 );
                 None
             }
@@ -87,8 +101,9 @@ impl Listening {
                     tracing::warn!(
                         method,
                         request_id = %request_id,
-                        "dropped a notification on a subscriptions/listen stream: its redaction cannot be \
-                         written back ({reason}); refusing rather than passing it unredacted"
+                        "dropped a notification on {}: its redaction cannot be written back ({reason}); refusing \
+                         rather than passing it unredacted",
+                        self.stream()
                     );
                     None
                 }
@@ -119,7 +134,7 @@ fn written_back(message: &mut Value, redacted: Option<&Body>) -> Result<(), Stri
 /// "Receiving Messages"; they travel inside an `InputRequiredResult`), and the client's
 /// answer would reach the server unjudged.
 pub(super) fn passes_server_request(listening: Option<&Listening>, modern: bool) -> bool {
-    if listening.is_some() {
+    if listening.is_some_and(Listening::is_listen) {
         tracing::warn!("dropped a server request on a subscriptions/listen stream (the 2026 revision forbids them)");
         return false;
     }
