@@ -7,7 +7,8 @@
 //! - `POST` with a JSON-RPC request: normalised by `adapters::mcp` (the tool's name is the
 //!   operation, its arguments the body), admitted by the gate, forwarded with redacted
 //!   arguments; the server's answer (a JSON body or an SSE stream) passes the response
-//!   phase with the `result` as its body before the client sees it. A refusal is a JSON-RPC
+//!   phase with the `result` as its body before the client sees it (each notification on
+//!   its stream too, as an event of its own: `mcp_listen.rs`). A refusal is a JSON-RPC
 //!   error with the same id. Before a `tools/call`, the door knows the tool's annotations:
 //!   from a recent `tools/list` answer for that caller and session, or by listing the tools
 //!   itself; a tool it cannot find carries MCP's defaults (destructive). `tools/list`
