@@ -1296,3 +1296,43 @@ fn notifications_on_a_calls_stream_pass_the_response_phase() {
         assert!(!text.contains("ada@example.com"), "a notification passed unjudged: {text}");
     }
 }
+
+/// Finding: a tool call's `params` fields other than those the policies judge (`name`,
+/// `arguments`) and any `_meta` key reached the server unjudged: an agent could put in
+/// `params.note` or `params._meta.note` what a policy would have refused or masked in the
+/// arguments. Now the server gets the judged fields, `_meta`'s protocol keys and the keys
+/// `[server.mcp] pass_meta` names, and a server's own Multi Round-Trip fields; nothing else.
+#[test]
+fn a_calls_unjudged_params_and_meta_never_reach_the_server() {
+    let server = Scripted::start(echo_of_size);
+    let door = scripted_door("differential-mcp-params", &server, "pass_meta = [\"vendor/trace\"]");
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+        "name": "echo", "arguments": {"size": 2}, "note": "DE89370400440532013000",
+        "requestState": "server-own", "inputResponses": {"q": {"action": "accept"}},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                  "io.modelcontextprotocol/clientCapabilities": {}, "progressToken": 1,
+                  "vendor/trace": "t-1", "note": "DE89370400440532013000"}}})
+    .to_string();
+    let headers = [
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("x-api-key", common::serve::AGENT_KEY),
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "echo"),
+    ];
+    let answer = common::serve::send("POST", &door.url("mcp", "/mcp"), &headers, body.as_bytes());
+    assert_eq!(answer.status, 200, "{}\n{}", String::from_utf8_lossy(&answer.body), door.log());
+    let received = server.received();
+    let call = received.iter().find(|m| m["method"] == "tools/call").expect("the call reached the server");
+    assert!(!call.to_string().contains("DE89370400440532013000"), "unjudged params reached the server: {call}");
+    let params = &call["params"];
+    assert_eq!(params["arguments"], json!({"size": 2}));
+    assert_eq!(
+        (params["requestState"].as_str(), params["inputResponses"]["q"]["action"].as_str()),
+        (Some("server-own"), Some("accept"))
+    );
+    let meta = &params["_meta"];
+    assert_eq!(meta["io.modelcontextprotocol/protocolVersion"], "2026-07-28", "{call}");
+    assert_eq!((meta["progressToken"].as_u64(), meta["vendor/trace"].as_str()), (Some(1), Some("t-1")), "{call}");
+}

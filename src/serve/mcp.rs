@@ -651,6 +651,11 @@ impl Door {
             let text = format!("redaction-failed: {e}; refusing rather than passing it unredacted");
             return Err(Box::new(rpc_error(200, id, ERROR_DENIED, &text, request_id)));
         }
+        // Only what the policies judged, `_meta`'s protocol keys and a server's own MRTR fields.
+        let removed = mcp::keep_known_params(&mut message, call, &self.section.pass_meta);
+        if !removed.is_empty() {
+            tracing::debug!(request_id = %request_id, removed = ?removed, "removed params no policy judged");
+        }
         let forwarded = Bytes::from(serde_json::to_vec(&message).unwrap_or_default());
         let mut outgoing = self.outgoing(parts, &ticket.request, ticket.check.verdict.redactions(), forwarded);
         if routing {

@@ -646,6 +646,53 @@ pub fn with_body(message: &mut Value, call: &Call, body: Option<&Body>) -> Resul
     Ok(())
 }
 
+/// The `_meta` keys the protocol defines, which pass to the server (besides the ones a door
+/// is told to pass): the reserved `io.modelcontextprotocol/` prefix (protocol version,
+/// client capabilities and info, log level), `progressToken`, and the OpenTelemetry trace
+/// context keys.
+fn is_protocol_meta(key: &str) -> bool {
+    key.starts_with("io.modelcontextprotocol/")
+        || matches!(key, "progressToken" | "traceparent" | "tracestate" | "baggage")
+}
+
+/// The `params` fields of a call that a server may get: what the policies judged (the
+/// tool's or prompt's `name` and `arguments`, the resource's `uri`), `_meta`, and a server's
+/// own Multi Round-Trip fields (`requestState`, `inputResponses`: its state and the answers
+/// to what it asked).
+const CALL_PARAMS: [&str; 6] = ["name", "arguments", "uri", "_meta", "requestState", "inputResponses"];
+
+/// Trims a request about to be forwarded to what a server may get and the policies did not
+/// need to see: `_meta` keeps the protocol's keys and `pass_meta`, nothing else (a key no
+/// policy reads cannot smuggle what they would refuse); a `tools/call`, `resources/read` or
+/// `prompts/get` keeps [`CALL_PARAMS`] only. The names of removed keys (never values) are
+/// returned for the log.
+pub fn keep_known_params(message: &mut Value, call: &Call, pass_meta: &[String]) -> Vec<String> {
+    let mut removed = Vec::new();
+    let Some(params) = message.get_mut("params").and_then(Value::as_object_mut) else { return removed };
+    if matches!(call.method.as_str(), "tools/call" | "resources/read" | "prompts/get") {
+        params.retain(|key, _| {
+            let keep = CALL_PARAMS.contains(&key.as_str());
+            if !keep {
+                removed.push(format!("params.{key}"));
+            }
+            keep
+        });
+    }
+    if let Some(Value::Object(meta)) = params.get_mut("_meta") {
+        meta.retain(|key, _| {
+            let keep = is_protocol_meta(key) || pass_meta.iter().any(|k| k == key);
+            if !keep {
+                removed.push(format!("params._meta.{key}"));
+            }
+            keep
+        });
+        if meta.is_empty() {
+            params.remove("_meta");
+        }
+    }
+    removed
+}
+
 /// Writes a (redacted) response body back into the JSON-RPC answer `message`: its
 /// `result`, or its `error` for an error answer.
 pub fn with_result(message: &mut Value, body: Option<&Body>) -> Result<(), McpError> {
@@ -710,6 +757,28 @@ mod tests {
         let Message::Request { method, params, .. } = message else { panic!("not a request: {text}") };
         let call = call_of(&method, params.as_ref()).unwrap();
         (value, call)
+    }
+
+    #[test]
+    fn only_judged_params_and_the_protocols_meta_reach_the_server() {
+        let (mut message, tool) = call(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"pay","arguments":{"to":"x"},
+            "smuggled":{"iban":"DE00"},"requestState":"s","inputResponses":{},
+            "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","progressToken":3,
+            "traceparent":"00-ab-cd-01","vendor/extra":"x","iban":"DE00"}}}"#,
+        );
+        let removed = keep_known_params(&mut message, &tool, &["vendor/extra".to_owned()]);
+        assert_eq!(removed, ["params.smuggled", "params._meta.iban"]);
+        let params = &message["params"];
+        let keys: Vec<&str> = params.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["_meta", "arguments", "inputResponses", "name", "requestState"]);
+        let meta: Vec<&str> = params["_meta"].as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(meta, ["io.modelcontextprotocol/protocolVersion", "progressToken", "traceparent", "vendor/extra"]);
+        // A `_meta` left empty goes; other methods keep their params (they are the body).
+        let (mut message, list) =
+            call(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{"cursor":"c","_meta":{"x":1}}}"#);
+        assert_eq!(keep_known_params(&mut message, &list, &[]), ["params._meta.x"]);
+        assert_eq!(message["params"], serde_json::json!({"cursor": "c"}));
     }
 
     #[test]

@@ -98,6 +98,12 @@ pub struct McpSection {
     /// metadata, 401/403 challenges, token audience); docs/mcp.md "Authorization".
     #[serde(default)]
     pub oauth: Option<super::McpOAuth>,
+    /// `_meta` keys a request may carry to the server besides the protocol's own
+    /// (`io.modelcontextprotocol/…`, `progressToken`, `traceparent`, `tracestate`,
+    /// `baggage`). Default: none; any other key is removed, since no policy judges `_meta`
+    /// (docs/mcp.md "What the server gets").
+    #[serde(default)]
+    pub pass_meta: Vec<String>,
 }
 
 /// One `[[server.mcp.request_state_keys]]` entry: an id and where its secret (hex or
