@@ -1336,3 +1336,38 @@ fn a_calls_unjudged_params_and_meta_never_reach_the_server() {
     assert_eq!(meta["io.modelcontextprotocol/protocolVersion"], "2026-07-28", "{call}");
     assert_eq!((meta["progressToken"].as_u64(), meta["vendor/trace"].as_str()), (Some(1), Some("t-1")), "{call}");
 }
+
+/// Finding (from the review): in learn mode a call of a tool the server does not list passed
+/// the pins, so on a server that matches names loosely, `ECHO` reached the `echo` whose
+/// definition changed (hidden and refused by its own name). Now, once the door has seen the
+/// server's tools, a tool it does not list is refused as one that cannot be compared with
+/// its pin.
+#[test]
+fn a_call_of_a_tool_the_server_does_not_list_is_refused_by_the_pins() {
+    let server = Scripted::start(echo_of_size);
+    let door = scripted_door("differential-mcp-unlisted-pin", &server, "");
+    let call = |name: &str| {
+        let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                          "params": {"name": name, "arguments": {"size": 1}}})
+        .to_string();
+        let headers = [
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+            ("x-api-key", common::serve::AGENT_KEY),
+            ("mcp-protocol-version", "2025-11-25"),
+        ];
+        common::serve::send("POST", &door.url("mcp", "/mcp"), &headers, body.as_bytes())
+    };
+    let listed = call("echo");
+    assert!(String::from_utf8_lossy(&listed.body).contains("\"result\""), "{}", door.log());
+    let refused = call("ECHO");
+    let text = String::from_utf8_lossy(&refused.body);
+    assert!(text.contains("tool-definition-changed") && text.contains("does not list it"), "{text}");
+    let calls: Vec<String> = server
+        .received()
+        .iter()
+        .filter(|m| m["method"] == "tools/call")
+        .map(|m| m["params"]["name"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(calls, ["echo"], "an unlisted tool's call reached the server");
+}

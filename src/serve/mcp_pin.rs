@@ -159,7 +159,11 @@ impl DoorPins {
                 let pinned = state.pins.tools().get(tool).cloned();
                 Err(self.refusal(id, tool, pinned.as_deref(), Some(&listed.digest)))
             }
-            None if self.mode == PinsMode::Learn => Ok(()),
+            // Learning, and the server's tools were never seen (it cannot list them): the call
+            // goes on with MCP's defaults (destructive). Once they were, a tool it does not
+            // list cannot be compared with a pin (a `PAY` beside the changed `pay`, on a
+            // server that matches names loosely): refused, as in file mode.
+            None if self.mode == PinsMode::Learn && state.listed.is_empty() => Ok(()),
             None => Err(self.refusal(id, tool, state.pins.tools().get(tool).map(String::as_str), None)),
         }
     }
