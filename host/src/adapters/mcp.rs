@@ -664,8 +664,8 @@ const CALL_PARAMS: [&str; 6] = ["name", "arguments", "uri", "_meta", "requestSta
 /// Trims a request about to be forwarded to what a server may get and the policies did not
 /// need to see: `_meta` keeps the protocol's keys and `pass_meta`, nothing else (a key no
 /// policy reads cannot smuggle what they would refuse); a `tools/call`, `resources/read` or
-/// `prompts/get` keeps [`CALL_PARAMS`] only. The names of removed keys (never values) are
-/// returned for the log.
+/// `prompts/get` keeps `name`, `arguments`, `uri`, `_meta`, `requestState` and
+/// `inputResponses` only. The names of removed keys (never values) are returned for the log.
 pub fn keep_known_params(message: &mut Value, call: &Call, pass_meta: &[String]) -> Vec<String> {
     let mut removed = Vec::new();
     let Some(params) = message.get_mut("params").and_then(Value::as_object_mut) else { return removed };
