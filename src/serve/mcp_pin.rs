@@ -121,13 +121,11 @@ impl DoorPins {
                 _ => state.pins.decide_digest(name, &digest),
             };
             learnt |= matches!(decision, PinDecision::Pinned { .. });
-            let mut findings: Vec<&'static str> = Vec::new();
-            for finding in scan::scan_tool(tool) {
-                if !findings.contains(&finding.rule.name()) {
-                    findings.push(finding.rule.name());
-                }
-            }
-            findings.sort_by_key(|f| scan::Rule::ALL.iter().position(|r| r.name() == *f));
+            // The heuristics read the definition the digest covers: the same digest, the
+            // same findings (a listing repeats mostly unchanged tools; the scan costs about
+            // twice the digest, BENCHMARKS.md "MCP 2026-07-28").
+            let known = state.listed.get(name).filter(|l| l.digest == digest).map(|l| l.findings.clone());
+            let findings = known.unwrap_or_else(|| findings_of(tool));
             if !decision.allowed() {
                 hidden.insert(name.to_owned());
                 if state.audited.insert((name.to_owned(), digest.clone())) {
@@ -260,6 +258,18 @@ impl DoorPins {
         let record = AuditRecord::for_door_refusal(&ctx, &listing, PINS, &labels, &[]);
         self.audit.record(&record);
     }
+}
+
+/// The content heuristics' findings on a listed tool: each rule once, in the scan's order.
+fn findings_of(tool: &Value) -> Vec<&'static str> {
+    let mut findings: Vec<&'static str> = Vec::new();
+    for finding in scan::scan_tool(tool) {
+        if !findings.contains(&finding.rule.name()) {
+            findings.push(finding.rule.name());
+        }
+    }
+    findings.sort_by_key(|f| scan::Rule::ALL.iter().position(|r| r.name() == *f));
+    findings
 }
 
 /// The pins a mode starts from: the file's (authoritative in `file` mode; in `learn` mode
