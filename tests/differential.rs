@@ -851,32 +851,7 @@ impl Scripted {
 }
 
 fn scripted_one(mut stream: TcpStream, script: Script, seen: &std::sync::Mutex<Vec<Value>>) {
-    let mut buffer = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let (head_end, length) = loop {
-        let Ok(n) = stream.read(&mut chunk) else { return };
-        if n == 0 {
-            return;
-        }
-        buffer.extend_from_slice(&chunk[..n]);
-        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
-            let length = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .unwrap_or(0);
-            break (end + 4, length);
-        }
-    };
-    while buffer.len() < head_end + length {
-        let Ok(n) = stream.read(&mut chunk) else { return };
-        if n == 0 {
-            return;
-        }
-        buffer.extend_from_slice(&chunk[..n]);
-    }
-    let message: Value = serde_json::from_slice(&buffer[head_end..head_end + length]).unwrap_or(Value::Null);
+    let Some(message) = common::read_json_request(&mut stream) else { return };
     seen.lock().expect("lock").push(message.clone());
     let _ = stream.write_all(&script(&message));
     let _ = stream.flush();

@@ -74,32 +74,7 @@ impl RawServer {
 
 /// One connection, one request (`Connection: close`).
 fn serve_one(mut stream: TcpStream, closed: &AtomicBool) {
-    let mut buffer = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let (head_end, length) = loop {
-        let Ok(n) = stream.read(&mut chunk) else { return };
-        if n == 0 {
-            return;
-        }
-        buffer.extend_from_slice(&chunk[..n]);
-        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
-            let length = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .unwrap_or(0);
-            break (end + 4, length);
-        }
-    };
-    while buffer.len() < head_end + length {
-        let Ok(n) = stream.read(&mut chunk) else { return };
-        if n == 0 {
-            return;
-        }
-        buffer.extend_from_slice(&chunk[..n]);
-    }
-    let message: Value = serde_json::from_slice(&buffer[head_end..head_end + length]).unwrap_or(Value::Null);
+    let Some(message) = common::read_json_request(&mut stream) else { return };
     let id = message.get("id").cloned().unwrap_or(Value::Null);
     let json_answer = |stream: &mut TcpStream, result: Value| {
         let body = json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string();

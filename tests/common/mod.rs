@@ -184,3 +184,30 @@ pub fn criterion_median_ns(group: &str, id: &str) -> Option<f64> {
     let value: serde_json::Value = serde_json::from_str(&text).ok()?;
     value["median"]["point_estimate"].as_f64()
 }
+
+/// Reads one HTTP/1.1 request from `stream` (a hand-written server's connection) and parses
+/// its body (`Content-Length` long) as JSON: `Value::Null` when it is not JSON, `None` when
+/// the connection ends first.
+pub fn read_json_request(stream: &mut std::net::TcpStream) -> Option<serde_json::Value> {
+    use std::io::Read as _;
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let (head_end, length) = loop {
+        let n = stream.read(&mut chunk).ok().filter(|n| *n > 0)?;
+        buffer.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            break (end + 4, length);
+        }
+    };
+    while buffer.len() < head_end + length {
+        let n = stream.read(&mut chunk).ok().filter(|n| *n > 0)?;
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+    Some(serde_json::from_slice(&buffer[head_end..head_end + length]).unwrap_or(serde_json::Value::Null))
+}
