@@ -930,15 +930,32 @@ upstream = "http://127.0.0.1:{port}/mcp"
     Server::start(&config, &[])
 }
 
-/// A `tools/call` of `echo` with `arguments`, as a 2026-07-28 client sends it (`modern`:
-/// headers and body `_meta`) or a 2025 one.
-fn call_echo(door: &Server, id: u64, arguments: &Value, modern: bool) -> common::serve::Answer {
-    let mut params = json!({"name": "echo", "arguments": arguments});
+/// POSTs `body` to the MCP door as the agent (its API key), with the content type and
+/// `Accept` an MCP client sends, then `extra` headers (protocol version, routing headers).
+fn post_as_agent(door: &Server, body: &str, extra: &[(&str, &str)]) -> common::serve::Answer {
     let mut headers = vec![
         ("content-type", "application/json"),
         ("accept", "application/json, text/event-stream"),
         ("x-api-key", common::serve::AGENT_KEY),
     ];
+    headers.extend_from_slice(extra);
+    common::serve::send("POST", &door.url("mcp", "/mcp"), &headers, body.as_bytes())
+}
+
+/// The `minimise` policy masking e-mail addresses found by value in responses.
+fn minimise_emails() -> String {
+    let minimise = common::component("minimise").display().to_string();
+    format!(
+        "[policies.minimise]\nmodule = \"{minimise}\"\nsettings = {{ rules = [{{ detect = [\"email\"], mask = \
+         \"replace:[email]\", direction = \"response\" }}] }}"
+    )
+}
+
+/// A `tools/call` of `echo` with `arguments`, as a 2026-07-28 client sends it (`modern`:
+/// headers and body `_meta`) or a 2025 one.
+fn call_echo(door: &Server, id: u64, arguments: &Value, modern: bool) -> common::serve::Answer {
+    let mut params = json!({"name": "echo", "arguments": arguments});
+    let mut headers = Vec::new();
     if modern {
         params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
                                  "io.modelcontextprotocol/clientCapabilities": {}});
@@ -947,7 +964,7 @@ fn call_echo(door: &Server, id: u64, arguments: &Value, modern: bool) -> common:
         headers.push(("mcp-protocol-version", "2025-11-25"));
     }
     let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params}).to_string();
-    common::serve::send("POST", &door.url("mcp", "/mcp"), &headers, body.as_bytes())
+    post_as_agent(door, &body, &headers)
 }
 
 fn echo_of_size(message: &Value) -> Vec<u8> {
@@ -1033,19 +1050,10 @@ fn a_2026_client_cannot_post_a_response_to_the_server() {
     let answer = json!({"jsonrpc": "2.0", "id": "srv-1", "result": {"role": "assistant",
                         "content": {"type": "text", "text": "sk-live-secret"}, "model": "m"}})
     .to_string();
-    let headers = |version: &'static str| {
-        vec![
-            ("content-type", "application/json"),
-            ("accept", "application/json, text/event-stream"),
-            ("x-api-key", common::serve::AGENT_KEY),
-            ("mcp-protocol-version", version),
-        ]
-    };
-    let url = door.url("mcp", "/mcp");
-    let refused = common::serve::send("POST", &url, &headers("2026-07-28"), answer.as_bytes());
+    let refused = post_as_agent(&door, &answer, &[("mcp-protocol-version", "2026-07-28")]);
     assert_eq!(refused.status, 400, "{}", String::from_utf8_lossy(&refused.body));
     assert!(server.received().iter().all(|m| m.get("result").is_none()), "the server got the client's answer");
-    let passed = common::serve::send("POST", &url, &headers("2025-11-25"), answer.as_bytes());
+    let passed = post_as_agent(&door, &answer, &[("mcp-protocol-version", "2025-11-25")]);
     assert!(passed.status < 300, "{}", String::from_utf8_lossy(&passed.body));
     assert!(server.received().iter().any(|m| m.get("result").is_some()), "a 2025 answer passes");
 }
@@ -1073,25 +1081,15 @@ fn listen_with_meta(message: &Value) -> Vec<u8> {
 #[test]
 fn a_listen_notifications_meta_passes_the_response_phase_too() {
     let server = Scripted::start(listen_with_meta);
-    let minimise = common::component("minimise").display().to_string();
-    let policies = format!(
-        "[policies.minimise]\nmodule = \"{minimise}\"\nsettings = {{ rules = [{{ detect = [\"email\"], mask = \
-         \"replace:[email]\", direction = \"response\" }}] }}"
-    );
+    let policies = minimise_emails();
     let door = scripted_door_with("differential-mcp-listen-meta", &server, &policies, "");
     let body = json!({"jsonrpc": "2.0", "id": 41, "method": "subscriptions/listen", "params": {
         "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
                   "io.modelcontextprotocol/clientCapabilities": {}},
         "notifications": {"resourceSubscriptions": ["invoices://7"]}}})
     .to_string();
-    let headers = [
-        ("content-type", "application/json"),
-        ("accept", "application/json, text/event-stream"),
-        ("x-api-key", common::serve::AGENT_KEY),
-        ("mcp-protocol-version", "2026-07-28"),
-        ("mcp-method", "subscriptions/listen"),
-    ];
-    let answer = common::serve::send("POST", &door.url("mcp", "/mcp"), &headers, body.as_bytes());
+    let headers = [("mcp-protocol-version", "2026-07-28"), ("mcp-method", "subscriptions/listen")];
+    let answer = post_as_agent(&door, &body, &headers);
     let text = String::from_utf8_lossy(&answer.body);
     assert!(text.contains("resources/updated") && text.contains("[email]"), "{text}\n{}", door.log());
     assert!(!text.contains("bob@example.com"), "the judged params passed unmasked: {text}");
@@ -1214,12 +1212,7 @@ fn a_tool_listed_twice_with_a_changed_definition_is_refused() {
     let door = scripted_door("differential-mcp-pins-twice", &server, "");
     let list = |id: u64| {
         let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/list"}).to_string();
-        let headers = [
-            ("content-type", "application/json"),
-            ("accept", "application/json, text/event-stream"),
-            ("x-api-key", common::serve::AGENT_KEY),
-        ];
-        common::serve::send("POST", &door.url("mcp", "/mcp"), &headers, body.as_bytes()).json()
+        post_as_agent(&door, &body, &[]).json()
     };
     assert_eq!(list(1)["result"]["tools"][0]["name"], "echo", "first listing: pinned");
     let first = call_echo(&door, 2, &json!({}), false);
@@ -1257,11 +1250,7 @@ fn logs_what_it_answers(message: &Value) -> Vec<u8> {
 #[test]
 fn notifications_on_a_calls_stream_pass_the_response_phase() {
     let server = Scripted::start(logs_what_it_answers);
-    let minimise = common::component("minimise").display().to_string();
-    let policies = format!(
-        "[policies.minimise]\nmodule = \"{minimise}\"\nsettings = {{ rules = [{{ detect = [\"email\"], mask = \
-         \"replace:[email]\", direction = \"response\" }}] }}"
-    );
+    let policies = minimise_emails();
     let door = scripted_door_with("differential-mcp-call-notifications", &server, &policies, "");
     for (id, modern) in [(1, false), (2, true)] {
         let answer = call_echo(&door, id, &json!({}), modern);
@@ -1288,15 +1277,8 @@ fn a_calls_unjudged_params_and_meta_never_reach_the_server() {
                   "io.modelcontextprotocol/clientCapabilities": {}, "progressToken": 1,
                   "vendor/trace": "t-1", "note": "DE89370400440532013000"}}})
     .to_string();
-    let headers = [
-        ("content-type", "application/json"),
-        ("accept", "application/json, text/event-stream"),
-        ("x-api-key", common::serve::AGENT_KEY),
-        ("mcp-protocol-version", "2026-07-28"),
-        ("mcp-method", "tools/call"),
-        ("mcp-name", "echo"),
-    ];
-    let answer = common::serve::send("POST", &door.url("mcp", "/mcp"), &headers, body.as_bytes());
+    let headers = [("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", "echo")];
+    let answer = post_as_agent(&door, &body, &headers);
     assert_eq!(answer.status, 200, "{}\n{}", String::from_utf8_lossy(&answer.body), door.log());
     let received = server.received();
     let call = received.iter().find(|m| m["method"] == "tools/call").expect("the call reached the server");
@@ -1325,13 +1307,7 @@ fn a_call_of_a_tool_the_server_does_not_list_is_refused_by_the_pins() {
         let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
                           "params": {"name": name, "arguments": {"size": 1}}})
         .to_string();
-        let headers = [
-            ("content-type", "application/json"),
-            ("accept", "application/json, text/event-stream"),
-            ("x-api-key", common::serve::AGENT_KEY),
-            ("mcp-protocol-version", "2025-11-25"),
-        ];
-        common::serve::send("POST", &door.url("mcp", "/mcp"), &headers, body.as_bytes())
+        post_as_agent(&door, &body, &[("mcp-protocol-version", "2025-11-25")])
     };
     let listed = call("echo");
     assert!(String::from_utf8_lossy(&listed.body).contains("\"result\""), "{}", door.log());
